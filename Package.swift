@@ -1,0 +1,44 @@
+// swift-tools-version: 6.0
+// w2vbert-swift: W2V-BERT pre-training on CPU clusters, data-parallel over MPI.
+import PackageDescription
+
+// Hot kernels: no bounds checks in release builds.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "w2vbert-swift",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "w2vbert", targets: ["w2vbert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // MARK: System libraries (module maps only)
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSndFile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CSampleRate", pkgConfig: "samplerate", providers: [.apt(["libsamplerate0-dev"])]),
+        .systemLibrary(name: "CMPISys", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+
+        // MARK: The C shim around MPI (the only code that includes mpi.h)
+        .target(name: "CMPI", dependencies: ["CMPISys"]),
+
+        // MARK: Swift modules
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        // Audio: see the data-pipeline issue
+        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
+        .executableTarget(
+            name: "w2vbert",
+            dependencies: ["Tensor", "Distributed",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: fast),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

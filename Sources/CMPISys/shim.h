@@ -1,0 +1,1 @@
+/* Links Open MPI; only CMPI/shim.c includes mpi.h. */

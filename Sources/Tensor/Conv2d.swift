@@ -1,0 +1,94 @@
+/// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend, SPEC §3).
+/// x [B, Cin, H, W] → y [B, Cout, Ho, Wo], Ho = ⌊(H − 3)/2⌋ + 1, Wo likewise; weight [Cout, Cin, 3, 3].
+/// Computed as im2col + GEMM: cols [Cin·9, Ho·Wo] per utterance (workspace of conv2dColsCount floats).
+public struct Conv2dShape: Sendable {
+    public let b, cin, cout, h, w: Int
+    public var ho: Int { h >= 3 ? (h - 3) / 2 + 1 : 0 }
+    public var wo: Int { w >= 3 ? (w - 3) / 2 + 1 : 0 }
+    public var colsCount: Int { cin * 9 * ho * wo }
+    public init(b: Int, cin: Int, cout: Int, h: Int, w: Int) {
+        self.b = b; self.cin = cin; self.cout = cout; self.h = h; self.w = w
+    }
+}
+
+@inline(__always)
+func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
+    let hw = ho * wo
+    for c in 0..<cin {
+        for ky in 0..<3 {
+            for kx in 0..<3 {
+                let row = cols + ((c * 3 + ky) * 3 + kx) * hw
+                for oy in 0..<ho {
+                    let src = x + (c * h + 2 * oy + ky) * w + kx
+                    let dst = row + oy * wo
+                    for ox in 0..<wo { dst[ox] = src[2 * ox] }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
+    let hw = ho * wo
+    for c in 0..<cin {
+        for ky in 0..<3 {
+            for kx in 0..<3 {
+                let row = cols + ((c * 3 + ky) * 3 + kx) * hw
+                for oy in 0..<ho {
+                    let dst = dx + (c * h + 2 * oy + ky) * w + kx
+                    let src = row + oy * wo
+                    for ox in 0..<wo { dst[2 * ox] += src[ox] }
+                }
+            }
+        }
+    }
+}
+
+public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr, shape s: Conv2dShape) {
+    let hw = s.ho * s.wo
+    for bi in 0..<s.b {
+        let xb = x + bi * s.cin * s.h * s.w, yb = y + bi * s.cout * hw
+        im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
+        for o in 0..<s.cout { (yb + o * hw).update(repeating: bias[o], count: hw) }
+        gemm(transA: false, transB: false, m: s.cout, n: hw, k: s.cin * 9, alpha: 1, a: weight, lda: s.cin * 9,
+             b: cols, ldb: hw, beta: 1, c: yb, ldc: hw)
+    }
+}
+
+/// Accumulates dx (may be nil for the first layer), dW, db. `cols` is workspace (recomputed per utterance).
+public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
+                           weight: CFPtr, shape s: Conv2dShape) {
+    let hw = s.ho * s.wo
+    for bi in 0..<s.b {
+        let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
+        for o in 0..<s.cout {
+            var acc: Float = 0
+            let r = dyb + o * hw
+            for j in 0..<hw { acc += r[j] }
+            dBias[o] += acc
+        }
+        im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
+        gemm(transA: false, transB: true, m: s.cout, n: s.cin * 9, k: hw, alpha: 1, a: dyb, lda: hw,
+             b: cols, ldb: hw, beta: 1, c: dWeight, ldc: s.cin * 9)
+        if let dx {
+            gemm(transA: true, transB: false, m: s.cin * 9, n: hw, k: s.cout, alpha: 1, a: weight, lda: s.cin * 9,
+                 b: dyb, ldb: hw, beta: 0, c: cols, ldc: hw)
+            col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
+        }
+    }
+}
+
+public enum Conv2dReference {
+    public static func forward(x: [Double], weight: [Double], bias: [Double], shape s: Conv2dShape) -> [Double] {
+        var y = [Double](repeating: 0, count: s.b * s.cout * s.ho * s.wo)
+        for bi in 0..<s.b { for o in 0..<s.cout { for oy in 0..<s.ho { for ox in 0..<s.wo {
+            var acc = bias[o]
+            for c in 0..<s.cin { for ky in 0..<3 { for kx in 0..<3 {
+                acc += weight[((o * s.cin + c) * 3 + ky) * 3 + kx] * x[((bi * s.cin + c) * s.h + 2 * oy + ky) * s.w + 2 * ox + kx]
+            } } }
+            y[((bi * s.cout + o) * s.ho + oy) * s.wo + ox] = acc
+        } } } }
+        return y
+    }
+}

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// LayerNorm over the last dimension: y = (x − μ)·rstd·γ + β, rstd = 1/√(var + eps), population var.
+/// x, y: [N, C]; saves mean[N] and rstd[N] for backward.
+public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
+                             n: Int, c: Int, eps: Float = 1e-5) {
+    let invC = 1 / Float(c)
+    for i in 0..<n {
+        let xr = x + i * c, yr = y + i * c
+        var s: Float = 0
+        for j in 0..<c { s += xr[j] }
+        let m = s * invC
+        var v: Float = 0
+        for j in 0..<c { let t = xr[j] - m; v += t * t }
+        let r = 1 / (v * invC + eps).squareRoot()
+        for j in 0..<c { yr[j] = (xr[j] - m) * r * weight[j] + bias[j] }
+        mean[i] = m
+        rstd[i] = r
+    }
+}
+
+/// Accumulates dx, dγ, dβ. With x̂ = (x − μ)·rstd and g = dy·γ:
+/// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
+                              mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
+    let invC = 1 / Float(c)
+    for i in 0..<n {
+        let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
+        let m = mean[i], r = rstd[i]
+        var sg: Float = 0, sgx: Float = 0
+        for j in 0..<c {
+            let xh = (xr[j] - m) * r
+            let g = dyr[j] * weight[j]
+            sg += g
+            sgx += g * xh
+            dBias[j] += dyr[j]
+            dWeight[j] += dyr[j] * xh
+        }
+        sg *= invC
+        sgx *= invC
+        for j in 0..<c {
+            let xh = (xr[j] - m) * r
+            dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
+        }
+    }
+}
+
+public enum LayerNormReference {
+    public static func forward(x: [Double], weight: [Double], bias: [Double], n: Int, c: Int, eps: Double = 1e-5) -> [Double] {
+        var y = x
+        for i in 0..<n {
+            let row = x[(i * c)..<(i * c + c)]
+            let m = row.reduce(0, +) / Double(c)
+            let v = row.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(c)
+            for j in 0..<c { y[i * c + j] = (x[i * c + j] - m) / (v + eps).squareRoot() * weight[j] + bias[j] }
+        }
+        return y
+    }
+}

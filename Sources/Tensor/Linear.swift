@@ -1,0 +1,44 @@
+/// Linear: y[N, out] = x[N, in] · W[out, in]ᵀ + b[out]   (PyTorch layout, weights [out, in]).
+/// `bias` may be nil (the Conformer's pointwise convolutions have none).
+public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int, inDim: Int, outDim: Int) {
+    if let bias {
+        for i in 0..<n { (y + i * outDim).update(from: bias, count: outDim) }
+    }
+    gemm(transA: false, transB: true, m: n, n: outDim, k: inDim, alpha: 1, a: x, lda: inDim,
+         b: weight, ldb: inDim, beta: bias == nil ? 0 : 1, c: y, ldc: outDim)
+}
+
+/// Accumulates dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dbias may be nil.
+public func linearBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr,
+                           n: Int, inDim: Int, outDim: Int) {
+    if let dx {
+        gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy, lda: outDim,
+             b: weight, ldb: inDim, beta: 1, c: dx, ldc: inDim)
+    }
+    gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy, lda: outDim,
+         b: x, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
+    if let dBias { columnSumAccumulate(dBias, dy, rows: n, cols: outDim) }
+}
+
+/// out[c] += Σ_r a[r, c].
+@inline(__always)
+public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let row = a + r * cols
+        for c in 0..<cols { out[c] += row[c] }
+    }
+}
+
+public enum LinearReference {
+    public static func forward(x: [Double], weight: [Double], bias: [Double]?, n: Int, inDim: Int, outDim: Int) -> [Double] {
+        var y = [Double](repeating: 0, count: n * outDim)
+        for i in 0..<n {
+            for o in 0..<outDim {
+                var s = bias?[o] ?? 0
+                for j in 0..<inDim { s += x[i * inDim + j] * weight[o * inDim + j] }
+                y[i * outDim + o] = s
+            }
+        }
+        return y
+    }
+}

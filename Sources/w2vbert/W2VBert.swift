@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct W2VBert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "w2vbert",
+        abstract: "Pre-train W2V-BERT speech models on CPU clusters, data-parallel over MPI.",
+        subcommands: [BenchKernels.self, MPICheck.self])
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the system packages the project needs (Debian 12, as root or with sudo).
+set -euo pipefail
+PKGS=(libopenmpi-dev openmpi-bin libopenblas-dev libsndfile1-dev libsamplerate0-dev pkg-config)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (apt packages) and runs the whole test suite:
+# unit tests (swift test) and the multi-rank tests under real mpirun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/setup.sh
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+swift build -c release --product w2vbert
+swift test -c release 2>&1 | tee /tmp/w2vbert-swift-test.log
