@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct W2VBert: ParsableCommand {
+struct W2VBertCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "w2vbert",
         abstract: "Pre-train W2V-BERT speech models on CPU clusters, data-parallel over MPI.",
