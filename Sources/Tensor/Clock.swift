@@ -1,0 +1,39 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic seconds.
+@inline(__always)
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Median wall time of `body` over `repeats` runs after `warmup` runs.
+public func medianTime(repeats: Int, warmup: Int = 1, _ body: () -> Void) -> Double {
+    for _ in 0..<warmup { body() }
+    var ts: [Double] = []
+    for _ in 0..<repeats {
+        let t0 = monotonicSeconds()
+        body()
+        ts.append(monotonicSeconds() - t0)
+    }
+    ts.sort()
+    return ts[ts.count / 2]
+}
+
+/// Peak resident set size of this process in bytes (VmHWM), 0 if unknown.
+public func peakResidentBytes() -> Int {
+    guard let f = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, 256, f) != nil {
+        let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if s.hasPrefix("VmHWM:") {
+            let digits = s.split(separator: " ").compactMap { Int($0) }
+            if let kb = digits.first { return kb * 1024 }
+        }
+    }
+    return 0
+}
