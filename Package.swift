@@ -24,14 +24,17 @@ let package = Package(
 
         // MARK: The C shim around MPI (the only code that includes mpi.h)
         .target(name: "CMPI", dependencies: ["CMPISys"]),
+        // Signal flags and CRC-32C (async-signal-safe C).
+        .target(name: "CProcess"),
 
         // MARK: Swift modules
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
         // Audio: see the data-pipeline issue
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Tensor", "Distributed", "CProcess"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed",
+            dependencies: ["Tensor", "Distributed", "Training",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 
@@ -39,6 +42,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport", "w2vbert"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,153 @@
+import Foundation
+
+/// Rank 0's checkpoints (ARCHITECTURE "Rank 0: checkpoints"):
+/// `RUN/checkpoints/step-00001000/{model.safetensors, optimizer.safetensors, trainer.json}`, written into
+/// a temporary folder, fsynced, renamed; then `RUN/checkpoints/latest` (a one-line text file naming the
+/// folder) is replaced atomically. The last `keepLast` are kept, plus the best by validation loss
+/// (`best.json`). Loading validates everything and falls back to the previous checkpoint when the newest
+/// is corrupt, saying so.
+public struct CheckpointTensors {
+    /// Canonical names and shapes, in buffer order; `offsets[i]` is entry i's first float.
+    public let entries: [TensorEntry]
+    public let offsets: [Int]
+    public init(entries: [TensorEntry], offsets: [Int]) { self.entries = entries; self.offsets = offsets }
+}
+
+public struct LoadedCheckpoint {
+    public let directory: String
+    public let step: Int
+    public let trainerState: [String: Any]
+    public let warnings: [String]
+}
+
+public final class CheckpointManager {
+    public let root: String
+    public let keepLast: Int
+
+    public init(runDirectory: String, keepLast: Int) {
+        root = runDirectory + "/checkpoints"
+        self.keepLast = max(1, keepLast)
+    }
+
+    public static func directoryName(step: Int) -> String { String(format: "step-%08d", step) }
+
+    /// Checkpoint folders present, newest first.
+    public func list() -> [(step: Int, directory: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.compactMap { n -> (Int, String)? in
+            guard n.hasPrefix("step-"), !n.contains(".tmp"), let s = Int(n.dropFirst(5)) else { return nil }
+            return (s, root + "/" + n)
+        }.sorted { $0.0 > $1.0 }
+    }
+
+    public var latestName: String? {
+        guard let s = try? String(contentsOfFile: root + "/latest", encoding: .utf8) else { return nil }
+        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        return t.isEmpty ? nil : t
+    }
+
+    /// Writes a checkpoint; returns its folder.
+    @discardableResult
+    public func save(step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, trainerState: [String: Any],
+                     validLoss: Double? = nil) throws -> String {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let name = CheckpointManager.directoryName(step: step)
+        let final = root + "/" + name
+        let tmp = root + "/" + name + ".tmp"
+        try? FileManager.default.removeItem(atPath: tmp)
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        let meta = ["format": "w2vbert-swift", "step": "\(step)"]
+        try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
+            parameters + tensors.offsets[$0]
+        }
+        let optEntries = tensors.entries.map { TensorEntry(name: "exp_avg." + $0.name, shape: $0.shape) }
+            + tensors.entries.map { TensorEntry(name: "exp_avg_sq." + $0.name, shape: $0.shape) }
+        let n = tensors.entries.count
+        try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
+            $0 < n ? adamM + tensors.offsets[$0] : adamV + tensors.offsets[$0 - n]
+        }
+        var state = trainerState
+        state["step"] = step
+        let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys, .prettyPrinted])
+        try writeDurably(json, to: tmp + "/trainer.json")
+        fsyncDirectory(tmp)
+        try? FileManager.default.removeItem(atPath: final)
+        try FileManager.default.moveItem(atPath: tmp, toPath: final)
+        fsyncDirectory(root)
+        try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
+        if let validLoss, validLoss.isFinite {
+            let best = bestRecord()
+            if best == nil || validLoss < best!.loss {
+                let b = try JSONSerialization.data(withJSONObject: ["step": step, "valid_loss": validLoss, "directory": name])
+                try writeDurably(b, to: root + "/best.json")
+            }
+        }
+        prune()
+        return final
+    }
+
+    public func bestRecord() -> (step: Int, loss: Double, name: String)? {
+        guard let d = FileManager.default.contents(atPath: root + "/best.json"),
+              let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+              let s = o["step"] as? Int, let l = o["valid_loss"] as? Double, let n = o["directory"] as? String else { return nil }
+        return (s, l, n)
+    }
+
+    /// Keeps the newest `keepLast` and the best.
+    public func prune() {
+        let all = list()
+        let best = bestRecord()?.name
+        for (i, c) in all.enumerated() where i >= keepLast {
+            if (c.directory as NSString).lastPathComponent == best { continue }
+            try? FileManager.default.removeItem(atPath: c.directory)
+        }
+    }
+
+    /// Validates a checkpoint folder completely and returns its parsed parts (nothing is copied yet).
+    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: [String: Any]) {
+        guard let d = FileManager.default.contents(atPath: directory + "/trainer.json"),
+              let state = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any], state["step"] is Int else {
+            throw SafeTensorsError(path: directory + "/trainer.json", problem: "missing or not valid JSON with a step")
+        }
+        let model = try SafeTensors.open(path: directory + "/model.safetensors")
+        let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
+        for e in tensors.entries {
+            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
+                guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
+                guard got.shape == e.shape else {
+                    throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
+                }
+            }
+        }
+        return (model, opt, state)
+    }
+
+    /// Loads the newest valid checkpoint (the one `latest` names first, then the others newest first)
+    /// into the buffers; nil when there is none. Corrupt ones are skipped with a warning each.
+    public func loadLatest(tensors: CheckpointTensors, parameters: UnsafeMutablePointer<Float>,
+                           adamM: UnsafeMutablePointer<Float>, adamV: UnsafeMutablePointer<Float>) throws -> LoadedCheckpoint? {
+        var candidates = list().map { $0.directory }
+        if let l = latestName, let i = candidates.firstIndex(where: { ($0 as NSString).lastPathComponent == l }) {
+            candidates.insert(candidates.remove(at: i), at: 0)
+        }
+        var warnings: [String] = []
+        for dir in candidates {
+            do {
+                let (model, opt, state) = try validate(directory: dir, tensors: tensors)
+                for (i, e) in tensors.entries.enumerated() {
+                    try model.read(e.name, shape: e.shape, into: parameters + tensors.offsets[i])
+                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + tensors.offsets[i])
+                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + tensors.offsets[i])
+                }
+                return LoadedCheckpoint(directory: dir, step: state["step"] as! Int, trainerState: state, warnings: warnings)
+            } catch {
+                warnings.append("checkpoint \(dir) is unusable: \(error); falling back to the previous one")
+            }
+        }
+        if !warnings.isEmpty {
+            throw SafeTensorsError(path: root, problem: "no usable checkpoint:\n  " + warnings.joined(separator: "\n  "))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,28 @@
+import Foundation
+
+/// `RUN/metrics.jsonl`: one JSON object per line — a record per log step (`"kind": "train"`), per
+/// validation (`"kind": "valid"`) and per event (`"kind": "event"`: resume, checkpoint, skipped step,
+/// revived codes, stop signal, divergence). Appended and flushed line by line, so a crash loses nothing
+/// already logged.
+public final class MetricsLog {
+    public let path: String
+    private let handle: FileHandle
+
+    public init(path: String) throws {
+        self.path = path
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw SafeTensorsError(path: path, problem: "cannot open for appending") }
+        handle = h
+        handle.seekToEndOfFile()
+    }
+    deinit { try? handle.close() }
+
+    public func write(_ record: [String: Any]) {
+        var r = record
+        r["time"] = Date().timeIntervalSince1970
+        // Non-finite numbers are not JSON: write them as strings so the line still parses.
+        for (k, v) in r { if let d = v as? Double, !d.isFinite { r[k] = "\(d)" } }
+        guard let data = try? JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]) else { return }
+        handle.write(data + Data([0x0a]))
+    }
+}
