@@ -24,3 +24,33 @@ final class MPIShimTests: XCTestCase {
         XCTAssertEqual(c.size, 1)
     }
 }
+
+final class GradientAllReduceTests: XCTestCase {
+    /// The background bucketed all-reduce gives exact sums on 2 real ranks.
+    func testBucketedAllReduceExactUnderMpirun() throws {
+        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable(), "dist-check"],
+                               environment: mpirunEnvironment, timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output.components(separatedBy: "max error 0.0").count - 1, 2, r.output)
+    }
+
+    /// A rank that never joins a collective: the watchdog aborts the job, naming the collective,
+    /// with exit status 78, instead of hanging.
+    func testWatchdogNamesTheSkippedCollective() throws {
+        let t0 = Date()
+        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable(), "dist-check",
+                                "--timeout", "3", "--skip-collective", "2", "--skip-rank", "1"],
+                               environment: mpirunEnvironment, timeout: 60)
+        XCTAssertFalse(r.timedOut, r.output)
+        XCTAssertEqual(r.status, 78, r.output)
+        XCTAssert(r.output.contains("rank 0") && r.output.contains("collective #2 'gradient bucket 2' has not completed"), r.output)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
+    }
+
+    func testBucketPlanCoversEverythingInReverse() {
+        let tensors = [0..<10, 10..<30, 30..<31, 31..<60]
+        let b = GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 25)
+        XCTAssertEqual(b, [30..<60, 0..<30])
+        XCTAssertEqual(GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 1), [31..<60, 30..<31, 10..<30, 0..<10])
+    }
+}
