@@ -4,7 +4,7 @@ import Glibc
 
 // Elementwise activations over n values. Backward accumulates dx += dy·f'(x).
 
-@inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+@inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 public func reluForward(y: FPtr, x: CFPtr, n: Int) {
     for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
@@ -15,12 +15,22 @@ public func reluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
 
 /// Swish (SiLU): y = x·σ(x); y' = σ(x)·(1 + x·(1 − σ(x))).
 public func swishForward(y: FPtr, x: CFPtr, n: Int) {
-    for i in 0..<n { y[i] = x[i] * sigmoid(x[i]) }
+    sigmoidVector(y, x, n)
+    for i in 0..<n { y[i] *= x[i] }
 }
 public func swishBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
-    for i in 0..<n {
+    var i = 0
+    let one = F8(repeating: 1)
+    while i + 8 <= n {
+        let xv = load8(x + i)
+        let s = one / (one + fastExp(-xv))
+        store8(load8(dx + i) + load8(dy + i) * s * (one + xv * (one - s)), dx + i)
+        i += 8
+    }
+    while i < n {
         let s = sigmoid(x[i])
         dx[i] += dy[i] * s * (1 + x[i] * (1 - s))
+        i += 1
     }
 }
 
@@ -41,17 +51,28 @@ public func geluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
 public func gluForward(y: FPtr, x: CFPtr, n: Int, c: Int) {
     for i in 0..<n {
         let a = x + i * 2 * c, b = a + c, yr = y + i * c
-        for j in 0..<c { yr[j] = a[j] * sigmoid(b[j]) }
+        sigmoidVector(yr, b, c)
+        for j in 0..<c { yr[j] *= a[j] }
     }
 }
 public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int) {
+    let one = F8(repeating: 1)
     for i in 0..<n {
         let a = x + i * 2 * c, b = a + c, dyr = dy + i * c
         let da = dx + i * 2 * c, db = da + c
-        for j in 0..<c {
+        var j = 0
+        while j + 8 <= c {
+            let s = one / (one + fastExp(-load8(b + j)))
+            let g = load8(dyr + j)
+            store8(load8(da + j) + g * s, da + j)
+            store8(load8(db + j) + g * load8(a + j) * s * (one - s), db + j)
+            j += 8
+        }
+        while j < c {
             let s = sigmoid(b[j])
             da[j] += dyr[j] * s
             db[j] += dyr[j] * a[j] * s * (1 - s)
+            j += 1
         }
     }
 }

@@ -124,9 +124,8 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
             // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
             for i in 0..<t {
                 let pr = p + i * t, dr = dp + i * t
-                var dot: Float = 0
-                for j in 0..<t { dot += pr[j] * dr[j] }
-                for j in 0..<t { dr[j] = pr[j] * (dr[j] - dot) }
+                let dd = dot(pr, dr, t)
+                for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
             }
             gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: ks + off, ldb: d,
                  beta: 1, c: dqs + off, ldc: d)

@@ -7,12 +7,9 @@ import Glibc
 public func softmaxForward(y: FPtr, x: CFPtr, n: Int, v: Int) {
     for i in 0..<n {
         let xr = x + i * v, yr = y + i * v
-        var mx = -Float.infinity
-        for j in 0..<v { mx = max(mx, xr[j]) }
+        let mx = vectorMax(xr, v)
         if mx == -.infinity { yr.update(repeating: 0, count: v); continue }
-        var s: Float = 0
-        for j in 0..<v { let e = expf(xr[j] - mx); yr[j] = e; s += e }
-        let inv = 1 / s
+        let inv = 1 / expShiftSum(yr, xr, v, shift: mx)
         for j in 0..<v { yr[j] *= inv }
     }
 }
@@ -21,9 +18,8 @@ public func softmaxForward(y: FPtr, x: CFPtr, n: Int, v: Int) {
 public func softmaxBackward(dx: FPtr, dy: CFPtr, y: CFPtr, n: Int, v: Int) {
     for i in 0..<n {
         let yr = y + i * v, dyr = dy + i * v, dxr = dx + i * v
-        var dot: Float = 0
-        for j in 0..<v { dot += dyr[j] * yr[j] }
-        for j in 0..<v { dxr[j] += yr[j] * (dyr[j] - dot) }
+        let d = dot(dyr, yr, v)
+        for j in 0..<v { dxr[j] += yr[j] * (dyr[j] - d) }
     }
 }
 

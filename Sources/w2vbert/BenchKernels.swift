@@ -74,6 +74,12 @@ struct BenchKernels: ParsableCommand {
         emit([("kernel", "layernorm_fwd_bwd"), ("shape", "\(n)x\(d)"), ("seconds", tLN),
               ("fraction_of_linear_d_to_f", tLN / tLinear), ("gbytes_per_s", Double(n * d * 4 * 5) / tLN / 1e9)])
 
+        // 3b. Row softmax over the attention scores' shape [B·h·T, T] (exp is the cost).
+        let rows = batch * h * t
+        let sx = buf(rows * t, 17), sy = FloatBuffer(count: rows * t)
+        let tSoft = medianTime(repeats: repeats) { softmaxForward(y: sy.ptr, x: sx.ptr, n: rows, v: t) }
+        emit([("kernel", "softmax_fwd"), ("shape", "\(rows)x\(t)"), ("seconds", tSoft), ("ns_per_element", tSoft / Double(rows * t) * 1e9)])
+
         // 4. Attention core (scores, softmax, weighted sum; the q/k/v/out projections are Linears).
         let shape = AttentionShape(b: batch, t: t, d: d, heads: h, position: .none)
         let q = buf(n * d, 9), kk = buf(n * d, 10), v = buf(n * d, 11), o = FloatBuffer(count: n * d)
