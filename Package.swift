@@ -27,11 +27,12 @@ let package = Package(
 
         // MARK: Swift modules
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        // Audio: see the data-pipeline issue
+        // Audio: decode (libsndfile), resample (libsamplerate), Kaldi fbank, manifests, data order, masking, loader
+        .target(name: "Audio", dependencies: ["Tensor", "CSndFile", "CSampleRate"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed",
+            dependencies: ["Tensor", "Distributed", "Audio",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 
@@ -39,6 +40,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
