@@ -31,26 +31,27 @@ public struct SpanMasker: Sendable {
         max(minSpans, Int((maskProb * Double(L) / Double(span) + u).rounded(.down)))
     }
 
+    /// The span starts of one utterance of L frames (distinct, in draw order); consumes u then the
+    /// start draws from `stream`. Empty when L < span.
+    public func drawStarts(length L: Int, stream: inout RandomStream) -> [Int] {
+        let u = Double(stream.nextUniform())
+        let choices = L - span + 1
+        if choices <= 0 { return [] }
+        let n = min(choices, spanCount(length: L, u: u))
+        var pool = Array(0..<choices)   // partial Fisher-Yates: n draws without replacement
+        for i in 0..<n { pool.swapAt(i, i + stream.nextInt(choices - i)) }
+        return Array(pool.prefix(n))
+    }
+
     /// mask [B, paddedLength] of 0/1, row b masked within [0, lengths[b]).
     public func mask(lengths: [Int], paddedLength T: Int, stream: inout RandomStream) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: lengths.count * T)
-        var scratch = [Int32]()
         out.withUnsafeMutableBufferPointer { buf in
             let m = buf.baseAddress!
-            for (b, L0) in lengths.enumerated() {
-                precondition(L0 <= T, "SpanMasker: length \(L0) > padded length \(T)")
-                let L = max(0, L0)
-                let u = Double(stream.nextUniform())
-                let choices = L - span + 1
-                if choices <= 0 { continue }
-                let n = min(choices, spanCount(length: L, u: u))
-                if scratch.count < choices { scratch = [Int32](repeating: 0, count: choices) }
-                for i in 0..<choices { scratch[i] = Int32(i) }
+            for (b, L) in lengths.enumerated() {
+                precondition(L >= 0 && L <= T, "SpanMasker: length \(L) outside 0...\(T)")
                 let row = m + b * T
-                for i in 0..<n {
-                    let j = i + stream.nextInt(choices - i)
-                    scratch.swapAt(i, j)
-                    let s = Int(scratch[i])
+                for s in drawStarts(length: L, stream: &stream) {
                     for t in s..<(s + span) { row[t] = 1 }
                 }
             }
