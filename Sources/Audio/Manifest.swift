@@ -104,16 +104,27 @@ public struct CorpusPreparer: Sendable {
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
             throw AudioError(.unreadable, path: root, "not a folder")
         }
-        guard let e = FileManager.default.enumerator(atPath: root) else {
-            throw AudioError(.unreadable, path: root, "cannot list folder")
-        }
+        // Own walk instead of FileManager.enumerator: it follows symbolic links to folders (the corpus
+        // script links the wanted subfolders into one root); real paths already visited are skipped.
+        let fm = FileManager.default
         let exts = Set(extensions.map { $0.lowercased() })
-        var out = [String]()
-        while let rel = e.nextObject() as? String {
-            let ext = (rel as NSString).pathExtension.lowercased()
-            guard exts.contains(ext) else { continue }
-            var d: ObjCBool = false
-            if FileManager.default.fileExists(atPath: root + "/" + rel, isDirectory: &d), !d.boolValue { out.append(rel) }
+        var out = [String](), visited = Set<String>(), stack = [""]
+        while let rel = stack.popLast() {
+            let dir = rel.isEmpty ? root : root + "/" + rel
+            let real = (dir as NSString).resolvingSymlinksInPath
+            if !visited.insert(real).inserted { continue }
+            guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
+                if rel.isEmpty { throw AudioError(.unreadable, path: root, "cannot list folder") }
+                continue
+            }
+            for name in names where !name.hasPrefix(".") {
+                let child = rel.isEmpty ? name : rel + "/" + name
+                var d: ObjCBool = false
+                guard fm.fileExists(atPath: root + "/" + child, isDirectory: &d) else { continue }
+                if d.boolValue { stack.append(child) } else if exts.contains((name as NSString).pathExtension.lowercased()) {
+                    out.append(child)
+                }
+            }
         }
         return out.sorted()
     }
