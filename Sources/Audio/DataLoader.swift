@@ -1,7 +1,9 @@
-// The background loader: one thread walks this rank's share of the global data order (DataSampler),
-// decodes + resamples each utterance, crops it as planned, computes its fbank and CMVN, and pushes finished
-// micro-batches into a bounded queue (`prefetch` deep) while the model computes. The consumer calls
-// `next()`; the time it spends blocked there is measured (`stats.waitSeconds`).
+// The background loader: `workers` threads (default 1) take this rank's micro-batches of the global data
+// order (DataSampler) in sequence, decode + resample each utterance, crop it as planned, compute its fbank
+// and CMVN, and hand finished micro-batches to the consumer strictly in sequence order, at most `prefetch`
+// ahead of it, while the model computes. The consumer calls `next()`; the time it spends blocked there is
+// measured (`stats.waitSeconds`). The same machinery runs over a fixed list of planned micro-batches
+// (validation): then `nextIfAny()` returns nil at the end.
 //
 // MicroBatch layout (llm.c style glossary): B utterances, T0 = max fbank frames in the batch, F = 80 bins.
 //   features [B, T0, F]  CMVN'd log-mel, rows t ≥ frames[b] are zero
@@ -41,6 +43,7 @@ public struct MicroBatch: Sendable {
 
 public struct LoaderOptions: Sendable {
     public var prefetch = 4                   // micro-batches decoded ahead of the consumer
+    public var workers = 1                    // decoding threads
     public var maxBadFraction = 0.01          // of this rank's share of the manifest
     public var cmvn = true
     public var quality: ResampleQuality = .medium
@@ -55,7 +58,7 @@ public struct LoaderStats: Sendable {
     public var badFiles = 0                // distinct files that failed
     public var waitSeconds = 0.0           // consumer time blocked in next()
     public var maxWaitSeconds = 0.0
-    public var workSeconds = 0.0           // loader thread time spent decoding + computing
+    public var workSeconds = 0.0           // worker thread time spent decoding + computing (all workers)
     public var meanWaitMilliseconds: Double { batches > 0 ? 1000 * waitSeconds / Double(batches) : 0 }
 }
 
@@ -74,78 +77,104 @@ public enum LoaderError: Error, CustomStringConvertible, Sendable {
 
 @inline(__always) func nowSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
-/// State shared by the consumer and the loader thread (guarded by `cond`).
-final class LoaderShared: @unchecked Sendable {
+/// Everything the consumer and the workers share; every field is guarded by `cond`.
+final class LoaderState: @unchecked Sendable {
     let cond = NSCondition()
-    var queue: [Result<MicroBatch, Error>] = []
-    var stopping = false
-    var finished = false
-    var stats = LoaderStats()
-    let capacity: Int
-    init(capacity: Int) { self.capacity = capacity }
-}
-
-/// Runs on the loader thread only.
-final class LoaderProducer: @unchecked Sendable {
     let manifest: Manifest
-    var sampler: DataSampler
     let options: LoaderOptions
-    let shared: LoaderShared
-    let fbank = KaldiFbank()
+    let capacity: Int
+    let badLimit: Double
+    // job source: the sampler (training, endless) or a fixed list (validation)
+    var sampler: DataSampler?
+    var fixed: [PlannedBatch]
+    var pending: [(PlannedBatch, DataCursor)] = []   // this step's micro-batches not handed out yet
+    var nextJob = 0                                  // sequence number of the next job handed out
+    var nextOut = 0                                  // sequence number the consumer takes next
+    var results: [Int: Result<MicroBatch, Error>] = [:]
+    var stopping = false
+    var aborted = false                              // a worker failed: hand out no more jobs
+    var terminalError: Error? = nil                  // delivered once, then rethrown
+    var liveWorkers = 0
     var bad = Set<Int>()
     var badPaths = [String]()
-    let badLimit: Double
+    var stats = LoaderStats()
 
-    init(manifest: Manifest, sampler: DataSampler, options: LoaderOptions, shared: LoaderShared) {
+    init(manifest: Manifest, sampler: DataSampler?, fixed: [PlannedBatch], options: LoaderOptions, worldSize: Int) {
         self.manifest = manifest
         self.sampler = sampler
+        self.fixed = fixed
         self.options = options
-        self.shared = shared
-        badLimit = options.maxBadFraction * Double(manifest.count) / Double(sampler.sharding.worldSize)
+        capacity = max(1, options.prefetch)
+        badLimit = options.maxBadFraction * Double(manifest.count) / Double(worldSize)
     }
 
-    func run() {
-        while true {
-            let (plans, after) = sampler.nextStep()
-            for plan in plans {
-                let t0 = nowSeconds()
-                let item: Result<MicroBatch, Error>
-                do { item = .success(try build(plan, resume: after)) } catch { item = .failure(error) }
-                let dt = nowSeconds() - t0
-                shared.cond.lock()
-                shared.stats.workSeconds += dt
-                shared.stats.badFiles = bad.count
-                while shared.queue.count >= shared.capacity && !shared.stopping { shared.cond.wait() }
-                if shared.stopping { shared.cond.unlock(); return }
-                shared.queue.append(item)
-                shared.cond.broadcast()
-                shared.cond.unlock()
-                if case .failure = item { return }
+    /// Under the lock: the next job, or nil when a fixed list is exhausted.
+    func takeJob() -> (PlannedBatch, DataCursor)? {
+        if pending.isEmpty {
+            if sampler != nil {
+                let (plans, after) = sampler!.nextStep()
+                pending = plans.map { ($0, after) }
+            } else if !fixed.isEmpty {
+                let b = fixed.removeFirst()
+                pending = [(b, DataCursor(epoch: b.epoch, microBatch: b.index + 1))]
+            } else {
+                return nil
             }
+        }
+        return pending.removeFirst()
+    }
+
+    /// Under the lock: record a bad file; throws once there are too many.
+    func markBad(_ utterance: Int, _ path: String, _ error: Error) throws {
+        if bad.insert(utterance).inserted { badPaths.append(path) }
+        stats.badFiles = bad.count
+        options.report("w2vbert: skipping \(error) (\(bad.count) bad files so far, limit \(String(format: "%.1f", badLimit)))")
+        if Double(bad.count) > badLimit {
+            throw LoaderError.tooManyBadFiles(count: bad.count, limit: badLimit, files: badPaths)
         }
     }
 
-    func build(_ plan: PlannedBatch, resume: DataCursor) throws -> MicroBatch {
+    /// One worker thread.
+    func work() {
+        let fbank = KaldiFbank()
+        cond.lock()
+        defer { liveWorkers -= 1; cond.broadcast(); cond.unlock() }
+        while !stopping && !aborted {
+            if nextJob - nextOut >= capacity { cond.wait(); continue }
+            guard let (plan, after) = takeJob() else { return }
+            let seq = nextJob
+            nextJob += 1
+            cond.unlock()
+            let t0 = nowSeconds()
+            let r: Result<MicroBatch, Error>
+            do { r = .success(try build(plan, resume: after, fbank: fbank)) } catch { r = .failure(error) }
+            let dt = nowSeconds() - t0
+            cond.lock()
+            stats.workSeconds += dt
+            results[seq] = r
+            if case .failure = r { aborted = true }
+            cond.broadcast()
+        }
+    }
+
+    /// Decode, crop, fbank, CMVN, pad: runs outside the lock except for bad-file bookkeeping.
+    func build(_ plan: PlannedBatch, resume: DataCursor, fbank: KaldiFbank) throws -> MicroBatch {
         let F = fbank.numBins
         var feats = [[Float]](), frames = [Int](), utts = [Int](), paths = [String](), offsets = [Int](), failed = [String]()
         for it in plan.items {
             let path = manifest.fullPath(it.utterance)
-            if bad.contains(it.utterance) { failed.append(path); continue }
+            cond.lock(); let known = bad.contains(it.utterance); cond.unlock()
+            if known { failed.append(path); continue }
             let samples: [Float]
             do {
                 samples = try AudioDecoder.load(path: path, quality: options.quality)
-                let available = samples.count - it.offset
-                if fbankFrameCount(samples: min(available, it.samples)) == 0 {
+                if fbankFrameCount(samples: min(samples.count - it.offset, it.samples)) == 0 {
                     throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples, the manifest says \(manifest.entries[it.utterance].samples)")
                 }
             } catch {
-                bad.insert(it.utterance)
-                badPaths.append(path)
                 failed.append(path)
-                options.report("w2vbert: skipping \(error) (\(bad.count) bad files so far, limit \(String(format: "%.1f", badLimit)))")
-                if Double(bad.count) > badLimit {
-                    throw LoaderError.tooManyBadFiles(count: bad.count, limit: badLimit, files: badPaths)
-                }
+                cond.lock(); defer { cond.unlock() }
+                try markBad(it.utterance, path, error)
                 continue
             }
             let n = min(samples.count - it.offset, it.samples)
@@ -173,60 +202,88 @@ final class LoaderProducer: @unchecked Sendable {
     }
 }
 
-/// Background loader for one rank. Create it with the cursor from the checkpoint (or the start), call
-/// `next()` `update_freq` times per step; store `batch.resumeCursor` of the step's last micro-batch.
+/// Background loader for one rank. Training: create it with the cursor from the checkpoint (or the start),
+/// call `next()` `update_freq` times per step, and store `batch.resumeCursor` of the step's last
+/// micro-batch. Validation: `DataLoader(manifest:batches:)` over a fixed list, drained with `nextIfAny()`.
 public final class DataLoader: @unchecked Sendable {
-    let shared: LoaderShared
-    public let sharding: Sharding
+    let state: LoaderState
 
-    public init(manifest: Manifest, order: DataOrder, sharding: Sharding, start: DataCursor = DataCursor(),
-                options: LoaderOptions = LoaderOptions()) throws {
+    /// Training: this rank's share of the endless global order, from `start`.
+    public convenience init(manifest: Manifest, order: DataOrder, sharding: Sharding, start: DataCursor = DataCursor(),
+                            options: LoaderOptions = LoaderOptions()) throws {
         precondition(order.lengths.count == manifest.count, "DataLoader: the order was built for another manifest")
         let sampler = try DataSampler(order: order, sharding: sharding, cursor: start)
-        self.sharding = sharding
-        shared = LoaderShared(capacity: max(1, options.prefetch))
-        let producer = LoaderProducer(manifest: manifest, sampler: sampler, options: options, shared: shared)
-        let shared = self.shared
-        let thread = Thread {
-            producer.run()
-            shared.cond.lock(); shared.finished = true; shared.cond.broadcast(); shared.cond.unlock()
+        self.init(state: LoaderState(manifest: manifest, sampler: sampler, fixed: [], options: options,
+                                     worldSize: sharding.worldSize))
+    }
+
+    /// A fixed list of planned micro-batches, loaded once in order (e.g. this rank's validation batches:
+    /// `order.plan(epoch: 0, microBatchesPerStep: 1).batches` filtered to index ≡ rank mod world size).
+    /// `resumeCursor` of each batch is (epoch, index + 1).
+    public convenience init(manifest: Manifest, batches: [PlannedBatch], worldSize: Int = 1, options: LoaderOptions = LoaderOptions()) {
+        self.init(state: LoaderState(manifest: manifest, sampler: nil, fixed: batches, options: options, worldSize: worldSize))
+    }
+
+    init(state: LoaderState) {
+        self.state = state
+        let n = max(1, state.options.workers)
+        state.liveWorkers = n
+        for w in 0..<n {
+            let thread = Thread { state.work() }
+            thread.name = "w2vbert-loader-\(w)"
+            thread.start()
         }
-        thread.name = "w2vbert-loader"
-        thread.start()
     }
 
     deinit { stop() }
 
-    /// The next micro-batch of this rank (blocks until it is ready). Throws the loader's error (e.g.
-    /// too many bad files), after which the loader is finished.
-    public func next() throws -> MicroBatch {
+    /// The next micro-batch, or nil after the last one of a fixed list. Blocks until it is ready; throws
+    /// the loader's error (too many bad files), after which every call throws it again.
+    public func nextIfAny() throws -> MicroBatch? {
         let t0 = nowSeconds()
-        shared.cond.lock()
-        defer { shared.cond.unlock() }
-        while shared.queue.isEmpty && !shared.finished && !shared.stopping { shared.cond.wait() }
-        guard !shared.queue.isEmpty else { throw LoaderError.stopped }
-        let item = shared.queue.removeFirst()
-        shared.cond.broadcast()
+        let s = state
+        s.cond.lock()
+        defer { s.cond.unlock() }
+        if let e = s.terminalError { throw e }
+        while s.results[s.nextOut] == nil {
+            if s.stopping { throw LoaderError.stopped }
+            if s.liveWorkers == 0 { return nil }
+            s.cond.wait()
+        }
+        let r = s.results.removeValue(forKey: s.nextOut)!
+        s.nextOut += 1
+        s.cond.broadcast()
         let waited = nowSeconds() - t0
-        shared.stats.waitSeconds += waited
-        shared.stats.maxWaitSeconds = max(shared.stats.maxWaitSeconds, waited)
-        let batch = try item.get()
-        shared.stats.batches += 1
-        shared.stats.utterances += batch.batchSize
-        shared.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * 0.01
-        return batch
+        s.stats.waitSeconds += waited
+        s.stats.maxWaitSeconds = max(s.stats.maxWaitSeconds, waited)
+        switch r {
+        case .failure(let e):
+            s.terminalError = e
+            throw e
+        case .success(let batch):
+            s.stats.batches += 1
+            s.stats.utterances += batch.batchSize
+            s.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * 0.01
+            return batch
+        }
+    }
+
+    /// The next micro-batch of the endless training order.
+    public func next() throws -> MicroBatch {
+        guard let b = try nextIfAny() else { throw LoaderError.stopped }
+        return b
     }
 
     public var stats: LoaderStats {
-        shared.cond.lock(); defer { shared.cond.unlock() }
-        return shared.stats
+        state.cond.lock(); defer { state.cond.unlock() }
+        return state.stats
     }
 
-    /// Stops the thread (it finishes the micro-batch it is on).
+    /// Stops the workers (each finishes the micro-batch it is on).
     public func stop() {
-        shared.cond.lock()
-        shared.stopping = true
-        shared.cond.broadcast()
-        shared.cond.unlock()
+        state.cond.lock()
+        state.stopping = true
+        state.cond.broadcast()
+        state.cond.unlock()
     }
 }

@@ -29,6 +29,14 @@ struct BenchData: ParsableCommand {
     @Option(name: .long, help: "Micro-batches decoded ahead.")
     var prefetch: Int = 4
 
+    @Option(name: .long, help: "Loader decoding threads.")
+    var workers: Int = 1
+
+    func validate() throws {
+        if workers < 1 || prefetch < 1 || batches < 1 { throw ValidationError("--workers, --prefetch and --batches must be ≥ 1") }
+        if seconds < 1 { throw ValidationError("--seconds must be ≥ 1") }
+    }
+
     func run() throws {
         try reportingErrors {
             // 1. fbank alone, one thread
@@ -75,6 +83,7 @@ struct BenchData: ParsableCommand {
                                       encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
             var opts = LoaderOptions()
             opts.prefetch = prefetch
+            opts.workers = workers
             let loader = try DataLoader(manifest: m, order: order, sharding: Sharding(), options: opts)
             let t2 = Date()
             var utts = 0
@@ -86,8 +95,8 @@ struct BenchData: ParsableCommand {
             let dt2 = Date().timeIntervalSince(t2)
             let st = loader.stats
             loader.stop()
-            print(String(format: "loader: %d micro-batches, %d utterances, %.1f s of audio in %.2f s (%.0f× real time); simulated compute %.0f ms/batch",
-                         st.batches, utts, st.audioSeconds, dt2, st.audioSeconds / dt2, computeMs))
+            print(String(format: "loader: %d micro-batches, %d utterances, %.1f s of audio in %.2f s (%.0f× real time); simulated compute %.0f ms/batch, %d worker(s)",
+                         st.batches, utts, st.audioSeconds, dt2, st.audioSeconds / dt2, computeMs, workers))
             print(String(format: "loader wait: mean %.1f ms per micro-batch, max %.1f ms, total %.2f s (%.0f%% of wall time); loader thread busy %.2f s; bad files %d",
                          st.meanWaitMilliseconds, st.maxWaitSeconds * 1000, st.waitSeconds, 100 * st.waitSeconds / dt2, st.workSeconds, st.badFiles))
         }

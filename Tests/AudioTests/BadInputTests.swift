@@ -60,7 +60,7 @@ final class BadInputTests: XCTestCase {
 
     /// A manifest naming vanished files: each is reported with its path and counted, the utterance is
     /// dropped from its micro-batch, the loader continues; past max_bad_fraction it aborts clearly.
-    func loaderRun(badFraction: Double, vanished: Int, batchesWanted: Int) throws -> (batches: [MicroBatch], error: Error?, reports: [String], stats: LoaderStats) {
+    func loaderRun(badFraction: Double, vanished: Int, batchesWanted: Int, workers: Int = 1) throws -> (batches: [MicroBatch], error: Error?, reports: [String], stats: LoaderStats) {
         let dir = try makeTempDir(self)
         var entries = [Manifest.Entry]()
         for i in 0..<20 {
@@ -78,6 +78,7 @@ final class BadInputTests: XCTestCase {
         var opts = LoaderOptions()
         opts.maxBadFraction = badFraction
         opts.prefetch = 2
+        opts.workers = workers
         opts.report = { s in box.lock.lock(); box.lines.append(s); box.lock.unlock() }
         let loader = try DataLoader(manifest: manifest, order: order, sharding: Sharding(), options: opts)
         var out = [MicroBatch](), err: Error? = nil
@@ -112,6 +113,41 @@ final class BadInputTests: XCTestCase {
         let failedNames = Set(batches.flatMap(\.failed).map { ($0 as NSString).lastPathComponent })
         XCTAssertTrue(failedNames.isSubset(of: ["u0.wav", "u3.wav", "u6.wav"]) && !failedNames.isEmpty, "\(failedNames)")
         XCTAssertGreaterThan(batches.last!.epoch, 0, "ran into the next epoch")
+        // three workers deliver the same micro-batches, in the same order
+        let (b3, e3, _, s3) = try loaderRun(badFraction: 0.25, vanished: 3, batchesWanted: 40, workers: 3)
+        XCTAssertNil(e3)
+        XCTAssertEqual(s3.badFiles, 3)
+        XCTAssertEqual(b3.map(\.index), batches.map(\.index))
+        XCTAssertEqual(b3.map(\.utterances), batches.map(\.utterances))
+        XCTAssertEqual(b3.map(\.features), batches.map(\.features))
+        XCTAssertEqual(b3.map(\.resumeCursor), batches.map(\.resumeCursor))
+    }
+
+    /// A fixed list (validation): every planned utterance once, then nil.
+    func testLoaderOverFixedList() throws {
+        let dir = try makeTempDir(self)
+        var entries = [Manifest.Entry]()
+        for i in 0..<7 {
+            try AudioWriter.write(path: dir.appendingPathComponent("v\(i).wav").path, samples: speechLike(rate: 16000, seconds: 1 + 0.1 * Double(i)), sampleRate: 16000)
+            entries.append(.init(path: "v\(i).wav", samples: 16000 + 1600 * i))
+        }
+        let m = Manifest(root: dir.path, entries: entries)
+        let order = try DataOrder(lengths: entries.map(\.samples), config: DataOrderConfig(seed: 1, maxSamples: 32000, maxFrames: 400),
+                                  encoderLength: { $0 / 2 })
+        let plan = order.plan(epoch: 0, microBatchesPerStep: 1)
+        XCTAssertEqual(plan.usableBatches, plan.batches.count)
+        let loader = DataLoader(manifest: m, batches: plan.batches, options: { var o = LoaderOptions(); o.workers = 2; return o }())
+        var got = [MicroBatch]()
+        while let b = try loader.nextIfAny() { got.append(b) }
+        XCTAssertEqual(got.map(\.index), plan.batches.map(\.index))
+        XCTAssertEqual(got.flatMap(\.utterances).sorted(), Array(0..<7))
+        // the features of an utterance equal the fbank + CMVN of its file
+        let b = got[0], k = 0
+        let x = try AudioDecoder.load(path: m.fullPath(b.utterances[k]))
+        var f = KaldiFbank().compute(x)
+        applyCMVN(&f, frames: b.frames[k], bins: 80)
+        XCTAssertEqual(Array(b.features[0..<(b.frames[k] * 80)]), f)
+        XCTAssertNil(try loader.nextIfAny())
     }
 
     func testLoaderAbortsPastBadFraction() throws {
