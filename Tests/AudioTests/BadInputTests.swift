@@ -159,6 +159,24 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(limit, 2, accuracy: 1e-9)
         XCTAssertEqual(files.count, 3)
         XCTAssertTrue("\(e)".contains("max_bad_fraction"))
+        XCTAssertTrue("\(e)".contains("u0.wav") || "\(e)".contains("u3.wav"), "names the files: \(e)")
         XCTAssertEqual(reports.count, 3)
+        // the same with three workers: the error still reaches the consumer
+        let (_, e3, _, s3) = try loaderRun(badFraction: 0.1, vanished: 4, batchesWanted: 40, workers: 3)
+        XCTAssertNotNil(e3 as? LoaderError)
+        XCTAssertGreaterThanOrEqual(s3.badFiles, 3)   // concurrent workers may meet a 4th before stopping
+    }
+
+    /// prepare follows symbolic links to folders (launch/prepare-corpus.sh links the Czech folders).
+    func testPrepareFollowsFolderSymlinks() throws {
+        let real = try makeTempDir(self), root = try makeTempDir(self)
+        try AudioWriter.write(path: real.appendingPathComponent("x.wav").path, samples: speechLike(rate: 16000, seconds: 1), sampleRate: 16000)
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("level1").path, withDestinationPath: real.path)
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("loop").path, withDestinationPath: root.path)
+        var prep = CorpusPreparer()
+        prep.validPercent = 0
+        let r = try prep.prepare(root: root.path)
+        XCTAssertEqual(r.train.entries, [Manifest.Entry(path: "level1/x.wav", samples: 16000)])
+        XCTAssertEqual(r.valid.count, 0)
     }
 }
