@@ -29,12 +29,13 @@ let package = Package(
 
         // MARK: Swift modules
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        // Audio: see the data-pipeline issue
+        // Audio: decode (libsndfile), resample (libsamplerate), Kaldi fbank, manifests, data order, masking, loader
+        .target(name: "Audio", dependencies: ["Tensor", "CSndFile", "CSampleRate"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         .target(name: "Training", dependencies: ["Tensor", "Distributed", "CProcess"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed", "Training",
+            dependencies: ["Tensor", "Distributed", "Training", "Audio",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport", "w2vbert"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
