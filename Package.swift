@@ -28,10 +28,11 @@ let package = Package(
         // MARK: Swift modules
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
         // Audio: see the data-pipeline issue
+        .target(name: "W2VBert", dependencies: ["Tensor", .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed",
+            dependencies: ["Tensor", "Distributed", "W2VBert",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 
@@ -39,6 +40,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "W2VBertTests", dependencies: ["W2VBert", "Tensor"], exclude: ["twin", "fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
