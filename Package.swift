@@ -31,11 +31,12 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
         // Audio: decode (libsndfile), resample (libsamplerate), Kaldi fbank, manifests, data order, masking, loader
         .target(name: "Audio", dependencies: ["Tensor", "CSndFile", "CSampleRate"], swiftSettings: fast),
+        .target(name: "W2VBert", dependencies: ["Tensor", .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
-        .target(name: "Training", dependencies: ["Tensor", "Distributed", "CProcess"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Tensor", "Distributed", "Audio", "W2VBert", "CProcess"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed", "Training", "Audio",
+            dependencies: ["Tensor", "Distributed", "Training", "Audio", "W2VBert",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 
@@ -45,6 +46,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport", "w2vbert"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "W2VBertTests", dependencies: ["W2VBert", "Tensor"], exclude: ["twin", "fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,30 @@
+import Tensor
+
+/// A bump allocator over one FloatBuffer. Activations are carved twice with the same code: first by a
+/// measuring arena (no memory; it only counts), then by a real one of exactly that size. Every carve is
+/// aligned to 16 floats.
+public final class Arena {
+    public let buffer: FloatBuffer?
+    private let base: FPtr
+    public private(set) var used = 0
+
+    /// Measuring arena: hands out never-dereferenced addresses and counts floats.
+    public init() {
+        buffer = nil
+        base = FPtr(bitPattern: 1 << 20)!
+    }
+    public init(count: Int) {
+        buffer = FloatBuffer(count: count)
+        base = buffer!.ptr
+    }
+
+    public func take(_ n: Int) -> FPtr {
+        let p = base + used
+        used += (max(n, 1) + 15) / 16 * 16
+        if let buffer { precondition(used <= buffer.count, "arena overflow") }
+        return p
+    }
+    public func takeInt32(_ n: Int) -> UnsafeMutablePointer<Int32> {
+        UnsafeMutableRawPointer(take(n)).assumingMemoryBound(to: Int32.self)
+    }
+}

@@ -1,0 +1,136 @@
+// ParameterLayout: every parameter of a config, named and shaped per SPEC §13 (PyTorch layouts), at an
+// offset into ONE contiguous Float buffer. Gradients and Adam moments use the same offsets, so the
+// optimizer, all-reduce, clipping and checkpoints are each one pass over a buffer.
+
+import Tensor
+
+/// How a tensor is initialised (SPEC §7, §13, §14.4).
+public enum ParameterInit: Sendable, Equatable {
+    case zeros, ones
+    case normal(std: Float)
+    case uniform(low: Float, high: Float)
+    /// PyTorch's default for convolutions: Kaiming-uniform with a = √5, i.e. U(±1/√fan_in).
+    case kaiming(fanIn: Int)
+}
+
+public struct ParameterEntry: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    public let initialization: ParameterInit
+    /// Weight decay applies (SPEC §14.11: Linear and conv weights and quantizer.proj.weight).
+    public let decay: Bool
+}
+
+public struct ParameterLayout: Sendable {
+    public private(set) var entries: [ParameterEntry] = []
+    public private(set) var count = 0
+    private var index: [String: Int] = [:]
+
+    public init(config c: Config) {
+        let m = c.model, q = c.quantizer
+        let d = m.dim, f = m.ffnDim, gv = q.groups * q.entries
+        func linear(_ name: String, out: Int, in inDim: Int, bias: Bool = true) {
+            add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
+            if bias { add(name + ".bias", [out], .zeros, decay: false) }
+        }
+        func norm(_ name: String, _ n: Int) {
+            add(name + ".weight", [n], .ones, decay: false)
+            add(name + ".bias", [n], .zeros, decay: false)
+        }
+        switch m.frontend {
+        case .conv2d:
+            let C = m.frontendChannels
+            add("feature_encoder.conv1.weight", [C, 1, 3, 3], .kaiming(fanIn: 9), decay: true)
+            add("feature_encoder.conv1.bias", [C], .zeros, decay: false)
+            add("feature_encoder.conv2.weight", [C, C, 3, 3], .kaiming(fanIn: C * 9), decay: true)
+            add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
+            linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
+        case .stack:
+            norm("feature_encoder.stack_norm", 2 * Config.melBins)
+            linear("feature_encoder.proj", out: d, in: 2 * Config.melBins)
+        }
+        norm("feature_encoder.norm", d)
+        if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }
+        linear("context_proj", out: d, in: d)
+        if m.position == .conv {
+            let cg = d / m.posConvGroups
+            add("pos_conv.weight", [d, cg, m.posConvKernel], .kaiming(fanIn: cg * m.posConvKernel), decay: true)
+            add("pos_conv.bias", [d], .zeros, decay: false)
+        }
+        for (module, n) in [("contrastive", m.contrastiveBlocks), ("mlm", m.mlmBlocks)] {
+            for i in 0..<n {
+                let p = "\(module).blocks.\(i)"
+                for ffn in ["ffn1"] {
+                    norm("\(p).\(ffn).norm", d); linear("\(p).\(ffn).fc1", out: f, in: d); linear("\(p).\(ffn).fc2", out: d, in: f)
+                }
+                norm("\(p).attn.norm", d)
+                for w in ["q", "k", "v", "out"] { linear("\(p).attn.\(w)", out: d, in: d) }
+                if m.position == .shaw {
+                    add("\(p).attn.rel_key", [m.shawLeft + m.shawRight + 1, d / m.heads], .normal(std: 0.02), decay: false)
+                }
+                norm("\(p).conv.norm", d)
+                add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true)
+                add("\(p).conv.dw.weight", [d, m.convKernel], .kaiming(fanIn: m.convKernel), decay: true)
+                norm("\(p).conv.dw_norm", d)
+                add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true)
+                norm("\(p).ffn2.norm", d); linear("\(p).ffn2.fc1", out: f, in: d); linear("\(p).ffn2.fc2", out: d, in: f)
+                norm("\(p).norm", d)
+            }
+        }
+        add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
+        add("quantizer.proj.bias", [gv], .zeros, decay: false)
+        add("quantizer.codebook", [gv, q.dim / q.groups], .uniform(low: 0, high: 1), decay: false)
+        linear("contrastive_head.context", out: m.finalDim, in: d)
+        linear("contrastive_head.target", out: m.finalDim, in: q.dim)
+        linear("mlm_head", out: gv, in: d)
+    }
+
+    private mutating func add(_ name: String, _ shape: [Int], _ initialization: ParameterInit, decay: Bool) {
+        precondition(index[name] == nil, "duplicate parameter \(name)")
+        // Offsets aligned to 16 floats (64 bytes) so every tensor starts on a cache line.
+        let offset = (count + 15) / 16 * 16
+        let e = ParameterEntry(name: name, shape: shape, offset: offset, initialization: initialization, decay: decay)
+        index[name] = entries.count
+        entries.append(e)
+        count = offset + e.count
+    }
+
+    /// Number of parameters (excluding alignment padding).
+    public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
+
+    public subscript(name: String) -> ParameterEntry? { index[name].map { entries[$0] } }
+
+    public func entry(_ name: String) -> ParameterEntry {
+        guard let i = index[name] else { preconditionFailure("no parameter named \(name)") }
+        return entries[i]
+    }
+
+    /// Fills `params` (layout.count floats) per SPEC: each tensor from its own stream
+    /// RandomStream(seed, step 0, micro-batch = FNV-1a hash of its name, purpose .initialization), so
+    /// adding a tensor does not change the others. Padding between tensors is zeroed.
+    public func initialize(_ params: FPtr, seed: UInt64) {
+        params.update(repeating: 0, count: count)
+        for e in entries {
+            var rng = RandomStream(seed: seed, step: 0, microBatch: Int(ParameterLayout.nameHash(e.name)), purpose: .initialization)
+            let p = params + e.offset
+            switch e.initialization {
+            case .zeros: p.update(repeating: 0, count: e.count)
+            case .ones: p.update(repeating: 1, count: e.count)
+            case .normal(let std): rng.fillNormal(p, e.count, std: std)
+            case .uniform(let lo, let hi): rng.fillUniform(p, e.count, low: lo, high: hi)
+            case .kaiming(let fanIn):
+                let bound = 1 / Float(fanIn).squareRoot()
+                rng.fillUniform(p, e.count, low: -bound, high: bound)
+            }
+        }
+    }
+
+    /// 32-bit FNV-1a of a UTF-8 name.
+    public static func nameHash(_ s: String) -> UInt32 {
+        var h: UInt32 = 2_166_136_261
+        for b in s.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
+        return h
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Tensor
+import W2VBert
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One full training step (forward, backward, AdamW) of a preset on synthetic features, timed.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Time full training steps of a preset on synthetic features; prints one JSON line.")
+
+    @Option(help: "Preset: tiny, small, base, xl.") var preset = "small"
+    @Option(help: "Utterances per micro-batch.") var batch = 8
+    @Option(help: "Seconds of audio per utterance.") var seconds = 10.0
+    @Option(help: "Timed steps (after one warm-up step).") var steps = 5
+    @Option(help: "BLAS threads.") var threads = 1
+    @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        setBLASThreads(threads)
+        let config = try Config.load(preset: preset, overrides: overrides)
+        let t0 = Int(seconds * 100) - 1            // fbank frames of `seconds` of audio (25 ms window, 10 ms shift)
+        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: t0)
+        let opt = Optimizer(config: config, layout: model.layout)
+        var rng = RandomStream(seed: 7, purpose: .test)
+        let features = FloatBuffer(count: batch * t0 * 80)
+        rng.fillNormal(features.ptr, features.count)
+        let lengths = [Int32](repeating: Int32(t0), count: batch)
+        let t = config.encoderLength(t0: t0)
+        var mask = [UInt8](repeating: 0, count: batch * t)
+        var mrng = RandomStream(seed: 7, purpose: .mask)
+        mask.withUnsafeMutableBufferPointer { spanMask($0.baseAddress!, lengths: Array(repeating: t, count: batch), t: t, config: config, rng: &mrng) }
+        let masked = mask.reduce(0) { $0 + Int($1) }
+
+        var times: [Double] = []
+        times.reserveCapacity(steps)
+        var bytesBefore = 0, heapBefore = 0
+        for step in 0...steps {
+            if step == 1 { bytesBefore = FloatBuffer.allocatedBytes.current; heapBefore = heapInUse() }
+            let start = now()
+            model.zeroGrads()
+            let stats = lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
+                model.forward(MicroBatch(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: batch,
+                                         frames: t0, seed: 1, step: step, microBatch: 0), tau: opt.tau)
+            } }
+            model.backward(lossScale: 1 / Float(max(stats.masked, 1)))
+            opt.update(params: model.params, grads: model.grads)
+            if step > 0 { times.append(now() - start) }
+        }
+        let allocated = FloatBuffer.allocatedBytes.current - bytesBefore
+        let heapGrowth = heapInUse() - heapBefore
+        let median = times.sorted()[times.count / 2]
+        let flops = config.trainingMatmulFlops(batch: batch, t0: t0, masked: masked)
+        let sgemm = sgemmGflops(m: batch * t, n: config.model.ffnDim, k: config.model.dim)
+        let fields: [(String, String)] = [
+            ("preset", "\"\(preset)\""), ("parameters", "\(model.layout.parameterCount)"), ("batch", "\(batch)"),
+            ("seconds_per_utterance", "\(seconds)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
+            ("step_time_median", fmt(median)), ("audio_seconds_per_second", fmt(Double(batch) * seconds / median)),
+            ("model_gflop_per_step", fmt(flops / 1e9)), ("model_gflops", fmt(flops / median / 1e9)),
+            ("sgemm_gflops", fmt(sgemm)), ("sgemm_fraction", fmt(flops / median / 1e9 / sgemm)),
+            ("activation_bytes", "\(model.activationBytes)"), ("peak_rss_bytes", "\(peakRSS())"),
+            ("floatbuffer_bytes_allocated_in_steps", "\(allocated)"), ("rss_growth_bytes_in_steps", "\(heapGrowth)"),
+        ]
+        print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+    }
+
+    func fmt(_ x: Double) -> String {
+        if x == 0 || !x.isFinite { return "\(x)" }
+        let digits = max(0, 3 - Int(log10(abs(x)).rounded(.down)))
+        let p = pow(10.0, Double(digits))
+        return "\((x * p).rounded() / p)"
+    }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// VmHWM (peak resident set) from /proc/self/status, in bytes.
+func peakRSS() -> Int { procStatus("VmHWM:") }
+
+func procStatus(_ key: String) -> Int {
+    guard let f = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, 512, f) != nil {
+        let s = String(cString: line)
+        if s.hasPrefix(key) {
+            let digits = s.filter { $0.isNumber }
+            return (Int(digits) ?? 0) * 1024
+        }
+    }
+    return 0
+}
+
+/// Current resident set (VmRSS) in bytes: growth across steps means something allocates in the step.
+func heapInUse() -> Int { procStatus("VmRSS:") }
+
+/// Raw sgemm throughput at one shape (C = A·Bᵀ, the Linear forward), single call timing, best of 3.
+func sgemmGflops(m: Int, n: Int, k: Int) -> Double {
+    let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
+    var rng = RandomStream(seed: 1, purpose: .test)
+    rng.fillNormal(a.ptr, a.count); rng.fillNormal(b.ptr, b.count)
+    var best = Double.infinity
+    for _ in 0..<4 {
+        let s = now()
+        gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: k, beta: 0, c: c.ptr, ldc: n)
+        best = min(best, now() - s)
+    }
+    return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
+}

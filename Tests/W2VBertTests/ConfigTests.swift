@@ -1,0 +1,58 @@
+import XCTest
+import W2VBert
+
+final class ConfigTests: XCTestCase {
+    func testPresetsValidateAndRoundTrip() throws {
+        for name in Config.presetNames {
+            let c = try Config.preset(name)
+            var back = Config()
+            try back.apply(yaml: c.yaml)
+            XCTAssertEqual(back, c, name)
+        }
+    }
+    func testBaseParameterCount() throws {
+        let l = ParameterLayout(config: try Config.preset("base"))
+        print("base parameters: \(l.parameterCount)")
+        XCTAssertEqual(Double(l.parameterCount) / 1e6, 104.2, accuracy: 0.1)
+        for name in ["tiny", "small", "xl"] {
+            print("\(name) parameters: \(ParameterLayout(config: try Config.preset(name)).parameterCount)")
+        }
+    }
+    func testOverridesAndErrors() throws {
+        var c = try Config.preset("tiny")
+        try c.apply(overrides: ["model.position=rope", "train.lr=0.002", "optimizer.betas=0.9,0.99", "model.causal_conv=true"])
+        XCTAssertEqual(c.model.position, .rope)
+        XCTAssertEqual(c.optimizer.lr, 0.002)
+        XCTAssertEqual(c.optimizer.betas.1, 0.99)
+        XCTAssertTrue(c.model.causalConv)
+        func key(_ o: [String]) -> String? {
+            var c = try! Config.preset("tiny")
+            do { try c.apply(overrides: o); return nil } catch let e as ConfigError { return e.key } catch { return "?" }
+        }
+        XCTAssertEqual(key(["model.bogus=1"]), "model.bogus")
+        XCTAssertEqual(key(["nosection.x=1"]), "nosection.x")
+        XCTAssertEqual(key(["model.heads=5"]), "model.heads")
+        XCTAssertEqual(key(["model.conv_kernel=0"]), "model.conv_kernel")
+        XCTAssertEqual(key(["model.position=rope", "model.heads=16", "model.dim=144"]), "model.heads") // dh = 9, odd
+        XCTAssertEqual(key(["model.position=sideways"]), "model.position")
+        XCTAssertEqual(key(["quantizer.dim=129", "quantizer.groups=2"]), "quantizer.dim")
+        XCTAssertEqual(key(["model.dropout=1.5"]), "model.dropout")
+        var y = Config()
+        XCTAssertThrowsError(try y.apply(yaml: "model:\n  dimm: 3\n")) { XCTAssertEqual(($0 as? ConfigError)?.key, "model.dimm") }
+        try y.apply(yaml: "preset: small\nmodel:\n  dropout: 0.1\noptimizer:\n  betas: [0.9, 0.95]\ntrain:\n  warmup: 7\n")
+        XCTAssertEqual(y.model.dim, 256); XCTAssertEqual(y.model.dropout, 0.1); XCTAssertEqual(y.optimizer.warmup, 7)
+        XCTAssertEqual(y.optimizer.betas.1, 0.95)
+    }
+    func testEncoderLength() throws {
+        let c = try Config.preset("tiny")
+        XCTAssertEqual(c.encoderLength(t0: 1000), ((1000 - 1) / 2 - 1) / 2)
+        var s = c; s.model.frontend = .stack
+        XCTAssertEqual(s.encoderLength(t0: 1001), 500)
+    }
+    func testSchedules() throws {
+        let c = try Config.preset("tiny")
+        XCTAssertEqual(c.tau(step: 0), 2.0)
+        XCTAssertEqual(c.learningRate(step: 299), 1e-3, accuracy: 1e-9)
+        XCTAssertEqual(c.learningRate(step: 1199), 5e-4, accuracy: 1e-9)
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+import W2VBert
+import Tensor
+
+/// A minimal safetensors reader for the twin's fixtures (F32, F64, I32, U8 → Double arrays).
+struct SafeTensors {
+    struct Tensor { let shape: [Int]; let values: [Double] }
+    var tensors: [String: Tensor] = [:]
+    var metadata: [String: String] = [:]
+
+    init(path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + Int(n)))) as! [String: Any]
+        let base = 8 + Int(n)
+        for (name, v) in header {
+            if name == "__metadata__" { metadata = v as! [String: String]; continue }
+            let info = v as! [String: Any]
+            let shape = (info["shape"] as! [NSNumber]).map(\.intValue)
+            let offs = (info["data_offsets"] as! [NSNumber]).map(\.intValue)
+            let bytes = data.subdata(in: (base + offs[0])..<(base + offs[1]))
+            let values: [Double] = bytes.withUnsafeBytes { raw in
+                switch info["dtype"] as! String {
+                case "F32": return raw.bindMemory(to: Float.self).map(Double.init)
+                case "F64": return Array(raw.bindMemory(to: Double.self))
+                case "I32": return raw.bindMemory(to: Int32.self).map(Double.init)
+                case "U8": return raw.bindMemory(to: UInt8.self).map(Double.init)
+                default: fatalError("unsupported dtype")
+                }
+            }
+            tensors[name] = Tensor(shape: shape, values: values)
+        }
+    }
+    subscript(_ name: String) -> Tensor { tensors[name]! }
+}
+
+func fixturePath(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fixtures/\(name)").path
+}
+
+/// A model set up from a twin fixture: config, parameters, inputs and injected random draws.
+final class FixtureRun {
+    let st: SafeTensors
+    let config: Config
+    let model: W2VBertModel
+    let features: [Float], lengths: [Int32], mask: [UInt8]
+    let b: Int, t0: Int
+
+    init(_ name: String) throws {
+        st = try SafeTensors(path: fixturePath(name))
+        config = try Config.load(preset: st.metadata["preset"]!, overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init))
+        let f = st["input.features"]
+        b = f.shape[0]; t0 = f.shape[1]
+        features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }
+        mask = st["input.mask"].values.map { UInt8($0) }
+        model = W2VBertModel(config: config, maxBatch: b, maxFrames: t0)
+        // Every parameter of the layout must be in the fixture with the same shape, and vice versa.
+        let names = Set(st.tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
+        XCTAssertEqual(names, Set(model.layout.entries.map(\.name)), "parameter names differ from the twin's")
+        for e in model.layout.entries {
+            let t = st["param.\(e.name)"]
+            XCTAssertEqual(t.shape, e.shape, "shape of \(e.name)")
+            for i in 0..<e.count { model.params.ptr[e.offset + i] = Float(t.values[i]) }
+        }
+        model.noiseOverride = NoiseOverride(maskNoise: st["noise.mask"].values.map(Float.init),
+                                            gumbel: st["noise.gumbel"].values.map(Float.init),
+                                            distractors: st["noise.distractors"].values.map { Int32($0) })
+    }
+
+    func forward(tau: Float) -> StepStats {
+        features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
+            model.forward(MicroBatch(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
+                                     frames: t0, seed: 1, step: 0, microBatch: 0), tau: tau)
+        } } }
+    }
+}

@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""PyTorch twin of the W2V-BERT model of SPEC.md, written from the SPEC (not from the Swift code).
+
+Parameter names and layouts are SPEC §13's. Two modes:
+
+  python w2vbert_twin.py fixtures [OUTDIR]     writes fixture_{a,b,c}.safetensors (float64 reference values
+                                                stored as float32/float64) for the Swift tests
+  python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
+                                                times a float32 eager training step, prints one JSON line
+
+A fixture holds: the config as `section.key=value` lines (metadata "overrides"), inputs (features, T0
+lengths, mask over encoder frames), the random draws (mask-noise vectors, Gumbel noise, distractor
+indices, all in masked-frame order), initial parameters, every loss and metric, every parameter gradient,
+and the losses of 5 AdamW steps with the same inputs and draws.
+"""
+import json, math, os, sys, time
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as Fn
+
+MEL = 80
+
+# ----------------------------------------------------------------------------------------------------
+# Configuration (SPEC key names)
+
+def preset(name):
+    c = {
+        "model.frontend": "conv2d", "model.frontend_channels": 32, "model.dim": 144, "model.heads": 4,
+        "model.ffn_dim": 576, "model.conv_kernel": 15, "model.causal_conv": False, "model.contrastive_blocks": 2,
+        "model.mlm_blocks": 2, "model.position": "conv", "model.pos_conv_kernel": 32, "model.pos_conv_groups": 4,
+        "model.shaw_left": 64, "model.shaw_right": 8, "model.final_dim": 64, "model.dropout": 0.0, "model.layer_drop": 0.0,
+        "quantizer.groups": 1, "quantizer.entries": 128, "quantizer.dim": 128, "quantizer.tau_start": 2.0,
+        "quantizer.tau_end": 0.5, "quantizer.tau_decay": 0.999, "quantizer.detach_targets": False,
+        "mask.prob": 0.65, "mask.span": 10, "mask.min_spans": 2, "mask.replacement": "random", "mask.random_std": 0.1,
+        "loss.num_negatives": 100, "loss.kappa": 0.1, "loss.contrastive_weight": 1.0, "loss.mlm_weight": 1.0,
+        "loss.diversity_weight": 0.2,
+        "optimizer.lr": 1e-3, "optimizer.warmup": 300, "optimizer.schedule": "transformer", "optimizer.eps": 1e-6,
+        "optimizer.weight_decay": 0.01, "optimizer.clip_norm": 1.0, "optimizer.max_steps": 20000,
+    }
+    table = {  # C, d, h, f, k, N, M, V, D, final
+        "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
+        "base": (256, 512, 8, 2048, 31, 8, 8, 1024, 512, 256),
+    }
+    if name in table:
+        C, d, h, f, k, n, m, v, D, fin = table[name]
+        c.update({"model.frontend_channels": C, "model.dim": d, "model.heads": h, "model.ffn_dim": f, "model.conv_kernel": k,
+                  "model.contrastive_blocks": n, "model.mlm_blocks": m, "quantizer.entries": v, "quantizer.dim": D,
+                  "model.final_dim": fin, "model.pos_conv_kernel": 128, "model.pos_conv_groups": 16,
+                  "quantizer.tau_end": 0.1, "quantizer.tau_decay": 0.999995, "optimizer.clip_norm": 10.0})
+    return c
+
+
+def encoder_length(c, t0):
+    if c["model.frontend"] == "conv2d":
+        return ((t0 - 1) // 2 - 1) // 2
+    return t0 // 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Modules
+
+class Weight(nn.Module):
+    """A bare weight (the Conformer's pointwise and depthwise convolutions), named `<module>.weight`."""
+    def __init__(self, *shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(*shape))
+
+
+class FeatureEncoder(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.kind = c["model.frontend"]
+        d = c["model.dim"]
+        if self.kind == "conv2d":
+            C = c["model.frontend_channels"]
+            self.conv1 = nn.Conv2d(1, C, 3, stride=2)
+            self.conv2 = nn.Conv2d(C, C, 3, stride=2)
+            self.proj = nn.Linear(C * 19, d)
+        else:
+            self.stack_norm = nn.LayerNorm(2 * MEL)
+            self.proj = nn.Linear(2 * MEL, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x):  # x [B, T0, 80]
+        B, T0, _ = x.shape
+        if self.kind == "conv2d":
+            y = torch.relu(self.conv1(x[:, None]))          # [B, C, H1, 39], time is the height
+            y = torch.relu(self.conv2(y))                   # [B, C, T, 19]
+            y = y.permute(0, 2, 1, 3).reshape(B, y.shape[2], -1)  # channel-major flatten c·19 + f
+            return self.norm(self.proj(y))
+        T = T0 // 2
+        y = x[:, :2 * T].reshape(B, T, 2 * MEL)             # [frame 2t | frame 2t+1]
+        return self.norm(self.proj(self.stack_norm(y)))
+
+
+class FFN(nn.Module):
+    def __init__(self, d, f, p):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, f)
+        self.fc2 = nn.Linear(f, d)
+        self.p = p
+
+    def forward(self, x):
+        h = Fn.dropout(Fn.silu(self.fc1(self.norm(x))), self.p, self.training)
+        return Fn.dropout(self.fc2(h), self.p, self.training)
+
+
+def rope(x):  # x [B, h, T, dh], pairs (i, i + dh/2)
+    dh = x.shape[-1]
+    half = dh // 2
+    theta = 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / dh)
+    ang = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * theta[None]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d = c["model.dim"]
+        self.h = c["model.heads"]
+        self.norm = nn.LayerNorm(d)
+        self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
+        self.position = c["model.position"]
+        self.p = c["model.dropout"]
+        if self.position == "shaw":
+            self.left, self.right = c["model.shaw_left"], c["model.shaw_right"]
+            self.rel_key = nn.Parameter(torch.empty(self.left + self.right + 1, d // self.h))
+
+    def forward(self, x, valid):  # valid [B, T] bool
+        B, T, d = x.shape
+        dh = d // self.h
+        y = self.norm(x)
+        q = self.q(y).view(B, T, self.h, dh).transpose(1, 2)
+        k = self.k(y).view(B, T, self.h, dh).transpose(1, 2)
+        v = self.v(y).view(B, T, self.h, dh).transpose(1, 2)
+        qs, ks = (rope(q), rope(k)) if self.position == "rope" else (q, k)
+        scores = qs @ ks.transpose(-1, -2)
+        if self.position == "shaw":
+            pos = torch.arange(T)
+            idx = (pos[None, :] - pos[:, None]).clamp(-self.left, self.right) + self.left  # [T(i), T(j)]
+            scores = scores + (q @ self.rel_key.t())[:, :, torch.arange(T)[:, None], idx]
+        scores = scores / math.sqrt(dh)
+        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+        att = torch.softmax(scores, dim=-1) @ v
+        return Fn.dropout(self.out(att.transpose(1, 2).reshape(B, T, d)), self.p, self.training)
+
+
+class ConvModule(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, k = c["model.dim"], c["model.conv_kernel"]
+        self.norm = nn.LayerNorm(d)
+        self.pw1 = Weight(2 * d, d)
+        self.dw = Weight(d, k)
+        self.dw_norm = nn.LayerNorm(d)
+        self.pw2 = Weight(d, d)
+        self.k, self.causal, self.p = k, c["model.causal_conv"], c["model.dropout"]
+
+    def forward(self, x, valid):
+        y = self.norm(x) @ self.pw1.weight.t()
+        y = Fn.glu(y, dim=-1)                                # first half ⊙ σ(second half)
+        y = y * valid[..., None]
+        left = self.k - 1 if self.causal else (self.k - 1) // 2
+        right = self.k - 1 - left
+        y = Fn.pad(y.transpose(1, 2), (left, right))
+        y = Fn.conv1d(y, self.dw.weight[:, None, :], groups=y.shape[1]).transpose(1, 2)
+        y = Fn.silu(self.dw_norm(y)) @ self.pw2.weight.t()
+        return Fn.dropout(y, self.p, self.training)
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, f, p = c["model.dim"], c["model.ffn_dim"], c["model.dropout"]
+        self.ffn1 = FFN(d, f, p)
+        self.attn = Attention(c)
+        self.conv = ConvModule(c)
+        self.ffn2 = FFN(d, f, p)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x, valid):
+        x = x + 0.5 * self.ffn1(x)
+        x = x + self.attn(x, valid)
+        x = x + self.conv(x, valid)
+        x = x + 0.5 * self.ffn2(x)
+        return self.norm(x)
+
+
+class Stack(nn.Module):
+    def __init__(self, c, n):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(c) for _ in range(n))
+
+
+class Quantizer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.G, self.V, D = c["quantizer.groups"], c["quantizer.entries"], c["quantizer.dim"]
+        self.proj = nn.Linear(c["model.dim"], self.G * self.V)
+        self.codebook = nn.Parameter(torch.empty(self.G * self.V, D // self.G))
+
+
+class ContrastiveHead(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.context = nn.Linear(c["model.dim"], c["model.final_dim"])
+        self.target = nn.Linear(c["quantizer.dim"], c["model.final_dim"])
+
+
+class W2VBert(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        d = c["model.dim"]
+        self.feature_encoder = FeatureEncoder(c)
+        if c["mask.replacement"] == "learned":
+            self.mask_embedding = nn.Parameter(torch.empty(d))
+        self.context_proj = nn.Linear(d, d)
+        if c["model.position"] == "conv":
+            P, Gp = c["model.pos_conv_kernel"], c["model.pos_conv_groups"]
+            self.pos_conv = nn.Conv1d(d, d, P, groups=Gp, padding=P // 2)
+        self.contrastive = Stack(c, c["model.contrastive_blocks"])
+        self.mlm = Stack(c, c["model.mlm_blocks"])
+        self.quantizer = Quantizer(c)
+        self.contrastive_head = ContrastiveHead(c)
+        self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        """SPEC §7, §13, §14.4."""
+        d = self.c["model.dim"]
+        for name, p in self.named_parameters():
+            if name == "quantizer.proj.weight":
+                p.normal_(0, 1 / math.sqrt(d))
+            elif name in ("quantizer.codebook", "mask_embedding"):
+                p.uniform_(0, 1)
+            elif name.endswith("rel_key"):
+                p.normal_(0, 0.02)
+            elif name.endswith(".bias"):
+                p.zero_()
+            elif "norm" in name.split(".")[-2]:
+                p.fill_(1.0)
+            elif any(s in name for s in ("conv1.", "conv2.", "pos_conv.", ".pw1.", ".pw2.", ".dw.")):
+                fan_in = p[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                p.uniform_(-bound, bound)
+            else:  # Linear weights
+                p.normal_(0, 0.02)
+
+    def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau):
+        """feats [B, T0, 80]; t0 [B]; mask [B, T] bool; noise in masked-frame (b, t) order.
+        Returns (loss, metrics dict) for one process holding the whole batch."""
+        c = self.c
+        G, V = c["quantizer.groups"], c["quantizer.entries"]
+        z = self.feature_encoder(feats)
+        B, T, d = z.shape
+        lengths = torch.tensor([encoder_length(c, int(n)) for n in t0])
+        valid = torch.arange(T)[None, :] < lengths[:, None]
+        mask = mask & valid
+        # masking
+        x = z.clone()
+        if c["mask.replacement"] == "learned":
+            x[mask] = self.mask_embedding.expand(int(mask.sum()), d)
+        else:
+            x[mask] = noise_mask
+        x = self.context_proj(x)
+        if c["model.position"] == "conv":
+            x = x * valid[..., None]
+            x = x + Fn.gelu(self.pos_conv(x.transpose(1, 2))[..., :T].transpose(1, 2))
+        for blk in self.contrastive.blocks:
+            x = blk(x, valid)
+        ctx = x
+        for blk in self.mlm.blocks:
+            x = blk(x, valid)
+        m = x
+        # quantizer on unmasked z at masked frames
+        zq = z[mask]
+        if c["quantizer.detach_targets"]:
+            zq = zq.detach()
+        S = zq.shape[0]
+        logits = self.quantizer.proj(zq).view(S, G, V)
+        noisy = logits + gumbel.view(S, G, V)
+        ids = noisy.argmax(-1)                                     # [S, G]
+        soft = torch.softmax(noisy / tau, -1)
+        hard = Fn.one_hot(ids, V).to(soft.dtype)
+        y = hard - soft.detach() + soft                            # straight-through
+        q = torch.einsum("sgv,gve->sge", y, self.quantizer.codebook.view(G, V, -1)).reshape(S, -1)
+        pbar = torch.softmax(logits, -1).mean(0)                   # [G, V], no noise, no τ
+        prob_ppl = torch.exp(-(pbar * torch.log(pbar + 1e-7)).sum(-1)).sum()
+        counts = Fn.one_hot(ids, V).to(pbar.dtype).mean(0)
+        code_ppl = torch.exp(-(counts * torch.log(counts + 1e-7)).sum(-1)).sum()
+        L_d = (G * V - prob_ppl) / (G * V)
+        # contrastive
+        cproj = self.contrastive_head.context(ctx[mask])           # [S, F]
+        tproj = self.contrastive_head.target(q)                    # [S, F]
+        cand = torch.cat([torch.arange(S)[:, None], distractors.long()], 1)   # [S, K+1]
+        tc = tproj[cand]                                           # [S, K+1, F]
+        na = cproj.norm(dim=-1).clamp_min(1e-8)
+        nb = tc.norm(dim=-1).clamp_min(1e-8)
+        cos = (cproj[:, None, :] * tc).sum(-1) / (na[:, None] * nb)
+        same = (ids[cand[:, 1:]] == ids[:, None, :]).all(-1)       # distractor with the positive's ids
+        clog = (cos / c["loss.kappa"]).clone()
+        clog[:, 1:] = clog[:, 1:].masked_fill(same, float("-inf"))
+        L_w = Fn.cross_entropy(clog, torch.zeros(S, dtype=torch.long), reduction="sum")
+        pos = clog[:, :1]
+        c_acc = ((clog[:, 1:] < pos) | same).all(-1).sum()
+        # MLM
+        mlog = self.mlm_head(m[mask]).view(S * G, V)
+        tgt = ids.reshape(-1).detach()
+        L_m = Fn.cross_entropy(mlog, tgt, reduction="sum") / G
+        m_acc = (mlog.argmax(-1) == tgt).sum()
+        loss = (c["loss.contrastive_weight"] * L_w + c["loss.mlm_weight"] * L_m) / S + c["loss.diversity_weight"] * L_d
+        return loss, dict(L_w=L_w, L_m=L_m, L_d=L_d, c_acc=c_acc, m_acc=m_acc, prob_ppl=prob_ppl, code_ppl=code_ppl, S=S)
+
+
+def no_decay(name):
+    """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
+    parts = name.split(".")
+    if name in ("quantizer.codebook", "mask_embedding") or parts[-1] in ("bias", "rel_key"):
+        return True
+    return len(parts) >= 2 and "norm" in parts[-2]
+
+
+def lr_at(c, step):
+    u, w, peak = step + 1, max(c["optimizer.warmup"], 1), c["optimizer.lr"]
+    if c["optimizer.schedule"] == "transformer":
+        return peak * min(u / w, math.sqrt(w / u))
+    if u <= w:
+        return peak * u / w
+    M = c["optimizer.max_steps"]
+    return peak * max(0.0, (M - u) / max(M - w, 1))
+
+
+def tau_at(c, step):
+    return max(c["quantizer.tau_start"] * c["quantizer.tau_decay"] ** step, c["quantizer.tau_end"])
+
+
+def make_optimizer(model, c):
+    dec = [p for n, p in model.named_parameters() if not no_decay(n)]
+    nod = [p for n, p in model.named_parameters() if no_decay(n)]
+    return torch.optim.AdamW([{"params": dec, "weight_decay": c["optimizer.weight_decay"]},
+                              {"params": nod, "weight_decay": 0.0}],
+                             lr=c["optimizer.lr"], betas=(0.9, 0.98), eps=c["optimizer.eps"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Masks and random draws (numpy; stored explicitly in the fixtures)
+
+def make_mask(c, lengths, T, rng):
+    mask = np.zeros((len(lengths), T), dtype=np.uint8)
+    span, prob, mins = c["mask.span"], c["mask.prob"], c["mask.min_spans"]
+    for b, L in enumerate(lengths):
+        choices = L - span + 1
+        n = min(max(mins, int(prob * L / span + rng.random())), choices)
+        for s in rng.choice(choices, n, replace=False):
+            mask[b, s:s + span] = 1
+    return mask
+
+
+def draws(c, mask, rng):
+    G, V, d, K = c["quantizer.groups"], c["quantizer.entries"], c["model.dim"], c["loss.num_negatives"]
+    rows = [(b, t) for b in range(mask.shape[0]) for t in range(mask.shape[1]) if mask[b, t]]
+    S = len(rows)
+    noise = (rng.standard_normal((S, d)) * c["mask.random_std"]).astype(np.float32)
+    u = rng.random((S, G * V))
+    gumbel = (-np.log(-np.log(u))).astype(np.float32)
+    dist = np.zeros((S, K), dtype=np.int32)
+    start = {}
+    for i, (b, t) in enumerate(rows):
+        start.setdefault(b, i)
+    for i, (b, t) in enumerate(rows):
+        members = [j for j, (bb, _) in enumerate(rows) if bb == b and j != i]
+        dist[i] = rng.choice(members, K, replace=True)
+    return noise, gumbel, dist
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fixtures
+
+MICRO = {
+    # conv2d frontend + positional conv (even P) + random replacement, G = 1
+    "a": dict(preset="tiny", t0=[95, 71], seed=1, over={
+        "model.frontend": "conv2d", "model.frontend_channels": 4, "model.dim": 32, "model.heads": 4, "model.ffn_dim": 64,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 6, "model.pos_conv_groups": 4, "model.final_dim": 16,
+        "quantizer.groups": 1, "quantizer.entries": 24, "quantizer.dim": 16, "quantizer.tau_start": 2.0,
+        "quantizer.tau_end": 0.5, "quantizer.tau_decay": 0.8, "mask.replacement": "random", "mask.span": 4,
+        "loss.num_negatives": 5, "optimizer.lr": 0.01, "optimizer.warmup": 3, "optimizer.clip_norm": 1.0}),
+    # stack frontend + shaw + learned mask embedding + causal even depthwise kernel, polynomial schedule
+    "b": dict(preset="tiny", t0=[53, 38], seed=2, over={
+        "model.frontend": "stack", "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
+        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
+        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
+        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
+        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
+        "optimizer.clip_norm": 0.5}),
+    # rope + G = 2 codebooks + detached targets + loss weights, even "same" depthwise kernel
+    "c": dict(preset="tiny", t0=[83, 99], seed=3, over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 32, "model.heads": 4, "model.ffn_dim": 64,
+        "model.conv_kernel": 6, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "rope",
+        "model.final_dim": 16, "quantizer.groups": 2, "quantizer.entries": 12, "quantizer.dim": 16,
+        "quantizer.detach_targets": True, "quantizer.tau_decay": 0.95, "mask.span": 3, "loss.num_negatives": 6,
+        "loss.mlm_weight": 0.5, "loss.diversity_weight": 0.3, "loss.kappa": 0.2,
+        "optimizer.lr": 0.003, "optimizer.warmup": 4, "optimizer.clip_norm": 2.0, "optimizer.weight_decay": 0.1}),
+}
+
+
+def fmt(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def write_fixture(name, spec, outdir):
+    from safetensors.numpy import save_file
+    torch.manual_seed(spec["seed"])
+    rng = np.random.default_rng(spec["seed"])
+    c = preset(spec["preset"])
+    c.update(spec["over"])
+    model = W2VBert(c).double()
+    # Perturb every parameter a little so that zero biases and unit norms do not hide errors.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+            p.copy_(p.float().double())   # values exactly representable in float32 (the Swift side)
+    t0 = spec["t0"]
+    B, T0 = len(t0), max(t0)
+    feats = np.zeros((B, T0, MEL), dtype=np.float32)
+    for b, n in enumerate(t0):
+        feats[b, :n] = rng.standard_normal((n, MEL)).astype(np.float32)
+    T = encoder_length(c, T0)
+    lengths = [encoder_length(c, n) for n in t0]
+    mask = make_mask(c, lengths, T, rng)
+    noise, gumbel, dist = draws(c, mask, rng)
+    init = {f"param.{n}": p.detach().float().numpy().copy() for n, p in model.named_parameters()}
+
+    args = lambda tau: (torch.tensor(feats, dtype=torch.float64), t0, torch.tensor(mask.astype(bool)),
+                        torch.tensor(noise, dtype=torch.float64), torch.tensor(gumbel, dtype=torch.float64),
+                        torch.tensor(dist), tau)
+    model.zero_grad()
+    loss, met = model(*args(tau_at(c, 0)))
+    loss.backward()
+    grads = {f"grad.{n}": p.grad.detach().float().numpy().copy() for n, p in model.named_parameters()}
+    out = np.array([loss.item(), met["L_w"].item(), met["L_m"].item(), met["L_d"].item(), float(met["c_acc"]),
+                    float(met["m_acc"]), met["prob_ppl"].item(), met["code_ppl"].item(), tau_at(c, 0), float(met["S"])])
+    # 5 AdamW steps: loss at each step before its update.
+    opt = make_optimizer(model, c)
+    traj = []
+    for step in range(5):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(c, step)
+        opt.zero_grad()
+        loss, _ = model(*args(tau_at(c, step)))
+        traj.append(loss.item())
+        loss.backward()
+        if c["optimizer.clip_norm"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c["optimizer.clip_norm"])
+        opt.step()
+    tensors = {"input.features": feats, "input.lengths": np.array(t0, dtype=np.int32), "input.mask": mask,
+               "noise.mask": noise, "noise.gumbel": gumbel, "noise.distractors": dist,
+               "out.metrics": out, "out.trajectory": np.array(traj)}
+    tensors.update(init)
+    tensors.update(grads)
+    meta = {"overrides": "\n".join(f"{k}={fmt(v)}" for k, v in sorted(spec["over"].items())),
+            "preset": spec["preset"],
+            "metrics": "loss,L_w_sum,L_m_sum,L_d,contrastive_correct,mlm_correct,prob_perplexity,code_perplexity,tau,masked"}
+    path = os.path.join(outdir, f"fixture_{name}.safetensors")
+    save_file(tensors, path, metadata=meta)
+    print(f"{path}: S={met['S']} loss={loss.item():.6f} trajectory={['%.6f' % x for x in traj]}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bench: float32 eager training step (forward, backward, AdamW) on synthetic features
+
+def bench(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    c = preset(a.preset)
+    model = W2VBert(c)
+    opt = make_optimizer(model, c)
+    rng = np.random.default_rng(0)
+    T0 = int(a.seconds * 100) - 1
+    t0 = [T0] * a.batch
+    feats = torch.tensor(rng.standard_normal((a.batch, T0, MEL)), dtype=torch.float32)
+    T = encoder_length(c, T0)
+    mask = make_mask(c, [T] * a.batch, T, rng)
+    noise, gumbel, dist = draws(c, mask, rng)
+    times = []
+    for step in range(a.steps + 1):
+        t = time.perf_counter()
+        opt.zero_grad()
+        loss, _ = model(feats, t0, torch.tensor(mask.astype(bool)), torch.tensor(noise), torch.tensor(gumbel),
+                        torch.tensor(dist), tau_at(c, step))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c["optimizer.clip_norm"])
+        opt.step()
+        if step > 0:
+            times.append(time.perf_counter() - t)
+    med = sorted(times)[len(times) // 2]
+    print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "preset": a.preset, "batch": a.batch,
+                      "seconds": a.seconds, "threads": a.threads, "step_time_median": med,
+                      "audio_seconds_per_second": a.batch * a.seconds / med}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "bench":
+        bench(sys.argv[2:])
+    else:
+        outdir = sys.argv[2] if len(sys.argv) >= 3 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+        os.makedirs(outdir, exist_ok=True)
+        torch.set_num_threads(1)
+        for name, spec in MICRO.items():
+            write_fixture(name, spec, outdir)
