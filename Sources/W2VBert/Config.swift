@@ -78,12 +78,29 @@ public struct OptimizerConfig: Sendable, Equatable {
 public struct TrainConfig: Sendable, Equatable {
     public var updateFreq = 1
     public var maxFrames = 16_000           // padded fbank frames per micro-batch (B·T0max)
-    public var maxSamples = 64              // utterances per micro-batch
+    public var maxSamples = 250_000         // random crop of longer utterances, 16 kHz samples (15.6 s)
     public var seed: UInt64 = 1
     public var logInterval = 10
     public var saveInterval = 1000
     public var validInterval = 1000
     public var keepLast = 5
+    public var maxConsecutiveSkips = 5      // non-finite steps in a row before the run aborts (exit 76)
+    public var maxBadFraction: Double = 0.01 // unreadable files (of a rank's share) before the run aborts
+    public var validBatches = 0             // validation micro-batches per rank (0 = the whole valid set)
+}
+
+/// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
+public struct DistConfig: Sendable, Equatable {
+    public enum OnDivergence: String, Sendable, CaseIterable { case abort, resync }
+    public var timeout: Double = 600        // seconds before the collective watchdog aborts the job
+    public var fingerprintInterval = 100    // steps between replica fingerprints (0 = never)
+    public var onDivergence: OnDivergence = .abort
+}
+
+public struct CodebookConfig: Sendable, Equatable {
+    public var syncInterval = 100           // steps per hard-count window (0 = no revival)
+    public var deadThreshold: Double = 0.01 // a code is dead below this share of uniform use over the window
+    public var revive = true
 }
 
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -100,6 +117,8 @@ public struct Config: Sendable, Equatable {
     public var loss = LossConfig()
     public var optimizer = OptimizerConfig()
     public var train = TrainConfig()
+    public var dist = DistConfig()
+    public var codebook = CodebookConfig()
 
     public init() {}
 
@@ -294,6 +313,20 @@ public struct Config: Sendable, Equatable {
         int("train.save_interval", \.train.saveInterval),
         int("train.valid_interval", \.train.validInterval),
         int("train.keep_last", \.train.keepLast),
+        int("train.max_consecutive_skips", \.train.maxConsecutiveSkips),
+        Key(name: "train.max_bad_fraction", get: { "\($0.train.maxBadFraction)" },
+            set: { $0.train.maxBadFraction = try parseDouble("train.max_bad_fraction", $1) }, serialised: true),
+        int("train.valid_batches", \.train.validBatches),
+
+        Key(name: "dist.timeout", get: { "\($0.dist.timeout)" },
+            set: { $0.dist.timeout = try parseDouble("dist.timeout", $1) }, serialised: true),
+        int("dist.fingerprint_interval", \.dist.fingerprintInterval),
+        choice("dist.on_divergence", \.dist.onDivergence),
+
+        int("codebook.sync_interval", \.codebook.syncInterval),
+        Key(name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
+            set: { $0.codebook.deadThreshold = try parseDouble("codebook.dead_threshold", $1) }, serialised: true),
+        bool("codebook.revive", \.codebook.revive),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }
@@ -307,7 +340,7 @@ public struct Config: Sendable, Equatable {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train)"
+        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook)"
                                               : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
@@ -421,7 +454,14 @@ public struct Config: Sendable, Equatable {
                   "must exceed optimizer.warmup for the polynomial schedule")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
-        try check(train.maxSamples >= 1, "train.max_samples", "must be ≥ 1")
+        try check(train.maxSamples >= 400, "train.max_samples", "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
+        try check(train.maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be ≥ 1")
+        try check(train.maxBadFraction >= 0 && train.maxBadFraction <= 1, "train.max_bad_fraction", "must be in [0, 1]")
+        try check(train.validBatches >= 0, "train.valid_batches", "must be ≥ 0")
+        try check(dist.timeout > 0, "dist.timeout", "must be > 0 seconds")
+        try check(dist.fingerprintInterval >= 0, "dist.fingerprint_interval", "must be ≥ 0")
+        try check(codebook.syncInterval >= 0, "codebook.sync_interval", "must be ≥ 0")
+        try check(codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold", "must be in [0, 1)")
         try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")

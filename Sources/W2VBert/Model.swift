@@ -229,6 +229,52 @@ public final class W2VBertModel {
 
     public func zeroGrads() { grads.zero() }
 
+    /// Called by backward right after Conformer block i (contrastive 0..<N, then MLM N..<N+M) has
+    /// accumulated its parameter gradients, so the trainer can all-reduce that block's bucket while
+    /// backward goes on.
+    public var blockBackwardDone: ((Int) -> Void)? = nil
+
+    /// The pre-pass of gradient accumulation: feature encoder and quantizer only, returning this
+    /// micro-batch's [soft usage sums G·V, hard-code counts G·V, masked count] exactly as `forward`
+    /// computes them (same noise). The trainer sums them over all micro-batches of the optimizer step
+    /// and all ranks, then hands the total to each `forward` through `reduce`, so the diversity loss is
+    /// that of the whole step (SPEC §7, §10) for any update_freq.
+    public func quantizerUsage(_ mb: MicroBatch, tau: Float, training: Bool = true) -> [Double] {
+        let c = config
+        precondition(mb.batch >= 1 && mb.batch <= maxBatch && mb.frames <= maxFrames, "micro-batch exceeds the model's capacity")
+        B = mb.batch; T0 = mb.frames; T = c.encoderLength(t0: T0)
+        precondition(T >= 1, "utterances too short for the feature encoder")
+        let gv = G * V
+        for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(mb.lengths[b])))) }
+        frontendForward(mb.features)
+        var S = 0
+        for b in 0..<B {
+            for t in 0..<Int(encLen[b]) where mb.mask[b * T + t] != 0 { rows[S] = Int32(b * T + t); S += 1 }
+        }
+        for i in 0..<S { (zm + i * d).update(from: z + Int(rows[i]) * d, count: d) }
+        quantProj.forward(y: ql, x: zm, n: S, inDim: d, outDim: gv)
+        var gn: CFPtr? = nil
+        if training {
+            if let given = noiseOverride?.gumbel {
+                given.withUnsafeBufferPointer { gnoise.update(from: $0.baseAddress!, count: S * gv) }
+            } else {
+                var g = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .gumbel)
+                g.fillGumbel(gnoise, S * gv)
+            }
+            gn = CFPtr(gnoise)
+        }
+        gumbelSoftmaxForward(y: qy, ids: ids, soft: soft, logits: ql, noise: gn, tau: tau, n: S * G, v: V)
+        softmaxForward(y: sp, x: ql, n: S * G, v: V)
+        var out = [Double](repeating: 0, count: 2 * gv + 1)
+        for i in 0..<S {
+            let r = sp + i * gv
+            for j in 0..<gv { out[j] += Double(r[j]) }
+            for g in 0..<G { out[gv + g * V + Int(ids[i * G + g])] += 1 }
+        }
+        out[2 * gv] = Double(S)
+        return out
+    }
+
     // MARK: Forward
 
     /// Runs one micro-batch. `tau` is the Gumbel temperature of this optimizer update (config.tau(step:)).
@@ -477,10 +523,13 @@ public final class W2VBertModel {
         }
         // 5b. MLM blocks in reverse.
         let blocksC = contrastive.count
-        for i in stride(from: mlm.count - 1, through: 0, by: -1) where !dropped[blocksC + i] {
-            let x = i == 0 ? cOut : mlm[i - 1].y
-            mlm[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
-            dCur.update(from: scratch.dRes, count: N * d)
+        for i in stride(from: mlm.count - 1, through: 0, by: -1) {
+            if !dropped[blocksC + i] {
+                let x = i == 0 ? cOut : mlm[i - 1].y
+                mlm[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
+                dCur.update(from: scratch.dRes, count: N * d)
+            }
+            blockBackwardDone?(blocksC + i)
         }
         _ = mOut
         zero(dq, S * D)
@@ -501,10 +550,13 @@ public final class W2VBertModel {
             headTarget.backward(dx: dq, dy: dyq, x: q, n: S, inDim: D, outDim: F)
         }
         // 5a. Contrastive blocks in reverse.
-        for i in stride(from: contrastive.count - 1, through: 0, by: -1) where !dropped[i] {
-            let x = i == 0 ? CFPtr(x0) : CFPtr(contrastive[i - 1].y)
-            contrastive[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
-            dCur.update(from: scratch.dRes, count: N * d)
+        for i in stride(from: contrastive.count - 1, through: 0, by: -1) {
+            if !dropped[i] {
+                let x = i == 0 ? CFPtr(x0) : CFPtr(contrastive[i - 1].y)
+                contrastive[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
+                dCur.update(from: scratch.dRes, count: N * d)
+            }
+            blockBackwardDone?(i)
         }
         // 4. Positional convolution and context projection: dCur = dx0 → dxp (kept in dCur) → dxm.
         if let posConv {
