@@ -1,0 +1,78 @@
+# Shared paths and helpers for the cluster scripts (sourced).
+# Everything these scripts make lives under W2V_CLUSTER_STATE (default /tmp/w2v-cluster), except the
+# network namespaces/bridge/veths (kernel objects, named below) and the Debian packages they install.
+W2V_CLUSTER_STATE="${W2V_CLUSTER_STATE:-/tmp/w2v-cluster}"
+W2V_SLURM_DIR="$W2V_CLUSTER_STATE/slurm"
+W2V_NETNS_DIR="$W2V_CLUSTER_STATE/netns"
+# Ports of the local Slurm cluster (away from the standard 6817/6818 so a real installation is untouched).
+W2V_SLURMCTLD_PORT="${W2V_SLURMCTLD_PORT:-16817}"
+W2V_SLURMD_PORT0="${W2V_SLURMD_PORT0:-17000}"     # node i listens on PORT0+i
+# Network-namespace hosts (CLUSTER.md): names prefixed so nothing else on the machine is touched.
+W2V_NS_PREFIX="w2v-ns"            # namespaces w2v-ns1, w2v-ns2
+W2V_BRIDGE="w2v-br0"
+W2V_VETH_PREFIX="w2v-v"           # w2v-v1 (inside w2v-ns1) <-> w2v-v1p (on the bridge)
+W2V_SUBNET="10.77.0"              # hosts .1, .2; the bridge (where mpirun runs) .254
+
+cl_log() { echo "[cluster] $*" >&2; }
+
+# Is the pid in FILE alive?
+cl_pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Stop the process whose pid is in FILE: TERM, wait up to ${2:-10} s, then KILL. Removes FILE.
+cl_stop_pidfile() {
+  local f="$1" wait_s="${2:-10}" pid i
+  [ -s "$f" ] || { rm -f "$f"; return 0; }
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < wait_s * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then cl_log "pid $pid ($f) ignored TERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$f"
+}
+
+# Pids of every process (and its descendants) whose environment holds W2V_CLUSTER_OWNER=$1.
+# The bring-up scripts start their daemons with that marker, and the daemons' children
+# (slurmstepd, job tasks) inherit it, so tear-down can find exactly what this cluster started.
+cl_owned_pids() {
+  local tag="$1" p roots=() all
+  for p in /proc/[0-9]*; do
+    p="${p#/proc/}"
+    [ "$p" = "$$" ] && continue
+    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qxF "W2V_CLUSTER_OWNER=$tag"; then roots+=("$p"); fi
+  done
+  [ ${#roots[@]} -gt 0 ] || return 0
+  # add descendants (job tasks get the job's environment, not the daemon's)
+  all=" ${roots[*]} "
+  local changed=1 pid ppid
+  while [ $changed = 1 ]; do
+    changed=0
+    while read -r pid ppid; do
+      if [[ "$all" == *" $ppid "* && "$all" != *" $pid "* ]]; then all+="$pid "; changed=1; fi
+    done < <(ps -e -o pid=,ppid=)
+  done
+  echo $all
+}
+
+cl_kill_owned() {
+  local tag="$1" pids
+  pids="$(cl_owned_pids "$tag")"
+  [ -n "$pids" ] || return 0
+  cl_log "stopping leftover processes of $tag: $pids"
+  kill -TERM $pids 2>/dev/null || true
+  sleep 1
+  pids="$(cl_owned_pids "$tag")"
+  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+}
+
+cl_need_root() { [ "$(id -u)" = 0 ] || { echo "this script must run as root" >&2; exit 1; }; }
+
+# apt-get install the packages that are missing (Debian archive).
+cl_apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  cl_log "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
