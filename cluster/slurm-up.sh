@@ -102,7 +102,9 @@ for n in $NODENAMES; do
   if [ "$NODES" = 1 ]; then
     env W2V_CLUSTER_OWNER="$TAG" SLURM_CONF="$CONF" /usr/sbin/slurmd -f "$CONF"
   else
-    env W2V_CLUSTER_OWNER="$TAG" SLURM_CONF="$CONF" /usr/sbin/slurmd -f "$CONF" -N "$n"
+    # Each node gets its own hostname (UTS namespace) so ranks report n1/n2 and Open MPI's shared-memory
+    # segment names cannot collide; the network stays the host's (loopback).
+    env W2V_CLUSTER_OWNER="$TAG" SLURM_CONF="$CONF" unshare --uts sh -c 'hostname "$1"; exec /usr/sbin/slurmd -f "$2" -N "$1"' sh "$n" "$CONF"
   fi
 done
 

@@ -9,7 +9,7 @@
 #   OMP_NUM_THREADS    threads per rank (default 1; OPENBLAS_NUM_THREADS follows it unless set)
 #   W2V_BIND           --bind-to value (default core; `none` for emulated hosts sharing one machine)
 #   W2V_MPIRUN_ARGS    extra mpirun arguments, word-split (e.g. "--mca btl self,tcp --mca btl_tcp_if_include eth0")
-# Exported to every rank: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, PATH, LD_LIBRARY_PATH.
+# Exported to every rank: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, PATH, LD_LIBRARY_PATH (when set).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 if [ $# -lt 2 ] || ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
@@ -20,8 +20,8 @@ HOSTFILE="$1"; RANKS="$2"; shift 2
 BIN="$(w2v_bin)" || exit 2
 w2v_threads
 ARGS=(--hostfile "$HOSTFILE" -np "$RANKS" $(w2v_root_args) --mca btl_vader_single_copy_mechanism none
-      -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH -x LD_LIBRARY_PATH
-      --bind-to "${W2V_BIND:-core}")
+      -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH --bind-to "${W2V_BIND:-core}")
+[ -z "${LD_LIBRARY_PATH:-}" ] || ARGS+=(-x LD_LIBRARY_PATH)
 if [ "$OMP_NUM_THREADS" -gt 1 ] && [ "${W2V_BIND:-core}" != none ]; then
   ARGS+=(--map-by "slot:PE=$OMP_NUM_THREADS")
 fi
