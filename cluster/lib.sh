@@ -18,17 +18,19 @@ cl_log() { echo "[cluster] $*" >&2; }
 # Is the pid in FILE alive?
 cl_pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Stop the process whose pid is in FILE: TERM, wait up to ${2:-10} s, then KILL. Removes FILE.
-cl_stop_pidfile() {
-  local f="$1" wait_s="${2:-10}" pid i
-  [ -s "$f" ] || { rm -f "$f"; return 0; }
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait_s * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then cl_log "pid $pid ($f) ignored TERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$f"
+# Stop the processes whose pids are in FILES (together): TERM, wait up to W2V_STOP_WAIT s (default 10),
+# then KILL. Removes the files.
+cl_stop_pidfiles() {
+  local f pids=() pid i alive
+  for f in "$@"; do
+    [ -s "$f" ] && pid="$(cat "$f")" && kill -0 "$pid" 2>/dev/null && { pids+=("$pid"); kill -TERM "$pid" 2>/dev/null; }
+  done
+  for ((i = 0; i < ${W2V_STOP_WAIT:-10} * 20 && ${#pids[@]} > 0; i++)); do
+    alive=(); for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    pids=("${alive[@]+"${alive[@]}"}"); [ ${#pids[@]} = 0 ] && break; sleep 0.05
+  done
+  if [ ${#pids[@]} -gt 0 ]; then cl_log "pids ${pids[*]} ignored TERM: KILL"; kill -KILL "${pids[@]}" 2>/dev/null || true; fi
+  rm -f "$@"
 }
 
 # Pids of every process (and its descendants) whose environment holds W2V_CLUSTER_OWNER=$1.

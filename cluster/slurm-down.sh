@@ -18,9 +18,9 @@ if [ -s "$SLURM_CONF" ] && cl_pid_alive "$D/slurmctld.pid"; then
     for _ in $(seq 40); do [ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.25; done
   fi
 fi
-for f in "$D"/slurmd-*.pid; do [ -e "$f" ] && cl_stop_pidfile "$f" 10; done
-cl_stop_pidfile "$D/slurmctld.pid" 10
-cl_stop_pidfile "$D/munged.pid" 10
+shopt -s nullglob
+cl_stop_pidfiles "$D"/slurmd-*.pid "$D/slurmctld.pid"
+cl_stop_pidfiles "$D/munged.pid"
 rm -f "$D/munge/munged.pid"
 cl_kill_owned "$TAG"
 rm -rf "$D"

@@ -9,7 +9,8 @@
 #   - SIGUSR1/SIGTERM only set a flag; at the next step boundary rank 0 checkpoints and every rank
 #     exits 75 (the trainer's "stopped after writing a checkpoint" status);
 #   - finishing prints "standin rank R/N host H: finished at step S" and exits 0.
-# It writes DIR/standin/pid-R (its pid) and DIR/standin/step-R (its current step) for the tests.
+# It writes DIR/standin/pid-R (its pid), start-R (the step it started from) and step-R (its current
+# step) for the tests.
 set -u
 cmd="${1:-}"; shift || true
 [ "$cmd" = train ] || { echo "standin: only 'train' is supported (got '$cmd')" >&2; exit 2; }
@@ -36,6 +37,8 @@ checkpoint() {  # rank 0 only: write the step atomically, then replace `latest`
 
 step=0
 [ -s "$RUN/checkpoints/latest" ] && step="$(cat "$RUN/checkpoints/latest")"
+echo "$step" > "$RUN/standin/start-$RANK"
+rm -f "$RUN/standin/step-$RANK"
 echo "standin rank $RANK/$SIZE host $HOST: start at step $step of $MAX (restart count ${SLURM_RESTART_COUNT:-0})"
 stop=""
 trap 'stop=USR1' USR1

@@ -38,10 +38,13 @@ payload_long() {
     train) P_BIN="$W2V_REAL_BIN"; P_ARGS=(train $W2V_TEST_TRAIN_ARGS --train "$W2V_TEST_TRAIN_TSV" --run-dir "$1" --max-steps 40) ;;
   esac
 }
-# payload_progress RUN_DIR: true once the long run has done a few steps (so an interruption is mid-run).
+# payload_progress RUN_DIR: true once the long run (its current start) has done a few steps, so an
+# interruption falls mid-run.
 payload_progress() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) [ "$(cat "$1/standin/step-0" 2>/dev/null || echo 0)" -ge 3 ] ;;
+    mpi-check) local s0 s1
+               s0="$(cat "$1/standin/start-0" 2>/dev/null)" s1="$(cat "$1/standin/step-0" 2>/dev/null)"
+               [ -n "$s0" ] && [ -n "$s1" ] && [ $((s1 - s0)) -ge 3 ] ;;
     train) [ -e "$1/checkpoints/latest" ] ;;
   esac
 }
@@ -151,7 +154,6 @@ test_preempt() {
   echo "preempting job $j through the batch shell: scancel --batch --signal=USR1 $j"
   scancel --batch --signal=USR1 "$j"
   wait_until 40 job_running_again "$j" 1 || { fail "job not running again after the first requeue"; show_log "$WORK/preempt.out"; slurm_logs; return; }
-  rm -f "$run/standin/step-0"
   wait_until 30 payload_progress "$run" || { fail "no progress after the first requeue"; show_log "$WORK/preempt.out"; return; }
   echo "preempting job $j at the ranks: scancel --signal=USR1 $j"
   scancel --signal=USR1 "$j"
