@@ -75,6 +75,15 @@ cl_apt_install() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -gt 0 ] || return 0
   cl_log "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Keep the packages from starting their system services (munge, slurmd, slurmctld) on install: these
+  # scripts run their own daemons with their own files. policy-rc.d is honoured by invoke-rc.d and
+  # deb-systemd-invoke; a temporary one is made only if the machine has none, and removed afterwards.
+  local made_policy="" st=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# temporary, from w2vbert-swift cluster/lib.sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || st=$?
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  return $st
 }
