@@ -36,12 +36,15 @@ cl_stop_pidfiles() {
 # Pids of every process (and its descendants) whose environment holds W2V_CLUSTER_OWNER=$1.
 # The bring-up scripts start their daemons with that marker, and the daemons' children
 # (slurmstepd, job tasks) inherit it, so tear-down can find exactly what this cluster started.
-cl_owned_pids() {
-  local tag="$1" p roots=() all
+cl_owned_pids() { cl_env_pids W2V_CLUSTER_OWNER "$1"; }
+
+# Pids of every process (and its descendants) whose environment holds VAR=VALUE.
+cl_env_pids() {
+  local var="$1" tag="$2" p roots=() all
   for p in /proc/[0-9]*; do
     p="${p#/proc/}"
     [ "$p" = "$$" ] && continue
-    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qxF "W2V_CLUSTER_OWNER=$tag"; then roots+=("$p"); fi
+    if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qxF "$var=$tag"; then roots+=("$p"); fi
   done
   [ ${#roots[@]} -gt 0 ] || return 0
   # add descendants (job tasks get the job's environment, not the daemon's)
@@ -56,15 +59,30 @@ cl_owned_pids() {
   echo $all
 }
 
-cl_kill_owned() {
-  local tag="$1" pids
-  pids="$(cl_owned_pids "$tag")"
+cl_kill_owned() { cl_kill_env W2V_CLUSTER_OWNER "$1"; }
+
+# TERM, then (after 1 s) KILL every process found by cl_env_pids VAR VALUE.
+cl_kill_env() {
+  local pids
+  pids="$(cl_env_pids "$1" "$2")"
   [ -n "$pids" ] || return 0
-  cl_log "stopping leftover processes of $tag: $pids"
+  cl_log "stopping leftover processes of $1=$2: $pids"
   kill -TERM $pids 2>/dev/null || true
   sleep 1
-  pids="$(cl_owned_pids "$tag")"
+  pids="$(cl_env_pids "$1" "$2")"
   [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+}
+
+# PID and all its descendants.
+cl_tree_pids() {
+  local all=" $1 " changed=1 pid ppid
+  while [ $changed = 1 ]; do
+    changed=0
+    while read -r pid ppid; do
+      if [[ "$all" == *" $ppid "* && "$all" != *" $pid "* ]]; then all+="$pid "; changed=1; fi
+    done < <(ps -e -o pid=,ppid=)
+  done
+  echo $all
 }
 
 cl_need_root() { [ "$(id -u)" = 0 ] || { echo "this script must run as root" >&2; exit 1; }; }

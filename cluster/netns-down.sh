@@ -18,6 +18,9 @@ for i in 1 2; do
   ip link del "$W2V_VETH_PREFIX${i}p" 2>/dev/null || true
 done
 ip link del "$W2V_BRIDGE" 2>/dev/null || true
+if [ -e "$W2V_NETNS_DIR/made-run-netns" ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+  umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null || true
+fi
 rm -rf "$W2V_NETNS_DIR"
 rmdir "$W2V_CLUSTER_STATE" 2>/dev/null || true
 cl_log "emulated hosts down"

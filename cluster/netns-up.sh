@@ -16,6 +16,8 @@ command -v ip >/dev/null || cl_apt_install iproute2
 command -v unshare >/dev/null || cl_apt_install util-linux
 D="$W2V_NETNS_DIR"
 mkdir -p "$D"
+# `ip netns add` creates /run/netns (a bind mount) when missing: remember, so netns-down removes it again.
+if [ ! -d /run/netns ] && [ ! -e "$D/made-run-netns" ]; then touch "$D/made-run-netns"; fi
 if ! ip link show "$W2V_BRIDGE" >/dev/null 2>&1; then
   ip link add "$W2V_BRIDGE" type bridge
 fi

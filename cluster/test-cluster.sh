@@ -4,7 +4,8 @@
 # Each test runs under `timeout`, brings up what it needs (cluster/slurm-up.sh, cluster/netns-up.sh) and
 # tears it down through a trap, even on failure; the runner tears down again after every test. The last
 # line is exactly "N passed, N failed"; the exit status is non-zero when any test failed.
-# Environment: W2VBERT_BIN (executable), W2V_TEST_PAYLOAD (below), W2V_TEST_KEEP=1 keeps the work folder.
+# Environment: W2VBERT_BIN (executable), W2V_TEST_PAYLOAD (below), W2V_TEST_KEEP=1 keeps the work folder,
+# W2V_TEST_TIMEOUT=S replaces every test's time limit (debugging).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -195,7 +196,7 @@ test_crash() {
   W2VBERT_BIN="$P_BIN" W2V_RESTART_DELAY=1 W2V_MAX_RESTARTS=2 \
     bash launch/restart-loop.sh bash launch/local.sh 2 "${P_ARGS[@]}" > "$WORK/crash.out" 2>&1 &
   loop=$!
-  trap 'kill -TERM '"$loop"' 2>/dev/null' EXIT
+  trap 'pids="$(cl_tree_pids '"$loop"')"; kill -TERM $pids 2>/dev/null; sleep 1; kill -KILL $pids 2>/dev/null' EXIT
   wait_until 30 payload_progress "$run" || { fail "payload made no progress"; show_log "$WORK/crash.out"; return; }
   mp="$(ps -e -o pid=,ppid=,comm= | awk -v p="$loop" '$2 == p && $3 == "mpirun" {print $1}')"
   ranks="$(ps -e -o pid=,ppid= | awk -v p="$mp" '$2 == p {print $1}' | sort -n)"
@@ -220,23 +221,30 @@ fi
 
 [ "$(id -u)" = 0 ] || { echo "cluster tests need root (Slurm daemons, network namespaces)"; echo "0 passed, 1 failed"; exit 1; }
 W2V_REAL_BIN="$(w2v_bin)" || { echo "0 passed, 1 failed"; exit 1; }
+# Packages first, outside the per-test time limits (a fresh machine installs Slurm and munge here).
+if ! timeout -k 10 600 bash -c 'source cluster/lib.sh; cl_apt_install slurm-wlm slurm-client munge iproute2 procps'; then
+  echo "installing the cluster packages failed (apt-get)"; echo "0 passed, 1 failed"; exit 1
+fi
 export W2V_REAL_BIN W2V_TEST_PAYLOAD
 # Keep MPI traffic on loopback or in the namespaces (the netns test sets its own interfaces).
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 WORK="$(mktemp -d /tmp/w2v-cluster-test.XXXXXX)"; RUNS="$WORK/runs"; mkdir -p "$RUNS"; export WORK RUNS
 TESTS=("$@"); [ ${#TESTS[@]} -gt 0 ] || TESTS=("${TESTS_ALL[@]}")
-passed=0 failed=0 summary=()
+passed=0 failed=0 summary=() T0=$(date +%s)
 echo "cluster tests (payload: $W2V_TEST_PAYLOAD, executable: $W2V_REAL_BIN)"
 for t in "${TESTS[@]}"; do
   [ -n "${LIMIT[$t]:-}" ] || { echo "unknown test '$t' (${TESTS_ALL[*]})"; failed=$((failed + 1)); continue; }
-  echo "=== $t (limit ${LIMIT[$t]} s)"
+  echo "=== $t (limit ${W2V_TEST_TIMEOUT:-${LIMIT[$t]}} s)"
   start=$(date +%s%N)
-  timeout -k 10 "${LIMIT[$t]}" bash "$0" --run-one "$t" > "$WORK/$t.log" 2>&1
+  # W2V_TEST_TAG marks every process the test starts (Slurm jobs inherit it through sbatch), so whatever
+  # survives the test — even one killed by `timeout` — is found and stopped below.
+  W2V_TEST_TAG="$WORK/$t" timeout -k 10 "${W2V_TEST_TIMEOUT:-${LIMIT[$t]}}" bash "$0" --run-one "$t" > "$WORK/$t.log" 2>&1
   st=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 )); secs="$((ms / 1000)).$(( (ms % 1000) / 100 ))"
   # belt and braces: whatever the test left (it may have been killed by timeout)
   bash cluster/slurm-down.sh >/dev/null 2>&1; bash cluster/netns-down.sh >/dev/null 2>&1
+  cl_kill_env W2V_TEST_TAG "$WORK/$t" 2>/dev/null
   if [ $st = 0 ]; then
     passed=$((passed + 1)); summary+=("PASS $t (${secs} s)")
     echo "PASS $t (${secs} s)"
@@ -247,6 +255,7 @@ for t in "${TESTS[@]}"; do
   fi
 done
 printf '%s\n' "${summary[@]}"
+echo "total $(( ($(date +%s) - T0) )) s"
 if [ "${W2V_TEST_KEEP:-0}" = 1 ]; then echo "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
