@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared paths and helpers for the cluster scripts (sourced).
 # Everything these scripts make lives under W2V_CLUSTER_STATE (default /tmp/w2v-cluster), except the
 # network namespaces/bridge/veths (kernel objects, named below) and the Debian packages they install.

@@ -7,7 +7,7 @@
 # Environment: W2VBERT_BIN (executable), W2V_TEST_PAYLOAD (below), W2V_TEST_KEEP=1 keeps the work folder,
 # W2V_TEST_TIMEOUT=S replaces every test's time limit (debugging).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 REPO="$(pwd)"
 source launch/lib.sh
 source cluster/lib.sh
@@ -21,21 +21,21 @@ W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-mpi-check}"
 W2V_TEST_TRAIN_TSV="${W2V_TEST_TRAIN_TSV:-$REPO/data/fillets-cs/train.tsv}"
 W2V_TEST_TRAIN_ARGS="${W2V_TEST_TRAIN_ARGS:---preset tiny}"   # extra train arguments (word-split)
 
+# shellcheck disable=SC2206  # (W2V_TEST_TRAIN_ARGS is word-split on purpose)
 # payload_short RUN_DIR: sets P_BIN and P_ARGS for a run that simply completes (slurm1, slurm2, netns).
 payload_short() {
   case "$W2V_TEST_PAYLOAD" in
     mpi-check) P_BIN="$W2V_REAL_BIN"; P_ARGS=(mpi-check) ;;
-    # shellcheck disable=SC2206
     train) P_BIN="$W2V_REAL_BIN"; P_ARGS=(train $W2V_TEST_TRAIN_ARGS --train "$W2V_TEST_TRAIN_TSV" --run-dir "$1" --max-steps 4) ;;
   esac
 }
+# shellcheck disable=SC2206
 # payload_long RUN_DIR: a run long enough to be interrupted (preempt, crash); it must checkpoint
 # periodically, checkpoint and exit 75 on SIGUSR1/SIGTERM, and resume from RUN_DIR when started again.
 payload_long() {
   case "$W2V_TEST_PAYLOAD" in
     mpi-check) P_BIN="$REPO/cluster/standin-payload.sh"; P_ARGS=(train --run-dir "$1" --max-steps 40)
                export W2V_STANDIN_STEP_SECONDS=0.2 W2V_STANDIN_CKPT_EVERY=5 ;;
-    # shellcheck disable=SC2206
     train) P_BIN="$W2V_REAL_BIN"; P_ARGS=(train $W2V_TEST_TRAIN_ARGS --train "$W2V_TEST_TRAIN_TSV" --run-dir "$1" --max-steps 40) ;;
   esac
 }

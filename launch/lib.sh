@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the launch scripts (sourced, not run).
 #   w2v_bin            the executable: $W2VBERT_BIN, else `swift build -c release --show-bin-path`/w2vbert
 #   w2v_show CMD...    print the command (shell-quoted) to stderr, prefixed with "+ "
