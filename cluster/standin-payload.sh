@@ -12,6 +12,10 @@
 # It writes DIR/standin/pid-R (its pid), start-R (the step it started from) and step-R (its current
 # step) for the tests.
 set -u
+# Handlers first: a signal that arrives before them would kill the process (status 128+signal).
+stop=""
+trap 'stop=USR1' USR1
+trap 'stop=TERM' TERM
 cmd="${1:-}"; shift || true
 [ "$cmd" = train ] || { echo "standin: only 'train' is supported (got '$cmd')" >&2; exit 2; }
 RUN=""; MAX=50; prev=""
@@ -40,9 +44,6 @@ step=0
 echo "$step" > "$RUN/standin/start-$RANK"
 rm -f "$RUN/standin/step-$RANK"
 echo "standin rank $RANK/$SIZE host $HOST: start at step $step of $MAX (restart count ${SLURM_RESTART_COUNT:-0})"
-stop=""
-trap 'stop=USR1' USR1
-trap 'stop=TERM' TERM
 while [ "$step" -lt "$MAX" ]; do
   sleep "$STEP_SECONDS" & wait $!   # `wait` returns at once on a trapped signal: the step boundary
   [ -n "$stop" ] && break

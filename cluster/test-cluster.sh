@@ -49,6 +49,13 @@ payload_progress() {
     train) [ -e "$1/checkpoints/latest" ] ;;
   esac
 }
+# payload_reset_progress RUN_DIR: forget the progress markers of the previous start (job is pending).
+payload_reset_progress() {
+  case "$W2V_TEST_PAYLOAD" in
+    mpi-check) rm -f "$1"/standin/start-* "$1"/standin/step-* ;;
+    train) : ;;
+  esac
+}
 # check_short LOG RANKS: the short run's output proves RANKS ranks ran and finished.
 check_short() {
   case "$W2V_TEST_PAYLOAD" in
@@ -100,6 +107,7 @@ wait_job() {
 # wait_until SECONDS CMD...: poll CMD every 0.25 s.
 wait_until() { local t="$1" i; shift; for ((i = 0; i < t * 4; i++)); do "$@" && return 0; sleep 0.25; done; return 1; }
 job_field() { scontrol -o show job "$1" 2>/dev/null | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+job_requeued() { [ "$(job_field "$1" Restarts)" = "$2" ] && [ "$(job_field "$1" JobState)" != RUNNING ]; }
 job_running_again() { [ "$(job_field "$1" JobState)" = RUNNING ] && [ "$(job_field "$1" Restarts)" = "$2" ]; }
 slurm_logs() { echo "--- Slurm logs (tail)"; tail -n 15 "$W2V_SLURM_DIR"/log/*.log 2>/dev/null; }
 show_log() { echo "--- $1"; cat "$1" 2>/dev/null; }
@@ -154,10 +162,13 @@ test_preempt() {
   wait_until 30 payload_progress "$run" || { fail "payload made no progress"; show_log "$WORK/preempt.out"; slurm_logs; return; }
   echo "preempting job $j through the batch shell: scancel --batch --signal=USR1 $j"
   scancel --batch --signal=USR1 "$j"
+  wait_until 20 job_requeued "$j" 1 || { fail "job not requeued after the first signal"; show_log "$WORK/preempt.out"; slurm_logs; return; }
+  payload_reset_progress "$run"   # the job is pending: no rank runs; progress must come from the restart
   wait_until 40 job_running_again "$j" 1 || { fail "job not running again after the first requeue"; show_log "$WORK/preempt.out"; slurm_logs; return; }
   wait_until 30 payload_progress "$run" || { fail "no progress after the first requeue"; show_log "$WORK/preempt.out"; return; }
   echo "preempting job $j at the ranks: scancel --signal=USR1 $j"
   scancel --signal=USR1 "$j"
+  wait_until 20 job_requeued "$j" 2 || { fail "job not requeued after the second signal"; show_log "$WORK/preempt.out"; slurm_logs; return; }
   wait_until 40 job_running_again "$j" 2 || { fail "job not running again after the second requeue"; show_log "$WORK/preempt.out"; slurm_logs; return; }
   r="$(wait_job "$j" 60)"; echo "job $j: $r"
   [ "$r" = "COMPLETED 0:0 2" ] || { fail "job: $r (expected COMPLETED 0:0 after 2 restarts)"; slurm_logs; }
