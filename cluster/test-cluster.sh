@@ -46,6 +46,8 @@ payload_progress() {
     mpi-check) local s0 s1
                s0="$(cat "$1/standin/start-0" 2>/dev/null)" s1="$(cat "$1/standin/step-0" 2>/dev/null)"
                [ -n "$s0" ] && [ -n "$s1" ] && [ $((s1 - s0)) -ge 3 ] ;;
+    # TODO(train): "a few steps done since this (re)start", e.g. count step lines in RUN/metrics.jsonl
+    # against a count saved by payload_reset_progress; a checkpoint from before a requeue must not count.
     train) [ -e "$1/checkpoints/latest" ] ;;
   esac
 }
