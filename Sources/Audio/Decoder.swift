@@ -100,6 +100,12 @@ final class SoundFile {
             }
         }
         if sf_error(handle) != 0 { throw SoundFile.failure(.decode, path, handle) }
+        // libsndfile stops silently at corrupt FLAC frames and at truncated data; where the header's
+        // frame count is exact (everything but MPEG, whose count is an estimate) a short read is an error.
+        let major = info.format & Int32(SF_FORMAT_TYPEMASK)
+        if major != Int32(SF_FORMAT_MPEG) && info.frames > 0 && mono.count < Int(info.frames) {
+            throw AudioError(.decode, path: path, "decoded \(mono.count) of the \(info.frames) frames the header announces (truncated or corrupt)")
+        }
         return mono
     }
 }
