@@ -38,7 +38,7 @@ struct BenchData: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try AudioCommand.reportingErrors {
             // 1. fbank alone, one thread
             let n = Int(seconds * 16000)
             var x = [Float](repeating: 0, count: n)
