@@ -16,6 +16,18 @@
 // `maxBadFraction` × (manifest size / world size) — its expected share of the corpus — the loader stops
 // and `next()` throws `LoaderError.tooManyBadFiles`, naming the files. Default maxBadFraction: 0.01.
 
+//
+// Use from the trainer (rank r of W, update_freq U, cursor from the checkpoint or DataCursor()):
+//   let order  = try DataOrder(lengths: manifest.entries.map(\.samples), config: cfg, encoderLength: L)
+//   let loader = try DataLoader(manifest: manifest, order: order,
+//                               sharding: Sharding(worldSize: W, rank: r, updateFreq: U), start: cursor)
+//   for step in ... { for _ in 0..<U {
+//       let mb = try loader.next()                        // [B, T0, 80] + frames
+//       let (lens, T) = mb.encoderLengths(L)
+//       var rng = mb.randomStream(seed: seed, step: step, purpose: .mask)
+//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: lens, paddedLength: T, stream: &rng)
+//       ... } ; checkpoint cursor = last mb.resumeCursor }
+
 import Foundation
 import Tensor
 
@@ -33,6 +45,12 @@ public struct MicroBatch: Sendable {
     public let offsets: [Int]             // [B] crop offset in 16 kHz samples
     public let failed: [String]           // files of this batch that could not be loaded (dropped)
     public var batchSize: Int { frames.count }
+
+    /// Encoder-frame lengths L per utterance and the padded length, for SpanMasker (the mapping is the
+    /// model's: conv2d ((T0 − 1)/2 − 1)/2, stack T0/2).
+    public func encoderLengths(_ encoderLength: (Int) -> Int) -> (lengths: [Int], padded: Int) {
+        (frames.map(encoderLength), encoderLength(maxFrames))
+    }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
     /// index), e.g. purpose .mask for SpanMasker, .maskNoise for the replacement vectors.

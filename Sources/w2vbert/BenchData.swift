@@ -38,7 +38,7 @@ struct BenchData: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try AudioCommand.reportingErrors {
             // 1. fbank alone, one thread
             let n = Int(seconds * 16000)
             var x = [Float](repeating: 0, count: n)
@@ -66,16 +66,21 @@ struct BenchData: ParsableCommand {
             // 1b. decode + resample + fbank on real files
             guard let manifest else { return }
             let m = try Manifest.read(path: manifest)
-            var decoded = 0.0
-            let t1 = Date()
-            for i in 0..<min(m.count, 200) {
-                let s = try AudioDecoder.load(path: m.fullPath(i))
-                _ = fbank.compute(s)
-                decoded += Double(s.count) / 16000
+            let files = min(m.count, 200)
+            for q in ResampleQuality.allCases {
+                var decoded = 0.0, tDecode = 0.0, tFbank = 0.0
+                for i in 0..<files {
+                    let t0 = Date()
+                    let s = try AudioDecoder.load(path: m.fullPath(i), quality: q)
+                    let t1 = Date()
+                    _ = fbank.compute(s)
+                    tFbank += Date().timeIntervalSince(t1)
+                    tDecode += t1.timeIntervalSince(t0)
+                    decoded += Double(s.count) / 16000
+                }
+                print(String(format: "first %d files, %.1f s of audio: decode+resample (%@) %.0f× real time, fbank %.0f× real time, together %.0f× real time (one core)",
+                             files, decoded, q.rawValue, decoded / tDecode, decoded / tFbank, decoded / (tDecode + tFbank)))
             }
-            let dt1 = Date().timeIntervalSince(t1)
-            print(String(format: "decode+resample+fbank, first %d files: %.1f s of audio in %.2f s: %.0f× real time on one core",
-                         min(m.count, 200), decoded, dt1, decoded / dt1))
 
             // 2. the loader
             let order = try DataOrder(lengths: m.entries.map(\.samples),

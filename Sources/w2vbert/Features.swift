@@ -28,7 +28,7 @@ struct Features: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try AudioCommand.reportingErrors {
             let samples = try AudioDecoder.load(path: audio, quality: ResampleQuality(rawValue: quality)!)
             let fbank = KaldiFbank()
             var feats = fbank.compute(samples)

@@ -42,7 +42,7 @@ struct Prepare: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try AudioCommand.reportingErrors {
             var prep = CorpusPreparer()
             prep.extensions = extensions.map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
             prep.minSeconds = minSeconds
@@ -51,7 +51,7 @@ struct Prepare: ParsableCommand {
             prep.quality = ResampleQuality(rawValue: quality)!
             let t0 = Date()
             let r = try prep.prepare(root: audioDir) { i, n in
-                if i % 200 == 0 || i == n { printError("prepare: \(i)/\(n) files checked") }
+                if i % 200 == 0 || i == n { AudioCommand.printError("prepare: \(i)/\(n) files checked") }
             }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try r.train.write(to: out + "/train.tsv")

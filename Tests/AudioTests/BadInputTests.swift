@@ -20,6 +20,15 @@ final class BadInputTests: XCTestCase {
         var bytes = try Data(contentsOf: good)
         for i in 0..<44 { bytes[i] = UInt8((i * 37 + 11) & 0xFF) }
         try bytes.write(to: good)
+        // corrupt stream: a real FLAC with bytes flipped in the middle (libsndfile stops early, silently)
+        let flac = dir.appendingPathComponent("spk1/corrupt.flac")
+        try AudioWriter.write(path: flac.path, samples: sine(freq: 440, rate: 16000, seconds: 2), sampleRate: 16000, format: .flac16)
+        var fb = try Data(contentsOf: flac)
+        for i in (fb.count / 2)..<(fb.count / 2 + 2000) { fb[i] ^= 0x5A }
+        try fb.write(to: flac)
+        // truncated: a real WAV cut inside its header
+        let wav = try Data(contentsOf: dir.appendingPathComponent("spk1/a.wav"))
+        try wav.prefix(30).write(to: dir.appendingPathComponent("truncated.wav"))
         fm.createFile(atPath: dir.appendingPathComponent("empty.wav").path, contents: Data())
         try "this is a text file, not audio\n".write(to: dir.appendingPathComponent("notes.wav"), atomically: true, encoding: .utf8)
         try AudioWriter.write(path: dir.appendingPathComponent("short.wav").path, samples: speechLike(rate: 16000, seconds: 0.1), sampleRate: 16000)
@@ -34,9 +43,10 @@ final class BadInputTests: XCTestCase {
         prep.validPercent = 34
         let r = try prep.prepare(root: dir.path)
         for s in r.skipped { print("skipped \(s.path): \(s.reason)") }
-        XCTAssertEqual(r.scanned, 7)
+        XCTAssertEqual(r.scanned, 9)
         let skipped = Dictionary(uniqueKeysWithValues: r.skipped.map { ($0.path, $0.kind) })
-        XCTAssertEqual(skipped, ["corrupt.wav": .unreadable, "empty.wav": .empty, "notes.wav": .unreadable, "short.wav": .tooShort])
+        XCTAssertEqual(skipped, ["corrupt.wav": .unreadable, "spk1/corrupt.flac": .decode, "truncated.wav": .unreadable,
+                                 "empty.wav": .empty, "notes.wav": .unreadable, "short.wav": .tooShort])
         XCTAssertTrue(r.skipped.first { $0.path == "notes.wav" }!.reason.count > "unreadable: ".count, "libsndfile's message")
         let all = (r.train.entries + r.valid.entries).sorted { $0.path < $1.path }
         XCTAssertEqual(all.map(\.path), ["c.wav", "spk1/a.wav", "spk1/sub/b.FLAC"])
@@ -148,6 +158,10 @@ final class BadInputTests: XCTestCase {
         applyCMVN(&f, frames: b.frames[k], bins: 80)
         XCTAssertEqual(Array(b.features[0..<(b.frames[k] * 80)]), f)
         XCTAssertNil(try loader.nextIfAny())
+        // encoder lengths for the masker (stack mapping T0/2)
+        let (lens, T) = b.encoderLengths { $0 / 2 }
+        XCTAssertEqual(lens, b.frames.map { $0 / 2 })
+        XCTAssertEqual(T, b.maxFrames / 2)
     }
 
     func testLoaderAbortsPastBadFraction() throws {

@@ -9,8 +9,8 @@ as float32 [T0, 80] .npy. The Swift test reads the WAV (libsndfile gives k/32768
 both sides see identical samples) and compares its fbank, before CMVN, within 1e-3 absolute.
 
 Run (needs the package fillets-ng-data-cs, a release build, and a Python with numpy + kaldi-native-fbank):
-    swift build -c release --scratch-path .build-audio
-    /work/venv-torch/bin/python Tests/AudioTests/Fixtures/make_fbank_fixtures.py .build-audio/release/w2vbert
+    swift build -c release
+    python3 Tests/AudioTests/Fixtures/make_fbank_fixtures.py "$(swift build -c release --show-bin-path)/w2vbert"
 """
 import os, subprocess, sys, tempfile, wave
 import numpy as np
@@ -59,7 +59,7 @@ def knf_fbank(int16_samples):
 
 
 def main():
-    exe = sys.argv[1] if len(sys.argv) > 1 else ".build-audio/release/w2vbert"
+    exe = sys.argv[1] if len(sys.argv) > 1 else ".build/release/w2vbert"
     here = os.path.dirname(os.path.abspath(__file__))
     out_dir = os.path.join(here, "fbank")
     os.makedirs(out_dir, exist_ok=True)
