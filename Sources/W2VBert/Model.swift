@@ -229,6 +229,13 @@ public final class W2VBertModel {
 
     public func zeroGrads() { grads.zero() }
 
+    /// Hidden states [B, T, d] of the last forward: after the last contrastive block, or after the last
+    /// MLM block (the contrastive output when M = 0), each after that block's final LayerNorm (SPEC §14.14).
+    public func hiddenStates(mlm useMLM: Bool) -> (states: UnsafePointer<Float>, batch: Int, frames: Int) {
+        let out = useMLM ? (mlm.last?.y ?? contrastive.last!.y) : contrastive.last!.y
+        return (UnsafePointer(out), B, T)
+    }
+
     /// Called by backward right after Conformer block i (contrastive 0..<N, then MLM N..<N+M) has
     /// accumulated its parameter gradients, so the trainer can all-reduce that block's bucket while
     /// backward goes on.

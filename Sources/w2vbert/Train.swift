@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import Distributed
+import W2VBert
+import Training
+
+/// Config options shared by train, validate and embed.
+struct ConfigOptions: ParsableArguments {
+    @Option(help: "Built-in preset: tiny, small, base, xl.") var preset: String?
+    @Option(help: "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook; an optional `preset:` key).")
+    var config: String?
+    @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).") var overrides: [String] = []
+
+    func validate() throws {
+        if preset != nil && config != nil { throw ValidationError("give --preset or --config, not both") }
+    }
+
+    func load() throws -> Config {
+        var yaml: [String] = []
+        if let path = config {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("\(path): cannot read the config file")
+            }
+            yaml.append(text)
+        }
+        do { return try Config.load(preset: preset ?? "tiny", yaml: yaml, overrides: overrides) }
+        catch { throw ValidationError("\(config.map { $0 + ": " } ?? "")\(error)") }
+    }
+}
+
+/// Runs a trainer-like body on this process's communicator and maps errors to exit statuses.
+func runDistributed(_ body: (Communicator) throws -> TrainExit) throws {
+    let comm: Communicator
+    do { comm = try makeCommunicator() } catch { throw RuntimeError("cannot start MPI: \(error)") }
+    let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
+    setBLASThreads(threads ?? (comm.size > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount))
+    let code: TrainExit
+    do {
+        code = try body(comm)
+    } catch let e as TrainError {
+        FileHandle.standardError.write(Data("w2vbert: rank \(comm.rank): error: \(e.message)\n".utf8))
+        code = e.exit
+        if comm.size > 1 && (e.exit == .error) {
+            // A failure on one rank must end the job rather than leave the others in a collective.
+            comm.abort(code: e.exit.rawValue)
+        }
+    } catch {
+        FileHandle.standardError.write(Data("w2vbert: rank \(comm.rank): error: \(error)\n".utf8))
+        if comm.size > 1 { comm.abort(code: 1) }
+        code = .error
+    }
+    if let mpi = comm as? MPICommunicator { mpi.finalize() }
+    if code != .finished { throw ExitCode(code.rawValue) }
+}
+
+struct RuntimeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Pre-train W2V-BERT; under mpirun/srun every rank trains a replica on its shard.",
+        discussion: """
+        Resumes from RUN/checkpoints when it holds one (--no-resume refuses). Exit statuses: 0 finished, 1 error, \
+        2 bad command line or config, 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (run the same command again \
+        to resume), 76 too many non-finite steps, 77 replica divergence, 78 collective watchdog timeout.
+        """)
+
+    @OptionGroup var configOptions: ConfigOptions
+    @Option(help: "Training manifest (fairseq TSV from `w2vbert prepare`).") var train: String
+    @Option(help: "Validation manifest.") var valid: String?
+    @Option(help: "Run folder: checkpoints, metrics.jsonl, tensorboard/, config.yaml.") var runDir: String
+    @Option(help: "Stop after this many optimizer steps (overrides optimizer.max_steps).") var maxSteps: Int?
+    @Flag(help: "Refuse to resume when the run folder already holds checkpoints.") var noResume = false
+    @Flag(help: "Only warnings and errors on the console.") var quiet = false
+    @Option(help: "Decoding threads per rank.") var loaderWorkers = 1
+    // Test hooks.
+    @Option(help: .hidden) var testDivergeRank: Int?
+    @Option(help: .hidden) var testDivergeStep: Int?
+    @Option(help: .hidden) var testSkipCollective: Int?
+    @Option(help: .hidden) var testSkipRank = 1
+    @Option(help: .hidden) var testStopAfterStep: Int?
+
+    func validate() throws {
+        if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be ≥ 1") }
+        guard FileManager.default.fileExists(atPath: train) else { throw ValidationError("\(train): no such manifest") }
+        if let v = valid, !FileManager.default.fileExists(atPath: v) { throw ValidationError("\(v): no such manifest") }
+    }
+
+    func run() throws {
+        let config = try configOptions.load()   // bad config is rejected before any MPI work
+        var o = TrainOptions(trainManifest: train, validManifest: valid, runDirectory: runDir)
+        o.maxSteps = maxSteps; o.resume = !noResume; o.quiet = quiet; o.loaderWorkers = loaderWorkers
+        o.divergeRank = testDivergeRank; o.divergeStep = testDivergeStep
+        o.skipCollective = testSkipCollective.map(Int64.init); o.skipRank = testSkipRank; o.stopAfterStep = testStopAfterStep
+        try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).run() }
+    }
+}
