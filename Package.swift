@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport", "w2vbert"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport", "w2vbert"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "W2VBertTests", dependencies: ["W2VBert", "Tensor"], exclude: ["twin", "fixtures"]),
     ],

@@ -94,6 +94,10 @@ public final class Trainer {
     var consecutiveSkips = 0
     var codeWindow: [Double]
     var lastValidLoss: Double? = nil
+    /// Gradient accumulator for update_freq > 1: each micro-batch's backward runs into zeroed gradients
+    /// and is added here, so the step's gradient is g₀ + g₁ + … in that order — bit for bit what
+    /// world_size ranks summing their micro-batches produce for 2 ranks.
+    var accum: FloatBuffer? = nil
     let isRoot: Bool
     let gv: Int
 
@@ -324,6 +328,19 @@ public final class Trainer {
             // 4. Forward and backward, accumulating.
             model.zeroGrads()
             reducer.begin()
+            if updateFreq > 1 && accum == nil { accum = FloatBuffer(count: layout.count) }
+            var marked = [Bool](repeating: false, count: reducer.buckets.count)
+            let buckets = reducer.buckets
+            let g = model.grads.ptr
+            // Adds the earlier micro-batches' gradients to a bucket, then hands it to the all-reduce thread.
+            let finishBucket: (Int) -> Void = { [reducer, accum, updateFreq] b in
+                if updateFreq > 1, let a = accum {
+                    let r = buckets[b]
+                    for i in r { g[i] = a.ptr[i] + g[i] }
+                }
+                marked[b] = true
+                reducer.markReady(b)
+            }
             var sums = StepSums()
             var divLoss = 0.0, probPPL = 0.0, codePPL = 0.0
             for (j, mb) in batches.enumerated() {
@@ -344,10 +361,10 @@ public final class Trainer {
                         zeros.withUnsafeMutableBufferPointer { reduce($0.baseAddress!, $0.count) }
                         globalUsage = zeros
                     }
-                    if last { for b in reducer.buckets.indices { reducer.markReady(b) } }
+                    if !last, updateFreq > 1, let a = accum, j == 0 { a.zero() }
                     continue
                 }
-                model.blockBackwardDone = last ? { [reducer, blockBucket] i in reducer.markReady(blockBucket[i]) } : nil
+                model.blockBackwardDone = last ? { [blockBucket] i in finishBucket(blockBucket[i]) } : nil
                 let stats = withMicroBatch(mb, masks[j]) { mbv -> StepStats in
                     let s = model.forward(mbv, tau: tau, training: true, reduce: { buf, n in
                         reduce(buf, n)
@@ -359,8 +376,13 @@ public final class Trainer {
                 }
                 sums.add(stats, audio: Double(mb.frames.reduce(0, +)) * 0.01, utterances: mb.batchSize)
                 divLoss = stats.diversityLoss; probPPL = stats.probPerplexity; codePPL = stats.codePerplexity
+                if !last, let a = accum {
+                    if j == 0 { a.ptr.update(from: g, count: layout.count) } else { axpy(a.ptr, g, n: layout.count) }
+                    model.zeroGrads()
+                }
             }
             model.blockBackwardDone = nil
+            for b in buckets.indices where !marked[b] { finishBucket(b) }
             let tCompute = monotonicSeconds()
             computeSeconds += tCompute - tData
 
