@@ -16,10 +16,11 @@ source cluster/lib.sh
 # The payload: the ONE place to change when `w2vbert train` lands. Today's default `mpi-check` runs the
 # MPI collectives check in tests slurm1/slurm2/netns and the stand-in trainer (cluster/standin-payload.sh)
 # in the signal/crash tests preempt/crash. `train` runs a short real training everywhere.
-W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-mpi-check}"
-# Training data for W2V_TEST_PAYLOAD=train (prepared by launch/prepare-corpus.sh).
-W2V_TEST_TRAIN_TSV="${W2V_TEST_TRAIN_TSV:-$REPO/data/fillets-cs/train.tsv}"
-W2V_TEST_TRAIN_ARGS="${W2V_TEST_TRAIN_ARGS:---preset tiny}"   # extra train arguments (word-split)
+W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-train}"
+# Training data for W2V_TEST_PAYLOAD=train: the first 120 utterances of the default corpus (prepared by
+# launch/prepare-corpus.sh when missing), tiny preset with short crops so a step takes a fraction of a second.
+W2V_TEST_TRAIN_TSV="${W2V_TEST_TRAIN_TSV:-/tmp/w2v-cluster-slice.tsv}"
+W2V_TEST_TRAIN_ARGS="${W2V_TEST_TRAIN_ARGS:---preset tiny --set train.max_frames=1200 --set train.max_samples=48000 --set train.save_interval=5 --set train.log_interval=1 --set dist.timeout=60 --set optimizer.warmup=10}"
 
 # shellcheck disable=SC2206  # (W2V_TEST_TRAIN_ARGS is word-split on purpose)
 # payload_short RUN_DIR: sets P_BIN and P_ARGS for a run that simply completes (slurm1, slurm2, netns).
@@ -46,16 +47,17 @@ payload_progress() {
     mpi-check) local s0 s1
                s0="$(cat "$1/standin/start-0" 2>/dev/null)" s1="$(cat "$1/standin/step-0" 2>/dev/null)"
                [ -n "$s0" ] && [ -n "$s1" ] && [ $((s1 - s0)) -ge 3 ] ;;
-    # TODO(train): "a few steps done since this (re)start", e.g. count step lines in RUN/metrics.jsonl
-    # against a count saved by payload_reset_progress; a checkpoint from before a requeue must not count.
-    train) [ -e "$1/checkpoints/latest" ] ;;
+    # train: at least 3 logged steps more than when payload_reset_progress last looked
+    train) local n base
+           n="$(grep -c '"kind":"train"' "$1/metrics.jsonl" 2>/dev/null)"; base="$(cat "$1/.progress-base" 2>/dev/null || echo 0)"
+           [ -n "$n" ] && [ $((n - base)) -ge 3 ] && [ -e "$1/checkpoints/latest" ] ;;
   esac
 }
 # payload_reset_progress RUN_DIR: forget the progress markers of the previous start (job is pending).
 payload_reset_progress() {
   case "$W2V_TEST_PAYLOAD" in
     mpi-check) rm -f "$1"/standin/start-* "$1"/standin/step-* ;;
-    train) : ;;
+    train) grep -c '"kind":"train"' "$1/metrics.jsonl" > "$1/.progress-base" 2>/dev/null || echo 0 > "$1/.progress-base" ;;
   esac
 }
 # check_short LOG RANKS: the short run's output proves RANKS ranks ran and finished.
@@ -63,7 +65,8 @@ check_short() {
   case "$W2V_TEST_PAYLOAD" in
     mpi-check) expect_count "$1" ': ok$' "$2" "mpi-check ranks reporting ok"
                ! grep -q FAILED "$1" || fail "a collective failed (see the log)" ;;
-    train) ls "$RUNS"/*/checkpoints/latest >/dev/null 2>&1 || fail "no checkpoint written" ;;
+    train) expect_count "$1" '^finished at step 4$' 1 "finished runs"
+           expect_count "$1" '^rank [0-9] of 2 on host ' 2 "ranks reporting their host" ;;
   esac
 }
 # check_long LOG RUN_DIR RANKS: the interrupted run resumed from its checkpoint and finished.
@@ -72,14 +75,16 @@ check_long() {
     mpi-check) expect_count "$1" 'finished at step 40$' "$3" "ranks finishing at step 40"
                grep -qE 'start at step [1-9][0-9]* of' "$1" || fail "no rank resumed from a checkpoint"
                [ "$(cat "$2/checkpoints/latest")" = 40 ] || fail "final checkpoint is not step 40" ;;
-    train) [ -e "$2/checkpoints/latest" ] || fail "no checkpoint in $2" ;;
+    train) [ "$(cat "$2/checkpoints/latest")" = step-00000040 ] || fail "final checkpoint is not step 40"
+           grep -q '^resumed from .*checkpoints/step-' "$1" || fail "no start resumed from a checkpoint"
+           grep -q '"event":"finished"' "$2/metrics.jsonl" || fail "the run did not finish" ;;
   esac
 }
 # host names printed by the payload (two distinct ones expected across nodes), empty if it prints none.
 payload_hosts() {
   case "$W2V_TEST_PAYLOAD" in
     mpi-check) sed -n 's/^mpi-check rank .* host \(.*\): ok$/\1/p' "$1" | sort -u ;;
-    train) : ;;
+    train) sed -n 's/^rank [0-9]* of [0-9]* on host \(.*\)$/\1/p' "$1" | sort -u ;;
   esac
 }
 # ======================================================================================================
@@ -147,9 +152,7 @@ test_slurm2() {
   show_log "$WORK/slurm2.out"; check_short "$WORK/slurm2.out" 2
   [ "$(job_field "$j" NodeList)" = "n[1-2]" ] || fail "job NodeList is '$(job_field "$j" NodeList)', expected n[1-2]"
   hosts="$(payload_hosts "$WORK/slurm2.out" | tr '\n' ' ')"
-  if [ "$W2V_TEST_PAYLOAD" = mpi-check ]; then
-    [ "$hosts" = "n1 n2 " ] || fail "ranks ran on hosts '$hosts', expected 'n1 n2'"
-  fi
+  [ "$hosts" = "n1 n2 " ] || fail "ranks ran on hosts '$hosts', expected 'n1 n2'"
 }
 
 # 3. Preemption: SIGUSR1 to the batch shell (the path --signal=B:USR1@N takes) is forwarded to the step;
@@ -194,11 +197,13 @@ test_netns() {
   [ $st = 0 ] || fail "mpirun over the emulated hosts exited $st"
   check_short "$WORK/netns.out" 2
   hosts="$(payload_hosts "$WORK/netns.out" | tr '\n' ' ')"
-  if [ "$W2V_TEST_PAYLOAD" = mpi-check ]; then
-    [ "$hosts" = "node1 node2 " ] || fail "ranks ran on hosts '$hosts', expected 'node1 node2'"
+  [ "$hosts" = "node1 node2 " ] || fail "ranks ran on hosts '$hosts', expected 'node1 node2'"
+  if [ "$W2V_TEST_PAYLOAD" = train ]; then
+    # The same short training on one host must give the same parameters (within 1e-5 relative).
+    payload_short "$RUNS/netns-local"
+    W2VBERT_BIN="$P_BIN" timeout -k 5 60 bash launch/local.sh 2 "${P_ARGS[@]}" > "$WORK/netns-local.out" 2>&1 || { fail "the one-host run failed"; show_log "$WORK/netns-local.out"; return; }
+    "$P_BIN" compare "$RUNS/netns" "$RUNS/netns-local" --rtol 1e-5 || fail "namespace hosts and one host differ"
   fi
-  # TODO(train): run the same short training on one host (launch/local.sh 2) and compare the final
-  # checkpoints within 1e-5 (e.g. `w2vbert inspect --compare A B`).
 }
 
 # 5. Crash: kill -9 of one rank mid-run; mpirun aborts; launch/restart-loop.sh relaunches; the run resumes
@@ -239,6 +244,11 @@ if ! timeout -k 10 600 bash -c 'source cluster/lib.sh; cl_apt_install slurm-wlm 
   echo "installing the cluster packages failed (apt-get)"; echo "0 passed, 1 failed"; exit 1
 fi
 export W2V_REAL_BIN W2V_TEST_PAYLOAD
+if [ "$W2V_TEST_PAYLOAD" = train ] && [ ! -s "$W2V_TEST_TRAIN_TSV" ]; then
+  [ -s "$REPO/data/fillets-cs/train.tsv" ] || W2VBERT_BIN="$W2V_REAL_BIN" timeout -k 10 600 bash launch/prepare-corpus.sh "$REPO/data/fillets-cs" > /dev/null \
+    || { echo "preparing the default corpus failed"; echo "0 passed, 1 failed"; exit 1; }
+  head -n 121 "$REPO/data/fillets-cs/train.tsv" > "$W2V_TEST_TRAIN_TSV"
+fi
 # Keep MPI traffic on loopback or in the namespaces (the netns test sets its own interfaces).
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export OMPI_MCA_btl_vader_single_copy_mechanism=none

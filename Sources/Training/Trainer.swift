@@ -52,6 +52,7 @@ public struct TrainOptions: Sendable {
     public var skipCollective: Int64? = nil   // a rank skips this collective (watchdog test)
     public var skipRank = 1
     public var stopAfterStep: Int? = nil      // behave as if SIGTERM arrived after this many steps
+    public var requireCheckpoint = false      // validate: a checkpoint must exist
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
         self.trainManifest = trainManifest; self.validManifest = validManifest; self.runDirectory = runDirectory
     }
@@ -147,20 +148,7 @@ public final class Trainer {
         tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
                                     offsets: layout.entries.map { $0.offset })
 
-        // Gradient buckets: one per Conformer block in the order backward finishes them, then the
-        // parameters after the blocks (quantizer, heads), then those before (frontend, projection).
-        let nBlocks = cfg.model.contrastiveBlocks + cfg.model.mlmBlocks
-        var blockRanges: [Range<Int>] = []
-        for i in 0..<nBlocks {
-            let prefix = i < cfg.model.contrastiveBlocks ? "contrastive.blocks.\(i)." : "mlm.blocks.\(i - cfg.model.contrastiveBlocks)."
-            let es = layout.entries.filter { $0.name.hasPrefix(prefix) }
-            blockRanges.append(es.map { $0.offset }.min()!..<es.map { $0.offset + $0.count }.max()!)
-        }
-        var ranges: [Range<Int>] = []
-        var bucketOf = [Int](repeating: 0, count: nBlocks)
-        for i in stride(from: nBlocks - 1, through: 0, by: -1) { bucketOf[i] = ranges.count; ranges.append(blockRanges[i]) }
-        if blockRanges.last!.upperBound < layout.count { ranges.append(blockRanges.last!.upperBound..<layout.count) }
-        if blockRanges.first!.lowerBound > 0 { ranges.append(0..<blockRanges.first!.lowerBound) }
+        let (ranges, bucketOf) = Trainer.gradientBuckets(layout: layout, config: cfg)
         blockBucket = bucketOf
         reducer = GradientBucketReducer(collectives: coll, gradients: model.grads.ptr, buckets: ranges)
 
@@ -173,6 +161,25 @@ public final class Trainer {
         } else {
             metrics = nil; tensorboard = nil
         }
+    }
+
+    /// Gradient buckets: one per Conformer block in the order backward finishes them, then the
+    /// parameters after the blocks (quantizer, heads), then those before (frontend, projection).
+    /// Returns the ranges and, per block, its bucket index.
+    public static func gradientBuckets(layout: ParameterLayout, config cfg: Config) -> ([Range<Int>], [Int]) {
+        let nBlocks = cfg.model.contrastiveBlocks + cfg.model.mlmBlocks
+        var blockRanges: [Range<Int>] = []
+        for i in 0..<nBlocks {
+            let prefix = i < cfg.model.contrastiveBlocks ? "contrastive.blocks.\(i)." : "mlm.blocks.\(i - cfg.model.contrastiveBlocks)."
+            let es = layout.entries.filter { $0.name.hasPrefix(prefix) }
+            blockRanges.append(es.map { $0.offset }.min()!..<es.map { $0.offset + $0.count }.max()!)
+        }
+        var ranges: [Range<Int>] = []
+        var bucketOf = [Int](repeating: 0, count: nBlocks)
+        for i in stride(from: nBlocks - 1, through: 0, by: -1) { bucketOf[i] = ranges.count; ranges.append(blockRanges[i]) }
+        if blockRanges.last!.upperBound < layout.count { ranges.append(blockRanges.last!.upperBound..<layout.count) }
+        if blockRanges.first!.lowerBound > 0 { ranges.append(0..<blockRanges.first!.lowerBound) }
+        return (ranges, bucketOf)
     }
 
     func say(_ s: String) { if isRoot && !options.quiet { FileHandle.standardOutput.write(Data((s + "\n").utf8)) } }
@@ -205,6 +212,9 @@ public final class Trainer {
         stateBytes = try coll.broadcast("trainer state", bytes: stateBytes)
         let state = (try? JSONSerialization.jsonObject(with: Data(stateBytes))) as? [String: Any] ?? [:]
         if let e = state["error"] as? String { throw TrainError(e) }
+        if options.requireCheckpoint && state["step"] == nil {
+            throw TrainError("\(options.runDirectory): no checkpoint to evaluate (HINT: point --run-dir at a training run)")
+        }
         try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg_sq", optimizer.v.ptr, count: layout.count, type: .float)
@@ -259,10 +269,22 @@ public final class Trainer {
         w2v_install_stop_handlers()
         try resumeOrStart()
         let c = config
+        // Where the ranks run (printed and recorded: on a cluster, check they landed where intended).
+        var mine = [UInt8](repeating: 0, count: 64)
+        let host = Array(comm.hostName.utf8.prefix(63))
+        for (i, b) in host.enumerated() { mine[i] = b }
+        var hosts = [UInt8](repeating: 0, count: 64 * comm.size)
+        try mine.withUnsafeBytes { src in
+            try hosts.withUnsafeMutableBytes { dst in
+                try coll.allGather("host names", send: src.baseAddress!, recv: dst.baseAddress!, count: 64, type: .byte)
+            }
+        }
+        let hostNames = (0..<comm.size).map { r in String(decoding: hosts[(r * 64)..<(r * 64 + 64)].prefix { $0 != 0 }, as: UTF8.self) }
+        for (r, h) in hostNames.enumerated() { say("rank \(r) of \(comm.size) on host \(h)") }
         if isRoot {
             try? c.yaml.write(toFile: options.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
             metrics?.write(["kind": "event", "event": step > 0 ? "resume" : "start", "step": step, "world_size": comm.size,
-                            "update_freq": updateFreq, "parameters": layout.parameterCount])
+                            "update_freq": updateFreq, "parameters": layout.parameterCount, "hosts": hostNames])
             say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq \(updateFreq), \(trainManifest.count) utterances, steps \(step)→\(c.optimizer.maxSteps)")
         }
         var loaderOptions = LoaderOptions()
@@ -494,6 +516,14 @@ public final class Trainer {
     }
 
     // MARK: Validation
+
+    /// `w2vbert validate`: load the run's newest checkpoint and evaluate the validation manifest.
+    public func evaluate() throws -> TrainExit {
+        try resumeOrStart()
+        try validate()
+        coll.stop()
+        return .finished
+    }
 
     /// Losses, accuracies and perplexities on the validation manifest: no Gumbel noise, masks and noise
     /// keyed by step 0 (the same every time), micro-batches shared round-robin over the ranks, sums

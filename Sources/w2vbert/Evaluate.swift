@@ -1,0 +1,182 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import Audio
+import W2VBert
+import Training
+
+/// The resolved config a run folder or checkpoint folder was trained with (trainer.json, else config.yaml).
+func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
+    let m = CheckpointManager(runDirectory: dir, keepLast: 1)
+    var checkpoint = dir
+    if FileManager.default.fileExists(atPath: dir + "/trainer.json") == false {
+        guard let newest = m.latestName.map({ m.root + "/" + $0 }) ?? m.list().first?.directory else {
+            throw ValidationError("\(dir): neither a checkpoint folder nor a run folder with checkpoints")
+        }
+        checkpoint = newest
+    }
+    guard let data = FileManager.default.contents(atPath: checkpoint + "/trainer.json"),
+          let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let yaml = state["config"] as? String else {
+        throw ValidationError("\(checkpoint)/trainer.json: missing or without the resolved config")
+    }
+    do { return (try Config.load(yaml: [yaml], overrides: overrides), checkpoint) }
+    catch { throw ValidationError("\(checkpoint)/trainer.json: \(error)") }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Evaluate a run's newest checkpoint on a validation manifest (no Gumbel noise, fixed masks); works under mpirun.")
+    @Option(help: "Run folder holding checkpoints/.") var runDir: String
+    @Option(help: "Validation manifest.") var valid: String
+    @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        let (config, _) = try runConfig(runDir, overrides: overrides)
+        guard FileManager.default.fileExists(atPath: valid) else { throw ValidationError("\(valid): no such manifest") }
+        var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
+        o.requireCheckpoint = true
+        try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).evaluate() }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Hidden states of audio files from a checkpoint (whole utterance, no masking, no noise) as .npy.",
+        discussion: "One input: OUT.npy holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and OUT.lengths.npy the frame counts.")
+    @Option(help: "Checkpoint folder (step-…) or run folder (its newest checkpoint).") var checkpoint: String
+    @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
+    @Option(help: "Output .npy file.") var out: String
+    @Option(help: "contrastive (after the last contrastive block) or mlm (after the last MLM block).") var layer = "mlm"
+
+    func validate() throws {
+        guard layer == "mlm" || layer == "contrastive" else { throw ValidationError("--layer must be contrastive or mlm, not '\(layer)'") }
+        guard !audio.isEmpty else { throw ValidationError("give at least one audio file") }
+    }
+
+    func run() throws {
+        let (config, dir) = try runConfig(checkpoint, overrides: [])
+        setBLASThreads(ProcessInfo.processInfo.activeProcessorCount)
+        var feats: [[Float]] = []
+        let fbank = KaldiFbank()
+        for path in audio {
+            let samples: [Float]
+            do { samples = try AudioDecoder.load(path: path) } catch { throw ValidationError("\(error)") }
+            var f = fbank.compute(samples)
+            let t0 = f.count / Config.melBins
+            guard config.encoderLength(t0: t0) >= 1 else { throw ValidationError("\(path): too short (\(t0) fbank frames)") }
+            applyCMVN(&f, frames: t0, bins: Config.melBins)
+            feats.append(f)
+        }
+        let maxT0 = feats.map { $0.count / Config.melBins }.max()!
+        let model = W2VBertModel(config: config, maxBatch: 1, maxFrames: maxT0)
+        let file: SafeTensors.File
+        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
+        for e in model.layout.entries {
+            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
+        }
+        let d = config.model.dim
+        var outputs: [[Float]] = []
+        for f in feats {
+            let t0 = f.count / Config.melBins, t = config.encoderLength(t0: t0)
+            let mask = [UInt8](repeating: 0, count: t)
+            let len = [Int32(t0)]
+            let states: [Float] = f.withUnsafeBufferPointer { fp in
+                mask.withUnsafeBufferPointer { mp in
+                    len.withUnsafeBufferPointer { lp in
+                        let mb = W2VBert.MicroBatch(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: 1,
+                                                    frames: t0, seed: config.train.seed, step: 0, microBatch: 0)
+                        _ = model.forward(mb, tau: config.quantizer.tauEnd, training: false)
+                        let h = model.hiddenStates(mlm: layer == "mlm")
+                        return Array(UnsafeBufferPointer(start: h.states, count: h.frames * d))
+                    }
+                }
+            }
+            outputs.append(states)
+        }
+        do {
+            if outputs.count == 1 {
+                try Npy.write(NpyArray(shape: [outputs[0].count / d, d], data: outputs[0]), to: out)
+            } else {
+                let tMax = outputs.map { $0.count / d }.max()!
+                var all = [Float](repeating: 0, count: outputs.count * tMax * d)
+                for (i, o) in outputs.enumerated() { for j in 0..<o.count { all[i * tMax * d + j] = o[j] } }
+                try Npy.write(NpyArray(shape: [outputs.count, tMax, d], data: all), to: out)
+                let stem = out.hasSuffix(".npy") ? String(out.dropLast(4)) : out
+                try Npy.write(NpyArray(shape: [outputs.count], data: outputs.map { Float($0.count / d) }), to: stem + ".lengths.npy")
+            }
+        } catch { throw ValidationError("\(error)") }
+        print("embed: \(audio.count) file(s), layer \(layer), d = \(d) → \(out)")
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Summarise a run or checkpoint folder: checkpoints (validated), trainer state, parameters, last metrics.")
+    @Argument(help: "Run folder or checkpoint folder.") var dir: String
+    @Flag(help: "List every tensor with its shape and RMS.") var tensors = false
+
+    func run() throws {
+        let isCheckpoint = FileManager.default.fileExists(atPath: dir + "/trainer.json")
+        let runDir = isCheckpoint ? ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent : dir
+        let (config, ckpt) = try runConfig(dir, overrides: [])
+        let layout = ParameterLayout(config: config)
+        let ct = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) }, offsets: layout.entries.map { $0.offset })
+        let m = CheckpointManager(runDirectory: runDir, keepLast: 1)
+        print("run: \(runDir)")
+        print("model: \(config.model.dim)-d, \(config.model.contrastiveBlocks)+\(config.model.mlmBlocks) blocks, \(config.quantizer.groups)×\(config.quantizer.entries) codes, \(layout.parameterCount) parameters")
+        print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.name) valid loss \(String(format: "%.4f", $0.loss))" } ?? "none")):")
+        for c in m.list() {
+            let status: String
+            do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch { status = "CORRUPT: \(error)" }
+            print("  \((c.directory as NSString).lastPathComponent)  \(status)")
+        }
+        if let data = FileManager.default.contents(atPath: ckpt + "/trainer.json"),
+           let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+            let keys = ["step", "optimizer_step", "epoch", "micro_batch", "world_size", "update_freq", "tau", "lr", "valid_loss"]
+            print("state of \((ckpt as NSString).lastPathComponent): " + keys.compactMap { k in state[k].map { "\(k) \($0)" } }.joined(separator: ", "))
+        }
+        if tensors, let f = try? SafeTensors.open(path: ckpt + "/model.safetensors") {
+            for e in layout.entries {
+                let a = (try? f.array(e.name)) ?? []
+                let rms = a.isEmpty ? .nan : (a.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(a.count)).squareRoot()
+                print(String(format: "  %-55@ %-16@ rms %.4g", e.name as NSString, "\(e.shape)" as NSString, rms))
+            }
+        }
+        if let text = try? String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8) {
+            let lines = text.split(separator: "\n")
+            if let t = lines.last(where: { $0.contains("\"kind\":\"train\"") }) { print("last train record: \(t)") }
+            if let v = lines.last(where: { $0.contains("\"kind\":\"valid\"") }) { print("last valid record: \(v)") }
+        }
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Compare the parameters of two checkpoints (or run folders: their newest): max relative difference per tensor.",
+        discussion: "Relative to each tensor's scale: max|a − b| / max(max|b|, 1e-3). Exits 1 when it exceeds --rtol.")
+    @Argument(help: "Checkpoint or run folder A.") var a: String
+    @Argument(help: "Checkpoint or run folder B (the reference).") var b: String
+    @Option(help: "Tolerance.") var rtol = 1e-5
+
+    func run() throws {
+        let (_, ca) = try runConfig(a, overrides: []), (_, cb) = try runConfig(b, overrides: [])
+        let fa: SafeTensors.File, fb: SafeTensors.File
+        do { fa = try SafeTensors.open(path: ca + "/model.safetensors"); fb = try SafeTensors.open(path: cb + "/model.safetensors") }
+        catch { throw ValidationError("\(error)") }
+        guard Set(fa.entries.keys) == Set(fb.entries.keys) else { throw ValidationError("the checkpoints hold different tensors") }
+        var worst = 0.0, worstName = "", identical = true
+        for name in fb.entries.keys.sorted() {
+            let x = try fa.array(name), y = try fb.array(name)
+            guard x.count == y.count else { throw ValidationError("tensor '\(name)' differs in size") }
+            if x != y { identical = false }
+            let scale = max(Double(y.map { abs($0) }.max() ?? 0), 1e-3)
+            let d = zip(x, y).map { Double(abs($0 - $1)) }.max() ?? 0
+            if d / scale > worst { worst = d / scale; worstName = name }
+        }
+        print("compare: \(ca) vs \(cb): " + (identical ? "bit-identical" : "max relative difference \(worst) in '\(worstName)'"))
+        if worst > rtol { throw ExitCode(1) }
+    }
+}
