@@ -178,4 +178,47 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssert(out.contains("collective #20") && out.contains("has not completed after"), out)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 120)
     }
+
+    /// The main job in small: 2 ranks, tiny preset, the whole default corpus, 300 steps.
+    func testTinyPresetOnDefaultCorpus300Steps() throws {
+        _ = Self.slice   // makes sure the corpus is prepared
+        let run = temp("main300")
+        let args = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", Self.exe, "train", "--preset", "tiny",
+                    "--train", Self.repo + "/data/fillets-cs/train.tsv", "--valid", Self.repo + "/data/fillets-cs/valid.tsv",
+                    "--run-dir", run, "--max-steps", "300", "--set", "train.max_frames=3000", "--set", "train.log_interval=10",
+                    "--set", "train.valid_interval=100", "--set", "train.save_interval=100"]
+        let t0 = Date()
+        let r = try runCommand(args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: 900)
+        XCTAssertEqual(r.status, 0, r.output)
+        print("300 steps of tiny on 2 ranks: \(Int(Date().timeIntervalSince(t0))) s")
+        let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let recs = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let train = recs.filter { $0["kind"] as? String == "train" }
+        let valid = recs.filter { $0["kind"] as? String == "valid" }
+        XCTAssertEqual(train.count, 30)
+        XCTAssertEqual(valid.count, 3)
+        for k in ["step", "loss", "loss_contrastive", "loss_mlm", "loss_diversity", "accuracy_contrastive", "accuracy_mlm",
+                  "prob_perplexity", "code_perplexity", "temperature", "lr", "grad_norm", "audio_seconds_per_second"] {
+            XCTAssertNotNil(train.last?[k], "metrics.jsonl lacks \(k)")
+        }
+        func mean(_ rs: ArraySlice<[String: Any]>, _ k: String) -> Double { rs.map { $0[k] as! Double }.reduce(0, +) / Double(rs.count) }
+        let first = mean(train.prefix(3), "loss"), last = mean(train.suffix(3), "loss")
+        print("loss \(first) → \(last); valid loss \(valid.map { $0["loss"] as! Double }); prob perplexity \(train.last!["prob_perplexity"]!)")
+        XCTAssertLessThan(last, first - 0.5, "training loss should fall")
+        XCTAssertLessThan(valid.last!["loss"] as! Double, valid.first!["loss"] as! Double, "validation loss should fall")
+        XCTAssertGreaterThan(train.map { $0["prob_perplexity"] as! Double }.min()!, 20, "codebook collapse")
+        XCTAssertGreaterThan(valid.last!["code_perplexity"] as! Double, 5)
+        XCTAssertEqual(CheckpointManager(runDirectory: run, keepLast: 5).list().map { $0.step }, [300, 200, 100])
+        let tb = try FileManager.default.contentsOfDirectory(atPath: run + "/tensorboard").filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(tb.count, 1)
+        let scalars = try readTensorBoardScalars(path: run + "/tensorboard/" + tb[0])
+        XCTAssertEqual(scalars.filter { $0.tag == "train/loss" }.count, 30)
+        XCTAssertEqual(scalars.filter { $0.tag == "valid/loss" }.count, 3)
+        let py = "/work/venv-torch/bin/python"
+        if FileManager.default.isExecutableFile(atPath: py) {
+            let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+            let c = try runCommand([py, fixtures + "/check_tensorboard.py", run + "/tensorboard", "train/loss", "valid/loss"], timeout: 120)
+            XCTAssertEqual(c.status, 0, c.output)
+        }
+    }
 }
