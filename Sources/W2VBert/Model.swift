@@ -14,7 +14,8 @@
 
 import Tensor
 
-/// One micro-batch as the data pipeline produces it. All pointers stay valid during forward and backward.
+/// One micro-batch as the data pipeline produces it. The pointers need to stay valid during `forward` only
+/// (the model copies what its backward needs).
 public struct MicroBatch {
     public var features: UnsafePointer<Float>   // [B, T0, 80], zero padded
     public var lengths: UnsafePointer<Int32>    // [B] fbank frames per utterance
@@ -89,6 +90,7 @@ public final class W2VBertModel {
 
     // activations (capacity)
     let encLen: UnsafeMutablePointer<Int32>                 // [B]
+    let input: FPtr?                                        // [B, T0, 80] copy of the features (conv1's backward reads it)
     let y1, y2, feat, cols, dy1, dy2: FPtr?                // conv2d frontend
     let st, sn, snMean, snRstd, dsn, dst: FPtr?             // stack frontend
     let zp, z, zMean, zRstd, dz, dzp: FPtr
@@ -115,7 +117,6 @@ public final class W2VBertModel {
     var training = true
     var maskedGlobal = 0.0
     var attShape = AttentionShape(b: 1, t: 1, d: 1, heads: 1, position: .none)
-    var batchFeatures: UnsafePointer<Float>? = nil
 
     /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames.
     /// Parameters are initialised from `config.train.seed`.
@@ -162,6 +163,7 @@ public final class W2VBertModel {
             var r = Carved()
             r.encLen = a.takeInt32(mbM)
             if conv2d {
+                r.input = a.take(mbM * maxFrames * 80)
                 r.y1 = a.take(mbM * CM * h1 * 39); r.y2 = a.take(mbM * CM * h2 * Config.convFreq)
                 r.feat = a.take(n * CM * Config.convFreq)
                 r.cols = a.take(max(9 * h1 * 39, CM * 9 * h2 * Config.convFreq))
@@ -200,7 +202,7 @@ public final class W2VBertModel {
         arena = Arena(count: measure.used)
         let r = carve(arena)
         encLen = r.encLen!
-        y1 = r.y1; y2 = r.y2; feat = r.feat; cols = r.cols; dy1 = r.dy1; dy2 = r.dy2
+        input = r.input; y1 = r.y1; y2 = r.y2; feat = r.feat; cols = r.cols; dy1 = r.dy1; dy2 = r.dy2
         st = r.st; sn = r.sn; snMean = r.snMean; snRstd = r.snRstd; dsn = r.dsn; dst = r.dst
         zp = r.zp!; z = r.z!; zMean = r.zMean!; zRstd = r.zRstd!; dz = r.dz!; dzp = r.dzp!
         rows = r.rows!; rowUtt = r.rowUtt!; uttStart = r.uttStart!; uttCount = r.uttCount!
@@ -242,7 +244,6 @@ public final class W2VBertModel {
         precondition(T >= 1, "utterances too short for the feature encoder")
         let N = B * T, gv = G * V
         attShape = AttentionShape(b: B, t: T, d: d, heads: c.model.heads, position: attShape.position)
-        batchFeatures = mb.features
         for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(mb.lengths[b])))) }
 
         // 1. Feature encoder → z [N, d].
@@ -431,7 +432,9 @@ public final class W2VBertModel {
 
     func frontendForward(_ x: UnsafePointer<Float>) {
         let N = B * T
-        if let conv1w, let conv1b, let conv2w, let conv2b, let y1, let y2, let feat, let cols {
+        if let conv1w, let conv1b, let conv2w, let conv2b, let y1, let y2, let feat, let cols, let input {
+            input.update(from: x, count: B * T0 * Config.melBins)   // the caller may reuse its buffer after forward
+            let x = CFPtr(input)
             let s1 = Conv2dShape(b: B, cin: 1, cout: C, h: T0, w: Config.melBins)
             conv2dForward(y: y1, cols: cols, x: x, weight: conv1w.w, bias: conv1b.w, shape: s1)
             reluForward(y: y1, x: y1, n: B * C * s1.ho * s1.wo)
@@ -579,7 +582,7 @@ public final class W2VBertModel {
             zero(dy1, n1)
             conv2dBackward(dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1, weight: conv2w.w, shape: s2)
             for i in 0..<n1 where y1[i] <= 0 { dy1[i] = 0 }
-            conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: batchFeatures!, weight: conv1w.w, shape: s1)
+            conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input!, weight: conv1w.w, shape: s1)
         } else if let st, let sn, let snMean, let snRstd, let dsn, let dst, let stackNorm {
             zero(dsn, N * 160)
             proj.backward(dx: dsn, dy: dzp, x: sn, n: N, inDim: 160, outDim: d)
@@ -593,7 +596,7 @@ public final class W2VBertModel {
 /// Pointers carved from an arena (a helper so the measuring and the real carve share one code path).
 struct Carved {
     var encLen: UnsafeMutablePointer<Int32>?
-    var y1, y2, feat, cols, dy1, dy2: FPtr?
+    var input, y1, y2, feat, cols, dy1, dy2: FPtr?
     var st, sn, snMean, snRstd, dsn, dst: FPtr?
     var zp, z, zMean, zRstd, dz, dzp: FPtr?
     var rows, rowUtt, uttStart, uttCount: UnsafeMutablePointer<Int32>?
