@@ -9,6 +9,17 @@
 // through `reduce` (the micro-batch across all ranks) and its gradient is weighted by `diversityScale`
 // (α / update_freq by default: with accumulation L_d is the mean over micro-batches of the cross-rank L_d).
 //
+// How a trainer runs one optimizer step of update_freq micro-batches on each of R ranks:
+//     model.zeroGrads()
+//     for each micro-batch f (features, T0 lengths, mask from the data pipeline):
+//         stats_f = model.forward(mb, tau: optimizer.tau, reduce: allReduceSumDoubles)   // S_f local, maskedGlobal_f
+//         model.backward(lossScale: 1 / N_step, diversityScale: α / update_freq)
+//     all-reduce grads (sum); optimizer.update(params:grads:) (clips, AdamW, advances step → τ, LR)
+// where N_step = Σ_f maskedGlobal_f, the masked frames of the whole step. Masks are known before the
+// forward, so the trainer counts N_step up front (an all-reduce of the local mask counts) and can pass the
+// scale to each micro-batch's backward. The logged loss is
+//     (w_c·ΣL_w + w_m·ΣL_m)/N_step + α·mean_f L_d(f)   (sums over micro-batches and ranks).
+//
 // Shapes: B utterances, T0 fbank frames (padded), T = encoderLength(T0), N = B·T, S masked frames,
 // d model dim, f FFN dim, G codebooks × V entries, D codebook dim, F final dim, K distractors.
 
@@ -423,6 +434,45 @@ public final class W2VBertModel {
         }
         stats.mlmLossSum = lm / Double(G)
         return stats
+    }
+
+    /// Which hidden states `embed` returns (SPEC §14.14).
+    public enum EmbedLayer: String, Sendable { case contrastive, mlm }
+
+    /// Hidden states for whole utterances, no masking, no noise, no dropout (SPEC §14.14): the output of the
+    /// last contrastive block or of the last MLM block (each after its final LayerNorm), [B, T, d] with
+    /// T = encoderLength(frames); rows t ≥ encoderLength(lengths[b]) are padding. The pointer is valid until
+    /// the next forward or embed.
+    public func embed(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames: Int,
+                      layer: EmbedLayer = .mlm) -> UnsafePointer<Float> {
+        let c = config
+        precondition(batch >= 1 && batch <= maxBatch && frames <= maxFrames, "batch exceeds the model's capacity")
+        B = batch; T0 = frames; T = c.encoderLength(t0: T0); training = false; S = 0
+        precondition(T >= 1, "utterances too short for the feature encoder")
+        let N = B * T
+        attShape = AttentionShape(b: B, t: T, d: d, heads: c.model.heads, position: attShape.position)
+        for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(lengths[b])))) }
+        frontendForward(features)
+        contextProj.forward(y: xp, x: z, n: N, inDim: d, outDim: d)
+        if let posConv {
+            zeroPadding(xp, lengths: encLen, b: B, t: T, c: d)
+            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
+                                 b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
+            geluForward(y: x0, x: pc, n: N * d)
+            axpy(x0, xp, n: N * d)
+        } else {
+            x0.update(from: xp, count: N * d)
+        }
+        var rng = RandomStream(seed: 0, purpose: .dropout)   // unused: dropout is off
+        let noDropout = dropoutConfig(false)
+        var input = CFPtr(x0)
+        let count = layer == .contrastive ? contrastive.count : dropped.count
+        for i in 0..<count {
+            let blk = i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count]
+            blk.forward(x: input, s: scratch, lengths: encLen, shape: attShape, c: noDropout, rng: &rng)
+            input = CFPtr(blk.y)
+        }
+        return input
     }
 
     func dropoutConfig(_ training: Bool) -> Config {

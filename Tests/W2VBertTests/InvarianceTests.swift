@@ -135,3 +135,26 @@ final class InvarianceTests: XCTestCase {
         XCTAssertEqual(FloatBuffer.allocatedBytes.current, before)
     }
 }
+
+final class EmbedTests: XCTestCase {
+    /// Padding and batching do not change the hidden states of real frames (an utterance embedded alone
+    /// equals the same utterance padded inside a batch).
+    func testEmbedIgnoresPaddingAndBatching() throws {
+        let c = try Config.load(preset: "tiny", overrides: ["model.dim=32", "model.heads=4", "model.ffn_dim=64", "model.frontend_channels=4",
+                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=16", "quantizer.dim=16"])
+        let both = SyntheticBatch(config: c, lengths: [95, 71])
+        let one = SyntheticBatch(config: c, lengths: [71])
+        one.features.ptr.update(from: both.features.ptr + 95 * 80, count: 71 * 80)
+        let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 95)
+        let tb = both.t, t1 = one.t, d = 32
+        for layer in [W2VBertModel.EmbedLayer.contrastive, .mlm] {
+            let hb = both.lengths.withUnsafeBufferPointer { model.embed(features: both.features.ptr, lengths: $0.baseAddress!, batch: 2, frames: 95, layer: layer) }
+            let second = Array(UnsafeBufferPointer(start: hb + tb * d, count: t1 * d))
+            let h1 = one.lengths.withUnsafeBufferPointer { model.embed(features: one.features.ptr, lengths: $0.baseAddress!, batch: 1, frames: 71, layer: layer) }
+            var worst: Float = 0
+            for i in 0..<(t1 * d) { worst = max(worst, abs(second[i] - h1[i])) }
+            print("embed \(layer): max difference padded vs alone \(worst)")
+            XCTAssertLessThan(worst, 1e-4)
+        }
+    }
+}
