@@ -79,6 +79,7 @@ public struct TrainConfig: Sendable, Equatable {
     public var updateFreq = 1
     public var maxFrames = 16_000           // padded fbank frames per micro-batch (B·T0max)
     public var maxSamples = 64              // utterances per micro-batch
+    public var maxUtteranceFrames = 3000    // longest utterance after cropping, fbank frames (sizes the arena)
     public var seed: UInt64 = 1
     public var logInterval = 10
     public var saveInterval = 1000
@@ -284,6 +285,7 @@ public struct Config: Sendable, Equatable {
         int("train.update_freq", \.train.updateFreq),
         int("train.max_frames", \.train.maxFrames),
         int("train.max_samples", \.train.maxSamples),
+        int("train.max_utterance_frames", \.train.maxUtteranceFrames),
         Key(name: "train.seed", get: { "\($0.train.seed)" }, set: { c, s in
             guard let v = UInt64(s.trimmingSpaces) else { throw ConfigError("train.seed", "expected a non-negative integer, got '\(s)'") }
             c.train.seed = v
@@ -422,6 +424,7 @@ public struct Config: Sendable, Equatable {
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(train.maxSamples >= 1, "train.max_samples", "must be ≥ 1")
+        try check(train.maxUtteranceFrames >= 7, "train.max_utterance_frames", "must be ≥ 7")
         try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")

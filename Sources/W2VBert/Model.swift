@@ -78,7 +78,7 @@ public final class W2VBertModel {
     public let layout: ParameterLayout
     public let params: FloatBuffer
     public let grads: FloatBuffer
-    public let maxBatch: Int, maxFrames: Int
+    public let maxBatch: Int, maxFrames: Int, maxTotalFrames: Int
     public var noiseOverride: NoiseOverride?
     public let arena: Arena
 
@@ -129,18 +129,30 @@ public final class W2VBertModel {
     var maskedGlobal = 0.0
     var attShape = AttentionShape(b: 1, t: 1, d: 1, heads: 1, position: .none)
 
-    /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames.
-    /// Parameters are initialised from `config.train.seed`.
-    public init(config c: Config, maxBatch: Int, maxFrames: Int) {
+    /// The model for the micro-batches a config's data pipeline produces: at most train.max_samples
+    /// utterances of at most train.max_utterance_frames fbank frames, B·T0 ≤ train.max_frames.
+    public convenience init(config c: Config) {
+        self.init(config: c, maxBatch: c.train.maxSamples, maxFrames: min(c.train.maxUtteranceFrames, c.train.maxFrames),
+                  maxTotalFrames: c.train.maxFrames)
+    }
+
+    /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames
+    /// each and at most `maxTotalFrames` padded frames in all (B·T0; default maxBatch·maxFrames). The arena
+    /// is sized for the worst case of these bounds. Parameters are initialised from `config.train.seed`.
+    public init(config c: Config, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
         config = c
         layout = ParameterLayout(config: c)
         params = FloatBuffer(count: layout.count)
         grads = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: c.train.seed)
         self.maxBatch = maxBatch; self.maxFrames = maxFrames
+        let total = min(maxTotalFrames ?? maxBatch * maxFrames, maxBatch * maxFrames)
+        self.maxTotalFrames = total
         d = c.model.dim; f = c.model.ffnDim; G = c.quantizer.groups; V = c.quantizer.entries; D = c.quantizer.dim
         F = c.model.finalDim; K = c.loss.numNegatives; C = c.model.frontendChannels
-        capT = max(1, c.encoderLength(t0: maxFrames)); capN = maxBatch * capT
+        // N = Σ_b T = B·encoderLength(T0) ≤ B·T0/4 (conv2d) or B·T0/2 (stack), and ≤ maxBatch·capT.
+        capT = max(1, c.encoderLength(t0: maxFrames))
+        capN = max(capT, min(maxBatch * capT, (c.model.frontend == .conv2d ? total / 4 : total / 2) + maxBatch))
         let p = params.ptr, g = grads.ptr, l = layout
         dropped = [Bool](repeating: false, count: c.model.contrastiveBlocks + c.model.mlmBlocks)
 
@@ -165,20 +177,26 @@ public final class W2VBertModel {
         case .rope: position = .rope
         default: position = .none
         }
-        let capShape = AttentionShape(b: maxBatch, t: capT, d: d, heads: c.model.heads, position: position)
-        attShape = capShape
+        attShape = AttentionShape(b: 1, t: capT, d: d, heads: c.model.heads, position: position)
         let n = capN, s = capN, gv = G * V
-        let h1 = max(0, (maxFrames - 3) / 2 + 1), h2 = capT
+        // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
+        let rope = position == .rope ? 2 * capN * d : 0
+        let savedCount = c.model.heads * capN * capT + rope
+        let attWork = capT * capT + capT * max(attShape.relCount, 1) + rope
+        // conv2d frontend: conv1 output rows Σ_b H1 ≤ B·T0/2.
+        let h1 = max(0, (maxFrames - 3) / 2 + 1)
+        let rows1 = max(h1, min(maxBatch * h1, total / 2 + maxBatch))
+        let inputCount = max(maxFrames, total) * 80
         let dM = d, fM = f, DM = D, FM = F, KM = K, CM = C, GM = G, mbM = maxBatch, capTM = capT
         func carve(_ a: Arena) -> Carved {
             var r = Carved()
             r.encLen = a.takeInt32(mbM)
             if conv2d {
-                r.input = a.take(mbM * maxFrames * 80)
-                r.y1 = a.take(mbM * CM * h1 * 39); r.y2 = a.take(mbM * CM * h2 * Config.convFreq)
+                r.input = a.take(inputCount)
+                r.y1 = a.take(CM * rows1 * 39); r.y2 = a.take(CM * n * Config.convFreq)
                 r.feat = a.take(n * CM * Config.convFreq)
-                r.cols = a.take(max(9 * h1 * 39, CM * 9 * h2 * Config.convFreq))
-                r.dy1 = a.take(mbM * CM * h1 * 39); r.dy2 = a.take(mbM * CM * h2 * Config.convFreq)
+                r.cols = a.take(max(9 * h1 * 39, CM * 9 * capTM * Config.convFreq))
+                r.dy1 = a.take(max(CM * rows1 * 39, n * CM * Config.convFreq)); r.dy2 = a.take(CM * n * Config.convFreq)
             } else {
                 r.st = a.take(n * 160); r.sn = a.take(n * 160); r.snMean = a.take(n); r.snRstd = a.take(n)
                 r.dsn = a.take(n * 160); r.dst = a.take(n * 160)
@@ -196,15 +214,15 @@ public final class W2VBertModel {
             r.zeroTargets = a.takeInt32(s); r.excluded = a.takeInt32(s * (KM + 1))
             r.mm = a.take(s * dM); r.ml = a.take(s * gv); r.mprobs = a.take(s * gv); r.mlosses = a.take(s * GM)
             r.usageGrad = a.take(gv)
-            r.scratch = BlockScratch(a, n: n, d: dM, f: fM, k: c.model.convKernel, attWork: capShape.workspaceCount)
+            r.scratch = BlockScratch(a, n: n, d: dM, f: fM, k: c.model.convKernel, attWork: attWork)
             r.dCur = a.take(n * dM); r.dxm = a.take(n * dM); r.dPc = a.take(n * dM)
             r.dyc = a.take(s * FM); r.dyq = a.take(s * FM); r.dcm = a.take(s * dM); r.dq = a.take(s * DM); r.dqy = a.take(s * gv)
             r.dql = a.take(s * gv); r.dzm = a.take(s * dM); r.dml = a.take(s * gv); r.dmm = a.take(s * dM); r.dLogits = a.take(s * (KM + 1))
             r.contrastive = (0..<c.model.contrastiveBlocks).map {
-                ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: c, savedCount: capShape.savedCount)
+                ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: c, savedCount: savedCount)
             }
             r.mlm = (0..<c.model.mlmBlocks).map {
-                ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: c, savedCount: capShape.savedCount)
+                ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: c, savedCount: savedCount)
             }
             return r
         }
@@ -250,7 +268,8 @@ public final class W2VBertModel {
     public func forward(_ mb: MicroBatch, tau: Float, training: Bool = true,
                         reduce: (UnsafeMutablePointer<Double>, Int) -> Void = { _, _ in }) -> StepStats {
         let c = config
-        precondition(mb.batch >= 1 && mb.batch <= maxBatch && mb.frames <= maxFrames, "micro-batch exceeds the model's capacity")
+        precondition(mb.batch >= 1 && mb.batch <= maxBatch && mb.frames <= maxFrames && mb.batch * mb.frames <= maxTotalFrames,
+                     "micro-batch exceeds the model's capacity")
         B = mb.batch; T0 = mb.frames; T = c.encoderLength(t0: T0); self.tau = tau; self.training = training
         precondition(T >= 1, "utterances too short for the feature encoder")
         let N = B * T, gv = G * V
@@ -446,7 +465,8 @@ public final class W2VBertModel {
     public func embed(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames: Int,
                       layer: EmbedLayer = .mlm) -> UnsafePointer<Float> {
         let c = config
-        precondition(batch >= 1 && batch <= maxBatch && frames <= maxFrames, "batch exceeds the model's capacity")
+        precondition(batch >= 1 && batch <= maxBatch && frames <= maxFrames && batch * frames <= maxTotalFrames,
+                     "batch exceeds the model's capacity")
         B = batch; T0 = frames; T = c.encoderLength(t0: T0); training = false; S = 0
         precondition(T >= 1, "utterances too short for the feature encoder")
         let N = B * T

@@ -158,3 +158,29 @@ final class EmbedTests: XCTestCase {
         }
     }
 }
+
+final class CapacityTests: XCTestCase {
+    /// An arena sized by a total-frame budget serves every batch shape inside it, with the same results as a
+    /// model sized exactly for the batch.
+    func testTotalFrameBudget() throws {
+        for extra in [["model.position=rope"], ["model.frontend=stack", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2"]] {
+            let c = try Config.load(preset: "tiny", overrides: ["model.dim=32", "model.heads=4", "model.ffn_dim=64", "model.frontend_channels=4",
+                                                               "quantizer.entries=16", "quantizer.dim=16", "mask.span=3"] + extra)
+            let shared = W2VBertModel(config: c, maxBatch: 4, maxFrames: 120, maxTotalFrames: 200)
+            print("arena floats: budget \(shared.activationBytes / 4), full \(W2VBertModel(config: c, maxBatch: 4, maxFrames: 120).activationBytes / 4)")
+            for lengths in [[120], [100, 97], [50, 48, 45, 50]] {
+                let batch = SyntheticBatch(config: c, lengths: lengths)
+                let exact = W2VBertModel(config: c, maxBatch: lengths.count, maxFrames: lengths.max()!)
+                var results: [(Double, Double)] = []
+                for m in [shared, exact] {
+                    m.zeroGrads()
+                    let s = batch.forward(m, step: 1, tau: 1)
+                    m.backward(lossScale: 1 / Float(s.masked))
+                    results.append((s.loss(c), sumOfSquares(m.grads.ptr, n: m.grads.count)))
+                }
+                XCTAssertEqual(results[0].0, results[1].0)
+                XCTAssertEqual(results[0].1, results[1].1)
+            }
+        }
+    }
+}
