@@ -80,6 +80,15 @@ public final class W2VBertModel {
     public let grads: FloatBuffer
     public let maxBatch: Int, maxFrames: Int, maxTotalFrames: Int
     public var noiseOverride: NoiseOverride?
+    /// Called during `backward` each time the gradients of a contiguous range of the layout are final for
+    /// this micro-batch (offset, count): each Conformer block as soon as its backward is done (MLM blocks
+    /// last to first, then contrastive), then the rest before the blocks (feature encoder, mask embedding,
+    /// context projection, positional conv) and after them (quantizer, heads). Together the ranges cover
+    /// the layout exactly once. The distributed trainer sets it on the last micro-batch of a step to start
+    /// bucketed all-reduces while backward continues.
+    public var gradientsReady: ((Int, Int) -> Void)?
+    /// [start, end) of each block's parameters in the layout (contrastive blocks, then MLM blocks).
+    public let blockRanges: [Range<Int>]
     public let arena: Arena
 
     // dims
@@ -169,6 +178,18 @@ public final class W2VBertModel {
         quantProj = LinearPG(l, "quantizer.proj", p, g); codebook = PG(l, "quantizer.codebook", p, g)
         headContext = LinearPG(l, "contrastive_head.context", p, g); headTarget = LinearPG(l, "contrastive_head.target", p, g)
         mlmHead = LinearPG(l, "mlm_head", p, g)
+        var ranges: [Range<Int>] = []
+        for (module, n) in [("contrastive", c.model.contrastiveBlocks), ("mlm", c.model.mlmBlocks)] {
+            for i in 0..<n {
+                // From the block's first tensor to the next tensor after it (alignment padding included).
+                let prefix = "\(module).blocks.\(i)."
+                let first = l.entries.firstIndex { $0.name.hasPrefix(prefix) }!
+                let last = l.entries.lastIndex { $0.name.hasPrefix(prefix) }!
+                let end = last + 1 < l.entries.count ? l.entries[last + 1].offset : l.count
+                ranges.append(l.entries[first].offset..<end)
+            }
+        }
+        blockRanges = ranges
 
         // Carve the arena twice: measure, then for real.
         let position: AttentionPosition
@@ -550,10 +571,13 @@ public final class W2VBertModel {
         }
         // 5b. MLM blocks in reverse.
         let blocksC = contrastive.count
-        for i in stride(from: mlm.count - 1, through: 0, by: -1) where !dropped[blocksC + i] {
-            let x = i == 0 ? cOut : mlm[i - 1].y
-            mlm[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
-            dCur.update(from: scratch.dRes, count: N * d)
+        for i in stride(from: mlm.count - 1, through: 0, by: -1) {
+            if !dropped[blocksC + i] {
+                let x = i == 0 ? cOut : mlm[i - 1].y
+                mlm[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
+                dCur.update(from: scratch.dRes, count: N * d)
+            }
+            if let hook = gradientsReady { let r = blockRanges[blocksC + i]; hook(r.lowerBound, r.count) }
         }
         _ = mOut
         zero(dq, S * D)
@@ -574,10 +598,13 @@ public final class W2VBertModel {
             headTarget.backward(dx: dq, dy: dyq, x: q, n: S, inDim: D, outDim: F)
         }
         // 5a. Contrastive blocks in reverse.
-        for i in stride(from: contrastive.count - 1, through: 0, by: -1) where !dropped[i] {
-            let x = i == 0 ? CFPtr(x0) : CFPtr(contrastive[i - 1].y)
-            contrastive[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
-            dCur.update(from: scratch.dRes, count: N * d)
+        for i in stride(from: contrastive.count - 1, through: 0, by: -1) {
+            if !dropped[i] {
+                let x = i == 0 ? CFPtr(x0) : CFPtr(contrastive[i - 1].y)
+                contrastive[i].backward(dY: dCur, x: x, s: scratch, lengths: encLen, shape: attShape, c: c)
+                dCur.update(from: scratch.dRes, count: N * d)
+            }
+            if let hook = gradientsReady { let r = blockRanges[i]; hook(r.lowerBound, r.count) }
         }
         // 4. Positional convolution and context projection: dCur = dx0 → dxp (kept in dCur) → dxm.
         if let posConv {
@@ -628,6 +655,11 @@ public final class W2VBertModel {
         }
         // 1. Feature encoder.
         frontendBackward()
+        if let hook = gradientsReady {
+            let first = blockRanges.first!.lowerBound, last = blockRanges.last!.upperBound
+            hook(0, first)
+            hook(last, layout.count - last)
+        }
     }
 
     func frontendBackward() {

@@ -184,3 +184,25 @@ final class CapacityTests: XCTestCase {
         }
     }
 }
+
+final class GradientHookTests: XCTestCase {
+    /// The ranges reported by gradientsReady cover the layout exactly once, and each range's gradients are
+    /// final when reported (a snapshot taken in the hook equals the gradients after backward).
+    func testGradientsReadyCoverLayoutWithFinalValues() throws {
+        let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
+                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+                                                           "quantizer.dim=18", "quantizer.groups=3", "mask.span=3", "model.layer_drop=0.3",
+                                                           "model.conv_kernel=3"])
+        let batch = SyntheticBatch(config: c, lengths: [80, 66])
+        let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 80)
+        var covered = [Int](repeating: 0, count: model.layout.count)
+        var snapshot = [Float](repeating: .nan, count: model.layout.count)
+        model.gradientsReady = { off, n in
+            for i in off..<(off + n) { covered[i] += 1; snapshot[i] = model.grads.ptr[i] }
+        }
+        let s = batch.forward(model, step: 2, tau: 1)
+        model.backward(lossScale: 1 / Float(s.masked))
+        XCTAssertTrue(covered.allSatisfy { $0 == 1 })
+        XCTAssertEqual(snapshot, model.grads.array)
+    }
+}
