@@ -472,7 +472,7 @@ def write_fixture(name, spec, outdir):
             "metrics": "loss,L_w_sum,L_m_sum,L_d,contrastive_correct,mlm_correct,prob_perplexity,code_perplexity,tau,masked"}
     path = os.path.join(outdir, f"fixture_{name}.safetensors")
     save_file(tensors, path, metadata=meta)
-    print(f"{path}: S={met['S']} loss={loss.item():.6f} trajectory={['%.6f' % x for x in traj]}")
+    print(f"{path}: S={met['S']} loss={out[0]:.6f} trajectory={['%.6f' % x for x in traj]}")
 
 
 # ----------------------------------------------------------------------------------------------------
