@@ -556,7 +556,6 @@ public final class W2VBertModel {
         let c = config, N = B * T, S = self.S, gv = G * V, K1 = K + 1, dg = D / G
         let divScale = diversityScale ?? c.loss.diversityWeight / Float(c.train.updateFreq)
         let cOut = contrastive.last!.y
-        let mOut = mlm.last?.y ?? cOut
         zero(dCur, N * d)
         zero(dz, N * d)
         if S > 0 {
@@ -579,7 +578,6 @@ public final class W2VBertModel {
             }
             if let hook = gradientsReady { let r = blockRanges[blocksC + i]; hook(r.lowerBound, r.count) }
         }
-        _ = mOut
         zero(dq, S * D)
         if S > 0 {
             // 7. Contrastive head.
