@@ -68,8 +68,15 @@ public struct NoiseOverride {
     public var maskNoise: [Float]?              // [S, d] (already scaled: the replacement vectors themselves)
     public var gumbel: [Float]?                 // [S, G, V]
     public var distractors: [Int32]?            // [S, K] indices into the masked-frame list
-    public init(maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil) {
+    /// Dropout masks (values 0 or 1/(1−p)) in forward order: per executed block ffn1 [N, f], ffn1 [N, d],
+    /// attn [N, d], conv [N, d], ffn2 [N, f], ffn2 [N, d] (N = B·T).
+    public var dropoutMasks: [[Float]]?
+    /// Layer-drop decisions, contrastive blocks then MLM blocks.
+    public var droppedBlocks: [Bool]?
+    public init(maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil,
+                dropoutMasks: [[Float]]? = nil, droppedBlocks: [Bool]? = nil) {
         self.maskNoise = maskNoise; self.gumbel = gumbel; self.distractors = distractors
+        self.dropoutMasks = dropoutMasks; self.droppedBlocks = droppedBlocks
     }
 }
 
@@ -341,7 +348,12 @@ public final class W2VBertModel {
         // 5. Conformer blocks (layer drop drawn per step, identical on every rank).
         var drop = RandomStream(seed: mb.seed, step: mb.step, microBatch: 0, purpose: .layerDrop)
         for i in 0..<dropped.count { dropped[i] = training && c.model.layerDrop > 0 && drop.nextUniform() < c.model.layerDrop }
-        var rng = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .dropout)
+        if training, let given = noiseOverride?.droppedBlocks {
+            precondition(given.count == dropped.count, "droppedBlocks override has the wrong size")
+            for i in 0..<dropped.count { dropped[i] = given[i] }
+        }
+        var rng = DropoutSource(stream: RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .dropout),
+                                given: training ? noiseOverride?.dropoutMasks : nil)
         var input = CFPtr(x0)
         for i in 0..<dropped.count {
             let blk = i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count]
@@ -504,7 +516,7 @@ public final class W2VBertModel {
         } else {
             x0.update(from: xp, count: N * d)
         }
-        var rng = RandomStream(seed: 0, purpose: .dropout)   // unused: dropout is off
+        var rng = DropoutSource(stream: RandomStream(seed: 0, purpose: .dropout), given: nil)   // unused: dropout is off
         let noDropout = dropoutConfig(false)
         var input = CFPtr(x0)
         let count = layer == .contrastive ? contrastive.count : dropped.count
