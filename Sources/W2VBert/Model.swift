@@ -233,7 +233,7 @@ public final class W2VBertModel {
             r.dz = a.take(n * dM); r.dzp = a.take(n * dM)
             r.rows = a.takeInt32(s); r.rowUtt = a.takeInt32(s); r.uttStart = a.takeInt32(mbM); r.uttCount = a.takeInt32(mbM)
             r.xm = a.take(n * dM); r.noise = a.take(s * dM); r.xp = a.take(n * dM); r.pc = a.take(n * dM); r.x0 = a.take(n * dM)
-            r.posCols = a.take(c.model.position == .conv ? groupedConv1dColsCount(t: capTM, c: dM, groups: c.model.posConvGroups, p: c.model.posConvKernel) : 1)
+            r.posCols = a.take(c.model.position == .conv ? groupedConv1dFastWorkspaceCount(t: capTM, c: dM, groups: c.model.posConvGroups, p: c.model.posConvKernel) : 1)
             r.zm = a.take(s * dM); r.ql = a.take(s * gv); r.qy = a.take(s * gv); r.soft = a.take(s * gv); r.sp = a.take(s * gv)
             r.gnoise = a.take(s * gv); r.q = a.take(s * DM); r.ids = a.takeInt32(s * GM)
             r.cm = a.take(s * dM); r.yc = a.take(s * FM); r.yq = a.take(s * FM); r.normA = a.take(s); r.normB = a.take(s)
@@ -620,7 +620,7 @@ public final class W2VBertModel {
         if let posConv {
             zero(dPc, N * d)
             geluBackward(dx: dPc, dy: dCur, x: pc, n: N * d)
-            groupedConv1dBackward(dx: dCur, dWeight: posConv.weight.g, dBias: posConv.bias!.g, cols: posCols, dy: dPc, x: xp,
+            groupedConv1dBackwardFast(dx: dCur, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posCols, dy: dPc, x: xp,
                                   weight: posConv.weight.w, b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
             zeroPadding(dCur, lengths: encLen, b: B, t: T, c: d)
         }
