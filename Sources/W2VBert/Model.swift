@@ -55,7 +55,24 @@ public struct StepStats: Sendable {
     public var codePerplexity = 0.0
     public var tau: Float = 0
     public init() {}
-    /// L = (w_c·ΣL_w + w_m·ΣL_m)/N_masked + α·L_d for a single micro-batch (single process).
+    /// Micro-batches merged into this value (see `merge`).
+    public var microBatches = 1
+    /// Merges the stats of another micro-batch of the same step (same or another rank): sums add; L_d, the
+    /// perplexities and τ are averaged over micro-batches (each is already global across ranks).
+    public mutating func merge(_ o: StepStats) {
+        let n = Double(microBatches), m = Double(o.microBatches)
+        diversityLoss = (diversityLoss * n + o.diversityLoss * m) / (n + m)
+        probPerplexity = (probPerplexity * n + o.probPerplexity * m) / (n + m)
+        codePerplexity = (codePerplexity * n + o.codePerplexity * m) / (n + m)
+        masked += o.masked; maskedGlobal += o.maskedGlobal
+        contrastiveLossSum += o.contrastiveLossSum; mlmLossSum += o.mlmLossSum
+        contrastiveCorrect += o.contrastiveCorrect; mlmCorrect += o.mlmCorrect
+        microBatches += o.microBatches
+    }
+    public var contrastiveAccuracy: Double { Double(contrastiveCorrect) / Double(max(masked, 1)) }
+    /// Share of (masked frame, codebook) pairs predicted right; pass G.
+    public func mlmAccuracy(groups: Int) -> Double { Double(mlmCorrect) / Double(max(masked * groups, 1)) }
+    /// L = (w_c·ΣL_w + w_m·ΣL_m)/N_masked + α·L_d with N_masked = `masked` (all merged micro-batches).
     public func loss(_ c: Config) -> Double {
         let n = Double(max(masked, 1))
         return (Double(c.loss.contrastiveWeight) * contrastiveLossSum + Double(c.loss.mlmWeight) * mlmLossSum) / n
