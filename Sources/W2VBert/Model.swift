@@ -2,8 +2,9 @@
 // N contrastive + M MLM Conformer blocks, Gumbel quantizer, contrastive / MLM / diversity losses.
 //
 // Contract (llm.c style): `forward` runs one micro-batch and saves every activation in an arena sized at
-// construction for the largest micro-batch (B ≤ maxBatch, T0 ≤ maxFrames); `backward` mirrors it line by
-// line and ACCUMULATES into `grads`. Losses come back as un-normalised sums over this micro-batch's masked
+// construction for the largest micro-batch (B ≤ maxBatch, T0 ≤ maxFrames, B·T0 ≤ maxTotalFrames); no
+// allocation happens in forward or backward. `backward` mirrors forward section by section (numbered) and
+// ACCUMULATES into `grads`. Losses come back as un-normalised sums over this micro-batch's masked
 // frames; the caller knows N_masked of the whole optimizer step (all ranks, all micro-batches) and passes
 // lossScale = 1/N_masked to backward. The diversity loss is computed from the soft code usage all-reduced
 // through `reduce` (the micro-batch across all ranks) and its gradient is weighted by `diversityScale`
