@@ -140,7 +140,7 @@ public final class Trainer {
             throw TrainError("\(options.trainManifest): no utterance is long enough for mask.span + mask.min_spans frames after the feature encoder")
         }
         let maxBatch = max(1, cfg.train.maxFrames / minT0)
-        model = W2VBertModel(config: cfg, maxBatch: maxBatch, maxFrames: max(maxT0, min(cfg.train.maxFrames, maxT0)))
+        model = W2VBertModel(config: cfg, maxBatch: maxBatch, maxFrames: maxT0, maxTotalFrames: max(cfg.train.maxFrames, maxT0))
         layout = model.layout
         optimizer = Optimizer(config: cfg, layout: layout)
         gv = cfg.quantizer.groups * cfg.quantizer.entries

@@ -58,6 +58,24 @@ struct BlockScratch {
     }
 }
 
+/// Where dropout masks come from: the .dropout stream, or (tests) masks given in forward order, one per
+/// dropout site: per block ffn1 [N, f], ffn1 [N, d], attn [N, d], conv [N, d], ffn2 [N, f], ffn2 [N, d];
+/// layer-dropped blocks take none.
+struct DropoutSource {
+    var stream: RandomStream
+    let given: [[Float]]?
+    var next = 0
+    mutating func fill(_ mask: FPtr, n: Int, p: Float) {
+        if let given {
+            precondition(next < given.count && given[next].count >= n, "dropout mask override too short")
+            given[next].withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: n) }
+            next += 1
+        } else {
+            dropoutMask(mask, n: n, p: p, stream: &stream)
+        }
+    }
+}
+
 @inline(__always) func zero(_ p: FPtr, _ n: Int) { p.update(repeating: 0, count: n) }
 
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
@@ -72,19 +90,19 @@ struct FFN {
         ad = dropout ? ar.take(n * f) : nil; m1 = dropout ? ar.take(n * f) : nil; m2 = dropout ? ar.take(n * d) : nil
     }
 
-    func forward(y: FPtr, x: CFPtr, s: BlockScratch, n: Int, d: Int, f: Int, p: Float, rng: inout RandomStream) {
+    func forward(y: FPtr, x: CFPtr, s: BlockScratch, n: Int, d: Int, f: Int, p: Float, rng: inout DropoutSource) {
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
         fc1.forward(y: h, x: ln, n: n, inDim: d, outDim: f)
         swishForward(y: a, x: h, n: n * f)
         var act = CFPtr(a)
         if let ad, let m1 {
-            dropoutMask(m1, n: n * f, p: p, stream: &rng)
+            rng.fill(m1, n: n * f, p: p)
             dropoutForward(y: ad, x: a, mask: m1, n: n * f)
             act = CFPtr(ad)
         }
         fc2.forward(y: s.o, x: act, n: n, inDim: f, outDim: d)
         if let m2 {
-            dropoutMask(m2, n: n * d, p: p, stream: &rng)
+            rng.fill(m2, n: n * d, p: p)
             for i in 0..<(n * d) { s.o[i] *= m2[i] }
         }
         addScaled(y, x, s.o, alpha: 0.5, n: n * d)
@@ -124,7 +142,7 @@ struct MHSA {
     }
 
     func forward(y: FPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, p: Float,
-                 rng: inout RandomStream) {
+                 rng: inout DropoutSource) {
         let n = shape.b * shape.t, d = shape.d
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
         q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
@@ -134,7 +152,7 @@ struct MHSA {
                          lengths: lengths, shape: shape)
         out.forward(y: s.o, x: att, n: n, inDim: d, outDim: d)
         if let m {
-            dropoutMask(m, n: n * d, p: p, stream: &rng)
+            rng.fill(m, n: n * d, p: p)
             for i in 0..<(n * d) { s.o[i] *= m[i] }
         }
         addScaled(y, x, s.o, n: n * d)
@@ -171,7 +189,7 @@ struct ConvModule {
     }
 
     func forward(y: FPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, b: Int, t: Int, d: Int, k: Int,
-                 causal: Bool, p: Float, rng: inout RandomStream) {
+                 causal: Bool, p: Float, rng: inout DropoutSource) {
         let n = b * t
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
         linearForward(y: p1, x: ln, weight: pw1.w, bias: nil, n: n, inDim: d, outDim: 2 * d)
@@ -182,7 +200,7 @@ struct ConvModule {
         swishForward(y: sw, x: ln2, n: n * d)
         linearForward(y: s.o, x: sw, weight: pw2.w, bias: nil, n: n, inDim: d, outDim: d)
         if let m {
-            dropoutMask(m, n: n * d, p: p, stream: &rng)
+            rng.fill(m, n: n * d, p: p)
             for i in 0..<(n * d) { s.o[i] *= m[i] }
         }
         addScaled(y, x, s.o, n: n * d)
@@ -228,7 +246,7 @@ struct ConformerBlock {
     }
 
     func forward(x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: Config,
-                 rng: inout RandomStream) {
+                 rng: inout DropoutSource) {
         let n = shape.b * shape.t, d = shape.d, f = c.model.ffnDim, p = c.model.dropout
         ffn1.forward(y: x1, x: x, s: s, n: n, d: d, f: f, p: p, rng: &rng)
         attn.forward(y: x2, x: x1, s: s, lengths: lengths, shape: shape, p: p, rng: &rng)

@@ -2,19 +2,32 @@
 // N contrastive + M MLM Conformer blocks, Gumbel quantizer, contrastive / MLM / diversity losses.
 //
 // Contract (llm.c style): `forward` runs one micro-batch and saves every activation in an arena sized at
-// construction for the largest micro-batch (B ≤ maxBatch, T0 ≤ maxFrames); `backward` mirrors it line by
-// line and ACCUMULATES into `grads`. Losses come back as un-normalised sums over this micro-batch's masked
+// construction for the largest micro-batch (B ≤ maxBatch, T0 ≤ maxFrames, B·T0 ≤ maxTotalFrames); no
+// allocation happens in forward or backward. `backward` mirrors forward section by section (numbered) and
+// ACCUMULATES into `grads`. Losses come back as un-normalised sums over this micro-batch's masked
 // frames; the caller knows N_masked of the whole optimizer step (all ranks, all micro-batches) and passes
 // lossScale = 1/N_masked to backward. The diversity loss is computed from the soft code usage all-reduced
 // through `reduce` (the micro-batch across all ranks) and its gradient is weighted by `diversityScale`
 // (α / update_freq by default: with accumulation L_d is the mean over micro-batches of the cross-rank L_d).
+//
+// How a trainer runs one optimizer step of update_freq micro-batches on each of R ranks:
+//     model.zeroGrads()
+//     for each micro-batch f (features, T0 lengths, mask from the data pipeline):
+//         stats_f = model.forward(mb, tau: optimizer.tau, reduce: allReduceSumDoubles)   // S_f local, maskedGlobal_f
+//         model.backward(lossScale: 1 / N_step, diversityScale: α / update_freq)
+//     all-reduce grads (sum); optimizer.update(params:grads:) (clips, AdamW, advances step → τ, LR)
+// where N_step = Σ_f maskedGlobal_f, the masked frames of the whole step. Masks are known before the
+// forward, so the trainer counts N_step up front (an all-reduce of the local mask counts) and can pass the
+// scale to each micro-batch's backward. The logged loss is
+//     (w_c·ΣL_w + w_m·ΣL_m)/N_step + α·mean_f L_d(f)   (sums over micro-batches and ranks).
 //
 // Shapes: B utterances, T0 fbank frames (padded), T = encoderLength(T0), N = B·T, S masked frames,
 // d model dim, f FFN dim, G codebooks × V entries, D codebook dim, F final dim, K distractors.
 
 import Tensor
 
-/// One micro-batch as the data pipeline produces it. All pointers stay valid during forward and backward.
+/// One micro-batch as the data pipeline produces it. The pointers need to stay valid during `forward` only
+/// (the model copies what its backward needs).
 public struct MicroBatch {
     public var features: UnsafePointer<Float>   // [B, T0, 80], zero padded
     public var lengths: UnsafePointer<Int32>    // [B] fbank frames per utterance
@@ -43,7 +56,24 @@ public struct StepStats: Sendable {
     public var codePerplexity = 0.0
     public var tau: Float = 0
     public init() {}
-    /// L = (w_c·ΣL_w + w_m·ΣL_m)/N_masked + α·L_d for a single micro-batch (single process).
+    /// Micro-batches merged into this value (see `merge`).
+    public var microBatches = 1
+    /// Merges the stats of another micro-batch of the same step (same or another rank): sums add; L_d, the
+    /// perplexities and τ are averaged over micro-batches (each is already global across ranks).
+    public mutating func merge(_ o: StepStats) {
+        let n = Double(microBatches), m = Double(o.microBatches)
+        diversityLoss = (diversityLoss * n + o.diversityLoss * m) / (n + m)
+        probPerplexity = (probPerplexity * n + o.probPerplexity * m) / (n + m)
+        codePerplexity = (codePerplexity * n + o.codePerplexity * m) / (n + m)
+        masked += o.masked; maskedGlobal += o.maskedGlobal
+        contrastiveLossSum += o.contrastiveLossSum; mlmLossSum += o.mlmLossSum
+        contrastiveCorrect += o.contrastiveCorrect; mlmCorrect += o.mlmCorrect
+        microBatches += o.microBatches
+    }
+    public var contrastiveAccuracy: Double { Double(contrastiveCorrect) / Double(max(masked, 1)) }
+    /// Share of (masked frame, codebook) pairs predicted right; pass G.
+    public func mlmAccuracy(groups: Int) -> Double { Double(mlmCorrect) / Double(max(masked * groups, 1)) }
+    /// L = (w_c·ΣL_w + w_m·ΣL_m)/N_masked + α·L_d with N_masked = `masked` (all merged micro-batches).
     public func loss(_ c: Config) -> Double {
         let n = Double(max(masked, 1))
         return (Double(c.loss.contrastiveWeight) * contrastiveLossSum + Double(c.loss.mlmWeight) * mlmLossSum) / n
@@ -56,8 +86,15 @@ public struct NoiseOverride {
     public var maskNoise: [Float]?              // [S, d] (already scaled: the replacement vectors themselves)
     public var gumbel: [Float]?                 // [S, G, V]
     public var distractors: [Int32]?            // [S, K] indices into the masked-frame list
-    public init(maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil) {
+    /// Dropout masks (values 0 or 1/(1−p)) in forward order: per executed block ffn1 [N, f], ffn1 [N, d],
+    /// attn [N, d], conv [N, d], ffn2 [N, f], ffn2 [N, d] (N = B·T).
+    public var dropoutMasks: [[Float]]?
+    /// Layer-drop decisions, contrastive blocks then MLM blocks.
+    public var droppedBlocks: [Bool]?
+    public init(maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil,
+                dropoutMasks: [[Float]]? = nil, droppedBlocks: [Bool]? = nil) {
         self.maskNoise = maskNoise; self.gumbel = gumbel; self.distractors = distractors
+        self.dropoutMasks = dropoutMasks; self.droppedBlocks = droppedBlocks
     }
 }
 
@@ -66,8 +103,17 @@ public final class W2VBertModel {
     public let layout: ParameterLayout
     public let params: FloatBuffer
     public let grads: FloatBuffer
-    public let maxBatch: Int, maxFrames: Int
+    public let maxBatch: Int, maxFrames: Int, maxTotalFrames: Int
     public var noiseOverride: NoiseOverride?
+    /// Called during `backward` each time the gradients of a contiguous range of the layout are final for
+    /// this micro-batch (offset, count): each Conformer block as soon as its backward is done (MLM blocks
+    /// last to first, then contrastive), then the rest before the blocks (feature encoder, mask embedding,
+    /// context projection, positional conv) and after them (quantizer, heads). Together the ranges cover
+    /// the layout exactly once. The distributed trainer sets it on the last micro-batch of a step to start
+    /// bucketed all-reduces while backward continues.
+    public var gradientsReady: ((Int, Int) -> Void)?
+    /// [start, end) of each block's parameters in the layout (contrastive blocks, then MLM blocks).
+    public let blockRanges: [Range<Int>]
     public let arena: Arena
 
     // dims
@@ -89,6 +135,7 @@ public final class W2VBertModel {
 
     // activations (capacity)
     let encLen: UnsafeMutablePointer<Int32>                 // [B]
+    let input: FPtr?                                        // [B, T0, 80] copy of the features (conv1's backward reads it)
     let y1, y2, feat, cols, dy1, dy2: FPtr?                // conv2d frontend
     let st, sn, snMean, snRstd, dsn, dst: FPtr?             // stack frontend
     let zp, z, zMean, zRstd, dz, dzp: FPtr
@@ -115,20 +162,24 @@ public final class W2VBertModel {
     var training = true
     var maskedGlobal = 0.0
     var attShape = AttentionShape(b: 1, t: 1, d: 1, heads: 1, position: .none)
-    var batchFeatures: UnsafePointer<Float>? = nil
 
-    /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames.
-    /// Parameters are initialised from `config.train.seed`.
-    public init(config c: Config, maxBatch: Int, maxFrames: Int) {
+    /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames
+    /// each and at most `maxTotalFrames` padded frames in all (B·T0; default maxBatch·maxFrames). The arena
+    /// is sized for the worst case of these bounds. Parameters are initialised from `config.train.seed`.
+    public init(config c: Config, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
         config = c
         layout = ParameterLayout(config: c)
         params = FloatBuffer(count: layout.count)
         grads = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: c.train.seed)
         self.maxBatch = maxBatch; self.maxFrames = maxFrames
+        let total = min(maxTotalFrames ?? maxBatch * maxFrames, maxBatch * maxFrames)
+        self.maxTotalFrames = total
         d = c.model.dim; f = c.model.ffnDim; G = c.quantizer.groups; V = c.quantizer.entries; D = c.quantizer.dim
         F = c.model.finalDim; K = c.loss.numNegatives; C = c.model.frontendChannels
-        capT = max(1, c.encoderLength(t0: maxFrames)); capN = maxBatch * capT
+        // N = Σ_b T = B·encoderLength(T0) ≤ B·T0/4 (conv2d) or B·T0/2 (stack), and ≤ maxBatch·capT.
+        capT = max(1, c.encoderLength(t0: maxFrames))
+        capN = max(capT, min(maxBatch * capT, (c.model.frontend == .conv2d ? total / 4 : total / 2) + maxBatch))
         let p = params.ptr, g = grads.ptr, l = layout
         dropped = [Bool](repeating: false, count: c.model.contrastiveBlocks + c.model.mlmBlocks)
 
@@ -145,6 +196,18 @@ public final class W2VBertModel {
         quantProj = LinearPG(l, "quantizer.proj", p, g); codebook = PG(l, "quantizer.codebook", p, g)
         headContext = LinearPG(l, "contrastive_head.context", p, g); headTarget = LinearPG(l, "contrastive_head.target", p, g)
         mlmHead = LinearPG(l, "mlm_head", p, g)
+        var ranges: [Range<Int>] = []
+        for (module, n) in [("contrastive", c.model.contrastiveBlocks), ("mlm", c.model.mlmBlocks)] {
+            for i in 0..<n {
+                // From the block's first tensor to the next tensor after it (alignment padding included).
+                let prefix = "\(module).blocks.\(i)."
+                let first = l.entries.firstIndex { $0.name.hasPrefix(prefix) }!
+                let last = l.entries.lastIndex { $0.name.hasPrefix(prefix) }!
+                let end = last + 1 < l.entries.count ? l.entries[last + 1].offset : l.count
+                ranges.append(l.entries[first].offset..<end)
+            }
+        }
+        blockRanges = ranges
 
         // Carve the arena twice: measure, then for real.
         let position: AttentionPosition
@@ -153,19 +216,26 @@ public final class W2VBertModel {
         case .rope: position = .rope
         default: position = .none
         }
-        let capShape = AttentionShape(b: maxBatch, t: capT, d: d, heads: c.model.heads, position: position)
-        attShape = capShape
+        attShape = AttentionShape(b: 1, t: capT, d: d, heads: c.model.heads, position: position)
         let n = capN, s = capN, gv = G * V
-        let h1 = max(0, (maxFrames - 3) / 2 + 1), h2 = capT
+        // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
+        let rope = position == .rope ? 2 * capN * d : 0
+        let savedCount = c.model.heads * capN * capT + rope
+        let attWork = capT * capT + capT * max(attShape.relCount, 1) + rope
+        // conv2d frontend: conv1 output rows Σ_b H1 ≤ B·T0/2.
+        let h1 = max(0, (maxFrames - 3) / 2 + 1)
+        let rows1 = max(h1, min(maxBatch * h1, total / 2 + maxBatch))
+        let inputCount = max(maxFrames, total) * 80
         let dM = d, fM = f, DM = D, FM = F, KM = K, CM = C, GM = G, mbM = maxBatch, capTM = capT
         func carve(_ a: Arena) -> Carved {
             var r = Carved()
             r.encLen = a.takeInt32(mbM)
             if conv2d {
-                r.y1 = a.take(mbM * CM * h1 * 39); r.y2 = a.take(mbM * CM * h2 * Config.convFreq)
+                r.input = a.take(inputCount)
+                r.y1 = a.take(CM * rows1 * 39); r.y2 = a.take(CM * n * Config.convFreq)
                 r.feat = a.take(n * CM * Config.convFreq)
-                r.cols = a.take(max(9 * h1 * 39, CM * 9 * h2 * Config.convFreq))
-                r.dy1 = a.take(mbM * CM * h1 * 39); r.dy2 = a.take(mbM * CM * h2 * Config.convFreq)
+                r.cols = a.take(max(9 * h1 * 39, CM * 9 * capTM * Config.convFreq))
+                r.dy1 = a.take(max(CM * rows1 * 39, n * CM * Config.convFreq)); r.dy2 = a.take(CM * n * Config.convFreq)
             } else {
                 r.st = a.take(n * 160); r.sn = a.take(n * 160); r.snMean = a.take(n); r.snRstd = a.take(n)
                 r.dsn = a.take(n * 160); r.dst = a.take(n * 160)
@@ -174,7 +244,7 @@ public final class W2VBertModel {
             r.dz = a.take(n * dM); r.dzp = a.take(n * dM)
             r.rows = a.takeInt32(s); r.rowUtt = a.takeInt32(s); r.uttStart = a.takeInt32(mbM); r.uttCount = a.takeInt32(mbM)
             r.xm = a.take(n * dM); r.noise = a.take(s * dM); r.xp = a.take(n * dM); r.pc = a.take(n * dM); r.x0 = a.take(n * dM)
-            r.posCols = a.take(c.model.position == .conv ? groupedConv1dColsCount(t: capTM, c: dM, groups: c.model.posConvGroups, p: c.model.posConvKernel) : 1)
+            r.posCols = a.take(c.model.position == .conv ? groupedConv1dFastWorkspaceCount(t: capTM, c: dM, groups: c.model.posConvGroups, p: c.model.posConvKernel) : 1)
             r.zm = a.take(s * dM); r.ql = a.take(s * gv); r.qy = a.take(s * gv); r.soft = a.take(s * gv); r.sp = a.take(s * gv)
             r.gnoise = a.take(s * gv); r.q = a.take(s * DM); r.ids = a.takeInt32(s * GM)
             r.cm = a.take(s * dM); r.yc = a.take(s * FM); r.yq = a.take(s * FM); r.normA = a.take(s); r.normB = a.take(s)
@@ -183,15 +253,15 @@ public final class W2VBertModel {
             r.zeroTargets = a.takeInt32(s); r.excluded = a.takeInt32(s * (KM + 1))
             r.mm = a.take(s * dM); r.ml = a.take(s * gv); r.mprobs = a.take(s * gv); r.mlosses = a.take(s * GM)
             r.usageGrad = a.take(gv)
-            r.scratch = BlockScratch(a, n: n, d: dM, f: fM, k: c.model.convKernel, attWork: capShape.workspaceCount)
+            r.scratch = BlockScratch(a, n: n, d: dM, f: fM, k: c.model.convKernel, attWork: attWork)
             r.dCur = a.take(n * dM); r.dxm = a.take(n * dM); r.dPc = a.take(n * dM)
             r.dyc = a.take(s * FM); r.dyq = a.take(s * FM); r.dcm = a.take(s * dM); r.dq = a.take(s * DM); r.dqy = a.take(s * gv)
             r.dql = a.take(s * gv); r.dzm = a.take(s * dM); r.dml = a.take(s * gv); r.dmm = a.take(s * dM); r.dLogits = a.take(s * (KM + 1))
             r.contrastive = (0..<c.model.contrastiveBlocks).map {
-                ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: c, savedCount: capShape.savedCount)
+                ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: c, savedCount: savedCount)
             }
             r.mlm = (0..<c.model.mlmBlocks).map {
-                ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: c, savedCount: capShape.savedCount)
+                ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: c, savedCount: savedCount)
             }
             return r
         }
@@ -200,7 +270,7 @@ public final class W2VBertModel {
         arena = Arena(count: measure.used)
         let r = carve(arena)
         encLen = r.encLen!
-        y1 = r.y1; y2 = r.y2; feat = r.feat; cols = r.cols; dy1 = r.dy1; dy2 = r.dy2
+        input = r.input; y1 = r.y1; y2 = r.y2; feat = r.feat; cols = r.cols; dy1 = r.dy1; dy2 = r.dy2
         st = r.st; sn = r.sn; snMean = r.snMean; snRstd = r.snRstd; dsn = r.dsn; dst = r.dst
         zp = r.zp!; z = r.z!; zMean = r.zMean!; zRstd = r.zRstd!; dz = r.dz!; dzp = r.dzp!
         rows = r.rows!; rowUtt = r.rowUtt!; uttStart = r.uttStart!; uttCount = r.uttCount!
@@ -290,12 +360,12 @@ public final class W2VBertModel {
     public func forward(_ mb: MicroBatch, tau: Float, training: Bool = true,
                         reduce: (UnsafeMutablePointer<Double>, Int) -> Void = { _, _ in }) -> StepStats {
         let c = config
-        precondition(mb.batch >= 1 && mb.batch <= maxBatch && mb.frames <= maxFrames, "micro-batch exceeds the model's capacity")
+        precondition(mb.batch >= 1 && mb.batch <= maxBatch && mb.frames <= maxFrames && mb.batch * mb.frames <= maxTotalFrames,
+                     "micro-batch exceeds the model's capacity")
         B = mb.batch; T0 = mb.frames; T = c.encoderLength(t0: T0); self.tau = tau; self.training = training
         precondition(T >= 1, "utterances too short for the feature encoder")
         let N = B * T, gv = G * V
         attShape = AttentionShape(b: B, t: T, d: d, heads: c.model.heads, position: attShape.position)
-        batchFeatures = mb.features
         for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(mb.lengths[b])))) }
 
         // 1. Feature encoder → z [N, d].
@@ -342,7 +412,12 @@ public final class W2VBertModel {
         // 5. Conformer blocks (layer drop drawn per step, identical on every rank).
         var drop = RandomStream(seed: mb.seed, step: mb.step, microBatch: 0, purpose: .layerDrop)
         for i in 0..<dropped.count { dropped[i] = training && c.model.layerDrop > 0 && drop.nextUniform() < c.model.layerDrop }
-        var rng = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .dropout)
+        if training, let given = noiseOverride?.droppedBlocks {
+            precondition(given.count == dropped.count, "droppedBlocks override has the wrong size")
+            for i in 0..<dropped.count { dropped[i] = given[i] }
+        }
+        var rng = DropoutSource(stream: RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .dropout),
+                                given: training ? noiseOverride?.dropoutMasks : nil)
         var input = CFPtr(x0)
         for i in 0..<dropped.count {
             let blk = i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count]
@@ -477,6 +552,46 @@ public final class W2VBertModel {
         return stats
     }
 
+    /// Which hidden states `embed` returns (SPEC §14.14).
+    public enum EmbedLayer: String, Sendable { case contrastive, mlm }
+
+    /// Hidden states for whole utterances, no masking, no noise, no dropout (SPEC §14.14): the output of the
+    /// last contrastive block or of the last MLM block (each after its final LayerNorm), [B, T, d] with
+    /// T = encoderLength(frames); rows t ≥ encoderLength(lengths[b]) are padding. The pointer is valid until
+    /// the next forward or embed.
+    public func embed(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames: Int,
+                      layer: EmbedLayer = .mlm) -> UnsafePointer<Float> {
+        let c = config
+        precondition(batch >= 1 && batch <= maxBatch && frames <= maxFrames && batch * frames <= maxTotalFrames,
+                     "batch exceeds the model's capacity")
+        B = batch; T0 = frames; T = c.encoderLength(t0: T0); training = false; S = 0
+        precondition(T >= 1, "utterances too short for the feature encoder")
+        let N = B * T
+        attShape = AttentionShape(b: B, t: T, d: d, heads: c.model.heads, position: attShape.position)
+        for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(lengths[b])))) }
+        frontendForward(features)
+        contextProj.forward(y: xp, x: z, n: N, inDim: d, outDim: d)
+        if let posConv {
+            zeroPadding(xp, lengths: encLen, b: B, t: T, c: d)
+            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
+                                 b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
+            geluForward(y: x0, x: pc, n: N * d)
+            axpy(x0, xp, n: N * d)
+        } else {
+            x0.update(from: xp, count: N * d)
+        }
+        var rng = DropoutSource(stream: RandomStream(seed: 0, purpose: .dropout), given: nil)   // unused: dropout is off
+        let noDropout = dropoutConfig(false)
+        var input = CFPtr(x0)
+        let count = layer == .contrastive ? contrastive.count : dropped.count
+        for i in 0..<count {
+            let blk = i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count]
+            blk.forward(x: input, s: scratch, lengths: encLen, shape: attShape, c: noDropout, rng: &rng)
+            input = CFPtr(blk.y)
+        }
+        return input
+    }
+
     func dropoutConfig(_ training: Bool) -> Config {
         if training || config.model.dropout == 0 { return config }
         var c = config; c.model.dropout = 0; return c   // (dropout buffers exist; p = 0 gives masks of ones)
@@ -484,7 +599,9 @@ public final class W2VBertModel {
 
     func frontendForward(_ x: UnsafePointer<Float>) {
         let N = B * T
-        if let conv1w, let conv1b, let conv2w, let conv2b, let y1, let y2, let feat, let cols {
+        if let conv1w, let conv1b, let conv2w, let conv2b, let y1, let y2, let feat, let cols, let input {
+            input.update(from: x, count: B * T0 * Config.melBins)   // the caller may reuse its buffer after forward
+            let x = CFPtr(input)
             let s1 = Conv2dShape(b: B, cin: 1, cout: C, h: T0, w: Config.melBins)
             conv2dForward(y: y1, cols: cols, x: x, weight: conv1w.w, bias: conv1b.w, shape: s1)
             reluForward(y: y1, x: y1, n: B * C * s1.ho * s1.wo)
@@ -515,7 +632,6 @@ public final class W2VBertModel {
         let c = config, N = B * T, S = self.S, gv = G * V, K1 = K + 1, dg = D / G
         let divScale = diversityScale ?? c.loss.diversityWeight / Float(c.train.updateFreq)
         let cOut = contrastive.last!.y
-        let mOut = mlm.last?.y ?? cOut
         zero(dCur, N * d)
         zero(dz, N * d)
         if S > 0 {
@@ -537,8 +653,8 @@ public final class W2VBertModel {
                 dCur.update(from: scratch.dRes, count: N * d)
             }
             blockBackwardDone?(blocksC + i)
+            if let hook = gradientsReady { let r = blockRanges[blocksC + i]; hook(r.lowerBound, r.count) }
         }
-        _ = mOut
         zero(dq, S * D)
         if S > 0 {
             // 7. Contrastive head.
@@ -564,12 +680,13 @@ public final class W2VBertModel {
                 dCur.update(from: scratch.dRes, count: N * d)
             }
             blockBackwardDone?(i)
+            if let hook = gradientsReady { let r = blockRanges[i]; hook(r.lowerBound, r.count) }
         }
         // 4. Positional convolution and context projection: dCur = dx0 → dxp (kept in dCur) → dxm.
         if let posConv {
             zero(dPc, N * d)
             geluBackward(dx: dPc, dy: dCur, x: pc, n: N * d)
-            groupedConv1dBackward(dx: dCur, dWeight: posConv.weight.g, dBias: posConv.bias!.g, cols: posCols, dy: dPc, x: xp,
+            groupedConv1dBackwardFast(dx: dCur, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posCols, dy: dPc, x: xp,
                                   weight: posConv.weight.w, b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
             zeroPadding(dCur, lengths: encLen, b: B, t: T, c: d)
         }
@@ -614,6 +731,11 @@ public final class W2VBertModel {
         }
         // 1. Feature encoder.
         frontendBackward()
+        if let hook = gradientsReady {
+            let first = blockRanges.first!.lowerBound, last = blockRanges.last!.upperBound
+            hook(0, first)
+            hook(last, layout.count - last)
+        }
     }
 
     func frontendBackward() {
@@ -638,7 +760,7 @@ public final class W2VBertModel {
             zero(dy1, n1)
             conv2dBackward(dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1, weight: conv2w.w, shape: s2)
             for i in 0..<n1 where y1[i] <= 0 { dy1[i] = 0 }
-            conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: batchFeatures!, weight: conv1w.w, shape: s1)
+            conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input!, weight: conv1w.w, shape: s1)
         } else if let st, let sn, let snMean, let snRstd, let dsn, let dst, let stackNorm {
             zero(dsn, N * 160)
             proj.backward(dx: dsn, dy: dzp, x: sn, n: N, inDim: 160, outDim: d)
@@ -652,7 +774,7 @@ public final class W2VBertModel {
 /// Pointers carved from an arena (a helper so the measuring and the real carve share one code path).
 struct Carved {
     var encLen: UnsafeMutablePointer<Int32>?
-    var y1, y2, feat, cols, dy1, dy2: FPtr?
+    var input, y1, y2, feat, cols, dy1, dy2: FPtr?
     var st, sn, snMean, snRstd, dsn, dst: FPtr?
     var zp, z, zMean, zRstd, dz, dzp: FPtr?
     var rows, rowUtt, uttStart, uttCount: UnsafeMutablePointer<Int32>?

@@ -87,7 +87,7 @@ func procStatus(_ key: String) -> Int {
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 512)
     while fgets(&line, 512, f) != nil {
-        let s = String(cString: line)
+        let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if s.hasPrefix(key) {
             let digits = s.filter { $0.isNumber }
             return (Int(digits) ?? 0) * 1024

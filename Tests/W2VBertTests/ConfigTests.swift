@@ -1,5 +1,6 @@
 import XCTest
 import W2VBert
+import Tensor
 
 final class ConfigTests: XCTestCase {
     func testPresetsValidateAndRoundTrip() throws {
@@ -54,5 +55,35 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.tau(step: 0), 2.0)
         XCTAssertEqual(c.learningRate(step: 299), 1e-3, accuracy: 1e-9)
         XCTAssertEqual(c.learningRate(step: 1199), 5e-4, accuracy: 1e-9)
+    }
+}
+
+final class OptimizerTests: XCTestCase {
+    func testPolynomialScheduleAndWeightDecayMask() throws {
+        let c = try Config.load(preset: "tiny", overrides: ["optimizer.schedule=polynomial", "optimizer.warmup=10", "optimizer.max_steps=110"])
+        XCTAssertEqual(c.learningRate(step: 4), 5e-4, accuracy: 1e-9)      // u = 5 of warm-up 10
+        XCTAssertEqual(c.learningRate(step: 9), 1e-3, accuracy: 1e-9)
+        XCTAssertEqual(c.learningRate(step: 59), 5e-4, accuracy: 1e-9)     // halfway down
+        XCTAssertEqual(c.learningRate(step: 200), 0)
+        let l = ParameterLayout(config: c)
+        for e in l.entries {
+            let expect = e.name.hasSuffix(".weight") && !e.name.contains("norm.") || e.name == "quantizer.proj.weight"
+            XCTAssertEqual(e.decay, expect && e.name != "quantizer.codebook", e.name)
+        }
+        XCTAssertFalse(l.entry("quantizer.codebook").decay)
+        XCTAssertTrue(l.entry("contrastive.blocks.0.conv.dw.weight").decay)
+    }
+
+    func testNonFiniteGradientSkipsTheUpdate() throws {
+        let c = try Config.preset("tiny")
+        let l = ParameterLayout(config: c)
+        let params = FloatBuffer(count: l.count), grads = FloatBuffer(count: l.count)
+        l.initialize(params.ptr, seed: 1)
+        let before = params.array
+        grads.ptr[3] = .nan
+        let opt = Optimizer(config: c, layout: l)
+        XCTAssertTrue(opt.update(params: params, grads: grads).isNaN)
+        XCTAssertEqual(opt.step, 0)
+        XCTAssertEqual(params.array, before)
     }
 }

@@ -63,9 +63,13 @@ final class FixtureRun {
             XCTAssertEqual(t.shape, e.shape, "shape of \(e.name)")
             for i in 0..<e.count { model.params.ptr[e.offset + i] = Float(t.values[i]) }
         }
+        var masks: [[Float]] = []
+        while let m = st.tensors["noise.dropout.\(masks.count)"] { masks.append(m.values.map(Float.init)) }
         model.noiseOverride = NoiseOverride(maskNoise: st["noise.mask"].values.map(Float.init),
                                             gumbel: st["noise.gumbel"].values.map(Float.init),
-                                            distractors: st["noise.distractors"].values.map { Int32($0) })
+                                            distractors: st["noise.distractors"].values.map { Int32($0) },
+                                            dropoutMasks: masks.isEmpty ? nil : masks,
+                                            droppedBlocks: st.tensors["noise.dropped"].map { $0.values.map { $0 != 0 } })
     }
 
     func forward(tau: Float) -> StepStats {

@@ -39,6 +39,7 @@ final class TwinTests: XCTestCase {
             let r = maxDiff / max(maxRef, 1e-12)
             report += String(format: "  %-40@ max|g| %.3e  rel err %.2e\n", e.name as NSString, maxRef, r)
             if maxRef > 1e-9 { XCTAssertLessThan(r, 1e-3, "gradient of \(e.name)") } else { XCTAssertLessThan(maxDiff, 1e-8, e.name) }
+            if maxRef == 0 { report += "    (zero: unused in this step)\n" }
             if r > worst.1 && maxRef > 1e-9 { worst = (e.name, r) }
         }
         print("\(name) gradients:\n\(report)  worst: \(worst.0) \(worst.1)")
@@ -62,4 +63,5 @@ final class TwinTests: XCTestCase {
     func testFixtureA() throws { try check("fixture_a.safetensors") }
     func testFixtureB() throws { try check("fixture_b.safetensors") }
     func testFixtureC() throws { try check("fixture_c.safetensors") }
+    func testFixtureD() throws { try check("fixture_d.safetensors") }
 }

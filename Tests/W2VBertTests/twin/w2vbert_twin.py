@@ -94,6 +94,13 @@ class FeatureEncoder(nn.Module):
         return self.norm(self.proj(self.stack_norm(y)))
 
 
+def drop(x, p, training, dm):
+    """Dropout; with `dm` (an iterator of given masks, forward order) the next mask is applied instead."""
+    if dm is not None:
+        return x * next(dm)
+    return Fn.dropout(x, p, training)
+
+
 class FFN(nn.Module):
     def __init__(self, d, f, p):
         super().__init__()
@@ -102,9 +109,9 @@ class FFN(nn.Module):
         self.fc2 = nn.Linear(f, d)
         self.p = p
 
-    def forward(self, x):
-        h = Fn.dropout(Fn.silu(self.fc1(self.norm(x))), self.p, self.training)
-        return Fn.dropout(self.fc2(h), self.p, self.training)
+    def forward(self, x, dm=None):
+        h = drop(Fn.silu(self.fc1(self.norm(x))), self.p, self.training, dm)
+        return drop(self.fc2(h), self.p, self.training, dm)
 
 
 def rope(x):  # x [B, h, T, dh], pairs (i, i + dh/2)
@@ -130,7 +137,7 @@ class Attention(nn.Module):
             self.left, self.right = c["model.shaw_left"], c["model.shaw_right"]
             self.rel_key = nn.Parameter(torch.empty(self.left + self.right + 1, d // self.h))
 
-    def forward(self, x, valid):  # valid [B, T] bool
+    def forward(self, x, valid, dm=None):  # valid [B, T] bool
         B, T, d = x.shape
         dh = d // self.h
         y = self.norm(x)
@@ -146,7 +153,7 @@ class Attention(nn.Module):
         scores = scores / math.sqrt(dh)
         scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
         att = torch.softmax(scores, dim=-1) @ v
-        return Fn.dropout(self.out(att.transpose(1, 2).reshape(B, T, d)), self.p, self.training)
+        return drop(self.out(att.transpose(1, 2).reshape(B, T, d)), self.p, self.training, dm)
 
 
 class ConvModule(nn.Module):
@@ -160,7 +167,7 @@ class ConvModule(nn.Module):
         self.pw2 = Weight(d, d)
         self.k, self.causal, self.p = k, c["model.causal_conv"], c["model.dropout"]
 
-    def forward(self, x, valid):
+    def forward(self, x, valid, dm=None):
         y = self.norm(x) @ self.pw1.weight.t()
         y = Fn.glu(y, dim=-1)                                # first half ⊙ σ(second half)
         y = y * valid[..., None]
@@ -169,7 +176,7 @@ class ConvModule(nn.Module):
         y = Fn.pad(y.transpose(1, 2), (left, right))
         y = Fn.conv1d(y, self.dw.weight[:, None, :], groups=y.shape[1]).transpose(1, 2)
         y = Fn.silu(self.dw_norm(y)) @ self.pw2.weight.t()
-        return Fn.dropout(y, self.p, self.training)
+        return drop(y, self.p, self.training, dm)
 
 
 class Block(nn.Module):
@@ -182,11 +189,11 @@ class Block(nn.Module):
         self.ffn2 = FFN(d, f, p)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x, valid):
-        x = x + 0.5 * self.ffn1(x)
-        x = x + self.attn(x, valid)
-        x = x + self.conv(x, valid)
-        x = x + 0.5 * self.ffn2(x)
+    def forward(self, x, valid, dm=None):
+        x = x + 0.5 * self.ffn1(x, dm)
+        x = x + self.attn(x, valid, dm)
+        x = x + self.conv(x, valid, dm)
+        x = x + 0.5 * self.ffn2(x, dm)
         return self.norm(x)
 
 
@@ -252,8 +259,9 @@ class W2VBert(nn.Module):
             else:  # Linear weights
                 p.normal_(0, 0.02)
 
-    def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau):
-        """feats [B, T0, 80]; t0 [B]; mask [B, T] bool; noise in masked-frame (b, t) order.
+    def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau, drop_masks=None, dropped=None):
+        """feats [B, T0, 80]; t0 [B]; mask [B, T] bool; noise in masked-frame (b, t) order; optional dropout
+        masks (forward order) and layer-drop decisions (contrastive blocks, then MLM blocks).
         Returns (loss, metrics dict) for one process holding the whole batch."""
         c = self.c
         G, V = c["quantizer.groups"], c["quantizer.entries"]
@@ -272,11 +280,13 @@ class W2VBert(nn.Module):
         if c["model.position"] == "conv":
             x = x * valid[..., None]
             x = x + Fn.gelu(self.pos_conv(x.transpose(1, 2))[..., :T].transpose(1, 2))
-        for blk in self.contrastive.blocks:
-            x = blk(x, valid)
-        ctx = x
-        for blk in self.mlm.blocks:
-            x = blk(x, valid)
+        dm = iter(drop_masks) if drop_masks is not None else None
+        blocks = list(self.contrastive.blocks) + list(self.mlm.blocks)
+        for i, blk in enumerate(blocks):
+            if not (dropped is not None and dropped[i]):   # layer drop: the block is the identity
+                x = blk(x, valid, dm)
+            if i == len(self.contrastive.blocks) - 1:
+                ctx = x
         m = x
         # quantizer on unmasked z at masked frames
         zq = z[mask]
@@ -408,6 +418,13 @@ MICRO = {
         "quantizer.detach_targets": True, "quantizer.tau_decay": 0.95, "mask.span": 3, "loss.num_negatives": 6,
         "loss.mlm_weight": 0.5, "loss.diversity_weight": 0.3, "loss.kappa": 0.2,
         "optimizer.lr": 0.003, "optimizer.warmup": 4, "optimizer.clip_norm": 2.0, "optimizer.weight_decay": 0.1}),
+    # dropout (given masks) + layer drop (given decisions) + odd positional kernel, conv2d frontend
+    "d": dict(preset="tiny", t0=[77, 90], seed=4, dropped=[False, True, False, False], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 4, "model.dim": 32, "model.heads": 4, "model.ffn_dim": 64,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 2, "model.position": "conv",
+        "model.pos_conv_kernel": 5, "model.pos_conv_groups": 2, "model.final_dim": 16, "model.dropout": 0.15,
+        "model.layer_drop": 0.3, "quantizer.entries": 20, "quantizer.dim": 32, "mask.span": 4, "loss.num_negatives": 5,
+        "optimizer.lr": 0.01, "optimizer.warmup": 3}),
 }
 
 
@@ -439,14 +456,31 @@ def write_fixture(name, spec, outdir):
     mask = make_mask(c, lengths, T, rng)
     noise, gumbel, dist = draws(c, mask, rng)
     init = {f"param.{n}": p.detach().float().numpy().copy() for n, p in model.named_parameters()}
+    extra = {}
+    dropped, masks = spec.get("dropped"), None
+    if c["model.dropout"] > 0:
+        p, d, f = c["model.dropout"], c["model.dim"], c["model.ffn_dim"]
+        nblocks = c["model.contrastive_blocks"] + c["model.mlm_blocks"]
+        masks = []
+        for i in range(nblocks):
+            if dropped is not None and dropped[i]:
+                continue
+            for width in (f, d, d, d, f, d):
+                masks.append(((rng.random((B, T, width)) >= p) / (1 - p)).astype(np.float32))
+        for k, mk in enumerate(masks):
+            extra[f"noise.dropout.{k}"] = mk
+    if dropped is not None:
+        extra["noise.dropped"] = np.array(dropped, dtype=np.uint8)
+    tmasks = [torch.tensor(mk, dtype=torch.float64) for mk in masks] if masks is not None else None
 
     args = lambda tau: (torch.tensor(feats, dtype=torch.float64), t0, torch.tensor(mask.astype(bool)),
                         torch.tensor(noise, dtype=torch.float64), torch.tensor(gumbel, dtype=torch.float64),
-                        torch.tensor(dist), tau)
+                        torch.tensor(dist), tau, tmasks, dropped)
     model.zero_grad()
     loss, met = model(*args(tau_at(c, 0)))
     loss.backward()
-    grads = {f"grad.{n}": p.grad.detach().float().numpy().copy() for n, p in model.named_parameters()}
+    grads = {f"grad.{n}": (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().numpy().copy()
+             for n, p in model.named_parameters()}
     out = np.array([loss.item(), met["L_w"].item(), met["L_m"].item(), met["L_d"].item(), float(met["c_acc"]),
                     float(met["m_acc"]), met["prob_ppl"].item(), met["code_ppl"].item(), tau_at(c, 0), float(met["S"])])
     # 5 AdamW steps: loss at each step before its update.
@@ -467,12 +501,13 @@ def write_fixture(name, spec, outdir):
                "out.metrics": out, "out.trajectory": np.array(traj)}
     tensors.update(init)
     tensors.update(grads)
+    tensors.update(extra)
     meta = {"overrides": "\n".join(f"{k}={fmt(v)}" for k, v in sorted(spec["over"].items())),
             "preset": spec["preset"],
             "metrics": "loss,L_w_sum,L_m_sum,L_d,contrastive_correct,mlm_correct,prob_perplexity,code_perplexity,tau,masked"}
     path = os.path.join(outdir, f"fixture_{name}.safetensors")
     save_file(tensors, path, metadata=meta)
-    print(f"{path}: S={met['S']} loss={loss.item():.6f} trajectory={['%.6f' % x for x in traj]}")
+    print(f"{path}: S={met['S']} loss={out[0]:.6f} trajectory={['%.6f' % x for x in traj]}")
 
 
 # ----------------------------------------------------------------------------------------------------
