@@ -299,13 +299,6 @@ public final class W2VBertModel {
 
     public func zeroGrads() { grads.zero() }
 
-    /// Hidden states [B, T, d] of the last forward: after the last contrastive block, or after the last
-    /// MLM block (the contrastive output when M = 0), each after that block's final LayerNorm (SPEC §14.14).
-    public func hiddenStates(mlm useMLM: Bool) -> (states: UnsafePointer<Float>, batch: Int, frames: Int) {
-        let out = useMLM ? (mlm.last?.y ?? contrastive.last!.y) : contrastive.last!.y
-        return (UnsafePointer(out), B, T)
-    }
-
     /// Called by backward right after Conformer block i (contrastive 0..<N, then MLM N..<N+M) has
     /// accumulated its parameter gradients, so the trainer can all-reduce that block's bucket while
     /// backward goes on.
@@ -399,15 +392,7 @@ public final class W2VBertModel {
 
         // 4. Context projection and positional convolution → x0.
         contextProj.forward(y: xp, x: xm, n: N, inDim: d, outDim: d)
-        if let posConv {
-            zeroPadding(xp, lengths: encLen, b: B, t: T, c: d)
-            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
-                                 b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
-            geluForward(y: x0, x: pc, n: N * d)
-            axpy(x0, xp, n: N * d)
-        } else {
-            x0.update(from: xp, count: N * d)
-        }
+        positionalForward()
 
         // 5. Conformer blocks (layer drop drawn per step, identical on every rank).
         var drop = RandomStream(seed: mb.seed, step: mb.step, microBatch: 0, purpose: .layerDrop)
@@ -571,15 +556,7 @@ public final class W2VBertModel {
         for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(lengths[b])))) }
         frontendForward(features)
         contextProj.forward(y: xp, x: z, n: N, inDim: d, outDim: d)
-        if let posConv {
-            zeroPadding(xp, lengths: encLen, b: B, t: T, c: d)
-            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
-                                 b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
-            geluForward(y: x0, x: pc, n: N * d)
-            axpy(x0, xp, n: N * d)
-        } else {
-            x0.update(from: xp, count: N * d)
-        }
+        positionalForward()
         var rng = DropoutSource(stream: RandomStream(seed: 0, purpose: .dropout), given: nil)   // unused: dropout is off
         let noDropout = dropoutConfig(false)
         var input = CFPtr(x0)
@@ -590,6 +567,20 @@ public final class W2VBertModel {
             input = CFPtr(blk.y)
         }
         return input
+    }
+
+    /// x0 = xp + GELU(pos_conv(xp)) with padded frames zeroed first (position: conv), else x0 = xp.
+    func positionalForward() {
+        let c = config, N = B * T
+        if let posConv {
+            zeroPadding(xp, lengths: encLen, b: B, t: T, c: d)
+            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
+                                 b: B, t: T, c: d, groups: c.model.posConvGroups, p: c.model.posConvKernel)
+            geluForward(y: x0, x: pc, n: N * d)
+            axpy(x0, xp, n: N * d)
+        } else {
+            x0.update(from: xp, count: N * d)
+        }
     }
 
     func dropoutConfig(_ training: Bool) -> Config {

@@ -80,17 +80,12 @@ struct Embed: ParsableCommand {
         var outputs: [[Float]] = []
         for f in feats {
             let t0 = f.count / Config.melBins, t = config.encoderLength(t0: t0)
-            let mask = [UInt8](repeating: 0, count: t)
             let len = [Int32(t0)]
             let states: [Float] = f.withUnsafeBufferPointer { fp in
-                mask.withUnsafeBufferPointer { mp in
-                    len.withUnsafeBufferPointer { lp in
-                        let mb = W2VBert.MicroBatch(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: 1,
-                                                    frames: t0, seed: config.train.seed, step: 0, microBatch: 0)
-                        _ = model.forward(mb, tau: config.quantizer.tauEnd, training: false)
-                        let h = model.hiddenStates(mlm: layer == "mlm")
-                        return Array(UnsafeBufferPointer(start: h.states, count: h.frames * d))
-                    }
+                len.withUnsafeBufferPointer { lp in
+                    let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0,
+                                        layer: layer == "mlm" ? .mlm : .contrastive)
+                    return Array(UnsafeBufferPointer(start: h, count: t * d))
                 }
             }
             outputs.append(states)
