@@ -1,6 +1,7 @@
 #include "w2v_mpi.h"
 #include <mpi.h>
 #include <string.h>
+#include <stdlib.h>
 
 static MPI_Datatype dtype_of(int d) {
     switch (d) {
@@ -24,6 +25,10 @@ static size_t dsize(int d) { return d == W2V_MPI_FLOAT ? 4 : (d == W2V_MPI_BYTE 
 
 int w2v_mpi_init(int *provided) {
     int flag = 0;
+    /* The gradient all-reduce runs on a background thread; Open MPI's default busy-polling while it waits
+     * for the other ranks steals the core from backward (2 ranks on 2 cores scaled 1.74-1.82x instead of
+     * 1.92x). Yield when idle unless the user chose otherwise. */
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
     MPI_Initialized(&flag);
     if (flag) { MPI_Query_thread(provided); return MPI_SUCCESS; }
     int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, provided);
