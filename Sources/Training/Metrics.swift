@@ -10,7 +10,7 @@ public final class MetricsLog {
 
     public init(path: String) throws {
         self.path = path
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw SafeTensorsError(path: path, problem: "cannot open for appending") }
         handle = h
         handle.seekToEndOfFile()

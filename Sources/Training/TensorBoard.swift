@@ -16,7 +16,7 @@ public final class TensorBoardWriter {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let now = Date().timeIntervalSince1970
         path = "\(directory)/events.out.tfevents.\(Int(now)).\(host).\(getpid())"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let h = FileHandle(forWritingAtPath: path) else {
             throw SafeTensorsError(path: path, problem: "cannot open the TensorBoard event file for writing")
         }

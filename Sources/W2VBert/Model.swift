@@ -7,19 +7,20 @@
 // ACCUMULATES into `grads`. Losses come back as un-normalised sums over this micro-batch's masked
 // frames; the caller knows N_masked of the whole optimizer step (all ranks, all micro-batches) and passes
 // lossScale = 1/N_masked to backward. The diversity loss is computed from the soft code usage all-reduced
-// through `reduce` (the micro-batch across all ranks) and its gradient is weighted by `diversityScale`
-// (α / update_freq by default: with accumulation L_d is the mean over micro-batches of the cross-rank L_d).
+// through `reduce` and its gradient is weighted by `diversityScale` (α by default). `reduce` must leave the
+// usage of the whole optimizer step in the buffer: with update_freq 1 an all-reduce over ranks does that;
+// with accumulation the trainer sums `quantizerUsage` of every micro-batch and rank first (a cheap
+// pre-pass) and `reduce` writes that total, so L_d is the whole step's (SPEC §7, §10).
 //
-// How a trainer runs one optimizer step of update_freq micro-batches on each of R ranks:
+// How a trainer runs one optimizer step of update_freq micro-batches on each of R ranks (Training/Trainer.swift):
+//     U = Σ over micro-batches f and ranks of quantizerUsage(mb_f)        // only when update_freq > 1
 //     model.zeroGrads()
 //     for each micro-batch f (features, T0 lengths, mask from the data pipeline):
-//         stats_f = model.forward(mb, tau: optimizer.tau, reduce: allReduceSumDoubles)   // S_f local, maskedGlobal_f
-//         model.backward(lossScale: 1 / N_step, diversityScale: α / update_freq)
+//         stats_f = model.forward(mb, tau: optimizer.tau, reduce: update_freq == 1 ? allReduceSum : writeU)
+//         model.backward(lossScale: 1 / N_step, diversityScale: α)
 //     all-reduce grads (sum); optimizer.update(params:grads:) (clips, AdamW, advances step → τ, LR)
-// where N_step = Σ_f maskedGlobal_f, the masked frames of the whole step. Masks are known before the
-// forward, so the trainer counts N_step up front (an all-reduce of the local mask counts) and can pass the
-// scale to each micro-batch's backward. The logged loss is
-//     (w_c·ΣL_w + w_m·ΣL_m)/N_step + α·mean_f L_d(f)   (sums over micro-batches and ranks).
+// where N_step = stats.maskedGlobal, the masked frames of the whole step (last entry of the reduced usage).
+// The logged loss is (w_c·ΣL_w + w_m·ΣL_m)/N_step + α·L_d(step).
 //
 // Shapes: B utterances, T0 fbank frames (padded), T = encoderLength(T0), N = B·T, S masked frames,
 // d model dim, f FFN dim, G codebooks × V entries, D codebook dim, F final dim, K distractors.
@@ -618,10 +619,11 @@ public final class W2VBertModel {
     // MARK: Backward
 
     /// Accumulates the gradient of lossScale·(w_c·ΣL_w + w_m·ΣL_m) + diversityScale·L_d into `grads`.
-    /// lossScale = 1/N_masked of the whole optimizer step; diversityScale = α / update_freq by default.
+    /// lossScale = 1/N_masked of the whole optimizer step; diversityScale = α by default (the usage handed
+    /// to forward's `reduce` must be the whole step's).
     public func backward(lossScale: Float, diversityScale: Float? = nil) {
         let c = config, N = B * T, S = self.S, gv = G * V, K1 = K + 1, dg = D / G
-        let divScale = diversityScale ?? c.loss.diversityWeight / Float(c.train.updateFreq)
+        let divScale = diversityScale ?? c.loss.diversityWeight
         let cOut = contrastive.last!.y
         zero(dCur, N * d)
         zero(dz, N * d)

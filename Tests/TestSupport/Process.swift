@@ -11,7 +11,7 @@ public func runCommand(_ args: [String], environment: [String: String] = [:], ti
     p.environment = env
     if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("w2v-cmd-\(UUID().uuidString).log")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     let h = try FileHandle(forWritingTo: out)
     p.standardOutput = h
     p.standardError = h

@@ -103,7 +103,7 @@ final class DistributedTrainingTests: XCTestCase {
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(mpirunEnvironment) { $1 }.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }
         let log = run + ".log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = h; p.standardError = h
         try p.run()
@@ -168,6 +168,59 @@ final class DistributedTrainingTests: XCTestCase {
                             extra: ["--set", "dist.fingerprint_interval=1", "--set", "dist.on_divergence=resync",
                                     "--test-diverge-rank", "1", "--test-diverge-step", "3"])
         XCTAssert(out.contains("re-broadcasting rank 0's parameters"), out)
+    }
+
+    /// The other commands on a real run: validate, embed, inspect, compare; bad config and bad data.
+    func testCommandsAndBadInput() throws {
+        let run = temp("cli")
+        try train(ranks: 1, runDir: run, steps: 2)
+        var r = try runCommand([Self.exe, "validate", "--run-dir", run, "--valid", Self.slice, "--set", "train.valid_batches=2"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssert(r.output.contains("valid step 2 | loss"), r.output)
+        let audio = try String(contentsOfFile: Self.slice, encoding: .utf8).split(separator: "\n")
+        let root = String(audio[0]), first = root + "/" + String(audio[1].split(separator: "\t")[0])
+        let out = run + "/states.npy"
+        r = try runCommand([Self.exe, "embed", "--checkpoint", run, first, "--out", out, "--layer", "contrastive"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        let npy = try Data(contentsOf: URL(fileURLWithPath: out))
+        let header = String(decoding: npy.prefix(128), as: UTF8.self)
+        XCTAssert(header.contains("'shape': (") && header.contains(", 144)"), header)
+        r = try runCommand([Self.exe, "inspect", run], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssert(r.output.contains("step-00000002  ok") && r.output.contains("2286832 parameters"), r.output)
+        r = try runCommand([Self.exe, "compare", run, run], timeout: 60)
+        XCTAssert(r.status == 0 && r.output.contains("bit-identical"), r.output)
+        // A bad config is rejected before any work, naming the key.
+        r = try runCommand([Self.exe, "train", "--train", Self.slice, "--run-dir", temp("bad"), "--preset", "tiny", "--set", "model.heads=5"], timeout: 60)
+        XCTAssertEqual(r.status, 64, r.output)   // ArgumentParser's validation exit code
+        XCTAssert(r.output.contains("model.heads"), r.output)
+        // A manifest naming a vanished file: reported, counted, training goes on …
+        let lines = try String(contentsOfFile: Self.slice, encoding: .utf8).split(separator: "\n").map(String.init)
+        let broken = temp("vanished") + ".tsv"
+        try ([lines[0], "no/such/file.ogg\t48000"] + lines[1...]).joined(separator: "\n").appending("\n")
+            .write(toFile: broken, atomically: true, encoding: .utf8)
+        var args = [Self.exe, "train", "--train", broken, "--run-dir", temp("vanish")] + Self.common
+        args += ["--set", "train.max_bad_fraction=0.5", "--max-steps", "40"]
+        r = try runCommand(args, timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssert(r.output.contains("no/such/file.ogg"), r.output)
+        // … and past the allowed fraction the run stops with a message naming it.
+        args = [Self.exe, "train", "--train", broken, "--run-dir", temp("vanish2")] + Self.common + ["--set", "train.max_bad_fraction=0", "--max-steps", "200"]
+        r = try runCommand(args, timeout: 120)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("no/such/file.ogg"), r.output)
+    }
+
+    /// Codebook protocol: with a threshold that makes most codes "dead", rank 0 revives them every 2 steps,
+    /// every rank applies the same plan, and the replica fingerprints (checked every step) stay equal.
+    func testCodebookRevivalKeepsReplicasIdentical() throws {
+        let run = temp("revive")
+        try train(ranks: 2, runDir: run, steps: 6,
+                  extra: ["--set", "codebook.sync_interval=2", "--set", "codebook.dead_threshold=0.9", "--set", "dist.fingerprint_interval=1"])
+        let events = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        let revivals = events.split(separator: "\n").filter { $0.contains("\"event\":\"codebook_revival\"") }
+        XCTAssertEqual(revivals.count, 3, events)
+        XCTAssertFalse(events.contains("\"event\":\"divergence\""), events)
     }
 
     func testSkippedCollectiveTriggersWatchdog() throws {
