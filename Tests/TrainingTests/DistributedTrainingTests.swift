@@ -29,8 +29,13 @@ final class DistributedTrainingTests: XCTestCase {
         return path
     }()
 
+    /// A fresh path under the temporary folder, removed (with its .log/.tsv siblings) after the test.
     func temp(_ tag: String) -> String {
-        NSTemporaryDirectory() + "w2v-\(tag)-\(UUID().uuidString.prefix(8))"
+        let path = NSTemporaryDirectory() + "w2v-\(tag)-\(UUID().uuidString.prefix(8))"
+        addTeardownBlock {
+            for p in [path, path + ".log", path + ".tsv"] { try? FileManager.default.removeItem(atPath: p) }
+        }
+        return path
     }
 
     @discardableResult
