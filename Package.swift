@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensor", "Distributed", "Audio", "W2VBert", "CProcess"], swiftSettings: fast),
         .executableTarget(
             name: "w2vbert",
-            dependencies: ["Tensor", "Distributed", "Training", "Audio", "W2VBert",
+            dependencies: ["Tensor", "Distributed", "Training", "Audio", "W2VBert", "CProcess",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
 

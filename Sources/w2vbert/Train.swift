@@ -4,6 +4,7 @@ import Tensor
 import Distributed
 import W2VBert
 import Training
+import CProcess
 
 /// Config options shared by train, validate and embed.
 struct ConfigOptions: ParsableArguments {
@@ -31,6 +32,8 @@ struct ConfigOptions: ParsableArguments {
 
 /// Runs a trainer-like body on this process's communicator and maps errors to exit statuses.
 func runDistributed(_ body: (Communicator) throws -> TrainExit) throws {
+    // Before MPI starts: a SIGUSR1/SIGTERM that arrives early must set the stop flag, not kill the rank.
+    w2v_install_stop_handlers()
     let comm: Communicator
     do { comm = try makeCommunicator() } catch { throw RuntimeError("cannot start MPI: \(error)") }
     let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
