@@ -102,3 +102,18 @@ struct Train: ParsableCommand {
         try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).run() }
     }
 }
+
+struct ShowConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Print the resolved config (preset, then YAML, then --set overrides) as YAML, validated.")
+    @OptionGroup var configOptions: ConfigOptions
+    @Flag(help: "List every key name instead.") var keys = false
+
+    func run() throws {
+        if keys { print(Config.keyNames.joined(separator: "\n")); return }
+        let c = try configOptions.load()
+        print(c.yaml, terminator: "")
+        print("# \(ParameterLayout(config: c).parameterCount) parameters")
+    }
+}

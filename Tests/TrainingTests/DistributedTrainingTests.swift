@@ -193,6 +193,8 @@ final class DistributedTrainingTests: XCTestCase {
         r = try runCommand([Self.exe, "inspect", run], timeout: 60)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("step-00000002  ok") && r.output.contains("2286832 parameters"), r.output)
+        r = try runCommand([Self.exe, "config", "--preset", "base", "--set", "train.update_freq=4"], timeout: 60)
+        XCTAssert(r.status == 0 && r.output.contains("update_freq: 4") && r.output.contains("# 104218368 parameters"), r.output)
         r = try runCommand([Self.exe, "compare", run, run], timeout: 60)
         XCTAssert(r.status == 0 && r.output.contains("bit-identical"), r.output)
         // A bad config is rejected before any work, naming the key.
