@@ -322,27 +322,10 @@ public final class W2VBertModel {
         for b in 0..<B {
             for t in 0..<Int(encLen[b]) where mb.mask[b * T + t] != 0 { rows[S] = Int32(b * T + t); S += 1 }
         }
-        for i in 0..<S { (zm + i * d).update(from: z + Int(rows[i]) * d, count: d) }
-        quantProj.forward(y: ql, x: zm, n: S, inDim: d, outDim: gv)
-        var gn: CFPtr? = nil
-        if training {
-            if let given = noiseOverride?.gumbel {
-                given.withUnsafeBufferPointer { gnoise.update(from: $0.baseAddress!, count: S * gv) }
-            } else {
-                var g = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .gumbel)
-                g.fillGumbel(gnoise, S * gv)
-            }
-            gn = CFPtr(gnoise)
-        }
-        gumbelSoftmaxForward(y: qy, ids: ids, soft: soft, logits: ql, noise: gn, tau: tau, n: S * G, v: V)
-        softmaxForward(y: sp, x: ql, n: S * G, v: V)
+        self.tau = tau
+        quantizerForward(mb, S: S, training: training)
         var out = [Double](repeating: 0, count: 2 * gv + 1)
-        for i in 0..<S {
-            let r = sp + i * gv
-            for j in 0..<gv { out[j] += Double(r[j]) }
-            for g in 0..<G { out[gv + g * V + Int(ids[i * G + g])] += 1 }
-        }
-        out[2 * gv] = Double(S)
+        out.withUnsafeMutableBufferPointer { localUsage(S: S, into: $0.baseAddress!) }
         return out
     }
 
@@ -419,20 +402,7 @@ public final class W2VBertModel {
         stats.masked = S; stats.tau = tau
 
         // 6. Quantizer on unmasked z at masked frames: logits [S, G·V] → ids, q [S, D].
-        for i in 0..<S { (zm + i * d).update(from: z + Int(rows[i]) * d, count: d) }
-        quantProj.forward(y: ql, x: zm, n: S, inDim: d, outDim: gv)
-        var gn: CFPtr? = nil
-        if training {
-            if let given = noiseOverride?.gumbel {
-                precondition(given.count == S * gv, "gumbel override has the wrong size")
-                given.withUnsafeBufferPointer { gnoise.update(from: $0.baseAddress!, count: S * gv) }
-            } else {
-                var g = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .gumbel)
-                g.fillGumbel(gnoise, S * gv)
-            }
-            gn = CFPtr(gnoise)
-        }
-        gumbelSoftmaxForward(y: qy, ids: ids, soft: soft, logits: ql, noise: gn, tau: tau, n: S * G, v: V)
+        quantizerForward(mb, S: S, training: training)
         let dg = D / G
         for i in 0..<S {
             for g in 0..<G {
@@ -440,16 +410,9 @@ public final class W2VBertModel {
                 (q + i * D + g * dg).update(from: codebook.w + (g * V + id) * dg, count: dg)
             }
         }
-        softmaxForward(y: sp, x: ql, n: S * G, v: V)
 
         // Diversity: global soft usage and hard counts.
-        usage.update(repeating: 0, count: 2 * gv + 1)
-        for i in 0..<S {
-            let r = sp + i * gv
-            for j in 0..<gv { usage[j] += Double(r[j]) }
-            for g in 0..<G { usage[gv + g * V + Int(ids[i * G + g])] += 1 }
-        }
-        usage[2 * gv] = Double(S)
+        localUsage(S: S, into: usage)
         reduce(usage, 2 * gv + 1)
         maskedGlobal = usage[2 * gv]
         stats.maskedGlobal = maskedGlobal
@@ -568,6 +531,39 @@ public final class W2VBertModel {
             input = CFPtr(blk.y)
         }
         return input
+    }
+
+    /// Quantizer logits of the S masked rows of z → Gumbel ids (noise from .gumbel unless training is off),
+    /// the straight-through sample and the plain softmax `sp` (for the usage).
+    func quantizerForward(_ mb: MicroBatch, S: Int, training: Bool) {
+        let gv = G * V
+        for i in 0..<S { (zm + i * d).update(from: z + Int(rows[i]) * d, count: d) }
+        quantProj.forward(y: ql, x: zm, n: S, inDim: d, outDim: gv)
+        var gn: CFPtr? = nil
+        if training {
+            if let given = noiseOverride?.gumbel {
+                precondition(given.count == S * gv, "gumbel override has the wrong size")
+                given.withUnsafeBufferPointer { gnoise.update(from: $0.baseAddress!, count: S * gv) }
+            } else {
+                var g = RandomStream(seed: mb.seed, step: mb.step, microBatch: mb.microBatch, purpose: .gumbel)
+                g.fillGumbel(gnoise, S * gv)
+            }
+            gn = CFPtr(gnoise)
+        }
+        gumbelSoftmaxForward(y: qy, ids: ids, soft: soft, logits: ql, noise: gn, tau: tau, n: S * G, v: V)
+        softmaxForward(y: sp, x: ql, n: S * G, v: V)
+    }
+
+    /// [soft usage sums G·V, hard-id counts G·V, S] of this micro-batch's masked frames.
+    func localUsage(S: Int, into out: UnsafeMutablePointer<Double>) {
+        let gv = G * V
+        out.update(repeating: 0, count: 2 * gv + 1)
+        for i in 0..<S {
+            let r = sp + i * gv
+            for j in 0..<gv { out[j] += Double(r[j]) }
+            for g in 0..<G { out[gv + g * V + Int(ids[i * G + g])] += 1 }
+        }
+        out[2 * gv] = Double(S)
     }
 
     /// x0 = xp + GELU(pos_conv(xp)) with padded frames zeroed first (position: conv), else x0 = xp.
