@@ -130,6 +130,7 @@ test_slurm1() {
   r="$(wait_job "$j" 60)"; echo "srun job $j: $r"
   [ "$r" = "COMPLETED 0:0 0" ] || { fail "srun job: $r"; slurm_logs; }
   show_log "$WORK/slurm1.out"; check_short "$WORK/slurm1.out" 2
+  [ "$W2V_TEST_PAYLOAD" != train ] || [ "$(cat "$RUNS/slurm1/checkpoints/latest" 2>/dev/null)" = step-00000004 ] || fail "no checkpoint of step 4 in $RUNS/slurm1"
   grep -q '^+ srun --mpi=pmix' "$WORK/slurm1.out" || fail "the script did not print its srun command"
 
   payload_short "$RUNS/slurm1-mpirun"
@@ -150,6 +151,7 @@ test_slurm2() {
   r="$(wait_job "$j" 60)"; echo "job $j: $r"
   [ "$r" = "COMPLETED 0:0 0" ] || { fail "job: $r"; slurm_logs; }
   show_log "$WORK/slurm2.out"; check_short "$WORK/slurm2.out" 2
+  [ "$W2V_TEST_PAYLOAD" != train ] || [ "$(cat "$RUNS/slurm2/checkpoints/latest" 2>/dev/null)" = step-00000004 ] || fail "no checkpoint of step 4 in $RUNS/slurm2"
   [ "$(job_field "$j" NodeList)" = "n[1-2]" ] || fail "job NodeList is '$(job_field "$j" NodeList)', expected n[1-2]"
   hosts="$(payload_hosts "$WORK/slurm2.out" | tr '\n' ' ')"
   [ "$hosts" = "n1 n2 " ] || fail "ranks ran on hosts '$hosts', expected 'n1 n2'"
