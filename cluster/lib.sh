@@ -41,7 +41,7 @@ cl_owned_pids() { cl_env_pids W2V_CLUSTER_OWNER "$1"; }
 
 # Pids of every process (and its descendants) whose environment holds VAR=VALUE.
 cl_env_pids() {
-  local var="$1" tag="$2" p roots=() all
+  local var="$1" tag="$2" p roots=()
   for p in /proc/[0-9]*; do
     p="${p#/proc/}"
     [ "$p" = "$$" ] && continue
@@ -49,15 +49,7 @@ cl_env_pids() {
   done
   [ ${#roots[@]} -gt 0 ] || return 0
   # add descendants (job tasks get the job's environment, not the daemon's)
-  all=" ${roots[*]} "
-  local changed=1 pid ppid
-  while [ $changed = 1 ]; do
-    changed=0
-    while read -r pid ppid; do
-      if [[ "$all" == *" $ppid "* && "$all" != *" $pid "* ]]; then all+="$pid "; changed=1; fi
-    done < <(ps -e -o pid=,ppid=)
-  done
-  echo $all
+  cl_tree_pids "${roots[@]}"
 }
 
 cl_kill_owned() { cl_kill_env W2V_CLUSTER_OWNER "$1"; }
@@ -74,9 +66,9 @@ cl_kill_env() {
   [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
 }
 
-# PID and all its descendants.
+# The PIDs given and all their descendants.
 cl_tree_pids() {
-  local all=" $1 " changed=1 pid ppid
+  local all=" $* " changed=1 pid ppid
   while [ $changed = 1 ]; do
     changed=0
     while read -r pid ppid; do
