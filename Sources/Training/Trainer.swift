@@ -64,6 +64,10 @@ struct StepSums {
     var array: [Double] { [contrastive, mlm, correctC, correctM, masked, audioSeconds, utterances] }
     init() {}
     init(_ a: [Double]) { contrastive = a[0]; mlm = a[1]; correctC = a[2]; correctM = a[3]; masked = a[4]; audioSeconds = a[5]; utterances = a[6] }
+    mutating func add(_ o: StepSums) {
+        contrastive += o.contrastive; mlm += o.mlm; correctC += o.correctC; correctM += o.correctM
+        masked += o.masked; audioSeconds += o.audioSeconds; utterances += o.utterances
+    }
     mutating func add(_ s: StepStats, audio: Double, utterances u: Int) {
         contrastive += s.contrastiveLossSum; mlm += s.mlmLossSum
         correctC += Double(s.contrastiveCorrect); correctM += Double(s.mlmCorrect); masked += Double(s.masked)
@@ -87,6 +91,8 @@ public final class Trainer {
     let trainManifest: Manifest
     let validManifest: Manifest?
     let order: DataOrder
+    /// This rank's validation micro-batches (epoch-0 plan of the valid manifest, round-robin over ranks).
+    let validPlan: [PlannedBatch]
     let masker: SpanMasker
     let tensors: CheckpointTensors
     var updateFreq: Int
@@ -128,6 +134,16 @@ public final class Trainer {
             order = try DataOrder(lengths: trainManifest.entries.map { $0.samples }, config: orderConfig,
                                   encoderLength: { cfg.encoderLength(t0: $0) })
         } catch { throw TrainError("\(options.trainManifest): \(error)") }
+        if let vm = validManifest {
+            do {
+                let vorder = try DataOrder(lengths: vm.entries.map { $0.samples }, config: orderConfig,
+                                           encoderLength: { cfg.encoderLength(t0: $0) })
+                let mine = vorder.plan(epoch: 0, microBatchesPerStep: 1).batches.filter { $0.index % comm.size == comm.rank }
+                validPlan = cfg.train.validBatches > 0 ? Array(mine.prefix(cfg.train.validBatches)) : mine
+            } catch { throw TrainError("\(options.validManifest!): \(error)") }
+        } else {
+            validPlan = []
+        }
         masker = SpanMasker(maskProb: Double(cfg.mask.prob), span: cfg.mask.span, minSpans: cfg.mask.minSpans)
 
         // Capacity: B·max T0 ≤ max_frames by construction, so B ≤ max_frames / (shortest kept T0).
@@ -218,7 +234,6 @@ public final class Trainer {
         try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg_sq", optimizer.v.ptr, count: layout.count, type: .float)
-        let M = comm.size * config.train.updateFreq
         if let s = state["step"] as? Int {
             step = s
             optimizer.step = state["optimizer_step"] as? Int ?? s
@@ -236,9 +251,6 @@ public final class Trainer {
             if updateFreq != config.train.updateFreq || oldWorld != comm.size {
                 say("world size \(oldWorld) → \(comm.size): train.update_freq \(oldFreq) → \(updateFreq) keeps the global batch of \(oldM) micro-batches")
             }
-        } else {
-            updateFreq = config.train.updateFreq
-            _ = M
         }
     }
 
@@ -435,7 +447,7 @@ public final class Trainer {
 
             // 6. Metrics, protocol, validation, checkpoints.
             gsum.masked = max(gsum.masked, 1)
-            logSums = StepSums((0..<7).map { logSums.array[$0] + gsum.array[$0] })
+            logSums.add(gsum)
             logSteps += 1
             if step % c.train.logInterval == 0 || step == c.optimizer.maxSteps {
                 var timing = [computeSeconds, waitSeconds, reduceSeconds, dataWait]
@@ -531,18 +543,9 @@ public final class Trainer {
     public func validate() throws {
         guard let vm = validManifest else { return }
         let c = config
-        let vorder: DataOrder
-        do {
-            vorder = try DataOrder(lengths: vm.entries.map { $0.samples },
-                                   config: DataOrderConfig(seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
-                                                           maskSpan: c.mask.span, minSpans: c.mask.minSpans),
-                                   encoderLength: { c.encoderLength(t0: $0) })
-        } catch { throw TrainError("\(options.validManifest!): \(error)") }
-        var plan = vorder.plan(epoch: 0, microBatchesPerStep: 1).batches.filter { $0.index % comm.size == comm.rank }
-        if c.train.validBatches > 0 { plan = Array(plan.prefix(c.train.validBatches)) }
         var lo = LoaderOptions()
         lo.maxBadFraction = c.train.maxBadFraction
-        let loader = DataLoader(manifest: vm, batches: plan, worldSize: comm.size, options: lo)
+        let loader = DataLoader(manifest: vm, batches: validPlan, worldSize: comm.size, options: lo)
         defer { loader.stop() }
         var sums = [Double](repeating: 0, count: 5 + 2 * gv)   // Lw, Lm, correct c, correct m, masked, usage soft, hard
         while let mb = try loader.nextIfAny() {
