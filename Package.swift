@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport", "w2vbert"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "TestSupport", "w2vbert"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "W2VBertTests", dependencies: ["W2VBert", "Tensor"], exclude: ["twin", "fixtures"]),
+        .testTarget(name: "W2VBertTests", dependencies: ["W2VBert", "Tensor", "Audio"], exclude: ["twin", "fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -93,7 +93,6 @@ public enum LoaderError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-@inline(__always) func nowSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
 /// Everything the consumer and the workers share; every field is guarded by `cond`.
 final class LoaderState: @unchecked Sendable {
@@ -163,10 +162,10 @@ final class LoaderState: @unchecked Sendable {
             let seq = nextJob
             nextJob += 1
             cond.unlock()
-            let t0 = nowSeconds()
+            let t0 = monotonicSeconds()
             let r: Result<MicroBatch, Error>
             do { r = .success(try build(plan, resume: after, fbank: fbank)) } catch { r = .failure(error) }
-            let dt = nowSeconds() - t0
+            let dt = monotonicSeconds() - t0
             cond.lock()
             stats.workSeconds += dt
             results[seq] = r
@@ -258,7 +257,7 @@ public final class DataLoader: @unchecked Sendable {
     /// The next micro-batch, or nil after the last one of a fixed list. Blocks until it is ready; throws
     /// the loader's error (too many bad files), after which every call throws it again.
     public func nextIfAny() throws -> MicroBatch? {
-        let t0 = nowSeconds()
+        let t0 = monotonicSeconds()
         let s = state
         s.cond.lock()
         defer { s.cond.unlock() }
@@ -271,7 +270,7 @@ public final class DataLoader: @unchecked Sendable {
         let r = s.results.removeValue(forKey: s.nextOut)!
         s.nextOut += 1
         s.cond.broadcast()
-        let waited = nowSeconds() - t0
+        let waited = monotonicSeconds() - t0
         s.stats.waitSeconds += waited
         s.stats.maxWaitSeconds = max(s.stats.maxWaitSeconds, waited)
         switch r {

@@ -24,13 +24,19 @@ public func medianTime(repeats: Int, warmup: Int = 1, _ body: () -> Void) -> Dou
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), 0 if unknown.
-public func peakResidentBytes() -> Int {
+public func peakResidentBytes() -> Int { procStatusBytes("VmHWM:") }
+
+/// Current resident set size in bytes (VmRSS), 0 if unknown.
+public func residentBytes() -> Int { procStatusBytes("VmRSS:") }
+
+/// A "kB" line of /proc/self/status (e.g. "VmHWM:") in bytes, 0 if absent.
+public func procStatusBytes(_ key: String) -> Int {
     guard let f = fopen("/proc/self/status", "r") else { return 0 }
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, 256, f) != nil {
         let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if s.hasPrefix("VmHWM:") {
+        if s.hasPrefix(key) {
             let digits = s.split(separator: " ").compactMap { Int($0) }
             if let kb = digits.first { return kb * 1024 }
         }

@@ -10,7 +10,6 @@
 //                     backward(lossScale:diversityScale:) accumulating into grads, gradientsReady hook,
 //                     embed(...) for hidden states, noiseOverride for tests.
 //   Optimizer         AdamW + global-norm clipping + schedules; `tau` and `learningRate` of the next update.
-//   spanMask          SPEC §4 masking (benchmarks and tests; the data pipeline owns training masks).
 //
 // Testing: Tests/W2VBertTests/twin/w2vbert_twin.py is a PyTorch twin written from SPEC.md; its fixtures
 // pin every loss, metric and parameter gradient, and a 5-step AdamW trajectory.

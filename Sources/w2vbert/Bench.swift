@@ -20,36 +20,26 @@ struct Bench: ParsableCommand {
     func run() throws {
         setBLASThreads(threads)
         let config = try Config.load(preset: preset, overrides: overrides)
-        let t0 = Int(seconds * 100) - 1            // fbank frames of `seconds` of audio (25 ms window, 10 ms shift)
+        let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 7)
+        let t0 = data.t0, t = data.t
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: t0)
         let opt = Optimizer(config: config, layout: model.layout)
-        var rng = RandomStream(seed: 7, purpose: .test)
-        let features = FloatBuffer(count: batch * t0 * 80)
-        rng.fillNormal(features.ptr, features.count)
-        let lengths = [Int32](repeating: Int32(t0), count: batch)
-        let t = config.encoderLength(t0: t0)
-        var mask = [UInt8](repeating: 0, count: batch * t)
-        var mrng = RandomStream(seed: 7, purpose: .mask)
-        mask.withUnsafeMutableBufferPointer { spanMask($0.baseAddress!, lengths: Array(repeating: t, count: batch), t: t, config: config, rng: &mrng) }
-        let masked = mask.reduce(0) { $0 + Int($1) }
+        let masked = data.masked
 
         var times: [Double] = []
         times.reserveCapacity(steps)
         var bytesBefore = 0, heapBefore = 0
         for step in 0...steps {
-            if step == 1 { bytesBefore = FloatBuffer.allocatedBytes.current; heapBefore = heapInUse() }
-            let start = now()
+            if step == 1 { bytesBefore = FloatBuffer.allocatedBytes.current; heapBefore = residentBytes() }
+            let start = monotonicSeconds()
             model.zeroGrads()
-            let stats = lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-                model.forward(MicroBatch(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: batch,
-                                         frames: t0, seed: 1, step: step, microBatch: 0), tau: opt.tau)
-            } }
+            let stats = data.withMicroBatch(seed: 1, step: step, microBatch: 0) { model.forward($0, tau: opt.tau) }
             model.backward(lossScale: 1 / Float(max(stats.masked, 1)))
             opt.update(params: model.params, grads: model.grads)
-            if step > 0 { times.append(now() - start) }
+            if step > 0 { times.append(monotonicSeconds() - start) }
         }
         let allocated = FloatBuffer.allocatedBytes.current - bytesBefore
-        let heapGrowth = heapInUse() - heapBefore
+        let heapGrowth = residentBytes() - heapBefore
         let median = times.sorted()[times.count / 2]
         let flops = config.trainingMatmulFlops(batch: batch, t0: t0, masked: masked)
         let sgemm = sgemmGflops(m: batch * t, n: config.model.ffnDim, k: config.model.dim)
@@ -59,7 +49,7 @@ struct Bench: ParsableCommand {
             ("step_time_median", fmt(median)), ("audio_seconds_per_second", fmt(Double(batch) * seconds / median)),
             ("model_gflop_per_step", fmt(flops / 1e9)), ("model_gflops", fmt(flops / median / 1e9)),
             ("sgemm_gflops", fmt(sgemm)), ("sgemm_fraction", fmt(flops / median / 1e9 / sgemm)),
-            ("activation_bytes", "\(model.activationBytes)"), ("peak_rss_bytes", "\(peakRSS())"),
+            ("activation_bytes", "\(model.activationBytes)"), ("peak_rss_bytes", "\(peakResidentBytes())"),
             ("floatbuffer_bytes_allocated_in_steps", "\(allocated)"), ("rss_growth_bytes_in_steps", "\(heapGrowth)"),
         ]
         print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
@@ -73,32 +63,6 @@ struct Bench: ParsableCommand {
     }
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-/// VmHWM (peak resident set) from /proc/self/status, in bytes.
-func peakRSS() -> Int { procStatus("VmHWM:") }
-
-func procStatus(_ key: String) -> Int {
-    guard let f = fopen("/proc/self/status", "r") else { return 0 }
-    defer { fclose(f) }
-    var line = [CChar](repeating: 0, count: 512)
-    while fgets(&line, 512, f) != nil {
-        let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if s.hasPrefix(key) {
-            let digits = s.filter { $0.isNumber }
-            return (Int(digits) ?? 0) * 1024
-        }
-    }
-    return 0
-}
-
-/// Current resident set (VmRSS) in bytes: growth across steps means something allocates in the step.
-func heapInUse() -> Int { procStatus("VmRSS:") }
-
 /// Raw sgemm throughput at one shape (C = A·Bᵀ, the Linear forward), single call timing, best of 3.
 func sgemmGflops(m: Int, n: Int, k: Int) -> Double {
     let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
@@ -106,9 +70,9 @@ func sgemmGflops(m: Int, n: Int, k: Int) -> Double {
     rng.fillNormal(a.ptr, a.count); rng.fillNormal(b.ptr, b.count)
     var best = Double.infinity
     for _ in 0..<4 {
-        let s = now()
+        let s = monotonicSeconds()
         gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: k, beta: 0, c: c.ptr, ldc: n)
-        best = min(best, now() - s)
+        best = min(best, monotonicSeconds() - s)
     }
     return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
 }

@@ -24,18 +24,11 @@ struct BenchDist: ParsableCommand {
         setBLASThreads(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1)
         let config = try Config.load(preset: preset, overrides: overrides)
         let coll = Collectives(comm: comm, timeout: 600)
-        let t0 = Int(seconds * 100) - 1
-        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: t0)
+        let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 11, microBatch: comm.rank)
+        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)
         let opt = Optimizer(config: config, layout: model.layout)
         let (ranges, blockBucket) = Trainer.gradientBuckets(layout: model.layout, config: config)
         let reducer = GradientBucketReducer(collectives: coll, gradients: model.grads.ptr, buckets: ranges)
-        var rng = RandomStream(seed: 11, step: 0, microBatch: comm.rank, purpose: .test)
-        let features = FloatBuffer(count: batch * t0 * 80)
-        rng.fillNormal(features.ptr, features.count)
-        let lengths = [Int32](repeating: Int32(t0), count: batch)
-        let t = config.encoderLength(t0: t0)
-        var mask = [UInt8](repeating: 0, count: batch * t)
-        for b in 0..<batch { for s in stride(from: 0, to: t - 10, by: 20) { for i in s..<(s + 10) { mask[b * t + i] = 1 } } }
         var times: [Double] = [], hidden: [Double] = [], waits: [Double] = []
         for step in 0...steps {
             try coll.barrier("bench barrier")
@@ -43,15 +36,9 @@ struct BenchDist: ParsableCommand {
             model.zeroGrads()
             reducer.begin()
             model.blockBackwardDone = { i in reducer.markReady(blockBucket[i]) }
-            features.ptr.withMemoryRebound(to: Float.self, capacity: features.count) { fp in
-                lengths.withUnsafeBufferPointer { lp in
-                    mask.withUnsafeBufferPointer { mp in
-                        let mb = W2VBert.MicroBatch(features: fp, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: batch, frames: t0,
-                                                    seed: 1, step: step, microBatch: comm.rank)
-                        let s = model.forward(mb, tau: opt.tau, reduce: { buf, n in try? coll.allReduce("usage", buf, count: n, type: .double, op: .sum) })
-                        model.backward(lossScale: Float(1 / max(1, s.maskedGlobal)), diversityScale: config.loss.diversityWeight)
-                    }
-                }
+            data.withMicroBatch(seed: 1, step: step, microBatch: comm.rank) { mb in
+                let s = model.forward(mb, tau: opt.tau, reduce: { buf, n in try? coll.allReduce("usage", buf, count: n, type: .double, op: .sum) })
+                model.backward(lossScale: Float(1 / max(1, s.maskedGlobal)), diversityScale: config.loss.diversityWeight)
             }
             let waited = try reducer.wait()
             opt.update(params: model.params, grads: model.grads)

@@ -1,5 +1,6 @@
 import XCTest
 import W2VBert
+import Audio
 import Tensor
 
 /// Synthetic micro-batch: fixed features (N(0, 1) frames with a per-utterance, slowly varying pattern) and a
@@ -20,10 +21,10 @@ final class SyntheticBatch {
                 for j in 0..<80 { row[j] = Float(sin(Double(f * (u + 1)) * 0.05 + Double(j) * 0.3)) + 0.5 * rng.nextNormal() }
             }
         }
-        mask = [UInt8](repeating: 0, count: b * t)
         var mrng = RandomStream(seed: seed, purpose: .mask)
         let enc = lengths.map { config.encoderLength(t0: $0) }
-        mask.withUnsafeMutableBufferPointer { spanMask($0.baseAddress!, lengths: enc, t: t, config: config, rng: &mrng) }
+        mask = SpanMasker(maskProb: Double(config.mask.prob), span: config.mask.span, minSpans: config.mask.minSpans)
+            .mask(lengths: enc, paddedLength: t, stream: &mrng)
     }
     func forward(_ model: W2VBertModel, step: Int, microBatch: Int = 0, tau: Float, training: Bool = true,
                  reduce: (UnsafeMutablePointer<Double>, Int) -> Void = { _, _ in }) -> StepStats {
