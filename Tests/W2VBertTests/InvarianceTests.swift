@@ -48,11 +48,11 @@ final class InvarianceTests: XCTestCase {
         model.backward(lossScale: 1 / Float(ref.masked))
         // The all-reduce, emulated: each rank's local usage is captured first, then added to the other's.
         var local = [[Double]](repeating: [], count: 2)
-        for i in 0..<2 { _ = part[i].forward(rank[i], step: 0, tau: tau) { p, n in local[i] = Array(UnsafeBufferPointer(start: p, count: n)) } }
+        for i in 0..<2 { _ = part[i].forward(rank[i], step: 0, tau: tau) { buf in local[i] = Array(buf) } }
         var stats = [StepStats]()
         for i in 0..<2 {
             let other = local[1 - i]
-            stats.append(part[i].forward(rank[i], step: 0, tau: tau) { p, n in for j in 0..<n { p[j] += other[j] } })
+            stats.append(part[i].forward(rank[i], step: 0, tau: tau) { buf in for j in 0..<buf.count { buf[j] += other[j] } })
         }
         _ = ("ref", ref.masked, ref.contrastiveLossSum, ref.mlmLossSum, ref.diversityLoss, "ranks", stats[0].masked, stats[1].masked, stats[0].contrastiveLossSum, stats[1].contrastiveLossSum, stats[0].mlmLossSum, stats[1].mlmLossSum, stats[0].diversityLoss, stats[1].diversityLoss)
         let nGlobal = Float(stats[0].masked + stats[1].masked)
@@ -197,11 +197,13 @@ final class GradientHookTests: XCTestCase {
         let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 80)
         var covered = [Int](repeating: 0, count: model.layout.count)
         var snapshot = [Float](repeating: .nan, count: model.layout.count)
-        model.gradientsReady = { off, n in
-            for i in off..<(off + n) { covered[i] += 1; snapshot[i] = model.grads.ptr[i] }
-        }
+        var order: [Int] = []
         let s = batch.forward(model, step: 2, tau: 1)
-        model.backward(lossScale: 1 / Float(s.masked))
+        model.backward(lossScale: 1 / Float(s.masked)) { i in
+            order.append(i)
+            for j in model.gradientRanges[i] { covered[j] += 1; snapshot[j] = model.grads.ptr[j] }
+        }
+        XCTAssertEqual(order, Array(model.gradientRanges.indices), "ranges are reported once each, in order")
         XCTAssertTrue(covered.allSatisfy { $0 == 1 })
         XCTAssertEqual(snapshot, model.grads.array)
     }
