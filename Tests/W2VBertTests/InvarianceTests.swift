@@ -188,6 +188,22 @@ final class CapacityTests: XCTestCase {
 final class GradientHookTests: XCTestCase {
     /// The ranges reported by gradientsReady cover the layout exactly once, and each range's gradients are
     /// final when reported (a snapshot taken in the hook equals the gradients after backward).
+    /// An error of the cross-rank reduction inside forward (MPI) comes out of forward as a thrown error.
+    func testReductionErrorReachesTheCaller() throws {
+        struct Boom: Error {}
+        let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
+                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+                                                           "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3"])
+        let batch = SyntheticBatch(config: c, lengths: [80, 66])
+        let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 80)
+        XCTAssertThrowsError(try batch.lengths.withUnsafeBufferPointer { lp in
+            try batch.mask.withUnsafeBufferPointer { mp in
+                try model.forward(BatchView(features: batch.features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: 2,
+                                            frames: 80, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: 1) { _ in throw Boom() }
+            }
+        }) { XCTAssertTrue($0 is Boom) }
+    }
+
     func testGradientsReadyCoverLayoutWithFinalValues() throws {
         let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
                                                            "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
