@@ -10,7 +10,14 @@ public struct CheckpointTensors {
     /// Canonical names and shapes, in buffer order; `offsets[i]` is entry i's first float.
     public let entries: [TensorEntry]
     public let offsets: [Int]
-    public init(entries: [TensorEntry], offsets: [Int]) { self.entries = entries; self.offsets = offsets }
+    /// Entry i's first float in the Adam moment buffers, nil for a frozen tensor (no optimizer state,
+    /// nothing in optimizer.safetensors). Default: the same offsets (every tensor trained).
+    public let stateOffsets: [Int?]
+    public init(entries: [TensorEntry], offsets: [Int], stateOffsets: [Int?]? = nil) {
+        self.entries = entries; self.offsets = offsets; self.stateOffsets = stateOffsets ?? offsets
+    }
+    /// Indices of the entries with optimizer state.
+    var stateIndices: [Int] { entries.indices.filter { stateOffsets[$0] != nil } }
 }
 
 public struct LoadedCheckpoint {
@@ -61,11 +68,12 @@ public final class CheckpointManager {
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
             parameters + tensors.offsets[$0]
         }
-        let optEntries = tensors.entries.map { TensorEntry(name: "exp_avg." + $0.name, shape: $0.shape) }
-            + tensors.entries.map { TensorEntry(name: "exp_avg_sq." + $0.name, shape: $0.shape) }
-        let n = tensors.entries.count
+        let st = tensors.stateIndices
+        let optEntries = st.map { TensorEntry(name: "exp_avg." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+            + st.map { TensorEntry(name: "exp_avg_sq." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+        let n = st.count
         try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
-            $0 < n ? adamM + tensors.offsets[$0] : adamV + tensors.offsets[$0 - n]
+            $0 < n ? adamM + tensors.stateOffsets[st[$0]]! : adamV + tensors.stateOffsets[st[$0 - n]]!
         }
         var state = state
         state.step = step
@@ -107,8 +115,10 @@ public final class CheckpointManager {
         let state = try TrainerState.read(path: directory + "/trainer.json")
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
-        for e in tensors.entries {
-            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
+        for (i, e) in tensors.entries.enumerated() {
+            let wanted = tensors.stateOffsets[i] == nil ? [(model, e.name)]
+                : [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)]
+            for (file, name) in wanted {
                 guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
                 guard got.shape == e.shape else {
                     throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
@@ -132,8 +142,9 @@ public final class CheckpointManager {
                 let (model, opt, state) = try validate(directory: dir, tensors: tensors)
                 for (i, e) in tensors.entries.enumerated() {
                     try model.read(e.name, shape: e.shape, into: parameters + tensors.offsets[i])
-                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + tensors.offsets[i])
-                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + tensors.offsets[i])
+                    guard let so = tensors.stateOffsets[i] else { continue }
+                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + so)
+                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + so)
                 }
                 return LoadedCheckpoint(directory: dir, step: state.step, state: state, warnings: warnings)
             } catch {

@@ -103,8 +103,10 @@ public final class Trainer {
         runner = StepRunner(config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
                             updateFreq: c.train.updateFreq)
         codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
+        // Issue 13: frozen tensors (train.trainable = adapters) have no optimizer state to save.
         tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
-                                    offsets: layout.entries.map { $0.offset })
+                                    offsets: layout.entries.map { $0.offset },
+                                    stateOffsets: layout.entries.map { [opt = runner.optimizer] in opt.stateOffset(layoutOffset: $0.offset) })
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
         sinks = try Trainer.sinks(options, root: isRoot)
     }

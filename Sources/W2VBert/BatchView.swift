@@ -57,8 +57,11 @@ struct BlockConfig {
     let d, f, heads, kernel: Int
     let causal: Bool
     let dropout: Float
+    let adapter: AdapterConfig
+    let frozen: Bool        // base weights frozen (train.trainable = adapters)
     init(_ c: Config, training: Bool = true) {
         d = c.model.dim; f = c.model.ffnDim; heads = c.model.heads; kernel = c.model.convKernel
         causal = c.model.causalConv; dropout = training ? c.model.dropout : 0
+        adapter = c.adapter; frozen = c.baseFrozen
     }
 }

@@ -77,6 +77,11 @@ public struct ParameterLayout: Sendable {
                 add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true)
                 norm("\(p).ffn2.norm", d); linear("\(p).ffn2.fc1", out: f, in: d); linear("\(p).ffn2.fc2", out: d, in: f)
                 norm("\(p).norm", d)
+                // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
+                for (site, out, inDim) in ParameterLayout.adapterSites(c) {
+                    add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
+                    add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
+                }
             }
         }
         add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
@@ -95,6 +100,46 @@ public struct ParameterLayout: Sendable {
         index[name] = entries.count
         entries.append(e)
         count = offset + e.count
+    }
+
+    /// The adapted Linear layers of every block in layout order: (name within the block, out, in).
+    /// LoRA init as in PyTorch LoRA/PEFT: A Kaiming-uniform (a = √5, U(±1/√in)), B zeros, so an added
+    /// adapter starts as the identity change.
+    public static func adapterSites(_ c: Config) -> [(String, Int, Int)] {
+        let d = c.model.dim, f = c.model.ffnDim, a = c.adapter
+        var out: [(String, Int, Int)] = []
+        for ffn in ["ffn1", "ffn2"] {
+            if a.adapts(.ffnFc1) { out.append(("\(ffn).fc1", f, d)) }
+            if a.adapts(.ffnFc2) { out.append(("\(ffn).fc2", d, f)) }
+        }
+        for (t, w) in [(AdapterTarget.attnQ, "q"), (.attnK, "k"), (.attnV, "v"), (.attnOut, "out")] where a.adapts(t) {
+            out.append(("attn.\(w)", d, d))
+        }
+        if a.adapts(.convPw1) { out.append(("conv.pw1", 2 * d, d)) }
+        if a.adapts(.convPw2) { out.append(("conv.pw2", d, d)) }
+        return out
+    }
+
+    /// An adapter tensor (trained with train.trainable = adapters; absent from a plain model).
+    public static func isAdapter(_ name: String) -> Bool { name.hasSuffix(".lora_a") || name.hasSuffix(".lora_b") }
+
+    /// Number of adapter parameters.
+    public var adapterParameterCount: Int { entries.filter { ParameterLayout.isAdapter($0.name) }.reduce(0) { $0 + $1.count } }
+
+    /// Float ranges of the layout the optimizer updates, in layout order: everything, or (base frozen)
+    /// each block's adapter range (first adapter tensor to the block's end, padding included).
+    public func trainableRanges(_ c: Config) -> [Range<Int>] {
+        guard c.baseFrozen else { return [0..<count] }
+        var out: [Range<Int>] = []
+        var i = 0
+        while i < entries.count {
+            guard ParameterLayout.isAdapter(entries[i].name) else { i += 1; continue }
+            var j = i
+            while j + 1 < entries.count && ParameterLayout.isAdapter(entries[j + 1].name) { j += 1 }
+            out.append(entries[i].offset..<(j + 1 < entries.count ? entries[j + 1].offset : count))
+            i = j + 1
+        }
+        return out
     }
 
     /// Number of parameters (excluding alignment padding).

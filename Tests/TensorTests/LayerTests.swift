@@ -241,3 +241,41 @@ final class DropoutCosineGumbelTests: XCTestCase {
         }, "gumbel straight-through")
     }
 }
+
+/// Issue 13: the LoRA branch of an adapted Linear, y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ (Linear kernel + LoRA kernel)
+/// against the Double reference; gradients of x, W, b, A and B by finite differences; a frozen base
+/// (dWeight, dBias nil) leaves dx and the adapter gradients unchanged.
+final class LoRATests: XCTestCase {
+    func testLoRA() {
+        var rng = TestRNG(13)
+        for (n, i, o, r, s) in [(5, 7, 3, 2, 2.5), (1, 1, 1, 1, 1.0), (9, 16, 13, 4, 0.75)] {
+            let x = rng.uniform(n * i), w = rng.uniform(o * i), b = rng.uniform(o), a = rng.uniform(r * i), bb = rng.uniform(o * r)
+            let ref: ([[Double]]) -> [Double] = {
+                LoRAReference.forward(x: $0[0], weight: $0[1], bias: $0[2], a: $0[3], b: $0[4], scale: s, n: n, inDim: i, outDim: o, rank: r)
+            }
+            let y = FloatBuffer(count: n * o), u = FloatBuffer(count: n * r)
+            let X = FloatBuffer(x.floats), W = FloatBuffer(w.floats), B = FloatBuffer(b.floats), A = FloatBuffer(a.floats), BB = FloatBuffer(bb.floats)
+            linearForward(y: y.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, inDim: i, outDim: o)
+            loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+            assertClose(y.array, ref([x, w, b, a, bb]), rtol: 1e-5, atol: 1e-5, "lora forward")
+            func backward(_ f: [[Float]], _ dy: [Float], _ times: Int, frozen: Bool) -> [[Float]] {
+                let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), A = FloatBuffer(f[3]), BB = FloatBuffer(f[4]), DY = FloatBuffer(dy)
+                let y = FloatBuffer(count: n * o), u = FloatBuffer(count: n * r), du = FloatBuffer(count: n * r)
+                loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+                let dx = FloatBuffer(count: n * i), dw = FloatBuffer(count: o * i), db = FloatBuffer(count: o)
+                let da = FloatBuffer(count: r * i), dbb = FloatBuffer(count: o * r)
+                for _ in 0..<times {
+                    loraBackward(dx: dx.ptr, dA: da.ptr, dB: dbb.ptr, du: du.ptr, dy: DY.ptr, x: X.ptr, u: u.ptr, a: A.ptr, b: BB.ptr,
+                                 scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+                    linearBackward(dx: dx.ptr, dWeight: frozen ? nil : dw.ptr, dBias: frozen ? nil : db.ptr, dy: DY.ptr, x: X.ptr,
+                                   weight: W.ptr, n: n, inDim: i, outDim: o)
+                }
+                return frozen ? [dx.array, da.array, dbb.array] : [dx.array, dw.array, db.array, da.array, dbb.array]
+            }
+            checkGradients(inputs: [x, w, b, a, bb], outputCount: n * o, reference: ref,
+                           analytic: { backward($0, $1, $2, frozen: false) }, "lora \(n)x\(i)->\(o) r\(r)")
+            checkGradients(inputs: [x, w, b, a, bb], checked: [0, 3, 4], outputCount: n * o, reference: ref,
+                           analytic: { backward($0, $1, $2, frozen: true) }, "lora frozen base \(n)x\(i)->\(o) r\(r)")
+        }
+    }
+}

@@ -6,8 +6,11 @@ import Tensor
 /// metric to 1e-4 relative, every parameter gradient to 1e-3 relative (max |Δ| / max |reference|), and the
 /// losses of 5 AdamW steps.
 final class TwinTests: XCTestCase {
-    func check(_ name: String) throws {
-        let run = try FixtureRun(name)
+    /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
+    /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
+    /// base tensor must still equal the fixture's initial value bit for bit.
+    func check(_ name: String, extra: [String] = [], trajectory: Bool = true) throws {
+        let run = try FixtureRun(name, extra: extra)
         let m = run.st["out.metrics"].values
         let c = run.config
         run.model.zeroGrads()
@@ -29,7 +32,7 @@ final class TwinTests: XCTestCase {
         run.model.backward(lossScale: 1 / Float(s.masked))
         var worst = ("", 0.0)
         var report = ""
-        for e in run.model.layout.entries {
+        for e in run.model.layout.entries where !c.baseFrozen || ParameterLayout.isAdapter(e.name) {
             let ref = run.st["grad.\(e.name)"].values
             var maxRef = 0.0, maxDiff = 0.0
             for i in 0..<e.count {
@@ -44,6 +47,7 @@ final class TwinTests: XCTestCase {
         }
         print("\(name) gradients:\n\(report)  worst: \(worst.0) \(worst.1)")
 
+        if !trajectory { return }
         // 5 AdamW steps with the same inputs and draws.
         let traj = run.st["out.trajectory"].values
         let opt = Optimizer(config: c, layout: run.model.layout)
@@ -58,10 +62,26 @@ final class TwinTests: XCTestCase {
         }
         print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
         for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), 1e-4, "trajectory step \(i)") }
+        if c.baseFrozen {
+            var changedBase = 0, changedAdapters = 0
+            for e in run.model.layout.entries {
+                let initial = run.st["param.\(e.name)"].values
+                let same = (0..<e.count).allSatisfy { Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern }
+                if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
+            }
+            XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
+            XCTAssertEqual(changedAdapters, run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
+            XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
+            XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
+        }
     }
 
     func testFixtureA() throws { try check("fixture_a.safetensors") }
     func testFixtureB() throws { try check("fixture_b.safetensors") }
     func testFixtureC() throws { try check("fixture_c.safetensors") }
     func testFixtureD() throws { try check("fixture_d.safetensors") }
+    /// Issue 13 (LoRA on all eight Linear layers): every gradient with the adapters present (trainable all),
+    /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
+    func testFixtureELoRAAllGradients() throws { try check("fixture_e_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureELoRAFrozenBase() throws { try check("fixture_e_lora.safetensors") }
 }
