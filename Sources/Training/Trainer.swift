@@ -53,6 +53,7 @@ public struct TrainOptions: Sendable {
     public var skipRank = 1
     public var stopAfterStep: Int? = nil      // behave as if SIGTERM arrived after this many steps
     public var requireCheckpoint = false      // validate: a checkpoint must exist
+    public var initFrom: String? = nil        // issue 12: a fresh run starts from these weights (InitFrom.swift)
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
         self.trainManifest = trainManifest; self.validManifest = validManifest; self.runDirectory = runDirectory
     }
@@ -222,6 +223,11 @@ public final class Trainer {
                 } catch { state = ["error": "\(error)"] }
             } else if !checkpoints.list().isEmpty {
                 state = ["error": "\(options.runDirectory) already holds checkpoints and --no-resume was given; choose another --run-dir or remove them"]
+            }
+            // Issue 12 (--init-from): a fresh run (nothing resumed) takes another checkpoint's or an HF model's
+            // weights; step 0 and a fresh optimizer. The broadcast below hands them to every rank.
+            if state.isEmpty, let src = options.initFrom {
+                do { say(try initializeFrom(src)) } catch { state = ["error": "--init-from: \(error)"] }
             }
             stateBytes = Array((try? JSONSerialization.data(withJSONObject: state)) ?? Data("{}".utf8))
         }

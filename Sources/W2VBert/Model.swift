@@ -124,9 +124,9 @@ public final class W2VBertModel {
     // parameters
     let conv1w, conv1b, conv2w, conv2b: PG?
     let stackNorm: NormPG?
-    let proj: LinearPG, encNorm: NormPG
+    let proj: LinearPG, encNorm: NormPG?       // encNorm nil: model.frontend_norm false (z = proj output)
     let maskEmbedding: PG?
-    let contextProj: LinearPG
+    let contextProj: LinearPG?                 // nil: model.context_proj false (xp = xm)
     let posConv: LinearPG?   // weight [d, d/Gp, P], bias [d]
     let contrastive: [ConformerBlock]
     let mlm: [ConformerBlock]
@@ -190,9 +190,10 @@ public final class W2VBertModel {
         conv2w = conv2d ? PG(l, "feature_encoder.conv2.weight", p, g) : nil
         conv2b = conv2d ? PG(l, "feature_encoder.conv2.bias", p, g) : nil
         stackNorm = conv2d ? nil : NormPG(l, "feature_encoder.stack_norm", p, g)
-        proj = LinearPG(l, "feature_encoder.proj", p, g); encNorm = NormPG(l, "feature_encoder.norm", p, g)
+        proj = LinearPG(l, "feature_encoder.proj", p, g)
+        encNorm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil
         maskEmbedding = c.mask.replacement == .learned ? PG(l, "mask_embedding", p, g) : nil
-        contextProj = LinearPG(l, "context_proj", p, g)
+        contextProj = c.model.contextProj ? LinearPG(l, "context_proj", p, g) : nil
         posConv = c.model.position == .conv ? LinearPG(l, "pos_conv", p, g) : nil
         quantProj = LinearPG(l, "quantizer.proj", p, g); codebook = PG(l, "quantizer.codebook", p, g)
         headContext = LinearPG(l, "contrastive_head.context", p, g); headTarget = LinearPG(l, "contrastive_head.target", p, g)
@@ -374,8 +375,8 @@ public final class W2VBertModel {
             for i in 0..<S { (xm + Int(rows[i]) * d).update(from: noise + i * d, count: d) }
         }
 
-        // 4. Context projection and positional convolution → x0.
-        contextProj.forward(y: xp, x: xm, n: N, inDim: d, outDim: d)
+        // 4. Context projection (or identity: model.context_proj false) and positional convolution → x0.
+        if let contextProj { contextProj.forward(y: xp, x: xm, n: N, inDim: d, outDim: d) } else { xp.update(from: xm, count: N * d) }
         positionalForward()
 
         // 5. Conformer blocks (layer drop drawn per step, identical on every rank).
@@ -519,7 +520,7 @@ public final class W2VBertModel {
         attShape = AttentionShape(b: B, t: T, d: d, heads: c.model.heads, position: attShape.position)
         for b in 0..<B { encLen[b] = Int32(min(T, c.encoderLength(t0: Int(lengths[b])))) }
         frontendForward(features)
-        contextProj.forward(y: xp, x: z, n: N, inDim: d, outDim: d)
+        if let contextProj { contextProj.forward(y: xp, x: z, n: N, inDim: d, outDim: d) } else { xp.update(from: z, count: N * d) }
         positionalForward()
         var rng = DropoutSource(stream: RandomStream(seed: 0, purpose: .dropout), given: nil)   // unused: dropout is off
         let noDropout = dropoutConfig(false)
@@ -609,7 +610,11 @@ public final class W2VBertModel {
             layerNormForward(y: sn, mean: snMean, rstd: snRstd, x: st, weight: stackNorm.weight.w, bias: stackNorm.bias.w, n: N, c: 160)
             proj.forward(y: zp, x: sn, n: N, inDim: 160, outDim: d)
         }
-        layerNormForward(y: z, mean: zMean, rstd: zRstd, x: zp, weight: encNorm.weight.w, bias: encNorm.bias.w, n: N, c: d)
+        if let encNorm {
+            layerNormForward(y: z, mean: zMean, rstd: zRstd, x: zp, weight: encNorm.weight.w, bias: encNorm.bias.w, n: N, c: d)
+        } else {
+            z.update(from: zp, count: N * d)   // model.frontend_norm false
+        }
     }
 
     // MARK: Backward
@@ -680,7 +685,7 @@ public final class W2VBertModel {
             zeroPadding(dCur, lengths: encLen, b: B, t: T, c: d)
         }
         zero(dxm, N * d)
-        contextProj.backward(dx: dxm, dy: dCur, x: xm, n: N, inDim: d, outDim: d)
+        if let contextProj { contextProj.backward(dx: dxm, dy: dCur, x: xm, n: N, inDim: d, outDim: d) } else { dxm.update(from: dCur, count: N * d) }
         // 3. Masking: masked rows go to the mask embedding (learned) or nowhere (random); the rest to z.
         for i in 0..<S {
             let r = dxm + Int(rows[i]) * d
@@ -730,8 +735,12 @@ public final class W2VBertModel {
     func frontendBackward() {
         let N = B * T
         zero(dzp, N * d)
-        layerNormBackward(dx: dzp, dWeight: encNorm.weight.g, dBias: encNorm.bias.g, dy: dz, x: zp, weight: encNorm.weight.w,
-                          mean: zMean, rstd: zRstd, n: N, c: d)
+        if let encNorm {
+            layerNormBackward(dx: dzp, dWeight: encNorm.weight.g, dBias: encNorm.bias.g, dy: dz, x: zp, weight: encNorm.weight.w,
+                              mean: zMean, rstd: zRstd, n: N, c: d)
+        } else {
+            dzp.update(from: dz, count: N * d)   // model.frontend_norm false
+        }
         if let conv1w, let conv1b, let conv2w, let conv2b, let y1, let y2, let feat, let cols, let dy1, let dy2 {
             let fq = Config.convFreq, w = C * fq
             // dfeat in dy2's storage, laid out [N, C·19], then transposed into dy1 temporarily? No: use dy1 as dfeat.
