@@ -189,7 +189,7 @@ def cmd_fixture(outdir):
         ref = m(input_features=x, attention_mask=mask).last_hidden_state.numpy()
     for b, n in enumerate(t0):
         ref[b, n // 2:] = 0
-    save_file({"input.features": feats, "input.lengths": np.array(t0, dtype=np.int32), "out.last_hidden_state": ref},
+    save_file({"input.features": feats, "input.lengths": np.array(t0, dtype=np.float32), "out.last_hidden_state": ref},
               os.path.join(outdir, "hf_micro_expected.safetensors"))
     print(f"wrote {d} and hf_micro_expected.safetensors (T0 {t0})")
 
