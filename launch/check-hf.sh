@@ -45,14 +45,14 @@ i=0
 for f in airplane/cs/let-m-divna.ogg bathroom/cs/br-m-bavi.ogg cabin2/cs/ka2-m-chapadlo.ogg atlantis/cs/sp-v-vratit1.ogg; do
   i=$((i + 1)); sox -q "$S/$f" -r 16000 -c 1 -b 16 -e signed-integer "$W/wav/$i.wav"
 done
-sox -q -M "$W/wav/1.wav" "$W/wav/3.wav" "$W/wav/stereo.wav"   # two different recordings as left/right
+sox -q "$S/fdto/cs/ted6-m.ogg" -r 16000 -b 16 -e signed-integer "$W/wav/stereo.wav"   # a stereo recording of the corpus
 "$BIN" embed --checkpoint "$W/run" "$W"/wav/[1-4].wav --out "$W/states.npy" --batch --save-features "$W/feats.npy"
 $HF compare "$W/tiny2-hf" "$W/feats.npy" "$W/states.npy"
 say "HF's own feature extractor on the raw audio (measured)"
 $HF extractor "$W/tiny2-hf" "$W/feats.npy" "$W/states.npy" "$W"/wav/[1-4].wav
 say "stereo: w2vbert averages the channels, HF's extractor keeps channel 0 (measured)"
-"$BIN" embed --checkpoint "$W/run" "$W/wav/stereo.wav" "$W/wav/stereo.wav" --out "$W/st.npy" --batch --save-features "$W/stf.npy"
-$HF extractor "$W/tiny2-hf" "$W/stf.npy" "$W/st.npy" "$W/wav/stereo.wav" "$W/wav/stereo.wav"
+"$BIN" embed --checkpoint "$W/run" "$W/wav/stereo.wav" "$W/wav/1.wav" --out "$W/st.npy" --batch --save-features "$W/stf.npy"
+$HF extractor "$W/tiny2-hf" "$W/stf.npy" "$W/st.npy" "$W/wav/stereo.wav" "$W/wav/1.wav"
 
 say "round trip: export → import-hf → export is bit-identical"
 rm -rf "$W/tiny2-ck" "$W/tiny2-hf2"

@@ -123,6 +123,9 @@ def cmd_extractor(d, feats_path, states_path, wavs):
     for p in wavs:
         x, rate = read_wav(p)
         assert rate == 16000, p
+        if x.shape[0] == 2:
+            diff = float(np.sqrt(np.mean((x[0] - x[1]) ** 2)) / np.sqrt(np.mean(x[0] ** 2)))
+            print(f"  {os.path.basename(p)}: stereo, rms(left − right) / rms(left) = {diff:.3f}")
         audio.append(x[0] if x.shape[0] == 1 else x)   # stereo: HF's extractor takes channel 0
     out = fe(audio, sampling_rate=16000, return_tensors="pt")
     hf_x, hf_mask = out["input_features"], out["attention_mask"]
@@ -141,8 +144,10 @@ def cmd_extractor(d, feats_path, states_path, wavs):
         ref = m(input_features=hf_x, attention_mask=hf_mask).last_hidden_state.numpy()
     n = min(ref.shape[1], ours.shape[1])
     r, a, s = rel_err(ours[:, :n], ref[:, :n], [min(t, n) for t in lengths])
-    print(f"hidden states: HF extractor + HF model vs w2vbert embed: max |Δ| {a:.3e} / max |ref| {s:.3e} = {r:.2e} relative"
-          " (the feature projection's LayerNorm(160) cancels the per-utterance scale factor)")
+    print(f"hidden states: HF extractor + HF model vs w2vbert embed: max |Δ| {a:.3e} / max |ref| {s:.3e} = {r:.2e} relative")
+    for b, t in enumerate(lengths):
+        t = min(int(t), n)
+        print(f"  utterance {b}: hidden states max |Δ| / max |ref| = {float(np.abs(ours[b, :t] - ref[b, :t]).max()) / s:.2e}")
 
 
 def cmd_write(preset, d):
