@@ -71,9 +71,9 @@ struct ImportHF: ParsableCommand {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try SafeTensors.write(path: out + "/model.safetensors", entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
                                   metadata: ["format": "w2vbert-swift", "step": "0", "imported_from": dir]) { CFPtr(params.ptr + layout.entries[$0].offset) }
-            let state: [String: Any] = ["step": 0, "optimizer_step": 0, "config": config.yaml, "imported_from": dir,
-                                        "weights_only": true, "version": "w2vbert-swift 0.1"]
-            try writeDurably(try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys, .prettyPrinted]), to: out + "/trainer.json")
+            var state = TrainerState()   // step 0; the source folder is in model.safetensors' metadata
+            state.seed = config.train.seed; state.updateFreq = config.train.updateFreq; state.config = config.yaml
+            try writeDurably(try state.encoded(), to: out + "/trainer.json")
         } catch { throw ValidationError("\(out): \(error)") }
         print("import-hf: \(summary)")
         print("import-hf: \(config.model.contrastiveBlocks) contrastive + \(config.model.mlmBlocks) MLM blocks, d = \(config.model.dim), \(layout.parameterCount) parameters → \(out)")
