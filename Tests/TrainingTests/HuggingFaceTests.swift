@@ -139,6 +139,15 @@ final class HuggingFaceTests: XCTestCase {
         XCTAssertEqual(Set(x.entries.keys), Set(y.entries.keys))
         for k in x.entries.keys { XCTAssertEqual(try x.array(k), try y.array(k), k) }
 
+        // A checkpoint of the default architecture is refused naming the key (before any tensor is read).
+        try FileManager.default.createDirectory(atPath: dir + "/tiny", withIntermediateDirectories: true)
+        var st = TrainerState(); st.config = try Config.preset("tiny").yaml
+        try st.encoded().write(to: URL(fileURLWithPath: dir + "/tiny/trainer.json"))
+        r = try runCommand([exe, "export-hf", dir + "/tiny", "--out", dir + "/tiny-hf"], timeout: 60)
+        XCTAssertEqual(r.status, 64, r.output)
+        XCTAssert(r.output.contains("cannot export to Hugging Face: config key 'model.frontend' is conv2d"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/tiny-hf"))
+
         let micro = ["--preset", "tiny2", "--set", "model.dim=32", "--set", "model.heads=2", "--set", "model.ffn_dim=48",
                      "--set", "model.conv_kernel=5", "--set", "model.shaw_left=5", "--set", "model.shaw_right=3",
                      "--set", "model.contrastive_blocks=1", "--set", "model.mlm_blocks=2", "--quiet",
