@@ -52,3 +52,25 @@ struct AdaptedLinear {
         }
     }
 }
+
+/// The plain model an adapted one stands for: every adapted Linear's weight becomes W + (α/r)·B·A and the
+/// adapter tensors go (`export-hf`, or any consumer without LoRA). `params` is in `layout` order of
+/// `config`; returns the config without adapters and its parameters in that config's layout.
+public func mergeAdapters(config c: Config, layout l: ParameterLayout, params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
+    var plain = c
+    plain.adapter.kind = .none
+    plain.train.trainable = .all
+    let pl = ParameterLayout(config: plain)
+    let out = FloatBuffer(count: pl.count)
+    for e in pl.entries { (out.ptr + e.offset).update(from: params + l.entry(e.name).offset, count: e.count) }
+    let r = c.adapter.rank, s = c.adapter.scale
+    for e in l.entries where e.name.hasSuffix(".lora_a") {
+        let base = String(e.name.dropLast(".lora_a".count))
+        let a = l.entry(e.name), b = l.entry(base + ".lora_b"), w = pl.entry(base + ".weight")
+        let (outDim, inDim) = (w.shape[0], w.shape[1])
+        // W[out, in] += s · B[out, r] · A[r, in]
+        gemm(transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
+             b: params + a.offset, ldb: inDim, beta: 1, c: out.ptr + w.offset, ldc: inDim)
+    }
+    return (plain, pl, out)
+}

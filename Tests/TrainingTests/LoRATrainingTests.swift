@@ -57,3 +57,16 @@ extension DistributedTrainingTests {
         _ = try checkBaseUntouched(r)
     }
 }
+
+extension DistributedTrainingTests {
+    /// `train --init-from` a plain run with LoRA and a frozen base: the adapters start fresh (B = 0), the
+    /// base tensors stay those of the source checkpoint bit for bit.
+    func testLoRAInitFromPlainCheckpoint() throws {
+        let plain = temp("loraplain"), adapted = temp("loraadapted")
+        try train(ranks: 1, runDir: plain, steps: 2)
+        try train(ranks: 2, runDir: adapted, steps: 3, extra: Self.lora + ["--init-from", plain])
+        let source = try parameters(plain, step: 2), p = try parameters(adapted, step: 3)
+        for (k, v) in p where !ParameterLayout.isAdapter(k) { XCTAssert(v == source[k]!, "base tensor \(k) differs from the source") }
+        XCTAssertEqual(p.count - source.count, 40)
+    }
+}

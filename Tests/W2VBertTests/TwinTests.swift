@@ -80,8 +80,38 @@ final class TwinTests: XCTestCase {
     func testFixtureB() throws { try check("fixture_b.safetensors") }
     func testFixtureC() throws { try check("fixture_c.safetensors") }
     func testFixtureD() throws { try check("fixture_d.safetensors") }
+    /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv, learned mask, dropout).
+    func testFixtureE() throws { try check("fixture_e.safetensors") }
     /// Issue 13 (LoRA on all eight Linear layers): every gradient with the adapters present (trainable all),
     /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
-    func testFixtureELoRAAllGradients() throws { try check("fixture_e_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
-    func testFixtureELoRAFrozenBase() throws { try check("fixture_e_lora.safetensors") }
+    func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
+}
+
+/// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.
+final class MergeAdaptersTests: XCTestCase {
+    func testMergedPlainModelComputesTheSameLoss() throws {
+        let run = try FixtureRun("fixture_f_lora.safetensors")
+        let c = run.config
+        let adapted = run.forward(tau: c.tau(step: 0)).loss(c)
+        let (pc, pl, merged) = mergeAdapters(config: c, layout: run.model.layout, params: run.model.params.ptr)
+        XCTAssertEqual(pc.adapter.kind, .none)
+        XCTAssertEqual(pl.parameterCount, run.model.layout.parameterCount - run.model.layout.adapterParameterCount)
+        let plain = W2VBertModel(config: pc, maxBatch: run.b, maxFrames: run.t0)
+        plain.params.ptr.update(from: merged.ptr, count: pl.count)
+        plain.noiseOverride = run.model.noiseOverride
+        func plainLoss() -> Double {
+            run.features.withUnsafeBufferPointer { fp in run.lengths.withUnsafeBufferPointer { lp in run.mask.withUnsafeBufferPointer { mp in
+                plain.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: run.b,
+                                        frames: run.t0, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: c.tau(step: 0)).loss(pc)
+            } } }
+        }
+        let loss = plainLoss()
+        // The same base weights with the adapters simply dropped: the fixture's adapters are not a no-op.
+        for e in pl.entries { (plain.params.ptr + e.offset).update(from: run.model.params.ptr + run.model.layout.entry(e.name).offset, count: e.count) }
+        let withoutAdapters = plainLoss()
+        print("merged adapters: loss \(loss) vs adapted \(adapted); adapters dropped \(withoutAdapters)")
+        XCTAssertEqual(loss, adapted, accuracy: 1e-5 * abs(adapted))
+        XCTAssertGreaterThan(abs(withoutAdapters - adapted), 1e-3 * abs(adapted))
+    }
 }
