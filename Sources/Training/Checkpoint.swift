@@ -1,4 +1,5 @@
 import Foundation
+import W2VBert
 
 /// Rank 0's checkpoints (ARCHITECTURE "Rank 0: checkpoints"):
 /// `RUN/checkpoints/step-00001000/{model.safetensors, optimizer.safetensors, trainer.json}`, written into
@@ -18,6 +19,17 @@ public struct CheckpointTensors {
     }
     /// Indices of the entries with optimizer state.
     var stateIndices: [Int] { entries.indices.filter { stateOffsets[$0] != nil } }
+}
+
+extension CheckpointTensors {
+    /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
+    /// state (issue 13). The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    public init(layout: ParameterLayout, config: Config) {
+        let ranges = layout.trainableRanges(config)
+        self.init(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
+                  offsets: layout.entries.map { $0.offset },
+                  stateOffsets: layout.entries.map { Optimizer.stateOffset(ranges: ranges, layoutOffset: $0.offset) })
+    }
 }
 
 public struct LoadedCheckpoint {

@@ -105,9 +105,7 @@ public final class Trainer {
                             updateFreq: c.train.updateFreq)
         codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
         // Issue 13: frozen tensors (train.trainable = adapters) have no optimizer state to save.
-        tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
-                                    offsets: layout.entries.map { $0.offset },
-                                    stateOffsets: layout.entries.map { [opt = runner.optimizer] in opt.stateOffset(layoutOffset: $0.offset) })
+        tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
         sinks = try Trainer.sinks(options, root: isRoot)
     }

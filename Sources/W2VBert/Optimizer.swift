@@ -34,7 +34,10 @@ public final class Optimizer {
     public var stateCount: Int { m.count }
 
     /// Where the layout float `layoutOffset` sits in m / v (nil: frozen).
-    public func stateOffset(layoutOffset: Int) -> Int? {
+    public func stateOffset(layoutOffset: Int) -> Int? { Optimizer.stateOffset(ranges: ranges, layoutOffset: layoutOffset) }
+
+    /// Offset in m / v of layout float `layoutOffset` when `ranges` are the trainable ranges (nil: frozen).
+    public static func stateOffset(ranges: [Range<Int>], layoutOffset: Int) -> Int? {
         var base = 0
         for r in ranges {
             if r.contains(layoutOffset) { return base + layoutOffset - r.lowerBound }
