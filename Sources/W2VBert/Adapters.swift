@@ -20,7 +20,7 @@ struct AdaptedLinear {
 
     init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig,
          target: AdapterTarget, bias: Bool = true) {
-        base = LinearPG(l, name, p, g, bias: bias)
+        base = LinearPG(l, name, p, g, bias: bias, weight: c.generated[name + ".weight"])
         frozen = c.frozen
         if c.adapter.adapts(target) {
             let r = c.adapter.rank

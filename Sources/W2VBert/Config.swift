@@ -13,6 +13,10 @@ public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
+/// Hypernetwork layers (issue 13): which named weights of every block one shared generator produces.
+public enum Hypernetwork: String, Sendable, CaseIterable {
+    case none, ffn, ffnConv = "ffn+conv"
+}
 public enum AdapterKind: String, Sendable, CaseIterable { case none, lora }
 public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
 /// A Linear layer of every Conformer block that can carry a LoRA adapter (`ffn.*` adapts both FFNs).
@@ -45,6 +49,11 @@ public struct ModelConfig: Sendable, Equatable {
     public var mlmBlocks = 2                // M
     /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
     public var contextProj = true
+    /// Hypernetwork layers (issue 13): `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
+    /// also pw1/pw2, as W_l = base + Σ_k e_l[k]·coef[k] (+ B_l·A_l) from a learned layer embedding e_l.
+    public var hypernetwork: Hypernetwork = .none
+    public var hyperDim = 2                 // E, the layer embedding's size
+    public var hyperRank = 0                // rank of the optional per-layer residual B_l·A_l (0: none)
     public var position: Position = .conv
     public var posConvKernel = 32           // P
     public var posConvGroups = 4            // Gp
@@ -320,6 +329,9 @@ public struct Config: Sendable, Equatable {
         int("model.mlm_blocks", \.model.mlmBlocks),
         bool("model.context_proj", \.model.contextProj),
         choice("model.position", \.model.position),
+        choice("model.hypernetwork", \.model.hypernetwork),
+        int("model.hyper_dim", \.model.hyperDim),
+        int("model.hyper_rank", \.model.hyperRank),
         int("model.pos_conv_kernel", \.model.posConvKernel),
         int("model.pos_conv_groups", \.model.posConvGroups),
         int("model.shaw_left", \.model.shawLeft),
@@ -545,6 +557,11 @@ public struct Config: Sendable, Equatable {
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
         try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
+        if m.hypernetwork != .none {
+            try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
+            try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
+            try check(adapter.kind == .none, "model.hypernetwork", "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+        }
         if adapter.kind != .none {
             try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
             try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")

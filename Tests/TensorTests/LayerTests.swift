@@ -279,3 +279,36 @@ final class LoRATests: XCTestCase {
         }
     }
 }
+
+/// Issue 13: a hypernetwork-generated weight W = base + Σ_k e[k]·coef[k] + B·A against the Double
+/// reference; gradients of base, coef, e, A, B by finite differences (with and without the residual).
+final class HyperWeightTests: XCTestCase {
+    func testHyperWeight() {
+        var rng = TestRNG(14)
+        for (o, i, E, r) in [(3, 5, 2, 2), (1, 1, 1, 0), (7, 4, 3, 1)] {
+            let base = rng.uniform(o * i), coef = rng.uniform(E * o * i), e = rng.uniform(E), a = rng.uniform(max(r, 1) * i), b = rng.uniform(o * max(r, 1))
+            let ref: ([[Double]]) -> [Double] = {
+                HyperReference.weight(base: $0[0], coef: $0[1], e: $0[2], dim: E, a: r > 0 ? $0[3] : nil, b: r > 0 ? $0[4] : nil, rank: r, outDim: o, inDim: i)
+            }
+            let F = [base, coef, e, a, b].map { FloatBuffer($0.floats) }
+            let w = FloatBuffer(count: o * i)
+            // (the buffers must outlive the call: Swift may release an object right after its last use)
+            withExtendedLifetime(F) {
+                hyperWeightForward(w: w.ptr, base: F[0].ptr, coef: F[1].ptr, e: F[2].ptr, dim: E, a: r > 0 ? F[3].ptr : nil, b: r > 0 ? F[4].ptr : nil,
+                                   rank: r, outDim: o, inDim: i)
+            }
+            assertClose(w.array, ref([base, coef, e, a, b]), rtol: 1e-5, atol: 1e-5, "hyper weight forward")
+            checkGradients(inputs: [base, coef, e, a, b], checked: r > 0 ? [0, 1, 2, 3, 4] : [0, 1, 2], outputCount: o * i, reference: ref,
+                           analytic: { f, dy, times in
+                let P = f.map { FloatBuffer($0) }, DW = FloatBuffer(dy)
+                let G = f.map { FloatBuffer(count: $0.count) }
+                for _ in 0..<times { withExtendedLifetime((P, G, DW)) {
+                    hyperWeightBackward(dW: DW.ptr, dBase: G[0].ptr, dCoef: G[1].ptr, dE: G[2].ptr, coef: P[1].ptr, e: P[2].ptr, dim: E,
+                                        dA: r > 0 ? G[3].ptr : nil, dB: r > 0 ? G[4].ptr : nil, a: r > 0 ? P[3].ptr : nil, b: r > 0 ? P[4].ptr : nil,
+                                        rank: r, outDim: o, inDim: i)
+                } }
+                return (r > 0 ? [0, 1, 2, 3, 4] : [0, 1, 2]).map { G[$0].array }
+            }, "hyper weight \(o)x\(i) E\(E) r\(r)")
+        }
+    }
+}

@@ -70,3 +70,22 @@ extension DistributedTrainingTests {
         XCTAssertEqual(p.count - source.count, 40)
     }
 }
+
+extension DistributedTrainingTests {
+    /// Hypernetwork layers (issue 13): 2 ranks = 1 rank × update_freq 2 bit for bit, and exact resume.
+    func testHypernetworkEquivalenceAndResume() throws {
+        let hyper = ["--set", "model.hypernetwork=ffn+conv", "--set", "model.hyper_dim=2", "--set", "model.hyper_rank=2"]
+        let a = temp("hyp2"), b = temp("hyp1"), r = temp("hypres")
+        try train(ranks: 2, runDir: a, steps: 6, extra: hyper)
+        try train(ranks: 1, runDir: b, steps: 6, extra: hyper + ["--set", "train.update_freq=2"])
+        try train(ranks: 2, runDir: r, steps: 3, extra: hyper)
+        try train(ranks: 2, runDir: r, steps: 6, extra: hyper)
+        let pa = try parameters(a, step: 6), pb = try parameters(b, step: 6), pr = try parameters(r, step: 6)
+        XCTAssert(pa.keys.contains("hypernet.conv.pw1.coef") && !pa.keys.contains("mlm.blocks.0.ffn1.fc1.weight"))
+        let (d, name) = maxRelativeDifference(pa, pb)
+        XCTAssertEqual(d, 0, "hypernetwork: 2 ranks vs update_freq 2, worst tensor \(name)")
+        for (k, v) in pa { XCTAssert(v == pr[k]!, "resumed tensor \(k) is not bit-identical") }
+        // The generator learned something beyond the shared base: its coefficients left zero.
+        XCTAssert(pa["hypernet.ffn1.fc1.coef"]!.contains { $0 != 0 })
+    }
+}

@@ -130,3 +130,30 @@ final class AdapterConfigTests: XCTestCase {
         XCTAssertEqual(l.trainableRanges(c), [0..<l.count])
     }
 }
+
+/// Issue 13: hypernetwork keys and layout.
+final class HypernetworkConfigTests: XCTestCase {
+    func testKeysAndLayout() throws {
+        func key(_ o: [String]) -> String? {
+            var c = try! Config.preset("tiny")
+            do { try c.apply(overrides: o); return nil } catch let e as ConfigError { return e.key } catch { return "?" }
+        }
+        XCTAssertEqual(key(["model.hypernetwork=attn"]), "model.hypernetwork")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "model.hyper_dim=0"]), "model.hyper_dim")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "model.hyper_rank=-1"]), "model.hyper_rank")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "adapter.kind=lora"]), "model.hypernetwork")
+        let c = try Config.load(preset: "tiny", overrides: ["model.hypernetwork=ffn+conv", "model.hyper_dim=3", "model.hyper_rank=2"])
+        var back = Config()
+        try back.apply(yaml: c.yaml)
+        XCTAssertEqual(back, c)
+        let l = ParameterLayout(config: c), plain = ParameterLayout(config: try Config.preset("tiny"))
+        let (d, f, L, E, r) = (144, 576, 4, 3, 2)
+        let gen = 2 * (f * d + d * f) + 2 * d * d + d * d              // per block: 4 FFN weights, pw1, pw2
+        let res = 2 * (r * d + f * r + r * f + d * r) + (r * d + 2 * d * r) + (r * d + d * r)
+        XCTAssertEqual(l.parameterCount, plain.parameterCount - L * gen + (1 + E) * gen + L * E + L * res)
+        XCTAssertNil(l["contrastive.blocks.0.ffn1.fc1.weight"])
+        XCTAssertNotNil(l["contrastive.blocks.0.ffn1.fc1.bias"])
+        XCTAssertEqual(l.entry("hypernet.conv.pw1.coef").shape, [E, 2 * d, d])
+        XCTAssertEqual(l.entry("mlm.blocks.1.ffn2.fc2.res_b").shape, [d, r])
+    }
+}

@@ -86,6 +86,8 @@ final class TwinTests: XCTestCase {
     /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
     func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
     func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
+    /// Issue 13: hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
+    func testFixtureGHypernetwork() throws { try check("fixture_g_hyper.safetensors") }
 }
 
 /// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.

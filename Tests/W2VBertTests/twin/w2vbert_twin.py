@@ -39,7 +39,7 @@ def preset(name):
         "optimizer.lr": 1e-3, "optimizer.warmup": 300, "optimizer.schedule": "transformer", "optimizer.eps": 1e-6,
         "optimizer.weight_decay": 0.01, "optimizer.clip_norm": 1.0, "optimizer.max_steps": 20000,
         "adapter.kind": "none", "adapter.rank": 8, "adapter.alpha": 16.0, "adapter.targets": "attn.q,attn.v",
-        "train.trainable": "all",
+        "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -89,6 +89,23 @@ def lin(module, x):
     if module.lora_scale is not None:
         y = y + module.lora_scale * ((x @ module.lora_a.t()) @ module.lora_b.t())
     return y
+
+
+def hyper_sites(c):
+    """model.hypernetwork: the generated block weights (site, out, in)."""
+    d, f, h = c["model.dim"], c["model.ffn_dim"], c["model.hypernetwork"]
+    if h == "none":
+        return []
+    out = [(f"{ffn}.{fc}", o, i) for ffn in ("ffn1", "ffn2") for fc, o, i in (("fc1", f, d), ("fc2", d, f))]
+    if h == "ffn+conv":
+        out += [("conv.pw1", 2 * d, d), ("conv.pw2", d, d)]
+    return out
+
+
+def site_module(root, site):
+    for part in site.split("."):
+        root = getattr(root, part)
+    return root
 
 
 class FeatureEncoder(nn.Module):
@@ -261,14 +278,56 @@ class W2VBert(nn.Module):
         self.quantizer = Quantizer(c)
         self.contrastive_head = ContrastiveHead(c)
         self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
+        self.sites = hyper_sites(c)
+        if self.sites:
+            # Issue 13, hypernetwork layers: W_l = base + Σ_k e_l[k]·coef[k] (+ res_b·res_a per block)
+            E, L, r = c["model.hyper_dim"], len(self.contrastive.blocks) + len(self.mlm.blocks), c["model.hyper_rank"]
+            self.hypernet = nn.Module()
+            self.hypernet.layer_embedding = nn.Parameter(torch.empty(L, E))
+            for site, out, inp in self.sites:
+                parent = self.hypernet
+                for part in site.split("."):
+                    if not hasattr(parent, part):
+                        parent.add_module(part, nn.Module())
+                    parent = getattr(parent, part)
+                parent.base = nn.Parameter(torch.empty(out, inp))
+                parent.coef = nn.Parameter(torch.empty(E, out, inp))
+                for blk in self.blocks():
+                    lm = site_module(blk, site)
+                    del lm.weight
+                    lm.weight = None
+                    if r > 0:
+                        lm.res_a = nn.Parameter(torch.empty(r, inp))
+                        lm.res_b = nn.Parameter(torch.empty(out, r))
         self.reset_parameters()
+
+    def blocks(self):
+        return list(self.contrastive.blocks) + list(self.mlm.blocks)
+
+    def generate(self):
+        """Hypernetwork layers: every block's generated weights from its layer embedding."""
+        for i, blk in enumerate(self.blocks()):
+            e = self.hypernet.layer_embedding[i]
+            for site, out, inp in self.sites:
+                h = site_module(self.hypernet, site)
+                lm = site_module(blk, site)
+                w = h.base + torch.einsum("k,kij->ij", e, h.coef)
+                if hasattr(lm, "res_a"):
+                    w = w + lm.res_b @ lm.res_a
+                lm.weight = w
 
     @torch.no_grad()
     def reset_parameters(self):
         """SPEC §7, §13, §14.4."""
         d = self.c["model.dim"]
         for name, p in self.named_parameters():
-            if name.endswith(".lora_a"):   # PyTorch LoRA / PEFT: A Kaiming-uniform (a = √5), B zeros
+            if name.endswith((".coef", ".res_b")):
+                p.zero_()
+            elif name == "hypernet.layer_embedding":
+                p.normal_(0, 1)
+            elif name.endswith(".res_a"):
+                p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
+            elif name.endswith(".lora_a"):   # PyTorch LoRA / PEFT: A Kaiming-uniform (a = √5), B zeros
                 p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
             elif name.endswith(".lora_b"):
                 p.zero_()
@@ -311,7 +370,9 @@ class W2VBert(nn.Module):
             x = x * valid[..., None]
             x = x + Fn.gelu(self.pos_conv(x.transpose(1, 2))[..., :T].transpose(1, 2))
         dm = iter(drop_masks) if drop_masks is not None else None
-        blocks = list(self.contrastive.blocks) + list(self.mlm.blocks)
+        if self.sites:
+            self.generate()
+        blocks = self.blocks()
         for i, blk in enumerate(blocks):
             if not (dropped is not None and dropped[i]):   # layer drop: the block is the identity
                 x = blk(x, valid, dm)
@@ -361,7 +422,7 @@ class W2VBert(nn.Module):
 def no_decay(name):
     """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
-    if name in ("quantizer.codebook", "mask_embedding") or parts[-1] in ("bias", "rel_key"):
+    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding") or parts[-1] in ("bias", "rel_key"):
         return True
     return len(parts) >= 2 and "norm" in parts[-2]
 
@@ -480,6 +541,15 @@ MICRO = {
         "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
         "adapter.kind": "lora", "adapter.rank": 3, "adapter.alpha": 5.0,
         "adapter.targets": "attn.q,attn.k,attn.v,attn.out,ffn.fc1,ffn.fc2,conv.pw1,conv.pw2", "train.trainable": "adapters"}),
+    # issue 13: hypernetwork layers (FFN and pointwise-conv weights of 3 blocks from E = 2 layer embeddings,
+    # per-block rank-2 residuals), layer drop of the middle block (given)
+    "g_hyper": dict(preset="tiny", t0=[87, 70], seed=6, dropped=[False, True, False], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 4, "model.pos_conv_groups": 2, "model.final_dim": 12, "model.layer_drop": 0.2,
+        "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.01, "optimizer.warmup": 2,
+        "model.hypernetwork": "ffn+conv", "model.hyper_dim": 2, "model.hyper_rank": 2}),
 }
 
 
