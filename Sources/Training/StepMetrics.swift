@@ -85,6 +85,7 @@ public struct Metric: Sendable {
         Metric("lr", "lr %.2e") { $0.lr },
         Metric("grad_norm", "|g| %.3f") { $0.gradNorm },
         Metric("audio_seconds_per_second", "%.0f audio s/s") { $0.sums.audioSeconds / max($0.seconds, 1e-9) },
+        Metric("utterances_per_second", nil) { $0.sums.utterances / max($0.seconds, 1e-9) },
         Metric("masked_frames", nil) { $0.sums.masked },
         Metric("allreduce_hidden_fraction", nil) {
             $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
