@@ -26,7 +26,7 @@ fi
 W="${1:-$(mktemp -d /tmp/check-hf.XXXXXX)}"
 mkdir -p "$W"
 HF="$PY $ROOT/Tests/W2VBertTests/twin/hf_check.py"
-export TRANSFORMERS_VERBOSITY=error PYTHONWARNINGS=ignore HF_HUB_OFFLINE=1
+export TRANSFORMERS_VERBOSITY=error PYTHONWARNINGS=ignore HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1
 say() { echo "== $*"; }
 "$PY" -c "import transformers, torch; print(f'check-hf: transformers {transformers.__version__}, torch {torch.__version__}')"
 
@@ -43,9 +43,9 @@ S=/usr/share/games/fillets-ng/sound
 mkdir -p "$W/wav"
 i=0
 for f in airplane/cs/let-m-divna.ogg bathroom/cs/br-m-bavi.ogg cabin2/cs/ka2-m-chapadlo.ogg atlantis/cs/sp-v-vratit1.ogg; do
-  i=$((i + 1)); sox -q "$S/$f" -r 16000 -c 1 -b 16 -e signed-integer "$W/wav/$i.wav"
+  i=$((i + 1)); sox -q -V1 "$S/$f" -r 16000 -c 1 -b 16 -e signed-integer "$W/wav/$i.wav"
 done
-sox -q "$S/fdto/cs/ted6-m.ogg" -r 16000 -b 16 -e signed-integer "$W/wav/stereo.wav"   # a stereo recording of the corpus
+sox -q -V1 "$S/fdto/cs/ted6-m.ogg" -r 16000 -b 16 -e signed-integer "$W/wav/stereo.wav"   # a stereo recording of the corpus
 "$BIN" embed --checkpoint "$W/run" "$W"/wav/[1-4].wav --out "$W/states.npy" --batch --save-features "$W/feats.npy"
 $HF compare "$W/tiny2-hf" "$W/feats.npy" "$W/states.npy"
 say "HF's own feature extractor on the raw audio (measured)"

@@ -76,7 +76,12 @@ def cmd_load(d, trained=None):
     _, cinfo = Wav2Vec2BertForCTC.from_pretrained(d, vocab_size=32, output_loading_info=True)
     missing = sorted(cinfo["missing_keys"])
     print(f"Wav2Vec2BertForCTC.from_pretrained(vocab_size=32): newly initialised {missing}, unexpected {sorted(cinfo['unexpected_keys'])}")
+    from transformers import Wav2Vec2BertForSequenceClassification
+    _, sinfo = Wav2Vec2BertForSequenceClassification.from_pretrained(d, num_labels=3, output_loading_info=True)
+    print(f"Wav2Vec2BertForSequenceClassification.from_pretrained(num_labels=3): newly initialised {sorted(sinfo['missing_keys'])}, "
+          f"unexpected {sorted(sinfo['unexpected_keys'])}")
     ok = not bad and missing == ["lm_head.bias", "lm_head.weight"] and not cinfo["unexpected_keys"]
+    ok = ok and all(k.startswith(("projector.", "classifier.")) for k in sinfo["missing_keys"]) and not sinfo["unexpected_keys"]
     if not ok:
         print(f"FAIL: {bad}")
         sys.exit(1)
