@@ -255,8 +255,10 @@ final class LoRATests: XCTestCase {
             }
             let y = FloatBuffer(count: n * o), u = FloatBuffer(count: n * r)
             let X = FloatBuffer(x.floats), W = FloatBuffer(w.floats), B = FloatBuffer(b.floats), A = FloatBuffer(a.floats), BB = FloatBuffer(bb.floats)
-            linearForward(y: y.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, inDim: i, outDim: o)
-            loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+            withExtendedLifetime((X, W, B, A, BB, u)) {   // Swift may release a buffer right after its last use
+                linearForward(y: y.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, inDim: i, outDim: o)
+                loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+            }
             assertClose(y.array, ref([x, w, b, a, bb]), rtol: 1e-5, atol: 1e-5, "lora forward")
             func backward(_ f: [[Float]], _ dy: [Float], _ times: Int, frozen: Bool) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), A = FloatBuffer(f[3]), BB = FloatBuffer(f[4]), DY = FloatBuffer(dy)
@@ -270,6 +272,7 @@ final class LoRATests: XCTestCase {
                     linearBackward(dx: dx.ptr, dWeight: frozen ? nil : dw.ptr, dBias: frozen ? nil : db.ptr, dy: DY.ptr, x: X.ptr,
                                    weight: W.ptr, n: n, inDim: i, outDim: o)
                 }
+                withExtendedLifetime((X, W, A, BB, DY, u, du)) {}
                 return frozen ? [dx.array, da.array, dbb.array] : [dx.array, dw.array, db.array, da.array, dbb.array]
             }
             checkGradients(inputs: [x, w, b, a, bb], outputCount: n * o, reference: ref,
