@@ -40,6 +40,9 @@
 
 import CSampleRate
 import CSndFile
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The sample rate everything downstream works at (SPEC §2).
 public let targetSampleRate = 16_000
@@ -74,6 +77,13 @@ func resampleMargin(rate: Int) -> Int { 1024 * max(1, (rate + targetSampleRate -
 @inline(__always)
 func gcd(_ a: Int, _ b: Int) -> Int { var a = a, b = b; while b != 0 { (a, b) = (b, a % b) }; return a }
 
+/// Guards libsndfile's global last-open error (see `SoundFile.open`).
+nonisolated(unsafe) let openLock: UnsafeMutablePointer<pthread_rwlock_t> = {
+    let p = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+    pthread_rwlock_init(p, nil)
+    return p
+}()
+
 /// An open libsndfile handle (read or write). Closed in deinit.
 final class SoundFile {
     let handle: OpaquePointer
@@ -86,11 +96,26 @@ final class SoundFile {
         AudioError(kind, path: path, String(cString: sf_strerror(handle)))
     }
 
+    /// libsndfile keeps the reason of the last failed sf_open in one global (`sf_strerror(NULL)`), which
+    /// any other thread's sf_open overwrites (a successful one with "No Error."). Opens therefore run
+    /// under the shared side of a read-write lock, and a failed open is repeated under the exclusive side
+    /// to read its reason reliably (failures are rare; prepare's threads open in parallel otherwise).
+    static func open(_ path: String, _ mode: Int32, _ info: inout SF_INFO, kind: AudioError.Kind) throws(AudioError) -> OpaquePointer {
+        pthread_rwlock_rdlock(openLock)
+        let saved = info
+        let h = sf_open(path, mode, &info)
+        pthread_rwlock_unlock(openLock)
+        if let h { return h }
+        pthread_rwlock_wrlock(openLock)
+        defer { pthread_rwlock_unlock(openLock) }
+        info = saved
+        if let h = sf_open(path, mode, &info) { return h }
+        throw SoundFile.failure(kind, path, nil)
+    }
+
     init(reading path: String) throws(AudioError) {
         var info = SF_INFO()
-        guard let h = sf_open(path, Int32(SFM_READ), &info) else {
-            throw SoundFile.failure(.unreadable, path, nil)
-        }
+        let h = try SoundFile.open(path, Int32(SFM_READ), &info, kind: .unreadable)
         self.handle = h
         self.info = info
         self.path = path
@@ -101,9 +126,7 @@ final class SoundFile {
         info.samplerate = Int32(sampleRate)
         info.channels = Int32(channels)
         info.format = format
-        guard let h = sf_open(path, Int32(SFM_WRITE), &info) else {
-            throw SoundFile.failure(.io, path, nil)
-        }
+        let h = try SoundFile.open(path, Int32(SFM_WRITE), &info, kind: .io)
         self.handle = h
         self.info = info
         self.path = path

@@ -45,27 +45,58 @@ public struct Manifest: Sendable, Equatable {
         }
     }
 
+    /// Parses the bytes in one pass (no per-line Strings besides each entry's path), so a manifest of
+    /// millions of lines takes about its file size plus ~24 bytes per entry (paths ≤ 15 bytes are stored
+    /// inline by String; longer ones add their length). Errors name the line.
     public static func read(path: String) throws(AudioError) -> Manifest {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AudioError(.unreadable, path: path, "cannot read manifest")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        // Pure ASCII (the usual case) is valid UTF-8; otherwise validate once.
+        let ascii = data.withUnsafeBytes { raw in !raw.contains { $0 >= 0x80 } }
+        if !ascii && String(data: data, encoding: .utf8) == nil {
             throw AudioError(.format, path: path, "manifest is not UTF-8")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if lines.last == "" { lines.removeLast() }
-        guard let root = lines.first, !root.isEmpty else {
-            throw AudioError(.format, path: path, "line 1: expected the root folder")
+        do { return try parse(data, path: path) } catch let e as AudioError { throw e } catch {
+            throw AudioError(.format, path: path, "\(error)")
         }
-        var entries = [Entry]()
-        entries.reserveCapacity(lines.count - 1)
-        for (i, line) in lines.dropFirst().enumerated() where !line.isEmpty {
-            let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
-            guard parts.count >= 2, let n = Int(parts[1]), n >= 0, !parts[0].isEmpty else {
-                throw AudioError(.format, path: path, "line \(i + 2): expected 'relative/path<TAB>num_samples', got '\(line)'")
+    }
+
+    static func parse(_ data: Data, path: String) throws -> Manifest {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> Manifest in
+            let b = raw.bindMemory(to: UInt8.self)
+            let n = b.count
+            var i = 0, lineNo = 0
+            var root = ""
+            var entries = [Entry]()
+            entries.reserveCapacity(max(0, n / 24))
+            while i < n {
+                var e = i
+                while e < n && b[e] != 0x0A { e += 1 }
+                lineNo += 1
+                var end = e
+                if end > i && b[end - 1] == 0x0D { end -= 1 }   // tolerate CRLF
+                if lineNo == 1 {
+                    root = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
+                } else if end > i {
+                    var tab = i
+                    while tab < end && b[tab] != 0x09 { tab += 1 }
+                    var value = 0, digits = 0, k = tab + 1
+                    while k < end && b[k] >= 0x30 && b[k] <= 0x39 && digits < 18 {
+                        value = value * 10 + Int(b[k] - 0x30); digits += 1; k += 1
+                    }
+                    // a third column (fairseq never writes one) is ignored, as before
+                    let okEnd = k == end || b[k] == 0x09
+                    guard tab > i, tab < end, digits > 0, okEnd else {
+                        let line = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
+                        throw AudioError(.format, path: path, "line \(lineNo): expected 'relative/path<TAB>num_samples', got '\(line)'")
+                    }
+                    entries.append(Entry(path: String(decoding: UnsafeBufferPointer(rebasing: b[i..<tab]), as: UTF8.self), samples: value))
+                }
+                i = e + 1
             }
-            entries.append(Entry(path: String(parts[0]), samples: n))
+            guard !root.isEmpty else { throw AudioError(.format, path: path, "line 1: expected the root folder") }
+            return Manifest(root: root, entries: entries)
         }
-        return Manifest(root: root, entries: entries)
     }
 }
