@@ -7,7 +7,9 @@
 #     corpus) against a whole 20 s file of the same format: wall time and peak RSS of `w2vbert features`
 #     (and, for contrast, decoding the whole hour as before);
 #  3. start-up of training (tiny preset, 2 ranks, 1 step) from a 2,000,000-line manifest against a
-#     2,000-line one: wall time and peak RSS per rank.
+#     2,000-line one: wall time and peak RSS per rank;
+#  4. the loader (`w2vbert bench-data`, 15.6 s crops, 1 and 2 decoding threads) on the 20 s file and on
+#     the one-hour recordings: audio seconds delivered per second.
 #   launch/bench-corpus.sh [WORK_DIR (default /tmp/w2v-bench-corpus; several GB)]
 # Needs sox (`apt-get install sox`; only this script does) and the default corpus (launch/setup.sh).
 # Runs under `flock /tmp/w2v-bench.lock` when BENCH_LOCK is set to a lock file.
@@ -98,5 +100,18 @@ for run in 1 2; do
     echo "-- $m ($(($(wc -l < "$W/$m.tsv") - 1)) lines, $(du -h "$W/$m.tsv" | cut -f1)), run $run"
     "${TIME[@]}" "${MPIRUN[@]}" "${TIME[@]}" "$BIN" train --preset tiny --train "$W/$m.tsv" --run-dir "$W/run-$m" --max-steps 1 2>&1 \
       | grep -E "wall|error" || true
+  done
+done
+
+# ---- 4. loader throughput: crops of 20 s files vs one-hour recordings, 1 and 2 workers --------------
+mkdir -p "$W/long"
+for f in hour.wav hour.ogg twenty.wav; do ln -sf "$W/$f" "$W/long/$f"; done
+"$BIN" prepare "$W/long" --out "$W/m-long" --valid-percent 0 --min-seconds 1 >/dev/null 2>&1
+echo "## loader (bench-data: 15.6 s crops, 30 micro-batches of 3, no simulated compute)"
+for f in twenty.wav hour.wav hour.ogg; do
+  awk -v f="$f" 'NR == 1 { print; next } $1 == f { for (i = 0; i < 20; i++) print }' "$W/m-long/train.tsv" > "$W/m-loader-$f.tsv"
+  for w in 1 2; do
+    printf "%-10s workers %d: " "$f" "$w"
+    "$BIN" bench-data --manifest "$W/m-loader-$f.tsv" --seconds 10 --batches 30 --workers "$w" | grep "^loader:" | sed 's/.*of audio in/audio in/'
   done
 done

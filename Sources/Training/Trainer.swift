@@ -473,6 +473,8 @@ public final class Trainer {
                     "allreduce_hidden_fraction": hidden, "data_wait_seconds": dataWait / Double(logSteps),
                     "rank_compute_seconds": stride(from: 0, to: all.count, by: 4).map { all[$0] },
                     "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: 4).map { all[$0] },
+                    // issue 14: every rank's time blocked on its loader over the log interval (totals, like the two above)
+                    "rank_data_wait_seconds": stride(from: 3, to: all.count, by: 4).map { all[$0] },
                 ]
                 metrics?.write(record)
                 tensorboard?.add(step: step, scalars: [
