@@ -212,7 +212,8 @@ final class SoundFile {
                 let g = gcd(R, T), q = R / g
                 inStart = max(0, r.lowerBound * R / T - margin) / q * q
                 o = inStart / q * (T / g)
-                inEnd = (r.upperBound * R + T - 1) / T + margin
+                let upper = min(r.upperBound, Int.max / (4 * R))   // "to the end" callers pass huge bounds
+                inEnd = (upper * R + T - 1) / T + margin
             } else {
                 inStart = r.lowerBound; inEnd = r.upperBound; o = inStart
             }
