@@ -9,10 +9,11 @@
 #  3. start-up of training (tiny preset, 2 ranks, 1 step) from a 2,000,000-line manifest against a
 #     2,000-line one: wall time and peak RSS per rank;
 #  4. the loader (`w2vbert bench-data`, 15.6 s crops, 1 and 2 decoding threads) on the 20 s file and on
-#     the one-hour recordings: audio seconds delivered per second.
+#     the one-hour recordings: audio seconds delivered per second;
+#  5. training (tiny, 1 rank, 30 steps) from those crops: audio s/s and data wait per step.
 #   launch/bench-corpus.sh [WORK_DIR (default /tmp/w2v-bench-corpus; several GB)]
 # Needs sox (`apt-get install sox`; only this script does) and the default corpus (launch/setup.sh).
-# Runs under `flock /tmp/w2v-bench.lock` when BENCH_LOCK is set to a lock file.
+# On a shared machine run it under a lock so benchmarks do not overlap: flock /tmp/bench.lock bash launch/bench-corpus.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W="${1:-/tmp/w2v-bench-corpus}"
@@ -115,3 +116,16 @@ for f in twenty.wav hour.wav hour.ogg; do
     "$BIN" bench-data --manifest "$W/m-loader-$f.tsv" --seconds 10 --batches 30 --workers "$w" | grep "^loader:" | sed 's/.*of audio in/audio in/'
   done
 done
+
+# ---- 5. training (tiny, 1 rank, 30 steps) from crops of 20 s files vs one-hour recordings -----------
+echo "## training, tiny preset, 1 rank, 30 steps, log every 10: audio s/s and data wait per step"
+for f in twenty.wav hour.wav hour.ogg; do
+  rm -rf "$W/tr-$f"
+  "$BIN" train --preset tiny --train "$W/m-loader-$f.tsv" --run-dir "$W/tr-$f" --max-steps 30 --set train.log_interval=10 >/dev/null 2>&1
+  printf "%-10s " "$f"
+  python3 -c "
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if '\"train\"' in l]
+print(' | '.join('to step %d: %.0f audio s/s, data wait %.3f s/step' % (r['step'], r['audio_seconds_per_second'], r['data_wait_seconds']) for r in rs))" "$W/tr-$f/metrics.jsonl"
+done
+echo "# load at the end: $(uptime | sed 's/.*load/load/')"
