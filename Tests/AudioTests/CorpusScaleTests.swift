@@ -120,6 +120,41 @@ final class CorpusScaleTests: XCTestCase {
         print("seek crops vs whole-file stretch: samples max abs diff \(worstSample), fbank + CMVN \(worstFeature)")
     }
 
+    /// Through the loader: cropped utterances of long files (decoded by seeking) have the features of the
+    /// same stretch of the whole-file decode (fbank + CMVN over the crop, within 1e-3).
+    func testLoaderCropsOfLongFilesMatchWholeFileStretch() throws {
+        let dir = try makeTempDir(self)
+        var entries = [Manifest.Entry]()
+        for (i, (rate, format)) in [(22_050, AudioWriter.Format.flac16), (44_100, .wav16), (16_000, .wav16)].enumerated() {
+            let name = "long\(i).\(format == .flac16 ? "flac" : "wav")"
+            try AudioWriter.write(path: dir.appendingPathComponent(name).path, samples: broadband(rate: rate, seconds: 12, channels: 1 + i % 2, seed: UInt64(i + 3)),
+                                  sampleRate: rate, channels: 1 + i % 2, format: format)
+            entries.append(.init(path: name, samples: try AudioDecoder.info(path: dir.appendingPathComponent(name).path).resampledLength))
+        }
+        let m = Manifest(root: dir.path, entries: entries)
+        let order = try DataOrder(lengths: entries.map(\.samples), config: DataOrderConfig(seed: 3, maxSamples: 40_000, maxFrames: 250),
+                                  encoderLength: { $0 / 2 })
+        let plan = order.plan(epoch: 0, microBatchesPerStep: 1)
+        let loader = DataLoader(manifest: m, batches: plan.batches, options: { var o = LoaderOptions(); o.workers = 2; return o }())
+        let wholes = try (0..<entries.count).map { try AudioDecoder.load(path: m.fullPath($0)) }
+        let fbank = KaldiFbank()
+        var checked = 0, worst: Float = 0
+        while let b = try loader.nextIfAny() {
+            for k in 0..<b.batchSize {
+                let u = b.utterances[k], off = b.offsets[k], T0 = b.frames[k]
+                let stretch = Array(wholes[u][off..<(off + 40_000)])
+                var f = fbank.compute(stretch)
+                applyCMVN(&f, frames: T0, bins: 80)
+                for t in 0..<T0 { for j in 0..<80 { worst = max(worst, abs(b.features[(k * b.maxFrames + t) * 80 + j] - f[t * 80 + j])) } }
+                XCTAssertGreaterThan(off, 0, "a crop away from the start")
+                checked += 1
+            }
+        }
+        print("loader crops of long files: \(checked) utterances, fbank + CMVN max abs diff \(worst)")
+        XCTAssertEqual(checked, entries.count)
+        XCTAssertLessThanOrEqual(worst, 1e-3)
+    }
+
     /// Header-only and decoding prepare agree on good files; the manifests do not depend on the number of
     /// threads, nor on how files are shared between ranks (each share checked separately, carried as
     /// bytes, merged — what `w2vbert prepare` does under mpirun).
