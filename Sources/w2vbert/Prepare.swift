@@ -94,7 +94,10 @@ struct Prepare: ParsableCommand {
             if payload.first == 1 { scanError = AudioError(.unreadable, path: root, body) }
             else if !isRoot { files = body.isEmpty ? [] : body.split(separator: "\0", omittingEmptySubsequences: false).map(String.init) }
         }
-        if let e = scanError { throw e }
+        if let e = scanError {
+            if isRoot { throw e }
+            throw ExitCode(1)   // rank 0 prints the one line
+        }
         if isRoot {
             AudioCommand.printError("prepare: \(files.count) audio files under \(root) (scanned in \(String(format: "%.1f", monotonicSeconds() - t0)) s); "
                                     + "\(verify ? "decoding" : "reading headers") on \(comm.size) rank(s) × \(jobs) thread(s)")
