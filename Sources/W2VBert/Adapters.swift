@@ -11,6 +11,9 @@ struct LoRAPG {
     let a: PG, b: PG
     let u: FPtr
     let rank: Int, scale: Float
+    /// hyper-lora: a, b (and their gradients) hold one factor pair per utterance ([maxB, r·in], [maxB, out·r]);
+    /// utterance b's rows of x are b·T ..< (b+1)·T with T = N / batch.
+    var utterances: UtteranceCount? = nil
 }
 
 struct AdaptedLinear {
@@ -22,7 +25,12 @@ struct AdaptedLinear {
          target: AdapterTarget, bias: Bool = true) {
         base = LinearPG(l, name, p, g, bias: bias, weight: c.generated[name + ".weight"])
         frozen = c.frozen
-        if c.adapter.adapts(target) {
+        if c.adapter.isHyper, c.adapter.adapts(target) {
+            let site = name.split(separator: ".").suffix(2).joined(separator: ".")
+            let f = c.hyperFactors[site]!
+            lora = LoRAPG(a: PG(w: f.a, g: f.ga), b: PG(w: f.b, g: f.gb), u: ar.take(n * c.adapter.rank),
+                          rank: c.adapter.rank, scale: c.adapter.scale, utterances: c.utterances)
+        } else if c.adapter.adapts(target) {
             let r = c.adapter.rank
             lora = LoRAPG(a: PG(l, name + ".lora_a", p, g), b: PG(l, name + ".lora_b", p, g), u: ar.take(n * r),
                           rank: r, scale: c.adapter.scale)
@@ -33,7 +41,13 @@ struct AdaptedLinear {
 
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         base.forward(y: y, x: x, n: n, inDim: inDim, outDim: outDim)
-        if let lora {
+        if let lora, let count = lora.utterances {
+            let r = lora.rank, t = n / count.batch
+            for b in 0..<count.batch {
+                loraForward(y: y + b * t * outDim, u: lora.u + b * t * r, x: x + b * t * inDim, a: lora.a.w + b * r * inDim,
+                            b: lora.b.w + b * outDim * r, scale: lora.scale, n: t, inDim: inDim, outDim: outDim, rank: r)
+            }
+        } else if let lora {
             loraForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, n: n, inDim: inDim,
                         outDim: outDim, rank: lora.rank)
         }
@@ -41,7 +55,14 @@ struct AdaptedLinear {
 
     /// Accumulates dx (and the trainable weights' gradients); `du` is [N, r] scratch.
     func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        if let lora {
+        if let lora, let count = lora.utterances {
+            let r = lora.rank, t = n / count.batch
+            for b in 0..<count.batch {
+                loraBackward(dx: dx + b * t * inDim, dA: lora.a.g + b * r * inDim, dB: lora.b.g + b * outDim * r, du: du + b * t * r,
+                             dy: dy + b * t * outDim, x: x + b * t * inDim, u: lora.u + b * t * r, a: lora.a.w + b * r * inDim,
+                             b: lora.b.w + b * outDim * r, scale: lora.scale, n: t, inDim: inDim, outDim: outDim, rank: r)
+            }
+        } else if let lora {
             loraBackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
                          scale: lora.scale, n: n, inDim: inDim, outDim: outDim, rank: lora.rank)
         }
@@ -57,6 +78,7 @@ struct AdaptedLinear {
 /// adapter tensors go (`export-hf`, or any consumer without LoRA). `params` is in `layout` order of
 /// `config`; returns the config without adapters and its parameters in that config's layout.
 public func mergeAdapters(config c: Config, layout l: ParameterLayout, params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
+    precondition(!c.adapter.isHyper, "hyper-lora factors are per utterance: nothing to merge")
     var plain = c
     plain.adapter.kind = .none
     plain.train.trainable = .all

@@ -17,7 +17,9 @@ public enum Schedule: String, Sendable, CaseIterable { case transformer, polynom
 public enum Hypernetwork: String, Sendable, CaseIterable {
     case none, ffn, ffnConv = "ffn+conv"
 }
-public enum AdapterKind: String, Sendable, CaseIterable { case none, lora }
+public enum AdapterKind: String, Sendable, CaseIterable { case none, lora, hyperLora = "hyper-lora" }
+/// Where hyper-lora's speaker vector comes from (issue 13): `signal`, a pooled encoder of the utterance.
+public enum AdapterSpeaker: String, Sendable, CaseIterable { case signal }
 public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
 /// A Linear layer of every Conformer block that can carry a LoRA adapter (`ffn.*` adapts both FFNs).
 public enum AdapterTarget: String, Sendable, CaseIterable {
@@ -31,7 +33,12 @@ public struct AdapterConfig: Sendable, Equatable {
     public var rank = 8                     // r
     public var alpha: Float = 16            // α (scale α/r)
     public var targets: [AdapterTarget] = [.attnQ, .attnV]
+    /// hyper-lora (issue 13): speaker vector s [speakerDim] and layer embedding e_l [layerDim].
+    public var speaker: AdapterSpeaker = .signal
+    public var speakerDim = 8
+    public var layerDim = 4
     public var scale: Float { alpha / Float(rank) }
+    public var isHyper: Bool { kind == .hyperLora }
     public func adapts(_ t: AdapterTarget) -> Bool { kind != .none && targets.contains(t) }
 }
 
@@ -407,6 +414,9 @@ public struct Config: Sendable, Equatable {
         choice("adapter.kind", \.adapter.kind),
         int("adapter.rank", \.adapter.rank),
         float("adapter.alpha", \.adapter.alpha),
+        choice("adapter.speaker", \.adapter.speaker),
+        int("adapter.speaker_dim", \.adapter.speakerDim),
+        int("adapter.layer_dim", \.adapter.layerDim),
         Key(name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" }, set: { c, s in
             let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
             var out: [AdapterTarget] = []
@@ -566,6 +576,10 @@ public struct Config: Sendable, Equatable {
             try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
             try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
             try check(!adapter.targets.isEmpty, "adapter.targets", "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
+        }
+        if adapter.isHyper {
+            try check(adapter.speakerDim >= 1, "adapter.speaker_dim", "must be ≥ 1")
+            try check(adapter.layerDim >= 1, "adapter.layer_dim", "must be ≥ 1")
         }
         try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
                   "'adapters' needs adapters (set adapter.kind, e.g. lora)")

@@ -14,6 +14,7 @@ struct ConformerStack {
     let heads, d: Int
     var dropped: [Bool]
     let hyper: HyperLayers              // hypernetwork layers (issue 13; empty unless model.hypernetwork)
+    let hyperLoRA: HyperLoRA            // speaker adapters (issue 13; empty unless adapter.kind = hyper-lora)
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         let bc = BlockConfig(c), n = cap.n, d = c.model.dim
@@ -35,9 +36,13 @@ struct ConformerStack {
         let names = (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" } + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
         let hyper = HyperLayers(l, p, g, a, config: c, blockNames: names)
         self.hyper = hyper
+        let hyperLoRA = HyperLoRA(l, p, g, a, config: c, maxBatch: cap.batch, blocks: names.count)
+        self.hyperLoRA = hyperLoRA
         let blocks = names.enumerated().map { i, name -> ConformerBlock in
             var bci = bc
             bci.generated = hyper.generated(block: i, name: name)
+            bci.hyperFactors = hyperLoRA.factors(block: i)
+            bci.utterances = hyperLoRA.count
             return ConformerBlock(l, name, p, g, a, n: n, c: bci, shaw: shaw, savedCount: saved)
         }
         contrastive = Array(blocks.prefix(c.model.contrastiveBlocks))
@@ -94,6 +99,7 @@ struct ConformerStack {
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
                 dCur.update(from: scratch.dRes, count: n * d)
                 hyper.backward(block: i)
+                hyperLoRA.backward(block: i)
             }
             try blockDone(i)
         }

@@ -88,7 +88,7 @@ public struct ParameterLayout: Sendable {
                 norm("\(p).ffn2.norm", d); blockLinear("\(p).ffn2.fc1", out: f, in: d); blockLinear("\(p).ffn2.fc2", out: d, in: f)
                 norm("\(p).norm", d)
                 // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
-                for (site, out, inDim) in ParameterLayout.adapterSites(c) {
+                for (site, out, inDim) in ParameterLayout.adapterSites(c) where c.adapter.kind == .lora {
                     add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
                     add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
                 }
@@ -108,6 +108,18 @@ public struct ParameterLayout: Sendable {
             for h in hyper {
                 add("hypernet.\(h.site).base", [h.outDim, h.inDim], h.initialization, decay: true)
                 add("hypernet.\(h.site).coef", [m.hyperDim, h.outDim, h.inDim], .zeros, decay: true)
+            }
+        }
+        // hyper-lora (issue 13): the speaker encoder s = tanh(proj · mean_t z) and the shared generator of every
+        // block's LoRA factors, A = Σ_k h_k·gen_a[k], B = Σ_k h_k·gen_b[k] with h = [s; e_l] (gen_b zeros).
+        if c.adapter.isHyper {
+            let a = c.adapter, h = a.speakerDim + a.layerDim
+            add("speaker.proj.weight", [a.speakerDim, d], .kaiming(fanIn: d), decay: true)
+            add("speaker.proj.bias", [a.speakerDim], .zeros, decay: false)
+            add("hyperlora.layer_embedding", [m.contrastiveBlocks + m.mlmBlocks, a.layerDim], .normal(std: 1), decay: false)
+            for (site, out, inDim) in ParameterLayout.adapterSites(c) {
+                add("hyperlora.\(site).gen_a", [h, a.rank, inDim], .kaiming(fanIn: inDim * h), decay: true)
+                add("hyperlora.\(site).gen_b", [h, out, a.rank], .zeros, decay: true)
             }
         }
         add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
@@ -163,7 +175,9 @@ public struct ParameterLayout: Sendable {
     }
 
     /// An adapter tensor (trained with train.trainable = adapters; absent from a plain model).
-    public static func isAdapter(_ name: String) -> Bool { name.hasSuffix(".lora_a") || name.hasSuffix(".lora_b") }
+    public static func isAdapter(_ name: String) -> Bool {
+        name.hasSuffix(".lora_a") || name.hasSuffix(".lora_b") || name.hasPrefix("hyperlora.") || name.hasPrefix("speaker.")
+    }
 
     /// Number of adapter parameters.
     public var adapterParameterCount: Int { entries.filter { ParameterLayout.isAdapter($0.name) }.reduce(0) { $0 + $1.count } }

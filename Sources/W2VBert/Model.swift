@@ -206,6 +206,8 @@ public final class W2VBertModel {
         // 3. Masking, context projection, positional convolution → x0.
         context.forward(z: encoder.z, frames: frames, shape, key: mb.key, given: noiseOverride?.maskNoise)
         // 4. Conformer blocks.
+        // Issue 13, hyper-lora: speaker vectors and every block's per-utterance LoRA factors from z.
+        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, batch: shape.b, t: shape.t)
         stack.drawLayerDrop(key: mb.key, probability: c.model.layerDrop, training: training, given: noiseOverride?.droppedBlocks)
         var rng = DropoutSource(stream: mb.key.stream(.dropout), given: training ? noiseOverride?.dropoutMasks : nil)
         stack.forward(x0: context.x0, lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
@@ -242,11 +244,19 @@ public final class W2VBertModel {
         // 4. Conformer blocks in reverse → dx0 (each block's bucket is ready as soon as it is done).
         try stack.backward(x0: context.x0, dm: mlmLoss.dm, dc: contrastiveLoss.dContext, frames: frames,
                            lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
-                           blockDone: { try gradientsReady(blocks - 1 - $0) })
+                           blockDone: { if !(c.baseFrozen && c.adapter.isHyper) { try gradientsReady(blocks - 1 - $0) } })
         // Base frozen (issue 13): nothing below the blocks is trained; skip sections 3–1.
-        if c.baseFrozen { return }
+        // (hyper-lora: its speaker encoder and generator, one range, are final after `finish`.)
+        if c.baseFrozen {
+            if c.adapter.isHyper {
+                stack.hyperLoRA.finish(dz: nil, lengths: frames.encoderLengths, t: shape.t)
+                try gradientsReady(0)
+            }
+            return
+        }
         // 3. Positional conv, context projection, masking → dz.
         zero(encoder.dz, n * d)
+        stack.hyperLoRA.finish(dz: encoder.dz, lengths: frames.encoderLengths, t: shape.t)   // issue 13, hyper-lora
         context.backward(dx0: stack.dCur, dz: encoder.dz, frames: frames, shape)
         // 2. Quantizer (straight-through targets and diversity) → dz at the masked rows.
         if S > 0 {

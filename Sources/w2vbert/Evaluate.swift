@@ -46,13 +46,15 @@ struct Embed: ParsableCommand {
     @Option(help: "Checkpoint folder (step-…) or run folder (its newest checkpoint).") var checkpoint: String
     @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
     @Option(help: "Output .npy file.") var out: String
-    @Option(help: "contrastive (after the last contrastive block) or mlm (after the last MLM block).") var layer = "mlm"
+    @Option(help: "contrastive (after the last contrastive block), mlm (after the last MLM block) or speaker (hyper-lora's speaker vector per file: [files, adapter.speaker_dim]).") var layer = "mlm"
     @Flag(help: "Run all inputs as one zero-padded batch (padding must not change the states of real frames).") var batch = false
     @Option(help: "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with PATH.lengths.npy.")
     var saveFeatures: String?
 
     func validate() throws {
-        guard layer == "mlm" || layer == "contrastive" else { throw ValidationError("--layer must be contrastive or mlm, not '\(layer)'") }
+        guard layer == "mlm" || layer == "contrastive" || layer == "speaker" else {
+            throw ValidationError("--layer must be contrastive, mlm or speaker, not '\(layer)'")
+        }
         guard !audio.isEmpty else { throw ValidationError("give at least one audio file") }
     }
 
@@ -86,6 +88,24 @@ struct Embed: ParsableCommand {
         do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
         for e in model.layout.entries {
             do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
+        }
+        if layer == "speaker" {
+            // Issue 13: one speaker vector per file, [files, speaker_dim].
+            guard config.adapter.isHyper else { throw ValidationError("\(dir): --layer speaker needs a checkpoint trained with adapter.kind = hyper-lora") }
+            let sd = config.adapter.speakerDim
+            var all: [Float] = []
+            for f in feats {
+                let len = [Int32(f.count / Config.melBins)]
+                f.withUnsafeBufferPointer { fp in
+                    len.withUnsafeBufferPointer { lp in
+                        let v = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: Int(len[0]), layer: .speaker)
+                        all += UnsafeBufferPointer(start: v, count: sd)
+                    }
+                }
+            }
+            do { try Npy.write(NpyArray(shape: [feats.count, sd], data: all), to: out) } catch { throw ValidationError("\(error)") }
+            print("embed: \(audio.count) file(s), layer speaker, speaker_dim = \(sd) → \(out)")
+            return
         }
         let d = config.model.dim
         var outputs: [[Float]] = []

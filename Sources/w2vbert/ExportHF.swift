@@ -29,6 +29,10 @@ struct ExportHF: ParsableCommand {
         for e in layout.entries {
             do { try file.read(e.name, shape: e.shape, into: params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
         }
+        // Issue 13: hyper-lora's factors depend on each utterance's speaker vector: nothing to merge.
+        if config.adapter.isHyper {
+            throw ValidationError("\(dir): cannot export to Hugging Face: adapter.kind = hyper-lora generates per-utterance LoRA factors that no plain model can hold")
+        }
         // Issue 13: LoRA adapters are merged into their Linear weights (W + (α/r)·B·A); HF gets a plain model.
         if config.adapter.kind != .none {
             let adapters = layout.adapterParameterCount

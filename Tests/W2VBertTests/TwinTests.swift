@@ -88,6 +88,10 @@ final class TwinTests: XCTestCase {
     func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
     /// Issue 13: hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
     func testFixtureGHypernetwork() throws { try check("fixture_g_hyper.safetensors") }
+    /// Issue 13, hyper-lora speaker adapters: 3 utterances with their own generated LoRA factors; every
+    /// gradient (speaker vector → feature encoder included) with the base trainable, and the frozen base.
+    func testFixtureHHyperLoRAAllGradients() throws { try check("fixture_h_hyperlora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureHHyperLoRAFrozenBase() throws { try check("fixture_h_hyperlora.safetensors") }
 }
 
 /// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.

@@ -40,6 +40,7 @@ def preset(name):
         "optimizer.weight_decay": 0.01, "optimizer.clip_norm": 1.0, "optimizer.max_steps": 20000,
         "adapter.kind": "none", "adapter.rank": 8, "adapter.alpha": 16.0, "adapter.targets": "attn.q,attn.v",
         "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
+        "adapter.speaker": "signal", "adapter.speaker_dim": 8, "adapter.layer_dim": 4,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -74,6 +75,9 @@ def add_lora(module, c, target, inp, out):
     """Issue 13: a LoRA adapter on a block's Linear, as parameters `<linear>.lora_a` [r, in] and
     `<linear>.lora_b` [out, r] when `adapter.targets` names it; `lin` applies y = x Wᵀ + b + (α/r)(x Aᵀ) Bᵀ."""
     module.lora_scale = None
+    module.hl_a = None   # hyper-lora: per-utterance factors [B, r, in], [B, out, r] set by W2VBert.generate_lora
+    if c["adapter.kind"] == "hyper-lora" and target in c["adapter.targets"].split(","):
+        module.hl_scale = c["adapter.alpha"] / c["adapter.rank"]
     if c["adapter.kind"] == "lora" and target in c["adapter.targets"].split(","):
         r = c["adapter.rank"]
         module.lora_a = nn.Parameter(torch.empty(r, inp))
@@ -88,7 +92,26 @@ def lin(module, x):
         y = y + module.bias
     if module.lora_scale is not None:
         y = y + module.lora_scale * ((x @ module.lora_a.t()) @ module.lora_b.t())
+    if module.hl_a is not None:   # x [B, T, in]: utterance b uses its own factors
+        y = y + module.hl_scale * torch.einsum("btr,bor->bto", torch.einsum("bti,bri->btr", x, module.hl_a), module.hl_b)
     return y
+
+
+def adapter_sites(c):
+    """The adapted Linear layers of a block (site, out, in), in the Swift layout's order."""
+    d, f, t = c["model.dim"], c["model.ffn_dim"], c["adapter.targets"].split(",")
+    out = []
+    for ffn in ("ffn1", "ffn2"):
+        if "ffn.fc1" in t:
+            out.append((f"{ffn}.fc1", f, d))
+        if "ffn.fc2" in t:
+            out.append((f"{ffn}.fc2", d, f))
+    out += [(f"attn.{w}", d, d) for w in ("q", "k", "v", "out") if f"attn.{w}" in t]
+    if "conv.pw1" in t:
+        out.append(("conv.pw1", 2 * d, d))
+    if "conv.pw2" in t:
+        out.append(("conv.pw2", d, d))
+    return out
 
 
 def hyper_sites(c):
@@ -278,6 +301,23 @@ class W2VBert(nn.Module):
         self.quantizer = Quantizer(c)
         self.contrastive_head = ContrastiveHead(c)
         self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
+        if c["adapter.kind"] == "hyper-lora":
+            # Issue 13, speaker adapters: s = tanh(proj · mean_t z); A, B = Σ_k [s; e_l]_k · gen_{a,b}[k]
+            S, E, r = c["adapter.speaker_dim"], c["adapter.layer_dim"], c["adapter.rank"]
+            L = c["model.contrastive_blocks"] + c["model.mlm_blocks"]
+            self.speaker = nn.Module()
+            self.speaker.proj = nn.Linear(d, S)
+            self.hyperlora = nn.Module()
+            self.hyperlora.layer_embedding = nn.Parameter(torch.empty(L, E))
+            self.lora_sites = adapter_sites(c)
+            for site, out, inp in self.lora_sites:
+                parent = self.hyperlora
+                for part in site.split("."):
+                    if not hasattr(parent, part):
+                        parent.add_module(part, nn.Module())
+                    parent = getattr(parent, part)
+                parent.gen_a = nn.Parameter(torch.empty(S + E, r, inp))
+                parent.gen_b = nn.Parameter(torch.empty(S + E, out, r))
         self.sites = hyper_sites(c)
         if self.sites:
             # Issue 13, hypernetwork layers: W_l = base + Σ_k e_l[k]·coef[k] (+ res_b·res_a per block)
@@ -304,6 +344,19 @@ class W2VBert(nn.Module):
     def blocks(self):
         return list(self.contrastive.blocks) + list(self.mlm.blocks)
 
+    def generate_lora(self, z, valid, lengths):
+        """hyper-lora: the speaker vectors [B, S] and every block's per-utterance LoRA factors."""
+        pooled = (z * valid[..., None]).sum(1) / lengths[:, None].to(z.dtype)
+        s = torch.tanh(self.speaker.proj(pooled))
+        for i, blk in enumerate(self.blocks()):
+            h = torch.cat([s, self.hyperlora.layer_embedding[i].expand(s.shape[0], -1)], 1)
+            for site, out, inp in self.lora_sites:
+                g = site_module(self.hyperlora, site)
+                lm = site_module(blk, site)
+                lm.hl_a = torch.einsum("bk,kri->bri", h, g.gen_a)
+                lm.hl_b = torch.einsum("bk,kor->bor", h, g.gen_b)
+        return s
+
     def generate(self):
         """Hypernetwork layers: every block's generated weights from its layer embedding."""
         for i, blk in enumerate(self.blocks()):
@@ -321,9 +374,9 @@ class W2VBert(nn.Module):
         """SPEC §7, §13, §14.4."""
         d = self.c["model.dim"]
         for name, p in self.named_parameters():
-            if name.endswith((".coef", ".res_b")):
+            if name.endswith((".coef", ".res_b", ".gen_b")):
                 p.zero_()
-            elif name == "hypernet.layer_embedding":
+            elif name in ("hypernet.layer_embedding", "hyperlora.layer_embedding"):
                 p.normal_(0, 1)
             elif name.endswith(".res_a"):
                 p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
@@ -359,6 +412,8 @@ class W2VBert(nn.Module):
         lengths = torch.tensor([encoder_length(c, int(n)) for n in t0])
         valid = torch.arange(T)[None, :] < lengths[:, None]
         mask = mask & valid
+        if c["adapter.kind"] == "hyper-lora":
+            self.generate_lora(z, valid, lengths)
         # masking
         x = z.clone()
         if c["mask.replacement"] == "learned":
@@ -422,7 +477,7 @@ class W2VBert(nn.Module):
 def no_decay(name):
     """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
-    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding") or parts[-1] in ("bias", "rel_key"):
+    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding") or parts[-1] in ("bias", "rel_key"):
         return True
     return len(parts) >= 2 and "norm" in parts[-2]
 
@@ -444,7 +499,7 @@ def tau_at(c, step):
 def trainable(model, c):
     """train.trainable: every parameter, or (adapters) the LoRA tensors only."""
     return [(n, p) for n, p in model.named_parameters()
-            if c["train.trainable"] == "all" or n.endswith((".lora_a", ".lora_b"))]
+            if c["train.trainable"] == "all" or n.endswith((".lora_a", ".lora_b")) or n.startswith(("hyperlora.", "speaker."))]
 
 
 def make_optimizer(model, c):
@@ -550,6 +605,17 @@ MICRO = {
         "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
         "optimizer.lr": 0.01, "optimizer.warmup": 2,
         "model.hypernetwork": "ffn+conv", "model.hyper_dim": 2, "model.hyper_rank": 2}),
+    # issue 13: hyper-lora speaker adapters (speaker vector from the signal, S = 3, E = 2, r = 2) on four
+    # Linear layers of 3 blocks, 3 utterances (each its own factors), layer drop of the middle block (given),
+    # base frozen (the trajectory trains the speaker encoder and the generator only)
+    "h_hyperlora": dict(preset="tiny", t0=[89, 64, 77], seed=7, dropped=[False, True, False], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 4, "model.pos_conv_groups": 2, "model.final_dim": 12, "model.layer_drop": 0.2,
+        "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
+        "adapter.kind": "hyper-lora", "adapter.rank": 2, "adapter.alpha": 3.0, "adapter.speaker_dim": 3,
+        "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2", "train.trainable": "adapters"}),
 }
 
 

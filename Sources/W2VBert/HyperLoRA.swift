@@ -1,0 +1,142 @@
+// Speaker adapters (issue 13, adapter.kind = hyper-lora, adapter.speaker = signal): a hypernetwork makes
+// every block's LoRA factors (for adapter.targets) from the utterance's speaker vector s [S] and a learned
+// layer embedding e_l [E]:
+//   s_b      = tanh(P · mean_{t < len_b} z_{b,t} + p)         P = speaker.proj.weight [S, d], z the feature encoder output
+//   h_{b,l}  = [s_b; e_l]  (H = S + E)                         e_l = hyperlora.layer_embedding[l]
+//   A_{b,l}  = Σ_k h_{b,l}[k] · gen_a[k]   [r, in]             gen_a = hyperlora.SITE.gen_a [H, r, in]
+//   B_{b,l}  = Σ_k h_{b,l}[k] · gen_b[k]   [out, r]            gen_b = hyperlora.SITE.gen_b [H, out, r] (zeros)
+//   y_b      = x_b·Wᵀ + b + (α/r)·(x_b·A_{b,l}ᵀ)·B_{b,l}ᵀ       per utterance b (its T rows), kernel Tensor/LoRA.swift
+// `generate` runs after the feature encoder (every forward and embed); the blocks' adapted Linear layers
+// accumulate dA_{b,l}, dB_{b,l}; `backward(block:)` (right after that block's backward) turns them into
+// gradients of gen_a, gen_b, e_l and ds_b; `finish` (after all blocks) takes ds through tanh and P into
+// P, p and (base trainable) dz. The generator is linear in h: cheap (one [B, H]·[H, r·(in+out)] GEMM per
+// block and site) and exactly mirrored.
+
+import Foundation
+import Tensor
+
+/// The number of utterances of the current micro-batch, shared by every hyper-lora Linear.
+final class UtteranceCount { var batch = 1 }
+
+/// One block's generated factors of one site, per utterance: A [maxB, r·in], B [maxB, out·r] and gradients.
+struct HyperLoRAFactors { let a, b, ga, gb: FPtr }
+
+struct HyperLoRA {
+    struct Site {
+        let site: String, outDim: Int, inDim: Int
+        let genA: PG, genB: PG
+        let factors: [HyperLoRAFactors]     // per block
+    }
+    let sites: [Site]
+    let proj: PG?, projBias: PG?, embedding: PG?
+    let count: UtteranceCount
+    let pooled, s, ds, h, dh: FPtr           // [maxB, d], [maxB, S], [maxB, S], [maxB, H], [maxB, H]
+    let speakerDim, layerDim, rank, d: Int
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ ar: Arena, config c: Config, maxBatch: Int, blocks: Int) {
+        let a = c.adapter
+        speakerDim = a.speakerDim; layerDim = a.layerDim; rank = a.rank; d = c.model.dim
+        count = UtteranceCount()
+        let on = a.isHyper
+        let H = speakerDim + layerDim, mb = on ? maxBatch : 0
+        proj = on ? PG(l, "speaker.proj.weight", p, g) : nil
+        projBias = on ? PG(l, "speaker.proj.bias", p, g) : nil
+        embedding = on ? PG(l, "hyperlora.layer_embedding", p, g) : nil
+        pooled = ar.take(mb * d); s = ar.take(mb * speakerDim); ds = ar.take(mb * speakerDim)
+        h = ar.take(mb * H); dh = ar.take(mb * H)
+        let r = a.rank
+        sites = !on ? [] : ParameterLayout.adapterSites(c).map { site, out, inDim in
+            Site(site: site, outDim: out, inDim: inDim,
+                 genA: PG(l, "hyperlora.\(site).gen_a", p, g), genB: PG(l, "hyperlora.\(site).gen_b", p, g),
+                 factors: (0..<blocks).map { _ in
+                     HyperLoRAFactors(a: ar.take(mb * r * inDim), b: ar.take(mb * out * r),
+                                      ga: ar.take(mb * r * inDim), gb: ar.take(mb * out * r))
+                 })
+        }
+    }
+
+    var enabled: Bool { proj != nil }
+
+    /// Block i's factors by site name ("attn.q", "ffn1.fc1", …).
+    func factors(block i: Int) -> [String: HyperLoRAFactors] {
+        var out: [String: HyperLoRAFactors] = [:]
+        for s in sites { out[s.site] = s.factors[i] }
+        return out
+    }
+
+    /// h_{b,l} = [s_b; e_l] for every utterance into `h`.
+    private func fillH(block i: Int, batch: Int) {
+        let H = speakerDim + layerDim
+        for b in 0..<batch {
+            (h + b * H).update(from: s + b * speakerDim, count: speakerDim)
+            (h + b * H + speakerDim).update(from: embedding!.w + i * layerDim, count: layerDim)
+        }
+    }
+
+    /// The speaker vectors and every block's factors for a micro-batch (z [B, T, d], encoder lengths).
+    func generate(z: CFPtr, lengths: UnsafePointer<Int32>, batch: Int, t: Int) {
+        guard let proj, let projBias else { return }
+        count.batch = batch
+        let S = speakerDim, H = speakerDim + layerDim
+        for b in 0..<batch {
+            let len = max(Int(lengths[b]), 1), m = pooled + b * d
+            zero(m, d)
+            for tt in 0..<len { let row = z + (b * t + tt) * d; for j in 0..<d { m[j] += row[j] } }
+            let inv = 1 / Float(len)
+            for j in 0..<d { m[j] *= inv }
+        }
+        gemm(transA: false, transB: true, m: batch, n: S, k: d, alpha: 1, a: pooled, lda: d, b: proj.w, ldb: d, beta: 0, c: s, ldc: S)
+        for b in 0..<batch { for k in 0..<S { s[b * S + k] = tanhf(s[b * S + k] + projBias.w[k]) } }
+        zero(ds, batch * S)
+        for i in 0..<(sites.first?.factors.count ?? 0) {
+            fillH(block: i, batch: batch)
+            for st in sites {
+                let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
+                gemm(transA: false, transB: false, m: batch, n: na, k: H, alpha: 1, a: h, lda: H, b: st.genA.w, ldb: na, beta: 0, c: f.a, ldc: na)
+                gemm(transA: false, transB: false, m: batch, n: nb, k: H, alpha: 1, a: h, lda: H, b: st.genB.w, ldb: nb, beta: 0, c: f.b, ldc: nb)
+                zero(f.ga, batch * na); zero(f.gb, batch * nb)
+            }
+        }
+    }
+
+    /// After block i's backward: dA, dB → gradients of gen_a, gen_b, e_i and ds.
+    func backward(block i: Int) {
+        guard let embedding else { return }
+        let batch = count.batch, S = speakerDim, H = speakerDim + layerDim
+        fillH(block: i, batch: batch)
+        zero(dh, batch * H)
+        for st in sites {
+            let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
+            // gen[H, n] += hᵀ[H, B]·dF[B, n];  dh[B, H] += dF[B, n]·genᵀ[n, H]
+            gemm(transA: true, transB: false, m: H, n: na, k: batch, alpha: 1, a: h, lda: H, b: f.ga, ldb: na, beta: 1, c: st.genA.g, ldc: na)
+            gemm(transA: true, transB: false, m: H, n: nb, k: batch, alpha: 1, a: h, lda: H, b: f.gb, ldb: nb, beta: 1, c: st.genB.g, ldc: nb)
+            gemm(transA: false, transB: true, m: batch, n: H, k: na, alpha: 1, a: f.ga, lda: na, b: st.genA.w, ldb: na, beta: 1, c: dh, ldc: H)
+            gemm(transA: false, transB: true, m: batch, n: H, k: nb, alpha: 1, a: f.gb, lda: nb, b: st.genB.w, ldb: nb, beta: 1, c: dh, ldc: H)
+            zero(f.ga, batch * na); zero(f.gb, batch * nb)
+        }
+        for b in 0..<batch {
+            for k in 0..<S { ds[b * S + k] += dh[b * H + k] }
+            for k in 0..<layerDim { embedding.g[i * layerDim + k] += dh[b * H + S + k] }
+        }
+    }
+
+    /// After all blocks: ds → gradients of the speaker encoder and, when `dz` is given, dz (accumulated) at
+    /// each utterance's valid frames (d mean / dz_t = 1/len).
+    func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) {
+        guard let proj, let projBias else { return }
+        let batch = count.batch, S = speakerDim
+        for b in 0..<batch { for k in 0..<S { let v = s[b * S + k]; ds[b * S + k] *= 1 - v * v } }
+        gemm(transA: true, transB: false, m: S, n: d, k: batch, alpha: 1, a: ds, lda: S, b: pooled, ldb: d, beta: 1, c: proj.g, ldc: d)
+        for b in 0..<batch { for k in 0..<S { projBias.g[k] += ds[b * S + k] } }
+        guard let dz else { return }
+        for b in 0..<batch {
+            let len = max(Int(lengths[b]), 1), inv = 1 / Float(len)
+            for j in 0..<d {
+                var acc: Float = 0
+                for k in 0..<S { acc += ds[b * S + k] * proj.w[k * d + j] }
+                let v = acc * inv
+                for tt in 0..<len { dz[(b * t + tt) * d + j] += v }
+            }
+        }
+    }
+}
