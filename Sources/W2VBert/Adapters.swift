@@ -42,11 +42,8 @@ struct AdaptedLinear {
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         base.forward(y: y, x: x, n: n, inDim: inDim, outDim: outDim)
         if let lora, let count = lora.utterances {
-            let r = lora.rank, t = n / count.batch
-            for b in 0..<count.batch {
-                loraForward(y: y + b * t * outDim, u: lora.u + b * t * r, x: x + b * t * inDim, a: lora.a.w + b * r * inDim,
-                            b: lora.b.w + b * outDim * r, scale: lora.scale, n: t, inDim: inDim, outDim: outDim, rank: r)
-            }
+            perUtteranceLoRAForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, batch: count.batch,
+                                    t: n / count.batch, inDim: inDim, outDim: outDim, rank: lora.rank)
         } else if let lora {
             loraForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, n: n, inDim: inDim,
                         outDim: outDim, rank: lora.rank)
@@ -56,12 +53,8 @@ struct AdaptedLinear {
     /// Accumulates dx (and the trainable weights' gradients); `du` is [N, r] scratch.
     func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         if let lora, let count = lora.utterances {
-            let r = lora.rank, t = n / count.batch
-            for b in 0..<count.batch {
-                loraBackward(dx: dx + b * t * inDim, dA: lora.a.g + b * r * inDim, dB: lora.b.g + b * outDim * r, du: du + b * t * r,
-                             dy: dy + b * t * outDim, x: x + b * t * inDim, u: lora.u + b * t * r, a: lora.a.w + b * r * inDim,
-                             b: lora.b.w + b * outDim * r, scale: lora.scale, n: t, inDim: inDim, outDim: outDim, rank: r)
-            }
+            perUtteranceLoRABackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
+                                     scale: lora.scale, batch: count.batch, t: n / count.batch, inDim: inDim, outDim: outDim, rank: lora.rank)
         } else if let lora {
             loraBackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
                          scale: lora.scale, n: n, inDim: inDim, outDim: outDim, rank: lora.rank)

@@ -12,7 +12,6 @@
 // P, p and (base trainable) dz. The generator is linear in h: cheap (one [B, H]·[H, r·(in+out)] GEMM per
 // block and site) and exactly mirrored.
 
-import Foundation
 import Tensor
 
 /// The number of utterances of the current micro-batch, shared by every hyper-lora Linear.
@@ -77,23 +76,15 @@ struct HyperLoRA {
     func generate(z: CFPtr, lengths: UnsafePointer<Int32>, batch: Int, t: Int) {
         guard let proj, let projBias else { return }
         count.batch = batch
-        let S = speakerDim, H = speakerDim + layerDim
-        for b in 0..<batch {
-            let len = max(Int(lengths[b]), 1), m = pooled + b * d
-            zero(m, d)
-            for tt in 0..<len { let row = z + (b * t + tt) * d; for j in 0..<d { m[j] += row[j] } }
-            let inv = 1 / Float(len)
-            for j in 0..<d { m[j] *= inv }
-        }
-        gemm(transA: false, transB: true, m: batch, n: S, k: d, alpha: 1, a: pooled, lda: d, b: proj.w, ldb: d, beta: 0, c: s, ldc: S)
-        for b in 0..<batch { for k in 0..<S { s[b * S + k] = tanhf(s[b * S + k] + projBias.w[k]) } }
-        zero(ds, batch * S)
+        let H = speakerDim + layerDim
+        speakerEncoderForward(s: s, pooled: pooled, z: z, lengths: lengths, weight: proj.w, bias: projBias.w, batch: batch, t: t, d: d, dim: speakerDim)
+        zero(ds, batch * speakerDim)
         for i in 0..<(sites.first?.factors.count ?? 0) {
             fillH(block: i, batch: batch)
             for st in sites {
                 let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
-                gemm(transA: false, transB: false, m: batch, n: na, k: H, alpha: 1, a: h, lda: H, b: st.genA.w, ldb: na, beta: 0, c: f.a, ldc: na)
-                gemm(transA: false, transB: false, m: batch, n: nb, k: H, alpha: 1, a: h, lda: H, b: st.genB.w, ldb: nb, beta: 0, c: f.b, ldc: nb)
+                hyperFactorsForward(f: f.a, h: h, gen: st.genA.w, batch: batch, hDim: H, count: na)
+                hyperFactorsForward(f: f.b, h: h, gen: st.genB.w, batch: batch, hDim: H, count: nb)
                 zero(f.ga, batch * na); zero(f.gb, batch * nb)
             }
         }
@@ -107,11 +98,8 @@ struct HyperLoRA {
         zero(dh, batch * H)
         for st in sites {
             let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
-            // gen[H, n] += hᵀ[H, B]·dF[B, n];  dh[B, H] += dF[B, n]·genᵀ[n, H]
-            gemm(transA: true, transB: false, m: H, n: na, k: batch, alpha: 1, a: h, lda: H, b: f.ga, ldb: na, beta: 1, c: st.genA.g, ldc: na)
-            gemm(transA: true, transB: false, m: H, n: nb, k: batch, alpha: 1, a: h, lda: H, b: f.gb, ldb: nb, beta: 1, c: st.genB.g, ldc: nb)
-            gemm(transA: false, transB: true, m: batch, n: H, k: na, alpha: 1, a: f.ga, lda: na, b: st.genA.w, ldb: na, beta: 1, c: dh, ldc: H)
-            gemm(transA: false, transB: true, m: batch, n: H, k: nb, alpha: 1, a: f.gb, lda: nb, b: st.genB.w, ldb: nb, beta: 1, c: dh, ldc: H)
+            hyperFactorsBackward(dGen: st.genA.g, dh: dh, dF: f.ga, h: h, gen: st.genA.w, batch: batch, hDim: H, count: na)
+            hyperFactorsBackward(dGen: st.genB.g, dh: dh, dF: f.gb, h: h, gen: st.genB.w, batch: batch, hDim: H, count: nb)
             zero(f.ga, batch * na); zero(f.gb, batch * nb)
         }
         for b in 0..<batch {
@@ -124,19 +112,7 @@ struct HyperLoRA {
     /// each utterance's valid frames (d mean / dz_t = 1/len).
     func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) {
         guard let proj, let projBias else { return }
-        let batch = count.batch, S = speakerDim
-        for b in 0..<batch { for k in 0..<S { let v = s[b * S + k]; ds[b * S + k] *= 1 - v * v } }
-        gemm(transA: true, transB: false, m: S, n: d, k: batch, alpha: 1, a: ds, lda: S, b: pooled, ldb: d, beta: 1, c: proj.g, ldc: d)
-        for b in 0..<batch { for k in 0..<S { projBias.g[k] += ds[b * S + k] } }
-        guard let dz else { return }
-        for b in 0..<batch {
-            let len = max(Int(lengths[b]), 1), inv = 1 / Float(len)
-            for j in 0..<d {
-                var acc: Float = 0
-                for k in 0..<S { acc += ds[b * S + k] * proj.w[k * d + j] }
-                let v = acc * inv
-                for tt in 0..<len { dz[(b * t + tt) * d + j] += v }
-            }
-        }
+        speakerEncoderBackward(dz: dz, dWeight: proj.g, dBias: projBias.g, ds: ds, s: s, pooled: pooled, weight: proj.w,
+                               lengths: lengths, batch: count.batch, t: t, d: d, dim: speakerDim)
     }
 }

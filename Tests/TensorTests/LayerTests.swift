@@ -315,3 +315,58 @@ final class HyperWeightTests: XCTestCase {
         }
     }
 }
+
+/// Issue 13, hyper-lora: speaker encoder (mean over valid frames → Linear → tanh), linear factor generator
+/// from [s; e] and per-utterance LoRA, composed as in the model, against the Double reference; gradients of
+/// z, the encoder's weight and bias, e, gen_a, gen_b and x by finite differences (backward twice = 2× once).
+final class HyperLoRAKernelTests: XCTestCase {
+    func testChain() {
+        var rng = TestRNG(21)
+        for (batch, t, d, S, E, i, o, r, lens) in [(3, 4, 5, 2, 2, 6, 3, 2, [4, 2, 3]), (1, 3, 3, 1, 1, 2, 2, 1, [3]), (2, 5, 4, 3, 2, 4, 5, 3, [1, 5])] {
+            let H = S + E, sc = 1.5
+            let z = rng.uniform(batch * t * d), w = rng.uniform(S * d), bias = rng.uniform(S), e = rng.uniform(E)
+            let ga = rng.uniform(H * r * i), gb = rng.uniform(H * o * r), x = rng.uniform(batch * t * i)
+            let ref: ([[Double]]) -> [Double] = {
+                HyperLoRAReference.forward(z: $0[0], lengths: lens, weight: $0[1], bias: $0[2], e: $0[3], genA: $0[4], genB: $0[5],
+                                           x: $0[6], scale: sc, batch: batch, t: t, d: d, dim: S, inDim: i, outDim: o, rank: r)
+            }
+            let L = FloatBuffer(count: batch)   // lengths as Int32 (FloatBuffer memory reinterpreted)
+            let lp = UnsafeMutableRawPointer(L.ptr).assumingMemoryBound(to: Int32.self)
+            for b in 0..<batch { lp[b] = Int32(lens[b]) }
+            func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> ([Float], [[Float]]) {
+                let Z = FloatBuffer(f[0]), W = FloatBuffer(f[1]), Bi = FloatBuffer(f[2]), GA = FloatBuffer(f[4]), Gb = FloatBuffer(f[5]), X = FloatBuffer(f[6])
+                let s = FloatBuffer(count: batch * S), pooled = FloatBuffer(count: batch * d), h = FloatBuffer(count: batch * H)
+                let A = FloatBuffer(count: batch * r * i), B = FloatBuffer(count: batch * o * r)
+                let y = FloatBuffer(count: batch * t * o), u = FloatBuffer(count: batch * t * r)
+                speakerEncoderForward(s: s.ptr, pooled: pooled.ptr, z: Z.ptr, lengths: lp, weight: W.ptr, bias: Bi.ptr, batch: batch, t: t, d: d, dim: S)
+                for b in 0..<batch { for k in 0..<S { h.ptr[b * H + k] = s.ptr[b * S + k] }; for k in 0..<E { h.ptr[b * H + S + k] = f[3][k] } }
+                hyperFactorsForward(f: A.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
+                hyperFactorsForward(f: B.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
+                perUtteranceLoRAForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: B.ptr, scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
+                guard let dy else { withExtendedLifetime((Z, W, Bi, GA, Gb, X, s, pooled, h, A, B, u)) {}; return (y.array, []) }
+                let DY = FloatBuffer(dy)
+                let dz = FloatBuffer(count: Z.count), dw = FloatBuffer(count: W.count), db = FloatBuffer(count: S), de = FloatBuffer(count: E)
+                let dga = FloatBuffer(count: GA.count), dgb = FloatBuffer(count: Gb.count), dx = FloatBuffer(count: X.count)
+                let dA = FloatBuffer(count: A.count), dB = FloatBuffer(count: B.count), du = FloatBuffer(count: u.count)
+                let dh = FloatBuffer(count: batch * H), ds = FloatBuffer(count: batch * S)
+                for _ in 0..<times {
+                    dA.zero(); dB.zero(); dh.zero()
+                    perUtteranceLoRABackward(dx: dx.ptr, dA: dA.ptr, dB: dB.ptr, du: du.ptr, dy: DY.ptr, x: X.ptr, u: u.ptr, a: A.ptr, b: B.ptr,
+                                             scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
+                    hyperFactorsBackward(dGen: dga.ptr, dh: dh.ptr, dF: dA.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
+                    hyperFactorsBackward(dGen: dgb.ptr, dh: dh.ptr, dF: dB.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
+                    for b in 0..<batch { for k in 0..<S { ds.ptr[b * S + k] = dh.ptr[b * H + k] }; for k in 0..<E { de.ptr[k] += dh.ptr[b * H + S + k] } }
+                    speakerEncoderBackward(dz: dz.ptr, dWeight: dw.ptr, dBias: db.ptr, ds: ds.ptr, s: s.ptr, pooled: pooled.ptr, weight: W.ptr,
+                                           lengths: lp, batch: batch, t: t, d: d, dim: S)
+                }
+                withExtendedLifetime((Z, W, Bi, GA, Gb, X, s, pooled, h, A, B, u, DY, du)) {}
+                return (y.array, [dz.array, dw.array, db.array, de.array, dga.array, dgb.array, dx.array])
+            }
+            assertClose(run([z, w, bias, e, ga, gb, x].map(\.floats), nil, 0).0, ref([z, w, bias, e, ga, gb, x].map { $0.floats.doubles }),
+                        rtol: 1e-5, atol: 1e-5, "hyper-lora forward")
+            checkGradients(inputs: [z, w, bias, e, ga, gb, x], outputCount: batch * t * o, reference: ref,
+                           analytic: { run($0, $1, $2).1 }, "hyper-lora chain B\(batch) T\(t) d\(d) S\(S) E\(E) \(i)->\(o) r\(r)")
+            withExtendedLifetime(L) {}
+        }
+    }
+}

@@ -89,3 +89,39 @@ extension DistributedTrainingTests {
         XCTAssert(pa["hypernet.ffn1.fc1.coef"]!.contains { $0 != 0 })
     }
 }
+
+extension DistributedTrainingTests {
+    /// hyper-lora speaker adapters (issue 13) with the base frozen: 2 ranks = 1 rank × update_freq 2 bit for
+    /// bit, exact resume, base tensors equal their seed initialisation, optimizer state for adapters only.
+    func testHyperLoRAEquivalenceResumeBaseFrozen() throws {
+        let over = ["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.alpha=4", "adapter.speaker_dim=4",
+                    "adapter.layer_dim=2", "adapter.targets=attn.q,ffn.fc1,conv.pw2", "train.trainable=adapters", "optimizer.lr=0.01"]
+        let hl = over.flatMap { ["--set", $0] }
+        let a = temp("hl2"), b = temp("hl1"), r = temp("hlres")
+        try train(ranks: 2, runDir: a, steps: 5, extra: hl)
+        try train(ranks: 1, runDir: b, steps: 5, extra: hl + ["--set", "train.update_freq=2"])
+        try train(ranks: 2, runDir: r, steps: 3, extra: hl)
+        try train(ranks: 2, runDir: r, steps: 5, extra: hl)
+        let pa = try parameters(a, step: 5), pb = try parameters(b, step: 5), pr = try parameters(r, step: 5)
+        let (d, name) = maxRelativeDifference(pa, pb)
+        print("hyper-lora equivalence: 2 ranks vs 1 rank × update_freq 2 after 5 steps: max relative difference \(d) (\(name))")
+        XCTAssertEqual(d, 0, "hyper-lora: 2 ranks vs update_freq 2, worst tensor \(name)")
+        for (k, v) in pa { XCTAssert(v == pr[k]!, "resumed tensor \(k) is not bit-identical") }
+        let c = try Config.load(preset: "tiny", overrides: over)
+        let l = ParameterLayout(config: c)
+        let init0 = FloatBuffer(count: l.count)
+        l.initialize(init0.ptr, seed: c.train.seed)
+        XCTAssertEqual(Set(pa.keys), Set(l.entries.map(\.name)))
+        var moved: [String] = []
+        for e in l.entries {
+            let start = Array(UnsafeBufferPointer(start: init0.ptr + e.offset, count: e.count))
+            if ParameterLayout.isAdapter(e.name) { if pa[e.name]! != start { moved.append(e.name) } }
+            else { XCTAssert(pa[e.name]! == start, "base tensor \(e.name) changed") }
+        }
+        // speaker.proj.{weight,bias}, the layer embedding and gen_a/gen_b of 4 sites (ffn1.fc1, ffn2.fc1, attn.q, conv.pw2)
+        XCTAssertEqual(moved.count, 2 + 1 + 4 * 2, "every hyper-lora tensor trains: \(moved)")
+        let opt = try SafeTensors.open(path: a + "/checkpoints/" + CheckpointManager.directoryName(step: 5) + "/optimizer.safetensors")
+        XCTAssertEqual(Set(opt.entries.keys.map { String($0.split(separator: ".", maxSplits: 1)[1]) }).count, 11, "optimizer state for the adapters only")
+        XCTAssert(opt.entries.keys.allSatisfy { ParameterLayout.isAdapter(String($0.split(separator: ".", maxSplits: 1)[1])) })
+    }
+}

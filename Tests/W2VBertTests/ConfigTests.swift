@@ -131,6 +131,45 @@ final class AdapterConfigTests: XCTestCase {
     }
 }
 
+/// Issue 13: hyper-lora speaker-adapter keys and layout.
+final class HyperLoRAConfigTests: XCTestCase {
+    func testKeysAndLayout() throws {
+        func key(_ o: [String]) -> String? {
+            var c = try! Config.preset("tiny")
+            do { try c.apply(overrides: o); return nil } catch let e as ConfigError { return e.key } catch { return "?" }
+        }
+        XCTAssertEqual(key(["adapter.kind=hyper-lora", "adapter.speaker_dim=0"]), "adapter.speaker_dim")
+        XCTAssertEqual(key(["adapter.kind=hyper-lora", "adapter.layer_dim=0"]), "adapter.layer_dim")
+        XCTAssertEqual(key(["adapter.kind=hyper-lora", "adapter.speaker=voice"]), "adapter.speaker")
+        XCTAssertEqual(key(["adapter.kind=hyper-lora", "adapter.rank=0"]), "adapter.rank")
+        XCTAssertEqual(key(["adapter.kind=hyper-lora", "model.hypernetwork=ffn"]), "model.hypernetwork")
+        XCTAssertNil(key(["adapter.kind=hyper-lora", "train.trainable=adapters"]))
+        var c = try Config.load(preset: "tiny", overrides: ["adapter.kind=hyper-lora", "adapter.rank=4", "adapter.alpha=8",
+                                                             "adapter.speaker_dim=5", "adapter.layer_dim=3",
+                                                             "adapter.targets=attn.q,conv.pw1", "train.trainable=adapters"])
+        var back = Config()
+        try back.apply(yaml: c.yaml)
+        XCTAssertEqual(back, c)
+        let l = ParameterLayout(config: c), plain = ParameterLayout(config: try Config.preset("tiny"))
+        // speaker.proj [5, 144] + [5]; layer embedding [4, 3]; per site gen_a [H, r, in], gen_b [H, out, r], H = 8.
+        let n = 5 * 144 + 5 + 4 * 3 + 8 * 4 * (144 + 144) + 8 * 4 * (144 + 288)
+        XCTAssertEqual(l.adapterParameterCount, n)
+        XCTAssertEqual(l.parameterCount, plain.parameterCount + n)
+        XCTAssertEqual(l.entry("hyperlora.conv.pw1.gen_b").shape, [8, 288, 4])
+        XCTAssertEqual(l.entry("hyperlora.attn.q.gen_a").shape, [8, 4, 144])
+        XCTAssertNil(l["mlm.blocks.0.attn.q.lora_a"])
+        // The adapters are one contiguous trainable range (after the blocks); gen_b starts at 0.
+        let r = l.trainableRanges(c)
+        XCTAssertEqual(r.count, 1)
+        for e in l.entries { XCTAssertEqual(r.contains { $0.contains(e.offset) }, ParameterLayout.isAdapter(e.name), e.name) }
+        let p = FloatBuffer(count: l.count)
+        l.initialize(p.ptr, seed: 3)
+        XCTAssert(UnsafeBufferPointer(start: p.ptr + l.entry("hyperlora.attn.q.gen_b").offset, count: 8 * 144 * 4).allSatisfy { $0 == 0 })
+        c.train.trainable = .all
+        XCTAssertEqual(l.trainableRanges(c), [0..<l.count])
+    }
+}
+
 /// Issue 13: hypernetwork keys and layout.
 final class HypernetworkConfigTests: XCTestCase {
     func testKeysAndLayout() throws {
