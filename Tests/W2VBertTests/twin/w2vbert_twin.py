@@ -3,7 +3,7 @@
 
 Parameter names and layouts are SPEC §13's. Two modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper}.safetensors (float64 reference values
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
