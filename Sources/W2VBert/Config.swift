@@ -7,6 +7,7 @@
 // `train.lr` and `train.warmup` are aliases of `optimizer.lr` and `optimizer.warmup` (one stored value;
 // the resolved YAML writes it under `optimizer` only).
 
+import Tensor
 import Yams
 
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
@@ -103,6 +104,16 @@ public struct CodebookConfig: Sendable, Equatable {
     public var revive = true
 }
 
+/// How a rank computes (issue 10). Not part of the model: checkpoints are interchangeable between
+/// precisions and thread counts.
+public struct ComputeConfig: Sendable, Equatable {
+    /// fp32: every matrix product in f32. bf16: matrix products take bf16 operands with f32 accumulation;
+    /// everything else (weights, gradients, optimizer state, norms, softmax, losses, all-reduces) stays f32.
+    public var precision: Precision = .fp32
+    /// Threads inside a rank (0 = the CPUs this rank may run on; 1 under mpirun with a rank per core).
+    public var threads = 0
+}
+
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let key: String
     public let message: String
@@ -119,6 +130,7 @@ public struct Config: Sendable, Equatable {
     public var train = TrainConfig()
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
+    public var compute = ComputeConfig()
 
     public init() {}
 
@@ -327,6 +339,9 @@ public struct Config: Sendable, Equatable {
         Key(name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
             set: { $0.codebook.deadThreshold = try parseDouble("codebook.dead_threshold", $1) }, serialised: true),
         bool("codebook.revive", \.codebook.revive),
+
+        choice("compute.precision", \.compute.precision),
+        int("compute.threads", \.compute.threads),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }
@@ -340,7 +355,7 @@ public struct Config: Sendable, Equatable {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook)"
+        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, compute)"
                                               : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
@@ -466,6 +481,7 @@ public struct Config: Sendable, Equatable {
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
         try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
+        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }
 
