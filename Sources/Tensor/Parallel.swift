@@ -29,3 +29,19 @@ public func parallelFor(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
         body(count * lo / parts, count * hi / parts)
     }
 }
+
+/// Values per part of threaded elementwise loops: a multiple of 16 (the widest SIMD), large enough that a
+/// part costs far more than waking a worker.
+public let elementChunk = 16_384
+
+/// body(start, count) over [0, n) in chunks of `elementChunk` spread over the pool; chunk boundaries do not
+/// depend on the thread count, so elementwise results are the same on any number of threads.
+@inline(__always)
+public func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) {
+    if n <= elementChunk { if n > 0 { body(0, n) }; return }
+    let chunks = (n + elementChunk - 1) / elementChunk
+    parallelFor(chunks) { lo, hi in
+        let s = lo * elementChunk, e = min(hi * elementChunk, n)
+        body(s, e - s)
+    }
+}

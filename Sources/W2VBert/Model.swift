@@ -222,7 +222,8 @@ public final class W2VBertModel {
         // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
         let rope = position == .rope ? 2 * capN * d : 0
         let savedCount = c.model.heads * capN * capT + rope
-        let attWork = capT * capT + capT * max(attShape.relCount, 1) + rope
+        // issue 10: one attention workspace per thread (AttentionShape.workspaceCount's layout).
+        let attWork = attShape.perThreadWorkspace * Compute.threads + rope
         // conv2d frontend: conv1 output rows Σ_b H1 ≤ B·T0/2.
         let h1 = max(0, (maxFrames - 3) / 2 + 1)
         let rows1 = max(h1, min(maxBatch * h1, total / 2 + maxBatch))

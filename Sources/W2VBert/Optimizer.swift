@@ -50,11 +50,13 @@ public final class Optimizer {
         let invSqrtBc2 = Float(1 / bc2.squareRoot())
         let eps = config.optimizer.eps, wd = config.optimizer.weightDecay
         let p = params.ptr, g = grads.ptr, mm = m.ptr, vv = v.ptr, dm = decayMask.ptr
-        for i in 0..<n {
-            p[i] *= 1 - lr * wd * dm[i]
-            mm[i] = b1 * mm[i] + (1 - b1) * g[i]
-            vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
-            p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+        parallelChunks(n) { lo, cnt in   // elementwise: the same result on any number of threads
+            for i in lo..<(lo + cnt) {
+                p[i] *= 1 - lr * wd * dm[i]
+                mm[i] = b1 * mm[i] + (1 - b1) * g[i]
+                vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
+                p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+            }
         }
         step += 1
         return norm

@@ -99,3 +99,81 @@ final class EngineTests: XCTestCase {
         }
     }
 }
+
+/// Threaded kernels give exactly the one-thread results (each output element is computed by one thread with
+/// the same arithmetic; column sums keep their row order).
+final class ThreadedKernelTests: XCTestCase {
+    override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
+
+    /// Runs `body` (which fills and returns its outputs) with 1 and with 2 and 3 threads; all must be equal.
+    func same(_ what: String, _ body: () -> [Float]) {
+        Compute.configure(precision: .fp32, threads: 1)
+        let one = body()
+        for t in [2, 3] {
+            Compute.configure(precision: .fp32, threads: t)
+            let many = body()
+            XCTAssertEqual(one.count, many.count)
+            let diff = zip(one, many).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertEqual(diff, 0, "\(what): \(t) threads differ from 1 by \(diff)")
+        }
+    }
+
+    func testElementwiseNormSoftmaxAttention() {
+        var rng = TestRNG(21)
+        let n = 300, c = 96, count = 70_000
+        let x = rng.uniform(n * c, -3, 3).floats, dy = rng.uniform(n * c).floats, w = rng.uniform(c).floats, bb = rng.uniform(c).floats
+        let big = rng.uniform(count, -4, 4).floats, bigDy = rng.uniform(count).floats
+        same("swish") {
+            let y = FloatBuffer(count: count), dx = FloatBuffer(bigDy)
+            let X = FloatBuffer(big), DY = FloatBuffer(bigDy)
+            swishForward(y: y.ptr, x: X.ptr, n: count)
+            swishBackward(dx: dx.ptr, dy: DY.ptr, x: X.ptr, n: count)
+            axpy(dx.ptr, y.ptr, alpha: 0.3, n: count)
+            return y.array + dx.array
+        }
+        same("glu") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c / 2), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
+            gluForward(y: y.ptr, x: X.ptr, n: n, c: c / 2)
+            gluBackward(dx: dx.ptr, dy: DY.ptr, x: X.ptr, n: n, c: c / 2)
+            return y.array + dx.array
+        }
+        same("layernorm") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
+            let W = FloatBuffer(w), B = FloatBuffer(bb), DY = FloatBuffer(dy)
+            let dx = FloatBuffer(count: n * c), dw = FloatBuffer(count: c), db = FloatBuffer(count: c)
+            layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, c: c)
+            layerNormBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                              mean: mean.ptr, rstd: rstd.ptr, n: n, c: c)
+            return y.array + dx.array + dw.array + db.array
+        }
+        same("softmax") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
+            softmaxForward(y: y.ptr, x: X.ptr, n: n, v: c)
+            softmaxBackward(dx: dx.ptr, dy: DY.ptr, y: y.ptr, n: n, v: c)
+            return y.array + dx.array
+        }
+        for position in [AttentionPosition.none, .rope, .shaw(left: 4, right: 2)] {
+            let b = 3, t = 37, d = 32, h = 4
+            let q = rng.uniform(b * t * d).floats, k = rng.uniform(b * t * d).floats, v = rng.uniform(b * t * d).floats
+            let dO = rng.uniform(b * t * d).floats, rel = rng.uniform(7 * (d / h)).floats
+            let lengths: [Int32] = [37, 20, 31]
+            same("attention \(position)") {
+                // The workspace is sized for the configured thread count, as the model does at start-up.
+                let shape = AttentionShape(b: b, t: t, d: d, heads: h, position: position)
+                let Q = FloatBuffer(q), K = FloatBuffer(k), V = FloatBuffer(v), DO = FloatBuffer(dO), R = FloatBuffer(rel)
+                let out = FloatBuffer(count: b * t * d), saved = FloatBuffer(count: shape.savedCount)
+                let work = FloatBuffer(count: shape.workspaceCount)
+                let dq = FloatBuffer(count: b * t * d), dk = FloatBuffer(count: b * t * d), dv = FloatBuffer(count: b * t * d)
+                let dR = FloatBuffer(count: rel.count)
+                let shaw = shape.relCount > 0
+                lengths.withUnsafeBufferPointer { lp in
+                    attentionForward(out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                                     relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                }
+                attentionBackward(dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil, work: work.ptr, dOut: DO.ptr,
+                                  saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
+                return out.array + dq.array + dk.array + dv.array + dR.array
+            }
+        }
+    }
+}
