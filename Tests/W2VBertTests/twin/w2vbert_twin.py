@@ -273,9 +273,9 @@ class W2VBert(nn.Module):
         # masking
         x = z.clone()
         if c["mask.replacement"] == "learned":
-            x[mask] = self.mask_embedding.expand(int(mask.sum()), d)
+            x[mask] = self.mask_embedding.expand(int(mask.sum()), d).to(x.dtype)
         else:
-            x[mask] = noise_mask
+            x[mask] = noise_mask.to(x.dtype)  # (a no-op in fp32; under autocast z is bf16)
         x = self.context_proj(x)
         if c["model.position"] == "conv":
             x = x * valid[..., None]
