@@ -1,4 +1,10 @@
 // The rank's thread pool (see include/ccompute.h).
+//
+// Parts are claimed dynamically under a mutex: the caller and every awake worker take the next unclaimed
+// part until none is left, and the caller then waits only for parts already being run. A worker that the
+// OS has not scheduled (other processes on the cores) therefore never holds up a job: the caller runs its
+// part. Which part covers which range is fixed by the part index alone, so results do not depend on which
+// thread ran it.
 #define _GNU_SOURCE
 #include "ccompute.h"
 #include <pthread.h>
@@ -9,31 +15,51 @@
 extern void omp_set_num_threads(int);
 
 #define MAX_THREADS 256
-#define SPIN_ROUNDS 40000   /* ~0.1–0.3 ms of pause before a worker sleeps */
+#define SPIN_ROUNDS 20000   /* pauses before a waiting worker sleeps */
 
 static int g_threads = 1;
-static int g_started = 0;                 // workers started (1..g_started)
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_started = 0;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;     // guards the job fields and claims
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-static atomic_long g_generation;          // bumped per job
-static atomic_int g_pending;              // parts not yet finished by workers
+static atomic_long g_generation;                            // bumped per job (read without the lock to spin)
+static atomic_long g_done;                                  // parts of the current job finished
+static long g_next;                                         // next unclaimed part (under g_mu)
 static w2v_range_fn g_fn;
 static void *g_ctx;
 static long g_n;
-static int g_parts;
+static long g_parts;
 static __thread int t_in_task;
-static long g_created_generation;         // written before pthread_create, read by the new worker
 
-static void run_part(int part) {
-    long lo = g_n * part / g_parts, hi = g_n * (part + 1) / g_parts;
-    if (lo < hi) g_fn(g_ctx, lo, hi);
+// Claims one part of job `gen` (returns 0 when none is left or the job is over).
+static int claim(long gen, w2v_range_fn *fn, void **ctx, long *lo, long *hi) {
+    int ok = 0;
+    pthread_mutex_lock(&g_mu);
+    if (atomic_load_explicit(&g_generation, memory_order_relaxed) == gen && g_next < g_parts) {
+        long p = g_next++;
+        *fn = g_fn; *ctx = g_ctx;
+        *lo = g_n * p / g_parts; *hi = g_n * (p + 1) / g_parts;
+        ok = 1;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return ok;
+}
+
+static void run_claimed(long gen) {
+    w2v_range_fn fn; void *ctx; long lo, hi;
+    while (claim(gen, &fn, &ctx, &lo, &hi)) {
+        if (lo < hi) fn(ctx, lo, hi);
+        atomic_fetch_add_explicit(&g_done, 1, memory_order_acq_rel);
+    }
 }
 
 static void *worker(void *arg) {
-    int id = (int)(long)arg;   // 1..threads-1
+    (void)arg;
     omp_set_num_threads(1);    // oneDNN/OpenMP calls made from a worker stay on that worker
     t_in_task = 1;
-    long seen = g_created_generation;  // the generation when this worker was created (no job in between)
+    long seen = 0;
+    pthread_mutex_lock(&g_mu);
+    seen = atomic_load(&g_generation);
+    pthread_mutex_unlock(&g_mu);
     for (;;) {
         long gen;
         int spins = 0;
@@ -46,8 +72,7 @@ static void *worker(void *arg) {
             break;
         }
         seen = gen;
-        if (id < g_parts) run_part(id);
-        atomic_fetch_sub_explicit(&g_pending, 1, memory_order_acq_rel);  // every started worker acknowledges
+        run_claimed(gen);
     }
     return NULL;
 }
@@ -55,13 +80,12 @@ static void *worker(void *arg) {
 void w2v_pool_set_threads(int threads) {
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    g_created_generation = atomic_load(&g_generation);
     while (g_started < threads - 1) {
         pthread_t th;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &attr, worker, (void *)(long)(g_started + 1)) != 0) { pthread_attr_destroy(&attr); break; }
+        if (pthread_create(&th, &attr, worker, NULL) != 0) { pthread_attr_destroy(&attr); break; }
         pthread_attr_destroy(&attr);
         g_started++;
     }
@@ -73,20 +97,22 @@ int w2v_pool_in_task(void) { return t_in_task; }
 
 void w2v_pool_run(long n, void *ctx, w2v_range_fn fn) {
     if (n <= 0) return;
-    int parts = g_threads < n ? g_threads : (int)n;
+    // Up to 4 parts per thread: an idle thread takes over the parts of one that the OS has descheduled.
+    long parts = (long)g_threads * 4 < n ? (long)g_threads * 4 : n;
     if (parts <= 1 || t_in_task) { fn(ctx, 0, n); return; }
-    g_fn = fn; g_ctx = ctx; g_n = n; g_parts = parts;
-    // Every started worker wakes and acknowledges every job (those with id ≥ parts run nothing), so no
-    // worker can still be reading this job's fields when the next one is posted.
-    atomic_store_explicit(&g_pending, g_started, memory_order_relaxed);
     pthread_mutex_lock(&g_mu);
-    atomic_fetch_add_explicit(&g_generation, 1, memory_order_release);
+    g_fn = fn; g_ctx = ctx; g_n = n; g_parts = parts; g_next = 0;
+    atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+    long gen = atomic_fetch_add_explicit(&g_generation, 1, memory_order_release) + 1;
     pthread_cond_broadcast(&g_cv);
     pthread_mutex_unlock(&g_mu);
     t_in_task = 1;
-    run_part(0);
+    run_claimed(gen);
     t_in_task = 0;
-    while (atomic_load_explicit(&g_pending, memory_order_acquire) > 0) _mm_pause();
+    // Wait for the parts workers claimed. Spin, then yield the core.
+    for (long spins = 0; atomic_load_explicit(&g_done, memory_order_acquire) < parts; spins++) {
+        if (spins < 4000) _mm_pause(); else sched_yield();
+    }
 }
 
 int w2v_affinity_cpus(void) {
