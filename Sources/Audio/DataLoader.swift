@@ -1,5 +1,6 @@
 // The background loader: `workers` threads (default 1) take this rank's micro-batches of the global data
-// order (DataSampler) in sequence, decode + resample each utterance, crop it as planned, compute its fbank
+// order (DataSampler) in sequence, decode + resample each utterance's planned crop (only that stretch:
+// `AudioDecoder.load(path:range:)` seeks into long recordings), compute its fbank
 // and CMVN, and hand finished micro-batches to the consumer strictly in sequence order, at most `prefetch`
 // ahead of it, while the model computes. The consumer calls `next()`; the time it spends blocked there is
 // measured (`stats.waitSeconds`). The same machinery runs over a fixed list of planned micro-batches
@@ -23,9 +24,8 @@
 //                               sharding: Sharding(worldSize: W, rank: r, updateFreq: U), start: cursor)
 //   for step in ... { for _ in 0..<U {
 //       let mb = try loader.next()                        // [B, T0, 80] + frames
-//       let (lens, T) = mb.encoderLengths(L)
 //       var rng = mb.randomStream(seed: seed, step: step, purpose: .mask)
-//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: lens, paddedLength: T, stream: &rng)
+//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: mb.frames.map(L), paddedLength: L(mb.maxFrames), stream: &rng)
 //       ... } ; checkpoint cursor = last mb.resumeCursor }
 
 import Foundation
@@ -46,10 +46,11 @@ public struct MicroBatch: Sendable {
     public let failed: [String]           // files of this batch that could not be loaded (dropped)
     public var batchSize: Int { frames.count }
 
-    /// Encoder-frame lengths L per utterance and the padded length, for SpanMasker (the mapping is the
-    /// model's: conv2d ((T0 − 1)/2 − 1)/2, stack T0/2).
-    public func encoderLengths(_ encoderLength: (Int) -> Int) -> (lengths: [Int], padded: Int) {
-        (frames.map(encoderLength), encoderLength(maxFrames))
+    public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float], frames: [Int],
+                utterances: [Int], paths: [String], offsets: [Int], failed: [String]) {
+        self.epoch = epoch; self.index = index; self.resumeCursor = resumeCursor; self.numBins = numBins
+        self.maxFrames = maxFrames; self.features = features; self.frames = frames; self.utterances = utterances
+        self.paths = paths; self.offsets = offsets; self.failed = failed
     }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
@@ -184,9 +185,10 @@ final class LoaderState: @unchecked Sendable {
             if known { failed.append(path); continue }
             let samples: [Float]
             do {
-                samples = try AudioDecoder.load(path: path, quality: options.quality)
-                if fbankFrameCount(samples: min(samples.count - it.offset, it.samples)) == 0 {
-                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples, the manifest says \(manifest.entries[it.utterance].samples)")
+                // Only the planned crop is decoded (seeking into long recordings; Decoder.swift).
+                samples = try AudioDecoder.load(path: path, range: it.offset..<(it.offset + it.samples), quality: options.quality)
+                if fbankFrameCount(samples: samples.count) == 0 {
+                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples at offset \(it.offset), the manifest says the file has \(manifest.entries[it.utterance].samples)")
                 }
             } catch {
                 failed.append(path)
@@ -194,12 +196,12 @@ final class LoaderState: @unchecked Sendable {
                 try markBad(it.utterance, path, error)
                 continue
             }
-            let n = min(samples.count - it.offset, it.samples)
+            let n = min(samples.count, it.samples)
             let T = fbankFrameCount(samples: n)
             var f = [Float](repeating: 0, count: T * F)
             samples.withUnsafeBufferPointer { s in
                 f.withUnsafeMutableBufferPointer { o in
-                    fbank.compute(s.baseAddress! + it.offset, count: n, into: o.baseAddress!)
+                    fbank.compute(s.baseAddress!, count: n, into: o.baseAddress!)
                     if options.cmvn { applyCMVN(o.baseAddress!, frames: T, bins: F) }
                 }
             }
@@ -280,7 +282,7 @@ public final class DataLoader: @unchecked Sendable {
         case .success(let batch):
             s.stats.batches += 1
             s.stats.utterances += batch.batchSize
-            s.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * 0.01
+            s.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * fbankFrameSeconds
             return batch
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import W2VBert
 
 /// Rank 0's checkpoints (ARCHITECTURE "Rank 0: checkpoints"):
 /// `RUN/checkpoints/step-00001000/{model.safetensors, optimizer.safetensors, trainer.json}`, written into
@@ -10,13 +11,31 @@ public struct CheckpointTensors {
     /// Canonical names and shapes, in buffer order; `offsets[i]` is entry i's first float.
     public let entries: [TensorEntry]
     public let offsets: [Int]
-    public init(entries: [TensorEntry], offsets: [Int]) { self.entries = entries; self.offsets = offsets }
+    /// Entry i's first float in the Adam moment buffers, nil for a frozen tensor (no optimizer state,
+    /// nothing in optimizer.safetensors). Default: the same offsets (every tensor trained).
+    public let stateOffsets: [Int?]
+    public init(entries: [TensorEntry], offsets: [Int], stateOffsets: [Int?]? = nil) {
+        self.entries = entries; self.offsets = offsets; self.stateOffsets = stateOffsets ?? offsets
+    }
+    /// Indices of the entries with optimizer state.
+    var stateIndices: [Int] { entries.indices.filter { stateOffsets[$0] != nil } }
+}
+
+extension CheckpointTensors {
+    /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
+    /// state (issue 13). The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    public init(layout: ParameterLayout, config: Config) {
+        let ranges = layout.trainableRanges(config)
+        self.init(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
+                  offsets: layout.entries.map { $0.offset },
+                  stateOffsets: layout.entries.map { Optimizer.stateOffset(ranges: ranges, layoutOffset: $0.offset) })
+    }
 }
 
 public struct LoadedCheckpoint {
     public let directory: String
     public let step: Int
-    public let trainerState: [String: Any]
+    public let state: TrainerState
     public let warnings: [String]
 }
 
@@ -49,7 +68,7 @@ public final class CheckpointManager {
     /// Writes a checkpoint; returns its folder.
     @discardableResult
     public func save(step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
-                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, trainerState: [String: Any],
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState,
                      validLoss: Double? = nil) throws -> String {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let name = CheckpointManager.directoryName(step: step)
@@ -61,16 +80,16 @@ public final class CheckpointManager {
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
             parameters + tensors.offsets[$0]
         }
-        let optEntries = tensors.entries.map { TensorEntry(name: "exp_avg." + $0.name, shape: $0.shape) }
-            + tensors.entries.map { TensorEntry(name: "exp_avg_sq." + $0.name, shape: $0.shape) }
-        let n = tensors.entries.count
+        let st = tensors.stateIndices
+        let optEntries = st.map { TensorEntry(name: "exp_avg." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+            + st.map { TensorEntry(name: "exp_avg_sq." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+        let n = st.count
         try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
-            $0 < n ? adamM + tensors.offsets[$0] : adamV + tensors.offsets[$0 - n]
+            $0 < n ? adamM + tensors.stateOffsets[st[$0]]! : adamV + tensors.stateOffsets[st[$0 - n]]!
         }
-        var state = trainerState
-        state["step"] = step
-        let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys, .prettyPrinted])
-        try writeDurably(json, to: tmp + "/trainer.json")
+        var state = state
+        state.step = step
+        try writeDurably(try state.encoded(), to: tmp + "/trainer.json")
         fsyncDirectory(tmp)
         try? FileManager.default.removeItem(atPath: final)
         try FileManager.default.moveItem(atPath: tmp, toPath: final)
@@ -78,8 +97,8 @@ public final class CheckpointManager {
         try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
         if let validLoss, validLoss.isFinite {
             let best = bestRecord()
-            if best == nil || validLoss < best!.loss {
-                let b = try JSONSerialization.data(withJSONObject: ["step": step, "valid_loss": validLoss, "directory": name])
+            if best == nil || validLoss < best!.validLoss {
+                let b = try JSONEncoder().encode(BestCheckpoint(step: step, validLoss: validLoss, directory: name))
                 try writeDurably(b, to: root + "/best.json")
             }
         }
@@ -87,17 +106,16 @@ public final class CheckpointManager {
         return final
     }
 
-    public func bestRecord() -> (step: Int, loss: Double, name: String)? {
-        guard let d = FileManager.default.contents(atPath: root + "/best.json"),
-              let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-              let s = o["step"] as? Int, let l = o["valid_loss"] as? Double, let n = o["directory"] as? String else { return nil }
-        return (s, l, n)
+    /// best.json, or nil when there is none or it does not decode (it is rewritten at the next validation).
+    public func bestRecord() -> BestCheckpoint? {
+        guard let d = FileManager.default.contents(atPath: root + "/best.json") else { return nil }
+        return try? JSONDecoder().decode(BestCheckpoint.self, from: d)
     }
 
     /// Keeps the newest `keepLast` and the best.
     public func prune() {
         let all = list()
-        let best = bestRecord()?.name
+        let best = bestRecord()?.directory
         for (i, c) in all.enumerated() where i >= keepLast {
             if (c.directory as NSString).lastPathComponent == best { continue }
             try? FileManager.default.removeItem(atPath: c.directory)
@@ -105,15 +123,14 @@ public final class CheckpointManager {
     }
 
     /// Validates a checkpoint folder completely and returns its parsed parts (nothing is copied yet).
-    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: [String: Any]) {
-        guard let d = FileManager.default.contents(atPath: directory + "/trainer.json"),
-              let state = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any], state["step"] is Int else {
-            throw SafeTensorsError(path: directory + "/trainer.json", problem: "missing or not valid JSON with a step")
-        }
+    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: TrainerState) {
+        let state = try TrainerState.read(path: directory + "/trainer.json")
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
-        for e in tensors.entries {
-            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
+        for (i, e) in tensors.entries.enumerated() {
+            let wanted = tensors.stateOffsets[i] == nil ? [(model, e.name)]
+                : [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)]
+            for (file, name) in wanted {
                 guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
                 guard got.shape == e.shape else {
                     throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
@@ -137,10 +154,11 @@ public final class CheckpointManager {
                 let (model, opt, state) = try validate(directory: dir, tensors: tensors)
                 for (i, e) in tensors.entries.enumerated() {
                     try model.read(e.name, shape: e.shape, into: parameters + tensors.offsets[i])
-                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + tensors.offsets[i])
-                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + tensors.offsets[i])
+                    guard let so = tensors.stateOffsets[i] else { continue }
+                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + so)
+                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + so)
                 }
-                return LoadedCheckpoint(directory: dir, step: state["step"] as! Int, trainerState: state, warnings: warnings)
+                return LoadedCheckpoint(directory: dir, step: state.step, state: state, warnings: warnings)
             } catch {
                 warnings.append("checkpoint \(dir) is unusable: \(error); falling back to the previous one")
             }

@@ -17,12 +17,17 @@ public final class MetricsLog {
     }
     deinit { try? handle.close() }
 
-    public func write(_ record: [String: Any]) {
+    public func write(_ record: [String: Any]) throws {
         var r = record
         r["time"] = Date().timeIntervalSince1970
         // Non-finite numbers are not JSON: write them as strings so the line still parses.
         for (k, v) in r { if let d = v as? Double, !d.isFinite { r[k] = "\(d)" } }
-        guard let data = try? JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]) else { return }
-        handle.write(data + Data([0x0a]))
+        guard JSONSerialization.isValidJSONObject(r) else {
+            throw SafeTensorsError(path: path, problem: "a \(r["kind"] ?? "metrics") record cannot be written as JSON: \(r)")
+        }
+        let data = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
+        do { try handle.write(contentsOf: data + Data([0x0a])) } catch {
+            throw SafeTensorsError(path: path, problem: "cannot append a record: \(error)")
+        }
     }
 }

@@ -14,10 +14,33 @@ public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
+/// Hypernetwork layers (issue 13): which named weights of every block one shared generator produces.
+public enum Hypernetwork: String, Sendable, CaseIterable {
+    case none, ffn, ffnConv = "ffn+conv"
+}
+public enum AdapterKind: String, Sendable, CaseIterable { case none, lora }
+public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
+/// A Linear layer of every Conformer block that can carry a LoRA adapter (`ffn.*` adapts both FFNs).
+public enum AdapterTarget: String, Sendable, CaseIterable {
+    case attnQ = "attn.q", attnK = "attn.k", attnV = "attn.v", attnOut = "attn.out"
+    case ffnFc1 = "ffn.fc1", ffnFc2 = "ffn.fc2", convPw1 = "conv.pw1", convPw2 = "conv.pw2"
+}
+
+/// LoRA adapters on the Conformer blocks' Linear layers (issue 13): y += (α/r)·B(A x), A [r, in], B [out, r].
+public struct AdapterConfig: Sendable, Equatable {
+    public var kind: AdapterKind = .none
+    public var rank = 8                     // r
+    public var alpha: Float = 16            // α (scale α/r)
+    public var targets: [AdapterTarget] = [.attnQ, .attnV]
+    public var scale: Float { alpha / Float(rank) }
+    public func adapts(_ t: AdapterTarget) -> Bool { kind != .none && targets.contains(t) }
+}
 
 public struct ModelConfig: Sendable, Equatable {
     public var frontend: Frontend = .conv2d
     public var frontendChannels = 32        // C
+    /// LayerNorm(d) after the front-end projection (SPEC §3). Off in the Hugging Face family (`*2` presets).
+    public var frontendNorm = true
     public var dim = 144                    // d
     public var heads = 4                    // h
     public var ffnDim = 576                 // f
@@ -25,6 +48,13 @@ public struct ModelConfig: Sendable, Equatable {
     public var causalConv = false
     public var contrastiveBlocks = 2        // N
     public var mlmBlocks = 2                // M
+    /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
+    public var contextProj = true
+    /// Hypernetwork layers (issue 13): `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
+    /// also pw1/pw2, as W_l = base + Σ_k e_l[k]·coef[k] (+ B_l·A_l) from a learned layer embedding e_l.
+    public var hypernetwork: Hypernetwork = .none
+    public var hyperDim = 2                 // E, the layer embedding's size
+    public var hyperRank = 0                // rank of the optional per-layer residual B_l·A_l (0: none)
     public var position: Position = .conv
     public var posConvKernel = 32           // P
     public var posConvGroups = 4            // Gp
@@ -88,6 +118,7 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxConsecutiveSkips = 5      // non-finite steps in a row before the run aborts (exit 76)
     public var maxBadFraction: Double = 0.01 // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0             // validation micro-batches per rank (0 = the whole valid set)
+    public var trainable: Trainable = .all  // adapters: the base model is frozen (issue 13)
 }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
@@ -130,9 +161,14 @@ public struct Config: Sendable, Equatable {
     public var train = TrainConfig()
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
+    public var adapter = AdapterConfig()
     public var compute = ComputeConfig()
 
     public init() {}
+
+    /// The base model is frozen (train.trainable = adapters): only adapter tensors get gradients,
+    /// optimizer state and all-reduce.
+    public var baseFrozen: Bool { train.trainable == .adapters }
 
     // MARK: Derived sizes
 
@@ -143,10 +179,15 @@ public struct Config: Sendable, Equatable {
         case .stack: return t0 / 2
         }
     }
-    /// Frequency bins after the two stride-2 convolutions: ⌊(⌊(80−1)/2⌋ − 1)/2⌋ = 19.
+    /// Log-mel bins of a fbank frame (SPEC §2).
     public static let melBins = 80
-    public static let convFreq = ((80 - 1) / 2 - 1) / 2
-    public var encoderInputDim: Int { model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : 2 * Config.melBins }
+    /// Frequency bins after the first stride-2 convolution: ⌊(80−3)/2⌋ + 1 = 39.
+    public static let convFreq1 = (melBins - 3) / 2 + 1
+    /// Frequency bins after the two stride-2 convolutions: ⌊(⌊(80−1)/2⌋ − 1)/2⌋ = 19.
+    public static let convFreq = ((melBins - 1) / 2 - 1) / 2
+    /// Values per frame of the stack front end (two frames side by side).
+    public static let stackedBins = 2 * melBins
+    public var encoderInputDim: Int { model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : Config.stackedBins }
     public var headDim: Int { model.dim / model.heads }
 
     /// τ for the optimizer update `step` (0-based; SPEC §7, §14.12).
@@ -170,7 +211,16 @@ public struct Config: Sendable, Equatable {
 
     // MARK: Presets (SPEC §12, §14.13, §14.16)
 
-    public static let presetNames = ["tiny", "small", "base", "xl"]
+    public static let presetNames = ["tiny", "small", "base", "xl", "tiny2", "small2", "base2", "w2v-bert-2.0"]
+
+    /// The Hugging Face family (`Wav2Vec2BertModel` one to one; README "From pre-training to fine-tuning"):
+    /// stack front end without the LayerNorm(d), no context projection, Shaw relative keys (64 left,
+    /// 8 right), causal depthwise convolution, learned mask embedding (HF's `masked_spec_embed`).
+    static func huggingFaceFamily(_ c: inout Config) {
+        c.model.frontend = .stack; c.model.frontendNorm = false; c.model.contextProj = false
+        c.model.position = .shaw; c.model.shawLeft = 64; c.model.shawRight = 8; c.model.causalConv = true
+        c.mask.replacement = .learned
+    }
 
     public static func preset(_ name: String) throws -> Config {
         var c = Config()
@@ -178,6 +228,26 @@ public struct Config: Sendable, Equatable {
             c.model.frontendChannels = C; c.model.dim = d; c.model.heads = h; c.model.ffnDim = f
             c.model.convKernel = k; c.model.contrastiveBlocks = n; c.model.mlmBlocks = m
             c.quantizer.groups = 1; c.quantizer.entries = v; c.quantizer.dim = dq; c.model.finalDim = fin
+        }
+        if name.hasSuffix("2") || name == "w2v-bert-2.0" {
+            // tiny2, small2, base2: the sizes and training settings of tiny, small, base in the HF family.
+            // w2v-bert-2.0: transformers' Wav2Vec2BertConfig defaults (d 1024, 24 layers, 16 heads, f 4096,
+            // k 31) split as fairseq2's w2v-BERT 600m: 8 contrastive + 16 MLM blocks, quantizer 1 × 1024,
+            // D 1024, final 768, τ (2.0, 0.1, 0.999995); xl's optimiser settings.
+            if name == "w2v-bert-2.0" {
+                c = try preset("xl")
+                set(c.model.frontendChannels, 1024, 16, 4096, 31, 8, 16, 1024, 1024, 768)
+                c.loss.diversityWeight = 0.2
+            } else {
+                let base = String(name.dropLast())
+                guard ["tiny", "small", "base"].contains(base) else {
+                    throw ConfigError("preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
+                }
+                c = try preset(base)
+            }
+            huggingFaceFamily(&c)
+            try c.validate()
+            return c
         }
         switch name {
         case "tiny":
@@ -261,6 +331,7 @@ public struct Config: Sendable, Equatable {
     nonisolated(unsafe) static let keys: [Key] = [
         choice("model.frontend", \.model.frontend),
         int("model.frontend_channels", \.model.frontendChannels),
+        bool("model.frontend_norm", \.model.frontendNorm),
         int("model.dim", \.model.dim),
         int("model.heads", \.model.heads),
         int("model.ffn_dim", \.model.ffnDim),
@@ -268,7 +339,11 @@ public struct Config: Sendable, Equatable {
         bool("model.causal_conv", \.model.causalConv),
         int("model.contrastive_blocks", \.model.contrastiveBlocks),
         int("model.mlm_blocks", \.model.mlmBlocks),
+        bool("model.context_proj", \.model.contextProj),
         choice("model.position", \.model.position),
+        choice("model.hypernetwork", \.model.hypernetwork),
+        int("model.hyper_dim", \.model.hyperDim),
+        int("model.hyper_rank", \.model.hyperRank),
         int("model.pos_conv_kernel", \.model.posConvKernel),
         int("model.pos_conv_groups", \.model.posConvGroups),
         int("model.shaw_left", \.model.shawLeft),
@@ -329,6 +404,7 @@ public struct Config: Sendable, Equatable {
         Key(name: "train.max_bad_fraction", get: { "\($0.train.maxBadFraction)" },
             set: { $0.train.maxBadFraction = try parseDouble("train.max_bad_fraction", $1) }, serialised: true),
         int("train.valid_batches", \.train.validBatches),
+        choice("train.trainable", \.train.trainable),
 
         Key(name: "dist.timeout", get: { "\($0.dist.timeout)" },
             set: { $0.dist.timeout = try parseDouble("dist.timeout", $1) }, serialised: true),
@@ -339,6 +415,21 @@ public struct Config: Sendable, Equatable {
         Key(name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
             set: { $0.codebook.deadThreshold = try parseDouble("codebook.dead_threshold", $1) }, serialised: true),
         bool("codebook.revive", \.codebook.revive),
+
+        choice("adapter.kind", \.adapter.kind),
+        int("adapter.rank", \.adapter.rank),
+        float("adapter.alpha", \.adapter.alpha),
+        Key(name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" }, set: { c, s in
+            let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            var out: [AdapterTarget] = []
+            for p in parts {
+                guard let t = AdapterTarget(rawValue: p) else {
+                    throw ConfigError("adapter.targets", "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                if !out.contains(t) { out.append(t) }
+            }
+            c.adapter.targets = out
+        }, serialised: true),
 
         choice("compute.precision", \.compute.precision),
         int("compute.threads", \.compute.threads),
@@ -355,7 +446,7 @@ public struct Config: Sendable, Equatable {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, compute)"
+        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
                                               : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
@@ -481,6 +572,18 @@ public struct Config: Sendable, Equatable {
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
         try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
+        if m.hypernetwork != .none {
+            try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
+            try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
+            try check(adapter.kind == .none, "model.hypernetwork", "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+        }
+        if adapter.kind != .none {
+            try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
+            try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
+            try check(!adapter.targets.isEmpty, "adapter.targets", "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
+        }
+        try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
+                  "'adapters' needs adapters (set adapter.kind, e.g. lora)")
         try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }

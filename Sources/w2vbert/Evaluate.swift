@@ -15,11 +15,9 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
         }
         checkpoint = newest
     }
-    guard let data = FileManager.default.contents(atPath: checkpoint + "/trainer.json"),
-          let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let yaml = state["config"] as? String else {
-        throw ValidationError("\(checkpoint)/trainer.json: missing or without the resolved config")
-    }
-    do { return (try Config.load(yaml: [yaml], overrides: overrides), checkpoint) }
+    let state: TrainerState
+    do { state = try TrainerState.read(path: checkpoint + "/trainer.json") } catch { throw ValidationError("\(error)") }
+    do { return (try Config.load(yaml: [state.config], overrides: overrides), checkpoint) }
     catch { throw ValidationError("\(checkpoint)/trainer.json: \(error)") }
 }
 
@@ -50,6 +48,9 @@ struct Embed: ParsableCommand {
     @Option(help: "Output .npy file.") var out: String
     @Option(help: "contrastive (after the last contrastive block) or mlm (after the last MLM block).") var layer = "mlm"
     @Option(name: .customLong("set"), help: "Override one key, e.g. compute.precision=bf16 (repeatable).") var overrides: [String] = []
+    @Flag(help: "Run all inputs as one zero-padded batch (padding must not change the states of real frames).") var batch = false
+    @Option(help: "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with PATH.lengths.npy.")
+    var saveFeatures: String?
 
     func validate() throws {
         guard layer == "mlm" || layer == "contrastive" else { throw ValidationError("--layer must be contrastive or mlm, not '\(layer)'") }
@@ -71,7 +72,17 @@ struct Embed: ParsableCommand {
             feats.append(f)
         }
         let maxT0 = feats.map { $0.count / Config.melBins }.max()!
-        let model = W2VBertModel(config: config, maxBatch: 1, maxFrames: maxT0)
+        let t0s = feats.map { $0.count / Config.melBins }
+        var padded = [Float](repeating: 0, count: feats.count * maxT0 * Config.melBins)
+        for (i, f) in feats.enumerated() { for j in 0..<f.count { padded[i * maxT0 * Config.melBins + j] = f[j] } }
+        if let path = saveFeatures {
+            let stem = path.hasSuffix(".npy") ? String(path.dropLast(4)) : path
+            do {
+                try Npy.write(NpyArray(shape: [feats.count, maxT0, Config.melBins], data: padded), to: path)
+                try Npy.write(NpyArray(shape: [feats.count], data: t0s.map(Float.init)), to: stem + ".lengths.npy")
+            } catch { throw ValidationError("\(error)") }
+        }
+        let model = W2VBertModel(config: config, maxBatch: batch ? feats.count : 1, maxFrames: maxT0)
         let file: SafeTensors.File
         do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
         for e in model.layout.entries {
@@ -79,7 +90,23 @@ struct Embed: ParsableCommand {
         }
         let d = config.model.dim
         var outputs: [[Float]] = []
-        for f in feats {
+        if batch {
+            // One padded batch: [N, T_max, d]; each utterance keeps its encoderLength(T0) rows.
+            let tMax = config.encoderLength(t0: maxT0)
+            let lens = t0s.map { Int32($0) }
+            let all: [Float] = padded.withUnsafeBufferPointer { fp in
+                lens.withUnsafeBufferPointer { lp in
+                    let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: feats.count, frames: maxT0,
+                                        layer: layer == "mlm" ? .mlm : .contrastive)
+                    return Array(UnsafeBufferPointer(start: h, count: feats.count * tMax * d))
+                }
+            }
+            for (i, t0) in t0s.enumerated() {
+                let t = config.encoderLength(t0: t0)
+                outputs.append(Array(all[(i * tMax * d)..<(i * tMax * d + t * d)]))
+            }
+        }
+        for f in feats where !batch {
             let t0 = f.count / Config.melBins, t = config.encoderLength(t0: t0)
             let len = [Int32(t0)]
             let states: [Float] = f.withUnsafeBufferPointer { fp in
@@ -118,20 +145,24 @@ struct Inspect: ParsableCommand {
         let runDir = isCheckpoint ? ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent : dir
         let (config, ckpt) = try runConfig(dir, overrides: [])
         let layout = ParameterLayout(config: config)
-        let ct = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) }, offsets: layout.entries.map { $0.offset })
+        let ct = CheckpointTensors(layout: layout, config: config)
         let m = CheckpointManager(runDirectory: runDir, keepLast: 1)
         print("run: \(runDir)")
         print("model: \(config.model.dim)-d, \(config.model.contrastiveBlocks)+\(config.model.mlmBlocks) blocks, \(config.quantizer.groups)×\(config.quantizer.entries) codes, \(layout.parameterCount) parameters")
-        print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.name) valid loss \(String(format: "%.4f", $0.loss))" } ?? "none")):")
+        if config.adapter.kind != .none {
+            let n = layout.adapterParameterCount
+            print(String(format: "adapters: %@ rank %d α %g on %@: %d parameters (%.2f %%), train.trainable %@", config.adapter.kind.rawValue,
+                         config.adapter.rank, config.adapter.alpha, config.adapter.targets.map(\.rawValue).joined(separator: ","),
+                         n, 100 * Double(n) / Double(layout.parameterCount), config.train.trainable.rawValue))
+        }
+        print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.directory) valid loss \(String(format: "%.4f", $0.validLoss))" } ?? "none")):")
         for c in m.list() {
             let status: String
             do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch { status = "CORRUPT: \(error)" }
             print("  \((c.directory as NSString).lastPathComponent)  \(status)")
         }
-        if let data = FileManager.default.contents(atPath: ckpt + "/trainer.json"),
-           let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
-            let keys = ["step", "optimizer_step", "epoch", "micro_batch", "world_size", "update_freq", "tau", "lr", "valid_loss"]
-            print("state of \((ckpt as NSString).lastPathComponent): " + keys.compactMap { k in state[k].map { "\(k) \($0)" } }.joined(separator: ", "))
+        if let s = try? TrainerState.read(path: ckpt + "/trainer.json") {
+            print("state of \((ckpt as NSString).lastPathComponent): step \(s.step), optimizer_step \(s.optimizerStep), epoch \(s.epoch), micro_batch \(s.microBatch), world_size \(s.worldSize), update_freq \(s.updateFreq), tau \(s.tau), lr \(s.lr)" + (s.validLoss.map { ", valid_loss \($0)" } ?? ""))
         }
         if tensors, let f = try? SafeTensors.open(path: ckpt + "/model.safetensors") {
             for e in layout.entries {
@@ -156,15 +187,24 @@ struct Compare: ParsableCommand {
     @Argument(help: "Checkpoint or run folder A.") var a: String
     @Argument(help: "Checkpoint or run folder B (the reference).") var b: String
     @Option(help: "Tolerance.") var rtol = 1e-5
+    @Flag(help: "Compare only the tensors both hold (e.g. a LoRA run's base tensors against the checkpoint it started from).")
+    var common = false
 
     func run() throws {
         let (_, ca) = try runConfig(a, overrides: []), (_, cb) = try runConfig(b, overrides: [])
         let fa: SafeTensors.File, fb: SafeTensors.File
         do { fa = try SafeTensors.open(path: ca + "/model.safetensors"); fb = try SafeTensors.open(path: cb + "/model.safetensors") }
         catch { throw ValidationError("\(error)") }
-        guard Set(fa.entries.keys) == Set(fb.entries.keys) else { throw ValidationError("the checkpoints hold different tensors") }
+        let shared = Set(fa.entries.keys).intersection(fb.entries.keys)
+        if !common {
+            guard Set(fa.entries.keys) == Set(fb.entries.keys) else {
+                throw ValidationError("the checkpoints hold different tensors (HINT: --common compares the \(shared.count) they share)")
+            }
+        } else {
+            print("compare: \(shared.count) common tensors; only in A: \(fa.entries.count - shared.count), only in B: \(fb.entries.count - shared.count)")
+        }
         var worst = 0.0, worstName = "", identical = true
-        for name in fb.entries.keys.sorted() {
+        for name in shared.sorted() {
             let x = try fa.array(name), y = try fb.array(name)
             guard x.count == y.count else { throw ValidationError("tensor '\(name)' differs in size") }
             if x != y { identical = false }
