@@ -12,11 +12,14 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Preset whose sizes to use: tiny, small, base, xl.") var preset = "base"
     @Option(help: "Utterances per batch.") var batch = 8
     @Option(help: "Seconds of audio per utterance (T = seconds·25 frames after the feature encoder).") var seconds = 10.0
-    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Threads (GEMMs and kernels split over the rank's pool).") var threads = 1
+    @Option(help: "Precision of the composite kernels' matrix products: fp32 or bf16 (the matmul peaks are printed for both).")
+    var precision = "fp32"
     @Option(help: "Timed repeats per measurement (median reported).") var repeats = 5
 
     func validate() throws {
         guard BenchKernels.sizes[preset] != nil else { throw ValidationError("unknown preset '\(preset)' (tiny, small, base, xl)") }
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, not '\(precision)'") }
         guard batch > 0, seconds > 0.5, threads > 0, repeats > 0 else { throw ValidationError("batch, seconds, threads and repeats must be positive") }
     }
 
@@ -34,7 +37,6 @@ struct BenchKernels: ParsableCommand {
     }
 
     func run() throws {
-        setBLASThreads(threads)
         let (d, h, f, k) = BenchKernels.sizes[preset]!
         let t = Int(seconds * 25), n = batch * t
         func buf(_ count: Int, _ seed: UInt64) -> FloatBuffer {
@@ -44,15 +46,41 @@ struct BenchKernels: ParsableCommand {
             return b
         }
 
-        // 1. Raw sgemm (the FFN's first matrix product: [N, d]·[d, f]).
+        // 1. The machine's matmul peaks in both precisions at the model's shapes: the FFN's products
+        //    [N, d]·[d, f] (forward), [N, f]·[f, d] (input gradient), and one attention head's [T, dh]·[dh, T].
         let a = buf(n * d, 1), w = buf(f * d, 2), c = FloatBuffer(count: n * f)
         let flopsFC = 2.0 * Double(n) * Double(d) * Double(f)
-        let tRaw = medianTime(repeats: repeats) {
-            gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+        let a2 = buf(n * f, 20), dxx2 = FloatBuffer(count: n * d)
+        let dhh = d / h, qh = buf(t * d, 21), ph = FloatBuffer(count: t * t)
+        var rawGF = 0.0
+        for p in [Precision.fp32, .bf16] {
+            let (log, warning) = Compute.configure(precision: p, threads: threads)
+            if let warning { emit([("kernel", "matmul"), ("precision", p.rawValue), ("skipped", warning)]); continue }
+            FileHandle.standardError.write(Data("bench-kernels: \(log)\n".utf8))
+            let tFwd = medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+            }
+            let tBwd = medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: d, k: f, alpha: 1, a: a2.ptr, lda: f, b: w.ptr, ldb: d, beta: 0, c: dxx2.ptr, ldc: d)
+            }
+            let tHead = medianTime(repeats: repeats) {
+                for _ in 0..<16 {
+                    gemm(transA: false, transB: true, m: t, n: t, k: dhh, alpha: 1, a: qh.ptr, lda: d, b: qh.ptr, ldb: d, beta: 0, c: ph.ptr, ldc: t)
+                }
+            }
+            let gf = flopsFC / tFwd / 1e9
+            if p == .fp32 { rawGF = gf }
+            emit([("kernel", "matmul"), ("precision", p.rawValue), ("preset", preset), ("threads", threads),
+                  ("shape", "\(n)x\(d)x\(f)"), ("seconds", tFwd), ("gflops", gf),
+                  ("gflops_\(n)x\(f)x\(d)", flopsFC / tBwd / 1e9),
+                  ("gflops_head_\(t)x\(dhh)x\(t)", 16 * 2.0 * Double(t * t * dhh) / tHead / 1e9)])
         }
-        let rawGF = flopsFC / tRaw / 1e9
-        emit([("kernel", "sgemm"), ("preset", preset), ("threads", threads), ("m", n), ("n", f), ("k", d),
-              ("seconds", tRaw), ("gflops", rawGF)])
+        Compute.configure(precision: Precision(rawValue: precision)!, threads: threads)
+        if Compute.precision == .bf16 {
+            rawGF = flopsFC / medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+            } / 1e9
+        }
 
         // 2. Linear d → f, forward + backward (three products plus bias and its gradient).
         let bias = buf(f, 3), dy = buf(n * f, 4), dx = FloatBuffer(count: n * d), dw = FloatBuffer(count: f * d), db = FloatBuffer(count: f)
@@ -62,7 +90,7 @@ struct BenchKernels: ParsableCommand {
         }
         let linGF = 3 * flopsFC / tLinear / 1e9
         emit([("kernel", "linear_fwd_bwd"), ("shape", "\(n)x\(d)->\(f)"), ("seconds", tLinear), ("gflops", linGF),
-              ("fraction_of_raw_sgemm", linGF / rawGF)])
+              ("precision", Compute.precision.rawValue), ("fraction_of_raw_matmul", linGF / rawGF)])
 
         // 3. LayerNorm over [N, d], forward + backward (no matrix product: compared with the d→f Linear's).
         let x = buf(n * d, 5), y = FloatBuffer(count: n * d), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
