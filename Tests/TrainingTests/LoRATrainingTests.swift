@@ -123,5 +123,28 @@ extension DistributedTrainingTests {
         let opt = try SafeTensors.open(path: a + "/checkpoints/" + CheckpointManager.directoryName(step: 5) + "/optimizer.safetensors")
         XCTAssertEqual(Set(opt.entries.keys.map { String($0.split(separator: ".", maxSplits: 1)[1]) }).count, 11, "optimizer state for the adapters only")
         XCTAssert(opt.entries.keys.allSatisfy { ParameterLayout.isAdapter(String($0.split(separator: ".", maxSplits: 1)[1])) })
+        // Base trainable (the speaker encoder's gradient flows into the feature encoder): 2 ranks = update_freq 2.
+        let all = hl.map { $0 == "train.trainable=adapters" ? "train.trainable=all" : $0 }
+        let c2 = temp("hlall2"), c1 = temp("hlall1")
+        try train(ranks: 2, runDir: c2, steps: 3, extra: all)
+        try train(ranks: 1, runDir: c1, steps: 3, extra: all + ["--set", "train.update_freq=2"])
+        let (d2, name2) = maxRelativeDifference(try parameters(c2, step: 3), try parameters(c1, step: 3))
+        XCTAssertEqual(d2, 0, "hyper-lora, base trainable: 2 ranks vs update_freq 2, worst tensor \(name2)")
+        // embed --layer speaker: one vector of adapter.speaker_dim per file; refused on a run without hyper-lora.
+        let audio = try String(contentsOfFile: Self.slice, encoding: .utf8).split(separator: "\n")
+        let root = String(audio[0])
+        let files = audio[1...2].map { root + "/" + String($0.split(separator: "\t")[0]) }
+        let out = a + "/speaker.npy"
+        var rc = try runCommand([Self.exe, "embed", "--checkpoint", a, "--out", out, "--layer", "speaker"] + files, timeout: 120)
+        XCTAssertEqual(rc.status, 0, rc.output)
+        let header = String(decoding: try Data(contentsOf: URL(fileURLWithPath: out)).prefix(128), as: UTF8.self)
+        XCTAssert(header.contains("'shape': (2, 4)"), header)
+        rc = try runCommand([Self.exe, "embed", "--checkpoint", c2, "--out", out, "--layer", "speaker"] + files, timeout: 120)
+        XCTAssertEqual(rc.status, 0, rc.output)
+        let plain = temp("hlplain")
+        try train(ranks: 1, runDir: plain, steps: 1)
+        rc = try runCommand([Self.exe, "embed", "--checkpoint", plain, "--out", out, "--layer", "speaker"] + files, timeout: 120)
+        XCTAssertNotEqual(rc.status, 0)
+        XCTAssert(rc.output.contains("--layer speaker needs a checkpoint trained with adapter.kind = hyper-lora"), rc.output)
     }
 }
