@@ -42,7 +42,7 @@ public struct TrainOptions: Sendable {
     public var maxSteps: Int?
     public var resume = true
     public var quiet = false
-    public var loaderWorkers = 1
+    public var loaderWorkers = 2
     // Test hooks (hidden CLI options).
     public var divergeRank: Int? = nil        // this rank perturbs a parameter …
     public var divergeStep: Int? = nil        // … before this step

@@ -30,76 +30,11 @@ public struct ParameterLayout: Sendable {
 
     public init(config c: Config) {
         let m = c.model, q = c.quantizer
-        let d = m.dim, f = m.ffnDim, gv = q.groups * q.entries
-        func linear(_ name: String, out: Int, in inDim: Int, bias: Bool = true) {
-            add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
-            if bias { add(name + ".bias", [out], .zeros, decay: false) }
-        }
-        func norm(_ name: String, _ n: Int) {
-            add(name + ".weight", [n], .ones, decay: false)
-            add(name + ".bias", [n], .zeros, decay: false)
-        }
-        switch m.frontend {
-        case .conv2d:
-            let C = m.frontendChannels
-            add("feature_encoder.conv1.weight", [C, 1, 3, 3], .kaiming(fanIn: 9), decay: true)
-            add("feature_encoder.conv1.bias", [C], .zeros, decay: false)
-            add("feature_encoder.conv2.weight", [C, C, 3, 3], .kaiming(fanIn: C * 9), decay: true)
-            add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
-            linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
-        case .stack:
-            norm("feature_encoder.stack_norm", Config.stackedBins)
-            linear("feature_encoder.proj", out: d, in: Config.stackedBins)
-        }
-        if m.frontendNorm { norm("feature_encoder.norm", d) }
-        if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }
-        if m.contextProj { linear("context_proj", out: d, in: d) }
-        if m.position == .conv {
-            let cg = d / m.posConvGroups
-            add("pos_conv.weight", [d, cg, m.posConvKernel], .kaiming(fanIn: cg * m.posConvKernel), decay: true)
-            add("pos_conv.bias", [d], .zeros, decay: false)
-        }
+        let d = m.dim, gv = q.groups * q.entries
+        addInput(c)
         let hyper = ParameterLayout.hyperSites(c)
-        /// A block Linear's weight, or nothing when the hypernetwork generates it (its bias stays per block).
-        func blockLinear(_ name: String, out: Int, in inDim: Int) {
-            if hyper.contains(where: { name.hasSuffix("." + $0.site) }) {
-                add(name + ".bias", [out], .zeros, decay: false)
-            } else {
-                add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
-                add(name + ".bias", [out], .zeros, decay: false)
-            }
-        }
         for (module, n) in [("contrastive", m.contrastiveBlocks), ("mlm", m.mlmBlocks)] {
-            for i in 0..<n {
-                let p = "\(module).blocks.\(i)"
-                for ffn in ["ffn1"] {
-                    norm("\(p).\(ffn).norm", d); blockLinear("\(p).\(ffn).fc1", out: f, in: d); blockLinear("\(p).\(ffn).fc2", out: d, in: f)
-                }
-                norm("\(p).attn.norm", d)
-                for w in ["q", "k", "v", "out"] { blockLinear("\(p).attn.\(w)", out: d, in: d) }
-                if m.position == .shaw {
-                    add("\(p).attn.rel_key", [m.shawLeft + m.shawRight + 1, d / m.heads], .normal(std: 0.02), decay: false)
-                }
-                norm("\(p).conv.norm", d)
-                if !hyper.contains(where: { $0.site == "conv.pw1" }) { add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true) }
-                add("\(p).conv.dw.weight", [d, m.convKernel], .kaiming(fanIn: m.convKernel), decay: true)
-                norm("\(p).conv.dw_norm", d)
-                if !hyper.contains(where: { $0.site == "conv.pw2" }) { add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true) }
-                norm("\(p).ffn2.norm", d); blockLinear("\(p).ffn2.fc1", out: f, in: d); blockLinear("\(p).ffn2.fc2", out: d, in: f)
-                norm("\(p).norm", d)
-                // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
-                for (site, out, inDim) in ParameterLayout.adapterSites(c) where c.adapter.kind == .lora {
-                    add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
-                    add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
-                }
-                // Hypernetwork layers: the per-layer low-rank residual of each generated weight (B zeros).
-                if m.hyperRank > 0 {
-                    for h in hyper {
-                        add("\(p).\(h.site).res_a", [m.hyperRank, h.inDim], .kaiming(fanIn: h.inDim), decay: true)
-                        add("\(p).\(h.site).res_b", [h.outDim, m.hyperRank], .zeros, decay: true)
-                    }
-                }
-            }
+            for i in 0..<n { addBlock("\(module).blocks.\(i)", c, hyper: hyper) }
         }
         // The shared hypernetwork: a layer embedding table and, per generated weight, base + coefficients
         // (coef zeros: training starts from one weight shared by all blocks).
@@ -128,6 +63,78 @@ public struct ParameterLayout: Sendable {
         linear("contrastive_head.context", out: m.finalDim, in: d)
         linear("contrastive_head.target", out: m.finalDim, in: q.dim)
         linear("mlm_head", out: gv, in: d)
+    }
+
+    private mutating func linear(_ name: String, out: Int, in inDim: Int, bias: Bool = true) {
+        add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
+        if bias { add(name + ".bias", [out], .zeros, decay: false) }
+    }
+
+    private mutating func norm(_ name: String, _ n: Int) {
+        add(name + ".weight", [n], .ones, decay: false)
+        add(name + ".bias", [n], .zeros, decay: false)
+    }
+
+    /// Feature encoder, mask embedding, context projection, positional convolution.
+    private mutating func addInput(_ c: Config) {
+        let m = c.model, d = m.dim
+        switch m.frontend {
+        case .conv2d:
+            let C = m.frontendChannels
+            add("feature_encoder.conv1.weight", [C, 1, 3, 3], .kaiming(fanIn: 9), decay: true)
+            add("feature_encoder.conv1.bias", [C], .zeros, decay: false)
+            add("feature_encoder.conv2.weight", [C, C, 3, 3], .kaiming(fanIn: C * 9), decay: true)
+            add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
+            linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
+        case .stack:
+            norm("feature_encoder.stack_norm", Config.stackedBins)
+            linear("feature_encoder.proj", out: d, in: Config.stackedBins)
+        }
+        if m.frontendNorm { norm("feature_encoder.norm", d) }
+        if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }
+        if m.contextProj { linear("context_proj", out: d, in: d) }
+        if m.position == .conv {
+            let cg = d / m.posConvGroups
+            add("pos_conv.weight", [d, cg, m.posConvKernel], .kaiming(fanIn: cg * m.posConvKernel), decay: true)
+            add("pos_conv.bias", [d], .zeros, decay: false)
+        }
+    }
+
+    /// One Conformer block `p`, its LoRA adapters and hypernetwork residuals.
+    private mutating func addBlock(_ p: String, _ c: Config, hyper: [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)]) {
+        let m = c.model, d = m.dim, f = m.ffnDim
+        /// A block Linear's weight, or nothing when the hypernetwork generates it (its bias stays per block).
+        func blockLinear(_ name: String, out: Int, in inDim: Int) {
+            if !hyper.contains(where: { name.hasSuffix("." + $0.site) }) {
+                add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
+            }
+            add(name + ".bias", [out], .zeros, decay: false)
+        }
+        norm("\(p).ffn1.norm", d); blockLinear("\(p).ffn1.fc1", out: f, in: d); blockLinear("\(p).ffn1.fc2", out: d, in: f)
+        norm("\(p).attn.norm", d)
+        for w in ["q", "k", "v", "out"] { blockLinear("\(p).attn.\(w)", out: d, in: d) }
+        if m.position == .shaw {
+            add("\(p).attn.rel_key", [m.shawLeft + m.shawRight + 1, d / m.heads], .normal(std: 0.02), decay: false)
+        }
+        norm("\(p).conv.norm", d)
+        if !hyper.contains(where: { $0.site == "conv.pw1" }) { add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true) }
+        add("\(p).conv.dw.weight", [d, m.convKernel], .kaiming(fanIn: m.convKernel), decay: true)
+        norm("\(p).conv.dw_norm", d)
+        if !hyper.contains(where: { $0.site == "conv.pw2" }) { add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true) }
+        norm("\(p).ffn2.norm", d); blockLinear("\(p).ffn2.fc1", out: f, in: d); blockLinear("\(p).ffn2.fc2", out: d, in: f)
+        norm("\(p).norm", d)
+        // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
+        for (site, out, inDim) in ParameterLayout.adapterSites(c) where c.adapter.kind == .lora {
+            add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
+            add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
+        }
+        // Hypernetwork layers: the per-layer low-rank residual of each generated weight (B zeros).
+        if m.hyperRank > 0 {
+            for h in hyper {
+                add("\(p).\(h.site).res_a", [m.hyperRank, h.inDim], .kaiming(fanIn: h.inDim), decay: true)
+                add("\(p).\(h.site).res_b", [h.outDim, m.hyperRank], .zeros, decay: true)
+            }
+        }
     }
 
     private mutating func add(_ name: String, _ shape: [Int], _ initialization: ParameterInit, decay: Bool) {

@@ -36,18 +36,35 @@ struct BenchKernels: ParsableCommand {
         print("{\(body)}")
     }
 
+    /// Sizes at the preset: T frames after the feature encoder, N = B·T rows.
+    struct Dims { let d, h, f, k, t, n: Int }
+
+    static func buf(_ count: Int, _ seed: UInt64) -> FloatBuffer {
+        let b = FloatBuffer(count: count, zeroed: false)
+        var r = RandomStream(seed: seed, purpose: .test)
+        r.fillUniform(b.ptr, count, low: -1, high: 1)
+        return b
+    }
+
     func run() throws {
         let (d, h, f, k) = BenchKernels.sizes[preset]!
-        let t = Int(seconds * 25), n = batch * t
-        func buf(_ count: Int, _ seed: UInt64) -> FloatBuffer {
-            let b = FloatBuffer(count: count, zeroed: false)
-            var r = RandomStream(seed: seed, purpose: .test)
-            r.fillUniform(b.ptr, count, low: -1, high: 1)
-            return b
-        }
+        let t = Int(seconds * 25)
+        let z = Dims(d: d, h: h, f: f, k: k, t: t, n: batch * t)
+        let x = BenchKernels.buf(z.n * d, 5), g = BenchKernels.buf(d, 6), be = BenchKernels.buf(d, 7)
+        let rawGF = matmulPeaks(z)
+        linearAndNorm(z, rawGF: rawGF, x: x, g: g, be: be)
+        attention(z)
+        convModule(z, x: x, g: g, be: be)
+    }
 
+    /// 1. The machine's matmul peaks in both precisions at the model's shapes; returns the f32 (or, with
+    /// --precision bf16, the bf16) forward peak the composite kernels are compared with.
+    func matmulPeaks(_ z: Dims) -> Double {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
         // 1. The machine's matmul peaks in both precisions at the model's shapes: the FFN's products
         //    [N, d]·[d, f] (forward), [N, f]·[f, d] (input gradient), and one attention head's [T, dh]·[dh, T].
+        _ = k
         let a = buf(n * d, 1), w = buf(f * d, 2), c = FloatBuffer(count: n * f)
         let flopsFC = 2.0 * Double(n) * Double(d) * Double(f)
         let a2 = buf(n * f, 20), dxx2 = FloatBuffer(count: n * d)
@@ -81,7 +98,16 @@ struct BenchKernels: ParsableCommand {
                 gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
             } / 1e9
         }
+        return rawGF
+    }
 
+    /// 2–3b. Linear, LayerNorm and softmax.
+    func linearAndNorm(_ z: Dims, rawGF: Double, x: FloatBuffer, g: FloatBuffer, be: FloatBuffer) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        let a = buf(n * d, 1), w = buf(f * d, 2), c = FloatBuffer(count: n * f)
+        let flopsFC = 2.0 * Double(n) * Double(d) * Double(f)
+        _ = (h, k, t)
         // 2. Linear d → f, forward + backward (three products plus bias and its gradient).
         let bias = buf(f, 3), dy = buf(n * f, 4), dx = FloatBuffer(count: n * d), dw = FloatBuffer(count: f * d), db = FloatBuffer(count: f)
         let tLinear = medianTime(repeats: repeats) {
@@ -93,8 +119,8 @@ struct BenchKernels: ParsableCommand {
               ("precision", Compute.precision.rawValue), ("fraction_of_raw_matmul", linGF / rawGF)])
 
         // 3. LayerNorm over [N, d], forward + backward (no matrix product: compared with the d→f Linear's).
-        let x = buf(n * d, 5), y = FloatBuffer(count: n * d), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
-        let g = buf(d, 6), be = buf(d, 7), dyl = buf(n * d, 8), dxl = FloatBuffer(count: n * d), dg = FloatBuffer(count: d), dbe = FloatBuffer(count: d)
+        let y = FloatBuffer(count: n * d), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
+        let dyl = buf(n * d, 8), dxl = FloatBuffer(count: n * d), dg = FloatBuffer(count: d), dbe = FloatBuffer(count: d)
         let tLN = medianTime(repeats: repeats) {
             layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: x.ptr, weight: g.ptr, bias: be.ptr, n: n, c: d)
             layerNormBackward(dx: dxl.ptr, dWeight: dg.ptr, dBias: dbe.ptr, dy: dyl.ptr, x: x.ptr, weight: g.ptr, mean: mean.ptr, rstd: rstd.ptr, n: n, c: d)
@@ -107,7 +133,12 @@ struct BenchKernels: ParsableCommand {
         let sx = buf(rows * t, 17), sy = FloatBuffer(count: rows * t)
         let tSoft = medianTime(repeats: repeats) { softmaxForward(y: sy.ptr, x: sx.ptr, n: rows, v: t) }
         emit([("kernel", "softmax_fwd"), ("shape", "\(rows)x\(t)"), ("seconds", tSoft), ("ns_per_element", tSoft / Double(rows * t) * 1e9)])
+    }
 
+    func attention(_ z: Dims) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        _ = (f, k)
         // 4. Attention core (scores, softmax, weighted sum; the q/k/v/out projections are Linears).
         let shape = AttentionShape(b: batch, t: t, d: d, heads: h, position: .none)
         let q = buf(n * d, 9), kk = buf(n * d, 10), v = buf(n * d, 11), o = FloatBuffer(count: n * d)
@@ -136,7 +167,12 @@ struct BenchKernels: ParsableCommand {
         }
         emit([("kernel", "attention_fwd_bwd"), ("shape", "B\(batch) T\(t) d\(d) h\(h)"), ("seconds", tAtt), ("matmul_seconds", tAttMM),
               ("matmul_fraction", tAttMM / tAtt)])
+    }
 
+    func convModule(_ z: Dims, x: FloatBuffer, g: FloatBuffer, be: FloatBuffer) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        _ = (h, f)
         // 5. Conformer conv module: LN → pw1 d→2d → GLU → depthwise k → LN → Swish → pw2 d→d.
         let ln1 = FloatBuffer(count: n * d), m1 = FloatBuffer(count: n), r1 = FloatBuffer(count: n)
         let pw1 = buf(2 * d * d, 13), h1 = FloatBuffer(count: n * 2 * d), gl = FloatBuffer(count: n * d)
