@@ -19,7 +19,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         setBLASThreads(threads)
-        let config = try Config.load(preset: preset, overrides: overrides)
+        let config: Config
+        do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 7)
         let t0 = data.t0, t = data.t
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: t0)

@@ -20,9 +20,10 @@ struct BenchDist: ParsableCommand {
     @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
 
     func run() throws {
+        let config: Config
+        do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
         let comm = try makeCommunicator()
         setBLASThreads(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1)
-        let config = try Config.load(preset: preset, overrides: overrides)
         let coll = Collectives(comm: comm, timeout: 600)
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 11, microBatch: comm.rank)
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)

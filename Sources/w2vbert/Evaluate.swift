@@ -11,16 +11,19 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
     var checkpoint = dir
     if FileManager.default.fileExists(atPath: dir + "/trainer.json") == false {
         guard let newest = m.latestName.map({ m.root + "/" + $0 }) ?? m.list().first?.directory else {
-            throw ValidationError("\(dir): neither a checkpoint folder nor a run folder with checkpoints")
+            throw RuntimeError("\(dir): neither a checkpoint folder nor a run folder with checkpoints")
         }
         checkpoint = newest
     }
     guard let data = FileManager.default.contents(atPath: checkpoint + "/trainer.json"),
           let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let yaml = state["config"] as? String else {
-        throw ValidationError("\(checkpoint)/trainer.json: missing or without the resolved config")
+        throw RuntimeError("\(checkpoint)/trainer.json: missing or without the resolved config")
     }
+    // A config that does not load is a damaged file (1); one that loads but not with the --set values is a bad
+    // command line (2).
+    do { _ = try Config.load(yaml: [yaml], overrides: []) } catch { throw RuntimeError("\(checkpoint)/trainer.json: \(error)") }
     do { return (try Config.load(yaml: [yaml], overrides: overrides), checkpoint) }
-    catch { throw ValidationError("\(checkpoint)/trainer.json: \(error)") }
+    catch { throw UsageError("\(error)") }
 }
 
 struct Validate: ParsableCommand {
@@ -33,7 +36,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         let (config, _) = try runConfig(runDir, overrides: overrides)
-        guard FileManager.default.fileExists(atPath: valid) else { throw ValidationError("\(valid): no such manifest") }
+        guard FileManager.default.fileExists(atPath: valid) else { throw RuntimeError("\(valid): no such manifest") }
         var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
         o.requireCheckpoint = true
         try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).evaluate() }
@@ -62,19 +65,19 @@ struct Embed: ParsableCommand {
         let fbank = KaldiFbank()
         for path in audio {
             let samples: [Float]
-            do { samples = try AudioDecoder.load(path: path) } catch { throw ValidationError("\(error)") }
+            do { samples = try AudioDecoder.load(path: path) } catch { throw RuntimeError("\(error)") }
             var f = fbank.compute(samples)
             let t0 = f.count / Config.melBins
-            guard config.encoderLength(t0: t0) >= 1 else { throw ValidationError("\(path): too short (\(t0) fbank frames)") }
+            guard config.encoderLength(t0: t0) >= 1 else { throw RuntimeError("\(path): too short (\(t0) fbank frames)") }
             applyCMVN(&f, frames: t0, bins: Config.melBins)
             feats.append(f)
         }
         let maxT0 = feats.map { $0.count / Config.melBins }.max()!
         let model = W2VBertModel(config: config, maxBatch: 1, maxFrames: maxT0)
         let file: SafeTensors.File
-        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
+        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw RuntimeError("\(error)") }
         for e in model.layout.entries {
-            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
+            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
         }
         let d = config.model.dim
         var outputs: [[Float]] = []
@@ -101,7 +104,7 @@ struct Embed: ParsableCommand {
                 let stem = out.hasSuffix(".npy") ? String(out.dropLast(4)) : out
                 try Npy.write(NpyArray(shape: [outputs.count], data: outputs.map { Float($0.count / d) }), to: stem + ".lengths.npy")
             }
-        } catch { throw ValidationError("\(error)") }
+        } catch { throw RuntimeError("\(error)") }
         print("embed: \(audio.count) file(s), layer \(layer), d = \(d) → \(out)")
     }
 }
@@ -160,12 +163,12 @@ struct Compare: ParsableCommand {
         let (_, ca) = try runConfig(a, overrides: []), (_, cb) = try runConfig(b, overrides: [])
         let fa: SafeTensors.File, fb: SafeTensors.File
         do { fa = try SafeTensors.open(path: ca + "/model.safetensors"); fb = try SafeTensors.open(path: cb + "/model.safetensors") }
-        catch { throw ValidationError("\(error)") }
-        guard Set(fa.entries.keys) == Set(fb.entries.keys) else { throw ValidationError("the checkpoints hold different tensors") }
+        catch { throw RuntimeError("\(error)") }
+        guard Set(fa.entries.keys) == Set(fb.entries.keys) else { throw RuntimeError("the checkpoints hold different tensors") }
         var worst = 0.0, worstName = "", identical = true
         for name in fb.entries.keys.sorted() {
             let x = try fa.array(name), y = try fb.array(name)
-            guard x.count == y.count else { throw ValidationError("tensor '\(name)' differs in size") }
+            guard x.count == y.count else { throw RuntimeError("tensor '\(name)' differs in size") }
             if x != y { identical = false }
             let scale = max(Double(y.map { abs($0) }.max() ?? 0), 1e-3)
             let d = zip(x, y).map { Double(abs($0 - $1)) }.max() ?? 0
