@@ -23,6 +23,10 @@ public struct LoadedCheckpoint {
 public final class CheckpointManager {
     public let root: String
     public let keepLast: Int
+    /// The resolved config (YAML) of the run that loads checkpoints; when set, a checkpoint whose
+    /// trainer.json holds a config with another architecture (model.*, quantizer groups/entries/dim) is
+    /// refused naming the first differing field, even where the tensor shapes happen to agree.
+    public var expectedConfigYAML: String? = nil
 
     public init(runDirectory: String, keepLast: Int) {
         root = runDirectory + "/checkpoints"
@@ -110,8 +114,26 @@ public final class CheckpointManager {
               let state = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any], state["step"] is Int else {
             throw SafeTensorsError(path: directory + "/trainer.json", problem: "missing or not valid JSON with a step")
         }
+        if let expected = expectedConfigYAML {
+            guard let yaml = state["config"] as? String else {
+                throw SafeTensorsError(path: directory + "/trainer.json", problem: "field 'config' is missing or not a string")
+            }
+            if let diff = architectureDifference(expected: expected, found: yaml) {
+                throw SafeTensorsError(path: directory + "/trainer.json", problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
+            }
+        }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
+        let expectedNames = Set(tensors.entries.map { $0.name })
+        for name in model.entries.keys.sorted() where !expectedNames.contains(name) {
+            throw SafeTensorsError(path: model.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
+        }
+        for name in opt.entries.keys.sorted() {
+            let base = name.hasPrefix("exp_avg_sq.") ? String(name.dropFirst(11)) : name.hasPrefix("exp_avg.") ? String(name.dropFirst(8)) : ""
+            guard expectedNames.contains(base) else {
+                throw SafeTensorsError(path: opt.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
+            }
+        }
         for e in tensors.entries {
             for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
                 guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
@@ -150,4 +172,30 @@ public final class CheckpointManager {
         }
         return nil
     }
+}
+
+/// The architecture fields of two resolved configs (YAML as `Config.yaml` writes it) that differ, as
+/// "model.heads is 8 in the checkpoint, 4 in this run"; nil when they agree. Training-only settings
+/// (dropout, layer_drop, the temperature schedule, everything outside model/quantizer) may differ.
+public func architectureDifference(expected: String, found: String) -> String? {
+    func fields(_ yaml: String) -> [String: String] {
+        var out: [String: String] = [:], section = ""
+        for raw in yaml.split(separator: "\n") {
+            let line = String(raw)
+            if line.hasPrefix("#") || line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if !line.hasPrefix(" ") { section = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ":", with: ""); continue }
+            let kv = line.trimmingCharacters(in: .whitespaces).split(separator: ":", maxSplits: 1)
+            guard kv.count == 2 else { continue }
+            let key = section + "." + kv[0].trimmingCharacters(in: .whitespaces)
+            let architecture = (section == "model" && key != "model.dropout" && key != "model.layer_drop")
+                || ["quantizer.groups", "quantizer.entries", "quantizer.dim"].contains(key)
+            if architecture { out[key] = kv[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return out
+    }
+    let e = fields(expected), f = fields(found)
+    for key in Set(e.keys).union(f.keys).sorted() where e[key] != f[key] {
+        return "\(key) is \(f[key] ?? "missing") in the checkpoint, \(e[key] ?? "missing") in this run"
+    }
+    return nil
 }

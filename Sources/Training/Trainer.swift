@@ -124,7 +124,10 @@ public final class Trainer {
 
         // Resume: rank 0 reads trainer.json first (world size and update_freq of the run), then everyone
         // adopts the global batch rule before any buffer is sized.
-        checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
+        // Issue 11 (harden): checkpoints whose trainer.json holds another architecture are refused (resume falls back).
+        let manager = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
+        manager.expectedConfigYAML = c.yaml
+        checkpoints = manager
         updateFreq = c.train.updateFreq
         self.config = c
         let cfg = c

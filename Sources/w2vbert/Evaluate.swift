@@ -26,6 +26,16 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
     catch { throw UsageError("\(error)") }
 }
 
+/// A checkpoint folder validated completely against the layout of `config` (names, shapes, offsets, finite
+/// values, no unexpected tensors, trainer.json's architecture); its model tensors. Errors name the file and tensor.
+func validatedCheckpoint(_ dir: String, config: Config) throws -> SafeTensors.File {
+    let layout = ParameterLayout(config: config)
+    let tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) }, offsets: layout.entries.map { $0.offset })
+    let m = CheckpointManager(runDirectory: dir, keepLast: 1)
+    m.expectedConfigYAML = config.yaml
+    do { return try m.validate(directory: dir, tensors: tensors).model } catch { throw RuntimeError("\(error)") }
+}
+
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
@@ -74,8 +84,7 @@ struct Embed: ParsableCommand {
         }
         let maxT0 = feats.map { $0.count / Config.melBins }.max()!
         let model = W2VBertModel(config: config, maxBatch: 1, maxFrames: maxT0)
-        let file: SafeTensors.File
-        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw RuntimeError("\(error)") }
+        let file = try validatedCheckpoint(dir, config: config)
         for e in model.layout.entries {
             do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
         }
@@ -125,11 +134,16 @@ struct Inspect: ParsableCommand {
         print("run: \(runDir)")
         print("model: \(config.model.dim)-d, \(config.model.contrastiveBlocks)+\(config.model.mlmBlocks) blocks, \(config.quantizer.groups)×\(config.quantizer.entries) codes, \(layout.parameterCount) parameters")
         print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.name) valid loss \(String(format: "%.4f", $0.loss))" } ?? "none")):")
+        m.expectedConfigYAML = config.yaml
+        var corrupt: [String] = []
         for c in m.list() {
             let status: String
-            do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch { status = "CORRUPT: \(error)" }
+            do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch {
+                status = "CORRUPT: \(error)"; corrupt.append((c.directory as NSString).lastPathComponent)
+            }
             print("  \((c.directory as NSString).lastPathComponent)  \(status)")
         }
+        defer { if !corrupt.isEmpty { FileHandle.standardError.write(Data("w2vbert: error: \(runDir): unusable checkpoint(s) \(corrupt.joined(separator: ", ")) (see above)\n".utf8)) } }
         if let data = FileManager.default.contents(atPath: ckpt + "/trainer.json"),
            let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
             let keys = ["step", "optimizer_step", "epoch", "micro_batch", "world_size", "update_freq", "tau", "lr", "valid_loss"]
@@ -147,6 +161,7 @@ struct Inspect: ParsableCommand {
             if let t = lines.last(where: { $0.contains("\"kind\":\"train\"") }) { print("last train record: \(t)") }
             if let v = lines.last(where: { $0.contains("\"kind\":\"valid\"") }) { print("last valid record: \(v)") }
         }
+        if !corrupt.isEmpty { throw ExitCode(1) }   // after the summary; the message is printed by the defer above
     }
 }
 
@@ -160,11 +175,11 @@ struct Compare: ParsableCommand {
     @Option(help: "Tolerance.") var rtol = 1e-5
 
     func run() throws {
-        let (_, ca) = try runConfig(a, overrides: []), (_, cb) = try runConfig(b, overrides: [])
-        let fa: SafeTensors.File, fb: SafeTensors.File
-        do { fa = try SafeTensors.open(path: ca + "/model.safetensors"); fb = try SafeTensors.open(path: cb + "/model.safetensors") }
-        catch { throw RuntimeError("\(error)") }
-        guard Set(fa.entries.keys) == Set(fb.entries.keys) else { throw RuntimeError("the checkpoints hold different tensors") }
+        let (configA, ca) = try runConfig(a, overrides: []), (configB, cb) = try runConfig(b, overrides: [])
+        let fa = try validatedCheckpoint(ca, config: configA), fb = try validatedCheckpoint(cb, config: configB)
+        if let diff = architectureDifference(expected: configB.yaml, found: configA.yaml) {
+            throw RuntimeError("\(ca)/trainer.json: config field \(diff.replacingOccurrences(of: "in this run", with: "in \(cb)")): the checkpoints are of different models")
+        }
         var worst = 0.0, worstName = "", identical = true
         for name in fb.entries.keys.sorted() {
             let x = try fa.array(name), y = try fb.array(name)

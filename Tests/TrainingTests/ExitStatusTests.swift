@@ -94,8 +94,9 @@ final class ExitStatusTests: XCTestCase {
         for (args, needle) in cases {
             let r = try run(args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.output)")
-            let lines = r.output.split(separator: "\n")
-            XCTAssertEqual(lines.count, 1, "\(args): one line expected: \(r.output)")
+            let errors = r.output.split(separator: "\n").filter { $0.contains("error") }
+            XCTAssertEqual(errors.count, 1, "\(args): one error line expected: \(r.output)")
+            XCTAssert(errors.first?.hasPrefix("w2vbert: ") ?? false, "\(args): \(r.output)")
             XCTAssert(r.output.contains(needle), "\(args): expected '\(needle)' in \(r.output)")
             XCTAssertFalse(r.output.contains("Usage"), "\(args): \(r.output)")
         }
