@@ -79,9 +79,15 @@ final class SoundFile {
         guard channels > 0, info.samplerate > 0 else {
             throw AudioError(.decode, path: path, "bad header: \(channels) channels at \(info.samplerate) Hz")
         }
-        let chunk = 16_384
+        // Header fields size nothing unchecked: the resampling ratio is bounded (a file claiming 1 Hz would
+        // otherwise ask for 16000 output samples per input sample), the read chunk shrinks with the channel
+        // count, and the announced frame count is only a capped capacity hint.
+        guard (1_000...768_000).contains(Int(info.samplerate)) else {
+            throw AudioError(.decode, path: path, "unsupported sample rate \(info.samplerate) Hz (1 kHz to 768 kHz)")
+        }
+        let chunk = max(16, 262_144 / channels)
         var mono = [Float]()
-        mono.reserveCapacity(max(0, Int(info.frames)))
+        mono.reserveCapacity(min(max(0, Int(info.frames)), 1 << 24))
         var interleaved = [Float](repeating: 0, count: chunk * channels)
         let inv = 1 / Float(channels)
         while true {

@@ -69,6 +69,11 @@ public struct Manifest: Sendable, Equatable {
             guard parts.count >= 2, let n = Int(parts[1]), n >= 0, !parts[0].isEmpty else {
                 throw AudioError(.format, path: path, "line \(i + 2): expected 'relative/path<TAB>num_samples', got '\(line)'")
             }
+            // An utterance of more than 2^31 − 1 samples (37 h at 16 kHz) is damage, and larger counts would
+            // overflow the 32-bit random crop offsets of the data order.
+            guard n <= Int(Int32.max) else {
+                throw AudioError(.format, path: path, "line \(i + 2): num_samples \(n) exceeds 2147483647 (37 h at 16 kHz)")
+            }
             entries.append(Entry(path: String(parts[0]), samples: n))
         }
         return Manifest(root: root, entries: entries)

@@ -60,6 +60,32 @@ public final class CheckpointManager {
         let final = root + "/" + name
         let tmp = root + "/" + name + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
+        do {
+            try writeFolder(tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, trainerState: trainerState)
+        } catch {
+            // A full disk or an I/O error: the half-written folder is removed (it is never read: list() skips
+            // *.tmp) and `latest` still names the previous complete checkpoint.
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw SafeTensorsError(path: tmp, problem: "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact")
+        }
+        try? FileManager.default.removeItem(atPath: final)
+        try FileManager.default.moveItem(atPath: tmp, toPath: final)
+        fsyncDirectory(root)
+        try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
+        if let validLoss, validLoss.isFinite {
+            let best = bestRecord()
+            if best == nil || validLoss < best!.loss {
+                let b = try JSONSerialization.data(withJSONObject: ["step": step, "valid_loss": validLoss, "directory": name])
+                try writeDurably(b, to: root + "/best.json")
+            }
+        }
+        prune()
+        return final
+    }
+
+    /// The three files of a checkpoint, each written durably, into folder `tmp`.
+    func writeFolder(_ tmp: String, step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, trainerState: [String: Any]) throws {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let meta = ["format": "w2vbert-swift", "step": "\(step)"]
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
@@ -76,19 +102,6 @@ public final class CheckpointManager {
         let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys, .prettyPrinted])
         try writeDurably(json, to: tmp + "/trainer.json")
         fsyncDirectory(tmp)
-        try? FileManager.default.removeItem(atPath: final)
-        try FileManager.default.moveItem(atPath: tmp, toPath: final)
-        fsyncDirectory(root)
-        try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
-        if let validLoss, validLoss.isFinite {
-            let best = bestRecord()
-            if best == nil || validLoss < best!.loss {
-                let b = try JSONSerialization.data(withJSONObject: ["step": step, "valid_loss": validLoss, "directory": name])
-                try writeDurably(b, to: root + "/best.json")
-            }
-        }
-        prune()
-        return final
     }
 
     public func bestRecord() -> (step: Int, loss: Double, name: String)? {

@@ -22,7 +22,26 @@ public final class MetricsLog {
         r["time"] = Date().timeIntervalSince1970
         // Non-finite numbers are not JSON: write them as strings so the line still parses.
         for (k, v) in r { if let d = v as? Double, !d.isFinite { r[k] = "\(d)" } }
-        guard let data = try? JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]) else { return }
-        handle.write(data + Data([0x0a]))
+        let data: Data
+        do { data = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]) } catch {
+            warnOnce("a \(record["kind"] ?? "?") record could not be serialised (\(error)); it is missing from the log")
+            return
+        }
+        writeOrWarn(handle, data + Data([0x0a]), path: path)
     }
 }
+
+/// Appends to a log file; a failed write (a full disk) is reported once on stderr instead of crashing
+/// (FileHandle.write(Data) traps on errors). Losing log lines does not stop training; a checkpoint that
+/// cannot be written does (status 1).
+func writeOrWarn(_ handle: FileHandle, _ data: Data, path: String) {
+    do { try handle.write(contentsOf: data) } catch { warnOnce("\(path): write failed (\(error.localizedDescription)); later records may be missing") }
+}
+
+nonisolated(unsafe) private var warned = Set<String>()
+private let warnedLock = NSLock()
+func warnOnce(_ message: String) {
+    warnedLock.lock(); defer { warnedLock.unlock() }
+    if warned.insert(message).inserted { FileHandle.standardError.write(Data("w2vbert: warning: \(message)\n".utf8)) }
+}
+

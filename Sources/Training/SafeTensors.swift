@@ -175,9 +175,10 @@ public func writeDurably(_ data: Data, to path: String) throws {
             off += w
         }
     }
-    let err = errno
-    fsync(fd)
-    close(fd)
+    var err = errno
+    // Delayed allocation: a full disk or an I/O error may surface only at fsync (or close).
+    if ok && fsync(fd) != 0 { ok = false; err = errno }
+    if close(fd) != 0 && ok { ok = false; err = errno }
     guard ok else {
         unlink(tmp)
         throw SafeTensorsError(path: path, problem: "write failed: \(String(cString: strerror(err)))")

@@ -297,7 +297,8 @@ public final class Trainer {
         let hostNames = (0..<comm.size).map { r in String(decoding: hosts[(r * 64)..<(r * 64 + 64)].prefix { $0 != 0 }, as: UTF8.self) }
         for (r, h) in hostNames.enumerated() { say("rank \(r) of \(comm.size) on host \(h)") }
         if isRoot {
-            try? c.yaml.write(toFile: options.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
+            do { try c.yaml.write(toFile: options.runDirectory + "/config.yaml", atomically: true, encoding: .utf8) }   // issue 11: not swallowed
+            catch { throw TrainError("\(options.runDirectory)/config.yaml: cannot write: \(error.localizedDescription)") }
             metrics?.write(["kind": "event", "event": step > 0 ? "resume" : "start", "step": step, "world_size": comm.size,
                             "update_freq": updateFreq, "parameters": layout.parameterCount, "hosts": hostNames])
             say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq \(updateFreq), \(trainManifest.count) utterances, steps \(step)→\(c.optimizer.maxSteps)")
