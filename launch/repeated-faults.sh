@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Repeated faults (issue 11): trains STEPS steps of the tiny preset on RANKS ranks under launch/restart-loop.sh
+# while a killer SIGKILLs a random rank KILLS times at random moments — every other kill waits until a
+# checkpoint is being written (a step-*.tmp folder exists) and kills rank 0, the writer, in the middle of it.
+# Then it trains the same STEPS uninterrupted and checks with `w2vbert compare --rtol 0` that the final
+# parameters are bit-identical. Exit 0 when they are (and every kill landed), 1 otherwise.
+#   bash launch/repeated-faults.sh [KILLS (default 4)] [STEPS (default 16)] [RANKS (default 2)] [SEED (default: random)]
+# Environment: W2VBERT_BIN (the executable), W2V_FAULT_DIR (work folder, default a new one under /tmp, removed
+# on success), W2V_FAULT_MANIFEST (default: the first 120 utterances of data/fillets-cs/train.tsv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source launch/lib.sh
+KILLS="${1:-4}" STEPS="${2:-16}" RANKS="${3:-2}" SEED="${4:-$RANDOM}"
+RANDOM="$SEED"
+BIN="$(w2v_bin)" || exit 2
+export W2VBERT_BIN="$BIN" OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+WORK="${W2V_FAULT_DIR:-$(mktemp -d /tmp/w2v-faults-XXXXXX)}"
+mkdir -p "$WORK"
+MANIFEST="${W2V_FAULT_MANIFEST:-}"
+if [ -z "$MANIFEST" ]; then
+  [ -f data/fillets-cs/train.tsv ] || bash launch/prepare-corpus.sh data/fillets-cs >&2
+  MANIFEST="$WORK/slice.tsv"
+  head -n 121 data/fillets-cs/train.tsv > "$MANIFEST"
+fi
+# Checkpoint every step, so many kills land during or right after a checkpoint write.
+COMMON=(train --preset tiny --quiet --train "$MANIFEST" --max-steps "$STEPS"
+        --set train.max_frames=1200 --set train.max_samples=48000 --set train.log_interval=1
+        --set train.save_interval=1 --set train.keep_last=2 --set train.valid_interval=1000 --set dist.timeout=60)
+MPI=(mpirun -np "$RANKS" --oversubscribe --bind-to none)
+echo "[faults] seed $SEED: $KILLS SIGKILLs during $STEPS steps on $RANKS ranks under the restart loop ($WORK)"
+
+# The ranks of the current run: w2vbert processes whose command line names this run folder.
+ranks_of() { pgrep -f -- "--run-dir $1( |$)" | while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = w2vbert ] && echo "$p"; done || true; }
+rank0_of() {  # the process that writes checkpoints: OMPI_COMM_WORLD_RANK=0 in its environment
+  for p in $(ranks_of "$1"); do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 && { echo "$p"; return; }; done
+}
+
+killer() {  # RUN_DIR: kills KILLS times, then records how many landed
+  local run="$1" landed=0 k victim deadline
+  for k in $(seq 1 "$KILLS"); do
+    victim=""
+    if [ $((k % 2)) = 0 ]; then           # in the middle of a checkpoint write: wait for a .tmp folder
+      deadline=$((SECONDS + 120))
+      while [ $SECONDS -lt $deadline ]; do
+        if compgen -G "$run/checkpoints/step-*.tmp" >/dev/null; then victim="$(rank0_of "$run")"; [ -n "$victim" ] && break; fi
+        sleep 0.005
+      done
+      what="rank 0 while it writes $(basename "$(compgen -G "$run/checkpoints/step-*.tmp" | head -1)" 2>/dev/null)"
+    else                                   # at a random moment 1–4 s after a rank is up
+      deadline=$((SECONDS + 120))
+      while [ $SECONDS -lt $deadline ] && [ -z "$(ranks_of "$run")" ]; do sleep 0.05; done
+      sleep "$((RANDOM % 4 + 1)).$((RANDOM % 10))"
+      mapfile -t pids < <(ranks_of "$run")
+      [ ${#pids[@]} -gt 0 ] && victim="${pids[$((RANDOM % ${#pids[@]}))]}"
+      what="a random rank (pid $victim) at a random moment"
+    fi
+    if [ -n "$victim" ] && kill -KILL "$victim" 2>/dev/null; then
+      landed=$((landed + 1)); echo "[faults] kill $k/$KILLS: SIGKILL to $what"
+    else
+      echo "[faults] kill $k/$KILLS: no rank to kill (the run had ended?)"
+    fi
+    # Wait for the restart (the killed run is gone, a new one is up) before the next kill.
+    deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ] && [ -n "$(ranks_of "$run")" ]; do sleep 0.05; done
+  done
+  echo "$landed" > "$WORK/landed"
+}
+
+FAULTY="$WORK/faulty" REF="$WORK/reference"
+killer "$FAULTY" &
+KILLER=$!
+status=0
+W2V_RESTART_DELAY=1 W2V_MAX_RESTARTS=$((KILLS + 2)) bash launch/restart-loop.sh "${MPI[@]}" "$BIN" "${COMMON[@]}" --run-dir "$FAULTY" \
+  > "$WORK/faulty.log" 2>&1 || status=$?
+wait "$KILLER" || true
+LANDED="$(cat "$WORK/landed" 2>/dev/null || echo 0)"
+RESTARTS="$(grep -c '^\[restart-loop\] restart ' "$WORK/faulty.log" || true)"
+echo "[faults] run under the restart loop ended with status $status after $RESTARTS restart(s); $LANDED of $KILLS kills landed"
+if [ "$status" != 0 ]; then tail -30 "$WORK/faulty.log"; exit 1; fi
+"${MPI[@]}" "$BIN" "${COMMON[@]}" --run-dir "$REF" > "$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log"; exit 1; }
+RESULT="$("$BIN" compare "$FAULTY" "$REF" --rtol 0)" || { echo "[faults] $RESULT"; echo "[faults] FAILED: parameters differ (logs in $WORK)"; exit 1; }
+echo "[faults] $RESULT"
+if [ "$LANDED" -lt "$KILLS" ] || [ "$RESTARTS" -lt "$LANDED" ]; then echo "[faults] FAILED: not every kill landed (logs in $WORK)"; exit 1; fi
+grep -h "unusable\|falling back" "$WORK/faulty.log" | sed 's/^/[faults] seen: /' | sort -u | head -5 || true
+echo "[faults] OK: $LANDED SIGKILLs survived, final parameters bit-identical to the uninterrupted run"
+[ -n "${W2V_FAULT_DIR:-}" ] || rm -rf "$WORK"
