@@ -24,7 +24,7 @@ if [ -z "$MANIFEST" ]; then
   head -n 121 data/fillets-cs/train.tsv > "$MANIFEST"
 fi
 # Checkpoint every step, so many kills land during or right after a checkpoint write.
-COMMON=(train --preset tiny --quiet --train "$MANIFEST" --max-steps "$STEPS"
+COMMON=(train --preset tiny --train "$MANIFEST" --max-steps "$STEPS"
         --set train.max_frames=1200 --set train.max_samples=48000 --set train.log_interval=1
         --set train.save_interval=1 --set train.keep_last=2 --set train.valid_interval=1000 --set dist.timeout=60)
 MPI=(mpirun -np "$RANKS" --oversubscribe --bind-to none)
@@ -36,35 +36,46 @@ rank0_of() {  # the process that writes checkpoints: OMPI_COMM_WORLD_RANK=0 in i
   for p in $(ranks_of "$1"); do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 && { echo "$p"; return; }; done
 }
 
-killer() {  # RUN_DIR: kills KILLS times, then records how many landed
-  local run="$1" landed=0 k victim deadline
+latest_step() { local l; l="$(cat "$1/checkpoints/latest" 2>/dev/null || true)"; l="${l#step-}"; echo $((10#${l:-0})); }
+tmp_step() { local t; t="$(compgen -G "$1/checkpoints/step-*.tmp" | head -1 || true)"; [ -n "$t" ] || { echo -1; return; }
+             t="$(basename "$t" .tmp)"; t="${t#step-}"; echo $((10#$t)); }
+
+killer() {  # RUN_DIR: kill k waits for the run to reach step ≈ k·STEPS/(KILLS+1), so the kills spread over the run
+  local run="$1" landed=0 midwrite=0 k victim deadline target what
   for k in $(seq 1 "$KILLS"); do
-    victim=""
-    if [ $((k % 2)) = 0 ]; then           # in the middle of a checkpoint write: wait for a .tmp folder
-      deadline=$((SECONDS + 120))
+    victim="" target=$((k * STEPS / (KILLS + 1)))
+    deadline=$((SECONDS + 300))
+    if [ $((k % 2)) = 0 ]; then           # in the middle of a checkpoint write: a .tmp folder of step ≥ target
+      local ts=-1
       while [ $SECONDS -lt $deadline ]; do
-        if compgen -G "$run/checkpoints/step-*.tmp" >/dev/null; then victim="$(rank0_of "$run")"; [ -n "$victim" ] && break; fi
+        ts="$(tmp_step "$run")"
+        if [ "$ts" -ge "$target" ]; then victim="$(rank0_of "$run")"; [ -n "$victim" ] && break; fi
         sleep 0.005
       done
-      what="rank 0 while it writes $(basename "$(compgen -G "$run/checkpoints/step-*.tmp" | head -1)" 2>/dev/null)"
-    else                                   # at a random moment 1–4 s after a rank is up
-      deadline=$((SECONDS + 120))
-      while [ $SECONDS -lt $deadline ] && [ -z "$(ranks_of "$run")" ]; do sleep 0.05; done
-      sleep "$((RANDOM % 4 + 1)).$((RANDOM % 10))"
+      what="rank 0 (pid $victim) while it writes step $ts's checkpoint"
+    else                                   # a random rank at a random moment after step target−1's checkpoint
+      while [ $SECONDS -lt $deadline ] && [ "$(latest_step "$run")" -lt $((target > 0 ? target - 1 : 0)) ]; do sleep 0.02; done
+      while [ $SECONDS -lt $deadline ] && [ -z "$(ranks_of "$run")" ]; do sleep 0.02; done
+      sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
       mapfile -t pids < <(ranks_of "$run")
       [ ${#pids[@]} -gt 0 ] && victim="${pids[$((RANDOM % ${#pids[@]}))]}"
-      what="a random rank (pid $victim) at a random moment"
+      what="a random rank (pid $victim) at a random moment (latest checkpoint: step $(latest_step "$run"))"
     fi
     if [ -n "$victim" ] && kill -KILL "$victim" 2>/dev/null; then
-      landed=$((landed + 1)); echo "[faults] kill $k/$KILLS: SIGKILL to $what"
+      landed=$((landed + 1))
+      if [ $((k % 2)) = 0 ]; then   # did it land mid-write? the .tmp folder is still there (and must never be read)
+        if [ -d "$run/checkpoints/$(printf 'step-%08d.tmp' "$ts")" ]; then midwrite=$((midwrite + 1)); what="$what (mid-write: its .tmp folder is left behind)"
+        else what="$what (the write had just finished)"; fi
+      fi
+      echo "[faults] kill $k/$KILLS: SIGKILL to $what"
     else
       echo "[faults] kill $k/$KILLS: no rank to kill (the run had ended?)"
     fi
-    # Wait for the restart (the killed run is gone, a new one is up) before the next kill.
+    # Wait until the killed run is gone before the next kill (the restart loop then starts a new one).
     deadline=$((SECONDS + 60))
     while [ $SECONDS -lt $deadline ] && [ -n "$(ranks_of "$run")" ]; do sleep 0.05; done
   done
-  echo "$landed" > "$WORK/landed"
+  echo "$landed" > "$WORK/landed"; echo "$midwrite" > "$WORK/midwrite"
 }
 
 FAULTY="$WORK/faulty" REF="$WORK/reference"
@@ -74,14 +85,15 @@ status=0
 W2V_RESTART_DELAY=1 W2V_MAX_RESTARTS=$((KILLS + 2)) bash launch/restart-loop.sh "${MPI[@]}" "$BIN" "${COMMON[@]}" --run-dir "$FAULTY" \
   > "$WORK/faulty.log" 2>&1 || status=$?
 wait "$KILLER" || true
-LANDED="$(cat "$WORK/landed" 2>/dev/null || echo 0)"
+LANDED="$(cat "$WORK/landed" 2>/dev/null || echo 0)" MIDWRITE="$(cat "$WORK/midwrite" 2>/dev/null || echo 0)"
 RESTARTS="$(grep -c '^\[restart-loop\] restart ' "$WORK/faulty.log" || true)"
-echo "[faults] run under the restart loop ended with status $status after $RESTARTS restart(s); $LANDED of $KILLS kills landed"
+echo "[faults] run under the restart loop ended with status $status after $RESTARTS restart(s); $LANDED of $KILLS kills landed, $MIDWRITE in the middle of a checkpoint write"
 if [ "$status" != 0 ]; then tail -30 "$WORK/faulty.log"; exit 1; fi
 "${MPI[@]}" "$BIN" "${COMMON[@]}" --run-dir "$REF" > "$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log"; exit 1; }
 RESULT="$("$BIN" compare "$FAULTY" "$REF" --rtol 0)" || { echo "[faults] $RESULT"; echo "[faults] FAILED: parameters differ (logs in $WORK)"; exit 1; }
 echo "[faults] $RESULT"
 if [ "$LANDED" -lt "$KILLS" ] || [ "$RESTARTS" -lt "$LANDED" ]; then echo "[faults] FAILED: not every kill landed (logs in $WORK)"; exit 1; fi
 grep -h "unusable\|falling back" "$WORK/faulty.log" | sed 's/^/[faults] seen: /' | sort -u | head -5 || true
-echo "[faults] OK: $LANDED SIGKILLs survived, final parameters bit-identical to the uninterrupted run"
+grep -h "resumed from" "$WORK/faulty.log" | sed 's/^/[faults] seen: /' | head -20 || true
+echo "[faults] OK: $LANDED SIGKILLs survived ($MIDWRITE mid-write), final parameters bit-identical to the uninterrupted run"
 [ -n "${W2V_FAULT_DIR:-}" ] || rm -rf "$WORK"

@@ -197,9 +197,10 @@ public enum AudioDecoder {
 /// Writing audio through libsndfile (tests, fixtures, tools).
 public enum AudioWriter {
     public enum Format: Sendable {
-        case wav16, wavFloat, flac16
+        case wav16, wavFloat, flac16, oggVorbis
         var sf: Int32 {
             switch self {
+            case .oggVorbis: return Int32(SF_FORMAT_OGG | SF_FORMAT_VORBIS)
             case .wav16: return Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16)
             case .wavFloat: return Int32(SF_FORMAT_WAV | SF_FORMAT_FLOAT)
             case .flac16: return Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16)
@@ -216,7 +217,7 @@ public enum AudioWriter {
         let frames = samples.count / channels
         let written: Int
         switch format {
-        case .wavFloat:
+        case .wavFloat, .oggVorbis:
             written = samples.withUnsafeBufferPointer { Int(sf_writef_float(file.handle, $0.baseAddress, sf_count_t(frames))) }
         case .wav16, .flac16:
             let shorts = samples.map { Int16(max(-32768, min(32767, ($0 * 32768).rounded()))) }
