@@ -37,7 +37,7 @@ rank0_of() {  # the process that writes checkpoints: OMPI_COMM_WORLD_RANK=0 in i
 }
 
 latest_step() { local l; l="$(cat "$1/checkpoints/latest" 2>/dev/null || true)"; l="${l#step-}"; echo $((10#${l:-0})); }
-tmp_step() { local t; t="$(compgen -G "$1/checkpoints/step-*.tmp" | head -1 || true)"; [ -n "$t" ] || { echo -1; return; }
+tmp_step() { local t; t="$(compgen -G "$1/checkpoints/step-*.tmp" | sort | tail -1 || true)"; [ -n "$t" ] || { echo -1; return; }
              t="$(basename "$t" .tmp)"; t="${t#step-}"; echo $((10#$t)); }
 
 killer() {  # RUN_DIR: kill k waits for the run to reach step ≈ k·STEPS/(KILLS+1), so the kills spread over the run
@@ -46,13 +46,20 @@ killer() {  # RUN_DIR: kill k waits for the run to reach step ≈ k·STEPS/(KILL
     victim="" target=$((k * STEPS / (KILLS + 1)))
     deadline=$((SECONDS + 300))
     if [ $((k % 2)) = 0 ]; then           # in the middle of a checkpoint write: a .tmp folder of step ≥ target
-      local ts=-1
+      # Rank 0 is found first, then the .tmp folder is polled; when it shows up rank 0 is frozen (SIGSTOP) and
+      # killed only if the folder is still there, i.e. the write is really unfinished; else it goes on (SIGCONT).
+      local ts=-1 r0=""
       while [ $SECONDS -lt $deadline ]; do
+        [ -n "$r0" ] && [ -d "/proc/$r0" ] || { r0="$(rank0_of "$run")"; [ -n "$r0" ] || { sleep 0.02; continue; }; }
         ts="$(tmp_step "$run")"
-        if [ "$ts" -ge "$target" ]; then victim="$(rank0_of "$run")"; [ -n "$victim" ] && break; fi
-        sleep 0.005
+        if [ "$ts" -ge "$target" ]; then
+          kill -STOP "$r0" 2>/dev/null || continue
+          if [ -d "$run/checkpoints/$(printf 'step-%08d.tmp' "$ts")" ]; then victim="$r0"; break; fi
+          kill -CONT "$r0" 2>/dev/null || true
+        fi
+        sleep 0.002
       done
-      what="rank 0 (pid $victim) while it writes step $ts's checkpoint"
+      what="rank 0 (pid $victim) in the middle of writing step $ts's checkpoint"
     else                                   # a random rank at a random moment after step target−1's checkpoint
       while [ $SECONDS -lt $deadline ] && [ "$(latest_step "$run")" -lt $((target > 0 ? target - 1 : 0)) ]; do sleep 0.02; done
       while [ $SECONDS -lt $deadline ] && [ -z "$(ranks_of "$run")" ]; do sleep 0.02; done
@@ -63,10 +70,7 @@ killer() {  # RUN_DIR: kill k waits for the run to reach step ≈ k·STEPS/(KILL
     fi
     if [ -n "$victim" ] && kill -KILL "$victim" 2>/dev/null; then
       landed=$((landed + 1))
-      if [ $((k % 2)) = 0 ]; then   # did it land mid-write? the .tmp folder is still there (and must never be read)
-        if [ -d "$run/checkpoints/$(printf 'step-%08d.tmp' "$ts")" ]; then midwrite=$((midwrite + 1)); what="$what (mid-write: its .tmp folder is left behind)"
-        else what="$what (the write had just finished)"; fi
-      fi
+      [ $((k % 2)) = 0 ] && midwrite=$((midwrite + 1))   # its .tmp folder is left behind (and must never be read)
       echo "[faults] kill $k/$KILLS: SIGKILL to $what"
     else
       echo "[faults] kill $k/$KILLS: no rank to kill (the run had ended?)"
@@ -92,7 +96,7 @@ if [ "$status" != 0 ]; then tail -30 "$WORK/faulty.log"; exit 1; fi
 "${MPI[@]}" "$BIN" "${COMMON[@]}" --run-dir "$REF" > "$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log"; exit 1; }
 RESULT="$("$BIN" compare "$FAULTY" "$REF" --rtol 0)" || { echo "[faults] $RESULT"; echo "[faults] FAILED: parameters differ (logs in $WORK)"; exit 1; }
 echo "[faults] $RESULT"
-if [ "$LANDED" -lt "$KILLS" ] || [ "$RESTARTS" -lt "$LANDED" ]; then echo "[faults] FAILED: not every kill landed (logs in $WORK)"; exit 1; fi
+if [ "$LANDED" -lt "$KILLS" ] || [ "$RESTARTS" -lt "$LANDED" ] || [ "$MIDWRITE" -lt $((KILLS / 2)) ]; then echo "[faults] FAILED: not every kill landed (logs in $WORK)"; exit 1; fi
 grep -h "unusable\|falling back" "$WORK/faulty.log" | sed 's/^/[faults] seen: /' | sort -u | head -5 || true
 grep -h "resumed from" "$WORK/faulty.log" | sed 's/^/[faults] seen: /' | head -20 || true
 echo "[faults] OK: $LANDED SIGKILLs survived ($MIDWRITE mid-write), final parameters bit-identical to the uninterrupted run"

@@ -106,6 +106,9 @@ public final class GradientBucketReducer: @unchecked Sendable {
     private var failure: Error?
     private var shutdown = false
     private var thread: Thread?
+    /// Failed all-reduce calls since the reducer was made (each failure is issued once).
+    public var failedCollectives: Int { cond.lock(); defer { cond.unlock() }; return attempts }
+    private var attempts = 0
     /// Seconds the communication thread spent inside all-reduce during the last step.
     public private(set) var reduceSeconds = 0.0
 
@@ -182,7 +185,9 @@ public final class GradientBucketReducer: @unchecked Sendable {
     private func loop() {
         while true {
             cond.lock()
-            while !shutdown && !(active && done < buckets.count && ready[done]) { cond.wait() }
+            // After a failed all-reduce nothing more is issued until the next begin() (issue 11: the loop
+            // used to re-issue the failed collective until wait() noticed).
+            while !shutdown && !(active && failure == nil && done < buckets.count && ready[done]) { cond.wait() }
             if shutdown { cond.unlock(); return }
             let i = done
             cond.unlock()
@@ -191,7 +196,7 @@ public final class GradientBucketReducer: @unchecked Sendable {
             do {
                 try collectives.allReduce("gradient bucket \(i)", buffer + r.lowerBound, count: r.count, type: .float, op: .sum)
             } catch {
-                cond.lock(); failure = error; cond.broadcast(); cond.unlock()
+                cond.lock(); failure = error; attempts += 1; cond.broadcast(); cond.unlock()
                 continue
             }
             let dt = Date().timeIntervalSince1970 - t0
