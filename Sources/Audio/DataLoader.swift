@@ -23,9 +23,8 @@
 //                               sharding: Sharding(worldSize: W, rank: r, updateFreq: U), start: cursor)
 //   for step in ... { for _ in 0..<U {
 //       let mb = try loader.next()                        // [B, T0, 80] + frames
-//       let (lens, T) = mb.encoderLengths(L)
 //       var rng = mb.randomStream(seed: seed, step: step, purpose: .mask)
-//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: lens, paddedLength: T, stream: &rng)
+//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: mb.frames.map(L), paddedLength: L(mb.maxFrames), stream: &rng)
 //       ... } ; checkpoint cursor = last mb.resumeCursor }
 
 import Foundation
@@ -46,10 +45,11 @@ public struct MicroBatch: Sendable {
     public let failed: [String]           // files of this batch that could not be loaded (dropped)
     public var batchSize: Int { frames.count }
 
-    /// Encoder-frame lengths L per utterance and the padded length, for SpanMasker (the mapping is the
-    /// model's: conv2d ((T0 − 1)/2 − 1)/2, stack T0/2).
-    public func encoderLengths(_ encoderLength: (Int) -> Int) -> (lengths: [Int], padded: Int) {
-        (frames.map(encoderLength), encoderLength(maxFrames))
+    public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float], frames: [Int],
+                utterances: [Int], paths: [String], offsets: [Int], failed: [String]) {
+        self.epoch = epoch; self.index = index; self.resumeCursor = resumeCursor; self.numBins = numBins
+        self.maxFrames = maxFrames; self.features = features; self.frames = frames; self.utterances = utterances
+        self.paths = paths; self.offsets = offsets; self.failed = failed
     }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
@@ -280,7 +280,7 @@ public final class DataLoader: @unchecked Sendable {
         case .success(let batch):
             s.stats.batches += 1
             s.stats.utterances += batch.batchSize
-            s.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * 0.01
+            s.stats.audioSeconds += Double(batch.frames.reduce(0, +)) * fbankFrameSeconds
             return batch
         }
     }

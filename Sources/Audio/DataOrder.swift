@@ -40,6 +40,8 @@ public struct DataOrderConfig: Sendable, Codable, Equatable {
 /// Number of fbank frames of n samples (25 ms / 10 ms at 16 kHz, snip_edges).
 @inline(__always)
 public func fbankFrameCount(samples n: Int) -> Int { n < 400 ? 0 : 1 + (n - 400) / 160 }
+/// Seconds of audio per fbank frame (10 ms shift).
+public let fbankFrameSeconds = 0.01
 
 /// World size, rank, gradient accumulation.
 public struct Sharding: Sendable, Codable, Equatable {

@@ -51,6 +51,7 @@ public func groupedConv1dBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, cols: FP
                  b: cols, ldb: width, beta: 1, c: dWeight + g * cg * width, ldc: width)
             gemm(transA: false, transB: false, m: t, n: width, k: cg, alpha: 1, a: dyb + g * cg, lda: c,
                  b: weight + g * cg * width, ldb: width, beta: 0, c: cols, ldc: width)
+            // col2im: the intended mirror of groupedIm2col (gather ↔ scatter-add).
             for ti in 0..<t {
                 let row = cols + ti * width
                 for i in 0..<cg {

@@ -12,7 +12,8 @@ public func groupedConv1dFastWorkspaceCount(t: Int, c: Int, groups: Int, p: Int)
     t * (c / groups) * p + (c / groups) * t
 }
 
-/// Accumulates dx, dW, db (same results as groupedConv1dBackward up to summation order).
+/// Accumulates dx, dW, db (same results as groupedConv1dBackward up to summation order). Intended mirror of
+/// groupedConv1dBackward (STYLE: the fast variant beside the clear reference, checked against it).
 public func groupedConv1dBackwardFast(dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, dy: CFPtr, x: CFPtr,
                                       weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
     let cg = c / groups, width = cg * p, pad = p / 2

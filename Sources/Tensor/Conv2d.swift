@@ -28,6 +28,7 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo
     }
 }
 
+// Intended mirror of im2col3x3s2 (the same loops, gather ↔ scatter-add).
 @inline(__always)
 func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
     let hw = ho * wo

@@ -16,7 +16,7 @@ public struct CheckpointTensors {
 public struct LoadedCheckpoint {
     public let directory: String
     public let step: Int
-    public let trainerState: [String: Any]
+    public let state: TrainerState
     public let warnings: [String]
 }
 
@@ -25,7 +25,7 @@ public final class CheckpointManager {
     public let keepLast: Int
     /// The resolved config (YAML) of the run that loads checkpoints; when set, a checkpoint whose
     /// trainer.json holds a config with another architecture (model.*, quantizer groups/entries/dim) is
-    /// refused naming the first differing field, even where the tensor shapes happen to agree.
+    /// refused naming the first differing field, even where the tensor shapes happen to agree (issue 11).
     public var expectedConfigYAML: String? = nil
 
     public init(runDirectory: String, keepLast: Int) {
@@ -53,7 +53,7 @@ public final class CheckpointManager {
     /// Writes a checkpoint; returns its folder.
     @discardableResult
     public func save(step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
-                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, trainerState: [String: Any],
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState,
                      validLoss: Double? = nil) throws -> String {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let name = CheckpointManager.directoryName(step: step)
@@ -61,10 +61,10 @@ public final class CheckpointManager {
         let tmp = root + "/" + name + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
-            try writeFolder(tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, trainerState: trainerState)
+            try writeFolder(tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, state: state)
         } catch {
-            // A full disk or an I/O error: the half-written folder is removed (it is never read: list() skips
-            // *.tmp) and `latest` still names the previous complete checkpoint.
+            // A full disk or an I/O error (issue 11): the half-written folder is removed (it is never read:
+            // list() skips *.tmp) and `latest` still names the previous complete checkpoint.
             try? FileManager.default.removeItem(atPath: tmp)
             throw SafeTensorsError(path: tmp, problem: "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact")
         }
@@ -74,8 +74,8 @@ public final class CheckpointManager {
         try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
         if let validLoss, validLoss.isFinite {
             let best = bestRecord()
-            if best == nil || validLoss < best!.loss {
-                let b = try JSONSerialization.data(withJSONObject: ["step": step, "valid_loss": validLoss, "directory": name])
+            if best == nil || validLoss < best!.validLoss {
+                let b = try JSONEncoder().encode(BestCheckpoint(step: step, validLoss: validLoss, directory: name))
                 try writeDurably(b, to: root + "/best.json")
             }
         }
@@ -85,7 +85,7 @@ public final class CheckpointManager {
 
     /// The three files of a checkpoint, each written durably, into folder `tmp`.
     func writeFolder(_ tmp: String, step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
-                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, trainerState: [String: Any]) throws {
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState) throws {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let meta = ["format": "w2vbert-swift", "step": "\(step)"]
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
@@ -97,24 +97,22 @@ public final class CheckpointManager {
         try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
             $0 < n ? adamM + tensors.offsets[$0] : adamV + tensors.offsets[$0 - n]
         }
-        var state = trainerState
-        state["step"] = step
-        let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys, .prettyPrinted])
-        try writeDurably(json, to: tmp + "/trainer.json")
+        var state = state
+        state.step = step
+        try writeDurably(try state.encoded(), to: tmp + "/trainer.json")
         fsyncDirectory(tmp)
     }
 
-    public func bestRecord() -> (step: Int, loss: Double, name: String)? {
-        guard let d = FileManager.default.contents(atPath: root + "/best.json"),
-              let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-              let s = o["step"] as? Int, let l = o["valid_loss"] as? Double, let n = o["directory"] as? String else { return nil }
-        return (s, l, n)
+    /// best.json, or nil when there is none or it does not decode (it is rewritten at the next validation).
+    public func bestRecord() -> BestCheckpoint? {
+        guard let d = FileManager.default.contents(atPath: root + "/best.json") else { return nil }
+        return try? JSONDecoder().decode(BestCheckpoint.self, from: d)
     }
 
     /// Keeps the newest `keepLast` and the best.
     public func prune() {
         let all = list()
-        let best = bestRecord()?.name
+        let best = bestRecord()?.directory
         for (i, c) in all.enumerated() where i >= keepLast {
             if (c.directory as NSString).lastPathComponent == best { continue }
             try? FileManager.default.removeItem(atPath: c.directory)
@@ -122,18 +120,10 @@ public final class CheckpointManager {
     }
 
     /// Validates a checkpoint folder completely and returns its parsed parts (nothing is copied yet).
-    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: [String: Any]) {
-        guard let d = FileManager.default.contents(atPath: directory + "/trainer.json"),
-              let state = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any], state["step"] is Int else {
-            throw SafeTensorsError(path: directory + "/trainer.json", problem: "missing or not valid JSON with a step")
-        }
-        if let expected = expectedConfigYAML {
-            guard let yaml = state["config"] as? String else {
-                throw SafeTensorsError(path: directory + "/trainer.json", problem: "field 'config' is missing or not a string")
-            }
-            if let diff = architectureDifference(expected: expected, found: yaml) {
-                throw SafeTensorsError(path: directory + "/trainer.json", problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
-            }
+    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: TrainerState) {
+        let state = try TrainerState.read(path: directory + "/trainer.json")
+        if let expected = expectedConfigYAML, let diff = architectureDifference(expected: expected, found: state.config) {
+            throw SafeTensorsError(path: directory + "/trainer.json", problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
         }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
@@ -175,7 +165,7 @@ public final class CheckpointManager {
                     try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + tensors.offsets[i])
                     try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + tensors.offsets[i])
                 }
-                return LoadedCheckpoint(directory: dir, step: state["step"] as! Int, trainerState: state, warnings: warnings)
+                return LoadedCheckpoint(directory: dir, step: state.step, state: state, warnings: warnings)
             } catch {
                 warnings.append("checkpoint \(dir) is unusable: \(error); falling back to the previous one")
             }

@@ -17,23 +17,24 @@ public final class MetricsLog {
     }
     deinit { try? handle.close() }
 
-    public func write(_ record: [String: Any]) {
+    public func write(_ record: [String: Any]) throws {
         var r = record
         r["time"] = Date().timeIntervalSince1970
         // Non-finite numbers are not JSON: write them as strings so the line still parses.
         for (k, v) in r { if let d = v as? Double, !d.isFinite { r[k] = "\(d)" } }
-        let data: Data
-        do { data = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]) } catch {
-            warnOnce("a \(record["kind"] ?? "?") record could not be serialised (\(error)); it is missing from the log")
-            return
+        guard JSONSerialization.isValidJSONObject(r) else {
+            throw SafeTensorsError(path: path, problem: "a \(r["kind"] ?? "metrics") record cannot be written as JSON: \(r)")
         }
-        writeOrWarn(handle, data + Data([0x0a]), path: path)
+        let data = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
+        do { try handle.write(contentsOf: data + Data([0x0a])) } catch {
+            throw SafeTensorsError(path: path, problem: "cannot append a record: \(error)")
+        }
     }
 }
 
-/// Appends to a log file; a failed write (a full disk) is reported once on stderr instead of crashing
-/// (FileHandle.write(Data) traps on errors). Losing log lines does not stop training; a checkpoint that
-/// cannot be written does (status 1).
+/// Appends to the TensorBoard event file; a failed write (a full disk) is reported once on stderr instead
+/// of crashing (FileHandle.write(Data) traps on errors). Losing TensorBoard records does not stop
+/// training; metrics.jsonl and checkpoint write failures do (status 1). Issue 11.
 func writeOrWarn(_ handle: FileHandle, _ data: Data, path: String) {
     do { try handle.write(contentsOf: data) } catch { warnOnce("\(path): write failed (\(error.localizedDescription)); later records may be missing") }
 }
@@ -44,4 +45,3 @@ func warnOnce(_ message: String) {
     warnedLock.lock(); defer { warnedLock.unlock() }
     if warned.insert(message).inserted { FileHandle.standardError.write(Data("w2vbert: warning: \(message)\n".utf8)) }
 }
-

@@ -131,10 +131,15 @@ public struct Config: Sendable, Equatable {
         case .stack: return t0 / 2
         }
     }
-    /// Frequency bins after the two stride-2 convolutions: ⌊(⌊(80−1)/2⌋ − 1)/2⌋ = 19.
+    /// Log-mel bins of a fbank frame (SPEC §2).
     public static let melBins = 80
-    public static let convFreq = ((80 - 1) / 2 - 1) / 2
-    public var encoderInputDim: Int { model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : 2 * Config.melBins }
+    /// Frequency bins after the first stride-2 convolution: ⌊(80−3)/2⌋ + 1 = 39.
+    public static let convFreq1 = (melBins - 3) / 2 + 1
+    /// Frequency bins after the two stride-2 convolutions: ⌊(⌊(80−1)/2⌋ − 1)/2⌋ = 19.
+    public static let convFreq = ((melBins - 1) / 2 - 1) / 2
+    /// Values per frame of the stack front end (two frames side by side).
+    public static let stackedBins = 2 * melBins
+    public var encoderInputDim: Int { model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : Config.stackedBins }
     public var headDim: Int { model.dim / model.heads }
 
     /// τ for the optimizer update `step` (0-based; SPEC §7, §14.12).

@@ -12,11 +12,11 @@ extension Config {
         switch m.frontend {
         case .conv2d:
             let c = Double(m.frontendChannels), h1 = Double((t0 - 3) / 2 + 1)
-            total += 2 * bb * c * 9 * h1 * 39 * 2                       // conv1: fwd + dW
+            total += 2 * bb * c * 9 * h1 * Double(Config.convFreq1) * 2                      // conv1: fwd + dW
             total += 2 * bb * c * c * 9 * t * Double(Config.convFreq) * 3 // conv2: fwd + dW + dx
             lin(n, c * Double(Config.convFreq), d)
         case .stack:
-            lin(n, 160, d)
+            lin(n, Double(Config.stackedBins), d)
         }
         lin(n, d, d)                                                    // context_proj
         if m.position == .conv {

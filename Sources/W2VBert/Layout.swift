@@ -48,8 +48,8 @@ public struct ParameterLayout: Sendable {
             add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
             linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
         case .stack:
-            norm("feature_encoder.stack_norm", 2 * Config.melBins)
-            linear("feature_encoder.proj", out: d, in: 2 * Config.melBins)
+            norm("feature_encoder.stack_norm", Config.stackedBins)
+            linear("feature_encoder.proj", out: d, in: Config.stackedBins)
         }
         norm("feature_encoder.norm", d)
         if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }

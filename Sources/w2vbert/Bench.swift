@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
             if step == 1 { bytesBefore = FloatBuffer.allocatedBytes.current; heapBefore = residentBytes() }
             let start = monotonicSeconds()
             model.zeroGrads()
-            let stats = data.withMicroBatch(seed: 1, step: step, microBatch: 0) { model.forward($0, tau: opt.tau) }
+            let stats = data.withView(key: RandomKey(seed: 1, step: step, microBatch: 0)) { model.forward($0, tau: opt.tau) }
             model.backward(lossScale: 1 / Float(max(stats.masked, 1)))
             opt.update(params: model.params, grads: model.grads)
             if step > 0 { times.append(monotonicSeconds() - start) }

@@ -50,13 +50,13 @@ struct BenchData: ParsableCommand {
             }
             let fbank = KaldiFbank()
             let T0 = fbank.numFrames(samples: n)
-            var out = [Float](repeating: 0, count: T0 * 80)
+            var out = [Float](repeating: 0, count: T0 * fbank.numBins)
             var best = Double.infinity
             for _ in 0..<3 {
                 let t0 = Date()
                 x.withUnsafeBufferPointer { s in out.withUnsafeMutableBufferPointer { o in
                     fbank.compute(s.baseAddress!, count: n, into: o.baseAddress!)
-                    applyCMVN(o.baseAddress!, frames: T0, bins: 80)
+                    applyCMVN(o.baseAddress!, frames: T0, bins: fbank.numBins)
                 } }
                 best = min(best, Date().timeIntervalSince(t0))
             }

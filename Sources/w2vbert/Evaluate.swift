@@ -15,14 +15,12 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
         }
         checkpoint = newest
     }
-    guard let data = FileManager.default.contents(atPath: checkpoint + "/trainer.json"),
-          let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let yaml = state["config"] as? String else {
-        throw RuntimeError("\(checkpoint)/trainer.json: missing or without the resolved config")
-    }
+    let state: TrainerState
+    do { state = try TrainerState.read(path: checkpoint + "/trainer.json") } catch { throw RuntimeError("\(error)") }
     // A config that does not load is a damaged file (1); one that loads but not with the --set values is a bad
     // command line (2).
-    do { _ = try Config.load(yaml: [yaml], overrides: []) } catch { throw RuntimeError("\(checkpoint)/trainer.json: \(error)") }
-    do { return (try Config.load(yaml: [yaml], overrides: overrides), checkpoint) }
+    do { _ = try Config.load(yaml: [state.config], overrides: []) } catch { throw RuntimeError("\(checkpoint)/trainer.json: \(error)") }
+    do { return (try Config.load(yaml: [state.config], overrides: overrides), checkpoint) }
     catch { throw UsageError("\(error)") }
 }
 
@@ -133,7 +131,7 @@ struct Inspect: ParsableCommand {
         let m = CheckpointManager(runDirectory: runDir, keepLast: 1)
         print("run: \(runDir)")
         print("model: \(config.model.dim)-d, \(config.model.contrastiveBlocks)+\(config.model.mlmBlocks) blocks, \(config.quantizer.groups)×\(config.quantizer.entries) codes, \(layout.parameterCount) parameters")
-        print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.name) valid loss \(String(format: "%.4f", $0.loss))" } ?? "none")):")
+        print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.directory) valid loss \(String(format: "%.4f", $0.validLoss))" } ?? "none")):")
         m.expectedConfigYAML = config.yaml
         var corrupt: [String] = []
         for c in m.list() {
@@ -144,10 +142,8 @@ struct Inspect: ParsableCommand {
             print("  \((c.directory as NSString).lastPathComponent)  \(status)")
         }
         defer { if !corrupt.isEmpty { FileHandle.standardError.write(Data("w2vbert: error: \(runDir): unusable checkpoint(s) \(corrupt.joined(separator: ", ")) (see above)\n".utf8)) } }
-        if let data = FileManager.default.contents(atPath: ckpt + "/trainer.json"),
-           let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
-            let keys = ["step", "optimizer_step", "epoch", "micro_batch", "world_size", "update_freq", "tau", "lr", "valid_loss"]
-            print("state of \((ckpt as NSString).lastPathComponent): " + keys.compactMap { k in state[k].map { "\(k) \($0)" } }.joined(separator: ", "))
+        if let s = try? TrainerState.read(path: ckpt + "/trainer.json") {
+            print("state of \((ckpt as NSString).lastPathComponent): step \(s.step), optimizer_step \(s.optimizerStep), epoch \(s.epoch), micro_batch \(s.microBatch), world_size \(s.worldSize), update_freq \(s.updateFreq), tau \(s.tau), lr \(s.lr)" + (s.validLoss.map { ", valid_loss \($0)" } ?? ""))
         }
         if tensors, let f = try? SafeTensors.open(path: ckpt + "/model.safetensors") {
             for e in layout.entries {

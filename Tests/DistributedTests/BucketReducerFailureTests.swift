@@ -38,6 +38,5 @@ final class BucketReducerFailureTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.2)
         comm.lock.lock(); let calls = comm.calls; comm.lock.unlock()
         XCTAssertEqual(calls, 1, "the failed collective was re-issued")
-        XCTAssertEqual(reducer.failedCollectives, 1)
     }
 }

@@ -3,7 +3,8 @@
 // not part of the SwiftPM package. The target is chosen by W2V_FUZZ_TARGET:
 //   safetensors  SafeTensors.parse on the bytes (header, offsets, shapes, values)
 //   checkpoint   a checkpoint folder whose trainer.json, best.json and latest are the input (split at 0x00),
-//                with valid safetensors beside them: CheckpointManager.validate / loadLatest / bestRecord
+//                with valid safetensors beside them: TrainerState.decode, CheckpointManager.validate /
+//                loadLatest / bestRecord / prune
 //   manifest     Manifest.read of the bytes, then the global data order over its lengths
 //   config       Config.load with the input as a YAML document; `--set` values from its lines after a 0x00
 //   npy          Npy.decode
@@ -33,7 +34,7 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
     let values = [Float](repeating: 0.5, count: 7)
     let m = CheckpointManager(runDirectory: scratch + "/template", keepLast: 1)
     try! values.withUnsafeBufferPointer { p in
-        try m.save(step: 1, tensors: tensors, parameters: p.baseAddress!, adamM: p.baseAddress!, adamV: p.baseAddress!, trainerState: [:])
+        try m.save(step: 1, tensors: tensors, parameters: p.baseAddress!, adamM: p.baseAddress!, adamV: p.baseAddress!, state: TrainerState())
     }
     modelFile = FileManager.default.contents(atPath: scratch + "/template/checkpoints/step-00000001/model.safetensors")!
     optimizerFile = FileManager.default.contents(atPath: scratch + "/template/checkpoints/step-00000001/optimizer.safetensors")!
@@ -67,6 +68,7 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         write(p[0], dir + "/trainer.json"); write(p[1], root + "/best.json"); write(p[2], root + "/latest")
         let m = CheckpointManager(runDirectory: scratch + "/run", keepLast: 2)
         m.expectedConfigYAML = "model:\n  dim: 4\n"
+        _ = try? TrainerState.decode(p[0], path: "trainer.json")
         _ = m.latestName; _ = m.bestRecord(); _ = m.list()
         _ = try? m.validate(directory: dir, tensors: tensors)
         var buf = [Float](repeating: 0, count: 7), mm = buf, vv = buf

@@ -52,7 +52,7 @@ final class CheckpointManagerTests: XCTestCase {
 
     func save(_ m: CheckpointManager, step: Int, value: Float, valid: Double? = nil) throws {
         let p = FloatBuffer([Float](repeating: value, count: 7)), a = FloatBuffer([Float](repeating: value + 1, count: 7)), v = FloatBuffer([Float](repeating: value + 2, count: 7))
-        try m.save(step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: v.ptr, trainerState: ["cursor": [1, step]], validLoss: valid)
+        try m.save(step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: v.ptr, state: TrainerState(), validLoss: valid)
     }
 
     func testSaveLoadKeepLastAndBest() throws {

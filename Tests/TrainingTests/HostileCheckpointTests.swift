@@ -61,7 +61,9 @@ final class HostileCheckpointManagerTests: XCTestCase {
 
     func save(_ m: CheckpointManager, step: Int, value: Float, config: String) throws {
         let p = FloatBuffer([Float](repeating: value, count: 7)), a = FloatBuffer([Float](repeating: value, count: 7))
-        try m.save(step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: a.ptr, trainerState: ["config": config])
+        var state = TrainerState()
+        state.config = config
+        try m.save(step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: a.ptr, state: state)
     }
 
     func testArchitectureAndUnexpectedTensorsAndNaNFallBack() throws {

@@ -74,8 +74,8 @@ final class FixtureRun {
 
     func forward(tau: Float) -> StepStats {
         features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            model.forward(MicroBatch(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
-                                     frames: t0, seed: 1, step: 0, microBatch: 0), tau: tau)
+            model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
+                                    frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: tau)
         } } }
     }
 }

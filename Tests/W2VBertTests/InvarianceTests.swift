@@ -48,11 +48,11 @@ final class InvarianceTests: XCTestCase {
         model.backward(lossScale: 1 / Float(ref.masked))
         // The all-reduce, emulated: each rank's local usage is captured first, then added to the other's.
         var local = [[Double]](repeating: [], count: 2)
-        for i in 0..<2 { _ = part[i].forward(rank[i], step: 0, tau: tau) { p, n in local[i] = Array(UnsafeBufferPointer(start: p, count: n)) } }
+        for i in 0..<2 { _ = part[i].forward(rank[i], step: 0, tau: tau) { buf in local[i] = Array(buf) } }
         var stats = [StepStats]()
         for i in 0..<2 {
             let other = local[1 - i]
-            stats.append(part[i].forward(rank[i], step: 0, tau: tau) { p, n in for j in 0..<n { p[j] += other[j] } })
+            stats.append(part[i].forward(rank[i], step: 0, tau: tau) { buf in for j in 0..<buf.count { buf[j] += other[j] } })
         }
         _ = ("ref", ref.masked, ref.contrastiveLossSum, ref.mlmLossSum, ref.diversityLoss, "ranks", stats[0].masked, stats[1].masked, stats[0].contrastiveLossSum, stats[1].contrastiveLossSum, stats[0].mlmLossSum, stats[1].mlmLossSum, stats[0].diversityLoss, stats[1].diversityLoss)
         let nGlobal = Float(stats[0].masked + stats[1].masked)
@@ -188,6 +188,22 @@ final class CapacityTests: XCTestCase {
 final class GradientHookTests: XCTestCase {
     /// The ranges reported by gradientsReady cover the layout exactly once, and each range's gradients are
     /// final when reported (a snapshot taken in the hook equals the gradients after backward).
+    /// An error of the cross-rank reduction inside forward (MPI) comes out of forward as a thrown error.
+    func testReductionErrorReachesTheCaller() throws {
+        struct Boom: Error {}
+        let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
+                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+                                                           "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3"])
+        let batch = SyntheticBatch(config: c, lengths: [80, 66])
+        let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 80)
+        XCTAssertThrowsError(try batch.lengths.withUnsafeBufferPointer { lp in
+            try batch.mask.withUnsafeBufferPointer { mp in
+                try model.forward(BatchView(features: batch.features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: 2,
+                                            frames: 80, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: 1) { _ in throw Boom() }
+            }
+        }) { XCTAssertTrue($0 is Boom) }
+    }
+
     func testGradientsReadyCoverLayoutWithFinalValues() throws {
         let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
                                                            "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
@@ -197,11 +213,13 @@ final class GradientHookTests: XCTestCase {
         let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 80)
         var covered = [Int](repeating: 0, count: model.layout.count)
         var snapshot = [Float](repeating: .nan, count: model.layout.count)
-        model.gradientsReady = { off, n in
-            for i in off..<(off + n) { covered[i] += 1; snapshot[i] = model.grads.ptr[i] }
-        }
+        var order: [Int] = []
         let s = batch.forward(model, step: 2, tau: 1)
-        model.backward(lossScale: 1 / Float(s.masked))
+        model.backward(lossScale: 1 / Float(s.masked)) { i in
+            order.append(i)
+            for j in model.gradientRanges[i] { covered[j] += 1; snapshot[j] = model.grads.ptr[j] }
+        }
+        XCTAssertEqual(order, Array(model.gradientRanges.indices), "ranges are reported once each, in order")
         XCTAssertTrue(covered.allSatisfy { $0 == 1 })
         XCTAssertEqual(snapshot, model.grads.array)
     }

@@ -27,10 +27,11 @@ final class SyntheticBatch {
             .mask(lengths: enc, paddedLength: t, stream: &mrng)
     }
     func forward(_ model: W2VBertModel, step: Int, microBatch: Int = 0, tau: Float, training: Bool = true,
-                 reduce: (UnsafeMutablePointer<Double>, Int) -> Void = { _, _ in }) -> StepStats {
+                 reduce: (UnsafeMutableBufferPointer<Double>) -> Void = { _ in }) -> StepStats {
         lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            model.forward(MicroBatch(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b, frames: t0,
-                                     seed: 11, step: step, microBatch: microBatch), tau: tau, training: training, reduce: reduce)
+            model.forward(BatchView(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b, frames: t0,
+                                    key: RandomKey(seed: 11, step: step, microBatch: microBatch)), tau: tau, training: training,
+                          reduceUsage: reduce)
         } }
     }
 }

@@ -9,33 +9,6 @@
 
 import Tensor
 
-/// A parameter and its gradient (same offset in the params and grads buffers).
-struct PG {
-    let w: FPtr, g: FPtr
-    init(_ layout: ParameterLayout, _ name: String, _ params: FPtr, _ grads: FPtr) {
-        let o = layout.entry(name).offset
-        w = params + o; g = grads + o
-    }
-}
-
-struct NormPG {
-    let weight: PG, bias: PG
-    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr) { weight = PG(l, n + ".weight", p, g); bias = PG(l, n + ".bias", p, g) }
-}
-
-struct LinearPG {
-    let weight: PG, bias: PG?
-    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, bias hasBias: Bool = true) {
-        weight = PG(l, n + ".weight", p, g); bias = hasBias ? PG(l, n + ".bias", p, g) : nil
-    }
-    func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        linearForward(y: y, x: x, weight: weight.w, bias: bias?.w, n: n, inDim: inDim, outDim: outDim)
-    }
-    func backward(dx: FPtr?, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        linearBackward(dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n, inDim: inDim, outDim: outDim)
-    }
-}
-
 /// Scratch shared by all blocks (forward temporaries and backward gradients), capacity N rows.
 struct BlockScratch {
     let o: FPtr          // [N, d] branch output before the residual add
@@ -75,8 +48,6 @@ struct DropoutSource {
         }
     }
 }
-
-@inline(__always) func zero(_ p: FPtr, _ n: Int) { p.update(repeating: 0, count: n) }
 
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
 struct FFN {
@@ -234,10 +205,10 @@ struct ConformerBlock {
     let x1, x2, x3, x4, mean, rstd: FPtr
     let y: FPtr          // the block output [N, d]
 
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: Config, savedCount: Int) {
-        let d = c.model.dim, f = c.model.ffnDim, dropout = c.model.dropout > 0
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool, savedCount: Int) {
+        let d = c.d, f = c.f, dropout = c.dropout > 0
         ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout)
-        attn = MHSA(l, name + ".attn", p, g, ar, n: n, d: d, savedCount: savedCount, shaw: c.model.position == .shaw, dropout: dropout)
+        attn = MHSA(l, name + ".attn", p, g, ar, n: n, d: d, savedCount: savedCount, shaw: shaw, dropout: dropout)
         conv = ConvModule(l, name + ".conv", p, g, ar, n: n, d: d, dropout: dropout)
         ffn2 = FFN(l, name + ".ffn2", p, g, ar, n: n, d: d, f: f, dropout: dropout)
         norm = NormPG(l, name + ".norm", p, g)
@@ -245,25 +216,24 @@ struct ConformerBlock {
         mean = ar.take(n); rstd = ar.take(n); y = ar.take(n * d)
     }
 
-    func forward(x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: Config,
+    func forward(x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: BlockConfig,
                  rng: inout DropoutSource) {
-        let n = shape.b * shape.t, d = shape.d, f = c.model.ffnDim, p = c.model.dropout
+        let n = shape.b * shape.t, d = shape.d, f = c.f, p = c.dropout
         ffn1.forward(y: x1, x: x, s: s, n: n, d: d, f: f, p: p, rng: &rng)
         attn.forward(y: x2, x: x1, s: s, lengths: lengths, shape: shape, p: p, rng: &rng)
-        conv.forward(y: x3, x: x2, s: s, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.model.convKernel,
-                     causal: c.model.causalConv, p: p, rng: &rng)
+        conv.forward(y: x3, x: x2, s: s, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.kernel,
+                     causal: c.causal, p: p, rng: &rng)
         ffn2.forward(y: x4, x: x3, s: s, n: n, d: d, f: f, p: p, rng: &rng)
-        layerNormForward(y: y, mean: mean, rstd: rstd, x: x4, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
+        norm.forward(y: y, mean: mean, rstd: rstd, x: x4, n: n, c: d)
     }
 
     /// dY: gradient of the block output (read only). On exit s.dRes holds the gradient of the block input x.
-    func backward(dY: CFPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: Config) {
-        let n = shape.b * shape.t, d = shape.d, f = c.model.ffnDim
+    func backward(dY: CFPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: BlockConfig) {
+        let n = shape.b * shape.t, d = shape.d, f = c.f
         zero(s.dRes, n * d)
-        layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: dY, x: x4, weight: norm.weight.w,
-                          mean: mean, rstd: rstd, n: n, c: d)
+        norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d)
         ffn2.backward(s: s, x: x3, n: n, d: d, f: f)
-        conv.backward(s: s, x: x2, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.model.convKernel, causal: c.model.causalConv)
+        conv.backward(s: s, x: x2, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.kernel, causal: c.causal)
         attn.backward(s: s, x: x1, shape: shape)
         ffn1.backward(s: s, x: x, n: n, d: d, f: f)
     }

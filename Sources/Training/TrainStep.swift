@@ -1,0 +1,171 @@
+// One data-parallel optimizer step (ARCHITECTURE "Data-parallel step"), shared by `train` and
+// `bench-dist`. For rank r with update_freq U micro-batches of the step:
+//   1. masks keyed (seed, step, micro-batch index)
+//   2. U > 1: a pre-pass sums the quantizer usage of all micro-batches and ranks (one all-reduce), so the
+//      diversity loss is that of the step; U = 1: the forward's own all-reduce does it
+//   3. forward/backward per micro-batch; each micro-batch's gradient goes into zeroed gradients and is
+//      added to an accumulator (g₀ + g₁ + …, the sum two ranks form in MPI); on the last micro-batch every
+//      gradient bucket is handed to the background all-reduce as soon as backward has finished it
+//   4. wait for the buckets, collective non-finite check (all ranks skip together), clip, AdamW
+
+import Foundation
+import Tensor
+import Distributed
+import W2VBert
+import Audio
+
+/// What one optimizer step produced (after its collectives: sums and flags are global).
+public struct StepResult: Sendable {
+    public var sums = StepSums()
+    public var diversityLoss = 0.0, probPerplexity = 0.0, codePerplexity = 0.0
+    /// Hard-code counts of the step (global), for the codebook protocol.
+    public var codeCounts: [Double] = []
+    public var gradNorm = 0.0
+    /// Some rank had a non-finite loss or gradient: nobody updated.
+    public var skipped = false
+    public var tau: Float = 0, lr: Float = 0
+    public var computeSeconds = 0.0, allReduceWaitSeconds = 0.0, allReduceSeconds = 0.0
+}
+
+public final class StepRunner {
+    public let config: Config
+    public let model: W2VBertModel
+    public let optimizer: Optimizer
+    public let collectives: Collectives
+    public let reducer: GradientBucketReducer
+    public var updateFreq: Int
+    let masker: SpanMasker
+    let gv: Int
+    /// Gradient accumulator for update_freq > 1 (allocated on first use).
+    var accumulator: FloatBuffer?
+
+    public init(config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives, updateFreq: Int) {
+        config = c; self.model = model; self.optimizer = optimizer; self.collectives = collectives; self.updateFreq = updateFreq
+        reducer = GradientBucketReducer(collectives: collectives, gradients: model.grads.ptr, buckets: model.gradientRanges)
+        masker = SpanMasker(maskProb: Double(c.mask.prob), span: c.mask.span, minSpans: c.mask.minSpans)
+        gv = c.quantizer.groups * c.quantizer.entries
+    }
+
+    /// SPEC §4 span masks of a micro-batch, keyed (seed, step, micro-batch index).
+    public func mask(_ mb: MicroBatch, step: Int) -> [UInt8] {
+        let c = config, T = c.encoderLength(t0: mb.maxFrames)
+        var rng = mb.randomStream(seed: c.train.seed, step: step, purpose: .mask)
+        return masker.mask(lengths: mb.frames.map { min(T, c.encoderLength(t0: $0)) }, paddedLength: T, stream: &rng)
+    }
+
+    /// The model's view of a micro-batch and its mask, with random key (seed, step, micro-batch index).
+    public func withView<R>(_ mb: MicroBatch, mask: [UInt8], step: Int, _ body: (BatchView) throws -> R) rethrows -> R {
+        let lengths = mb.frames.map { Int32($0) }
+        return try mb.features.withUnsafeBufferPointer { f in
+            try lengths.withUnsafeBufferPointer { l in
+                try mask.withUnsafeBufferPointer { m in
+                    try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!, batch: mb.batchSize,
+                                       frames: mb.maxFrames, key: RandomKey(seed: config.train.seed, step: step, microBatch: mb.index)))
+                }
+            }
+        }
+    }
+
+    /// Runs optimizer step `step` on this rank's micro-batches of it.
+    public func run(_ batches: [MicroBatch], step: Int) throws -> StepResult {
+        precondition(batches.count == updateFreq, "a step takes update_freq micro-batches")
+        let start = monotonicSeconds()
+        let masks = batches.map { mask($0, step: step) }
+        var result = StepResult()
+        result.tau = optimizer.tau
+        let stepUsage = try updateFreq > 1 ? preUsage(batches, masks, step: step, tau: result.tau) : nil
+        let usage = try forwardBackward(batches, masks, step: step, stepUsage: stepUsage, result: &result)
+        result.computeSeconds = monotonicSeconds() - start
+        result.codeCounts = Array(usage[gv..<(2 * gv)])
+        try finish(&result)
+        return result
+    }
+
+    /// update_freq > 1: the quantizer usage of all micro-batches of the step on all ranks.
+    func preUsage(_ batches: [MicroBatch], _ masks: [[UInt8]], step: Int, tau: Float) throws -> [Double] {
+        var total = [Double](repeating: 0, count: 2 * gv + 1)
+        for (j, mb) in batches.enumerated() where mb.batchSize > 0 {
+            let u = withView(mb, mask: masks[j], step: step) { model.quantizerUsage($0, tau: tau) }
+            for i in 0..<u.count { total[i] += u[i] }
+        }
+        try collectives.allReduce("quantizer usage (step)", &total)
+        return total
+    }
+
+    /// Forward and backward of every micro-batch, gradients accumulated in order and handed to the
+    /// all-reduce bucket by bucket on the last one. Returns the step's usage [soft, hard, masked].
+    func forwardBackward(_ batches: [MicroBatch], _ masks: [[UInt8]], step: Int, stepUsage: [Double]?,
+                         result: inout StepResult) throws -> [Double] {
+        model.zeroGrads()
+        reducer.begin()
+        if updateFreq > 1 && accumulator == nil { accumulator = FloatBuffer(count: model.layout.count) }
+        var marked = [Bool](repeating: false, count: reducer.buckets.count)
+        var usage = stepUsage ?? [Double](repeating: 0, count: 2 * gv + 1)
+        var sums = StepSums()
+        for (j, mb) in batches.enumerated() {
+            let last = j == batches.count - 1
+            if mb.batchSize == 0 {
+                // Every file of this micro-batch failed to load: take part in the collectives, add nothing.
+                if stepUsage == nil {
+                    usage = [Double](repeating: 0, count: 2 * gv + 1)
+                    try collectives.allReduce("quantizer usage", &usage)
+                }
+                if !last, j == 0 { accumulator?.zero() }
+                continue
+            }
+            let stats = try withView(mb, mask: masks[j], step: step) { view -> StepStats in
+                let s = try model.forward(view, tau: result.tau, training: true) { buf in
+                    if let stepUsage { for i in 0..<buf.count { buf[i] = stepUsage[i] } } else {
+                        try collectives.allReduce("quantizer usage", buf.baseAddress!, count: buf.count, type: .double, op: .sum)
+                        usage = Array(buf)
+                    }
+                }
+                model.backward(lossScale: Float(1 / max(1.0, s.maskedGlobal)), diversityScale: config.loss.diversityWeight) { b in
+                    if last { finishBucket(b, &marked) }
+                }
+                return s
+            }
+            sums.add(stats, audioSeconds: Double(mb.frames.reduce(0, +)) * fbankFrameSeconds, utterances: mb.batchSize)
+            (result.diversityLoss, result.probPerplexity, result.codePerplexity) = (stats.diversityLoss, stats.probPerplexity, stats.codePerplexity)
+            if !last { accumulate(first: j == 0) }
+        }
+        for b in reducer.buckets.indices where !marked[b] { finishBucket(b, &marked) }
+        result.sums = sums
+        return usage
+    }
+
+    /// Adds this micro-batch's gradients to the accumulator and zeroes them for the next one.
+    func accumulate(first: Bool) {
+        guard let a = accumulator else { return }
+        let g = model.grads.ptr, n = model.layout.count
+        if first { a.ptr.update(from: g, count: n) } else { axpy(a.ptr, g, n: n) }
+        model.zeroGrads()
+    }
+
+    /// Bucket b is final on the last micro-batch: add the earlier micro-batches' part, hand it over.
+    func finishBucket(_ b: Int, _ marked: inout [Bool]) {
+        if updateFreq > 1, let a = accumulator {
+            let g = model.grads.ptr
+            for i in reducer.buckets[b] { g[i] = a.ptr[i] + g[i] }
+        }
+        marked[b] = true
+        reducer.markReady(b)
+    }
+
+    /// Waits for the buckets, sums the metrics, agrees on a non-finite step, clips and updates.
+    func finish(_ r: inout StepResult) throws {
+        r.allReduceWaitSeconds = try reducer.wait()
+        r.allReduceSeconds = reducer.reduceSeconds
+        var sums = r.sums.array
+        try collectives.allReduce("step metrics", &sums)
+        r.sums = StepSums(sums)
+        let norm2 = sumOfSquares(model.grads.ptr, n: model.layout.count)
+        var bad: [Int64] = [(norm2.isFinite && r.sums.contrastive.isFinite && r.sums.mlm.isFinite) ? 0 : 1]
+        try collectives.allReduce("non-finite check", &bad, op: .max)
+        r.gradNorm = norm2.squareRoot()
+        r.skipped = bad[0] != 0
+        r.sums.masked = max(r.sums.masked, 1)
+        r.lr = optimizer.learningRate
+        if !r.skipped { r.gradNorm = optimizer.update(params: model.params, grads: model.grads) }
+    }
+}

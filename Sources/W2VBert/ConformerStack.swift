@@ -1,0 +1,91 @@
+// The Conformer stack (SPEC §5): N contrastive blocks, then M MLM blocks, with layer drop (a dropped
+// block passes its input through) drawn per step so every rank drops the same blocks. The contrastive
+// loss reads the last contrastive block's output c, the MLM loss the last MLM block's output m.
+// Backward runs the blocks in reverse: the MLM loss's gradient enters at m, the contrastive loss's at c.
+
+import Tensor
+
+struct ConformerStack {
+    let contrastive: [ConformerBlock]
+    let mlm: [ConformerBlock]
+    let scratch: BlockScratch
+    let dCur: FPtr                      // [N, d] gradient of the residual stream between blocks
+    let position: AttentionPosition
+    let heads, d: Int
+    var dropped: [Bool]
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
+        let bc = BlockConfig(c), n = cap.n, d = c.model.dim
+        switch c.model.position {
+        case .shaw: position = .shaw(left: c.model.shawLeft, right: c.model.shawRight)
+        case .rope: position = .rope
+        default: position = .none
+        }
+        heads = c.model.heads; self.d = d
+        // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
+        let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position)
+        let rope = position == .rope ? 2 * n * d : 0
+        let saved = heads * n * cap.t + rope
+        scratch = BlockScratch(a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
+                               attWork: cap.t * cap.t + cap.t * max(shape.relCount, 1) + rope)
+        dCur = a.take(n * d)
+        let shaw = c.model.position == .shaw
+        contrastive = (0..<c.model.contrastiveBlocks).map {
+            ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved)
+        }
+        mlm = (0..<c.model.mlmBlocks).map { ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved) }
+        dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
+    }
+
+    var blocks: [ConformerBlock] { contrastive + mlm }
+    func block(_ i: Int) -> ConformerBlock { i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count] }
+    /// Output of the last contrastive block (c) and of the last block (m).
+    var contrastiveOutput: FPtr { contrastive.last!.y }
+    var mlmOutput: FPtr { (mlm.last ?? contrastive.last!).y }
+
+    func attentionShape(_ s: BatchShape) -> AttentionShape {
+        AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position)
+    }
+
+    /// Layer-drop decisions of the step (key.step; micro-batch 0), or the given ones (tests).
+    mutating func drawLayerDrop(key: RandomKey, probability: Float, training: Bool, given: [Bool]?) {
+        var drop = RandomKey(seed: key.seed, step: key.step, microBatch: 0).stream(.layerDrop)
+        for i in 0..<dropped.count { dropped[i] = training && probability > 0 && drop.nextUniform() < probability }
+        if training, let given {
+            precondition(given.count == dropped.count, "droppedBlocks override has the wrong size")
+            dropped = given
+        }
+    }
+
+    /// Runs blocks 0..<count on x0 (count: all blocks, or the contrastive ones for `embed`).
+    func forward(x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig, count: Int,
+                 rng: inout DropoutSource) {
+        let shape = attentionShape(s)
+        var input = x0
+        for i in 0..<count {
+            let blk = block(i)
+            if dropped[i] { blk.y.update(from: input, count: s.n * shape.d) } else {
+                blk.forward(x: input, s: scratch, lengths: lengths, shape: shape, c: bc, rng: &rng)
+            }
+            input = CFPtr(blk.y)
+        }
+    }
+
+    /// dm (the MLM loss's gradient at the masked rows) enters at m, dc (the contrastive loss's) at c;
+    /// on exit dCur holds dx0. `blockDone(i)` is called as soon as block i's gradients are final.
+    func backward(x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>, _ s: BatchShape,
+                  config bc: BlockConfig, blockDone: (Int) throws -> Void) rethrows {
+        let shape = attentionShape(s), n = s.n, d = shape.d, nc = contrastive.count
+        zero(dCur, n * d)
+        frames.scatterAdd(dCur, from: dm, width: d)
+        for i in stride(from: dropped.count - 1, through: 0, by: -1) {
+            if i == nc - 1 { frames.scatterAdd(dCur, from: dc, width: d) }
+            if !dropped[i] {
+                let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
+                block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
+                dCur.update(from: scratch.dRes, count: n * d)
+            }
+            try blockDone(i)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+// The feature encoder (SPEC §3): fbank [B, T0, 80] → z [B, T, d], one of two front ends, then a
+// projection and a LayerNorm:
+//   conv2d: two 3×3 stride-2 convolutions with ReLU (C channels, 80 → 19 bins, T0 → T = ((T0−1)/2−1)/2),
+//           channels × bins flattened per frame (C·19) → proj
+//   stack:  two consecutive frames stacked (T = T0/2, 160 values) → LayerNorm(160) → proj
+//   z = LayerNorm(proj(·))
+// Activations are carved from the model's arena; backward reads `dz` (filled by the model) and
+// accumulates into the parameter gradients.
+
+import Tensor
+
+/// conv2d front end: conv1 (1 → C) → ReLU → conv2 (C → C) → ReLU → [N, C·19].
+struct ConvStem {
+    let conv1w, conv1b, conv2w, conv2b: PG
+    let input: FPtr          // [B, T0, 80] copy of the features (conv1's backward reads it)
+    let y1, y2: FPtr         // conv outputs [B, C, H1, 39], [B, C, T, 19]
+    let feat: FPtr           // [N, C·19] proj input
+    let cols: FPtr           // im2col workspace
+    let dy1, dy2: FPtr       // dy1 doubles as d(feat) [N, C·19]
+    let channels: Int
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity, channels C: Int) {
+        conv1w = PG(l, "feature_encoder.conv1.weight", p, g); conv1b = PG(l, "feature_encoder.conv1.bias", p, g)
+        conv2w = PG(l, "feature_encoder.conv2.weight", p, g); conv2b = PG(l, "feature_encoder.conv2.bias", p, g)
+        channels = C
+        let fq = Config.convFreq, w1 = Config.convFreq1
+        // conv1 output rows Σ_b H1 ≤ B·T0/2.
+        let h1 = max(0, (cap.frames - 3) / 2 + 1)
+        let rows1 = max(h1, min(cap.batch * h1, cap.totalFrames / 2 + cap.batch))
+        let n = cap.n
+        input = a.take(max(cap.frames, cap.totalFrames) * Config.melBins)
+        y1 = a.take(C * rows1 * w1); y2 = a.take(C * n * fq)
+        feat = a.take(n * C * fq)
+        cols = a.take(max(9 * h1 * w1, C * 9 * cap.t * fq))
+        dy1 = a.take(max(C * rows1 * w1, n * C * fq)); dy2 = a.take(C * n * fq)
+    }
+
+    /// x [B, T0, 80] → feat [N, C·19].
+    func forward(_ x: CFPtr, _ s: BatchShape) {
+        let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
+        input.update(from: x, count: s.b * s.t0 * Config.melBins)   // the caller may reuse its buffer after forward
+        let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
+        conv2dForward(y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
+        reluForward(y: y1, x: y1, n: s.b * C * s1.ho * s1.wo)
+        let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
+        precondition(s2.ho == T && s2.wo == fq)
+        conv2dForward(y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
+        reluForward(y: y2, x: y2, n: s.b * C * T * fq)
+        for b in 0..<s.b { for ch in 0..<C { for t in 0..<T {
+            (feat + (b * T + t) * w + ch * fq).update(from: y2 + ((b * C + ch) * T + t) * fq, count: fq)
+        } } }
+    }
+
+    /// Reads d(feat) from `dy1` (written by proj's backward), mirrors forward.
+    func backward(_ s: BatchShape) {
+        let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
+        let dfeat = dy1
+        for b in 0..<s.b { for ch in 0..<C { for t in 0..<T {
+            (dy2 + ((b * C + ch) * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq)
+        } } }
+        let n2 = s.b * C * T * fq
+        for i in 0..<n2 where y2[i] <= 0 { dy2[i] = 0 }
+        let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
+        let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
+        let n1 = s.b * C * s1.ho * s1.wo
+        zero(dy1, n1)
+        conv2dBackward(dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1, weight: conv2w.w, shape: s2)
+        for i in 0..<n1 where y1[i] <= 0 { dy1[i] = 0 }
+        conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input, weight: conv1w.w, shape: s1)
+    }
+}
+
+/// stack front end: frames 2t and 2t+1 side by side → LayerNorm(160) → [N, 160].
+struct StackStem {
+    let norm: NormPG
+    let stacked, normed, mean, rstd: FPtr      // [N, 160], [N, 160], [N], [N]
+    let dNormed, dStacked: FPtr                // [N, 160]
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity) {
+        norm = NormPG(l, "feature_encoder.stack_norm", p, g)
+        let n = cap.n, w = Config.stackedBins
+        stacked = a.take(n * w); normed = a.take(n * w); mean = a.take(n); rstd = a.take(n)
+        dNormed = a.take(n * w); dStacked = a.take(n * w)
+    }
+
+    func forward(_ x: CFPtr, _ s: BatchShape) {
+        let w = Config.stackedBins
+        for b in 0..<s.b { for t in 0..<s.t {
+            (stacked + (b * s.t + t) * w).update(from: x + (b * s.t0 + 2 * t) * Config.melBins, count: w)
+        } }
+        norm.forward(y: normed, mean: mean, rstd: rstd, x: stacked, n: s.n, c: w)
+    }
+
+    /// Reads d(normed) from `dNormed` (written by proj's backward).
+    func backward(_ s: BatchShape) {
+        zero(dStacked, s.n * Config.stackedBins)
+        norm.backward(dx: dStacked, dy: dNormed, x: stacked, mean: mean, rstd: rstd, n: s.n, c: Config.stackedBins)
+    }
+}
+
+struct FeatureEncoder {
+    let conv: ConvStem?, stack: StackStem?
+    let proj: LinearPG, norm: NormPG
+    let zp, z, mean, rstd: FPtr      // [N, d] projection, [N, d] output, [N], [N]
+    let dz, dzp: FPtr                // [N, d]: dz is filled by the model's backward
+    let d, inDim: Int
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
+        conv = c.model.frontend == .conv2d ? ConvStem(l, p, g, a, capacity: cap, channels: c.model.frontendChannels) : nil
+        stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
+        proj = LinearPG(l, "feature_encoder.proj", p, g); norm = NormPG(l, "feature_encoder.norm", p, g)
+        d = c.model.dim; inDim = c.encoderInputDim
+        let n = cap.n
+        zp = a.take(n * d); z = a.take(n * d); mean = a.take(n); rstd = a.take(n)
+        dz = a.take(n * d); dzp = a.take(n * d)
+    }
+
+    /// x [B, T0, 80] → z [N, d].
+    func forward(_ x: CFPtr, _ s: BatchShape) {
+        let projInput: CFPtr
+        if let conv { conv.forward(x, s); projInput = CFPtr(conv.feat) } else { stack!.forward(x, s); projInput = CFPtr(stack!.normed) }
+        proj.forward(y: zp, x: projInput, n: s.n, inDim: inDim, outDim: d)
+        norm.forward(y: z, mean: mean, rstd: rstd, x: zp, n: s.n, c: d)
+    }
+
+    /// Accumulates the parameter gradients for dz.
+    func backward(_ s: BatchShape) {
+        zero(dzp, s.n * d)
+        norm.backward(dx: dzp, dy: dz, x: zp, mean: mean, rstd: rstd, n: s.n, c: d)
+        if let conv {
+            zero(conv.dy1, s.n * inDim)
+            proj.backward(dx: conv.dy1, dy: dzp, x: conv.feat, n: s.n, inDim: inDim, outDim: d)
+            conv.backward(s)
+        } else if let stack {
+            zero(stack.dNormed, s.n * inDim)
+            proj.backward(dx: stack.dNormed, dy: dzp, x: stack.normed, n: s.n, inDim: inDim, outDim: d)
+            stack.backward(s)
+        }
+    }
+}
