@@ -127,6 +127,15 @@ public final class CheckpointManager {
         }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
+        for e in tensors.entries {
+            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
+                guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
+                guard got.shape == e.shape else {
+                    throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
+                }
+            }
+        }
+        // Then what the model does not have (after the named missing/mis-shaped ones, which say more).
         let expectedNames = Set(tensors.entries.map { $0.name })
         for name in model.entries.keys.sorted() where !expectedNames.contains(name) {
             throw SafeTensorsError(path: model.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
@@ -135,14 +144,6 @@ public final class CheckpointManager {
             let base = name.hasPrefix("exp_avg_sq.") ? String(name.dropFirst(11)) : name.hasPrefix("exp_avg.") ? String(name.dropFirst(8)) : ""
             guard expectedNames.contains(base) else {
                 throw SafeTensorsError(path: opt.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
-            }
-        }
-        for e in tensors.entries {
-            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
-                guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
-                guard got.shape == e.shape else {
-                    throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
-                }
             }
         }
         return (model, opt, state)

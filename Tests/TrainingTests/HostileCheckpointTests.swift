@@ -87,9 +87,13 @@ final class HostileCheckpointManagerTests: XCTestCase {
         XCTAssertEqual(got.step, 1)
         XCTAssert(got.warnings.joined().contains("tensor 'w' holds NaN at element 0"), "\(got.warnings)")
         XCTAssertEqual(buf[0], 1)
-        // A tensor the model does not have (a renamed one: missing + unexpected) is named.
+        // A renamed tensor: the missing name is named; a tensor the model does not have is named.
         let renamed = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "bias", shape: [3])], offsets: [0, 4])
         XCTAssertThrowsError(try m.validate(directory: run + "/checkpoints/step-00000001", tensors: renamed)) {
+            XCTAssert("\($0)".contains("missing tensor 'bias'"), "\($0)")
+        }
+        let fewer = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2])], offsets: [0])
+        XCTAssertThrowsError(try m.validate(directory: run + "/checkpoints/step-00000001", tensors: fewer)) {
             XCTAssert("\($0)".contains("unexpected tensor 'b'"), "\($0)")
         }
     }
