@@ -20,7 +20,15 @@ extension Trainer {
     /// Loads (rank 0) and broadcasts the newest checkpoint, or broadcasts the initial parameters.
     func resumeOrStart() throws {
         var bytes: [UInt8] = []
-        if isRoot { bytes = Array(try JSONEncoder().encode(loadNewest())) }
+        if isRoot {
+            var start = loadNewest()
+            // Issue 12 (--init-from): a fresh run (nothing resumed) takes another checkpoint's or an HF model's
+            // weights; step 0 and a fresh optimizer. The parameter broadcast below hands them to every rank.
+            if start.state == nil && start.error == nil, let src = options.initFrom {
+                do { say(try initializeFrom(src)) } catch { start.error = "--init-from: \(error)" }
+            }
+            bytes = Array(try JSONEncoder().encode(start))
+        }
         bytes = try coll.broadcast("trainer state", bytes: bytes)
         let message: StartMessage
         do { message = try JSONDecoder().decode(StartMessage.self, from: Data(bytes)) }

@@ -50,6 +50,7 @@ public struct TrainOptions: Sendable {
     public var skipRank = 1
     public var stopAfterStep: Int? = nil      // behave as if SIGTERM arrived after this many steps
     public var requireCheckpoint = false      // validate: a checkpoint must exist
+    public var initFrom: String? = nil        // issue 12: a fresh run starts from these weights (InitFrom.swift)
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
         self.trainManifest = trainManifest; self.validManifest = validManifest; self.runDirectory = runDirectory
     }

@@ -17,6 +17,8 @@ public enum Schedule: String, Sendable, CaseIterable { case transformer, polynom
 public struct ModelConfig: Sendable, Equatable {
     public var frontend: Frontend = .conv2d
     public var frontendChannels = 32        // C
+    /// LayerNorm(d) after the front-end projection (SPEC §3). Off in the Hugging Face family (`*2` presets).
+    public var frontendNorm = true
     public var dim = 144                    // d
     public var heads = 4                    // h
     public var ffnDim = 576                 // f
@@ -24,6 +26,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var causalConv = false
     public var contrastiveBlocks = 2        // N
     public var mlmBlocks = 2                // M
+    /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
+    public var contextProj = true
     public var position: Position = .conv
     public var posConvKernel = 32           // P
     public var posConvGroups = 4            // Gp
@@ -163,7 +167,16 @@ public struct Config: Sendable, Equatable {
 
     // MARK: Presets (SPEC §12, §14.13, §14.16)
 
-    public static let presetNames = ["tiny", "small", "base", "xl"]
+    public static let presetNames = ["tiny", "small", "base", "xl", "tiny2", "small2", "base2", "w2v-bert-2.0"]
+
+    /// The Hugging Face family (`Wav2Vec2BertModel` one to one; README "From pre-training to fine-tuning"):
+    /// stack front end without the LayerNorm(d), no context projection, Shaw relative keys (64 left,
+    /// 8 right), causal depthwise convolution, learned mask embedding (HF's `masked_spec_embed`).
+    static func huggingFaceFamily(_ c: inout Config) {
+        c.model.frontend = .stack; c.model.frontendNorm = false; c.model.contextProj = false
+        c.model.position = .shaw; c.model.shawLeft = 64; c.model.shawRight = 8; c.model.causalConv = true
+        c.mask.replacement = .learned
+    }
 
     public static func preset(_ name: String) throws -> Config {
         var c = Config()
@@ -171,6 +184,26 @@ public struct Config: Sendable, Equatable {
             c.model.frontendChannels = C; c.model.dim = d; c.model.heads = h; c.model.ffnDim = f
             c.model.convKernel = k; c.model.contrastiveBlocks = n; c.model.mlmBlocks = m
             c.quantizer.groups = 1; c.quantizer.entries = v; c.quantizer.dim = dq; c.model.finalDim = fin
+        }
+        if name.hasSuffix("2") || name == "w2v-bert-2.0" {
+            // tiny2, small2, base2: the sizes and training settings of tiny, small, base in the HF family.
+            // w2v-bert-2.0: transformers' Wav2Vec2BertConfig defaults (d 1024, 24 layers, 16 heads, f 4096,
+            // k 31) split as fairseq2's w2v-BERT 600m: 8 contrastive + 16 MLM blocks, quantizer 1 × 1024,
+            // D 1024, final 768, τ (2.0, 0.1, 0.999995); xl's optimiser settings.
+            if name == "w2v-bert-2.0" {
+                c = try preset("xl")
+                set(c.model.frontendChannels, 1024, 16, 4096, 31, 8, 16, 1024, 1024, 768)
+                c.loss.diversityWeight = 0.2
+            } else {
+                let base = String(name.dropLast())
+                guard ["tiny", "small", "base"].contains(base) else {
+                    throw ConfigError("preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
+                }
+                c = try preset(base)
+            }
+            huggingFaceFamily(&c)
+            try c.validate()
+            return c
         }
         switch name {
         case "tiny":
@@ -254,6 +287,7 @@ public struct Config: Sendable, Equatable {
     nonisolated(unsafe) static let keys: [Key] = [
         choice("model.frontend", \.model.frontend),
         int("model.frontend_channels", \.model.frontendChannels),
+        bool("model.frontend_norm", \.model.frontendNorm),
         int("model.dim", \.model.dim),
         int("model.heads", \.model.heads),
         int("model.ffn_dim", \.model.ffnDim),
@@ -261,6 +295,7 @@ public struct Config: Sendable, Equatable {
         bool("model.causal_conv", \.model.causalConv),
         int("model.contrastive_blocks", \.model.contrastiveBlocks),
         int("model.mlm_blocks", \.model.mlmBlocks),
+        bool("model.context_proj", \.model.contextProj),
         choice("model.position", \.model.position),
         int("model.pos_conv_kernel", \.model.posConvKernel),
         int("model.pos_conv_groups", \.model.posConvGroups),

@@ -1,13 +1,13 @@
 // The Conformer stack's input (SPEC §4–§5): masking, context projection and positional convolution.
 //   xm = z with the masked frames replaced (learned mask embedding, or N(0, σ²) noise from .maskNoise)
-//   xp = context_proj(xm)
+//   xp = context_proj(xm)   (xp = xm with model.context_proj false: the HF family)
 //   x0 = xp + GELU(pos_conv(xp)) with padded frames zeroed first (position: conv), else x0 = xp
 
 import Tensor
 
 struct ContextInput {
     let maskEmbedding: PG?
-    let contextProj: LinearPG
+    let contextProj: LinearPG?           // nil: model.context_proj false
     let posConv: LinearPG?               // weight [d, d/Gp, P], bias [d]
     let xm, noise, xp, pc, x0: FPtr      // [N, d], [S, d], [N, d], [N, d], [N, d]
     let posCols: FPtr                    // grouped-conv workspace
@@ -17,7 +17,7 @@ struct ContextInput {
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         maskEmbedding = c.mask.replacement == .learned ? PG(l, "mask_embedding", p, g) : nil
-        contextProj = LinearPG(l, "context_proj", p, g)
+        contextProj = c.model.contextProj ? LinearPG(l, "context_proj", p, g) : nil
         posConv = c.model.position == .conv ? LinearPG(l, "pos_conv", p, g) : nil
         d = c.model.dim; posGroups = c.model.posConvGroups; posKernel = c.model.posConvKernel; noiseStd = c.mask.randomStd
         let n = cap.n
@@ -47,7 +47,7 @@ struct ContextInput {
 
     /// x0 from the (masked or whole) sequence x: context projection, then the positional convolution.
     func project(_ x: CFPtr, _ frames: MaskedFrames, _ s: BatchShape) {
-        contextProj.forward(y: xp, x: x, n: s.n, inDim: d, outDim: d)
+        if let contextProj { contextProj.forward(y: xp, x: x, n: s.n, inDim: d, outDim: d) } else { xp.update(from: x, count: s.n * d) }
         if let posConv {
             zeroPadding(xp, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
             groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
@@ -70,7 +70,7 @@ struct ContextInput {
             zeroPadding(dx0, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
         }
         zero(dxm, n * d)
-        contextProj.backward(dx: dxm, dy: dx0, x: xm, n: n, inDim: d, outDim: d)
+        if let contextProj { contextProj.backward(dx: dxm, dy: dx0, x: xm, n: n, inDim: d, outDim: d) } else { dxm.update(from: dx0, count: n * d) }
         for i in 0..<frames.count {
             let r = dxm + Int(frames.rows[i]) * d
             if let me = maskEmbedding { axpy(me.g, r, n: d) }

@@ -100,7 +100,7 @@ struct StackStem {
 
 struct FeatureEncoder {
     let conv: ConvStem?, stack: StackStem?
-    let proj: LinearPG, norm: NormPG
+    let proj: LinearPG, norm: NormPG?   // norm nil: model.frontend_norm false (the HF family), z = proj output
     let zp, z, mean, rstd: FPtr      // [N, d] projection, [N, d] output, [N], [N]
     let dz, dzp: FPtr                // [N, d]: dz is filled by the model's backward
     let d, inDim: Int
@@ -108,7 +108,8 @@ struct FeatureEncoder {
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         conv = c.model.frontend == .conv2d ? ConvStem(l, p, g, a, capacity: cap, channels: c.model.frontendChannels) : nil
         stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
-        proj = LinearPG(l, "feature_encoder.proj", p, g); norm = NormPG(l, "feature_encoder.norm", p, g)
+        proj = LinearPG(l, "feature_encoder.proj", p, g)
+        norm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil
         d = c.model.dim; inDim = c.encoderInputDim
         let n = cap.n
         zp = a.take(n * d); z = a.take(n * d); mean = a.take(n); rstd = a.take(n)
@@ -120,13 +121,13 @@ struct FeatureEncoder {
         let projInput: CFPtr
         if let conv { conv.forward(x, s); projInput = CFPtr(conv.feat) } else { stack!.forward(x, s); projInput = CFPtr(stack!.normed) }
         proj.forward(y: zp, x: projInput, n: s.n, inDim: inDim, outDim: d)
-        norm.forward(y: z, mean: mean, rstd: rstd, x: zp, n: s.n, c: d)
+        if let norm { norm.forward(y: z, mean: mean, rstd: rstd, x: zp, n: s.n, c: d) } else { z.update(from: zp, count: s.n * d) }
     }
 
     /// Accumulates the parameter gradients for dz.
     func backward(_ s: BatchShape) {
         zero(dzp, s.n * d)
-        norm.backward(dx: dzp, dy: dz, x: zp, mean: mean, rstd: rstd, n: s.n, c: d)
+        if let norm { norm.backward(dx: dzp, dy: dz, x: zp, mean: mean, rstd: rstd, n: s.n, c: d) } else { dzp.update(from: dz, count: s.n * d) }
         if let conv {
             zero(conv.dy1, s.n * inDim)
             proj.backward(dx: conv.dy1, dy: dzp, x: conv.feat, n: s.n, inDim: inDim, outDim: d)

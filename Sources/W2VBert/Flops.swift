@@ -18,7 +18,7 @@ extension Config {
         case .stack:
             lin(n, Double(Config.stackedBins), d)
         }
-        lin(n, d, d)                                                    // context_proj
+        if m.contextProj { lin(n, d, d) }                               // context_proj
         if m.position == .conv {
             total += 2 * n * d * (d / Double(m.posConvGroups)) * Double(m.posConvKernel) * 3
         }

@@ -51,9 +51,9 @@ public struct ParameterLayout: Sendable {
             norm("feature_encoder.stack_norm", Config.stackedBins)
             linear("feature_encoder.proj", out: d, in: Config.stackedBins)
         }
-        norm("feature_encoder.norm", d)
+        if m.frontendNorm { norm("feature_encoder.norm", d) }
         if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }
-        linear("context_proj", out: d, in: d)
+        if m.contextProj { linear("context_proj", out: d, in: d) }
         if m.position == .conv {
             let cg = d / m.posConvGroups
             add("pos_conv.weight", [d, cg, m.posConvKernel], .kaiming(fanIn: cg * m.posConvKernel), decay: true)

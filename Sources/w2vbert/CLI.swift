@@ -11,7 +11,7 @@ struct W2VBertCLI: ParsableCommand {
         by a signal after a checkpoint, 76 too many non-finite steps, 77 replica divergence, 78 collective \
         watchdog timeout. Any other status means the process died of a signal (128 + signal number).
         """,
-        subcommands: [Train.self, ShowConfig.self, Validate.self, Embed.self, Inspect.self, Compare.self, Bench.self, BenchDist.self, BenchKernels.self, MPICheck.self, DistCheck.self, Prepare.self, Features.self, BenchData.self])
+        subcommands: [Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self, Inspect.self, Compare.self, Bench.self, BenchDist.self, BenchKernels.self, MPICheck.self, DistCheck.self, Prepare.self, Features.self, BenchData.self])
 }
 
 // MARK: The exit-status contract (README "Exit statuses"), implemented here and nowhere else.

@@ -24,14 +24,26 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
     catch { throw UsageError("\(error)") }
 }
 
-/// A checkpoint folder validated completely against the layout of `config` (names, shapes, offsets, finite
-/// values, no unexpected tensors, trainer.json's architecture); its model tensors. Errors name the file and tensor.
+/// The model tensors of a checkpoint folder (or an `import-hf` folder, which has no optimizer file), validated
+/// completely against the layout of `config`: offsets, finite values (SafeTensors.open), every name and shape,
+/// no unexpected tensor. Errors (status 1) name the file and the tensor.
 func validatedCheckpoint(_ dir: String, config: Config) throws -> SafeTensors.File {
-    let layout = ParameterLayout(config: config)
-    let tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) }, offsets: layout.entries.map { $0.offset })
-    let m = CheckpointManager(runDirectory: dir, keepLast: 1)
-    m.expectedConfigYAML = config.yaml
-    do { return try m.validate(directory: dir, tensors: tensors).model } catch { throw RuntimeError("\(error)") }
+    let path = dir + "/model.safetensors"
+    do {
+        let file = try SafeTensors.open(path: path)
+        let layout = ParameterLayout(config: config)
+        for e in layout.entries {
+            guard let got = file.entries[e.name] else { throw SafeTensorsError(path: path, problem: "missing tensor '\(e.name)'") }
+            guard got.shape == e.shape else {
+                throw SafeTensorsError(path: path, problem: "tensor '\(e.name)' has shape \(got.shape), the model expects \(e.shape) (HINT: trainer.json describes another model)")
+            }
+        }
+        let names = Set(layout.entries.map { $0.name })
+        if let extra = file.entries.keys.sorted().first(where: { !names.contains($0) }) {
+            throw SafeTensorsError(path: path, problem: "unexpected tensor '\(extra)' (HINT: trainer.json describes another model)")
+        }
+        return file
+    } catch { throw RuntimeError("\(error)") }
 }
 
 struct Validate: ParsableCommand {
@@ -60,6 +72,9 @@ struct Embed: ParsableCommand {
     @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
     @Option(help: "Output .npy file.") var out: String
     @Option(help: "contrastive (after the last contrastive block) or mlm (after the last MLM block).") var layer = "mlm"
+    @Flag(help: "Run all inputs as one zero-padded batch (padding must not change the states of real frames).") var batch = false
+    @Option(help: "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with PATH.lengths.npy.")
+    var saveFeatures: String?
 
     func validate() throws {
         guard layer == "mlm" || layer == "contrastive" else { throw ValidationError("--layer must be contrastive or mlm, not '\(layer)'") }
@@ -81,14 +96,40 @@ struct Embed: ParsableCommand {
             feats.append(f)
         }
         let maxT0 = feats.map { $0.count / Config.melBins }.max()!
-        let model = W2VBertModel(config: config, maxBatch: 1, maxFrames: maxT0)
+        let t0s = feats.map { $0.count / Config.melBins }
+        var padded = [Float](repeating: 0, count: feats.count * maxT0 * Config.melBins)
+        for (i, f) in feats.enumerated() { for j in 0..<f.count { padded[i * maxT0 * Config.melBins + j] = f[j] } }
+        if let path = saveFeatures {
+            let stem = path.hasSuffix(".npy") ? String(path.dropLast(4)) : path
+            do {
+                try Npy.write(NpyArray(shape: [feats.count, maxT0, Config.melBins], data: padded), to: path)
+                try Npy.write(NpyArray(shape: [feats.count], data: t0s.map(Float.init)), to: stem + ".lengths.npy")
+            } catch { throw RuntimeError("\(error)") }
+        }
+        let model = W2VBertModel(config: config, maxBatch: batch ? feats.count : 1, maxFrames: maxT0)
         let file = try validatedCheckpoint(dir, config: config)
         for e in model.layout.entries {
             do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
         }
         let d = config.model.dim
         var outputs: [[Float]] = []
-        for f in feats {
+        if batch {
+            // One padded batch: [N, T_max, d]; each utterance keeps its encoderLength(T0) rows.
+            let tMax = config.encoderLength(t0: maxT0)
+            let lens = t0s.map { Int32($0) }
+            let all: [Float] = padded.withUnsafeBufferPointer { fp in
+                lens.withUnsafeBufferPointer { lp in
+                    let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: feats.count, frames: maxT0,
+                                        layer: layer == "mlm" ? .mlm : .contrastive)
+                    return Array(UnsafeBufferPointer(start: h, count: feats.count * tMax * d))
+                }
+            }
+            for (i, t0) in t0s.enumerated() {
+                let t = config.encoderLength(t0: t0)
+                outputs.append(Array(all[(i * tMax * d)..<(i * tMax * d + t * d)]))
+            }
+        }
+        for f in feats where !batch {
             let t0 = f.count / Config.melBins, t = config.encoderLength(t0: t0)
             let len = [Int32(t0)]
             let states: [Float] = f.withUnsafeBufferPointer { fp in

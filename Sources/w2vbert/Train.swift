@@ -8,7 +8,7 @@ import CProcess
 
 /// Config options shared by train, validate and embed.
 struct ConfigOptions: ParsableArguments {
-    @Option(help: "Built-in preset: tiny, small, base, xl.") var preset: String?
+    @Option(help: "Built-in preset: tiny, small, base, xl, or the Hugging Face family tiny2, small2, base2, w2v-bert-2.0.") var preset: String?
     @Option(help: "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook; an optional `preset:` key).")
     var config: String?
     @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).") var overrides: [String] = []
@@ -73,6 +73,8 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder: checkpoints, metrics.jsonl, tensorboard/, config.yaml.") var runDir: String
     @Option(help: "Stop after this many optimizer steps (overrides optimizer.max_steps).") var maxSteps: Int?
     @Flag(help: "Refuse to resume when the run folder already holds checkpoints.") var noResume = false
+    @Option(help: "Start a new run (step 0, fresh optimizer) from the weights of a checkpoint, run folder or Hugging Face model folder; quantizer and heads stay fresh where the source has none. Ignored when the run folder already holds checkpoints (it resumes).")
+    var initFrom: String?
     @Flag(help: "Only warnings and errors on the console.") var quiet = false
     @Option(help: "Decoding threads per rank.") var loaderWorkers = 1
     // Test hooks.
@@ -92,8 +94,10 @@ struct Train: ParsableCommand {
         for m in [train] + (valid.map { [$0] } ?? []) where !FileManager.default.fileExists(atPath: m) {
             throw RuntimeError("\(m): no such manifest")   // an input file: status 1, no usage
         }
+        if let i = initFrom, !FileManager.default.fileExists(atPath: i) { throw RuntimeError("--init-from \(i): no such folder") }
         var o = TrainOptions(trainManifest: train, validManifest: valid, runDirectory: runDir)
         o.maxSteps = maxSteps; o.resume = !noResume; o.quiet = quiet; o.loaderWorkers = loaderWorkers
+        o.initFrom = initFrom
         o.divergeRank = testDivergeRank; o.divergeStep = testDivergeStep
         o.skipCollective = testSkipCollective.map(Int64.init); o.skipRank = testSkipRank; o.stopAfterStep = testStopAfterStep
         try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).run() }

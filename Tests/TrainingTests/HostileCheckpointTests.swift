@@ -158,6 +158,11 @@ final class HostileCheckpointCommandTests: XCTestCase {
         r = try cli(["validate", "--run-dir", nanRun, "--valid", DistributedTrainingTests.slice, "--set", "train.valid_batches=1"])
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains(named) && r.output.contains("falling back") && r.output.contains("valid step 5"), r.output)
+        // --init-from a damaged checkpoint: refused at start, naming the tensor.
+        let fresh = temp("hostile-init")
+        r = try cli(["train", "--train", DistributedTrainingTests.slice, "--run-dir", fresh, "--preset", "tiny",
+                     "--init-from", nanRun + "/checkpoints/step-00000010"])
+        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("--init-from") && r.output.contains(named), r.output)
         var out = try train(runDir: nanRun, steps: 12)
         XCTAssert(out.contains(named) && out.contains("falling back"), out)
         var events = try String(contentsOfFile: nanRun + "/metrics.jsonl", encoding: .utf8)

@@ -77,7 +77,11 @@ final class InvarianceTests: XCTestCase {
     /// loss along a direction (the streams fix the masks, so the loss is a deterministic function).
     func testDropoutAndLayerDropDirectionalDerivative() throws {
         for extra in [["quantizer.detach_targets=true", "model.dropout=0.2", "model.layer_drop=0.4", "model.frontend=stack", "mask.replacement=learned"],
-                      ["quantizer.detach_targets=true", "model.dropout=0.1", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2"]] {
+                      ["quantizer.detach_targets=true", "model.dropout=0.1", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2"],
+                      // the Hugging Face family (issue 12): no LayerNorm(d) after the front end, no context projection
+                      ["quantizer.detach_targets=true", "model.dropout=0.1", "model.frontend=stack", "model.frontend_norm=false",
+                       "model.context_proj=false", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2",
+                       "model.causal_conv=true", "model.conv_kernel=5", "mask.replacement=learned"]] {
             let c = try microConfig(extra)
             let batch = SyntheticBatch(config: c, lengths: [60, 47])
             let model = W2VBertModel(config: c, maxBatch: 2, maxFrames: 60)

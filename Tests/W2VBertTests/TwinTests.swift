@@ -64,4 +64,6 @@ final class TwinTests: XCTestCase {
     func testFixtureB() throws { try check("fixture_b.safetensors") }
     func testFixtureC() throws { try check("fixture_c.safetensors") }
     func testFixtureD() throws { try check("fixture_d.safetensors") }
+    /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv, learned mask, dropout).
+    func testFixtureE() throws { try check("fixture_e.safetensors") }
 }

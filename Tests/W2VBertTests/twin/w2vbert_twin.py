@@ -3,7 +3,7 @@
 
 Parameter names and layouts are SPEC §13's. Two modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR]     writes fixture_{a,b,c}.safetensors (float64 reference values
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
@@ -30,6 +30,7 @@ def preset(name):
         "model.ffn_dim": 576, "model.conv_kernel": 15, "model.causal_conv": False, "model.contrastive_blocks": 2,
         "model.mlm_blocks": 2, "model.position": "conv", "model.pos_conv_kernel": 32, "model.pos_conv_groups": 4,
         "model.shaw_left": 64, "model.shaw_right": 8, "model.final_dim": 64, "model.dropout": 0.0, "model.layer_drop": 0.0,
+        "model.frontend_norm": True, "model.context_proj": True,
         "quantizer.groups": 1, "quantizer.entries": 128, "quantizer.dim": 128, "quantizer.tau_start": 2.0,
         "quantizer.tau_end": 0.5, "quantizer.tau_decay": 0.999, "quantizer.detach_targets": False,
         "mask.prob": 0.65, "mask.span": 10, "mask.min_spans": 2, "mask.replacement": "random", "mask.random_std": 0.1,
@@ -80,7 +81,8 @@ class FeatureEncoder(nn.Module):
         else:
             self.stack_norm = nn.LayerNorm(2 * MEL)
             self.proj = nn.Linear(2 * MEL, d)
-        self.norm = nn.LayerNorm(d)
+        # model.frontend_norm false (the Hugging Face family): z is the projection's output.
+        self.norm = nn.LayerNorm(d) if c["model.frontend_norm"] else nn.Identity()
 
     def forward(self, x):  # x [B, T0, 80]
         B, T0, _ = x.shape
@@ -226,7 +228,7 @@ class W2VBert(nn.Module):
         self.feature_encoder = FeatureEncoder(c)
         if c["mask.replacement"] == "learned":
             self.mask_embedding = nn.Parameter(torch.empty(d))
-        self.context_proj = nn.Linear(d, d)
+        self.context_proj = nn.Linear(d, d) if c["model.context_proj"] else nn.Identity()   # model.context_proj
         if c["model.position"] == "conv":
             P, Gp = c["model.pos_conv_kernel"], c["model.pos_conv_groups"]
             self.pos_conv = nn.Conv1d(d, d, P, groups=Gp, padding=P // 2)
@@ -425,6 +427,15 @@ MICRO = {
         "model.pos_conv_kernel": 5, "model.pos_conv_groups": 2, "model.final_dim": 16, "model.dropout": 0.15,
         "model.layer_drop": 0.3, "quantizer.entries": 20, "quantizer.dim": 32, "mask.span": 4, "loss.num_negatives": 5,
         "optimizer.lr": 0.01, "optimizer.warmup": 3}),
+    # the Hugging Face family (tiny2's architecture, small): stack front end without LayerNorm(d), no context
+    # projection, shaw, causal odd depthwise kernel, learned mask embedding, dropout (given masks)
+    "e": dict(preset="tiny", t0=[61, 44], seed=5, over={
+        "model.frontend": "stack", "model.frontend_norm": False, "model.context_proj": False, "model.dim": 32,
+        "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 5, "model.causal_conv": True,
+        "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw", "model.shaw_left": 4,
+        "model.shaw_right": 2, "model.final_dim": 12, "model.dropout": 0.1, "quantizer.entries": 16, "quantizer.dim": 32,
+        "quantizer.tau_decay": 0.9, "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.005, "optimizer.warmup": 2}),
 }
 
 
@@ -557,5 +568,7 @@ if __name__ == "__main__":
         outdir = sys.argv[2] if len(sys.argv) >= 3 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
         os.makedirs(outdir, exist_ok=True)
         torch.set_num_threads(1)
+        only = sys.argv[3:]   # fixture names to (re)write; all when none are given
         for name, spec in MICRO.items():
-            write_fixture(name, spec, outdir)
+            if not only or name in only:
+                write_fixture(name, spec, outdir)
