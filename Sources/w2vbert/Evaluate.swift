@@ -33,17 +33,17 @@ func validatedCheckpoint(_ dir: String, config: Config) throws -> SafeTensors.Fi
         let file = try SafeTensors.open(path: path)
         let layout = ParameterLayout(config: config)
         for e in layout.entries {
-            guard let got = file.entries[e.name] else { throw SafeTensorsError(path: path, problem: "missing tensor '\(e.name)'") }
+            guard let got = file.entries[e.name] else { throw RuntimeError("\(path): missing tensor '\(e.name)'") }
             guard got.shape == e.shape else {
-                throw SafeTensorsError(path: path, problem: "tensor '\(e.name)' has shape \(got.shape), the model expects \(e.shape) (HINT: trainer.json describes another model)")
+                throw RuntimeError("\(path): tensor '\(e.name)' has shape \(got.shape), the model expects \(e.shape) (HINT: trainer.json describes another model)")
             }
         }
         let names = Set(layout.entries.map { $0.name })
         if let extra = file.entries.keys.sorted().first(where: { !names.contains($0) }) {
-            throw SafeTensorsError(path: path, problem: "unexpected tensor '\(extra)' (HINT: trainer.json describes another model)")
+            throw RuntimeError("\(path): unexpected tensor '\(extra)' (HINT: trainer.json describes another model)")
         }
         return file
-    } catch { throw RuntimeError("\(error)") }
+    } catch let e as RuntimeError { throw e } catch { throw RuntimeError("\(error)") }
 }
 
 struct Validate: ParsableCommand {
