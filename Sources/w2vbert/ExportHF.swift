@@ -54,12 +54,14 @@ struct ImportHF: ParsableCommand {
     @OptionGroup var configOptions: ConfigOptions
 
     func run() throws {
+        // A bad --preset/--config/--set is status 2, reported before any file is read.
+        let given = configOptions.preset != nil || configOptions.config != nil || !configOptions.overrides.isEmpty
+        let base: Config? = given ? try configOptions.load() : nil
         let src: HuggingFace.Source
         do { src = try HuggingFace.open(dir) } catch { throw RuntimeError("\(error)") }
-        let given = configOptions.preset != nil || configOptions.config != nil || !configOptions.overrides.isEmpty
         let config: Config
-        do { config = try HuggingFace.config(for: src, base: given ? try configOptions.load() : nil, contrastiveBlocks: contrastiveBlocks) }
-        catch let e as UsageError { throw e } catch { throw RuntimeError("\(error)") }
+        do { config = try HuggingFace.config(for: src, base: base, contrastiveBlocks: contrastiveBlocks) }
+        catch { throw RuntimeError("\(error)") }
         let layout = ParameterLayout(config: config)
         let params = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: config.train.seed)

@@ -9,7 +9,7 @@ import TestSupport
 ///   the usage · train also 75/76/77/78 (75, 77, 78: DistributedTrainingTests; 76 here).
 final class ExitStatusTests: XCTestCase {
     static let exe = DistributedTrainingTests.exe
-    static let subcommands = ["train", "config", "validate", "embed", "inspect", "compare", "bench", "bench-dist",
+    static let subcommands = ["train", "config", "validate", "embed", "export-hf", "import-hf", "inspect", "compare", "bench", "bench-dist",
                               "bench-kernels", "mpi-check", "dist-check", "prepare", "features", "bench-data"]
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
@@ -58,6 +58,7 @@ final class ExitStatusTests: XCTestCase {
             (["train", "--config", yaml, "--train", "/nonexistent.tsv", "--run-dir", temp("r")], yaml),
             (["train", "--preset", "tiny", "--config", yaml, "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "not both"),
             (["config", "--preset", "huge"], "unknown preset 'huge'"),
+            (["import-hf", "/nonexistent-hf", "--out", temp("ck"), "--preset", "huge"], "unknown preset 'huge'"),
             (["config", "--set", "optimizer.lr=fast"], "optimizer.lr"),
             (["bench", "--preset", "huge"], "unknown preset 'huge'"),
             (["bench-dist", "--preset", "huge"], "unknown preset 'huge'"),
@@ -85,6 +86,8 @@ final class ExitStatusTests: XCTestCase {
             (["validate", "--run-dir", emptyDir, "--valid", "/nonexistent.tsv"], emptyDir),
             (["embed", "--checkpoint", "/nonexistent-run", "--out", temp("o") + ".npy", "a.wav"], "/nonexistent-run"),
             (["inspect", "/nonexistent-run"], "/nonexistent-run"),
+            (["export-hf", "/nonexistent-run", "--out", temp("hf")], "/nonexistent-run"),
+            (["import-hf", "/nonexistent-hf", "--out", temp("ck")], "/nonexistent-hf"),
             (["compare", "/nonexistent-a", "/nonexistent-b"], "/nonexistent-a"),
             (["prepare", "/nonexistent-audio", "--out", temp("p")], "/nonexistent-audio"),
             (["prepare", emptyDir, "--out", temp("p")], emptyDir),
