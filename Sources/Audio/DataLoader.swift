@@ -1,5 +1,6 @@
 // The background loader: `workers` threads (default 1) take this rank's micro-batches of the global data
-// order (DataSampler) in sequence, decode + resample each utterance, crop it as planned, compute its fbank
+// order (DataSampler) in sequence, decode + resample each utterance's planned crop (only that stretch:
+// `AudioDecoder.load(path:range:)` seeks into long recordings), compute its fbank
 // and CMVN, and hand finished micro-batches to the consumer strictly in sequence order, at most `prefetch`
 // ahead of it, while the model computes. The consumer calls `next()`; the time it spends blocked there is
 // measured (`stats.waitSeconds`). The same machinery runs over a fixed list of planned micro-batches
@@ -184,9 +185,10 @@ final class LoaderState: @unchecked Sendable {
             if known { failed.append(path); continue }
             let samples: [Float]
             do {
-                samples = try AudioDecoder.load(path: path, quality: options.quality)
-                if fbankFrameCount(samples: min(samples.count - it.offset, it.samples)) == 0 {
-                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples, the manifest says \(manifest.entries[it.utterance].samples)")
+                // Only the planned crop is decoded (seeking into long recordings; Decoder.swift).
+                samples = try AudioDecoder.load(path: path, range: it.offset..<(it.offset + it.samples), quality: options.quality)
+                if fbankFrameCount(samples: samples.count) == 0 {
+                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples at offset \(it.offset), the manifest says the file has \(manifest.entries[it.utterance].samples)")
                 }
             } catch {
                 failed.append(path)
@@ -194,12 +196,12 @@ final class LoaderState: @unchecked Sendable {
                 try markBad(it.utterance, path, error)
                 continue
             }
-            let n = min(samples.count - it.offset, it.samples)
+            let n = min(samples.count, it.samples)
             let T = fbankFrameCount(samples: n)
             var f = [Float](repeating: 0, count: T * F)
             samples.withUnsafeBufferPointer { s in
                 f.withUnsafeMutableBufferPointer { o in
-                    fbank.compute(s.baseAddress! + it.offset, count: n, into: o.baseAddress!)
+                    fbank.compute(s.baseAddress!, count: n, into: o.baseAddress!)
                     if options.cmvn { applyCMVN(o.baseAddress!, frames: T, bins: F) }
                 }
             }

@@ -17,6 +17,8 @@ public final class GradientBucketReducer: @unchecked Sendable {
     private var thread: Thread?
     /// Seconds the communication thread spent inside all-reduce during the last step.
     public private(set) var reduceSeconds = 0.0
+    /// Floats the communication thread all-reduced during the last step (the gradient buckets).
+    public private(set) var reducedFloats = 0
 
     public init(collectives: Collectives, gradients: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) {
         self.collectives = collectives
@@ -54,6 +56,7 @@ public final class GradientBucketReducer: @unchecked Sendable {
         for i in ready.indices { ready[i] = false }
         done = 0
         reduceSeconds = 0
+        reducedFloats = 0
         failure = nil
         active = true
         cond.unlock()
@@ -107,6 +110,7 @@ public final class GradientBucketReducer: @unchecked Sendable {
             let dt = Date().timeIntervalSince1970 - t0
             cond.lock()
             reduceSeconds += dt
+            reducedFloats += r.count
             done += 1
             cond.broadcast()
             cond.unlock()

@@ -8,15 +8,18 @@ public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int
          b: weight, ldb: inDim, beta: bias == nil ? 0 : 1, c: y, ldc: outDim)
 }
 
-/// Accumulates dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dbias may be nil.
-public func linearBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr,
+/// Accumulates dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dWeight, dBias may be nil (a frozen
+/// Linear passes nil for both and costs one GEMM).
+public func linearBackward(dx: FPtr?, dWeight: FPtr?, dBias: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr,
                            n: Int, inDim: Int, outDim: Int) {
     if let dx {
         gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy, lda: outDim,
              b: weight, ldb: inDim, beta: 1, c: dx, ldc: inDim)
     }
-    gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy, lda: outDim,
-         b: x, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
+    if let dWeight {
+        gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy, lda: outDim,
+             b: x, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
+    }
     if let dBias { columnSumAccumulate(dBias, dy, rows: n, cols: outDim) }
 }
 

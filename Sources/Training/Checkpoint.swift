@@ -1,4 +1,5 @@
 import Foundation
+import W2VBert
 
 /// Rank 0's checkpoints (ARCHITECTURE "Rank 0: checkpoints"):
 /// `RUN/checkpoints/step-00001000/{model.safetensors, optimizer.safetensors, trainer.json}`, written into
@@ -10,7 +11,25 @@ public struct CheckpointTensors {
     /// Canonical names and shapes, in buffer order; `offsets[i]` is entry i's first float.
     public let entries: [TensorEntry]
     public let offsets: [Int]
-    public init(entries: [TensorEntry], offsets: [Int]) { self.entries = entries; self.offsets = offsets }
+    /// Entry i's first float in the Adam moment buffers, nil for a frozen tensor (no optimizer state,
+    /// nothing in optimizer.safetensors). Default: the same offsets (every tensor trained).
+    public let stateOffsets: [Int?]
+    public init(entries: [TensorEntry], offsets: [Int], stateOffsets: [Int?]? = nil) {
+        self.entries = entries; self.offsets = offsets; self.stateOffsets = stateOffsets ?? offsets
+    }
+    /// Indices of the entries with optimizer state.
+    var stateIndices: [Int] { entries.indices.filter { stateOffsets[$0] != nil } }
+}
+
+extension CheckpointTensors {
+    /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
+    /// state (issue 13). The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    public init(layout: ParameterLayout, config: Config) {
+        let ranges = layout.trainableRanges(config)
+        self.init(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
+                  offsets: layout.entries.map { $0.offset },
+                  stateOffsets: layout.entries.map { Optimizer.stateOffset(ranges: ranges, layoutOffset: $0.offset) })
+    }
 }
 
 public struct LoadedCheckpoint {
@@ -91,11 +110,12 @@ public final class CheckpointManager {
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
             parameters + tensors.offsets[$0]
         }
-        let optEntries = tensors.entries.map { TensorEntry(name: "exp_avg." + $0.name, shape: $0.shape) }
-            + tensors.entries.map { TensorEntry(name: "exp_avg_sq." + $0.name, shape: $0.shape) }
-        let n = tensors.entries.count
+        let st = tensors.stateIndices
+        let optEntries = st.map { TensorEntry(name: "exp_avg." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+            + st.map { TensorEntry(name: "exp_avg_sq." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+        let n = st.count
         try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
-            $0 < n ? adamM + tensors.offsets[$0] : adamV + tensors.offsets[$0 - n]
+            $0 < n ? adamM + tensors.stateOffsets[st[$0]]! : adamV + tensors.stateOffsets[st[$0 - n]]!
         }
         var state = state
         state.step = step
@@ -127,8 +147,10 @@ public final class CheckpointManager {
         }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
-        for e in tensors.entries {
-            for (file, name) in [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)] {
+        for (i, e) in tensors.entries.enumerated() {
+            let wanted = tensors.stateOffsets[i] == nil ? [(model, e.name)]
+                : [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)]
+            for (file, name) in wanted {
                 guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
                 guard got.shape == e.shape else {
                     throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
@@ -163,8 +185,9 @@ public final class CheckpointManager {
                 let (model, opt, state) = try validate(directory: dir, tensors: tensors)
                 for (i, e) in tensors.entries.enumerated() {
                     try model.read(e.name, shape: e.shape, into: parameters + tensors.offsets[i])
-                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + tensors.offsets[i])
-                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + tensors.offsets[i])
+                    guard let so = tensors.stateOffsets[i] else { continue }
+                    try opt.read("exp_avg." + e.name, shape: e.shape, into: adamM + so)
+                    try opt.read("exp_avg_sq." + e.name, shape: e.shape, into: adamV + so)
                 }
                 return LoadedCheckpoint(directory: dir, step: state.step, state: state, warnings: warnings)
             } catch {

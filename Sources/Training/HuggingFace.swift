@@ -51,6 +51,8 @@ public enum HuggingFace {
         }
         if !m.causalConv { return ConfigError("model.causal_conv", "is false; Wav2Vec2BertModel's depthwise convolution is causal (left padding k − 1)") }
         if m.convKernel % 2 == 0 { return ConfigError("model.conv_kernel", "is \(m.convKernel); Wav2Vec2BertModel requires an odd depthwise kernel") }
+        // Issue 13: generated weights are not materialised for export (LoRA adapters are merged instead).
+        if m.hypernetwork != .none { return ConfigError("model.hypernetwork", "is \(m.hypernetwork.rawValue); export-hf does not write hypernetwork-generated weights") }
         return nil
     }
 

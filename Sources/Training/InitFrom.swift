@@ -2,7 +2,7 @@
 // SOURCE is a checkpoint folder (step-…), a run folder (its newest checkpoint) or a Hugging Face model
 // folder (config.json + model.safetensors). Every tensor of the source must have a place of the same
 // shape in the model; every tensor of the model must come from the source, except the quantizer, the
-// heads and the mask embedding, which keep their fresh initialisation when the source has none.
+// heads, the mask embedding and LoRA adapters, which keep their fresh initialisation when the source has none.
 
 import Foundation
 import Tensor
@@ -19,7 +19,10 @@ public enum InitialWeights {
         return m.list().first.map { $0.directory + "/model.safetensors" }
     }
 
-    static func mayStayFresh(_ name: String) -> Bool { HuggingFace.isHeadOrQuantizer(name) || name == "mask_embedding" }
+    /// Issue 13: LoRA adapters absent from the source start fresh (B = 0: the adapted model starts as the source).
+    static func mayStayFresh(_ name: String) -> Bool {
+        HuggingFace.isHeadOrQuantizer(name) || name == "mask_embedding" || ParameterLayout.isAdapter(name)
+    }
 
     /// Overwrites `params` (already initialised from the config's seed) with the source's tensors.
     /// Returns a one-line summary; throws naming the first tensor that does not fit.

@@ -35,8 +35,8 @@ extension Trainer {
         }
         if isRoot { warn(msg + "; re-broadcasting rank 0's parameters and optimizer state (dist.on_divergence = resync)") }
         try coll.broadcast("resync parameters", model.params.ptr, count: layout.count, type: .float)
-        try coll.broadcast("resync exp_avg", optimizer.m.ptr, count: layout.count, type: .float)
-        try coll.broadcast("resync exp_avg_sq", optimizer.v.ptr, count: layout.count, type: .float)
+        try coll.broadcast("resync exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
+        try coll.broadcast("resync exp_avg_sq", optimizer.v.ptr, count: optimizer.stateCount, type: .float)
         return nil
     }
 
@@ -45,7 +45,8 @@ extension Trainer {
     /// codebook row and quantizer-logit row (weight, bias) are copied with small noise and the Adam
     /// moments of those rows reset. Rank 0 broadcasts the plan; every rank applies it with the same keyed noise.
     func codebookSync() throws {
-        var plan = isRoot && config.codebook.revive ? revivalPlan() : []
+        // A frozen base (train.trainable = adapters) keeps its codebook: no revival (issue 13).
+        var plan = isRoot && config.codebook.revive && !config.baseFrozen ? revivalPlan() : []
         let bytes = try coll.broadcast("codebook revival plan", bytes: plan.withUnsafeBytes { Array($0) })
         plan = bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
         codeWindow = [Double](repeating: 0, count: codeWindow.count)

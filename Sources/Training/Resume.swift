@@ -38,8 +38,8 @@ extension Trainer {
             throw TrainError("\(options.runDirectory): no checkpoint to evaluate (HINT: point --run-dir at a training run)")
         }
         try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
-        try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: layout.count, type: .float)
-        try coll.broadcast("adam exp_avg_sq", optimizer.v.ptr, count: layout.count, type: .float)
+        try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
+        try coll.broadcast("adam exp_avg_sq", optimizer.v.ptr, count: optimizer.stateCount, type: .float)
         if let s = message.state { try adopt(s) }
     }
 

@@ -137,8 +137,11 @@ public final class StepRunner {
     /// Adds this micro-batch's gradients to the accumulator and zeroes them for the next one.
     func accumulate(first: Bool) {
         guard let a = accumulator else { return }
-        let g = model.grads.ptr, n = model.layout.count
-        if first { a.ptr.update(from: g, count: n) } else { axpy(a.ptr, g, n: n) }
+        let g = model.grads.ptr
+        for r in optimizer.ranges {     // the trainable ranges (everything unless the base is frozen)
+            if first { (a.ptr + r.lowerBound).update(from: g + r.lowerBound, count: r.count) }
+            else { axpy(a.ptr + r.lowerBound, g + r.lowerBound, n: r.count) }
+        }
         model.zeroGrads()
     }
 
@@ -159,7 +162,7 @@ public final class StepRunner {
         var sums = r.sums.array
         try collectives.allReduce("step metrics", &sums)
         r.sums = StepSums(sums)
-        let norm2 = sumOfSquares(model.grads.ptr, n: model.layout.count)
+        let norm2 = optimizer.gradSumOfSquares(model.grads)
         var bad: [Int64] = [(norm2.isFinite && r.sums.contrastive.isFinite && r.sums.mlm.isFinite) ? 0 : 1]
         try collectives.allReduce("non-finite check", &bad, op: .max)
         r.gradNorm = norm2.squareRoot()

@@ -104,8 +104,8 @@ public final class Trainer {
         runner = StepRunner(config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
                             updateFreq: c.train.updateFreq)
         codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
-        tensors = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
-                                    offsets: layout.entries.map { $0.offset })
+        // Issue 13: frozen tensors (train.trainable = adapters) have no optimizer state to save.
+        tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
         checkpoints.expectedConfigYAML = c.yaml   // issue 11: a checkpoint of another architecture is refused (resume falls back)
         sinks = try Trainer.sinks(options, root: isRoot)
@@ -234,18 +234,20 @@ public final class Trainer {
         step += 1
     }
 
-    /// A train record with every rank's compute and all-reduce wait.
+    /// A train record with every rank's compute, all-reduce wait and data wait (totals over the window).
     func logTrain(_ w: MetricWindow, eta: Double) throws {
-        var timing = [w.computeSeconds, w.allReduceWaitSeconds]
-        var all = [Double](repeating: 0, count: 2 * comm.size)
+        var timing = [w.computeSeconds, w.allReduceWaitSeconds, w.dataWaitSeconds]   // issue 14: + data wait
+        let k = timing.count
+        var all = [Double](repeating: 0, count: k * comm.size)
         try timing.withUnsafeMutableBytes { src in
             try all.withUnsafeMutableBytes { dst in
-                try coll.allGather("rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: 2, type: .double)
+                try coll.allGather("rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: k, type: .double)
             }
         }
         var m = StepMetrics(kind: "train", step: step, metrics: Metric.train, window: w)
-        m.extra = ["epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: 2).map { all[$0] },
-                   "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: 2).map { all[$0] }]
+        m.extra = ["epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: k).map { all[$0] },
+                   "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: k).map { all[$0] },
+                   "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] }]
         try sinks.write(m, consoleSuffix: " | eta " + formatDuration(eta), maxSteps: config.optimizer.maxSteps)
     }
 

@@ -13,6 +13,27 @@ public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
+/// Hypernetwork layers (issue 13): which named weights of every block one shared generator produces.
+public enum Hypernetwork: String, Sendable, CaseIterable {
+    case none, ffn, ffnConv = "ffn+conv"
+}
+public enum AdapterKind: String, Sendable, CaseIterable { case none, lora }
+public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
+/// A Linear layer of every Conformer block that can carry a LoRA adapter (`ffn.*` adapts both FFNs).
+public enum AdapterTarget: String, Sendable, CaseIterable {
+    case attnQ = "attn.q", attnK = "attn.k", attnV = "attn.v", attnOut = "attn.out"
+    case ffnFc1 = "ffn.fc1", ffnFc2 = "ffn.fc2", convPw1 = "conv.pw1", convPw2 = "conv.pw2"
+}
+
+/// LoRA adapters on the Conformer blocks' Linear layers (issue 13): y += (α/r)·B(A x), A [r, in], B [out, r].
+public struct AdapterConfig: Sendable, Equatable {
+    public var kind: AdapterKind = .none
+    public var rank = 8                     // r
+    public var alpha: Float = 16            // α (scale α/r)
+    public var targets: [AdapterTarget] = [.attnQ, .attnV]
+    public var scale: Float { alpha / Float(rank) }
+    public func adapts(_ t: AdapterTarget) -> Bool { kind != .none && targets.contains(t) }
+}
 
 public struct ModelConfig: Sendable, Equatable {
     public var frontend: Frontend = .conv2d
@@ -28,6 +49,11 @@ public struct ModelConfig: Sendable, Equatable {
     public var mlmBlocks = 2                // M
     /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
     public var contextProj = true
+    /// Hypernetwork layers (issue 13): `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
+    /// also pw1/pw2, as W_l = base + Σ_k e_l[k]·coef[k] (+ B_l·A_l) from a learned layer embedding e_l.
+    public var hypernetwork: Hypernetwork = .none
+    public var hyperDim = 2                 // E, the layer embedding's size
+    public var hyperRank = 0                // rank of the optional per-layer residual B_l·A_l (0: none)
     public var position: Position = .conv
     public var posConvKernel = 32           // P
     public var posConvGroups = 4            // Gp
@@ -91,6 +117,7 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxConsecutiveSkips = 5      // non-finite steps in a row before the run aborts (exit 76)
     public var maxBadFraction: Double = 0.01 // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0             // validation micro-batches per rank (0 = the whole valid set)
+    public var trainable: Trainable = .all  // adapters: the base model is frozen (issue 13)
 }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
@@ -123,8 +150,13 @@ public struct Config: Sendable, Equatable {
     public var train = TrainConfig()
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
+    public var adapter = AdapterConfig()
 
     public init() {}
+
+    /// The base model is frozen (train.trainable = adapters): only adapter tensors get gradients,
+    /// optimizer state and all-reduce.
+    public var baseFrozen: Bool { train.trainable == .adapters }
 
     // MARK: Derived sizes
 
@@ -297,6 +329,9 @@ public struct Config: Sendable, Equatable {
         int("model.mlm_blocks", \.model.mlmBlocks),
         bool("model.context_proj", \.model.contextProj),
         choice("model.position", \.model.position),
+        choice("model.hypernetwork", \.model.hypernetwork),
+        int("model.hyper_dim", \.model.hyperDim),
+        int("model.hyper_rank", \.model.hyperRank),
         int("model.pos_conv_kernel", \.model.posConvKernel),
         int("model.pos_conv_groups", \.model.posConvGroups),
         int("model.shaw_left", \.model.shawLeft),
@@ -357,6 +392,7 @@ public struct Config: Sendable, Equatable {
         Key(name: "train.max_bad_fraction", get: { "\($0.train.maxBadFraction)" },
             set: { $0.train.maxBadFraction = try parseDouble("train.max_bad_fraction", $1) }, serialised: true),
         int("train.valid_batches", \.train.validBatches),
+        choice("train.trainable", \.train.trainable),
 
         Key(name: "dist.timeout", get: { "\($0.dist.timeout)" },
             set: { $0.dist.timeout = try parseDouble("dist.timeout", $1) }, serialised: true),
@@ -367,6 +403,21 @@ public struct Config: Sendable, Equatable {
         Key(name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
             set: { $0.codebook.deadThreshold = try parseDouble("codebook.dead_threshold", $1) }, serialised: true),
         bool("codebook.revive", \.codebook.revive),
+
+        choice("adapter.kind", \.adapter.kind),
+        int("adapter.rank", \.adapter.rank),
+        float("adapter.alpha", \.adapter.alpha),
+        Key(name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" }, set: { c, s in
+            let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            var out: [AdapterTarget] = []
+            for p in parts {
+                guard let t = AdapterTarget(rawValue: p) else {
+                    throw ConfigError("adapter.targets", "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                if !out.contains(t) { out.append(t) }
+            }
+            c.adapter.targets = out
+        }, serialised: true),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }
@@ -380,7 +431,7 @@ public struct Config: Sendable, Equatable {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook)"
+        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter)"
                                               : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
@@ -527,6 +578,18 @@ public struct Config: Sendable, Equatable {
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
         try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
+        if m.hypernetwork != .none {
+            try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
+            try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
+            try check(adapter.kind == .none, "model.hypernetwork", "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+        }
+        if adapter.kind != .none {
+            try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
+            try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
+            try check(!adapter.targets.isEmpty, "adapter.targets", "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
+        }
+        try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
+                  "'adapters' needs adapters (set adapter.kind, e.g. lora)")
     }
 }
 

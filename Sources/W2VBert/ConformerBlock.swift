@@ -22,12 +22,14 @@ struct BlockScratch {
     let dG: FPtr, dDw: FPtr, dS: FPtr            // [N, d]
     let attWork: FPtr    // attention workspace
     let wT: FPtr, dwT: FPtr                      // [k, d]
-    init(_ a: Arena, n: Int, d: Int, f: Int, k: Int, attWork: Int) {
+    let dU: FPtr         // [N, r] LoRA scratch
+    init(_ a: Arena, n: Int, d: Int, f: Int, k: Int, attWork: Int, rank: Int) {
         o = a.take(n * d); dRes = a.take(n * d); dO = a.take(n * d); dLn = a.take(n * d)
         dH = a.take(n * f); dA = a.take(n * f)
         dq = a.take(n * d); dk = a.take(n * d); dv = a.take(n * d); dAtt = a.take(n * d)
         dP1 = a.take(n * 2 * d); dG = a.take(n * d); dDw = a.take(n * d); dS = a.take(n * d)
         self.attWork = a.take(attWork); wT = a.take(k * d); dwT = a.take(k * d)
+        dU = a.take(n * rank)
     }
 }
 
@@ -51,12 +53,14 @@ struct DropoutSource {
 
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
 struct FFN {
-    let norm: NormPG, fc1: LinearPG, fc2: LinearPG
+    let norm: NormPG, fc1: AdaptedLinear, fc2: AdaptedLinear
     // saved activations
     let ln, mean, rstd, h, a: FPtr
     let ad, m1, m2: FPtr?   // dropout only
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int, dropout: Bool) {
-        norm = NormPG(l, name + ".norm", p, g); fc1 = LinearPG(l, name + ".fc1", p, g); fc2 = LinearPG(l, name + ".fc2", p, g)
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int, dropout: Bool, c: BlockConfig) {
+        norm = NormPG(l, name + ".norm", p, g)
+        fc1 = AdaptedLinear(l, name + ".fc1", p, g, ar, n: n, c: c, target: .ffnFc1)
+        fc2 = AdaptedLinear(l, name + ".fc2", p, g, ar, n: n, c: c, target: .ffnFc2)
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n); h = ar.take(n * f); a = ar.take(n * f)
         ad = dropout ? ar.take(n * f) : nil; m1 = dropout ? ar.take(n * f) : nil; m2 = dropout ? ar.take(n * d) : nil
     }
@@ -84,12 +88,12 @@ struct FFN {
         let dRes = s.dRes
         for i in 0..<(n * d) { s.dO[i] = 0.5 * dRes[i] * (m2?[i] ?? 1) }
         zero(s.dA, n * f)
-        fc2.backward(dx: s.dA, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d)
+        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d)
         if let m1 { for i in 0..<(n * f) { s.dA[i] *= m1[i] } }
         zero(s.dH, n * f)
         swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f)
         zero(s.dLn, n * d)
-        fc1.backward(dx: s.dLn, dy: s.dH, x: ln, n: n, inDim: d, outDim: f)
+        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: ln, n: n, inDim: d, outDim: f)
         layerNormBackward(dx: dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -97,15 +101,17 @@ struct FFN {
 
 /// Self-attention module: y = x + Dropout(out(Attention(q(LN x), k(LN x), v(LN x)))).
 struct MHSA {
-    let norm: NormPG, q: LinearPG, k: LinearPG, v: LinearPG, out: LinearPG
+    let norm: NormPG, q: AdaptedLinear, k: AdaptedLinear, v: AdaptedLinear, out: AdaptedLinear
     let relKey: PG?
     let ln, mean, rstd, qa, ka, va, att, saved: FPtr
     let m: FPtr?
     init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, savedCount: Int,
-         shaw: Bool, dropout: Bool) {
+         shaw: Bool, dropout: Bool, c: BlockConfig) {
         norm = NormPG(l, name + ".norm", p, g)
-        q = LinearPG(l, name + ".q", p, g); k = LinearPG(l, name + ".k", p, g)
-        v = LinearPG(l, name + ".v", p, g); out = LinearPG(l, name + ".out", p, g)
+        q = AdaptedLinear(l, name + ".q", p, g, ar, n: n, c: c, target: .attnQ)
+        k = AdaptedLinear(l, name + ".k", p, g, ar, n: n, c: c, target: .attnK)
+        v = AdaptedLinear(l, name + ".v", p, g, ar, n: n, c: c, target: .attnV)
+        out = AdaptedLinear(l, name + ".out", p, g, ar, n: n, c: c, target: .attnOut)
         relKey = shaw ? PG(l, name + ".rel_key", p, g) : nil
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n)
         qa = ar.take(n * d); ka = ar.take(n * d); va = ar.take(n * d); att = ar.take(n * d); saved = ar.take(savedCount)
@@ -133,14 +139,14 @@ struct MHSA {
         let n = shape.b * shape.t, d = shape.d
         for i in 0..<(n * d) { s.dO[i] = s.dRes[i] * (m?[i] ?? 1) }
         zero(s.dAtt, n * d)
-        out.backward(dx: s.dAtt, dy: s.dO, x: att, n: n, inDim: d, outDim: d)
+        out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d)
         zero(s.dq, n * d); zero(s.dk, n * d); zero(s.dv, n * d)
         attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
                           q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape)
         zero(s.dLn, n * d)
-        q.backward(dx: s.dLn, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
-        k.backward(dx: s.dLn, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
-        v.backward(dx: s.dLn, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
+        q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
+        k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
+        v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
         layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -148,12 +154,14 @@ struct MHSA {
 
 /// Convolution module: y = x + Dropout(pw2(Swish(LN(depthwise(zeroPad(GLU(pw1(LN x)))))))).
 struct ConvModule {
-    let norm: NormPG, pw1: PG, dw: PG, dwNorm: NormPG, pw2: PG
+    let norm: NormPG, pw1: AdaptedLinear, dw: PG, dwNorm: NormPG, pw2: AdaptedLinear
     let ln, mean, rstd, p1, gl, dwo, ln2, mean2, rstd2, sw: FPtr
     let m: FPtr?
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool) {
-        norm = NormPG(l, name + ".norm", p, g); pw1 = PG(l, name + ".pw1.weight", p, g); dw = PG(l, name + ".dw.weight", p, g)
-        dwNorm = NormPG(l, name + ".dw_norm", p, g); pw2 = PG(l, name + ".pw2.weight", p, g)
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool, c: BlockConfig) {
+        norm = NormPG(l, name + ".norm", p, g); dw = PG(l, name + ".dw.weight", p, g)
+        pw1 = AdaptedLinear(l, name + ".pw1", p, g, ar, n: n, c: c, target: .convPw1, bias: false)
+        dwNorm = NormPG(l, name + ".dw_norm", p, g)
+        pw2 = AdaptedLinear(l, name + ".pw2", p, g, ar, n: n, c: c, target: .convPw2, bias: false)
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n); p1 = ar.take(2 * n * d); gl = ar.take(n * d)
         dwo = ar.take(n * d); ln2 = ar.take(n * d); mean2 = ar.take(n); rstd2 = ar.take(n); sw = ar.take(n * d)
         m = dropout ? ar.take(n * d) : nil
@@ -163,13 +171,13 @@ struct ConvModule {
                  causal: Bool, p: Float, rng: inout DropoutSource) {
         let n = b * t
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        linearForward(y: p1, x: ln, weight: pw1.w, bias: nil, n: n, inDim: d, outDim: 2 * d)
+        pw1.forward(y: p1, x: ln, n: n, inDim: d, outDim: 2 * d)
         gluForward(y: gl, x: p1, n: n, c: d)
         zeroPadding(gl, lengths: lengths, b: b, t: t, c: d)
         depthwiseConv1dForward(y: dwo, wT: s.wT, x: gl, weight: dw.w, b: b, t: t, c: d, k: k, causal: causal)
         layerNormForward(y: ln2, mean: mean2, rstd: rstd2, x: dwo, weight: dwNorm.weight.w, bias: dwNorm.bias.w, n: n, c: d)
         swishForward(y: sw, x: ln2, n: n * d)
-        linearForward(y: s.o, x: sw, weight: pw2.w, bias: nil, n: n, inDim: d, outDim: d)
+        pw2.forward(y: s.o, x: sw, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
             for i in 0..<(n * d) { s.o[i] *= m[i] }
@@ -181,7 +189,7 @@ struct ConvModule {
         let n = b * t
         for i in 0..<(n * d) { s.dO[i] = s.dRes[i] * (m?[i] ?? 1) }
         zero(s.dS, n * d)
-        linearBackward(dx: s.dS, dWeight: pw2.g, dBias: nil, dy: s.dO, x: sw, weight: pw2.w, n: n, inDim: d, outDim: d)
+        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d)
         zero(s.dLn, n * d)
         swishBackward(dx: s.dLn, dy: s.dS, x: ln2, n: n * d)
         zero(s.dDw, n * d)
@@ -194,7 +202,7 @@ struct ConvModule {
         zero(s.dP1, 2 * n * d)
         gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d)
         zero(s.dLn, n * d)
-        linearBackward(dx: s.dLn, dWeight: pw1.g, dBias: nil, dy: s.dP1, x: ln, weight: pw1.w, n: n, inDim: d, outDim: 2 * d)
+        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln, n: n, inDim: d, outDim: 2 * d)
         layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -207,10 +215,10 @@ struct ConformerBlock {
 
     init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool, savedCount: Int) {
         let d = c.d, f = c.f, dropout = c.dropout > 0
-        ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout)
-        attn = MHSA(l, name + ".attn", p, g, ar, n: n, d: d, savedCount: savedCount, shaw: shaw, dropout: dropout)
-        conv = ConvModule(l, name + ".conv", p, g, ar, n: n, d: d, dropout: dropout)
-        ffn2 = FFN(l, name + ".ffn2", p, g, ar, n: n, d: d, f: f, dropout: dropout)
+        ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout, c: c)
+        attn = MHSA(l, name + ".attn", p, g, ar, n: n, d: d, savedCount: savedCount, shaw: shaw, dropout: dropout, c: c)
+        conv = ConvModule(l, name + ".conv", p, g, ar, n: n, d: d, dropout: dropout, c: c)
+        ffn2 = FFN(l, name + ".ffn2", p, g, ar, n: n, d: d, f: f, dropout: dropout, c: c)
         norm = NormPG(l, name + ".norm", p, g)
         x1 = ar.take(n * d); x2 = ar.take(n * d); x3 = ar.take(n * d); x4 = ar.take(n * d)
         mean = ar.take(n); rstd = ar.take(n); y = ar.take(n * d)

@@ -13,6 +13,7 @@ struct ConformerStack {
     let position: AttentionPosition
     let heads, d: Int
     var dropped: [Bool]
+    let hyper: HyperLayers              // hypernetwork layers (issue 13; empty unless model.hypernetwork)
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         let bc = BlockConfig(c), n = cap.n, d = c.model.dim
@@ -27,13 +28,20 @@ struct ConformerStack {
         let rope = position == .rope ? 2 * n * d : 0
         let saved = heads * n * cap.t + rope
         scratch = BlockScratch(a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-                               attWork: cap.t * cap.t + cap.t * max(shape.relCount, 1) + rope)
+                               attWork: cap.t * cap.t + cap.t * max(shape.relCount, 1) + rope,
+                               rank: c.adapter.kind == .none ? 0 : c.adapter.rank)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
-        contrastive = (0..<c.model.contrastiveBlocks).map {
-            ConformerBlock(l, "contrastive.blocks.\($0)", p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved)
+        let names = (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" } + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
+        let hyper = HyperLayers(l, p, g, a, config: c, blockNames: names)
+        self.hyper = hyper
+        let blocks = names.enumerated().map { i, name -> ConformerBlock in
+            var bci = bc
+            bci.generated = hyper.generated(block: i, name: name)
+            return ConformerBlock(l, name, p, g, a, n: n, c: bci, shaw: shaw, savedCount: saved)
         }
-        mlm = (0..<c.model.mlmBlocks).map { ConformerBlock(l, "mlm.blocks.\($0)", p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved) }
+        contrastive = Array(blocks.prefix(c.model.contrastiveBlocks))
+        mlm = Array(blocks.dropFirst(c.model.contrastiveBlocks))
         dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
     }
 
@@ -61,6 +69,7 @@ struct ConformerStack {
     func forward(x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig, count: Int,
                  rng: inout DropoutSource) {
         let shape = attentionShape(s)
+        hyper.generate()
         var input = x0
         for i in 0..<count {
             let blk = block(i)
@@ -84,6 +93,7 @@ struct ConformerStack {
                 let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
                 dCur.update(from: scratch.dRes, count: n * d)
+                hyper.backward(block: i)
             }
             try blockDone(i)
         }

@@ -59,24 +59,55 @@ public struct ParameterLayout: Sendable {
             add("pos_conv.weight", [d, cg, m.posConvKernel], .kaiming(fanIn: cg * m.posConvKernel), decay: true)
             add("pos_conv.bias", [d], .zeros, decay: false)
         }
+        let hyper = ParameterLayout.hyperSites(c)
+        /// A block Linear's weight, or nothing when the hypernetwork generates it (its bias stays per block).
+        func blockLinear(_ name: String, out: Int, in inDim: Int) {
+            if hyper.contains(where: { name.hasSuffix("." + $0.site) }) {
+                add(name + ".bias", [out], .zeros, decay: false)
+            } else {
+                add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
+                add(name + ".bias", [out], .zeros, decay: false)
+            }
+        }
         for (module, n) in [("contrastive", m.contrastiveBlocks), ("mlm", m.mlmBlocks)] {
             for i in 0..<n {
                 let p = "\(module).blocks.\(i)"
                 for ffn in ["ffn1"] {
-                    norm("\(p).\(ffn).norm", d); linear("\(p).\(ffn).fc1", out: f, in: d); linear("\(p).\(ffn).fc2", out: d, in: f)
+                    norm("\(p).\(ffn).norm", d); blockLinear("\(p).\(ffn).fc1", out: f, in: d); blockLinear("\(p).\(ffn).fc2", out: d, in: f)
                 }
                 norm("\(p).attn.norm", d)
-                for w in ["q", "k", "v", "out"] { linear("\(p).attn.\(w)", out: d, in: d) }
+                for w in ["q", "k", "v", "out"] { blockLinear("\(p).attn.\(w)", out: d, in: d) }
                 if m.position == .shaw {
                     add("\(p).attn.rel_key", [m.shawLeft + m.shawRight + 1, d / m.heads], .normal(std: 0.02), decay: false)
                 }
                 norm("\(p).conv.norm", d)
-                add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true)
+                if !hyper.contains(where: { $0.site == "conv.pw1" }) { add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true) }
                 add("\(p).conv.dw.weight", [d, m.convKernel], .kaiming(fanIn: m.convKernel), decay: true)
                 norm("\(p).conv.dw_norm", d)
-                add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true)
-                norm("\(p).ffn2.norm", d); linear("\(p).ffn2.fc1", out: f, in: d); linear("\(p).ffn2.fc2", out: d, in: f)
+                if !hyper.contains(where: { $0.site == "conv.pw2" }) { add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true) }
+                norm("\(p).ffn2.norm", d); blockLinear("\(p).ffn2.fc1", out: f, in: d); blockLinear("\(p).ffn2.fc2", out: d, in: f)
                 norm("\(p).norm", d)
+                // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
+                for (site, out, inDim) in ParameterLayout.adapterSites(c) {
+                    add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
+                    add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
+                }
+                // Hypernetwork layers: the per-layer low-rank residual of each generated weight (B zeros).
+                if m.hyperRank > 0 {
+                    for h in hyper {
+                        add("\(p).\(h.site).res_a", [m.hyperRank, h.inDim], .kaiming(fanIn: h.inDim), decay: true)
+                        add("\(p).\(h.site).res_b", [h.outDim, m.hyperRank], .zeros, decay: true)
+                    }
+                }
+            }
+        }
+        // The shared hypernetwork: a layer embedding table and, per generated weight, base + coefficients
+        // (coef zeros: training starts from one weight shared by all blocks).
+        if !hyper.isEmpty {
+            add("hypernet.layer_embedding", [m.contrastiveBlocks + m.mlmBlocks, m.hyperDim], .normal(std: 1), decay: false)
+            for h in hyper {
+                add("hypernet.\(h.site).base", [h.outDim, h.inDim], h.initialization, decay: true)
+                add("hypernet.\(h.site).coef", [m.hyperDim, h.outDim, h.inDim], .zeros, decay: true)
             }
         }
         add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
@@ -95,6 +126,62 @@ public struct ParameterLayout: Sendable {
         index[name] = entries.count
         entries.append(e)
         count = offset + e.count
+    }
+
+    /// The adapted Linear layers of every block in layout order: (name within the block, out, in).
+    /// LoRA init as in PyTorch LoRA/PEFT: A Kaiming-uniform (a = √5, U(±1/√in)), B zeros, so an added
+    /// adapter starts as the identity change.
+    public static func adapterSites(_ c: Config) -> [(String, Int, Int)] {
+        let d = c.model.dim, f = c.model.ffnDim, a = c.adapter
+        var out: [(String, Int, Int)] = []
+        for ffn in ["ffn1", "ffn2"] {
+            if a.adapts(.ffnFc1) { out.append(("\(ffn).fc1", f, d)) }
+            if a.adapts(.ffnFc2) { out.append(("\(ffn).fc2", d, f)) }
+        }
+        for (t, w) in [(AdapterTarget.attnQ, "q"), (.attnK, "k"), (.attnV, "v"), (.attnOut, "out")] where a.adapts(t) {
+            out.append(("attn.\(w)", d, d))
+        }
+        if a.adapts(.convPw1) { out.append(("conv.pw1", 2 * d, d)) }
+        if a.adapts(.convPw2) { out.append(("conv.pw2", d, d)) }
+        return out
+    }
+
+    /// The block weights a hypernetwork generates (model.hypernetwork), in layout order.
+    public static func hyperSites(_ c: Config) -> [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)] {
+        let d = c.model.dim, f = c.model.ffnDim
+        var out: [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)] = []
+        if c.model.hypernetwork == .none { return out }
+        for ffn in ["ffn1", "ffn2"] {
+            out.append(("\(ffn).fc1", f, d, .normal(std: 0.02)))
+            out.append(("\(ffn).fc2", d, f, .normal(std: 0.02)))
+        }
+        if c.model.hypernetwork == .ffnConv {
+            out.append(("conv.pw1", 2 * d, d, .kaiming(fanIn: d)))
+            out.append(("conv.pw2", d, d, .kaiming(fanIn: d)))
+        }
+        return out
+    }
+
+    /// An adapter tensor (trained with train.trainable = adapters; absent from a plain model).
+    public static func isAdapter(_ name: String) -> Bool { name.hasSuffix(".lora_a") || name.hasSuffix(".lora_b") }
+
+    /// Number of adapter parameters.
+    public var adapterParameterCount: Int { entries.filter { ParameterLayout.isAdapter($0.name) }.reduce(0) { $0 + $1.count } }
+
+    /// Float ranges of the layout the optimizer updates, in layout order: everything, or (base frozen)
+    /// each block's adapter range (first adapter tensor to the block's end, padding included).
+    public func trainableRanges(_ c: Config) -> [Range<Int>] {
+        guard c.baseFrozen else { return [0..<count] }
+        var out: [Range<Int>] = []
+        var i = 0
+        while i < entries.count {
+            guard ParameterLayout.isAdapter(entries[i].name) else { i += 1; continue }
+            var j = i
+            while j + 1 < entries.count && ParameterLayout.isAdapter(entries[j + 1].name) { j += 1 }
+            out.append(entries[i].offset..<(j + 1 < entries.count ? entries[j + 1].offset : count))
+            i = j + 1
+        }
+        return out
     }
 
     /// Number of parameters (excluding alignment padding).

@@ -125,6 +125,8 @@ public final class W2VBertModel {
 
     /// See `gradientRanges`.
     static func gradientRanges(layout l: ParameterLayout, config c: Config) -> [Range<Int>] {
+        // Base frozen (issue 13): only the adapters' ranges, one per block, last block first.
+        if c.baseFrozen { return l.trainableRanges(c).reversed() }
         var blocks: [Range<Int>] = []
         for (module, n) in [("contrastive", c.model.contrastiveBlocks), ("mlm", c.model.mlmBlocks)] {
             for i in 0..<n {
@@ -241,6 +243,8 @@ public final class W2VBertModel {
         try stack.backward(x0: context.x0, dm: mlmLoss.dm, dc: contrastiveLoss.dContext, frames: frames,
                            lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
                            blockDone: { try gradientsReady(blocks - 1 - $0) })
+        // Base frozen (issue 13): nothing below the blocks is trained; skip sections 3–1.
+        if c.baseFrozen { return }
         // 3. Positional conv, context projection, masking → dz.
         zero(encoder.dz, n * d)
         context.backward(dx0: stack.dCur, dz: encoder.dz, frames: frames, shape)

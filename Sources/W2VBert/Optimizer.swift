@@ -1,5 +1,7 @@
 // AdamW with global-norm clipping, the learning-rate schedules and τ (SPEC §7, §11, §14.11, §14.12).
-// One pass over the contiguous params / grads / m / v buffers of a ParameterLayout. Matches
+// One pass over the trainable ranges of the params / grads buffers of a ParameterLayout (everything, or
+// with train.trainable = adapters the adapters only); m / v hold those ranges back to back (no state
+// for frozen tensors). Matches
 // torch.optim.AdamW (decoupled decay p ← p·(1 − lr·wd), bias-corrected moments, eps added to
 // √v̂) and torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), only when < 1).
 
@@ -8,17 +10,50 @@ import Tensor
 public final class Optimizer {
     public let config: Config
     public let layout: ParameterLayout
+    /// Adam moments of the trainable ranges, back to back (`stateCount` floats).
     public let m: FloatBuffer, v: FloatBuffer
+    /// Float ranges of the layout this optimizer updates (layout.trainableRanges).
+    public let ranges: [Range<Int>]
     /// Optimizer updates done so far (the step of the next update).
     public var step = 0
-    /// 1 where weight decay applies, per float of the layout.
+    /// 1 where weight decay applies, per float of the state (trainable floats).
     let decayMask: FloatBuffer
 
     public init(config: Config, layout: ParameterLayout) {
         self.config = config; self.layout = layout
-        m = FloatBuffer(count: layout.count); v = FloatBuffer(count: layout.count)
-        decayMask = FloatBuffer(count: layout.count)
-        for e in layout.entries where e.decay { (decayMask.ptr + e.offset).update(repeating: 1, count: e.count) }
+        ranges = layout.trainableRanges(config)
+        let n = ranges.reduce(0) { $0 + $1.count }
+        m = FloatBuffer(count: n); v = FloatBuffer(count: n)
+        decayMask = FloatBuffer(count: n)
+        for e in layout.entries where e.decay {
+            if let o = stateOffset(layoutOffset: e.offset) { (decayMask.ptr + o).update(repeating: 1, count: e.count) }
+        }
+    }
+
+    /// Floats of optimizer state per moment.
+    public var stateCount: Int { m.count }
+
+    /// Where the layout float `layoutOffset` sits in m / v (nil: frozen).
+    public func stateOffset(layoutOffset: Int) -> Int? { Optimizer.stateOffset(ranges: ranges, layoutOffset: layoutOffset) }
+
+    /// Offset in m / v of layout float `layoutOffset` when `ranges` are the trainable ranges (nil: frozen).
+    public static func stateOffset(ranges: [Range<Int>], layoutOffset: Int) -> Int? {
+        var base = 0
+        for r in ranges {
+            if r.contains(layoutOffset) { return base + layoutOffset - r.lowerBound }
+            base += r.count
+        }
+        return nil
+    }
+
+    /// The tensors that have optimizer state, each with its offset into m / v.
+    public var stateTensors: [(entry: ParameterEntry, offset: Int)] {
+        layout.entries.compactMap { e in stateOffset(layoutOffset: e.offset).map { (e, $0) } }
+    }
+
+    /// Σ g² over the trainable ranges.
+    public func gradSumOfSquares(_ g: FloatBuffer) -> Double {
+        ranges.reduce(0.0) { $0 + sumOfSquares(g.ptr + $1.lowerBound, n: $1.count) }
     }
 
     /// Learning rate and τ of the next update.
@@ -33,14 +68,13 @@ public final class Optimizer {
     /// (and does not advance the step) and returns the norm so the caller can log it.
     @discardableResult
     public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1) -> Double {
-        let n = layout.count
-        if scale != 1 { Tensor.scale(grads.ptr, scale, n: n) }
-        let norm = Optimizer.gradNorm(grads)
+        if scale != 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, scale, n: r.count) } }
+        let norm = gradSumOfSquares(grads).squareRoot()
         if !norm.isFinite { return norm }
         let clip = config.optimizer.clipNorm
         if clip > 0 {
             let coef = Double(clip) / (norm + 1e-6)
-            if coef < 1 { Tensor.scale(grads.ptr, Float(coef), n: n) }
+            if coef < 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, Float(coef), n: r.count) } }
         }
         let lr = learningRate
         let (b1, b2) = config.optimizer.betas
@@ -49,12 +83,17 @@ public final class Optimizer {
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBc2 = Float(1 / bc2.squareRoot())
         let eps = config.optimizer.eps, wd = config.optimizer.weightDecay
-        let p = params.ptr, g = grads.ptr, mm = m.ptr, vv = v.ptr, dm = decayMask.ptr
-        for i in 0..<n {
-            p[i] *= 1 - lr * wd * dm[i]
-            mm[i] = b1 * mm[i] + (1 - b1) * g[i]
-            vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
-            p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+        var base = 0
+        for r in ranges {
+            let p = params.ptr + r.lowerBound, g = grads.ptr + r.lowerBound
+            let mm = m.ptr + base, vv = v.ptr + base, dm = decayMask.ptr + base
+            for i in 0..<r.count {
+                p[i] *= 1 - lr * wd * dm[i]
+                mm[i] = b1 * mm[i] + (1 - b1) * g[i]
+                vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
+                p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+            }
+            base += r.count
         }
         step += 1
         return norm

@@ -10,6 +10,8 @@ struct PG {
         let o = layout.entry(name).offset
         w = params + o; g = grads + o
     }
+    /// A weight that lives outside the layout (a hypernetwork's generated weight and its gradient).
+    init(w: FPtr, g: FPtr) { self.w = w; self.g = g }
 }
 
 /// LayerNorm weight and bias.
@@ -28,8 +30,8 @@ struct NormPG {
 /// Linear weight [out, in] and optional bias [out].
 struct LinearPG {
     let weight: PG, bias: PG?
-    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, bias hasBias: Bool = true) {
-        weight = PG(l, n + ".weight", p, g); bias = hasBias ? PG(l, n + ".bias", p, g) : nil
+    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, bias hasBias: Bool = true, weight given: PG? = nil) {
+        weight = given ?? PG(l, n + ".weight", p, g); bias = hasBias ? PG(l, n + ".bias", p, g) : nil
     }
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         linearForward(y: y, x: x, weight: weight.w, bias: bias?.w, n: n, inDim: inDim, outDim: outDim)

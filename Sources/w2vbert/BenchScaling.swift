@@ -31,7 +31,7 @@ struct BenchDist: ParsableCommand {
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)
         let runner = StepRunner(config: config, model: model, optimizer: Optimizer(config: config, layout: model.layout),
                                 collectives: coll, updateFreq: 1)
-        var times: [Double] = [], hidden: [Double] = [], waits: [Double] = []
+        var times: [Double] = [], hidden: [Double] = [], waits: [Double] = [], reduced = 0
         for step in 0...steps {
             try coll.barrier("bench barrier")
             let start = monotonicSeconds()
@@ -39,6 +39,7 @@ struct BenchDist: ParsableCommand {
             if step > 0 {
                 times.append(monotonicSeconds() - start)
                 waits.append(r.allReduceWaitSeconds)
+                reduced = runner.reducer.reducedFloats
                 hidden.append(r.allReduceSeconds > 0 ? max(0, 1 - r.allReduceWaitSeconds / r.allReduceSeconds) : 1)
             }
         }
@@ -46,9 +47,10 @@ struct BenchDist: ParsableCommand {
         let median = times[times.count / 2]
         let audio = Double(comm.size * batch) * seconds
         if comm.rank == 0 {
-            print(String(format: "{\"preset\": \"%@\", \"ranks\": %d, \"batch_per_rank\": %d, \"seconds\": %.1f, \"parameters\": %d, \"step_seconds\": %.4f, \"audio_seconds_per_second\": %.2f, \"allreduce_hidden_fraction\": %.3f, \"allreduce_wait_seconds\": %.4f}",
+            print(String(format: "{\"preset\": \"%@\", \"ranks\": %d, \"batch_per_rank\": %d, \"seconds\": %.1f, \"parameters\": %d, \"step_seconds\": %.4f, \"audio_seconds_per_second\": %.2f, \"allreduce_hidden_fraction\": %.3f, \"allreduce_wait_seconds\": %.4f, \"trainable_floats\": %d, \"allreduce_bytes_per_step\": %d}",
                          preset, comm.size, batch, seconds, model.layout.parameterCount, median, audio / median,
-                         hidden.reduce(0, +) / Double(hidden.count), waits.reduce(0, +) / Double(waits.count)))
+                         hidden.reduce(0, +) / Double(hidden.count), waits.reduce(0, +) / Double(waits.count),
+                         runner.optimizer.stateCount, 4 * reduced))
         }
         coll.stop()
         if let mpi = comm as? MPICommunicator { mpi.finalize() }

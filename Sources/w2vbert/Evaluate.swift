@@ -168,10 +168,16 @@ struct Inspect: ParsableCommand {
         let runDir = isCheckpoint ? ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent : dir
         let (config, ckpt) = try runConfig(dir, overrides: [])
         let layout = ParameterLayout(config: config)
-        let ct = CheckpointTensors(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) }, offsets: layout.entries.map { $0.offset })
+        let ct = CheckpointTensors(layout: layout, config: config)
         let m = CheckpointManager(runDirectory: runDir, keepLast: 1)
         print("run: \(runDir)")
         print("model: \(config.model.dim)-d, \(config.model.contrastiveBlocks)+\(config.model.mlmBlocks) blocks, \(config.quantizer.groups)×\(config.quantizer.entries) codes, \(layout.parameterCount) parameters")
+        if config.adapter.kind != .none {
+            let n = layout.adapterParameterCount
+            print(String(format: "adapters: %@ rank %d α %g on %@: %d parameters (%.2f %%), train.trainable %@", config.adapter.kind.rawValue,
+                         config.adapter.rank, config.adapter.alpha, config.adapter.targets.map(\.rawValue).joined(separator: ","),
+                         n, 100 * Double(n) / Double(layout.parameterCount), config.train.trainable.rawValue))
+        }
         print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.directory) valid loss \(String(format: "%.4f", $0.validLoss))" } ?? "none")):")
         m.expectedConfigYAML = config.yaml
         var corrupt: [String] = []
@@ -210,15 +216,25 @@ struct Compare: ParsableCommand {
     @Argument(help: "Checkpoint or run folder A.") var a: String
     @Argument(help: "Checkpoint or run folder B (the reference).") var b: String
     @Option(help: "Tolerance.") var rtol = 1e-5
+    @Flag(help: "Compare only the tensors both hold (e.g. a LoRA run's base tensors against the checkpoint it started from).")
+    var common = false
 
     func run() throws {
         let (configA, ca) = try runConfig(a, overrides: []), (configB, cb) = try runConfig(b, overrides: [])
         let fa = try validatedCheckpoint(ca, config: configA), fb = try validatedCheckpoint(cb, config: configB)
-        if let diff = architectureDifference(expected: configB.yaml, found: configA.yaml) {
-            throw RuntimeError("\(ca)/trainer.json: config field \(diff.replacingOccurrences(of: "in this run", with: "in \(cb)")): the checkpoints are of different models")
+        let shared = Set(fa.entries.keys).intersection(fb.entries.keys)
+        if !common {
+            if let diff = architectureDifference(expected: configB.yaml, found: configA.yaml) {
+                throw RuntimeError("\(ca)/trainer.json: config field \(diff.replacingOccurrences(of: "in this run", with: "in \(cb)")): the checkpoints are of different models")
+            }
+            guard Set(fa.entries.keys) == Set(fb.entries.keys) else {
+                throw RuntimeError("\(ca), \(cb): the checkpoints hold different tensors (HINT: --common compares the \(shared.count) they share)")
+            }
+        } else {
+            print("compare: \(shared.count) common tensors; only in A: \(fa.entries.count - shared.count), only in B: \(fb.entries.count - shared.count)")
         }
         var worst = 0.0, worstName = "", identical = true
-        for name in fb.entries.keys.sorted() {
+        for name in shared.sorted() {
             let x = try fa.array(name), y = try fb.array(name)
             guard x.count == y.count else { throw RuntimeError("tensor '\(name)' differs in size") }
             if x != y { identical = false }

@@ -18,15 +18,21 @@ struct ExportHF: ParsableCommand {
     @Option(help: "Output folder.") var out: String
 
     func run() throws {
-        let (config, dir) = try runConfig(checkpoint, overrides: [])
+        var (config, dir) = try runConfig(checkpoint, overrides: [])
         if let b = HuggingFace.exportBlocker(config) {
             throw RuntimeError("\(dir): cannot export to Hugging Face: config key '\(b.key)' \(b.message) (HINT: train a tiny2/small2/base2/w2v-bert-2.0 preset)")
         }
-        let layout = ParameterLayout(config: config)
+        var layout = ParameterLayout(config: config)
         let file = try validatedCheckpoint(dir, config: config)
-        let params = FloatBuffer(count: layout.count)
+        var params = FloatBuffer(count: layout.count)
         for e in layout.entries {
             do { try file.read(e.name, shape: e.shape, into: params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
+        }
+        // Issue 13: LoRA adapters are merged into their Linear weights (W + (α/r)·B·A); HF gets a plain model.
+        if config.adapter.kind != .none {
+            let adapters = layout.adapterParameterCount
+            (config, layout, params) = mergeAdapters(config: config, layout: layout, params: params.ptr)
+            print("export-hf: merged \(adapters) LoRA adapter parameters into their Linear weights")
         }
         let left: [String]
         do { left = try HuggingFace.export(config: config, layout: layout, to: out) { CFPtr(params.ptr + $0.offset) } }

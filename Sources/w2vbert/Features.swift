@@ -23,13 +23,30 @@ struct Features: ParsableCommand {
     @Option(name: .long, help: "Resampling quality: best, medium or fastest.")
     var quality: String = "medium"
 
+    @Option(name: .long, help: "Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the trainer does for crops.")
+    var offset: Double?
+
+    @Option(name: .long, help: "Length of the stretch in seconds (default: to the end).")
+    var duration: Double?
+
     func validate() throws {
         if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be best, medium or fastest") }
+        if let o = offset, o < 0 { throw ValidationError("--offset must be ≥ 0") }
+        if let d = duration, d <= 0 { throw ValidationError("--duration must be > 0") }
     }
 
     func run() throws {
         try AudioCommand.reportingErrors {
-            let samples = try AudioDecoder.load(path: audio, quality: ResampleQuality(rawValue: quality)!)
+            let q = ResampleQuality(rawValue: quality)!
+            let samples: [Float]
+            if offset != nil || duration != nil {
+                let first = Int(((offset ?? 0) * 16_000).rounded())
+                let end = duration.map { first + Int(($0 * 16_000).rounded()) } ?? Int.max / 1_000_000
+                samples = try AudioDecoder.load(path: audio, range: first..<end, quality: q)
+                if samples.isEmpty { throw AudioError(.tooShort, path: audio, "no audio at offset \(offset ?? 0) s") }
+            } else {
+                samples = try AudioDecoder.load(path: audio, quality: q)
+            }
             let fbank = KaldiFbank()
             var feats = fbank.compute(samples)
             let T0 = fbank.numFrames(samples: samples.count)

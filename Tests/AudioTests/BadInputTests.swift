@@ -41,6 +41,12 @@ final class BadInputTests: XCTestCase {
         var prep = CorpusPreparer()
         prep.minSeconds = 0.5
         prep.validPercent = 34
+        // Header-only (the default) sees a good header on the FLAC with a corrupt stream and keeps it
+        // (the loader skips it at training time); everything else is caught from the header alone.
+        let headers = try prep.prepare(root: dir.path)
+        XCTAssertEqual(Set(headers.skipped.map(\.path)), ["corrupt.wav", "truncated.wav", "empty.wav", "notes.wav", "short.wav"])
+        XCTAssertTrue((headers.train.entries + headers.valid.entries).contains { $0.path == "spk1/corrupt.flac" })
+        prep.verify = true
         let r = try prep.prepare(root: dir.path)
         for s in r.skipped { print("skipped \(s.path): \(s.reason)") }
         XCTAssertEqual(r.scanned, 9)

@@ -241,3 +241,77 @@ final class DropoutCosineGumbelTests: XCTestCase {
         }, "gumbel straight-through")
     }
 }
+
+/// Issue 13: the LoRA branch of an adapted Linear, y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ (Linear kernel + LoRA kernel)
+/// against the Double reference; gradients of x, W, b, A and B by finite differences; a frozen base
+/// (dWeight, dBias nil) leaves dx and the adapter gradients unchanged.
+final class LoRATests: XCTestCase {
+    func testLoRA() {
+        var rng = TestRNG(13)
+        for (n, i, o, r, s) in [(5, 7, 3, 2, 2.5), (1, 1, 1, 1, 1.0), (9, 16, 13, 4, 0.75)] {
+            let x = rng.uniform(n * i), w = rng.uniform(o * i), b = rng.uniform(o), a = rng.uniform(r * i), bb = rng.uniform(o * r)
+            let ref: ([[Double]]) -> [Double] = {
+                LoRAReference.forward(x: $0[0], weight: $0[1], bias: $0[2], a: $0[3], b: $0[4], scale: s, n: n, inDim: i, outDim: o, rank: r)
+            }
+            let y = FloatBuffer(count: n * o), u = FloatBuffer(count: n * r)
+            let X = FloatBuffer(x.floats), W = FloatBuffer(w.floats), B = FloatBuffer(b.floats), A = FloatBuffer(a.floats), BB = FloatBuffer(bb.floats)
+            withExtendedLifetime((X, W, B, A, BB, u)) {   // Swift may release a buffer right after its last use
+                linearForward(y: y.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, inDim: i, outDim: o)
+                loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+            }
+            assertClose(y.array, ref([x, w, b, a, bb]), rtol: 1e-5, atol: 1e-5, "lora forward")
+            func backward(_ f: [[Float]], _ dy: [Float], _ times: Int, frozen: Bool) -> [[Float]] {
+                let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), A = FloatBuffer(f[3]), BB = FloatBuffer(f[4]), DY = FloatBuffer(dy)
+                let y = FloatBuffer(count: n * o), u = FloatBuffer(count: n * r), du = FloatBuffer(count: n * r)
+                loraForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: BB.ptr, scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+                let dx = FloatBuffer(count: n * i), dw = FloatBuffer(count: o * i), db = FloatBuffer(count: o)
+                let da = FloatBuffer(count: r * i), dbb = FloatBuffer(count: o * r)
+                for _ in 0..<times {
+                    loraBackward(dx: dx.ptr, dA: da.ptr, dB: dbb.ptr, du: du.ptr, dy: DY.ptr, x: X.ptr, u: u.ptr, a: A.ptr, b: BB.ptr,
+                                 scale: Float(s), n: n, inDim: i, outDim: o, rank: r)
+                    linearBackward(dx: dx.ptr, dWeight: frozen ? nil : dw.ptr, dBias: frozen ? nil : db.ptr, dy: DY.ptr, x: X.ptr,
+                                   weight: W.ptr, n: n, inDim: i, outDim: o)
+                }
+                withExtendedLifetime((X, W, A, BB, DY, u, du)) {}
+                return frozen ? [dx.array, da.array, dbb.array] : [dx.array, dw.array, db.array, da.array, dbb.array]
+            }
+            checkGradients(inputs: [x, w, b, a, bb], outputCount: n * o, reference: ref,
+                           analytic: { backward($0, $1, $2, frozen: false) }, "lora \(n)x\(i)->\(o) r\(r)")
+            checkGradients(inputs: [x, w, b, a, bb], checked: [0, 3, 4], outputCount: n * o, reference: ref,
+                           analytic: { backward($0, $1, $2, frozen: true) }, "lora frozen base \(n)x\(i)->\(o) r\(r)")
+        }
+    }
+}
+
+/// Issue 13: a hypernetwork-generated weight W = base + Σ_k e[k]·coef[k] + B·A against the Double
+/// reference; gradients of base, coef, e, A, B by finite differences (with and without the residual).
+final class HyperWeightTests: XCTestCase {
+    func testHyperWeight() {
+        var rng = TestRNG(14)
+        for (o, i, E, r) in [(3, 5, 2, 2), (1, 1, 1, 0), (7, 4, 3, 1)] {
+            let base = rng.uniform(o * i), coef = rng.uniform(E * o * i), e = rng.uniform(E), a = rng.uniform(max(r, 1) * i), b = rng.uniform(o * max(r, 1))
+            let ref: ([[Double]]) -> [Double] = {
+                HyperReference.weight(base: $0[0], coef: $0[1], e: $0[2], dim: E, a: r > 0 ? $0[3] : nil, b: r > 0 ? $0[4] : nil, rank: r, outDim: o, inDim: i)
+            }
+            let F = [base, coef, e, a, b].map { FloatBuffer($0.floats) }
+            let w = FloatBuffer(count: o * i)
+            // (the buffers must outlive the call: Swift may release an object right after its last use)
+            withExtendedLifetime(F) {
+                hyperWeightForward(w: w.ptr, base: F[0].ptr, coef: F[1].ptr, e: F[2].ptr, dim: E, a: r > 0 ? F[3].ptr : nil, b: r > 0 ? F[4].ptr : nil,
+                                   rank: r, outDim: o, inDim: i)
+            }
+            assertClose(w.array, ref([base, coef, e, a, b]), rtol: 1e-5, atol: 1e-5, "hyper weight forward")
+            checkGradients(inputs: [base, coef, e, a, b], checked: r > 0 ? [0, 1, 2, 3, 4] : [0, 1, 2], outputCount: o * i, reference: ref,
+                           analytic: { f, dy, times in
+                let P = f.map { FloatBuffer($0) }, DW = FloatBuffer(dy)
+                let G = f.map { FloatBuffer(count: $0.count) }
+                for _ in 0..<times { withExtendedLifetime((P, G, DW)) {
+                    hyperWeightBackward(dW: DW.ptr, dBase: G[0].ptr, dCoef: G[1].ptr, dE: G[2].ptr, coef: P[1].ptr, e: P[2].ptr, dim: E,
+                                        dA: r > 0 ? G[3].ptr : nil, dB: r > 0 ? G[4].ptr : nil, a: r > 0 ? P[3].ptr : nil, b: r > 0 ? P[4].ptr : nil,
+                                        rank: r, outDim: o, inDim: i)
+                } }
+                return (r > 0 ? [0, 1, 2, 3, 4] : [0, 1, 2]).map { G[$0].array }
+            }, "hyper weight \(o)x\(i) E\(E) r\(r)")
+        }
+    }
+}

@@ -87,3 +87,73 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(params.array, before)
     }
 }
+
+/// Issue 13: the adapter keys (validation names the key; YAML round trip; layout and trainable ranges).
+final class AdapterConfigTests: XCTestCase {
+    func testAdapterKeys() throws {
+        func key(_ o: [String]) -> String? {
+            var c = try! Config.preset("tiny")
+            do { try c.apply(overrides: o); return nil } catch let e as ConfigError { return e.key } catch { return "?" }
+        }
+        XCTAssertEqual(key(["adapter.kind=dora"]), "adapter.kind")
+        XCTAssertEqual(key(["adapter.kind=lora", "adapter.rank=0"]), "adapter.rank")
+        XCTAssertEqual(key(["adapter.kind=lora", "adapter.alpha=-1"]), "adapter.alpha")
+        XCTAssertEqual(key(["adapter.targets=attn.q,attn.z"]), "adapter.targets")
+        XCTAssertEqual(key(["adapter.kind=lora", "adapter.targets="]), "adapter.targets")
+        XCTAssertEqual(key(["train.trainable=adapters"]), "train.trainable")
+        XCTAssertEqual(key(["train.trainable=some"]), "train.trainable")
+        var c = try Config.load(preset: "tiny", overrides: ["adapter.kind=lora", "adapter.rank=4", "adapter.alpha=8",
+                                                             "adapter.targets=ffn.fc2,conv.pw1,attn.out", "train.trainable=adapters"])
+        var back = Config()
+        try back.apply(yaml: c.yaml)
+        XCTAssertEqual(back, c)
+        XCTAssertEqual(c.adapter.scale, 2)
+        let l = ParameterLayout(config: c), plain = ParameterLayout(config: try Config.preset("tiny"))
+        // Per block: ffn1.fc2, ffn2.fc2 (576 → 144), attn.out, conv.pw1 (144 → 288); A [r, in], B [out, r].
+        let perBlock = 2 * (4 * 576 + 144 * 4) + (4 * 144 + 144 * 4) + (4 * 144 + 288 * 4)
+        XCTAssertEqual(l.adapterParameterCount, 4 * perBlock)
+        XCTAssertEqual(l.parameterCount, plain.parameterCount + 4 * perBlock)
+        XCTAssertEqual(l.entry("mlm.blocks.1.conv.pw1.lora_b").shape, [288, 4])
+        XCTAssertEqual(l.entry("contrastive.blocks.0.ffn2.fc2.lora_a").shape, [4, 576])
+        // Base tensors are initialised exactly as in the plain model (streams keyed by name); B starts at 0.
+        let p = FloatBuffer(count: l.count), q = FloatBuffer(count: plain.count)
+        l.initialize(p.ptr, seed: 3); plain.initialize(q.ptr, seed: 3)
+        for e in plain.entries { XCTAssert(Array(UnsafeBufferPointer(start: p.ptr + l.entry(e.name).offset, count: e.count)) ==
+                                           Array(UnsafeBufferPointer(start: q.ptr + e.offset, count: e.count)), e.name) }
+        XCTAssert(UnsafeBufferPointer(start: p.ptr + l.entry("mlm.blocks.0.attn.out.lora_b").offset, count: 144 * 4).allSatisfy { $0 == 0 })
+        // Trainable ranges: one per block, covering exactly the adapters; the optimizer keeps state for them only.
+        let r = l.trainableRanges(c)
+        XCTAssertEqual(r.count, 4)
+        for e in l.entries { XCTAssertEqual(r.contains { $0.contains(e.offset) }, ParameterLayout.isAdapter(e.name), e.name) }
+        XCTAssertEqual(Optimizer(config: c, layout: l).stateCount, r.reduce(0) { $0 + $1.count })
+        c.train.trainable = .all
+        XCTAssertEqual(l.trainableRanges(c), [0..<l.count])
+    }
+}
+
+/// Issue 13: hypernetwork keys and layout.
+final class HypernetworkConfigTests: XCTestCase {
+    func testKeysAndLayout() throws {
+        func key(_ o: [String]) -> String? {
+            var c = try! Config.preset("tiny")
+            do { try c.apply(overrides: o); return nil } catch let e as ConfigError { return e.key } catch { return "?" }
+        }
+        XCTAssertEqual(key(["model.hypernetwork=attn"]), "model.hypernetwork")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "model.hyper_dim=0"]), "model.hyper_dim")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "model.hyper_rank=-1"]), "model.hyper_rank")
+        XCTAssertEqual(key(["model.hypernetwork=ffn", "adapter.kind=lora"]), "model.hypernetwork")
+        let c = try Config.load(preset: "tiny", overrides: ["model.hypernetwork=ffn+conv", "model.hyper_dim=3", "model.hyper_rank=2"])
+        var back = Config()
+        try back.apply(yaml: c.yaml)
+        XCTAssertEqual(back, c)
+        let l = ParameterLayout(config: c), plain = ParameterLayout(config: try Config.preset("tiny"))
+        let (d, f, L, E, r) = (144, 576, 4, 3, 2)
+        let gen = 2 * (f * d + d * f) + 2 * d * d + d * d              // per block: 4 FFN weights, pw1, pw2
+        let res = 2 * (r * d + f * r + r * f + d * r) + (r * d + 2 * d * r) + (r * d + d * r)
+        XCTAssertEqual(l.parameterCount, plain.parameterCount - L * gen + (1 + E) * gen + L * E + L * res)
+        XCTAssertNil(l["contrastive.blocks.0.ffn1.fc1.weight"])
+        XCTAssertNotNil(l["contrastive.blocks.0.ffn1.fc1.bias"])
+        XCTAssertEqual(l.entry("hypernet.conv.pw1.coef").shape, [E, 2 * d, d])
+        XCTAssertEqual(l.entry("mlm.blocks.1.ffn2.fc2.res_b").shape, [d, r])
+    }
+}

@@ -47,9 +47,11 @@ final class FixtureRun {
     let features: [Float], lengths: [Int32], mask: [UInt8]
     let b: Int, t0: Int
 
-    init(_ name: String) throws {
+    /// `extra`: overrides applied after the fixture's own (e.g. train.trainable=all on a LoRA fixture).
+    init(_ name: String, extra: [String] = []) throws {
         st = try SafeTensors(path: fixturePath(name))
-        config = try Config.load(preset: st.metadata["preset"]!, overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init))
+        config = try Config.load(preset: st.metadata["preset"]!,
+                                 overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
         let f = st["input.features"]
         b = f.shape[0]; t0 = f.shape[1]
         features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }

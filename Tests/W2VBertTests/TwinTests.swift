@@ -6,8 +6,11 @@ import Tensor
 /// metric to 1e-4 relative, every parameter gradient to 1e-3 relative (max |Δ| / max |reference|), and the
 /// losses of 5 AdamW steps.
 final class TwinTests: XCTestCase {
-    func check(_ name: String) throws {
-        let run = try FixtureRun(name)
+    /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
+    /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
+    /// base tensor must still equal the fixture's initial value bit for bit.
+    func check(_ name: String, extra: [String] = [], trajectory: Bool = true) throws {
+        let run = try FixtureRun(name, extra: extra)
         let m = run.st["out.metrics"].values
         let c = run.config
         run.model.zeroGrads()
@@ -29,7 +32,7 @@ final class TwinTests: XCTestCase {
         run.model.backward(lossScale: 1 / Float(s.masked))
         var worst = ("", 0.0)
         var report = ""
-        for e in run.model.layout.entries {
+        for e in run.model.layout.entries where !c.baseFrozen || ParameterLayout.isAdapter(e.name) {
             let ref = run.st["grad.\(e.name)"].values
             var maxRef = 0.0, maxDiff = 0.0
             for i in 0..<e.count {
@@ -44,6 +47,7 @@ final class TwinTests: XCTestCase {
         }
         print("\(name) gradients:\n\(report)  worst: \(worst.0) \(worst.1)")
 
+        if !trajectory { return }
         // 5 AdamW steps with the same inputs and draws.
         let traj = run.st["out.trajectory"].values
         let opt = Optimizer(config: c, layout: run.model.layout)
@@ -58,6 +62,18 @@ final class TwinTests: XCTestCase {
         }
         print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
         for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), 1e-4, "trajectory step \(i)") }
+        if c.baseFrozen {
+            var changedBase = 0, changedAdapters = 0
+            for e in run.model.layout.entries {
+                let initial = run.st["param.\(e.name)"].values
+                let same = (0..<e.count).allSatisfy { Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern }
+                if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
+            }
+            XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
+            XCTAssertEqual(changedAdapters, run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
+            XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
+            XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
+        }
     }
 
     func testFixtureA() throws { try check("fixture_a.safetensors") }
@@ -66,4 +82,38 @@ final class TwinTests: XCTestCase {
     func testFixtureD() throws { try check("fixture_d.safetensors") }
     /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv, learned mask, dropout).
     func testFixtureE() throws { try check("fixture_e.safetensors") }
+    /// Issue 13 (LoRA on all eight Linear layers): every gradient with the adapters present (trainable all),
+    /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
+    func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
+    /// Issue 13: hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
+    func testFixtureGHypernetwork() throws { try check("fixture_g_hyper.safetensors") }
+}
+
+/// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.
+final class MergeAdaptersTests: XCTestCase {
+    func testMergedPlainModelComputesTheSameLoss() throws {
+        let run = try FixtureRun("fixture_f_lora.safetensors")
+        let c = run.config
+        let adapted = run.forward(tau: c.tau(step: 0)).loss(c)
+        let (pc, pl, merged) = mergeAdapters(config: c, layout: run.model.layout, params: run.model.params.ptr)
+        XCTAssertEqual(pc.adapter.kind, .none)
+        XCTAssertEqual(pl.parameterCount, run.model.layout.parameterCount - run.model.layout.adapterParameterCount)
+        let plain = W2VBertModel(config: pc, maxBatch: run.b, maxFrames: run.t0)
+        plain.params.ptr.update(from: merged.ptr, count: pl.count)
+        plain.noiseOverride = run.model.noiseOverride
+        func plainLoss() -> Double {
+            run.features.withUnsafeBufferPointer { fp in run.lengths.withUnsafeBufferPointer { lp in run.mask.withUnsafeBufferPointer { mp in
+                plain.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: run.b,
+                                        frames: run.t0, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: c.tau(step: 0)).loss(pc)
+            } } }
+        }
+        let loss = plainLoss()
+        // The same base weights with the adapters simply dropped: the fixture's adapters are not a no-op.
+        for e in pl.entries { (plain.params.ptr + e.offset).update(from: run.model.params.ptr + run.model.layout.entry(e.name).offset, count: e.count) }
+        let withoutAdapters = plainLoss()
+        print("merged adapters: loss \(loss) vs adapted \(adapted); adapters dropped \(withoutAdapters)")
+        XCTAssertEqual(loss, adapted, accuracy: 1e-5 * abs(adapted))
+        XCTAssertGreaterThan(abs(withoutAdapters - adapted), 1e-3 * abs(adapted))
+    }
 }

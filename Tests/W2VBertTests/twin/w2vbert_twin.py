@@ -3,7 +3,7 @@
 
 Parameter names and layouts are SPEC §13's. Two modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e}.safetensors (float64 reference values
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
@@ -38,6 +38,8 @@ def preset(name):
         "loss.diversity_weight": 0.2,
         "optimizer.lr": 1e-3, "optimizer.warmup": 300, "optimizer.schedule": "transformer", "optimizer.eps": 1e-6,
         "optimizer.weight_decay": 0.01, "optimizer.clip_norm": 1.0, "optimizer.max_steps": 20000,
+        "adapter.kind": "none", "adapter.rank": 8, "adapter.alpha": 16.0, "adapter.targets": "attn.q,attn.v",
+        "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -66,6 +68,44 @@ class Weight(nn.Module):
     def __init__(self, *shape):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(*shape))
+
+
+def add_lora(module, c, target, inp, out):
+    """Issue 13: a LoRA adapter on a block's Linear, as parameters `<linear>.lora_a` [r, in] and
+    `<linear>.lora_b` [out, r] when `adapter.targets` names it; `lin` applies y = x Wᵀ + b + (α/r)(x Aᵀ) Bᵀ."""
+    module.lora_scale = None
+    if c["adapter.kind"] == "lora" and target in c["adapter.targets"].split(","):
+        r = c["adapter.rank"]
+        module.lora_a = nn.Parameter(torch.empty(r, inp))
+        module.lora_b = nn.Parameter(torch.empty(out, r))
+        module.lora_scale = c["adapter.alpha"] / r
+    return module
+
+
+def lin(module, x):
+    y = x @ module.weight.t()
+    if getattr(module, "bias", None) is not None:
+        y = y + module.bias
+    if module.lora_scale is not None:
+        y = y + module.lora_scale * ((x @ module.lora_a.t()) @ module.lora_b.t())
+    return y
+
+
+def hyper_sites(c):
+    """model.hypernetwork: the generated block weights (site, out, in)."""
+    d, f, h = c["model.dim"], c["model.ffn_dim"], c["model.hypernetwork"]
+    if h == "none":
+        return []
+    out = [(f"{ffn}.{fc}", o, i) for ffn in ("ffn1", "ffn2") for fc, o, i in (("fc1", f, d), ("fc2", d, f))]
+    if h == "ffn+conv":
+        out += [("conv.pw1", 2 * d, d), ("conv.pw2", d, d)]
+    return out
+
+
+def site_module(root, site):
+    for part in site.split("."):
+        root = getattr(root, part)
+    return root
 
 
 class FeatureEncoder(nn.Module):
@@ -104,16 +144,17 @@ def drop(x, p, training, dm):
 
 
 class FFN(nn.Module):
-    def __init__(self, d, f, p):
+    def __init__(self, c):
         super().__init__()
+        d, f, p = c["model.dim"], c["model.ffn_dim"], c["model.dropout"]
         self.norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, f)
-        self.fc2 = nn.Linear(f, d)
+        self.fc1 = add_lora(nn.Linear(d, f), c, "ffn.fc1", d, f)
+        self.fc2 = add_lora(nn.Linear(f, d), c, "ffn.fc2", f, d)
         self.p = p
 
     def forward(self, x, dm=None):
-        h = drop(Fn.silu(self.fc1(self.norm(x))), self.p, self.training, dm)
-        return drop(self.fc2(h), self.p, self.training, dm)
+        h = drop(Fn.silu(lin(self.fc1, self.norm(x))), self.p, self.training, dm)
+        return drop(lin(self.fc2, h), self.p, self.training, dm)
 
 
 def rope(x):  # x [B, h, T, dh], pairs (i, i + dh/2)
@@ -132,7 +173,7 @@ class Attention(nn.Module):
         d = c["model.dim"]
         self.h = c["model.heads"]
         self.norm = nn.LayerNorm(d)
-        self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
+        self.q, self.k, self.v, self.out = (add_lora(nn.Linear(d, d), c, "attn." + w, d, d) for w in ("q", "k", "v", "out"))
         self.position = c["model.position"]
         self.p = c["model.dropout"]
         if self.position == "shaw":
@@ -143,9 +184,9 @@ class Attention(nn.Module):
         B, T, d = x.shape
         dh = d // self.h
         y = self.norm(x)
-        q = self.q(y).view(B, T, self.h, dh).transpose(1, 2)
-        k = self.k(y).view(B, T, self.h, dh).transpose(1, 2)
-        v = self.v(y).view(B, T, self.h, dh).transpose(1, 2)
+        q = lin(self.q, y).view(B, T, self.h, dh).transpose(1, 2)
+        k = lin(self.k, y).view(B, T, self.h, dh).transpose(1, 2)
+        v = lin(self.v, y).view(B, T, self.h, dh).transpose(1, 2)
         qs, ks = (rope(q), rope(k)) if self.position == "rope" else (q, k)
         scores = qs @ ks.transpose(-1, -2)
         if self.position == "shaw":
@@ -155,7 +196,7 @@ class Attention(nn.Module):
         scores = scores / math.sqrt(dh)
         scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
         att = torch.softmax(scores, dim=-1) @ v
-        return drop(self.out(att.transpose(1, 2).reshape(B, T, d)), self.p, self.training, dm)
+        return drop(lin(self.out, att.transpose(1, 2).reshape(B, T, d)), self.p, self.training, dm)
 
 
 class ConvModule(nn.Module):
@@ -163,32 +204,32 @@ class ConvModule(nn.Module):
         super().__init__()
         d, k = c["model.dim"], c["model.conv_kernel"]
         self.norm = nn.LayerNorm(d)
-        self.pw1 = Weight(2 * d, d)
+        self.pw1 = add_lora(Weight(2 * d, d), c, "conv.pw1", d, 2 * d)
         self.dw = Weight(d, k)
         self.dw_norm = nn.LayerNorm(d)
-        self.pw2 = Weight(d, d)
+        self.pw2 = add_lora(Weight(d, d), c, "conv.pw2", d, d)
         self.k, self.causal, self.p = k, c["model.causal_conv"], c["model.dropout"]
 
     def forward(self, x, valid, dm=None):
-        y = self.norm(x) @ self.pw1.weight.t()
+        y = lin(self.pw1, self.norm(x))
         y = Fn.glu(y, dim=-1)                                # first half ⊙ σ(second half)
         y = y * valid[..., None]
         left = self.k - 1 if self.causal else (self.k - 1) // 2
         right = self.k - 1 - left
         y = Fn.pad(y.transpose(1, 2), (left, right))
         y = Fn.conv1d(y, self.dw.weight[:, None, :], groups=y.shape[1]).transpose(1, 2)
-        y = Fn.silu(self.dw_norm(y)) @ self.pw2.weight.t()
+        y = lin(self.pw2, Fn.silu(self.dw_norm(y)))
         return drop(y, self.p, self.training, dm)
 
 
 class Block(nn.Module):
     def __init__(self, c):
         super().__init__()
-        d, f, p = c["model.dim"], c["model.ffn_dim"], c["model.dropout"]
-        self.ffn1 = FFN(d, f, p)
+        d = c["model.dim"]
+        self.ffn1 = FFN(c)
         self.attn = Attention(c)
         self.conv = ConvModule(c)
-        self.ffn2 = FFN(d, f, p)
+        self.ffn2 = FFN(c)
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x, valid, dm=None):
@@ -237,14 +278,60 @@ class W2VBert(nn.Module):
         self.quantizer = Quantizer(c)
         self.contrastive_head = ContrastiveHead(c)
         self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
+        self.sites = hyper_sites(c)
+        if self.sites:
+            # Issue 13, hypernetwork layers: W_l = base + Σ_k e_l[k]·coef[k] (+ res_b·res_a per block)
+            E, L, r = c["model.hyper_dim"], len(self.contrastive.blocks) + len(self.mlm.blocks), c["model.hyper_rank"]
+            self.hypernet = nn.Module()
+            self.hypernet.layer_embedding = nn.Parameter(torch.empty(L, E))
+            for site, out, inp in self.sites:
+                parent = self.hypernet
+                for part in site.split("."):
+                    if not hasattr(parent, part):
+                        parent.add_module(part, nn.Module())
+                    parent = getattr(parent, part)
+                parent.base = nn.Parameter(torch.empty(out, inp))
+                parent.coef = nn.Parameter(torch.empty(E, out, inp))
+                for blk in self.blocks():
+                    lm = site_module(blk, site)
+                    del lm.weight
+                    lm.weight = None
+                    if r > 0:
+                        lm.res_a = nn.Parameter(torch.empty(r, inp))
+                        lm.res_b = nn.Parameter(torch.empty(out, r))
         self.reset_parameters()
+
+    def blocks(self):
+        return list(self.contrastive.blocks) + list(self.mlm.blocks)
+
+    def generate(self):
+        """Hypernetwork layers: every block's generated weights from its layer embedding."""
+        for i, blk in enumerate(self.blocks()):
+            e = self.hypernet.layer_embedding[i]
+            for site, out, inp in self.sites:
+                h = site_module(self.hypernet, site)
+                lm = site_module(blk, site)
+                w = h.base + torch.einsum("k,kij->ij", e, h.coef)
+                if hasattr(lm, "res_a"):
+                    w = w + lm.res_b @ lm.res_a
+                lm.weight = w
 
     @torch.no_grad()
     def reset_parameters(self):
         """SPEC §7, §13, §14.4."""
         d = self.c["model.dim"]
         for name, p in self.named_parameters():
-            if name == "quantizer.proj.weight":
+            if name.endswith((".coef", ".res_b")):
+                p.zero_()
+            elif name == "hypernet.layer_embedding":
+                p.normal_(0, 1)
+            elif name.endswith(".res_a"):
+                p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
+            elif name.endswith(".lora_a"):   # PyTorch LoRA / PEFT: A Kaiming-uniform (a = √5), B zeros
+                p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
+            elif name.endswith(".lora_b"):
+                p.zero_()
+            elif name == "quantizer.proj.weight":
                 p.normal_(0, 1 / math.sqrt(d))
             elif name in ("quantizer.codebook", "mask_embedding"):
                 p.uniform_(0, 1)
@@ -283,7 +370,9 @@ class W2VBert(nn.Module):
             x = x * valid[..., None]
             x = x + Fn.gelu(self.pos_conv(x.transpose(1, 2))[..., :T].transpose(1, 2))
         dm = iter(drop_masks) if drop_masks is not None else None
-        blocks = list(self.contrastive.blocks) + list(self.mlm.blocks)
+        if self.sites:
+            self.generate()
+        blocks = self.blocks()
         for i, blk in enumerate(blocks):
             if not (dropped is not None and dropped[i]):   # layer drop: the block is the identity
                 x = blk(x, valid, dm)
@@ -333,7 +422,7 @@ class W2VBert(nn.Module):
 def no_decay(name):
     """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
-    if name in ("quantizer.codebook", "mask_embedding") or parts[-1] in ("bias", "rel_key"):
+    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding") or parts[-1] in ("bias", "rel_key"):
         return True
     return len(parts) >= 2 and "norm" in parts[-2]
 
@@ -352,9 +441,15 @@ def tau_at(c, step):
     return max(c["quantizer.tau_start"] * c["quantizer.tau_decay"] ** step, c["quantizer.tau_end"])
 
 
+def trainable(model, c):
+    """train.trainable: every parameter, or (adapters) the LoRA tensors only."""
+    return [(n, p) for n, p in model.named_parameters()
+            if c["train.trainable"] == "all" or n.endswith((".lora_a", ".lora_b"))]
+
+
 def make_optimizer(model, c):
-    dec = [p for n, p in model.named_parameters() if not no_decay(n)]
-    nod = [p for n, p in model.named_parameters() if no_decay(n)]
+    dec = [p for n, p in trainable(model, c) if not no_decay(n)]
+    nod = [p for n, p in trainable(model, c) if no_decay(n)]
     return torch.optim.AdamW([{"params": dec, "weight_decay": c["optimizer.weight_decay"]},
                               {"params": nod, "weight_decay": 0.0}],
                              lr=c["optimizer.lr"], betas=(0.9, 0.98), eps=c["optimizer.eps"])
@@ -436,6 +531,25 @@ MICRO = {
         "model.shaw_right": 2, "model.final_dim": 12, "model.dropout": 0.1, "quantizer.entries": 16, "quantizer.dim": 32,
         "quantizer.tau_decay": 0.9, "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
         "optimizer.lr": 0.005, "optimizer.warmup": 2}),
+    # issue 13: LoRA on all eight Linear layers of every block (r = 3, α = 5), base frozen (the trajectory
+    # trains the adapters only; the gradients stored are those of every tensor)
+    "f_lora": dict(preset="tiny", t0=[91, 66], seed=5, over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 1, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 4, "model.pos_conv_groups": 2, "model.final_dim": 12,
+        "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
+        "adapter.kind": "lora", "adapter.rank": 3, "adapter.alpha": 5.0,
+        "adapter.targets": "attn.q,attn.k,attn.v,attn.out,ffn.fc1,ffn.fc2,conv.pw1,conv.pw2", "train.trainable": "adapters"}),
+    # issue 13: hypernetwork layers (FFN and pointwise-conv weights of 3 blocks from E = 2 layer embeddings,
+    # per-block rank-2 residuals), layer drop of the middle block (given)
+    "g_hyper": dict(preset="tiny", t0=[87, 70], seed=6, dropped=[False, True, False], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 4, "model.pos_conv_groups": 2, "model.final_dim": 12, "model.layer_drop": 0.2,
+        "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.01, "optimizer.warmup": 2,
+        "model.hypernetwork": "ffn+conv", "model.hyper_dim": 2, "model.hyper_rank": 2}),
 }
 
 
@@ -505,7 +619,7 @@ def write_fixture(name, spec, outdir):
         traj.append(loss.item())
         loss.backward()
         if c["optimizer.clip_norm"] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c["optimizer.clip_norm"])
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable(model, c)], c["optimizer.clip_norm"])
         opt.step()
     tensors = {"input.features": feats, "input.lengths": np.array(t0, dtype=np.int32), "input.mask": mask,
                "noise.mask": noise, "noise.gumbel": gumbel, "noise.distractors": dist,

@@ -1,0 +1,237 @@
+// `CorpusPreparer` builds train.tsv / valid.tsv from a folder (`w2vbert prepare`):
+//  1. scan recursively (following folder links), sorted, so the list does not depend on the file system;
+//  2. check every file — by default from its header alone: libsndfile's frame count n and rate R give the
+//     16 kHz length L(n, R) (Decoder.swift states the rule; decoding returns exactly that many samples).
+//     MPEG files, whose header count is an estimate, are always decoded; `verify` decodes every file
+//     (catching corrupt streams behind a good header, which header-only leaves to the loader's bad-file
+//     handling at training time). Unreadable, empty and shorter-than-`minSeconds` files are skipped with
+//     their reason;
+//  3. split deterministically: the usable files are shuffled by RandomStream(seed, step 0, micro-batch
+//     0xFFFF_FFFF, .shuffle) and the first round(validPercent/100 · n) go to valid (the rest keep their
+//     sorted order in train.tsv).
+// Step 2 is spread over `jobs` threads and, in the CLI, over MPI ranks (rank r checks files i ≡ r mod
+// world size; `encodeChecks`/`decodeChecks` carry the results to rank 0). Every result lands at its
+// file's index, and steps 1 and 3 see only the sorted list and those results, so the manifests are
+// byte-identical whatever the number of threads or ranks.
+
+import Foundation
+import Tensor
+
+/// Scans a folder into train/valid manifests (`w2vbert prepare`).
+public struct CorpusPreparer: Sendable {
+    public var extensions: [String] = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64", "caf"]
+    public var minSeconds: Double = 0.5
+    public var validPercent: Double = 2
+    public var seed: UInt64 = 1
+    public var quality: ResampleQuality = .medium
+    /// Decode every file (else lengths come from the headers; MPEG is decoded either way).
+    public var verify = false
+    /// Threads checking files.
+    public var jobs = 1
+    public init() {}
+
+    public struct Skipped: Sendable, Equatable {
+        public let path: String       // relative to the root
+        public let kind: AudioError.Kind
+        public let reason: String
+    }
+
+    public struct Result: Sendable {
+        public var train: Manifest
+        public var valid: Manifest
+        public var skipped: [Skipped]
+        public var scanned: Int
+        public var hours: Double { train.hours + valid.hours }
+    }
+
+    /// One file's outcome: its 16 kHz length, or why it is skipped.
+    public typealias Check = Swift.Result<Int, AudioError>
+
+    /// The absolute, standardised form of a root folder (what line 1 of the manifests holds).
+    public static func absoluteRoot(_ root: String) -> String {
+        URL(fileURLWithPath: root).standardizedFileURL.path
+    }
+
+    /// Relative paths of the audio files under root (sorted, extensions matched case-insensitively).
+    public func scan(root: String) throws(AudioError) -> [String] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
+            throw AudioError(.unreadable, path: root, "not a folder")
+        }
+        // Own walk instead of FileManager.enumerator: it follows symbolic links to folders (the corpus
+        // script links the wanted subfolders into one root); real paths already visited are skipped.
+        let fm = FileManager.default
+        let exts = Set(extensions.map { $0.lowercased() })
+        var out = [String](), visited = Set<String>(), stack = [""]
+        while let rel = stack.popLast() {
+            let dir = rel.isEmpty ? root : root + "/" + rel
+            let real = (dir as NSString).resolvingSymlinksInPath
+            if !visited.insert(real).inserted { continue }
+            guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
+                if rel.isEmpty { throw AudioError(.unreadable, path: root, "cannot list folder") }
+                continue
+            }
+            for name in names where !name.hasPrefix(".") {
+                let child = rel.isEmpty ? name : rel + "/" + name
+                let isAudio = exts.contains((name as NSString).pathExtension.lowercased())
+                var d: ObjCBool = false
+                guard fm.fileExists(atPath: root + "/" + child, isDirectory: &d) else { continue }
+                if d.boolValue { stack.append(child) } else if isAudio { out.append(child) }
+            }
+        }
+        return out.sorted()
+    }
+
+    /// Checks one file: header only (or decoding, with `verify`, or for MPEG).
+    public func check(root: String, relative: String) -> Check {
+        let full = root + "/" + relative
+        do throws(AudioError) {
+            let file: SoundFile
+            do { file = try SoundFile(reading: full) } catch {
+                let size = (try? FileManager.default.attributesOfItem(atPath: full)[.size] as? Int) ?? nil
+                if size == 0 { throw AudioError(.empty, path: full, "0 bytes") }
+                throw error
+            }
+            let info = file.audioInfo
+            guard info.channels > 0, info.sampleRate > 0 else {
+                throw AudioError(.decode, path: full, "bad header: \(info.channels) channels at \(info.sampleRate) Hz")
+            }
+            if info.exactFrames && info.frames == 0 { throw AudioError(.empty, path: full, "no audio frames") }
+            let n: Int
+            if verify || !info.exactFrames {
+                n = try file.decode16k(range: nil, quality: quality).count
+                if n == 0 { throw AudioError(.empty, path: full, "no audio frames") }
+            } else {
+                n = info.resampledLength
+            }
+            let seconds = Double(n) / Double(targetSampleRate)
+            if seconds < minSeconds {
+                throw AudioError(.tooShort, path: full, String(format: "%.3f s < minimum %.3f s", seconds, minSeconds))
+            }
+            return .success(n)
+        } catch {
+            return .failure(AudioError(error.kind, path: relative, error.message))
+        }
+    }
+
+    /// Checks `files[i]` for every i in `indices` on `jobs` threads; the results are in `indices`' order.
+    /// `progress(done, total)` is called (under a lock, from any of the threads) after each file.
+    public func checkAll(root: String, files: [String], indices: [Int],
+                         progress: (@Sendable (Int, Int) -> Void)? = nil) -> [Check] {
+        let total = indices.count
+        let lock = NSLock()
+        let box = UncheckedBox((results: [Check](repeating: .success(0), count: total), next: 0, done: 0))
+        let work: @Sendable () -> Void = {
+            while true {
+                lock.lock()
+                let k = box.value.next
+                box.value.next += 1
+                lock.unlock()
+                if k >= total { return }
+                let r = self.check(root: root, relative: files[indices[k]])
+                lock.lock()
+                box.value.results[k] = r
+                box.value.done += 1
+                progress?(box.value.done, total)
+                lock.unlock()
+            }
+        }
+        let threads = max(1, min(jobs, total))
+        let group = DispatchGroup()
+        for j in 1..<max(1, threads) {
+            group.enter()
+            let t = Thread { work(); group.leave() }
+            t.name = "w2vbert-prepare-\(j)"
+            t.stackSize = 1 << 20
+            t.start()
+        }
+        work()
+        group.wait()
+        return box.value.results
+    }
+
+    /// The manifests from the sorted list and every file's result (in the list's order): the split.
+    public func assemble(root: String, files: [String], checks: [Check]) -> Result {
+        precondition(files.count == checks.count)
+        var good = [Manifest.Entry](), skipped = [Skipped]()
+        for (rel, c) in zip(files, checks) {
+            switch c {
+            case .success(let n): good.append(.init(path: rel, samples: n))
+            case .failure(let e): skipped.append(Skipped(path: rel, kind: e.kind, reason: e.reason))
+            }
+        }
+        let nValid = min(good.count, Int((validPercent / 100 * Double(good.count)).rounded()))
+        var order = Array(good.indices)
+        var rng = RandomStream(seed: seed, step: 0, microBatch: 0xFFFF_FFFF, purpose: .shuffle)
+        rng.shuffle(&order)
+        var isValid = [Bool](repeating: false, count: good.count)
+        for i in order.prefix(nValid) { isValid[i] = true }
+        let train = good.indices.filter { !isValid[$0] }.map { good[$0] }
+        let valid = good.indices.filter { isValid[$0] }.map { good[$0] }
+        return Result(train: Manifest(root: root, entries: train), valid: Manifest(root: root, entries: valid),
+                      skipped: skipped, scanned: files.count)
+    }
+
+    /// Scan, check every file (on `jobs` threads), split: one process. `progress(done, total)` as in `checkAll`.
+    public func prepare(root: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(AudioError) -> Result {
+        let absRoot = Self.absoluteRoot(root)
+        let files = try scan(root: absRoot)
+        let checks = checkAll(root: absRoot, files: files, indices: Array(files.indices), progress: progress)
+        return assemble(root: absRoot, files: files, checks: checks)
+    }
+
+    // MARK: carrying results between ranks
+
+    /// Bytes of a list of results: per file a tag byte, then the length (8 bytes little-endian) or the
+    /// kind and message (UTF-8, each NUL-terminated). Paths are not carried (the receiver knows them).
+    public static func encodeChecks(_ checks: [Check]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(checks.count * 9)
+        for c in checks {
+            switch c {
+            case .success(let n):
+                out.append(0)
+                withUnsafeBytes(of: Int64(n).littleEndian) { out.append(contentsOf: $0) }
+            case .failure(let e):
+                out.append(1)
+                out.append(contentsOf: Array(e.kind.rawValue.utf8)); out.append(0)
+                out.append(contentsOf: Array(e.message.utf8.filter { $0 != 0 })); out.append(0)
+            }
+        }
+        return out
+    }
+
+    /// Inverse of `encodeChecks`, naming failures by `paths` (one per result).
+    public static func decodeChecks(_ bytes: [UInt8], paths: [String]) throws(AudioError) -> [Check] {
+        var out = [Check](), i = 0
+        out.reserveCapacity(paths.count)
+        func cString() throws(AudioError) -> String {
+            guard let end = bytes[i...].firstIndex(of: 0) else { throw AudioError(.format, path: "<ranks>", "truncated result record") }
+            defer { i = end + 1 }
+            return String(decoding: bytes[i..<end], as: UTF8.self)
+        }
+        for p in paths {
+            guard i < bytes.count else { throw AudioError(.format, path: "<ranks>", "\(paths.count) results expected, \(out.count) received") }
+            let tag = bytes[i]; i += 1
+            if tag == 0 {
+                guard i + 8 <= bytes.count else { throw AudioError(.format, path: "<ranks>", "truncated result record") }
+                var v: Int64 = 0
+                withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[i..<(i + 8)]) }
+                i += 8
+                out.append(.success(Int(Int64(littleEndian: v))))
+            } else {
+                let kind = try cString(), message = try cString()
+                guard let k = AudioError.Kind(rawValue: kind) else { throw AudioError(.format, path: "<ranks>", "unknown error kind '\(kind)'") }
+                out.append(.failure(AudioError(k, path: p, message)))
+            }
+        }
+        guard i == bytes.count else { throw AudioError(.format, path: "<ranks>", "\(bytes.count - i) trailing bytes after \(paths.count) results") }
+        return out
+    }
+}
+
+/// A reference wrapper the worker threads write their results through (distinct indices, under a lock).
+final class UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}

@@ -1,0 +1,76 @@
+// LoRA adapters on the Conformer blocks' Linear layers (issue 13). An `AdaptedLinear` is a block's
+// Linear (q, k, v, out, fc1, fc2, pw1, pw2) with, when `adapter.targets` names it, a LoRA branch
+//   y = x·Wᵀ + b + (α/r)·(x·Aᵀ)·Bᵀ            A [r, in] (`NAME.lora_a`), B [out, r] (`NAME.lora_b`)
+// (kernel: Tensor/LoRA.swift). With the base frozen (train.trainable = adapters) backward computes dx
+// and the adapter gradients only: no weight-gradient GEMM, no bias gradient for W and b.
+
+import Tensor
+
+/// An adapter's parameters and its saved low-rank activation u = x·Aᵀ [N, r].
+struct LoRAPG {
+    let a: PG, b: PG
+    let u: FPtr
+    let rank: Int, scale: Float
+}
+
+struct AdaptedLinear {
+    let base: LinearPG
+    let lora: LoRAPG?
+    let frozen: Bool
+
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig,
+         target: AdapterTarget, bias: Bool = true) {
+        base = LinearPG(l, name, p, g, bias: bias, weight: c.generated[name + ".weight"])
+        frozen = c.frozen
+        if c.adapter.adapts(target) {
+            let r = c.adapter.rank
+            lora = LoRAPG(a: PG(l, name + ".lora_a", p, g), b: PG(l, name + ".lora_b", p, g), u: ar.take(n * r),
+                          rank: r, scale: c.adapter.scale)
+        } else {
+            lora = nil
+        }
+    }
+
+    func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
+        base.forward(y: y, x: x, n: n, inDim: inDim, outDim: outDim)
+        if let lora {
+            loraForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, n: n, inDim: inDim,
+                        outDim: outDim, rank: lora.rank)
+        }
+    }
+
+    /// Accumulates dx (and the trainable weights' gradients); `du` is [N, r] scratch.
+    func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
+        if let lora {
+            loraBackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
+                         scale: lora.scale, n: n, inDim: inDim, outDim: outDim, rank: lora.rank)
+        }
+        if frozen {
+            linearBackward(dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim, outDim: outDim)
+        } else {
+            base.backward(dx: dx, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim)
+        }
+    }
+}
+
+/// The plain model an adapted one stands for: every adapted Linear's weight becomes W + (α/r)·B·A and the
+/// adapter tensors go (`export-hf`, or any consumer without LoRA). `params` is in `layout` order of
+/// `config`; returns the config without adapters and its parameters in that config's layout.
+public func mergeAdapters(config c: Config, layout l: ParameterLayout, params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
+    var plain = c
+    plain.adapter.kind = .none
+    plain.train.trainable = .all
+    let pl = ParameterLayout(config: plain)
+    let out = FloatBuffer(count: pl.count)
+    for e in pl.entries { (out.ptr + e.offset).update(from: params + l.entry(e.name).offset, count: e.count) }
+    let r = c.adapter.rank, s = c.adapter.scale
+    for e in l.entries where e.name.hasSuffix(".lora_a") {
+        let base = String(e.name.dropLast(".lora_a".count))
+        let a = l.entry(e.name), b = l.entry(base + ".lora_b"), w = pl.entry(base + ".weight")
+        let (outDim, inDim) = (w.shape[0], w.shape[1])
+        // W[out, in] += s · B[out, r] · A[r, in]
+        gemm(transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
+             b: params + a.offset, ldb: inDim, beta: 1, c: out.ptr + w.offset, ldc: inDim)
+    }
+    return (plain, pl, out)
+}
