@@ -19,8 +19,8 @@ INC=(-I "$O/lib" -I Sources/CBLAS -I Sources/CSndFile -I Sources/CSampleRate)
 
 build() {
   local stamp="$O/w2v-fuzz.stamp" srcs
-  srcs=$(ls Sources/Tensor/*.swift Sources/Audio/*.swift Sources/Training/SafeTensors.swift Sources/Training/Checkpoint.swift \
-         Sources/Training/TrainerState.swift Sources/W2VBert/Config.swift Tests/Fuzz/*.swift launch/fuzz.sh)
+  srcs=$(ls Sources/Tensor/*.swift Sources/Audio/*.swift Sources/W2VBert/*.swift Sources/Training/SafeTensors.swift \
+         Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift Tests/Fuzz/*.swift launch/fuzz.sh)
   if [ -x "$O/w2v-fuzz" ] && [ -f "$stamp" ] && [ "$(cat $srcs | sha256sum)" = "$(cat "$stamp")" ]; then return; fi
   [ -d "$SCRATCH/checkouts/Yams" ] || swift package resolve --scratch-path "$SCRATCH" >&2
   local yams="$SCRATCH/checkouts/Yams/Sources"
@@ -37,10 +37,10 @@ build() {
   done
   ar rcs "$O/lib/libCYaml.a" "$O"/lib/*.o
   module Yams -D SWIFT_PACKAGE -Xcc -DYAML_DECLARE_EXPORT "$yams"/Yams/*.swift
+  module W2VBert Sources/W2VBert/*.swift
   swiftc "${SAN[@]}" "${INC[@]}" -I "$yams/CYaml/include" -module-name W2VFuzz -o "$O/w2v-fuzz" \
     Tests/Fuzz/Targets.swift Sources/Training/SafeTensors.swift Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift \
-    Sources/W2VBert/Config.swift \
-    -L "$O/lib" -lAudio -lTensor -lYams -lCYaml -lopenblas -lsndfile -lsamplerate
+    -L "$O/lib" -lW2VBert -lAudio -lTensor -lYams -lCYaml -lopenblas -lsndfile -lsamplerate
   cat $srcs | sha256sum > "$stamp"
 }
 

@@ -86,7 +86,8 @@ public struct Manifest: Sendable, Equatable {
                         value = value * 10 + Int(b[k] - 0x30); digits += 1; k += 1
                     }
                     // a third column (fairseq never writes one) is ignored, as before
-                    let okEnd = k == end || b[k] == 0x09
+                    // (tab == end: no tab, k is past the line and must not be read — found by fuzzing, issue 11)
+                    let okEnd = tab < end && (k == end || b[k] == 0x09)
                     guard tab > i, tab < end, digits > 0, okEnd else {
                         let line = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
                         throw AudioError(.format, path: path, "line \(lineNo): expected 'relative/path<TAB>num_samples', got '\(line)'")

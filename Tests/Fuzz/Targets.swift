@@ -12,7 +12,7 @@
 // Every input must end in a clean error or a success: a crash, a sanitizer report or a hang is a finding.
 import Foundation
 import Audio
-import Yams
+import W2VBert
 
 nonisolated(unsafe) var target = ""
 nonisolated(unsafe) var scratch = ""
