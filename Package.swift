@@ -26,9 +26,11 @@ let package = Package(
         .target(name: "CMPI", dependencies: ["CMPISys"]),
         // Signal flags and CRC-32C (async-signal-safe C).
         .target(name: "CProcess"),
+        // oneDNN matmul behind Tensor's gemm (f32 and bf16) and the rank's thread pool (C, for the atomics).
+        .target(name: "CCompute", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp"), .linkedLibrary("pthread")]),
 
         // MARK: Swift modules
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CCompute"], swiftSettings: fast),
         // Audio: decode (libsndfile), resample (libsamplerate), Kaldi fbank, manifests, data order, masking, loader
         .target(name: "Audio", dependencies: ["Tensor", "CSndFile", "CSampleRate"], swiftSettings: fast),
         .target(name: "W2VBert", dependencies: ["Tensor", .product(name: "Yams", package: "Yams")], swiftSettings: fast),

@@ -14,11 +14,19 @@ public func reluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
 }
 
 /// Swish (SiLU): y = x·σ(x); y' = σ(x)·(1 + x·(1 − σ(x))).
+/// Threaded in chunks of `elementChunk` values (a multiple of the SIMD width, so every value takes the same
+/// vector or scalar path whatever the thread count).
 public func swishForward(y: FPtr, x: CFPtr, n: Int) {
-    sigmoidVector(y, x, n)
-    for i in 0..<n { y[i] *= x[i] }
+    parallelChunks(n) { lo, cnt in
+        sigmoidVector(y + lo, x + lo, cnt)
+        for i in lo..<(lo + cnt) { y[i] *= x[i] }
+    }
 }
 public func swishBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
+    parallelChunks(n) { lo, cnt in swishBackwardSerial(dx: dx + lo, dy: dy + lo, x: x + lo, n: cnt) }
+}
+@inline(__always)
+func swishBackwardSerial(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
     var i = 0
     let one = F8(repeating: 1)
     while i + 8 <= n {
@@ -49,15 +57,18 @@ public func geluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
 
 /// GLU over the last dimension: x[N, 2C] → y[N, C] = a ⊙ σ(b), a = x[:, :C], b = x[:, C:] (SPEC §14.7).
 public func gluForward(y: FPtr, x: CFPtr, n: Int, c: Int) {
-    for i in 0..<n {
+    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
+    for i in lo..<hi {
         let a = x + i * 2 * c, b = a + c, yr = y + i * c
         sigmoidVector(yr, b, c)
         for j in 0..<c { yr[j] *= a[j] }
     }
+    }
 }
 public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int) {
     let one = F8(repeating: 1)
-    for i in 0..<n {
+    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
+    for i in lo..<hi {
         let a = x + i * 2 * c, b = a + c, dyr = dy + i * c
         let da = dx + i * 2 * c, db = da + c
         var j = 0
@@ -74,6 +85,7 @@ public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int) {
             db[j] += dyr[j] * a[j] * s * (1 - s)
             j += 1
         }
+    }
     }
 }
 

@@ -30,8 +30,13 @@ public struct AttentionShape: Sendable {
     }
     /// Floats forward saves for backward: the probabilities [B, h, T, T] and, with RoPE, rotated q and k.
     public var savedCount: Int { b * heads * t * t + (isRope ? 2 * b * t * d : 0) }
-    /// Scratch floats needed by forward and backward (not kept between them).
-    public var workspaceCount: Int { t * t + t * max(relCount, 1) + (isRope ? 2 * b * t * d : 0) }
+    /// Scratch floats per thread (one (utterance, head) pair at a time).
+    public var perThreadWorkspace: Int { t * t + t * max(relCount, 1) }
+    /// Scratch floats needed by forward and backward (not kept between them): one per-pair workspace per
+    /// thread of `Compute.threads` (as configured when the caller sized it), then RoPE's rotated gradients.
+    public var workspaceCount: Int { perThreadWorkspace * Compute.threads + (isRope ? 2 * b * t * d : 0) }
+    /// Threads that share the (utterance, head) pairs: Shaw's dE is a sum over all pairs, so it stays serial.
+    var pairParts: Int { relCount > 0 ? 1 : max(1, min(Compute.threads, b * heads)) }
 }
 
 /// Rotates pairs (i, i + dh/2) of every head by angle pos·θ_i, θ_i = 10000^(−2i/dh); inverse = true
@@ -72,10 +77,16 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
         ropeApply(kr, k, b: s.b, t: t, d: d, heads: h, inverse: false)
         qs = CFPtr(qr); ks = CFPtr(kr)
     }
-    let rel = work + t * t
-    for bi in 0..<s.b {
+    let parts = s.pairParts, per = s.perThreadWorkspace
+    // Each part owns a contiguous range of (utterance, head) pairs and its own workspace; every output
+    // element is written by one part with the same arithmetic as one thread.
+    parallelFor(parts) { p0, p1 in
+    for part in p0..<p1 {
+    let rel = work + part * per + t * t
+    for pair in (s.b * h * part / parts)..<(s.b * h * (part + 1) / parts) {
+        let bi = pair / h, hh = pair % h
         let len = Int(lengths[bi])
-        for hh in 0..<h {
+        do {
             let off = bi * t * d + hh * dh
             let p = probs + (bi * h + hh) * t * t
             gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: qs + off, lda: d,
@@ -95,6 +106,8 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
                  beta: 0, c: out + off, ldc: d)
         }
     }
+    }
+    }
 }
 
 /// Backward: accumulates dq, dk, dv [B, T, d] and dRelKey (shaw). Reads what forward saved.
@@ -107,14 +120,21 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
     var qs = q, ks = k
     var dqs = dq, dks = dk
     let relCount = max(s.relCount, 1)
+    let parts = s.pairParts, per = s.perThreadWorkspace
+    _ = relCount
     if s.isRope {
         qs = saved + s.b * h * t * t; ks = qs + s.b * t * d
-        dqs = work + t * t + t * relCount; dks = dqs + s.b * t * d
+        dqs = work + per * Compute.threads; dks = dqs + s.b * t * d
         dqs.update(repeating: 0, count: 2 * s.b * t * d)
     }
-    let dp = work, drel = work + t * t
-    for bi in 0..<s.b {
-        for hh in 0..<h {
+    let dqsC = dqs, dksC = dks, qsC = qs, ksC = ks
+    parallelFor(parts) { p0, p1 in
+    for part in p0..<p1 {
+    let dp = work + part * per, drel = dp + t * t
+    let dqs = dqsC, dks = dksC, qs = qsC, ks = ksC
+    for pair in (s.b * h * part / parts)..<(s.b * h * (part + 1) / parts) {
+        let bi = pair / h, hh = pair % h
+        do {
             let off = bi * t * d + hh * dh
             let p = probs + (bi * h + hh) * t * t
             gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d, b: v + off, ldb: d,
@@ -144,6 +164,8 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                      beta: 1, c: dRelKey, ldc: dh)
             }
         }
+    }
+    }
     }
     if s.isRope {
         // dq += Rᵀ·dq', dk += Rᵀ·dk' (rotate back in place, then add).

@@ -3,17 +3,17 @@
 /// y[i] += alpha·x[i]   (residual add with a branch scale, e.g. ½·FFN).
 @inline(__always)
 public func axpy(_ y: FPtr, _ x: CFPtr, alpha: Float = 1, n: Int) {
-    for i in 0..<n { y[i] += alpha * x[i] }
+    parallelChunks(n) { lo, cnt in for i in lo..<(lo + cnt) { y[i] += alpha * x[i] } }
 }
 /// y[i] = a[i] + alpha·b[i]
 @inline(__always)
 public func addScaled(_ y: FPtr, _ a: CFPtr, _ b: CFPtr, alpha: Float = 1, n: Int) {
-    for i in 0..<n { y[i] = a[i] + alpha * b[i] }
+    parallelChunks(n) { lo, cnt in for i in lo..<(lo + cnt) { y[i] = a[i] + alpha * b[i] } }
 }
 /// x[i] *= alpha
 @inline(__always)
 public func scale(_ x: FPtr, _ alpha: Float, n: Int) {
-    for i in 0..<n { x[i] *= alpha }
+    parallelChunks(n) { lo, cnt in for i in lo..<(lo + cnt) { x[i] *= alpha } }
 }
 /// Zeroes rows t ≥ length[b] of a [B, T, C] tensor (padded frames never leak into real ones).
 public func zeroPadding(_ x: FPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int, c: Int) {

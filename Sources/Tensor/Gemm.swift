@@ -1,7 +1,73 @@
 import CBLAS
+import CCompute
 
-/// The one place that calls `cblas_sgemm`. Row-major C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C.
+/// Operand precision of the matrix products (issue 10). Everything that is not a GEMM operand stays f32.
+public enum Precision: String, Sendable, CaseIterable { case fp32, bf16 }
+
+/// The library behind `gemm` for f32 products (bf16 products always use oneDNN).
+public enum GemmEngine: String, Sendable, CaseIterable { case onednn, openblas }
+
+/// Process-wide compute settings: set once at start-up (`Compute.configure`) before any model work, read
+/// by every GEMM. Not changed while kernels run.
+public enum Compute {
+    nonisolated(unsafe) public private(set) static var precision: Precision = .fp32
+    nonisolated(unsafe) public private(set) static var f32Engine: GemmEngine = defaultF32Engine
+    /// Threads inside this rank (the pool's size; 1 = everything on the calling thread).
+    public static var threads: Int { Int(w2v_pool_threads()) }
+    /// True when the CPU multiplies bf16 natively (avx512_bf16 or AMX), as oneDNN sees it.
+    public static var hasNativeBF16: Bool { w2v_dnnl_has_bf16() != 0 }
+    /// CPUs this process may run on (its affinity mask).
+    public static var affinityCPUs: Int { Int(w2v_affinity_cpus()) }
+    public static var oneDNNVersion: String { String(cString: w2v_dnnl_version()) }
+
+    /// oneDNN when it has AVX-512 kernels for this CPU (it beats Debian's OpenBLAS 0.3.21, which falls
+    /// back to its Haswell kernels on Zen 4/5), else OpenBLAS. `W2VBERT_F32_GEMM=openblas|onednn` overrides.
+    static var defaultF32Engine: GemmEngine {
+        if let e = getenv("W2VBERT_F32_GEMM").flatMap({ GemmEngine(rawValue: String(cString: $0)) }) { return e }
+        return w2v_dnnl_has_avx512() != 0 ? .onednn : .openblas
+    }
+
+    /// Applies a precision and a thread count. Returns the start-up log line and, when bf16 was asked for on
+    /// a CPU without native bf16, a warning (the run continues in fp32).
+    @discardableResult
+    public static func configure(precision wanted: Precision, threads: Int, f32Engine engine: GemmEngine? = nil) -> (log: String, warning: String?) {
+        var warning: String?
+        var p = wanted
+        if wanted == .bf16 && !hasNativeBF16 {
+            warning = "compute.precision bf16 needs a CPU with native bf16 (avx512_bf16 or AMX) and this one has none; running in fp32"
+            p = .fp32
+        }
+        precision = p
+        f32Engine = engine ?? defaultF32Engine
+        if f32Engine == .onednn && w2v_dnnl_has_avx512() == 0 && engine == nil { f32Engine = .openblas }
+        let n = max(1, threads)
+        w2v_pool_set_threads(Int32(n))
+        // GEMMs are split over the pool by Tensor itself; the libraries run one thread per caller.
+        openblas_set_num_threads(1)
+        w2v_dnnl_set_threads(1)
+        // One small product per precision in use, so the log can name the kernels oneDNN picked.
+        var impl = ""
+        if p == .bf16 || f32Engine == .onednn {
+            let a = FloatBuffer(count: 64 * 64), c = FloatBuffer(count: 64 * 64)
+            gemm(transA: false, transB: false, m: 64, n: 64, k: 64, alpha: 1, a: a.ptr, lda: 64, b: a.ptr, ldb: 64, beta: 0, c: c.ptr, ldc: 64)
+            impl = String(cString: w2v_dnnl_last_impl())
+        }
+        let f32 = f32Engine == .onednn ? "oneDNN \(oneDNNVersion) matmul" : "OpenBLAS sgemm"
+        let log = p == .bf16
+            ? "compute: precision bf16 (oneDNN \(oneDNNVersion) matmul \(impl), f32 accumulation), f32 GEMMs \(f32), \(Compute.threads) thread(s)"
+            : "compute: precision fp32, GEMMs \(f32)\(impl.isEmpty ? "" : " \(impl)"), \(Compute.threads) thread(s)"
+        return (log, warning)
+    }
+}
+
+/// Smallest product (m·n·k) split over the pool's threads; below it one thread does the whole product.
+let gemmSplitWork = 1 << 19
+
+/// The one GEMM entry point. Row-major C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C.
 /// lda/ldb/ldc are the row strides of A, B, C as stored (before op).
+/// Engine: `Compute.precision` bf16 → oneDNN with bf16 operands and f32 accumulation; fp32 → `Compute.f32Engine`.
+/// With more than one thread and enough work, C is cut into blocks of rows (of columns when M is small and
+/// N > M), one per thread; every element of C is still computed by one call over the whole K.
 @inline(__always)
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                  alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
@@ -10,6 +76,39 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     if k == 0 {
         // BLAS would leave C scaled by beta; make that explicit.
         for i in 0..<m { let row = c + i * ldc; for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
+        return
+    }
+    if Compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0 {
+        // Rows whenever each thread gets ≥ 64 of them (bit-identical to one thread in both precisions);
+        // columns only for short, wide products (identical in fp32, within f32 round-off in bf16).
+        let byRows = m >= 64 * Compute.threads || m >= n
+        let blocks = ((byRows ? m : n) + 15) / 16
+        parallelFor(blocks) { lo, hi in
+            let s = lo * 16, e = min(hi * 16, byRows ? m : n)
+            if byRows {
+                gemmSingle(transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
+                           a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc)
+            } else {
+                gemmSingle(transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
+                           b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc)
+            }
+        }
+        return
+    }
+    gemmSingle(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+               beta: beta, c: c, ldc: ldc)
+}
+
+/// One product on the calling thread with the configured engine.
+@inline(__always)
+func gemmSingle(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
+                b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
+    let bf16 = Compute.precision == .bf16
+    if bf16 || Compute.f32Engine == .onednn {
+        let status = w2v_dnnl_gemm(bf16 ? 1 : 0, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        if status != 0 {
+            fatalError("oneDNN matmul failed (status \(status)) for \(bf16 ? "bf16" : "f32") m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) lda=\(lda) ldb=\(ldb) ldc=\(ldc)")
+        }
         return
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -21,15 +120,20 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
 public func gemmBatched(count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                         alpha: Float, a: CFPtr, lda: Int, strideA: Int, b: CFPtr, ldb: Int, strideB: Int,
                         beta: Float, c: FPtr, ldc: Int, strideC: Int) {
-    for i in 0..<count {
-        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
-             b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
+    parallelFor(count) { lo, hi in
+        for i in lo..<hi {
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
+                 b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
+        }
     }
 }
 
-/// Threads OpenBLAS uses (1 per rank under MPI; the cores of the machine in a single process).
-public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
-public func blasThreads() -> Int { Int(openblas_get_num_threads()) }
+/// Threads of this rank (kept for callers of the old name; the pool's size).
+public func setBLASThreads(_ n: Int) { Compute.configure(precision: Compute.precision, threads: n) }
+public func blasThreads() -> Int { Compute.threads }
+
+/// f32 → bf16 → f32 (round to nearest even), as the bf16 GEMM sees its operands (tests use it).
+public func roundToBF16(_ dst: FPtr, _ src: CFPtr, count: Int) { w2v_bf16_round(dst, src, count) }
 
 /// Naive reference for tests: the same contract in Double.
 public func gemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
@@ -46,3 +150,7 @@ public func gemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, al
         }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -7,7 +7,8 @@ import Glibc
 public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
                              n: Int, c: Int, eps: Float = 1e-5) {
     let invC = 1 / Float(c)
-    for i in 0..<n {
+    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
+    for i in lo..<hi {
         let xr = x + i * c, yr = y + i * c
         var s: Float = 0
         for j in 0..<c { s += xr[j] }
@@ -19,12 +20,19 @@ public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: 
         mean[i] = m
         rstd[i] = r
     }
+    }
 }
 
 /// Accumulates dx, dγ, dβ. With x̂ = (x − μ)·rstd and g = dy·γ:
 /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+/// Threads: dx by rows; dγ, dβ by columns, each column summed over the rows in order (same sums as one thread).
 public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
                               mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
+    if Compute.threads > 1 {
+        layerNormBackwardThreaded(dx: dx, dWeight: dWeight, dBias: dBias, dy: dy, x: x, weight: weight,
+                                  mean: mean, rstd: rstd, n: n, c: c)
+        return
+    }
     let invC = 1 / Float(c)
     for i in 0..<n {
         let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
@@ -43,6 +51,43 @@ public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x
         for j in 0..<c {
             let xh = (xr[j] - m) * r
             dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
+        }
+    }
+}
+
+func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
+                               mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
+    let invC = 1 / Float(c)
+    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
+        for i in lo..<hi {
+            let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
+            let m = mean[i], r = rstd[i]
+            var sg: Float = 0, sgx: Float = 0
+            for j in 0..<c {
+                let xh = (xr[j] - m) * r
+                let g = dyr[j] * weight[j]
+                sg += g
+                sgx += g * xh
+            }
+            sg *= invC
+            sgx *= invC
+            for j in 0..<c {
+                let xh = (xr[j] - m) * r
+                dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
+            }
+        }
+    }
+    // Column blocks of 16: each dγ[j], dβ[j] is summed over i = 0..<n in order, as in the serial loop.
+    parallelFor((c + 15) / 16) { lo, hi in
+        let j0 = lo * 16, j1 = min(hi * 16, c)
+        for i in 0..<n {
+            let xr = x + i * c, dyr = dy + i * c
+            let m = mean[i], r = rstd[i]
+            for j in j0..<j1 {
+                let xh = (xr[j] - m) * r
+                dBias[j] += dyr[j]
+                dWeight[j] += dyr[j] * xh
+            }
         }
     }
 }

@@ -5,21 +5,25 @@ import Glibc
 /// Row softmax: y[N, V] = softmax(x[N, V]) per row, numerically stable. −∞ entries get probability 0
 /// (a row of all −∞ gets all zeros).
 public func softmaxForward(y: FPtr, x: CFPtr, n: Int, v: Int) {
-    for i in 0..<n {
+    parallelFor(n, grain: max(1, 4096 / max(v, 1))) { lo, hi in
+    for i in lo..<hi {
         let xr = x + i * v, yr = y + i * v
         let mx = vectorMax(xr, v)
         if mx == -.infinity { yr.update(repeating: 0, count: v); continue }
         let inv = 1 / expShiftSum(yr, xr, v, shift: mx)
         for j in 0..<v { yr[j] *= inv }
     }
+    }
 }
 
 /// Accumulates dx += y ⊙ (dy − Σ dy⊙y) per row (y = saved softmax output).
 public func softmaxBackward(dx: FPtr, dy: CFPtr, y: CFPtr, n: Int, v: Int) {
-    for i in 0..<n {
+    parallelFor(n, grain: max(1, 4096 / max(v, 1))) { lo, hi in
+    for i in lo..<hi {
         let yr = y + i * v, dyr = dy + i * v, dxr = dx + i * v
         let d = dot(dyr, yr, v)
         for j in 0..<v { dxr[j] += yr[j] * (dyr[j] - d) }
+    }
     }
 }
 

@@ -7,6 +7,7 @@
 // `train.lr` and `train.warmup` are aliases of `optimizer.lr` and `optimizer.warmup` (one stored value;
 // the resolved YAML writes it under `optimizer` only).
 
+import Tensor
 import Yams
 
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
@@ -134,6 +135,16 @@ public struct CodebookConfig: Sendable, Equatable {
     public var revive = true
 }
 
+/// How a rank computes (issue 10). Not part of the model: checkpoints are interchangeable between
+/// precisions and thread counts.
+public struct ComputeConfig: Sendable, Equatable {
+    /// fp32: every matrix product in f32. bf16: matrix products take bf16 operands with f32 accumulation;
+    /// everything else (weights, gradients, optimizer state, norms, softmax, losses, all-reduces) stays f32.
+    public var precision: Precision = .fp32
+    /// Threads inside a rank (0 = the CPUs this rank may run on; 1 under mpirun with a rank per core).
+    public var threads = 0
+}
+
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let key: String
     public let message: String
@@ -151,6 +162,7 @@ public struct Config: Sendable, Equatable {
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
     public var adapter = AdapterConfig()
+    public var compute = ComputeConfig()
 
     public init() {}
 
@@ -418,6 +430,9 @@ public struct Config: Sendable, Equatable {
             }
             c.adapter.targets = out
         }, serialised: true),
+
+        choice("compute.precision", \.compute.precision),
+        int("compute.threads", \.compute.threads),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }
@@ -431,7 +446,7 @@ public struct Config: Sendable, Equatable {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter)"
+        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
                                               : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
@@ -590,6 +605,7 @@ public struct Config: Sendable, Equatable {
         }
         try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
                   "'adapters' needs adapters (set adapter.kind, e.g. lora)")
+        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }
 

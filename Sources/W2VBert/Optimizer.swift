@@ -87,11 +87,13 @@ public final class Optimizer {
         for r in ranges {
             let p = params.ptr + r.lowerBound, g = grads.ptr + r.lowerBound
             let mm = m.ptr + base, vv = v.ptr + base, dm = decayMask.ptr + base
-            for i in 0..<r.count {
-                p[i] *= 1 - lr * wd * dm[i]
-                mm[i] = b1 * mm[i] + (1 - b1) * g[i]
-                vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
-                p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+            parallelChunks(r.count) { lo, cnt in   // elementwise: the same result on any number of threads
+                for i in lo..<(lo + cnt) {
+                    p[i] *= 1 - lr * wd * dm[i]
+                    mm[i] = b1 * mm[i] + (1 - b1) * g[i]
+                    vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
+                    p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
+                }
             }
             base += r.count
         }

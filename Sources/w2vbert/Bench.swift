@@ -14,13 +14,13 @@ struct Bench: ParsableCommand {
     @Option(help: "Utterances per micro-batch.") var batch = 8
     @Option(help: "Seconds of audio per utterance.") var seconds = 10.0
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
-    @Option(help: "BLAS threads.") var threads = 1
+    @Option(help: "Threads in the process (overrides compute.threads; default: compute.threads, else the CPUs it may use).") var threads: Int?
     @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
 
     func run() throws {
-        setBLASThreads(threads)
         let config: Config
         do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
+        let threads = startCompute(config.compute, threads: threads, announce: true)
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 7)
         let t0 = data.t0, t = data.t
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: t0)
@@ -43,13 +43,13 @@ struct Bench: ParsableCommand {
         let heapGrowth = residentBytes() - heapBefore
         let median = times.sorted()[times.count / 2]
         let flops = config.trainingMatmulFlops(batch: batch, t0: t0, masked: masked)
-        let sgemm = sgemmGflops(m: batch * t, n: config.model.ffnDim, k: config.model.dim)
+        let peak = matmulGflops(m: batch * t, n: config.model.ffnDim, k: config.model.dim)
         let fields: [(String, String)] = [
             ("preset", "\"\(preset)\""), ("parameters", "\(model.layout.parameterCount)"), ("batch", "\(batch)"),
-            ("seconds_per_utterance", "\(seconds)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
+            ("seconds_per_utterance", "\(seconds)"), ("threads", "\(threads)"), ("precision", "\"\(Compute.precision.rawValue)\""), ("steps", "\(steps)"),
             ("step_time_median", fmt(median)), ("audio_seconds_per_second", fmt(Double(batch) * seconds / median)),
             ("model_gflop_per_step", fmt(flops / 1e9)), ("model_gflops", fmt(flops / median / 1e9)),
-            ("sgemm_gflops", fmt(sgemm)), ("sgemm_fraction", fmt(flops / median / 1e9 / sgemm)),
+            ("matmul_gflops", fmt(peak)), ("matmul_fraction", fmt(flops / median / 1e9 / peak)),
             ("activation_bytes", "\(model.activationBytes)"), ("peak_rss_bytes", "\(peakResidentBytes())"),
             ("floatbuffer_bytes_allocated_in_steps", "\(allocated)"), ("rss_growth_bytes_in_steps", "\(heapGrowth)"),
         ]
@@ -64,15 +64,16 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// Raw sgemm throughput at one shape (C = A·Bᵀ, the Linear forward), single call timing, best of 3.
-func sgemmGflops(m: Int, n: Int, k: Int) -> Double {
+/// Raw matrix-product throughput at one shape in the configured precision and threads (C = A·B, the
+/// FFN's first product [N, d]·[d, f]), single call timing, best of 3 after a warm-up.
+func matmulGflops(m: Int, n: Int, k: Int) -> Double {
     let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
     var rng = RandomStream(seed: 1, purpose: .test)
     rng.fillNormal(a.ptr, a.count); rng.fillNormal(b.ptr, b.count)
     var best = Double.infinity
     for _ in 0..<4 {
         let s = monotonicSeconds()
-        gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: k, beta: 0, c: c.ptr, ldc: n)
+        gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: n, beta: 0, c: c.ptr, ldc: n)
         best = min(best, monotonicSeconds() - s)
     }
     return 2 * Double(m) * Double(n) * Double(k) / best / 1e9

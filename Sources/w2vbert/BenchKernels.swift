@@ -12,11 +12,14 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Preset whose sizes to use: tiny, small, base, xl.") var preset = "base"
     @Option(help: "Utterances per batch.") var batch = 8
     @Option(help: "Seconds of audio per utterance (T = seconds·25 frames after the feature encoder).") var seconds = 10.0
-    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Threads (GEMMs and kernels split over the rank's pool).") var threads = 1
+    @Option(help: "Precision of the composite kernels' matrix products: fp32 or bf16 (the matmul peaks are printed for both).")
+    var precision = "fp32"
     @Option(help: "Timed repeats per measurement (median reported).") var repeats = 5
 
     func validate() throws {
         guard BenchKernels.sizes[preset] != nil else { throw ValidationError("unknown preset '\(preset)' (tiny, small, base, xl)") }
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, not '\(precision)'") }
         guard batch > 0, seconds > 0.5, threads > 0, repeats > 0 else { throw ValidationError("batch, seconds, threads and repeats must be positive") }
     }
 
@@ -33,27 +36,78 @@ struct BenchKernels: ParsableCommand {
         print("{\(body)}")
     }
 
-    func run() throws {
-        setBLASThreads(threads)
-        let (d, h, f, k) = BenchKernels.sizes[preset]!
-        let t = Int(seconds * 25), n = batch * t
-        func buf(_ count: Int, _ seed: UInt64) -> FloatBuffer {
-            let b = FloatBuffer(count: count, zeroed: false)
-            var r = RandomStream(seed: seed, purpose: .test)
-            r.fillUniform(b.ptr, count, low: -1, high: 1)
-            return b
-        }
+    /// Sizes at the preset: T frames after the feature encoder, N = B·T rows.
+    struct Dims { let d, h, f, k, t, n: Int }
 
-        // 1. Raw sgemm (the FFN's first matrix product: [N, d]·[d, f]).
+    static func buf(_ count: Int, _ seed: UInt64) -> FloatBuffer {
+        let b = FloatBuffer(count: count, zeroed: false)
+        var r = RandomStream(seed: seed, purpose: .test)
+        r.fillUniform(b.ptr, count, low: -1, high: 1)
+        return b
+    }
+
+    func run() throws {
+        let (d, h, f, k) = BenchKernels.sizes[preset]!
+        let t = Int(seconds * 25)
+        let z = Dims(d: d, h: h, f: f, k: k, t: t, n: batch * t)
+        let x = BenchKernels.buf(z.n * d, 5), g = BenchKernels.buf(d, 6), be = BenchKernels.buf(d, 7)
+        let rawGF = matmulPeaks(z)
+        linearAndNorm(z, rawGF: rawGF, x: x, g: g, be: be)
+        attention(z)
+        convModule(z, x: x, g: g, be: be)
+    }
+
+    /// 1. The machine's matmul peaks in both precisions at the model's shapes; returns the f32 (or, with
+    /// --precision bf16, the bf16) forward peak the composite kernels are compared with.
+    func matmulPeaks(_ z: Dims) -> Double {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        // 1. The machine's matmul peaks in both precisions at the model's shapes: the FFN's products
+        //    [N, d]·[d, f] (forward), [N, f]·[f, d] (input gradient), and one attention head's [T, dh]·[dh, T].
+        _ = k
         let a = buf(n * d, 1), w = buf(f * d, 2), c = FloatBuffer(count: n * f)
         let flopsFC = 2.0 * Double(n) * Double(d) * Double(f)
-        let tRaw = medianTime(repeats: repeats) {
-            gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+        let a2 = buf(n * f, 20), dxx2 = FloatBuffer(count: n * d)
+        let dhh = d / h, qh = buf(t * d, 21), ph = FloatBuffer(count: t * t)
+        var rawGF = 0.0
+        for p in [Precision.fp32, .bf16] {
+            let (log, warning) = Compute.configure(precision: p, threads: threads)
+            if let warning { emit([("kernel", "matmul"), ("precision", p.rawValue), ("skipped", warning)]); continue }
+            FileHandle.standardError.write(Data("bench-kernels: \(log)\n".utf8))
+            let tFwd = medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+            }
+            let tBwd = medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: d, k: f, alpha: 1, a: a2.ptr, lda: f, b: w.ptr, ldb: d, beta: 0, c: dxx2.ptr, ldc: d)
+            }
+            let tHead = medianTime(repeats: repeats) {
+                for _ in 0..<16 {
+                    gemm(transA: false, transB: true, m: t, n: t, k: dhh, alpha: 1, a: qh.ptr, lda: d, b: qh.ptr, ldb: d, beta: 0, c: ph.ptr, ldc: t)
+                }
+            }
+            let gf = flopsFC / tFwd / 1e9
+            if p == .fp32 { rawGF = gf }
+            emit([("kernel", "matmul"), ("precision", p.rawValue), ("preset", preset), ("threads", threads),
+                  ("shape", "\(n)x\(d)x\(f)"), ("seconds", tFwd), ("gflops", gf),
+                  ("gflops_\(n)x\(f)x\(d)", flopsFC / tBwd / 1e9),
+                  ("gflops_head_\(t)x\(dhh)x\(t)", 16 * 2.0 * Double(t * t * dhh) / tHead / 1e9)])
         }
-        let rawGF = flopsFC / tRaw / 1e9
-        emit([("kernel", "sgemm"), ("preset", preset), ("threads", threads), ("m", n), ("n", f), ("k", d),
-              ("seconds", tRaw), ("gflops", rawGF)])
+        Compute.configure(precision: Precision(rawValue: precision)!, threads: threads)
+        if Compute.precision == .bf16 {
+            rawGF = flopsFC / medianTime(repeats: repeats) {
+                gemm(transA: false, transB: false, m: n, n: f, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: f, beta: 0, c: c.ptr, ldc: f)
+            } / 1e9
+        }
+        return rawGF
+    }
 
+    /// 2–3b. Linear, LayerNorm and softmax.
+    func linearAndNorm(_ z: Dims, rawGF: Double, x: FloatBuffer, g: FloatBuffer, be: FloatBuffer) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        let a = buf(n * d, 1), w = buf(f * d, 2), c = FloatBuffer(count: n * f)
+        let flopsFC = 2.0 * Double(n) * Double(d) * Double(f)
+        _ = (h, k, t)
         // 2. Linear d → f, forward + backward (three products plus bias and its gradient).
         let bias = buf(f, 3), dy = buf(n * f, 4), dx = FloatBuffer(count: n * d), dw = FloatBuffer(count: f * d), db = FloatBuffer(count: f)
         let tLinear = medianTime(repeats: repeats) {
@@ -62,11 +116,11 @@ struct BenchKernels: ParsableCommand {
         }
         let linGF = 3 * flopsFC / tLinear / 1e9
         emit([("kernel", "linear_fwd_bwd"), ("shape", "\(n)x\(d)->\(f)"), ("seconds", tLinear), ("gflops", linGF),
-              ("fraction_of_raw_sgemm", linGF / rawGF)])
+              ("precision", Compute.precision.rawValue), ("fraction_of_raw_matmul", linGF / rawGF)])
 
         // 3. LayerNorm over [N, d], forward + backward (no matrix product: compared with the d→f Linear's).
-        let x = buf(n * d, 5), y = FloatBuffer(count: n * d), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
-        let g = buf(d, 6), be = buf(d, 7), dyl = buf(n * d, 8), dxl = FloatBuffer(count: n * d), dg = FloatBuffer(count: d), dbe = FloatBuffer(count: d)
+        let y = FloatBuffer(count: n * d), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
+        let dyl = buf(n * d, 8), dxl = FloatBuffer(count: n * d), dg = FloatBuffer(count: d), dbe = FloatBuffer(count: d)
         let tLN = medianTime(repeats: repeats) {
             layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: x.ptr, weight: g.ptr, bias: be.ptr, n: n, c: d)
             layerNormBackward(dx: dxl.ptr, dWeight: dg.ptr, dBias: dbe.ptr, dy: dyl.ptr, x: x.ptr, weight: g.ptr, mean: mean.ptr, rstd: rstd.ptr, n: n, c: d)
@@ -79,7 +133,12 @@ struct BenchKernels: ParsableCommand {
         let sx = buf(rows * t, 17), sy = FloatBuffer(count: rows * t)
         let tSoft = medianTime(repeats: repeats) { softmaxForward(y: sy.ptr, x: sx.ptr, n: rows, v: t) }
         emit([("kernel", "softmax_fwd"), ("shape", "\(rows)x\(t)"), ("seconds", tSoft), ("ns_per_element", tSoft / Double(rows * t) * 1e9)])
+    }
 
+    func attention(_ z: Dims) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        _ = (f, k)
         // 4. Attention core (scores, softmax, weighted sum; the q/k/v/out projections are Linears).
         let shape = AttentionShape(b: batch, t: t, d: d, heads: h, position: .none)
         let q = buf(n * d, 9), kk = buf(n * d, 10), v = buf(n * d, 11), o = FloatBuffer(count: n * d)
@@ -108,7 +167,12 @@ struct BenchKernels: ParsableCommand {
         }
         emit([("kernel", "attention_fwd_bwd"), ("shape", "B\(batch) T\(t) d\(d) h\(h)"), ("seconds", tAtt), ("matmul_seconds", tAttMM),
               ("matmul_fraction", tAttMM / tAtt)])
+    }
 
+    func convModule(_ z: Dims, x: FloatBuffer, g: FloatBuffer, be: FloatBuffer) {
+        let (d, h, f, k, t, n) = (z.d, z.h, z.f, z.k, z.t, z.n)
+        let buf = BenchKernels.buf
+        _ = (h, f)
         // 5. Conformer conv module: LN → pw1 d→2d → GLU → depthwise k → LN → Swish → pw2 d→d.
         let ln1 = FloatBuffer(count: n * d), m1 = FloatBuffer(count: n), r1 = FloatBuffer(count: n)
         let pw1 = buf(2 * d * d, 13), h1 = FloatBuffer(count: n * 2 * d), gl = FloatBuffer(count: n * d)

@@ -24,8 +24,8 @@ struct BenchDist: ParsableCommand {
         var config: Config
         do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
         let comm = try makeCommunicator()
-        setBLASThreads(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1)
         config.train.updateFreq = 1
+        startCompute(config.compute, announce: comm.rank == 0)
         let coll = Collectives(comm: comm, timeout: 600)
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 11, microBatch: comm.rank)
         let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)

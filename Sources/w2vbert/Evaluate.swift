@@ -59,7 +59,7 @@ struct Validate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: valid) else { throw RuntimeError("\(valid): no such manifest") }
         var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
         o.requireCheckpoint = true
-        try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).evaluate() }
+        try runDistributed(compute: config.compute) { comm in try Trainer(config: config, options: o, comm: comm).evaluate() }
     }
 }
 
@@ -72,6 +72,7 @@ struct Embed: ParsableCommand {
     @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
     @Option(help: "Output .npy file.") var out: String
     @Option(help: "contrastive (after the last contrastive block) or mlm (after the last MLM block).") var layer = "mlm"
+    @Option(name: .customLong("set"), help: "Override one key, e.g. compute.precision=bf16 (repeatable).") var overrides: [String] = []
     @Flag(help: "Run all inputs as one zero-padded batch (padding must not change the states of real frames).") var batch = false
     @Option(help: "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with PATH.lengths.npy.")
     var saveFeatures: String?
@@ -82,8 +83,8 @@ struct Embed: ParsableCommand {
     }
 
     func run() throws {
-        let (config, dir) = try runConfig(checkpoint, overrides: [])
-        setBLASThreads(ProcessInfo.processInfo.activeProcessorCount)
+        let (config, dir) = try runConfig(checkpoint, overrides: overrides)
+        startCompute(config.compute, announce: true)
         var feats: [[Float]] = []
         let fbank = KaldiFbank()
         for path in audio {

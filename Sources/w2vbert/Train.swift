@@ -31,13 +31,12 @@ struct ConfigOptions: ParsableArguments {
 }
 
 /// Runs a trainer-like body on this process's communicator and maps errors to exit statuses.
-func runDistributed(_ body: (Communicator) throws -> TrainExit) throws {
+func runDistributed(compute: ComputeConfig, _ body: (Communicator) throws -> TrainExit) throws {
     // Before MPI starts: a SIGUSR1/SIGTERM that arrives early must set the stop flag, not kill the rank.
     w2v_install_stop_handlers()
     let comm: Communicator
     do { comm = try makeCommunicator() } catch { throw RuntimeError("cannot start MPI: \(error)") }
-    let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
-    setBLASThreads(threads ?? (comm.size > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount))
+    startCompute(compute, announce: comm.rank == 0)
     let code: TrainExit
     do {
         code = try body(comm)
@@ -100,7 +99,7 @@ struct Train: ParsableCommand {
         o.initFrom = initFrom
         o.divergeRank = testDivergeRank; o.divergeStep = testDivergeStep
         o.skipCollective = testSkipCollective.map(Int64.init); o.skipRank = testSkipRank; o.stopAfterStep = testStopAfterStep
-        try runDistributed { comm in try Trainer(config: config, options: o, comm: comm).run() }
+        try runDistributed(compute: config.compute) { comm in try Trainer(config: config, options: o, comm: comm).run() }
     }
 }
 

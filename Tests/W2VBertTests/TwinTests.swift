@@ -5,75 +5,18 @@ import Tensor
 /// The Swift model against the PyTorch twin (Tests/W2VBertTests/twin/w2vbert_twin.py): every loss and
 /// metric to 1e-4 relative, every parameter gradient to 1e-3 relative (max |Δ| / max |reference|), and the
 /// losses of 5 AdamW steps.
+/// Relative tolerances (losses, metrics, trajectory; gradients as max |Δ| / max |reference|) and the share
+/// of masked frames that may flip their argmax (accuracies).
+/// `gradCancelling` applies to the feature encoder's biases, `lateTrajectory` to AdamW steps 3 and 4,
+/// `zeroGrad` (absolute) to gradients that are structurally zero (attn.k.bias).
+struct TwinTolerance {
+    var loss = 1e-4, grad = 1e-3, flips = 0.0
+    var gradCancelling = 1e-3, lateTrajectory = 1e-4, zeroGrad = 1e-8
+}
+
 final class TwinTests: XCTestCase {
-    /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
-    /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
-    /// base tensor must still equal the fixture's initial value bit for bit.
     func check(_ name: String, extra: [String] = [], trajectory: Bool = true) throws {
-        let run = try FixtureRun(name, extra: extra)
-        let m = run.st["out.metrics"].values
-        let c = run.config
-        run.model.zeroGrads()
-        let s = run.forward(tau: c.tau(step: 0))
-        let loss = s.loss(c)
-        func rel(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-12) }
-        print("\(name): S=\(s.masked) loss \(loss) vs \(m[0]); L_w \(s.contrastiveLossSum) vs \(m[1]); L_m \(s.mlmLossSum) vs \(m[2]); L_d \(s.diversityLoss) vs \(m[3]); acc \(s.contrastiveCorrect)/\(Int(m[4])) mlm \(s.mlmCorrect)/\(Int(m[5])); ppl \(s.probPerplexity) vs \(m[6]); code \(s.codePerplexity) vs \(m[7])")
-        XCTAssertEqual(Double(s.masked), m[9])
-        XCTAssertLessThan(rel(loss, m[0]), 1e-4, "loss")
-        XCTAssertLessThan(rel(s.contrastiveLossSum, m[1]), 1e-4, "L_w")
-        XCTAssertLessThan(rel(s.mlmLossSum, m[2]), 1e-4, "L_m")
-        XCTAssertLessThan(abs(s.diversityLoss - m[3]), 1e-4 * max(abs(m[3]), 1e-2), "L_d")
-        XCTAssertEqual(Double(s.contrastiveCorrect), m[4], "contrastive accuracy")
-        XCTAssertEqual(Double(s.mlmCorrect), m[5], "mlm accuracy")
-        XCTAssertLessThan(rel(s.probPerplexity, m[6]), 1e-4, "prob perplexity")
-        XCTAssertLessThan(rel(s.codePerplexity, m[7]), 1e-4, "code perplexity")
-        XCTAssertEqual(Double(s.tau), m[8], accuracy: 1e-6)
-
-        run.model.backward(lossScale: 1 / Float(s.masked))
-        var worst = ("", 0.0)
-        var report = ""
-        for e in run.model.layout.entries where !c.baseFrozen || ParameterLayout.isAdapter(e.name) {
-            let ref = run.st["grad.\(e.name)"].values
-            var maxRef = 0.0, maxDiff = 0.0
-            for i in 0..<e.count {
-                maxRef = max(maxRef, abs(ref[i]))
-                maxDiff = max(maxDiff, abs(Double(run.model.grads.ptr[e.offset + i]) - ref[i]))
-            }
-            let r = maxDiff / max(maxRef, 1e-12)
-            report += String(format: "  %-40@ max|g| %.3e  rel err %.2e\n", e.name as NSString, maxRef, r)
-            if maxRef > 1e-9 { XCTAssertLessThan(r, 1e-3, "gradient of \(e.name)") } else { XCTAssertLessThan(maxDiff, 1e-8, e.name) }
-            if maxRef == 0 { report += "    (zero: unused in this step)\n" }
-            if r > worst.1 && maxRef > 1e-9 { worst = (e.name, r) }
-        }
-        print("\(name) gradients:\n\(report)  worst: \(worst.0) \(worst.1)")
-
-        if !trajectory { return }
-        // 5 AdamW steps with the same inputs and draws.
-        let traj = run.st["out.trajectory"].values
-        let opt = Optimizer(config: c, layout: run.model.layout)
-        var mine: [Double] = []
-        for step in 0..<5 {
-            run.model.zeroGrads()
-            let st = run.forward(tau: opt.tau)
-            mine.append(st.loss(c))
-            run.model.backward(lossScale: 1 / Float(st.masked))
-            opt.update(params: run.model.params, grads: run.model.grads)
-            XCTAssertEqual(opt.step, step + 1)
-        }
-        print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
-        for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), 1e-4, "trajectory step \(i)") }
-        if c.baseFrozen {
-            var changedBase = 0, changedAdapters = 0
-            for e in run.model.layout.entries {
-                let initial = run.st["param.\(e.name)"].values
-                let same = (0..<e.count).allSatisfy { Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern }
-                if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
-            }
-            XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
-            XCTAssertEqual(changedAdapters, run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
-            XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
-            XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
-        }
+        try checkTwin(name, extra: extra, trajectory: trajectory)
     }
 
     func testFixtureA() throws { try check("fixture_a.safetensors") }
@@ -116,4 +59,105 @@ final class MergeAdaptersTests: XCTestCase {
         XCTAssertEqual(loss, adapted, accuracy: 1e-5 * abs(adapted))
         XCTAssertGreaterThan(abs(withoutAdapters - adapted), 1e-3 * abs(adapted))
     }
+}
+
+
+extension XCTestCase {
+    /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
+    /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
+    /// base tensor must still equal the fixture's initial value bit for bit.
+    func checkTwin(_ name: String, extra: [String] = [], trajectory: Bool = true, _ tol: TwinTolerance = TwinTolerance()) throws {
+        let run = try FixtureRun(name, extra: extra)
+        let m = run.st["out.metrics"].values
+        let c = run.config
+        run.model.zeroGrads()
+        let s = run.forward(tau: c.tau(step: 0))
+        let loss = s.loss(c)
+        func rel(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-12) }
+        print("\(name): S=\(s.masked) loss \(loss) vs \(m[0]); L_w \(s.contrastiveLossSum) vs \(m[1]); L_m \(s.mlmLossSum) vs \(m[2]); L_d \(s.diversityLoss) vs \(m[3]); acc \(s.contrastiveCorrect)/\(Int(m[4])) mlm \(s.mlmCorrect)/\(Int(m[5])); ppl \(s.probPerplexity) vs \(m[6]); code \(s.codePerplexity) vs \(m[7])")
+        XCTAssertEqual(Double(s.masked), m[9])
+        XCTAssertLessThan(rel(loss, m[0]), tol.loss, "loss")
+        XCTAssertLessThan(rel(s.contrastiveLossSum, m[1]), tol.loss, "L_w")
+        XCTAssertLessThan(rel(s.mlmLossSum, m[2]), tol.loss, "L_m")
+        XCTAssertLessThan(abs(s.diversityLoss - m[3]), tol.loss * max(abs(m[3]), 1e-2), "L_d")
+        XCTAssertEqual(Double(s.contrastiveCorrect), m[4], accuracy: tol.flips * m[9], "contrastive accuracy")
+        XCTAssertEqual(Double(s.mlmCorrect), m[5], accuracy: tol.flips * m[9], "mlm accuracy")
+        XCTAssertLessThan(rel(s.probPerplexity, m[6]), tol.loss, "prob perplexity")
+        XCTAssertLessThan(rel(s.codePerplexity, m[7]), tol.loss, "code perplexity")
+        XCTAssertEqual(Double(s.tau), m[8], accuracy: 1e-6)
+
+        run.model.backward(lossScale: 1 / Float(s.masked))
+        var worst = ("", 0.0)
+        var report = ""
+        for e in run.model.layout.entries where !c.baseFrozen || ParameterLayout.isAdapter(e.name) {
+            let ref = run.st["grad.\(e.name)"].values
+            var maxRef = 0.0, maxDiff = 0.0
+            for i in 0..<e.count {
+                maxRef = max(maxRef, abs(ref[i]))
+                maxDiff = max(maxDiff, abs(Double(run.model.grads.ptr[e.offset + i]) - ref[i]))
+            }
+            let r = maxDiff / max(maxRef, 1e-12)
+            report += String(format: "  %-40@ max|g| %.3e  rel err %.2e\n", e.name as NSString, maxRef, r)
+            let cancelling = e.name.hasPrefix("feature_encoder.") && e.name.hasSuffix(".bias")
+            if maxRef > 1e-9 { XCTAssertLessThan(r, cancelling ? tol.gradCancelling : tol.grad, "gradient of \(e.name)") }
+            else { XCTAssertLessThan(maxDiff, tol.zeroGrad, e.name) }
+            if maxRef == 0 { report += "    (zero: unused in this step)\n" }
+            if r > worst.1 && maxRef > 1e-9 { worst = (e.name, r) }
+        }
+        print("\(name) gradients:\n\(report)  worst: \(worst.0) \(worst.1)")
+
+        if !trajectory { return }
+        // 5 AdamW steps with the same inputs and draws.
+        let traj = run.st["out.trajectory"].values
+        let opt = Optimizer(config: c, layout: run.model.layout)
+        var mine: [Double] = []
+        for step in 0..<5 {
+            run.model.zeroGrads()
+            let st = run.forward(tau: opt.tau)
+            mine.append(st.loss(c))
+            run.model.backward(lossScale: 1 / Float(st.masked))
+            opt.update(params: run.model.params, grads: run.model.grads)
+            XCTAssertEqual(opt.step, step + 1)
+        }
+        print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
+        for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), i < 3 ? tol.loss : tol.lateTrajectory, "trajectory step \(i)") }
+        if c.baseFrozen {
+            var changedBase = 0, changedAdapters = 0
+            for e in run.model.layout.entries {
+                let initial = run.st["param.\(e.name)"].values
+                let same = (0..<e.count).allSatisfy { Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern }
+                if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
+            }
+            XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
+            XCTAssertEqual(changedAdapters, run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
+            XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
+            XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
+        }
+    }
+}
+
+/// The same fixtures with bf16 matrix products (everything else f32), against the f32 PyTorch reference.
+/// Why these bounds: a bf16 operand carries a relative rounding error of at most 2⁻⁹ ≈ 2e-3; a dot product of
+/// rounded operands (exact products, f32 sums) is off by about 2⁻⁹ of the sum of |terms|, and a dozen
+/// products in sequence (feature encoder, blocks, heads) compound that. Measured on fixtures A–D: losses and
+/// perplexities within 1e-3 relative (bound 5e-3); gradients within 3–5e-2 of max |g| (bound 8e-2); the
+/// feature encoder's biases within 0.15 (bound 0.3) — their gradient is a sum over every time-frequency
+/// position whose terms nearly cancel, so the same absolute error is large relative to it; the
+/// structurally zero attn.k.bias gradient is round-off below 5e-6 (bound 2e-5). The AdamW trajectory:
+/// steps 0–2 within 5e-3, steps 3–4 within 4e-2 (bound 8e-2) — Adam's first updates move every parameter
+/// by about lr·sign(g), so gradient components near zero whose sign differs move fully the other way and
+/// the runs separate faster than the gradients do. No masked frame flipped its argmax (bound 3 %).
+/// An f32-only path fails the engine test's rounding check; a wrong bf16 path (transposes, strides,
+/// accumulate) fails these by orders of magnitude.
+final class TwinBF16Tests: XCTestCase {
+    let tol = TwinTolerance(loss: 5e-3, grad: 8e-2, flips: 0.03, gradCancelling: 0.3, lateTrajectory: 8e-2, zeroGrad: 2e-5)
+    override func setUpWithError() throws {
+        guard Compute.hasNativeBF16 else { throw XCTSkip("no native bf16 on this CPU") }
+        Compute.configure(precision: .bf16, threads: 1)
+    }
+    override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
+    func testFixtureA() throws { try checkTwin("fixture_a.safetensors", tol) }
+    func testFixtureB() throws { try checkTwin("fixture_b.safetensors", tol) }
+    func testFixtureC() throws { try checkTwin("fixture_c.safetensors", tol) }
+    func testFixtureD() throws { try checkTwin("fixture_d.safetensors", tol) }
 }

@@ -362,9 +362,9 @@ class W2VBert(nn.Module):
         # masking
         x = z.clone()
         if c["mask.replacement"] == "learned":
-            x[mask] = self.mask_embedding.expand(int(mask.sum()), d)
+            x[mask] = self.mask_embedding.expand(int(mask.sum()), d).to(x.dtype)
         else:
-            x[mask] = noise_mask
+            x[mask] = noise_mask.to(x.dtype)  # (a no-op in fp32; under autocast z is bf16)
         x = self.context_proj(x)
         if c["model.position"] == "conv":
             x = x * valid[..., None]
@@ -646,7 +646,10 @@ def bench(argv):
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args(argv)
+    import contextlib
     torch.set_num_threads(a.threads)
     c = preset(a.preset)
     model = W2VBert(c)
@@ -662,8 +665,10 @@ def bench(argv):
     for step in range(a.steps + 1):
         t = time.perf_counter()
         opt.zero_grad()
-        loss, _ = model(feats, t0, torch.tensor(mask.astype(bool)), torch.tensor(noise), torch.tensor(gumbel),
-                        torch.tensor(dist), tau_at(c, step))
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if a.precision == "bf16" else contextlib.nullcontext()
+        with ctx:
+            loss, _ = model(feats, t0, torch.tensor(mask.astype(bool)), torch.tensor(noise), torch.tensor(gumbel),
+                            torch.tensor(dist), tau_at(c, step))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), c["optimizer.clip_norm"])
         opt.step()
@@ -671,7 +676,7 @@ def bench(argv):
             times.append(time.perf_counter() - t)
     med = sorted(times)[len(times) // 2]
     print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "preset": a.preset, "batch": a.batch,
-                      "seconds": a.seconds, "threads": a.threads, "step_time_median": med,
+                      "seconds": a.seconds, "threads": a.threads, "precision": a.precision, "step_time_median": med,
                       "audio_seconds_per_second": a.batch * a.seconds / med}))
 
 

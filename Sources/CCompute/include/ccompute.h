@@ -1,0 +1,56 @@
+#ifndef W2VBERT_CCOMPUTE_H
+#define W2VBERT_CCOMPUTE_H
+// The oneDNN side of Tensor's one GEMM entry point (Sources/Tensor/Gemm.swift). Row-major
+// C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C with lda/ldb/ldc the row strides as stored.
+// precision 0: f32 operands; 1: bf16 operands (converted here, round to nearest even), f32 accumulate
+// and output. Primitives are cached per calling thread by (precision, transposes, shape, strides,
+// alpha, beta); every thread owns its cache, operand buffers and scratchpad, so calls from several
+// threads at once are safe. Returns 0 on success, otherwise a dnnl_status_t.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when oneDNN can run on this CPU with AVX-512 (f32 engine worth using), else 0.
+int w2v_dnnl_has_avx512(void);
+/// 1 when the CPU has native bf16 dot products (avx512_bf16 / AMX), else 0.
+int w2v_dnnl_has_bf16(void);
+/// oneDNN's version, "major.minor.patch".
+const char *w2v_dnnl_version(void);
+/// OpenMP threads oneDNN uses for calls made from the calling thread.
+void w2v_dnnl_set_threads(int n);
+int w2v_dnnl_get_threads(void);
+
+int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
+                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// The implementation oneDNN picked for the last primitive this thread created (for the start-up log).
+const char *w2v_dnnl_last_impl(void);
+/// Primitives this thread created so far (cache misses).
+long w2v_dnnl_created(void);
+
+/// f32 → bf16 (round to nearest even) and back, for tests and the reference path.
+void w2v_f32_to_bf16(unsigned short *dst, const float *src, long n);
+void w2v_bf16_round(float *dst, const float *src, long n);
+
+// ---- The rank's thread pool (pool.c) ----------------------------------------------------------
+// One persistent pool per process: `threads − 1` workers plus the calling thread. w2v_pool_run splits
+// [0, n) into `parts` contiguous ranges [i·n/parts, (i+1)·n/parts) (parts = min(threads, n)), runs
+// part 0 on the caller and the others on the workers, and returns when all are done. A call made from
+// inside a pool task runs serially on that thread (no nesting). Workers spin briefly, then sleep.
+
+typedef void (*w2v_range_fn)(void *ctx, long begin, long end);
+
+/// Sets the pool size (1 = no workers). Starts workers as needed; call from the main thread while idle.
+void w2v_pool_set_threads(int threads);
+int w2v_pool_threads(void);
+/// 1 inside a pool task (on a worker or the caller while it runs part 0).
+int w2v_pool_in_task(void);
+void w2v_pool_run(long n, void *ctx, w2v_range_fn fn);
+/// CPUs this process may run on (sched_getaffinity), at least 1.
+int w2v_affinity_cpus(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

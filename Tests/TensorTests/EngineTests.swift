@@ -1,0 +1,179 @@
+import XCTest
+import Tensor
+import TestSupport
+
+/// The GEMM engines behind `gemm` (oneDNN f32, OpenBLAS f32, oneDNN bf16) against the Double reference for
+/// every transpose, alpha/beta and padded strides; threaded products and kernels against one thread.
+final class EngineTests: XCTestCase {
+    override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
+
+    static let shapes = [(1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300)]
+
+    func checkEngine(_ precision: Precision, _ engine: GemmEngine) throws {
+        if precision == .bf16 && !Compute.hasNativeBF16 { throw XCTSkip("no native bf16 on this CPU") }
+        Compute.configure(precision: precision, threads: 1, f32Engine: engine)
+        XCTAssertEqual(Compute.precision, precision)
+        var rng = TestRNG(11)
+        var largestBF16Effect = 0.0
+        for (m, n, k) in EngineTests.shapes {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3
+                    let a = rng.uniform((ta ? k : m) * lda), b = rng.uniform((tb ? n : k) * ldb)
+                    let c0 = rng.uniform(m * ldc)
+                    for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                        // bf16: the products of bf16-rounded operands are exact in f32, so the result must match
+                        // the Double reference on rounded operands to f32 accumulation accuracy.
+                        let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(c0.floats)
+                        var ar = a, br = b
+                        if precision == .bf16 {
+                            let Ar = FloatBuffer(count: a.count), Br = FloatBuffer(count: b.count)
+                            roundToBF16(Ar.ptr, A.ptr, count: a.count); roundToBF16(Br.ptr, B.ptr, count: b.count)
+                            ar = Ar.array.doubles; br = Br.array.doubles
+                        }
+                        var ref = c0, exact = c0
+                        gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: ar, lda: lda,
+                                      b: br, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
+                        gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                      b: b, ldb: ldb, beta: beta, c: &exact, ldc: ldc)
+                        gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
+                             b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
+                        // Only the m×n window is written; the row padding must be untouched.
+                        assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
+                                    "\(precision) \(engine) \(m)x\(n)x\(k) ta=\(ta) tb=\(tb) alpha=\(alpha) beta=\(beta)")
+                        for i in 0..<ref.count { largestBF16Effect = max(largestBF16Effect, abs(ref[i] - exact[i])) }
+                    }
+                }
+            }
+        }
+        // The bf16 path must really round its operands (an f32 product would match `exact` to 1e-5·k).
+        if precision == .bf16 { XCTAssertGreaterThan(largestBF16Effect, 1e-2) }
+    }
+
+    func testOneDNNF32MatchesReference() throws { try checkEngine(.fp32, .onednn) }
+    func testOpenBLASF32MatchesReference() throws { try checkEngine(.fp32, .openblas) }
+    func testOneDNNBF16MatchesReferenceOnRoundedOperands() throws { try checkEngine(.bf16, .onednn) }
+
+    /// Two threads split C into row (or column) blocks; every element is still one call over the whole K.
+    func testThreadedGemmEqualsOneThread() throws {
+        var rng = TestRNG(12)
+        for precision in Precision.allCases where precision == .fp32 || Compute.hasNativeBF16 {
+            // Row splits, and one short wide product split by columns.
+            for (m, n, k, ta, tb) in [(300, 200, 96, false, true), (200, 400, 64, true, false), (257, 129, 200, false, false),
+                                      (40, 3000, 64, false, false)] {
+                let a = FloatBuffer(rng.uniform(m * k).floats), b = FloatBuffer(rng.uniform(k * n).floats)
+                let c0 = rng.uniform(m * n).floats
+                var results: [[Float]] = []
+                for threads in [1, 2, 3] {
+                    Compute.configure(precision: precision, threads: threads)
+                    let c = FloatBuffer(c0)
+                    gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: a.ptr, lda: ta ? m : k,
+                         b: b.ptr, ldb: tb ? k : n, beta: 1, c: c.ptr, ldc: n)
+                    results.append(c.array)
+                }
+                let columnSplit = m < 64 * 3 && n > m
+                for t in 1...2 {
+                    let diff = zip(results[0], results[t]).map { abs($0 - $1) }.max()!
+                    if precision == .bf16 && columnSplit && !(m >= 64 * (t + 1)) {
+                        XCTAssertLessThan(diff, 1e-4, "\(precision) \(m)x\(n)x\(k) \(t + 1) threads (column split)")
+                    } else {
+                        XCTAssertEqual(diff, 0, "\(precision) \(m)x\(n)x\(k) \(t + 1) threads")
+                    }
+                }
+            }
+        }
+    }
+
+    func testParallelForCoversEachIndexOnce() {
+        for threads in [1, 2, 4] {
+            Compute.configure(precision: .fp32, threads: threads)
+            XCTAssertEqual(Compute.threads, threads)
+            for count in [0, 1, 2, 3, 17, 1000] {
+                let hits = FloatBuffer(count: max(count, 1))
+                parallelFor(count) { lo, hi in for i in lo..<hi { hits[i] += 1 } }
+                XCTAssertEqual(Array(hits.array.prefix(count)), [Float](repeating: 1, count: count), "threads \(threads) count \(count)")
+                let g = FloatBuffer(count: max(count, 1))
+                parallelFor(count, grain: 100) { lo, hi in for i in lo..<hi { g[i] += 1 } }
+                XCTAssertEqual(Array(g.array.prefix(count)), [Float](repeating: 1, count: count), "grain, threads \(threads) count \(count)")
+            }
+        }
+    }
+}
+
+/// Threaded kernels give exactly the one-thread results (each output element is computed by one thread with
+/// the same arithmetic; column sums keep their row order).
+final class ThreadedKernelTests: XCTestCase {
+    override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
+
+    /// Runs `body` (which fills and returns its outputs) with 1 and with 2 and 3 threads; all must be equal.
+    func same(_ what: String, _ body: () -> [Float]) {
+        Compute.configure(precision: .fp32, threads: 1)
+        let one = body()
+        for t in [2, 3] {
+            Compute.configure(precision: .fp32, threads: t)
+            let many = body()
+            XCTAssertEqual(one.count, many.count)
+            let diff = zip(one, many).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertEqual(diff, 0, "\(what): \(t) threads differ from 1 by \(diff)")
+        }
+    }
+
+    func testElementwiseNormSoftmaxAttention() {
+        var rng = TestRNG(21)
+        let n = 300, c = 96, count = 70_000
+        let x = rng.uniform(n * c, -3, 3).floats, dy = rng.uniform(n * c).floats, w = rng.uniform(c).floats, bb = rng.uniform(c).floats
+        let big = rng.uniform(count, -4, 4).floats, bigDy = rng.uniform(count).floats
+        same("swish") {
+            let y = FloatBuffer(count: count), dx = FloatBuffer(bigDy)
+            let X = FloatBuffer(big), DY = FloatBuffer(bigDy)
+            swishForward(y: y.ptr, x: X.ptr, n: count)
+            swishBackward(dx: dx.ptr, dy: DY.ptr, x: X.ptr, n: count)
+            axpy(dx.ptr, y.ptr, alpha: 0.3, n: count)
+            return y.array + dx.array
+        }
+        same("glu") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c / 2), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
+            gluForward(y: y.ptr, x: X.ptr, n: n, c: c / 2)
+            gluBackward(dx: dx.ptr, dy: DY.ptr, x: X.ptr, n: n, c: c / 2)
+            return y.array + dx.array
+        }
+        same("layernorm") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
+            let W = FloatBuffer(w), B = FloatBuffer(bb), DY = FloatBuffer(dy)
+            let dx = FloatBuffer(count: n * c), dw = FloatBuffer(count: c), db = FloatBuffer(count: c)
+            layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, c: c)
+            layerNormBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                              mean: mean.ptr, rstd: rstd.ptr, n: n, c: c)
+            return y.array + dx.array + dw.array + db.array
+        }
+        same("softmax") {
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
+            softmaxForward(y: y.ptr, x: X.ptr, n: n, v: c)
+            softmaxBackward(dx: dx.ptr, dy: DY.ptr, y: y.ptr, n: n, v: c)
+            return y.array + dx.array
+        }
+        for position in [AttentionPosition.none, .rope, .shaw(left: 4, right: 2)] {
+            let b = 3, t = 37, d = 32, h = 4
+            let q = rng.uniform(b * t * d).floats, k = rng.uniform(b * t * d).floats, v = rng.uniform(b * t * d).floats
+            let dO = rng.uniform(b * t * d).floats, rel = rng.uniform(7 * (d / h)).floats
+            let lengths: [Int32] = [37, 20, 31]
+            same("attention \(position)") {
+                // The workspace is sized for the configured thread count, as the model does at start-up.
+                let shape = AttentionShape(b: b, t: t, d: d, heads: h, position: position)
+                let Q = FloatBuffer(q), K = FloatBuffer(k), V = FloatBuffer(v), DO = FloatBuffer(dO), R = FloatBuffer(rel)
+                let out = FloatBuffer(count: b * t * d), saved = FloatBuffer(count: shape.savedCount)
+                let work = FloatBuffer(count: shape.workspaceCount)
+                let dq = FloatBuffer(count: b * t * d), dk = FloatBuffer(count: b * t * d), dv = FloatBuffer(count: b * t * d)
+                let dR = FloatBuffer(count: rel.count)
+                let shaw = shape.relCount > 0
+                lengths.withUnsafeBufferPointer { lp in
+                    attentionForward(out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                                     relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                }
+                attentionBackward(dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil, work: work.ptr, dOut: DO.ptr,
+                                  saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
+                return out.array + dq.array + dk.array + dv.array + dR.array
+            }
+        }
+    }
+}
