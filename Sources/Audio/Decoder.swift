@@ -202,6 +202,12 @@ final class SoundFile {
         guard C > 0, R > 0 else {
             throw AudioError(.decode, path: path, "bad header: \(C) channels at \(R) Hz")
         }
+        // Issue 11: header fields size nothing unchecked — the resampling ratio is bounded (a file claiming
+        // 1 Hz would ask for 16000 output samples per input sample), the read chunk shrinks past 16 channels,
+        // and the announced frame count is only a capped capacity hint.
+        guard (1_000...768_000).contains(R) else {
+            throw AudioError(.decode, path: path, "unsupported sample rate \(R) Hz (1 kHz to 768 kHz)")
+        }
         let header = audioInfo
         let resampling = R != T
         let margin = resampling ? resampleMargin(rate: R) : 0
@@ -223,10 +229,10 @@ final class SoundFile {
         let expectIn = max(0, min(inEnd, header.frames > 0 ? header.frames : inEnd) - inStart)
         var out = [Float]()
         if expectIn < Int.max / 2 {
-            out.reserveCapacity(resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn)
+            out.reserveCapacity(min(1 << 24, resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn))
         }
         let resampler = resampling ? try StreamResampler(ratio: Double(T) / Double(R), quality: quality, path: path) : nil
-        let chunk = 16_384
+        let chunk = max(16, min(16_384, 262_144 / C))
         let mono = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let interleaved = C > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * C) : mono
         defer { mono.deallocate(); if C > 1 { interleaved.deallocate() } }

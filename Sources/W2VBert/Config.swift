@@ -467,21 +467,42 @@ public struct Config: Sendable, Equatable {
 
     /// Applies a YAML document (sections of keys; an optional top-level `preset:` starts from that preset).
     public mutating func apply(yaml text: String) throws {
-        let node: Any?
-        do { node = try Yams.load(yaml: text) } catch { throw ConfigError("yaml", "cannot parse: \(error)") }
-        guard let node else { return }
-        guard let top = node as? [String: Any] else { throw ConfigError("yaml", "top level must be a mapping of sections") }
-        if let p = top["preset"] {
-            self = try Config.preset("\(p)")
+        // The node tree, walked here: Yams' `load` traps on a mapping key that is not a scalar (found by
+        // fuzzing, issue 11), and only scalars and lists of scalars are config values anyway.
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw ConfigError("yaml", "cannot parse: \(error)") }
+        guard let root else { return }
+        guard case .mapping(let top) = root else { throw ConfigError("yaml", "top level must be a mapping of sections") }
+        func name(_ n: Node, in context: String) throws -> String {
+            guard case .scalar(let s) = n else { throw ConfigError(context, "keys must be plain names") }
+            return s.string
         }
-        for (section, body) in top.sorted(by: { $0.key < $1.key }) where section != "preset" {
-            guard let map = body as? [String: Any] else {
+        var sections: [(name: String, body: Node)] = []
+        for (k, v) in top { sections.append((try name(k, in: "yaml"), v)) }
+        if let p = sections.last(where: { $0.name == "preset" }) {
+            guard case .scalar(let s) = p.body else { throw ConfigError("preset", "must be a preset name") }
+            self = try Config.preset(s.string)
+        }
+        // Sorted by name (stable: a repeated key's last value wins).
+        for (section, body) in sections.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }).map({ $0.element })
+        where section != "preset" {
+            guard case .mapping(let map) = body else {
                 throw ConfigError(section, Config.keys.contains { $0.name.hasPrefix(section + ".") }
                                   ? "section must be a mapping of keys" : "unknown section")
             }
-            for (k, v) in map.sorted(by: { $0.key < $1.key }) {
+            var keys: [(name: String, value: Node)] = []
+            for (k, v) in map { keys.append((try name(k, in: section), v)) }
+            for (k, v) in keys.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }).map({ $0.element }) {
                 let value: String
-                if let list = v as? [Any] { value = list.map { "\($0)" }.joined(separator: ",") } else { value = "\(v)" }
+                switch v {
+                case .scalar(let s): value = s.string
+                case .sequence(let seq):
+                    value = try seq.map { item -> String in
+                        guard case .scalar(let s) = item else { throw ConfigError("\(section).\(k)", "list items must be plain values") }
+                        return s.string
+                    }.joined(separator: ",")
+                default: throw ConfigError("\(section).\(k)", "value must be a plain value or a list")
+                }
                 try set("\(section).\(k)", value)
             }
         }
