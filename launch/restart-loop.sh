@@ -12,10 +12,12 @@
 #            Run the loop again to continue. (Slurm's script requeues on 75 instead.)
 #   76       too many consecutive non-finite steps → stop, exit 76: the resumed run replays the same
 #            batches with the same random streams and would fail the same way.
-#   anything else (1 error, 77 divergence, 78 watchdog timeout, 134/137/… a rank killed by a signal,
-#   mpirun aborting after a rank died)            → restart, up to W2V_MAX_RESTARTS times (default 3),
+#   1 (runtime error: I/O, MPI, a file), 77 (divergence), 78 (watchdog timeout), > 128 (a rank or mpirun
+#            killed by a signal, e.g. 137 = SIGKILL)   → restart, up to W2V_MAX_RESTARTS times (default 3),
 #            after W2V_RESTART_DELAY seconds (default 10).
-# W2V_STOP_STATUSES overrides the list of stopping statuses (default "0 2 75 76").
+#   anything else (e.g. 64, 126, 127: not a w2vbert status, the launcher itself failed) → stop with it.
+# W2V_STOP_STATUSES / W2V_RESTART_STATUSES override the two lists (defaults "0 2 75 76" and "1 77 78";
+# statuses above 128 always restart unless listed in W2V_STOP_STATUSES).
 # SIGINT/SIGTERM/SIGUSR1 sent to this loop are forwarded to the running command, and the loop then stops
 # after it ends (no restart). Prints every command it runs.
 set -u
@@ -24,6 +26,7 @@ source "$(dirname "$0")/lib.sh"
 MAX="${W2V_MAX_RESTARTS:-3}"
 DELAY="${W2V_RESTART_DELAY:-10}"
 STOP_ON="${W2V_STOP_STATUSES:-0 2 75 76}"
+RESTART_ON="${W2V_RESTART_STATUSES:-1 77 78}"
 CHILD="" STOPPING=""
 forward() {
   STOPPING="$1"
@@ -48,6 +51,13 @@ while :; do
   CHILD=""
   echo "[restart-loop] run ended with status $STATUS" >&2
   for s in $STOP_ON; do [ "$STATUS" = "$s" ] && exit "$STATUS"; done
+  restartable=""
+  for s in $RESTART_ON; do [ "$STATUS" = "$s" ] && restartable=1; done
+  [ "$STATUS" -gt 128 ] && restartable=1
+  if [ -z "$restartable" ]; then
+    echo "[restart-loop] status $STATUS is not a w2vbert status (README \"Exit statuses\"): the launcher failed; not restarting" >&2
+    exit "$STATUS"
+  fi
   if [ -n "$STOPPING" ]; then echo "[restart-loop] stopping after SIG$STOPPING" >&2; exit "$STATUS"; fi
   if [ "$attempt" -ge "$MAX" ]; then
     echo "[restart-loop] giving up after $MAX restart(s); last status $STATUS" >&2; exit "$STATUS"

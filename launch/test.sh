@@ -7,4 +7,5 @@ bash launch/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 swift build -c release --product w2vbert
 swift test -c release 2>&1 | tee /tmp/w2vbert-swift-test.log
+bash launch/fuzz.sh all 5      # libFuzzer + ASan on every parser of outside data, 5 s per target
 bash cluster/test-cluster.sh   # Slurm (1 and 2 nodes, preemption/requeue), namespace hosts, crash/restart

@@ -202,31 +202,24 @@ final class SoundFile {
         guard C > 0, R > 0 else {
             throw AudioError(.decode, path: path, "bad header: \(C) channels at \(R) Hz")
         }
+        // Issue 11: header fields size nothing unchecked — the resampling ratio is bounded (a file claiming
+        // 1 Hz would ask for 16000 output samples per input sample), the read chunk shrinks past 16 channels,
+        // and the announced frame count is only a capped capacity hint.
+        guard (1_000...768_000).contains(R) else {
+            throw AudioError(.decode, path: path, "unsupported sample rate \(R) Hz (1 kHz to 768 kHz)")
+        }
         let header = audioInfo
         let resampling = R != T
         let margin = resampling ? resampleMargin(rate: R) : 0
-        // Input window [inStart, inEnd) and the global index o of its first output.
-        var inStart = 0, inEnd = Int.max, o = 0
-        if let r = range {
-            precondition(r.lowerBound >= 0, "negative crop offset")
-            if resampling {
-                let g = gcd(R, T), q = R / g
-                inStart = max(0, r.lowerBound * R / T - margin) / q * q
-                o = inStart / q * (T / g)
-                let upper = min(r.upperBound, Int.max / (4 * R))   // "to the end" callers pass huge bounds
-                inEnd = (upper * R + T - 1) / T + margin
-            } else {
-                inStart = r.lowerBound; inEnd = r.upperBound; o = inStart
-            }
-            if header.exactFrames && inStart >= header.frames { return [] }
-        }
+        let (inStart, inEnd, o) = DecoderWindow.input(range: range, rate: R, target: T, margin: margin)
+        if range != nil && header.exactFrames && inStart >= header.frames { return [] }
         let expectIn = max(0, min(inEnd, header.frames > 0 ? header.frames : inEnd) - inStart)
         var out = [Float]()
         if expectIn < Int.max / 2 {
-            out.reserveCapacity(resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn)
+            out.reserveCapacity(min(1 << 24, resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn))
         }
         let resampler = resampling ? try StreamResampler(ratio: Double(T) / Double(R), quality: quality, path: path) : nil
-        let chunk = 16_384
+        let chunk = max(16, min(16_384, 262_144 / C))
         let mono = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let interleaved = C > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * C) : mono
         defer { mono.deallocate(); if C > 1 { interleaved.deallocate() } }
@@ -270,6 +263,12 @@ final class SoundFile {
         }
         // Valid global outputs end at L (known at the end of the file) or at the range's end.
         let validEnd = eof ? resampledLengthRule(frames: inStart + nRead, rate: R) : Int.max
+        return try trim(out, firstIndex: o, range: range, validEnd: validEnd)
+    }
+
+    /// The outputs [range ∩ [0, validEnd)) of `out`, whose first sample has global index `o`.
+    func trim(_ out: [Float], firstIndex o: Int, range: Range<Int>?, validEnd: Int) throws(AudioError) -> [Float] {
+        var out = out
         let gStart = range?.lowerBound ?? 0
         let gEnd = min(range?.upperBound ?? Int.max, validEnd)
         if gEnd <= gStart { return [] }
@@ -279,6 +278,21 @@ final class SoundFile {
         if gEnd - o < out.count { out.removeSubrange((gEnd - o)...) }
         if gStart > o { out.removeSubrange(0..<(gStart - o)) }
         return out
+    }
+}
+
+enum DecoderWindow {
+    /// The input window [inStart, inEnd) a crop `range` of 16 kHz outputs needs (with `margin` frames of
+    /// resampling context at each edge, aligned to the rate ratio's period), and the global index o of
+    /// the window's first output. No range: the whole file.
+    static func input(range: Range<Int>?, rate R: Int, target T: Int, margin: Int) -> (inStart: Int, inEnd: Int, o: Int) {
+        guard let r = range else { return (0, Int.max, 0) }
+        precondition(r.lowerBound >= 0, "negative crop offset")
+        guard R != T else { return (r.lowerBound, r.upperBound, r.lowerBound) }
+        let g = gcd(R, T), q = R / g
+        let inStart = max(0, r.lowerBound * R / T - margin) / q * q
+        let upper = min(r.upperBound, Int.max / (4 * R))   // "to the end" callers pass huge bounds
+        return (inStart, (upper * R + T - 1) / T + margin, inStart / q * (T / g))
     }
 }
 

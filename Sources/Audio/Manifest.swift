@@ -86,10 +86,16 @@ public struct Manifest: Sendable, Equatable {
                         value = value * 10 + Int(b[k] - 0x30); digits += 1; k += 1
                     }
                     // a third column (fairseq never writes one) is ignored, as before
-                    let okEnd = k == end || b[k] == 0x09
+                    // (tab == end: no tab, k is past the line and must not be read — found by fuzzing, issue 11)
+                    let okEnd = tab < end && (k == end || b[k] == 0x09)
                     guard tab > i, tab < end, digits > 0, okEnd else {
                         let line = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
                         throw AudioError(.format, path: path, "line \(lineNo): expected 'relative/path<TAB>num_samples', got '\(line)'")
+                    }
+                    // Issue 11 (found by fuzzing): more than 2^31 − 1 samples (37 h at 16 kHz) is damage, and larger
+                    // counts would overflow the 32-bit random crop offsets of the data order.
+                    guard value <= Int(Int32.max) else {
+                        throw AudioError(.format, path: path, "line \(lineNo): num_samples \(value) exceeds 2147483647 (37 h at 16 kHz)")
                     }
                     entries.append(Entry(path: String(decoding: UnsafeBufferPointer(rebasing: b[i..<tab]), as: UTF8.self), samples: value))
                 }

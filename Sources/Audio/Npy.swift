@@ -66,13 +66,22 @@ public enum Npy {
         if let fo = field("fortran_order"), fo.hasPrefix("True") { throw bad("fortran_order") }
         guard let shapeField = field("shape"), let p1 = shapeField.firstIndex(of: "("),
               let p2 = shapeField.firstIndex(of: ")") else { throw bad("no shape") }
-        let shape = shapeField[shapeField.index(after: p1)..<p2].split(separator: ",")
-            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.compactMap { Int($0) }
-        let count = shape.reduce(1, *)
+        guard p1 < p2 else { throw bad("no shape") }
+        let dims = shapeField[shapeField.index(after: p1)..<p2].split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let shape = dims.compactMap { Int($0) }
+        guard shape.count == dims.count, shape.allSatisfy({ $0 >= 0 }) else { throw bad("shape (\(dims.joined(separator: ", "))) is not a tuple of sizes") }
         let body = start + headerLen
         let width: Int
         switch descr { case "<f4": width = 4; case "<f8": width = 8; case "<i2": width = 2; default: throw bad("dtype \(descr)") }
-        guard bytes.count >= body + count * width else { throw bad("data shorter than shape \(shape)") }
+        // Every size is checked against the bytes present before anything is allocated (no overflow).
+        var count = 1
+        for d in shape {
+            let (p, o) = count.multipliedReportingOverflow(by: d)
+            guard !o, p <= bytes.count else { throw bad("data shorter than shape \(shape)") }
+            count = p
+        }
+        guard bytes.count - body >= count * width else { throw bad("data shorter than shape \(shape)") }
         var out = [Float](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in
             let p = raw.baseAddress! + body

@@ -55,6 +55,8 @@ public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x
     }
 }
 
+/// Intended mirror of the serial row loop above: the same dx math split by rows, while dγ/dβ are summed by
+/// columns (so every output element is computed by one thread and results equal one thread bit for bit).
 func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
                                mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
     let invC = 1 / Float(c)

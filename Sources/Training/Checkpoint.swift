@@ -42,6 +42,10 @@ public struct LoadedCheckpoint {
 public final class CheckpointManager {
     public let root: String
     public let keepLast: Int
+    /// The resolved config (YAML) of the run that loads checkpoints; when set, a checkpoint whose
+    /// trainer.json holds a config with another architecture (model.*, quantizer groups/entries/dim) is
+    /// refused naming the first differing field, even where the tensor shapes happen to agree (issue 11).
+    public var expectedConfigYAML: String? = nil
 
     public init(runDirectory: String, keepLast: Int) {
         root = runDirectory + "/checkpoints"
@@ -75,6 +79,32 @@ public final class CheckpointManager {
         let final = root + "/" + name
         let tmp = root + "/" + name + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
+        do {
+            try writeFolder(tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, state: state)
+        } catch {
+            // A full disk or an I/O error (issue 11): the half-written folder is removed (it is never read:
+            // list() skips *.tmp) and `latest` still names the previous complete checkpoint.
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw SafeTensorsError(path: tmp, problem: "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact")
+        }
+        try? FileManager.default.removeItem(atPath: final)
+        try FileManager.default.moveItem(atPath: tmp, toPath: final)
+        fsyncDirectory(root)
+        try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
+        if let validLoss, validLoss.isFinite {
+            let best = bestRecord()
+            if best == nil || validLoss < best!.validLoss {
+                let b = try JSONEncoder().encode(BestCheckpoint(step: step, validLoss: validLoss, directory: name))
+                try writeDurably(b, to: root + "/best.json")
+            }
+        }
+        prune()
+        return final
+    }
+
+    /// The three files of a checkpoint, each written durably, into folder `tmp`.
+    func writeFolder(_ tmp: String, step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
+                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState) throws {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let meta = ["format": "w2vbert-swift", "step": "\(step)"]
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
@@ -91,19 +121,6 @@ public final class CheckpointManager {
         state.step = step
         try writeDurably(try state.encoded(), to: tmp + "/trainer.json")
         fsyncDirectory(tmp)
-        try? FileManager.default.removeItem(atPath: final)
-        try FileManager.default.moveItem(atPath: tmp, toPath: final)
-        fsyncDirectory(root)
-        try writeDurably(Data((name + "\n").utf8), to: root + "/latest")
-        if let validLoss, validLoss.isFinite {
-            let best = bestRecord()
-            if best == nil || validLoss < best!.validLoss {
-                let b = try JSONEncoder().encode(BestCheckpoint(step: step, validLoss: validLoss, directory: name))
-                try writeDurably(b, to: root + "/best.json")
-            }
-        }
-        prune()
-        return final
     }
 
     /// best.json, or nil when there is none or it does not decode (it is rewritten at the next validation).
@@ -125,6 +142,9 @@ public final class CheckpointManager {
     /// Validates a checkpoint folder completely and returns its parsed parts (nothing is copied yet).
     public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: TrainerState) {
         let state = try TrainerState.read(path: directory + "/trainer.json")
+        if let expected = expectedConfigYAML, let diff = architectureDifference(expected: expected, found: state.config) {
+            throw SafeTensorsError(path: directory + "/trainer.json", problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
+        }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
         for (i, e) in tensors.entries.enumerated() {
@@ -135,6 +155,17 @@ public final class CheckpointManager {
                 guard got.shape == e.shape else {
                     throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
                 }
+            }
+        }
+        // Then what the model does not have (after the named missing/mis-shaped ones, which say more).
+        let expectedNames = Set(tensors.entries.map { $0.name })
+        for name in model.entries.keys.sorted() where !expectedNames.contains(name) {
+            throw SafeTensorsError(path: model.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
+        }
+        for name in opt.entries.keys.sorted() {
+            let base = name.hasPrefix("exp_avg_sq.") ? String(name.dropFirst(11)) : name.hasPrefix("exp_avg.") ? String(name.dropFirst(8)) : ""
+            guard expectedNames.contains(base) else {
+                throw SafeTensorsError(path: opt.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
             }
         }
         return (model, opt, state)
@@ -168,4 +199,30 @@ public final class CheckpointManager {
         }
         return nil
     }
+}
+
+/// The architecture fields of two resolved configs (YAML as `Config.yaml` writes it) that differ, as
+/// "model.heads is 8 in the checkpoint, 4 in this run"; nil when they agree. Training-only settings
+/// (dropout, layer_drop, the temperature schedule, everything outside model/quantizer) may differ.
+public func architectureDifference(expected: String, found: String) -> String? {
+    func fields(_ yaml: String) -> [String: String] {
+        var out: [String: String] = [:], section = ""
+        for raw in yaml.split(separator: "\n") {
+            let line = String(raw)
+            if line.hasPrefix("#") || line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if !line.hasPrefix(" ") { section = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ":", with: ""); continue }
+            let kv = line.trimmingCharacters(in: .whitespaces).split(separator: ":", maxSplits: 1)
+            guard kv.count == 2 else { continue }
+            let key = section + "." + kv[0].trimmingCharacters(in: .whitespaces)
+            let architecture = (section == "model" && key != "model.dropout" && key != "model.layer_drop")
+                || ["quantizer.groups", "quantizer.entries", "quantizer.dim"].contains(key)
+            if architecture { out[key] = kv[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return out
+    }
+    let e = fields(expected), f = fields(found)
+    for key in Set(e.keys).union(f.keys).sorted() where e[key] != f[key] {
+        return "\(key) is \(f[key] ?? "missing") in the checkpoint, \(e[key] ?? "missing") in this run"
+    }
+    return nil
 }

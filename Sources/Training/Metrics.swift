@@ -31,3 +31,17 @@ public final class MetricsLog {
         }
     }
 }
+
+/// Appends to the TensorBoard event file; a failed write (a full disk) is reported once on stderr instead
+/// of crashing (FileHandle.write(Data) traps on errors). Losing TensorBoard records does not stop
+/// training; metrics.jsonl and checkpoint write failures do (status 1). Issue 11.
+func writeOrWarn(_ handle: FileHandle, _ data: Data, path: String) {
+    do { try handle.write(contentsOf: data) } catch { warnOnce("\(path): write failed (\(error.localizedDescription)); later records may be missing") }
+}
+
+nonisolated(unsafe) private var warned = Set<String>()
+private let warnedLock = NSLock()
+func warnOnce(_ message: String) {
+    warnedLock.lock(); defer { warnedLock.unlock() }
+    if warned.insert(message).inserted { FileHandle.standardError.write(Data("w2vbert: warning: \(message)\n".utf8)) }
+}

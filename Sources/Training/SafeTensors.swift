@@ -55,7 +55,7 @@ public enum SafeTensors {
                 throw SafeTensorsError(path: path, problem: "tensor '\(name)' has shape \(e.shape), expected \(shape)")
             }
             bytes.withUnsafeBytes { raw in
-                let src = raw.baseAddress!.advanced(by: dataStart + e.range.lowerBound)
+                let src = raw.baseAddress!.advanced(by: dataStart - bytes.startIndex + e.range.lowerBound)
                 memcpy(dst, src, e.range.count)
             }
         }
@@ -68,16 +68,30 @@ public enum SafeTensors {
     }
 
     /// Reads and validates a file: header length within the file, JSON well formed, every entry F32 with
-    /// a shape matching its byte range, ranges in bounds, contiguous and covering the data exactly.
+    /// a shape matching its byte range, ranges in bounds, not overlapping, contiguous and covering the data
+    /// exactly, every value finite. Every size and offset from the header is checked (overflow included)
+    /// before it is used; nothing is allocated from a header field (the only allocation is the file itself,
+    /// sized by the file system).
     public static func open(path: String) throws -> File {
         guard let bytes = FileManager.default.contents(atPath: path) else {
             throw SafeTensorsError(path: path, problem: "cannot read the file")
         }
-        func fail(_ p: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: p + " (HINT: the file is truncated or not a safetensors file)") }
+        return try parse(bytes, path: path)
+    }
+
+    /// The largest header accepted (the header of a 1-billion-parameter model is a few hundred kB).
+    public static let maxHeaderBytes = 100_000_000
+
+    /// Parses and validates the bytes of a safetensors file (see `open`).
+    public static func parse(_ bytes: Data, path: String) throws -> File {
+        func fail(_ p: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: p + " (HINT: the file is truncated, damaged or not a safetensors file)") }
         guard bytes.count >= 8 else { throw fail("shorter than the 8-byte header length") }
         let n = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard n <= UInt64(bytes.count - 8), n < 100_000_000 else { throw fail("header length \(n) exceeds the file size \(bytes.count)") }
-        let headerData = bytes.subdata(in: 8..<(8 + Int(n)))
+        guard n <= UInt64(bytes.count - 8), n <= UInt64(maxHeaderBytes) else {
+            throw fail("header length \(n) exceeds the file size \(bytes.count) or the limit of \(maxHeaderBytes) bytes")
+        }
+        let start = bytes.startIndex
+        let headerData = bytes.subdata(in: (start + 8)..<(start + 8 + Int(n)))
         guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
             throw fail("header is not a JSON object")
         }
@@ -86,22 +100,61 @@ public enum SafeTensors {
         var entries: [String: (shape: [Int], range: Range<Int>)] = [:]
         var metadata: [String: String] = [:]
         for (k, v) in header {
-            if k == "__metadata__" { metadata = (v as? [String: String]) ?? [:]; continue }
-            guard let d = v as? [String: Any], let dtype = d["dtype"] as? String, let shape = d["shape"] as? [Int],
-                  let offs = d["data_offsets"] as? [Int], offs.count == 2 else { throw fail("malformed entry '\(k)'") }
+            if k == "__metadata__" {
+                guard let m = v as? [String: String] else { throw fail("__metadata__ is not an object of strings") }
+                metadata = m; continue
+            }
+            guard let d = v as? [String: Any], let dtype = d["dtype"] as? String, let shape = exactInts(d["shape"]),
+                  let offs = exactInts(d["data_offsets"]), offs.count == 2 else { throw fail("malformed entry '\(k)'") }
             guard dtype == "F32" else { throw SafeTensorsError(path: path, problem: "tensor '\(k)' has dtype \(dtype); only F32 is supported") }
             guard offs[0] >= 0, offs[1] >= offs[0], offs[1] <= dataCount else { throw fail("tensor '\(k)' lies outside the data (\(offs) of \(dataCount) bytes)") }
-            guard shape.reduce(1, *) * 4 == offs[1] - offs[0] else { throw fail("tensor '\(k)' shape \(shape) does not match its \(offs[1] - offs[0]) bytes") }
+            var count = 1
+            for dim in shape {
+                let (p, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow, p <= dataCount else { throw fail("tensor '\(k)' has an impossible shape \(shape)") }
+                count = p
+            }
+            guard count * 4 == offs[1] - offs[0] else { throw fail("tensor '\(k)' shape \(shape) does not match its \(offs[1] - offs[0]) bytes") }
             entries[k] = (shape, offs[0]..<offs[1])
         }
-        let ranges = entries.values.map { $0.range }.sorted { $0.lowerBound < $1.lowerBound }
-        var pos = 0
-        for r in ranges {
-            guard r.lowerBound == pos else { throw fail("tensor data is not contiguous at byte \(pos)") }
-            pos = r.upperBound
+        let ordered = entries.map { (name: $0.key, range: $0.value.range) }
+            .sorted { ($0.range.lowerBound, $0.range.upperBound, $0.name) < ($1.range.lowerBound, $1.range.upperBound, $1.name) }
+        var pos = 0, previous = "the start of the data"
+        for e in ordered {
+            guard e.range.lowerBound >= pos else { throw fail("tensor '\(e.name)' overlaps \(previous) at byte \(e.range.lowerBound)") }
+            guard e.range.lowerBound == pos else { throw fail("tensor data is not contiguous: \(e.range.lowerBound - pos) bytes unaccounted for before tensor '\(e.name)'") }
+            pos = e.range.upperBound; previous = "tensor '\(e.name)'"
         }
         guard pos == dataCount else { throw fail("data is \(dataCount) bytes but the tensors cover \(pos)") }
-        return File(path: path, bytes: bytes, dataStart: dataStart, entries: entries, metadata: metadata)
+        // Values: a NaN or infinity in a checkpoint is damage (the trainer never saves one), refused by name.
+        try bytes.withUnsafeBytes { raw in
+            for e in ordered where !e.range.isEmpty {
+                let base = raw.baseAddress!.advanced(by: dataStart + e.range.lowerBound)
+                let count = e.range.count / 4
+                for i in 0..<count {
+                    let bits = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                    if bits & 0x7f80_0000 == 0x7f80_0000 {
+                        let x = Float(bitPattern: bits)
+                        throw SafeTensorsError(path: path, problem: "tensor '\(e.name)' holds \(x.isNaN ? "NaN" : x > 0 ? "+infinity" : "-infinity") at element \(i) (HINT: the file is damaged or was written by a diverged run)")
+                    }
+                }
+            }
+        }
+        return File(path: path, bytes: bytes, dataStart: start + dataStart, entries: entries, metadata: metadata)
+    }
+
+    /// An array of integers from JSON only when every element is an integral number below 9e15 (no 1.5, no 1e300).
+    static func exactInts(_ v: Any?) -> [Int]? {
+        guard let a = v as? [Any] else { return nil }
+        var out: [Int] = []
+        out.reserveCapacity(a.count)
+        for x in a {
+            guard let n = x as? NSNumber else { return nil }
+            let d = n.doubleValue
+            guard d.rounded() == d, abs(d) < 9.0e15, let i = Int(exactly: d) else { return nil }
+            out.append(i)
+        }
+        return out
     }
 }
 
@@ -122,9 +175,10 @@ public func writeDurably(_ data: Data, to path: String) throws {
             off += w
         }
     }
-    let err = errno
-    fsync(fd)
-    close(fd)
+    var err = errno
+    // Delayed allocation: a full disk or an I/O error may surface only at fsync (or close).
+    if ok && fsync(fd) != 0 { ok = false; err = errno }
+    if close(fd) != 0 && ok { ok = false; err = errno }
     guard ok else {
         unlink(tmp)
         throw SafeTensorsError(path: path, problem: "write failed: \(String(cString: strerror(err)))")

@@ -55,7 +55,7 @@ public final class TensorBoardWriter {
         out.append(contentsOf: data)
         var dcrc = TensorBoardWriter.maskedCRC(data).littleEndian
         withUnsafeBytes(of: &dcrc) { out.append(contentsOf: $0) }
-        handle.write(Data(out))
+        writeOrWarn(handle, Data(out), path: path)
     }
 
     public static func maskedCRC(_ bytes: [UInt8]) -> UInt32 {

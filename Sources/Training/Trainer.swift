@@ -107,6 +107,7 @@ public final class Trainer {
         // Issue 13: frozen tensors (train.trainable = adapters) have no optimizer state to save.
         tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
+        checkpoints.expectedConfigYAML = c.yaml   // issue 11: a checkpoint of another architecture is refused (resume falls back)
         sinks = try Trainer.sinks(options, root: isRoot)
     }
 

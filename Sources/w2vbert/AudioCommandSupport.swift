@@ -9,11 +9,9 @@ enum AudioCommand {
         FileHandle.standardError.write(Data((s + "\n").utf8))
     }
 
-    /// Runs `body`; an error becomes "error: <description>" on stderr and exit status 1.
+    /// Runs `body`. Its errors go to the one exit-status contract in CLI.swift (`Main`): a runtime error
+    /// becomes "w2vbert: error: <description>" on stderr and exit status 1.
     static func reportingErrors(_ body: () throws -> Void) throws {
-        do { try body() } catch let e as ExitCode { throw e } catch let e as ValidationError { throw e } catch {
-            printError("error: \(error)")
-            throw ExitCode(1)
-        }
+        try body()
     }
 }

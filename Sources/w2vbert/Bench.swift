@@ -18,7 +18,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
 
     func run() throws {
-        let config = try Config.load(preset: preset, overrides: overrides)
+        let config: Config
+        do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
         let threads = startCompute(config.compute, threads: threads, announce: true)
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 7)
         let t0 = data.t0, t = data.t

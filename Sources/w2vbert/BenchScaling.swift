@@ -21,8 +21,9 @@ struct BenchDist: ParsableCommand {
     @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
 
     func run() throws {
+        var config: Config
+        do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
         let comm = try makeCommunicator()
-        var config = try Config.load(preset: preset, overrides: overrides)
         config.train.updateFreq = 1
         startCompute(config.compute, announce: comm.rank == 0)
         let coll = Collectives(comm: comm, timeout: 600)

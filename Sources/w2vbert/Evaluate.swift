@@ -11,14 +11,39 @@ func runConfig(_ dir: String, overrides: [String]) throws -> (Config, String) {
     var checkpoint = dir
     if FileManager.default.fileExists(atPath: dir + "/trainer.json") == false {
         guard let newest = m.latestName.map({ m.root + "/" + $0 }) ?? m.list().first?.directory else {
-            throw ValidationError("\(dir): neither a checkpoint folder nor a run folder with checkpoints")
+            throw RuntimeError("\(dir): neither a checkpoint folder nor a run folder with checkpoints")
         }
         checkpoint = newest
     }
     let state: TrainerState
-    do { state = try TrainerState.read(path: checkpoint + "/trainer.json") } catch { throw ValidationError("\(error)") }
+    do { state = try TrainerState.read(path: checkpoint + "/trainer.json") } catch { throw RuntimeError("\(error)") }
+    // A config that does not load is a damaged file (1); one that loads but not with the --set values is a bad
+    // command line (2).
+    do { _ = try Config.load(yaml: [state.config], overrides: []) } catch { throw RuntimeError("\(checkpoint)/trainer.json: \(error)") }
     do { return (try Config.load(yaml: [state.config], overrides: overrides), checkpoint) }
-    catch { throw ValidationError("\(checkpoint)/trainer.json: \(error)") }
+    catch { throw UsageError("\(error)") }
+}
+
+/// The model tensors of a checkpoint folder (or an `import-hf` folder, which has no optimizer file), validated
+/// completely against the layout of `config`: offsets, finite values (SafeTensors.open), every name and shape,
+/// no unexpected tensor. Errors (status 1) name the file and the tensor.
+func validatedCheckpoint(_ dir: String, config: Config) throws -> SafeTensors.File {
+    let path = dir + "/model.safetensors"
+    do {
+        let file = try SafeTensors.open(path: path)
+        let layout = ParameterLayout(config: config)
+        for e in layout.entries {
+            guard let got = file.entries[e.name] else { throw RuntimeError("\(path): missing tensor '\(e.name)'") }
+            guard got.shape == e.shape else {
+                throw RuntimeError("\(path): tensor '\(e.name)' has shape \(got.shape), the model expects \(e.shape) (HINT: trainer.json describes another model)")
+            }
+        }
+        let names = Set(layout.entries.map { $0.name })
+        if let extra = file.entries.keys.sorted().first(where: { !names.contains($0) }) {
+            throw RuntimeError("\(path): unexpected tensor '\(extra)' (HINT: trainer.json describes another model)")
+        }
+        return file
+    } catch let e as RuntimeError { throw e } catch { throw RuntimeError("\(error)") }
 }
 
 struct Validate: ParsableCommand {
@@ -31,7 +56,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         let (config, _) = try runConfig(runDir, overrides: overrides)
-        guard FileManager.default.fileExists(atPath: valid) else { throw ValidationError("\(valid): no such manifest") }
+        guard FileManager.default.fileExists(atPath: valid) else { throw RuntimeError("\(valid): no such manifest") }
         var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
         o.requireCheckpoint = true
         try runDistributed(compute: config.compute) { comm in try Trainer(config: config, options: o, comm: comm).evaluate() }
@@ -66,10 +91,10 @@ struct Embed: ParsableCommand {
         let fbank = KaldiFbank()
         for path in audio {
             let samples: [Float]
-            do { samples = try AudioDecoder.load(path: path) } catch { throw ValidationError("\(error)") }
+            do { samples = try AudioDecoder.load(path: path) } catch { throw RuntimeError("\(error)") }
             var f = fbank.compute(samples)
             let t0 = f.count / Config.melBins
-            guard config.encoderLength(t0: t0) >= 1 else { throw ValidationError("\(path): too short (\(t0) fbank frames)") }
+            guard config.encoderLength(t0: t0) >= 1 else { throw RuntimeError("\(path): too short (\(t0) fbank frames)") }
             applyCMVN(&f, frames: t0, bins: Config.melBins)
             feats.append(f)
         }
@@ -82,13 +107,12 @@ struct Embed: ParsableCommand {
             do {
                 try Npy.write(NpyArray(shape: [feats.count, maxT0, Config.melBins], data: padded), to: path)
                 try Npy.write(NpyArray(shape: [feats.count], data: t0s.map(Float.init)), to: stem + ".lengths.npy")
-            } catch { throw ValidationError("\(error)") }
+            } catch { throw RuntimeError("\(error)") }
         }
         let model = W2VBertModel(config: config, maxBatch: batch ? feats.count : 1, maxFrames: maxT0)
-        let file: SafeTensors.File
-        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
+        let file = try validatedCheckpoint(dir, config: config)
         for e in model.layout.entries {
-            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
+            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
         }
         if layer == "speaker" {
             // Issue 13: one speaker vector per file, [files, speaker_dim].
@@ -149,7 +173,7 @@ struct Embed: ParsableCommand {
                 let stem = out.hasSuffix(".npy") ? String(out.dropLast(4)) : out
                 try Npy.write(NpyArray(shape: [outputs.count], data: outputs.map { Float($0.count / d) }), to: stem + ".lengths.npy")
             }
-        } catch { throw ValidationError("\(error)") }
+        } catch { throw RuntimeError("\(error)") }
         print("embed: \(audio.count) file(s), layer \(layer), d = \(d) → \(out)")
     }
 }
@@ -176,11 +200,16 @@ struct Inspect: ParsableCommand {
                          n, 100 * Double(n) / Double(layout.parameterCount), config.train.trainable.rawValue))
         }
         print("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(m.bestRecord().map { "\($0.directory) valid loss \(String(format: "%.4f", $0.validLoss))" } ?? "none")):")
+        m.expectedConfigYAML = config.yaml
+        var corrupt: [String] = []
         for c in m.list() {
             let status: String
-            do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch { status = "CORRUPT: \(error)" }
+            do { _ = try m.validate(directory: c.directory, tensors: ct); status = "ok" } catch {
+                status = "CORRUPT: \(error)"; corrupt.append((c.directory as NSString).lastPathComponent)
+            }
             print("  \((c.directory as NSString).lastPathComponent)  \(status)")
         }
+        defer { if !corrupt.isEmpty { FileHandle.standardError.write(Data("w2vbert: error: \(runDir): unusable checkpoint(s) \(corrupt.joined(separator: ", ")) (see above)\n".utf8)) } }
         if let s = try? TrainerState.read(path: ckpt + "/trainer.json") {
             print("state of \((ckpt as NSString).lastPathComponent): step \(s.step), optimizer_step \(s.optimizerStep), epoch \(s.epoch), micro_batch \(s.microBatch), world_size \(s.worldSize), update_freq \(s.updateFreq), tau \(s.tau), lr \(s.lr)" + (s.validLoss.map { ", valid_loss \($0)" } ?? ""))
         }
@@ -196,6 +225,7 @@ struct Inspect: ParsableCommand {
             if let t = lines.last(where: { $0.contains("\"kind\":\"train\"") }) { print("last train record: \(t)") }
             if let v = lines.last(where: { $0.contains("\"kind\":\"valid\"") }) { print("last valid record: \(v)") }
         }
+        if !corrupt.isEmpty { throw ExitCode(1) }   // after the summary; the message is printed by the defer above
     }
 }
 
@@ -211,14 +241,15 @@ struct Compare: ParsableCommand {
     var common = false
 
     func run() throws {
-        let (_, ca) = try runConfig(a, overrides: []), (_, cb) = try runConfig(b, overrides: [])
-        let fa: SafeTensors.File, fb: SafeTensors.File
-        do { fa = try SafeTensors.open(path: ca + "/model.safetensors"); fb = try SafeTensors.open(path: cb + "/model.safetensors") }
-        catch { throw ValidationError("\(error)") }
+        let (configA, ca) = try runConfig(a, overrides: []), (configB, cb) = try runConfig(b, overrides: [])
+        let fa = try validatedCheckpoint(ca, config: configA), fb = try validatedCheckpoint(cb, config: configB)
         let shared = Set(fa.entries.keys).intersection(fb.entries.keys)
         if !common {
+            if let diff = architectureDifference(expected: configB.yaml, found: configA.yaml) {
+                throw RuntimeError("\(ca)/trainer.json: config field \(diff.replacingOccurrences(of: "in this run", with: "in \(cb)")): the checkpoints are of different models")
+            }
             guard Set(fa.entries.keys) == Set(fb.entries.keys) else {
-                throw ValidationError("the checkpoints hold different tensors (HINT: --common compares the \(shared.count) they share)")
+                throw RuntimeError("\(ca), \(cb): the checkpoints hold different tensors (HINT: --common compares the \(shared.count) they share)")
             }
         } else {
             print("compare: \(shared.count) common tensors; only in A: \(fa.entries.count - shared.count), only in B: \(fb.entries.count - shared.count)")
@@ -226,7 +257,7 @@ struct Compare: ParsableCommand {
         var worst = 0.0, worstName = "", identical = true
         for name in shared.sorted() {
             let x = try fa.array(name), y = try fb.array(name)
-            guard x.count == y.count else { throw ValidationError("tensor '\(name)' differs in size") }
+            guard x.count == y.count else { throw RuntimeError("tensor '\(name)' differs in size") }
             if x != y { identical = false }
             let scale = max(Double(y.map { abs($0) }.max() ?? 0), 1e-3)
             let d = zip(x, y).map { Double(abs($0 - $1)) }.max() ?? 0

@@ -20,14 +20,13 @@ struct ExportHF: ParsableCommand {
     func run() throws {
         var (config, dir) = try runConfig(checkpoint, overrides: [])
         if let b = HuggingFace.exportBlocker(config) {
-            throw ValidationError("\(dir): cannot export to Hugging Face: config key '\(b.key)' \(b.message) (HINT: train a tiny2/small2/base2/w2v-bert-2.0 preset)")
+            throw RuntimeError("\(dir): cannot export to Hugging Face: config key '\(b.key)' \(b.message) (HINT: train a tiny2/small2/base2/w2v-bert-2.0 preset)")
         }
         var layout = ParameterLayout(config: config)
-        let file: SafeTensors.File
-        do { file = try SafeTensors.open(path: dir + "/model.safetensors") } catch { throw ValidationError("\(error)") }
+        let file = try validatedCheckpoint(dir, config: config)
         var params = FloatBuffer(count: layout.count)
         for e in layout.entries {
-            do { try file.read(e.name, shape: e.shape, into: params.ptr + e.offset) } catch { throw ValidationError("\(error)") }
+            do { try file.read(e.name, shape: e.shape, into: params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
         }
         // Issue 13: hyper-lora's factors depend on each utterance's speaker vector: nothing to merge.
         if config.adapter.isHyper {
@@ -41,7 +40,7 @@ struct ExportHF: ParsableCommand {
         }
         let left: [String]
         do { left = try HuggingFace.export(config: config, layout: layout, to: out) { CFPtr(params.ptr + $0.offset) } }
-        catch { throw ValidationError("\(out): \(error)") }
+        catch { throw RuntimeError("\(out): \(error)") }
         let kept = layout.entries.count - left.count
         print("export-hf: \(dir) → \(out): \(kept) encoder tensors (\(config.model.contrastiveBlocks + config.model.mlmBlocks) layers, d = \(config.model.dim))")
         print("export-hf: left out (transformers has no use for them): \(left.joined(separator: ", "))")
@@ -65,18 +64,20 @@ struct ImportHF: ParsableCommand {
     @OptionGroup var configOptions: ConfigOptions
 
     func run() throws {
-        let src: HuggingFace.Source
-        do { src = try HuggingFace.open(dir) } catch { throw ValidationError("\(error)") }
+        // A bad --preset/--config/--set is status 2, reported before any file is read.
         let given = configOptions.preset != nil || configOptions.config != nil || !configOptions.overrides.isEmpty
+        let base: Config? = given ? try configOptions.load() : nil
+        let src: HuggingFace.Source
+        do { src = try HuggingFace.open(dir) } catch { throw RuntimeError("\(error)") }
         let config: Config
-        do { config = try HuggingFace.config(for: src, base: given ? try configOptions.load() : nil, contrastiveBlocks: contrastiveBlocks) }
-        catch { throw ValidationError("\(error)") }
+        do { config = try HuggingFace.config(for: src, base: base, contrastiveBlocks: contrastiveBlocks) }
+        catch { throw RuntimeError("\(error)") }
         let layout = ParameterLayout(config: config)
         let params = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: config.train.seed)
         let summary: String
         do { summary = try InitialWeights.load(from: dir, config: config, layout: layout, params: params.ptr) }
-        catch { throw ValidationError("\(error)") }
+        catch { throw RuntimeError("\(error)") }
         do {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try SafeTensors.write(path: out + "/model.safetensors", entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
@@ -84,7 +85,7 @@ struct ImportHF: ParsableCommand {
             var state = TrainerState()   // step 0; the source folder is in model.safetensors' metadata
             state.seed = config.train.seed; state.updateFreq = config.train.updateFreq; state.config = config.yaml
             try writeDurably(try state.encoded(), to: out + "/trainer.json")
-        } catch { throw ValidationError("\(out): \(error)") }
+        } catch { throw RuntimeError("\(out): \(error)") }
         print("import-hf: \(summary)")
         print("import-hf: \(config.model.contrastiveBlocks) contrastive + \(config.model.mlmBlocks) MLM blocks, d = \(config.model.dim), \(layout.parameterCount) parameters → \(out)")
     }

@@ -21,12 +21,12 @@ struct ConfigOptions: ParsableArguments {
         var yaml: [String] = []
         if let path = config {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("\(path): cannot read the config file")
+                throw UsageError("\(path): cannot read the config file")
             }
             yaml.append(text)
         }
         do { return try Config.load(preset: preset ?? "tiny", yaml: yaml, overrides: overrides) }
-        catch { throw ValidationError("\(config.map { $0 + ": " } ?? "")\(error)") }
+        catch { throw UsageError("\(config.map { $0 + ": " } ?? "")\(error)") }
     }
 }
 
@@ -54,11 +54,6 @@ func runDistributed(compute: ComputeConfig, _ body: (Communicator) throws -> Tra
     }
     if let mpi = comm as? MPICommunicator { mpi.finalize() }
     if code != .finished { throw ExitCode(code.rawValue) }
-}
-
-struct RuntimeError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
 }
 
 struct Train: ParsableCommand {
@@ -90,13 +85,15 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be ≥ 1") }
-        guard FileManager.default.fileExists(atPath: train) else { throw ValidationError("\(train): no such manifest") }
-        if let v = valid, !FileManager.default.fileExists(atPath: v) { throw ValidationError("\(v): no such manifest") }
-        if let i = initFrom, !FileManager.default.fileExists(atPath: i) { throw ValidationError("--init-from \(i): no such folder") }
+        if loaderWorkers < 1 { throw ValidationError("--loader-workers must be ≥ 1") }
     }
 
     func run() throws {
-        let config = try configOptions.load()   // bad config is rejected before any MPI work
+        let config = try configOptions.load()   // bad config is rejected before any MPI work (status 2)
+        for m in [train] + (valid.map { [$0] } ?? []) where !FileManager.default.fileExists(atPath: m) {
+            throw RuntimeError("\(m): no such manifest")   // an input file: status 1, no usage
+        }
+        if let i = initFrom, !FileManager.default.fileExists(atPath: i) { throw RuntimeError("--init-from \(i): no such folder") }
         var o = TrainOptions(trainManifest: train, validManifest: valid, runDirectory: runDir)
         o.maxSteps = maxSteps; o.resume = !noResume; o.quiet = quiet; o.loaderWorkers = loaderWorkers
         o.initFrom = initFrom
