@@ -87,6 +87,21 @@ struct Embed: ParsableCommand {
     func run() throws {
         let (config, dir) = try runConfig(checkpoint, overrides: overrides)
         startCompute(config.compute, announce: true)
+        let (feats, t0s, padded) = try features(config)
+        let maxT0 = t0s.max()!
+        let model = W2VBertModel(config: config, maxBatch: batch ? feats.count : 1, maxFrames: maxT0)
+        let file = try validatedCheckpoint(dir, config: config)
+        for e in model.layout.entries {
+            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
+        }
+        if layer == "speaker" { return try speakerVectors(model, feats, dir: dir) }
+        let outputs = batch ? batchedStates(model, padded: padded, t0s: t0s) : feats.map { oneState(model, $0) }
+        try write(outputs, d: config.model.dim)
+        print("embed: \(audio.count) file(s), layer \(layer), d = \(config.model.dim) → \(out)")
+    }
+
+    /// CMVN'd fbank of every input, their T0, and all of them zero-padded to [N, T0_max, 80] (saved with --save-features).
+    func features(_ config: Config) throws -> ([[Float]], [Int], [Float]) {
         var feats: [[Float]] = []
         let fbank = KaldiFbank()
         for path in audio {
@@ -98,8 +113,7 @@ struct Embed: ParsableCommand {
             applyCMVN(&f, frames: t0, bins: Config.melBins)
             feats.append(f)
         }
-        let maxT0 = feats.map { $0.count / Config.melBins }.max()!
-        let t0s = feats.map { $0.count / Config.melBins }
+        let t0s = feats.map { $0.count / Config.melBins }, maxT0 = t0s.max()!
         var padded = [Float](repeating: 0, count: feats.count * maxT0 * Config.melBins)
         for (i, f) in feats.enumerated() { for j in 0..<f.count { padded[i * maxT0 * Config.melBins + j] = f[j] } }
         if let path = saveFeatures {
@@ -109,59 +123,56 @@ struct Embed: ParsableCommand {
                 try Npy.write(NpyArray(shape: [feats.count], data: t0s.map(Float.init)), to: stem + ".lengths.npy")
             } catch { throw RuntimeError("\(error)") }
         }
-        let model = W2VBertModel(config: config, maxBatch: batch ? feats.count : 1, maxFrames: maxT0)
-        let file = try validatedCheckpoint(dir, config: config)
-        for e in model.layout.entries {
-            do { try file.read(e.name, shape: e.shape, into: model.params.ptr + e.offset) } catch { throw RuntimeError("\(error)") }
-        }
-        if layer == "speaker" {
-            // Issue 13: one speaker vector per file, [files, speaker_dim].
-            guard config.adapter.isHyper else { throw ValidationError("\(dir): --layer speaker needs a checkpoint trained with adapter.kind = hyper-lora") }
-            let sd = config.adapter.speakerDim
-            var all: [Float] = []
-            for f in feats {
-                let len = [Int32(f.count / Config.melBins)]
-                f.withUnsafeBufferPointer { fp in
-                    len.withUnsafeBufferPointer { lp in
-                        let v = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: Int(len[0]), layer: .speaker)
-                        all += UnsafeBufferPointer(start: v, count: sd)
-                    }
-                }
-            }
-            do { try Npy.write(NpyArray(shape: [feats.count, sd], data: all), to: out) } catch { throw ValidationError("\(error)") }
-            print("embed: \(audio.count) file(s), layer speaker, speaker_dim = \(sd) → \(out)")
-            return
-        }
-        let d = config.model.dim
-        var outputs: [[Float]] = []
-        if batch {
-            // One padded batch: [N, T_max, d]; each utterance keeps its encoderLength(T0) rows.
-            let tMax = config.encoderLength(t0: maxT0)
-            let lens = t0s.map { Int32($0) }
-            let all: [Float] = padded.withUnsafeBufferPointer { fp in
-                lens.withUnsafeBufferPointer { lp in
-                    let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: feats.count, frames: maxT0,
-                                        layer: layer == "mlm" ? .mlm : .contrastive)
-                    return Array(UnsafeBufferPointer(start: h, count: feats.count * tMax * d))
-                }
-            }
-            for (i, t0) in t0s.enumerated() {
-                let t = config.encoderLength(t0: t0)
-                outputs.append(Array(all[(i * tMax * d)..<(i * tMax * d + t * d)]))
-            }
-        }
-        for f in feats where !batch {
-            let t0 = f.count / Config.melBins, t = config.encoderLength(t0: t0)
-            let len = [Int32(t0)]
-            let states: [Float] = f.withUnsafeBufferPointer { fp in
+        return (feats, t0s, padded)
+    }
+
+    var embedLayer: W2VBertModel.EmbedLayer { layer == "mlm" ? .mlm : .contrastive }
+
+    /// Issue 13: one speaker vector per file, [files, speaker_dim].
+    func speakerVectors(_ model: W2VBertModel, _ feats: [[Float]], dir: String) throws {
+        guard model.config.adapter.isHyper else { throw RuntimeError("\(dir): --layer speaker needs a checkpoint trained with adapter.kind = hyper-lora") }
+        let sd = model.config.adapter.speakerDim
+        var all: [Float] = []
+        for f in feats {
+            let len = [Int32(f.count / Config.melBins)]
+            f.withUnsafeBufferPointer { fp in
                 len.withUnsafeBufferPointer { lp in
-                    let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0,
-                                        layer: layer == "mlm" ? .mlm : .contrastive)
-                    return Array(UnsafeBufferPointer(start: h, count: t * d))
+                    let v = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: Int(len[0]), layer: .speaker)
+                    all += UnsafeBufferPointer(start: v, count: sd)
                 }
             }
-            outputs.append(states)
         }
+        do { try Npy.write(NpyArray(shape: [feats.count, sd], data: all), to: out) } catch { throw RuntimeError("\(error)") }
+        print("embed: \(audio.count) file(s), layer speaker, speaker_dim = \(sd) → \(out)")
+    }
+
+    /// One padded batch [N, T_max, d]; each utterance keeps its encoderLength(T0) rows.
+    func batchedStates(_ model: W2VBertModel, padded: [Float], t0s: [Int]) -> [[Float]] {
+        let c = model.config, d = c.model.dim, maxT0 = t0s.max()!, tMax = c.encoderLength(t0: maxT0)
+        let lens = t0s.map { Int32($0) }
+        let all: [Float] = padded.withUnsafeBufferPointer { fp in
+            lens.withUnsafeBufferPointer { lp in
+                let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: t0s.count, frames: maxT0, layer: embedLayer)
+                return Array(UnsafeBufferPointer(start: h, count: t0s.count * tMax * d))
+            }
+        }
+        return t0s.enumerated().map { i, t0 in Array(all[(i * tMax * d)..<(i * tMax * d + c.encoderLength(t0: t0) * d)]) }
+    }
+
+    /// One utterance on its own: [T, d].
+    func oneState(_ model: W2VBertModel, _ f: [Float]) -> [Float] {
+        let c = model.config, t0 = f.count / Config.melBins, t = c.encoderLength(t0: t0)
+        let len = [Int32(t0)]
+        return f.withUnsafeBufferPointer { fp in
+            len.withUnsafeBufferPointer { lp in
+                let h = model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0, layer: embedLayer)
+                return Array(UnsafeBufferPointer(start: h, count: t * c.model.dim))
+            }
+        }
+    }
+
+    /// OUT.npy: [T, d] for one input; [N, T_max, d] zero-padded and OUT.lengths.npy for several.
+    func write(_ outputs: [[Float]], d: Int) throws {
         do {
             if outputs.count == 1 {
                 try Npy.write(NpyArray(shape: [outputs[0].count / d, d], data: outputs[0]), to: out)
@@ -174,7 +185,6 @@ struct Embed: ParsableCommand {
                 try Npy.write(NpyArray(shape: [outputs.count], data: outputs.map { Float($0.count / d) }), to: stem + ".lengths.npy")
             }
         } catch { throw RuntimeError("\(error)") }
-        print("embed: \(audio.count) file(s), layer \(layer), d = \(d) → \(out)")
     }
 }
 
