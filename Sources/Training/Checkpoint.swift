@@ -220,7 +220,11 @@ public func architectureDifference(expected: String, found: String) -> String? {
         }
         return out
     }
-    let e = fields(expected), f = fields(found)
+    // Resolve the checkpoint's config first: keys it does not mention (written before they existed) take
+    // their defaults, which are what that version used.
+    let resolved: String
+    do { resolved = try Config.load(yaml: [found]).yaml } catch { return "its config does not load: \(error)" }
+    let e = fields(expected), f = fields(resolved)
     for key in Set(e.keys).union(f.keys).sorted() where e[key] != f[key] {
         return "\(key) is \(f[key] ?? "missing") in the checkpoint, \(e[key] ?? "missing") in this run"
     }

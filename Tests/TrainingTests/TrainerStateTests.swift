@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Training
+import W2VBert
 
 final class TrainerStateTests: XCTestCase {
     func state() -> TrainerState {
@@ -46,5 +47,18 @@ final class TrainerStateTests: XCTestCase {
                 for w in words { XCTAssertTrue(m.contains(w), "'\(m)' should name \(w)") }
             }
         }
+    }
+}
+
+final class ArchitectureCheckTests: XCTestCase {
+    /// A checkpoint written before a key existed (the key absent from its YAML) has that key's default:
+    /// accepted when the run uses the default, refused naming the key when it does not.
+    func testMissingKeysTakeTheirDefaults() throws {
+        let run = try Config.load(preset: "tiny").yaml
+        let old = run.split(separator: "\n").filter { !$0.contains("context_proj") && !$0.contains("frontend_norm") }.joined(separator: "\n")
+        XCTAssertNil(architectureDifference(expected: run, found: old))
+        let other = try Config.load(preset: "tiny", overrides: ["model.context_proj=false"]).yaml
+        let diff = try XCTUnwrap(architectureDifference(expected: other, found: old))
+        XCTAssertTrue(diff.contains("model.context_proj"), diff)
     }
 }
