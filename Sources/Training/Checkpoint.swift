@@ -222,9 +222,10 @@ public func architectureDifference(expected: String, found: String) -> String? {
     }
     // Resolve the checkpoint's config first: keys it does not mention (written before they existed) take
     // their defaults, which are what that version used.
-    let resolved: String
+    let resolved: String, resolvedExpected: String
     do { resolved = try Config.load(yaml: [found]).yaml } catch { return "its config does not load: \(error)" }
-    let e = fields(expected), f = fields(resolved)
+    do { resolvedExpected = try Config.load(yaml: [expected]).yaml } catch { return "this run's config does not load: \(error)" }
+    let e = fields(resolvedExpected), f = fields(resolved)
     for key in Set(e.keys).union(f.keys).sorted() where e[key] != f[key] {
         return "\(key) is \(f[key] ?? "missing") in the checkpoint, \(e[key] ?? "missing") in this run"
     }

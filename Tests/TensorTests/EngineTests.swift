@@ -7,7 +7,7 @@ import TestSupport
 final class EngineTests: XCTestCase {
     override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
 
-    static let shapes = [(1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300)]
+    static let shapes = [(1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300), (9, 1, 13), (1, 9, 13), (13, 9, 1), (40, 1, 64)]
 
     func checkEngine(_ precision: Precision, _ engine: GemmEngine) throws {
         if precision == .bf16 && !Compute.hasNativeBF16 { throw XCTSkip("no native bf16 on this CPU") }
@@ -17,8 +17,8 @@ final class EngineTests: XCTestCase {
         var largestBF16Effect = 0.0
         for (m, n, k) in EngineTests.shapes {
             for ta in [false, true] {
-                for tb in [false, true] {
-                    let lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3
+                for (tb, pad) in [(false, 1), (true, 1), (false, 0), (true, 0)] {
+                    let lda = (ta ? m : k) + 2 * pad, ldb = (tb ? k : n) + pad, ldc = n + 3 * pad
                     let a = rng.uniform((ta ? k : m) * lda), b = rng.uniform((tb ? n : k) * ldb)
                     let c0 = rng.uniform(m * ldc)
                     for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
