@@ -15,11 +15,11 @@ O="${W2V_FUZZ_DIR:-.build-fuzz}"
 SCRATCH="${W2V_SCRATCH:-.build}"
 mkdir -p "$O/lib" "$O/artifacts"
 SAN=(-sanitize=fuzzer,address -O -parse-as-library -g)
-INC=(-I "$O/lib" -I Sources/CBLAS -I Sources/CSndFile -I Sources/CSampleRate)
+INC=(-I "$O/lib" -I "$O/lib/CCompute" -I Sources/CBLAS -I Sources/CSndFile -I Sources/CSampleRate)
 
 build() {
   local stamp="$O/w2v-fuzz.stamp" srcs
-  srcs=$(ls Sources/Tensor/*.swift Sources/Audio/*.swift Sources/W2VBert/*.swift Sources/Training/SafeTensors.swift \
+  srcs=$(ls Sources/CCompute/*.c Sources/CCompute/include/*.h Sources/Tensor/*.swift Sources/Audio/*.swift Sources/W2VBert/*.swift Sources/Training/SafeTensors.swift \
          Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift Tests/Fuzz/*.swift launch/fuzz.sh)
   if [ -x "$O/w2v-fuzz" ] && [ -f "$stamp" ] && [ "$(cat $srcs | sha256sum)" = "$(cat "$stamp")" ]; then return; fi
   [ -d "$SCRATCH/checkouts/Yams" ] || swift package resolve --scratch-path "$SCRATCH" >&2
@@ -30,17 +30,24 @@ build() {
     swiftc "${SAN[@]}" "${INC[@]}" -I "$yams/CYaml/include" -module-name "$name" -emit-module -emit-module-path "$O/lib/$name.swiftmodule" \
       -emit-library -static -o "$O/lib/lib$name.a" "$@"
   }
-  module Tensor Sources/Tensor/*.swift
+  # CCompute (the GEMM engine's C part): a module map for swiftc and an instrumented static library.
+  mkdir -p "$O/lib/CCompute"
+  printf 'module CCompute {\n  header "%s"\n  export *\n}\n' "$PWD/Sources/CCompute/include/ccompute.h" > "$O/lib/CCompute/module.modulemap"
+  for c in Sources/CCompute/*.c; do
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CCompute/include "$c" -o "$O/lib/ccompute-$(basename "$c" .c).o"
+  done
+  ar rcs "$O/lib/libCCompute.a" "$O"/lib/ccompute-*.o
+  module Tensor -I "$O/lib/CCompute" Sources/Tensor/*.swift
   module Audio Sources/Audio/*.swift
   for c in "$yams"/CYaml/src/*.c; do
-    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -DYAML_DECLARE_EXPORT -I "$yams/CYaml/include" "$c" -o "$O/lib/$(basename "$c" .c).o"
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -DYAML_DECLARE_EXPORT -I "$yams/CYaml/include" "$c" -o "$O/lib/cyaml-$(basename "$c" .c).o"
   done
-  ar rcs "$O/lib/libCYaml.a" "$O"/lib/*.o
+  ar rcs "$O/lib/libCYaml.a" "$O"/lib/cyaml-*.o
   module Yams -D SWIFT_PACKAGE -Xcc -DYAML_DECLARE_EXPORT "$yams"/Yams/*.swift
   module W2VBert Sources/W2VBert/*.swift
   swiftc "${SAN[@]}" "${INC[@]}" -I "$yams/CYaml/include" -module-name W2VFuzz -o "$O/w2v-fuzz" \
     Tests/Fuzz/Targets.swift Sources/Training/SafeTensors.swift Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift \
-    -L "$O/lib" -lW2VBert -lAudio -lTensor -lYams -lCYaml -lopenblas -lsndfile -lsamplerate
+    -L "$O/lib" -lW2VBert -lAudio -lTensor -lCCompute -lYams -lCYaml -lopenblas -lsndfile -lsamplerate -ldnnl -lgomp -lpthread
   cat $srcs | sha256sum > "$stamp"
 }
 
