@@ -18,11 +18,8 @@ if ! "$PY" -c "import transformers, torch, safetensors" 2>/dev/null; then
   echo "check-hf: SKIPPED: $PY has no transformers/torch/safetensors"; exit 0
 fi
 command -v sox >/dev/null || { echo "check-hf: needs sox (apt-get install sox)" >&2; exit 1; }
-BIN="${W2VBERT_BIN:-}"
-if [ -z "$BIN" ]; then
-  swift build -c release --product w2vbert >&2
-  BIN="$(swift build -c release --show-bin-path)/w2vbert"
-fi
+source launch/lib.sh
+BIN="$(w2v_build_bin)"
 W="${1:-$(mktemp -d /tmp/check-hf.XXXXXX)}"
 mkdir -p "$W"
 HF="$PY $ROOT/Tests/W2VBertTests/twin/hf_check.py"

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared helpers for the launch scripts (sourced, not run).
 #   w2v_bin            the executable: $W2VBERT_BIN, else `swift build -c release --show-bin-path`/w2vbert
+#   w2v_build_bin      the same, building it first unless $W2VBERT_BIN is set
 #   w2v_show CMD...    print the command (shell-quoted) to stderr, prefixed with "+ "
 #   w2v_threads        export OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (default 1 each; an existing value wins)
 #   w2v_root_args      "--allow-run-as-root" when running as root (mpirun refuses root otherwise)
@@ -21,6 +22,11 @@ w2v_bin() {
   # Absolute path: ranks on other hosts resolve it themselves (shared file system assumed).
   case "$bin" in /*) ;; *) bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" ;; esac
   printf '%s\n' "$bin"
+}
+
+w2v_build_bin() {
+  [ -n "${W2VBERT_BIN:-}" ] || (cd "$W2V_REPO" && swift build -c release --product w2vbert >&2)
+  w2v_bin
 }
 
 w2v_show() {

@@ -12,11 +12,8 @@ if ! dpkg -s fillets-ng-data-cs >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq fillets-ng-data-cs
 fi
-BIN="${W2VBERT_BIN:-}"
-if [ -z "$BIN" ]; then
-  swift build -c release --product w2vbert >&2
-  BIN="$(swift build -c release --show-bin-path)/w2vbert"
-fi
+source launch/lib.sh
+BIN="$(w2v_build_bin)"
 # The Czech voices live in <level>/cs/ folders; link only those into a staging folder so the manifest
 # root is one folder and the other languages are left out.
 STAGE="$OUT/audio"
