@@ -50,7 +50,6 @@ struct ConformerStack {
         dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
     }
 
-    var blocks: [ConformerBlock] { contrastive + mlm }
     func block(_ i: Int) -> ConformerBlock { i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count] }
     /// Output of the last contrastive block (c) and of the last block (m).
     var contrastiveOutput: FPtr { contrastive.last!.y }
