@@ -44,13 +44,15 @@ public struct MicroBatch: Sendable {
     public let paths: [String]            // [B]
     public let offsets: [Int]             // [B] crop offset in 16 kHz samples
     public let failed: [String]           // files of this batch that could not be loaded (dropped)
+    /// [B] speaker label indices of the manifest (its `speakers`; −1 unknown), empty when it has no speaker column.
+    public let speakers: [Int32]
     public var batchSize: Int { frames.count }
 
     public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float], frames: [Int],
-                utterances: [Int], paths: [String], offsets: [Int], failed: [String]) {
+                utterances: [Int], paths: [String], offsets: [Int], failed: [String], speakers: [Int32] = []) {
         self.epoch = epoch; self.index = index; self.resumeCursor = resumeCursor; self.numBins = numBins
         self.maxFrames = maxFrames; self.features = features; self.frames = frames; self.utterances = utterances
-        self.paths = paths; self.offsets = offsets; self.failed = failed
+        self.paths = paths; self.offsets = offsets; self.failed = failed; self.speakers = speakers
     }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
@@ -217,7 +219,8 @@ final class LoaderState: @unchecked Sendable {
             }
         }
         return MicroBatch(epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
-                          features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets, failed: failed)
+                          features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets, failed: failed,
+                          speakers: manifest.hasSpeakers ? utts.map { manifest.speaker($0) } : [])
     }
 }
 

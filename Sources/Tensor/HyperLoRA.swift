@@ -34,6 +34,29 @@ public func speakerEncoderBackward(dz: FPtr?, dWeight: FPtr, dBias: FPtr, ds: FP
     }
 }
 
+/// The table row of a speaker index: `r` for 0 ≤ r < unknown, else `unknown` (the last row: unlabelled
+/// utterances, and labels the table does not know).
+@inline(__always) public func speakerTableRow(_ r: Int32, unknown: Int) -> Int {
+    r >= 0 && Int(r) < unknown ? Int(r) : unknown
+}
+
+/// Speaker table (adapter.speaker = table): s[b] = table[row_b] [B, S] for table [unknown + 1, S]; `rows` nil: every
+/// utterance takes the unknown row.
+public func speakerTableForward(s: FPtr, table: CFPtr, rows: UnsafePointer<Int32>?, unknown: Int, batch: Int, dim: Int) {
+    for b in 0..<batch {
+        let row = rows.map { speakerTableRow($0[b], unknown: unknown) } ?? unknown
+        (s + b * dim).update(from: table + row * dim, count: dim)
+    }
+}
+
+/// Its backward (accumulating): dTable[row_b] += ds[b] (rows shared by several utterances sum).
+public func speakerTableBackward(dTable: FPtr, ds: CFPtr, rows: UnsafePointer<Int32>?, unknown: Int, batch: Int, dim: Int) {
+    for b in 0..<batch {
+        let row = rows.map { speakerTableRow($0[b], unknown: unknown) } ?? unknown
+        axpy(dTable + row * dim, ds + b * dim, n: dim)
+    }
+}
+
 /// The linear generator: f[b] = Σ_k h[b, k]·gen[k] for B rows h [B, H] and gen [H, count] → f [B, count].
 public func hyperFactorsForward(f: FPtr, h: CFPtr, gen: CFPtr, batch: Int, hDim: Int, count: Int) {
     gemm(transA: false, transB: false, m: batch, n: count, k: hDim, alpha: 1, a: h, lda: hDim, b: gen, ldb: count, beta: 0, c: f, ldc: count)
@@ -70,21 +93,41 @@ public enum HyperLoRAReference {
     public static func forward(z: [Double], lengths: [Int], weight: [Double], bias: [Double], e: [Double], genA: [Double],
                                genB: [Double], x: [Double], scale: Double, batch: Int, t: Int, d: Int, dim: Int,
                                inDim: Int, outDim: Int, rank: Int) -> [Double] {
-        let H = dim + e.count
-        var y = [Double](repeating: 0, count: batch * t * outDim)
+        var s: [[Double]] = []
         for b in 0..<batch {
             let len = max(lengths[b], 1)
             var m = [Double](repeating: 0, count: d)
             for tt in 0..<len { for j in 0..<d { m[j] += z[(b * t + tt) * d + j] / Double(len) } }
-            var h = [Double](repeating: 0, count: H)
-            for k in 0..<dim {
+            s.append((0..<dim).map { k in
                 var acc = bias[k]
                 for j in 0..<d { acc += weight[k * d + j] * m[j] }
-                h[k] = Foundation.tanh(acc)
-            }
-            for k in 0..<e.count { h[dim + k] = e[k] }
+                return Foundation.tanh(acc)
+            })
+        }
+        return generated(s: s, e: e, genA: genA, genB: genB, x: x, scale: scale, t: t, inDim: inDim, outDim: outDim, rank: rank)
+    }
+
+    /// The same chain with the speaker vector from the table (adapter.speaker = table): s_b = table[row_b]
+    /// (rows outside 0..<N, N = table rows − 1, take the unknown row N).
+    public static func forwardTable(table: [Double], rows: [Int32], e: [Double], genA: [Double], genB: [Double], x: [Double],
+                                    scale: Double, t: Int, dim: Int, inDim: Int, outDim: Int, rank: Int) -> [Double] {
+        let unknown = table.count / dim - 1
+        let s = rows.map { r -> [Double] in
+            let row = speakerTableRow(r, unknown: unknown)
+            return Array(table[(row * dim)..<((row + 1) * dim)])
+        }
+        return generated(s: s, e: e, genA: genA, genB: genB, x: x, scale: scale, t: t, inDim: inDim, outDim: outDim, rank: rank)
+    }
+
+    /// h_b = [s_b; e] → A_b, B_b → y_b = scale·(x_b A_bᵀ) B_bᵀ for every utterance b (its T rows of x).
+    static func generated(s: [[Double]], e: [Double], genA: [Double], genB: [Double], x: [Double], scale: Double, t: Int,
+                          inDim: Int, outDim: Int, rank: Int) -> [Double] {
+        let batch = s.count
+        var y = [Double](repeating: 0, count: batch * t * outDim)
+        for b in 0..<batch {
+            let h = s[b] + e
             var a = [Double](repeating: 0, count: rank * inDim), bb = [Double](repeating: 0, count: outDim * rank)
-            for k in 0..<H {
+            for k in 0..<h.count {
                 for i in 0..<a.count { a[i] += h[k] * genA[k * a.count + i] }
                 for i in 0..<bb.count { bb[i] += h[k] * genB[k * bb.count + i] }
             }

@@ -82,6 +82,7 @@ extension Trainer {
         s.tau = Double(optimizer.tau); s.lr = Double(optimizer.learningRate); s.consecutiveSkips = consecutiveSkips
         s.codeWindow = codeWindow; s.config = config.yaml
         s.validLoss = lastValidLoss.flatMap { $0.isNaN ? nil : $0 }
+        s.speakers = speakerLabels
         return s
     }
 
@@ -113,6 +114,7 @@ extension Trainer {
         let path = options.runDirectory + "/config.yaml"
         do { try config.yaml.write(toFile: path, atomically: true, encoding: .utf8) }
         catch { throw TrainError("\(path): cannot write the resolved config: \(error)") }
+        if let labels = speakerLabels { try SpeakerTable.write(labels, runDirectory: options.runDirectory) }
         try sinks.event(step > 0 ? "resume" : "start", step: step, ["world_size": comm.size, "update_freq": runner.updateFreq,
                                                                     "parameters": layout.parameterCount, "hosts": names])
         say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq \(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")

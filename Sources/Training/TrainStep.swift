@@ -59,8 +59,13 @@ public final class StepRunner {
         return try mb.features.withUnsafeBufferPointer { f in
             try lengths.withUnsafeBufferPointer { l in
                 try mask.withUnsafeBufferPointer { m in
-                    try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!, batch: mb.batchSize,
-                                       frames: mb.maxFrames, key: RandomKey(seed: config.train.seed, step: step, microBatch: mb.index)))
+                    // Issue 13 (adapter.speaker = table): the utterances' speaker indices (the loader's manifest is
+                    // relabelled to the run's table), none = every utterance unknown.
+                    try mb.speakers.withUnsafeBufferPointer { sp in
+                        try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!, batch: mb.batchSize,
+                                           frames: mb.maxFrames, key: RandomKey(seed: config.train.seed, step: step, microBatch: mb.index),
+                                           speakers: mb.speakers.isEmpty ? nil : sp.baseAddress))
+                    }
                 }
             }
         }

@@ -80,6 +80,8 @@ public final class Trainer {
     var codeWindow: [Double]
     var lastValidLoss: Double? = nil
     let isRoot: Bool
+    /// adapter.speaker = table: the labels of the speaker table's rows (SpeakerTable.swift).
+    let speakerLabels: [String]?
 
     public init(config: Config, options: TrainOptions, comm: Communicator) throws {
         self.comm = comm
@@ -87,11 +89,16 @@ public final class Trainer {
         isRoot = comm.rank == 0
         var c = config
         if let m = options.maxSteps { c.optimizer.maxSteps = m }
+        var train = try Trainer.readManifest(options.trainManifest)
+        var valid = try options.validManifest.map(Trainer.readManifest)
+        // Issue 13, adapter.speaker = table: the table's labels (adapter.speakers) before the layout is built.
+        speakerLabels = try SpeakerTable.prepare(&c, train: &train, valid: &valid, trainPath: options.trainManifest,
+                                                 runDirectory: options.runDirectory, training: !options.requireCheckpoint)
+        trainManifest = train
+        validManifest = valid
         self.config = c
         coll = Collectives(comm: comm, timeout: c.dist.timeout)
         if let s = options.skipCollective, comm.rank == options.skipRank { coll.skipSequenceForTest = s }
-        trainManifest = try Trainer.readManifest(options.trainManifest)
-        validManifest = try options.validManifest.map(Trainer.readManifest)
         order = try Trainer.dataOrder(trainManifest, path: options.trainManifest, config: c)
         validPlan = try validManifest.map { vm in
             let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c).plan(epoch: 0, microBatchesPerStep: 1)

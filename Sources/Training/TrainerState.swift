@@ -28,12 +28,14 @@ public struct TrainerState: Codable, Sendable, Equatable {
     /// The resolved config as YAML.
     public var config = ""
     public var validLoss: Double?
+    /// adapter.speaker = table (issue 13): the labels of the speaker table's rows (row N: unknown speakers).
+    public var speakers: [String]?
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", software = "version", step, optimizerStep = "optimizer_step", epoch
         case microBatch = "micro_batch", worldSize = "world_size", updateFreq = "update_freq", seed, tau, lr
-        case consecutiveSkips = "consecutive_skips", codeWindow = "code_window", config, validLoss = "valid_loss"
+        case consecutiveSkips = "consecutive_skips", codeWindow = "code_window", config, validLoss = "valid_loss", speakers
     }
 
     public init(from decoder: Decoder) throws {
@@ -58,6 +60,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
         codeWindow = try c.decodeIfPresent([Double].self, forKey: .codeWindow) ?? []
         config = try c.decode(String.self, forKey: .config)
         validLoss = try c.decodeIfPresent(Double.self, forKey: .validLoss)
+        speakers = try c.decodeIfPresent([String].self, forKey: .speakers)
         guard step >= 0, optimizerStep >= 0, epoch >= 0, microBatch >= 0, worldSize >= 1, updateFreq >= 1, consecutiveSkips >= 0 else {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a negative step, cursor, world size or update_freq"))
         }

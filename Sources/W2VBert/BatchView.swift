@@ -25,10 +25,13 @@ public struct BatchView {
     public var batch: Int                       // B
     public var frames: Int                      // T0 (padded)
     public var key: RandomKey
+    /// [B] each utterance's row of the speaker table (adapter.speaker = table): an index into the run's speaker
+    /// labels, −1 (or nil for the whole batch) = unknown speaker. Ignored by every other config.
+    public var speakers: UnsafePointer<Int32>?
     public init(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, mask: UnsafePointer<UInt8>, batch: Int,
-                frames: Int, key: RandomKey) {
+                frames: Int, key: RandomKey, speakers: UnsafePointer<Int32>? = nil) {
         self.features = features; self.lengths = lengths; self.mask = mask; self.batch = batch; self.frames = frames
-        self.key = key
+        self.key = key; self.speakers = speakers
     }
 }
 

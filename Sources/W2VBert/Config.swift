@@ -19,8 +19,9 @@ public enum Hypernetwork: String, Sendable, CaseIterable {
     case none, ffn, ffnConv = "ffn+conv"
 }
 public enum AdapterKind: String, Sendable, CaseIterable { case none, lora, hyperLora = "hyper-lora" }
-/// Where hyper-lora's speaker vector comes from (issue 13): `signal`, a pooled encoder of the utterance.
-public enum AdapterSpeaker: String, Sendable, CaseIterable { case signal }
+/// Where hyper-lora's speaker vector comes from (issue 13): `signal`, a pooled encoder of the utterance, or
+/// `table`, a learned row per speaker label of the training manifest (plus one row for unknown speakers).
+public enum AdapterSpeaker: String, Sendable, CaseIterable { case signal, table }
 public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
 /// A Linear layer of every Conformer block that can carry a LoRA adapter (`ffn.*` adapts both FFNs).
 public enum AdapterTarget: String, Sendable, CaseIterable {
@@ -36,10 +37,15 @@ public struct AdapterConfig: Sendable, Equatable {
     public var targets: [AdapterTarget] = [.attnQ, .attnV]
     /// hyper-lora (issue 13): speaker vector s [speakerDim] and layer embedding e_l [layerDim].
     public var speaker: AdapterSpeaker = .signal
+    /// adapter.speaker = table: N, the training manifest's distinct speaker labels (`train` sets it; the table
+    /// has N + 1 rows, the last for unknown speakers).
+    public var speakers = 0
     public var speakerDim = 8
     public var layerDim = 4
     public var scale: Float { alpha / Float(rank) }
     public var isHyper: Bool { kind == .hyperLora }
+    /// hyper-lora with the speaker vector from the learned table (adapter.speaker = table).
+    public var isTable: Bool { kind == .hyperLora && speaker == .table }
     public func adapts(_ t: AdapterTarget) -> Bool { kind != .none && targets.contains(t) }
 }
 
@@ -293,6 +299,7 @@ public struct Config: Sendable, Equatable {
         if adapter.isHyper {
             try check(adapter.speakerDim >= 1, "adapter.speaker_dim", "must be ≥ 1")
             try check(adapter.layerDim >= 1, "adapter.layer_dim", "must be ≥ 1")
+            try check(adapter.speakers >= 0 && adapter.speakers <= 1_000_000, "adapter.speakers", "must be in [0, 1000000]")
         }
         try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
                   "'adapters' needs adapters (set adapter.kind, e.g. lora)")

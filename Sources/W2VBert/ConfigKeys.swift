@@ -146,6 +146,7 @@ extension Config {
         int("adapter.rank", \.adapter.rank),
         float("adapter.alpha", \.adapter.alpha),
         choice("adapter.speaker", \.adapter.speaker),
+        int("adapter.speakers", \.adapter.speakers),
         int("adapter.speaker_dim", \.adapter.speakerDim),
         int("adapter.layer_dim", \.adapter.layerDim),
         Key(name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" }, set: { c, s in

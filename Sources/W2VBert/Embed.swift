@@ -8,15 +8,16 @@ extension W2VBertModel {
 
     /// The output of the last contrastive block or of the last MLM block (each after its final LayerNorm),
     /// [B, T, d], or (layer .speaker, hyper-lora) the speaker vectors [B, speaker_dim] with T = encoderLength(frames); rows t ≥ encoderLength(lengths[b]) are padding. The
-    /// pointer is valid until the next forward or embed.
+    /// pointer is valid until the next forward or embed. `speakers` [B]: rows of the speaker table (adapter.speaker =
+    /// table; nil or −1: the unknown row).
     public func embed(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames t0: Int,
-                      layer: EmbedLayer = .mlm) -> UnsafePointer<Float> {
+                      layer: EmbedLayer = .mlm, speakers: UnsafePointer<Int32>? = nil) -> UnsafePointer<Float> {
         begin(features: features, lengths: lengths, batch: batch, frames: t0, mask: nil)
         training = false
         encoder.forward(features, shape)
         // hyper-lora (issue 13): the speaker vectors [B, speaker_dim] (layer .speaker) and the blocks' factors.
         precondition(layer != .speaker || stack.hyperLoRA.enabled, "layer speaker needs adapter.kind = hyper-lora")
-        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, batch: shape.b, t: shape.t)
+        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, speakers: speakers, batch: shape.b, t: shape.t)
         if layer == .speaker { return CFPtr(stack.hyperLoRA.s) }
         context.project(encoder.z, frames, shape)
         stack.drawLayerDrop(key: RandomKey(seed: 0, step: 0, microBatch: 0), probability: 0, training: false, given: nil)

@@ -11,6 +11,8 @@ public enum ParameterInit: Sendable, Equatable {
     case uniform(low: Float, high: Float)
     /// PyTorch's default for convolutions: Kaiming-uniform with a = √5, i.e. U(±1/√fan_in).
     case kaiming(fanIn: Int)
+    /// N(0, std²) except the last `zeroTail` values, zeros (hyper-lora's speaker table: the unknown-speaker row).
+    case normalZeroTail(std: Float, zeroTail: Int)
 }
 
 public struct ParameterEntry: Sendable, Equatable {
@@ -45,12 +47,17 @@ public struct ParameterLayout: Sendable {
                 add("hypernet.\(h.site).coef", [m.hyperDim, h.outDim, h.inDim], .zeros, decay: true)
             }
         }
-        // hyper-lora (issue 13): the speaker encoder s = tanh(proj · mean_t z) and the shared generator of every
-        // block's LoRA factors, A = Σ_k h_k·gen_a[k], B = Σ_k h_k·gen_b[k] with h = [s; e_l] (gen_b zeros).
+        // hyper-lora (issue 13): the speaker encoder s = tanh(proj · mean_t z) or (adapter.speaker = table) the speaker
+        // table s = table[row] (N known speakers, N(0, 1); the last row, unknown speakers, zeros), and the shared
+        // generator of every block's LoRA factors, A = Σ_k h_k·gen_a[k], B = Σ_k h_k·gen_b[k] with h = [s; e_l] (gen_b zeros).
         if c.adapter.isHyper {
             let a = c.adapter, h = a.speakerDim + a.layerDim
-            add("speaker.proj.weight", [a.speakerDim, d], .kaiming(fanIn: d), decay: true)
-            add("speaker.proj.bias", [a.speakerDim], .zeros, decay: false)
+            if a.isTable {
+                add("speaker.table", [a.speakers + 1, a.speakerDim], .normalZeroTail(std: 1, zeroTail: a.speakerDim), decay: false)
+            } else {
+                add("speaker.proj.weight", [a.speakerDim, d], .kaiming(fanIn: d), decay: true)
+                add("speaker.proj.bias", [a.speakerDim], .zeros, decay: false)
+            }
             add("hyperlora.layer_embedding", [m.contrastiveBlocks + m.mlmBlocks, a.layerDim], .normal(std: 1), decay: false)
             for (site, out, inDim) in ParameterLayout.adapterSites(c) {
                 add("hyperlora.\(site).gen_a", [h, a.rank, inDim], .kaiming(fanIn: inDim * h), decay: true)
@@ -231,6 +238,9 @@ public struct ParameterLayout: Sendable {
             case .kaiming(let fanIn):
                 let bound = 1 / Float(fanIn).squareRoot()
                 rng.fillUniform(p, e.count, low: -bound, high: bound)
+            case .normalZeroTail(let std, let tail):
+                rng.fillNormal(p, e.count - tail, std: std)
+                (p + e.count - tail).update(repeating: 0, count: tail)
             }
         }
     }

@@ -207,7 +207,7 @@ public final class W2VBertModel {
         context.forward(z: encoder.z, frames: frames, shape, key: mb.key, given: noiseOverride?.maskNoise)
         // 4. Conformer blocks.
         // Issue 13, hyper-lora: speaker vectors and every block's per-utterance LoRA factors from z.
-        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, batch: shape.b, t: shape.t)
+        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, speakers: mb.speakers, batch: shape.b, t: shape.t)
         stack.drawLayerDrop(key: mb.key, probability: c.model.layerDrop, training: training, given: noiseOverride?.droppedBlocks)
         var rng = DropoutSource(stream: mb.key.stream(.dropout), given: training ? noiseOverride?.dropoutMasks : nil)
         stack.forward(x0: context.x0, lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
