@@ -1,18 +1,51 @@
 #!/usr/bin/env python3
-"""Speaker-identity linear probe (issue 13, README "Speaker adapters: hyper-lora"). Needs numpy and torch.
+"""Speaker-identity linear probe (issue 13, README "Speaker adapters: hyper-lora"). Needs numpy and torch
+(`label` needs neither).
 
+  speaker-probe.py label IN.tsv OUT.tsv
+      adds the speaker column (adapter.speaker = table) to a manifest of the default corpus: from the file name
+      LEVEL/PREFIX-CHAR-word.ogg, CHAR m (small fish) and v (big fish) are the labels `m` and `v` (one voice each
+      throughout the game); any other CHAR is the level's character `LEVEL/CHAR`; names without a CHAR field
+      (e.g. help12.ogg) stay unlabelled (unknown speaker)
   speaker-probe.py files MANIFEST... --out DIR [--per-class 200]
       labels from Fish Fillets NG file names LEVEL/PREFIX-CHAR-word.ogg (CHAR m = small fish, v = big fish):
-      writes DIR/files.txt (absolute paths) and DIR/labels.npy, a seeded balanced sample
+      writes DIR/files.txt (absolute paths), DIR/labels.npy and DIR/speakers.txt (m or v per file, for
+      `w2vbert embed --speaker`), a seeded balanced sample
   speaker-probe.py probe LABELS.npy FEATURES.npy...   (prefix a path with pca8: for its top-8 principal components)
       FEATURES: `w2vbert embed` output ([N, T, d] with .lengths.npy, mean-pooled here) or `--layer speaker` [N, S];
       multinomial logistic regression (L-BFGS, L2 1e-2, standardised on the training folds), 5-fold stratified CV
 """
 import os, sys, random
-import numpy as np
+
+
+def speaker_label(path):
+    """The speaker of a default-corpus file LEVEL/PREFIX-CHAR-word.ogg, or None."""
+    parts = os.path.basename(path).split("-")
+    if len(parts) < 3:
+        return None
+    return parts[1] if parts[1] in ("m", "v") else f"{os.path.basename(os.path.dirname(path))}/{parts[1]}"
+
+
+def label(argv):
+    src, dst = argv
+    lines = open(src).read().split("\n")
+    out, n, known = [lines[0]], 0, set()
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        cols = line.split("\t")[:2]
+        spk = speaker_label(cols[0])
+        if spk is not None:
+            cols.append(spk)
+            n += 1
+            known.add(spk)
+        out.append("\t".join(cols))
+    open(dst, "w").write("\n".join(out) + "\n")
+    print(f"{dst}: {n} of {len(out) - 1} rows labelled, {len(known)} speakers")
 
 
 def files(argv):
+    import numpy as np
     out = argv[argv.index("--out") + 1]
     per = int(argv[argv.index("--per-class") + 1]) if "--per-class" in argv else 200
     manifests = [a for a in argv if a.endswith(".tsv")]
@@ -31,10 +64,12 @@ def files(argv):
     os.makedirs(out, exist_ok=True)
     open(os.path.join(out, "files.txt"), "w").write("\n".join(r[0] for r in sel) + "\n")
     np.save(os.path.join(out, "labels.npy"), np.array([0 if r[1] == "m" else 1 for r in sel]))
+    open(os.path.join(out, "speakers.txt"), "w").write("\n".join(r[1] for r in sel) + "\n")
     print(f"{len(sel)} files ({per} per class) of {len(rows)} labelled → {out}")
 
 
 def load_pooled(path):
+    import numpy as np
     x = np.load(path)
     if x.ndim == 2:
         return x
@@ -43,6 +78,7 @@ def load_pooled(path):
 
 
 def probe(X, y, folds=5, seed=0, l2=1e-2, iters=300):
+    import numpy as np
     import torch
     rng = np.random.default_rng(seed)
     f = np.zeros(len(y), int)
@@ -72,6 +108,7 @@ def probe(X, y, folds=5, seed=0, l2=1e-2, iters=300):
 
 
 def main(argv):
+    import numpy as np
     y = np.load(argv[0])
     print(f"{len(y)} utterances, classes {np.bincount(y).tolist()}, majority {np.bincount(y).max() / len(y):.3f}")
     for p in argv[1:]:
@@ -86,7 +123,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "files":
+    if len(sys.argv) == 4 and sys.argv[1] == "label":
+        label(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "files":
         files(sys.argv[2:])
     elif len(sys.argv) >= 2 and sys.argv[1] == "probe":
         main(sys.argv[2:])

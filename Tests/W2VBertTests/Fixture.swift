@@ -45,6 +45,8 @@ final class FixtureRun {
     let config: Config
     let model: W2VBertModel
     let features: [Float], lengths: [Int32], mask: [UInt8]
+    /// adapter.speaker = table fixtures: each utterance's speaker row (−1 unknown); nil otherwise.
+    let speakers: [Int32]?
     let b: Int, t0: Int
 
     /// `extra`: overrides applied after the fixture's own (e.g. train.trainable=all on a LoRA fixture).
@@ -56,6 +58,7 @@ final class FixtureRun {
         b = f.shape[0]; t0 = f.shape[1]
         features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }
         mask = st["input.mask"].values.map { UInt8($0) }
+        speakers = st.tensors["input.speakers"].map { $0.values.map { Int32($0) } }
         model = W2VBertModel(config: config, maxBatch: b, maxFrames: t0)
         // Every parameter of the layout must be in the fixture with the same shape, and vice versa.
         let names = Set(st.tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
@@ -76,8 +79,11 @@ final class FixtureRun {
 
     func forward(tau: Float) -> StepStats {
         features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
-                                    frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: tau)
+            (speakers ?? []).withUnsafeBufferPointer { sp in
+                model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
+                                        frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
+                                        speakers: speakers == nil ? nil : sp.baseAddress), tau: tau)
+            }
         } } }
     }
 }

@@ -35,6 +35,10 @@ final class TwinTests: XCTestCase {
     /// gradient (speaker vector → feature encoder included) with the base trainable, and the frozen base.
     func testFixtureHHyperLoRAAllGradients() throws { try check("fixture_h_hyperlora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
     func testFixtureHHyperLoRAFrozenBase() throws { try check("fixture_h_hyperlora.safetensors") }
+    /// Issue 13, hyper-lora with the speaker table (adapter.speaker = table): 4 utterances of speakers 1, unknown,
+    /// 1, 0; every gradient with the base trainable (the table's rows included), and the frozen base.
+    func testFixtureIHyperLoRATableAllGradients() throws { try check("fixture_i_hyperlora_table.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureIHyperLoRATableFrozenBase() throws { try check("fixture_i_hyperlora_table.safetensors") }
 }
 
 /// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.

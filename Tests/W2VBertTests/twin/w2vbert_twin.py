@@ -3,7 +3,7 @@
 
 Parameter names and layouts are SPEC §13's. Two modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora}.safetensors (float64 reference values
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
@@ -40,7 +40,7 @@ def preset(name):
         "optimizer.weight_decay": 0.01, "optimizer.clip_norm": 1.0, "optimizer.max_steps": 20000,
         "adapter.kind": "none", "adapter.rank": 8, "adapter.alpha": 16.0, "adapter.targets": "attn.q,attn.v",
         "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
-        "adapter.speaker": "signal", "adapter.speaker_dim": 8, "adapter.layer_dim": 4,
+        "adapter.speaker": "signal", "adapter.speakers": 0, "adapter.speaker_dim": 8, "adapter.layer_dim": 4,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -302,11 +302,15 @@ class W2VBert(nn.Module):
         self.contrastive_head = ContrastiveHead(c)
         self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
         if c["adapter.kind"] == "hyper-lora":
-            # Issue 13, speaker adapters: s = tanh(proj · mean_t z); A, B = Σ_k [s; e_l]_k · gen_{a,b}[k]
+            # Issue 13, speaker adapters: s = tanh(proj · mean_t z), or (adapter.speaker = table) s = table[row] with
+            # N known speakers and the unknown row N; A, B = Σ_k [s; e_l]_k · gen_{a,b}[k]
             S, E, r = c["adapter.speaker_dim"], c["adapter.layer_dim"], c["adapter.rank"]
             L = c["model.contrastive_blocks"] + c["model.mlm_blocks"]
             self.speaker = nn.Module()
-            self.speaker.proj = nn.Linear(d, S)
+            if c["adapter.speaker"] == "table":
+                self.speaker.table = nn.Parameter(torch.empty(c["adapter.speakers"] + 1, S))
+            else:
+                self.speaker.proj = nn.Linear(d, S)
             self.hyperlora = nn.Module()
             self.hyperlora.layer_embedding = nn.Parameter(torch.empty(L, E))
             self.lora_sites = adapter_sites(c)
@@ -344,10 +348,17 @@ class W2VBert(nn.Module):
     def blocks(self):
         return list(self.contrastive.blocks) + list(self.mlm.blocks)
 
-    def generate_lora(self, z, valid, lengths):
-        """hyper-lora: the speaker vectors [B, S] and every block's per-utterance LoRA factors."""
-        pooled = (z * valid[..., None]).sum(1) / lengths[:, None].to(z.dtype)
-        s = torch.tanh(self.speaker.proj(pooled))
+    def generate_lora(self, z, valid, lengths, speakers=None):
+        """hyper-lora: the speaker vectors [B, S] and every block's per-utterance LoRA factors. `speakers` [B]:
+        table rows (−1 or ≥ N: the unknown row N; None: all unknown)."""
+        if self.c["adapter.speaker"] == "table":
+            n = self.c["adapter.speakers"]
+            rows = torch.full((z.shape[0],), n, dtype=torch.long) if speakers is None else torch.tensor(
+                [int(k) if 0 <= k < n else n for k in speakers], dtype=torch.long)
+            s = self.speaker.table[rows]
+        else:
+            pooled = (z * valid[..., None]).sum(1) / lengths[:, None].to(z.dtype)
+            s = torch.tanh(self.speaker.proj(pooled))
         for i, blk in enumerate(self.blocks()):
             h = torch.cat([s, self.hyperlora.layer_embedding[i].expand(s.shape[0], -1)], 1)
             for site, out, inp in self.lora_sites:
@@ -378,6 +389,9 @@ class W2VBert(nn.Module):
                 p.zero_()
             elif name in ("hypernet.layer_embedding", "hyperlora.layer_embedding"):
                 p.normal_(0, 1)
+            elif name == "speaker.table":   # N(0, 1) rows, the unknown-speaker row (last) zeros
+                p.normal_(0, 1)
+                p[-1].zero_()
             elif name.endswith(".res_a"):
                 p.uniform_(-1 / math.sqrt(p.shape[1]), 1 / math.sqrt(p.shape[1]))
             elif name.endswith(".lora_a"):   # PyTorch LoRA / PEFT: A Kaiming-uniform (a = √5), B zeros
@@ -401,7 +415,7 @@ class W2VBert(nn.Module):
             else:  # Linear weights
                 p.normal_(0, 0.02)
 
-    def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau, drop_masks=None, dropped=None):
+    def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau, drop_masks=None, dropped=None, speakers=None):
         """feats [B, T0, 80]; t0 [B]; mask [B, T] bool; noise in masked-frame (b, t) order; optional dropout
         masks (forward order) and layer-drop decisions (contrastive blocks, then MLM blocks).
         Returns (loss, metrics dict) for one process holding the whole batch."""
@@ -413,7 +427,7 @@ class W2VBert(nn.Module):
         valid = torch.arange(T)[None, :] < lengths[:, None]
         mask = mask & valid
         if c["adapter.kind"] == "hyper-lora":
-            self.generate_lora(z, valid, lengths)
+            self.generate_lora(z, valid, lengths, speakers)
         # masking
         x = z.clone()
         if c["mask.replacement"] == "learned":
@@ -477,7 +491,7 @@ class W2VBert(nn.Module):
 def no_decay(name):
     """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
-    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding") or parts[-1] in ("bias", "rel_key"):
+    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding", "speaker.table") or parts[-1] in ("bias", "rel_key"):
         return True
     return len(parts) >= 2 and "norm" in parts[-2]
 
@@ -616,6 +630,17 @@ MICRO = {
         "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
         "adapter.kind": "hyper-lora", "adapter.rank": 2, "adapter.alpha": 3.0, "adapter.speaker_dim": 3,
         "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2", "train.trainable": "adapters"}),
+    # issue 13: hyper-lora with the speaker table (N = 2 known speakers + the unknown row, S = 3): 4 utterances
+    # of speakers 1, unknown (−1), 1 (a row shared by two utterances), 0; otherwise as h_hyperlora
+    "i_hyperlora_table": dict(preset="tiny", t0=[89, 64, 77, 58], seed=8, dropped=[False, True, False], speakers=[1, -1, 1, 0], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 4, "model.pos_conv_groups": 2, "model.final_dim": 12, "model.layer_drop": 0.2,
+        "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
+        "adapter.kind": "hyper-lora", "adapter.speaker": "table", "adapter.speakers": 2, "adapter.rank": 2, "adapter.alpha": 3.0,
+        "adapter.speaker_dim": 3, "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2",
+        "train.trainable": "adapters"}),
 }
 
 
@@ -662,11 +687,13 @@ def write_fixture(name, spec, outdir):
             extra[f"noise.dropout.{k}"] = mk
     if dropped is not None:
         extra["noise.dropped"] = np.array(dropped, dtype=np.uint8)
+    if "speakers" in spec:
+        extra["input.speakers"] = np.array(spec["speakers"], dtype=np.int32)
     tmasks = [torch.tensor(mk, dtype=torch.float64) for mk in masks] if masks is not None else None
 
     args = lambda tau: (torch.tensor(feats, dtype=torch.float64), t0, torch.tensor(mask.astype(bool)),
                         torch.tensor(noise, dtype=torch.float64), torch.tensor(gumbel, dtype=torch.float64),
-                        torch.tensor(dist), tau, tmasks, dropped)
+                        torch.tensor(dist), tau, tmasks, dropped, spec.get("speakers"))
     model.zero_grad()
     loss, met = model(*args(tau_at(c, 0)))
     loss.backward()
