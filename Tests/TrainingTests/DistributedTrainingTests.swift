@@ -40,8 +40,8 @@ final class DistributedTrainingTests: XCTestCase {
 
     @discardableResult
     func train(ranks: Int, runDir: String, steps: Int, extra: [String] = [], expect: Int32 = 0, timeout: Double = 300,
-               file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        var args = [Self.exe, "train", "--train", Self.slice, "--run-dir", runDir, "--max-steps", "\(steps)"] + Self.common + extra
+               manifest: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        var args = [Self.exe, "train", "--train", manifest ?? Self.slice, "--run-dir", runDir, "--max-steps", "\(steps)"] + Self.common + extra
         if ranks > 1 { args = ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] + args }
         let r = try runCommand(args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: timeout)
         XCTAssertFalse(r.timedOut, "timed out:\n\(r.output)", file: file, line: line)

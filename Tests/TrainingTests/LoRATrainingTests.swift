@@ -91,23 +91,23 @@ extension DistributedTrainingTests {
 }
 
 extension DistributedTrainingTests {
-    /// hyper-lora speaker adapters (issue 13) with the base frozen: 2 ranks = 1 rank × update_freq 2 bit for
-    /// bit, exact resume, base tensors equal their seed initialisation, optimizer state for adapters only.
-    func testHyperLoRAEquivalenceResumeBaseFrozen() throws {
-        let over = ["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.alpha=4", "adapter.speaker_dim=4",
-                    "adapter.layer_dim=2", "adapter.targets=attn.q,ffn.fc1,conv.pw2", "train.trainable=adapters", "optimizer.lr=0.01"]
+    /// hyper-lora with the base frozen, `over` the config: 2 ranks × 5 steps = 1 rank × update_freq 2 bit for bit, exact
+    /// resume 3 → 5, base tensors equal their seed initialisation, every adapter tensor trains (`adapters` of them)
+    /// and has optimizer state, nothing else does. Returns the 2-rank run folder and its step-5 tensors.
+    func checkHyperLoRAFrozenBase(_ over: [String], adapters: Int, manifest: String? = nil) throws -> (String, [String: [Float]]) {
         let hl = over.flatMap { ["--set", $0] }
         let a = temp("hl2"), b = temp("hl1"), r = temp("hlres")
-        try train(ranks: 2, runDir: a, steps: 5, extra: hl)
-        try train(ranks: 1, runDir: b, steps: 5, extra: hl + ["--set", "train.update_freq=2"])
-        try train(ranks: 2, runDir: r, steps: 3, extra: hl)
-        try train(ranks: 2, runDir: r, steps: 5, extra: hl)
+        try train(ranks: 2, runDir: a, steps: 5, extra: hl, manifest: manifest)
+        try train(ranks: 1, runDir: b, steps: 5, extra: hl + ["--set", "train.update_freq=2"], manifest: manifest)
+        try train(ranks: 2, runDir: r, steps: 3, extra: hl, manifest: manifest)
+        try train(ranks: 2, runDir: r, steps: 5, extra: hl, manifest: manifest)
         let pa = try parameters(a, step: 5), pb = try parameters(b, step: 5), pr = try parameters(r, step: 5)
         let (d, name) = maxRelativeDifference(pa, pb)
-        print("hyper-lora equivalence: 2 ranks vs 1 rank × update_freq 2 after 5 steps: max relative difference \(d) (\(name))")
+        print("hyper-lora equivalence (\(over[0...1])): 2 ranks vs 1 rank × update_freq 2 after 5 steps: max relative difference \(d) (\(name))")
         XCTAssertEqual(d, 0, "hyper-lora: 2 ranks vs update_freq 2, worst tensor \(name)")
         for (k, v) in pa { XCTAssert(v == pr[k]!, "resumed tensor \(k) is not bit-identical") }
-        let c = try Config.load(preset: "tiny", overrides: over)
+        var c = try Config.load(preset: "tiny", overrides: over)
+        c.adapter.speakers = c.adapter.isTable ? pa["speaker.table"]!.count / c.adapter.speakerDim - 1 : 0
         let l = ParameterLayout(config: c)
         let init0 = FloatBuffer(count: l.count)
         l.initialize(init0.ptr, seed: c.train.seed)
@@ -118,11 +118,21 @@ extension DistributedTrainingTests {
             if ParameterLayout.isAdapter(e.name) { if pa[e.name]! != start { moved.append(e.name) } }
             else { XCTAssert(pa[e.name]! == start, "base tensor \(e.name) changed") }
         }
-        // speaker.proj.{weight,bias}, the layer embedding and gen_a/gen_b of 4 sites (ffn1.fc1, ffn2.fc1, attn.q, conv.pw2)
-        XCTAssertEqual(moved.count, 2 + 1 + 4 * 2, "every hyper-lora tensor trains: \(moved)")
+        XCTAssertEqual(moved.count, adapters, "every hyper-lora tensor trains: \(moved)")
         let opt = try SafeTensors.open(path: a + "/checkpoints/" + CheckpointManager.directoryName(step: 5) + "/optimizer.safetensors")
-        XCTAssertEqual(Set(opt.entries.keys.map { String($0.split(separator: ".", maxSplits: 1)[1]) }).count, 11, "optimizer state for the adapters only")
+        XCTAssertEqual(Set(opt.entries.keys.map { String($0.split(separator: ".", maxSplits: 1)[1]) }).count, adapters, "optimizer state for the adapters only")
         XCTAssert(opt.entries.keys.allSatisfy { ParameterLayout.isAdapter(String($0.split(separator: ".", maxSplits: 1)[1])) })
+        return (a, pa)
+    }
+
+    /// hyper-lora speaker adapters (issue 13) with the base frozen (checkHyperLoRAFrozenBase), then the base trainable
+    /// and `embed --layer speaker`.
+    func testHyperLoRAEquivalenceResumeBaseFrozen() throws {
+        let over = ["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.alpha=4", "adapter.speaker_dim=4",
+                    "adapter.layer_dim=2", "adapter.targets=attn.q,ffn.fc1,conv.pw2", "train.trainable=adapters", "optimizer.lr=0.01"]
+        let hl = over.flatMap { ["--set", $0] }
+        // speaker.proj.{weight,bias}, the layer embedding and gen_a/gen_b of 4 sites (ffn1.fc1, ffn2.fc1, attn.q, conv.pw2)
+        let (a, _) = try checkHyperLoRAFrozenBase(over, adapters: 2 + 1 + 4 * 2)
         // Base trainable (the speaker encoder's gradient flows into the feature encoder): 2 ranks = update_freq 2.
         let all = hl.map { $0 == "train.trainable=adapters" ? "train.trainable=all" : $0 }
         let c2 = temp("hlall2"), c1 = temp("hlall1")

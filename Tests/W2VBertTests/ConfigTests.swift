@@ -168,6 +168,32 @@ final class HyperLoRAConfigTests: XCTestCase {
         c.train.trainable = .all
         XCTAssertEqual(l.trainableRanges(c), [0..<l.count])
     }
+
+    /// adapter.speaker = table: speaker.table [N + 1, S] (no weight decay) replaces the speaker encoder; known rows
+    /// N(0, 1), the unknown row (last) zeros; adapter.speakers round-trips and is validated.
+    func testTableKeysAndLayout() throws {
+        var bad = try Config.preset("tiny")
+        XCTAssertThrowsError(try bad.apply(overrides: ["adapter.kind=hyper-lora", "adapter.speaker=table", "adapter.speakers=-1"])) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "adapter.speakers")
+        }
+        let c = try Config.load(preset: "tiny", overrides: ["adapter.kind=hyper-lora", "adapter.speaker=table", "adapter.speakers=5",
+                                                             "adapter.speaker_dim=3", "adapter.layer_dim=2", "adapter.targets=attn.q"])
+        XCTAssert(c.adapter.isTable)
+        var back = Config()
+        try back.apply(yaml: c.yaml)
+        XCTAssertEqual(back, c)
+        let l = ParameterLayout(config: c)
+        XCTAssertNil(l["speaker.proj.weight"])
+        let e = l.entry("speaker.table")
+        XCTAssertEqual(e.shape, [6, 3])
+        XCTAssertFalse(e.decay)
+        XCTAssert(ParameterLayout.isAdapter(e.name))
+        XCTAssertEqual(l.adapterParameterCount, 6 * 3 + 4 * 2 + 2 * 5 * 8 * 144)   // table, layer embedding, attn.q gen_a/gen_b (H 5, r 8)
+        let p = FloatBuffer(count: l.count)
+        l.initialize(p.ptr, seed: 3)
+        let t = Array(UnsafeBufferPointer(start: p.ptr + e.offset, count: 18))
+        XCTAssert(t[0..<15].allSatisfy { $0 != 0 } && t[15...].allSatisfy { $0 == 0 }, "\(t)")
+    }
 }
 
 /// Issue 13: hypernetwork keys and layout.
