@@ -291,6 +291,15 @@ public struct Config: Sendable, Equatable {
             try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
             try check(adapter.kind == .none, "model.hypernetwork", "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
+        try validateAdapters()
+        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
+    }
+}
+
+extension Config {
+    /// The adapter section (issue 13) and train.trainable.
+    func validateAdapters() throws {
+        func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
         if adapter.kind != .none {
             try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
             try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
@@ -303,7 +312,6 @@ public struct Config: Sendable, Equatable {
         }
         try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
                   "'adapters' needs adapters (set adapter.kind, e.g. lora)")
-        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }
 
