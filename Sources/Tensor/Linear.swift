@@ -26,9 +26,13 @@ public func linearBackward(dx: FPtr?, dWeight: FPtr?, dBias: FPtr?, dy: CFPtr, x
 /// out[c] += Σ_r a[r, c].
 @inline(__always)
 public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = a + r * cols
-        for c in 0..<cols { out[c] += row[c] }
+    // Blocks of 64 columns over the threads; each column keeps its row order.
+    parallelFor((cols + 63) / 64, grain: rows * 64 >= elementChunk ? 1 : Int.max) { lo, hi in
+        let c0 = lo * 64, c1 = min(hi * 64, cols)
+        for r in 0..<rows {
+            let row = a + r * cols
+            for c in c0..<c1 { out[c] += row[c] }
+        }
     }
 }
 
