@@ -65,11 +65,12 @@ public final class Optimizer {
 
     /// Scales grads by `scale`, clips to config.optimizer.clip_norm, applies AdamW, advances `step`.
     /// Returns the gradient norm before clipping (after scaling). A non-finite norm skips the update
-    /// (and does not advance the step) and returns the norm so the caller can log it.
+    /// (and does not advance the step) and returns the norm so the caller can log it. `sumOfSquares`: the
+    /// caller's `gradSumOfSquares(grads)` when it has one (used only with scale 1; saves a pass).
     @discardableResult
-    public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1) -> Double {
+    public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1, sumOfSquares known: Double? = nil) -> Double {
         if scale != 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, scale, n: r.count) } }
-        let norm = gradSumOfSquares(grads).squareRoot()
+        let norm = (scale == 1 ? known : nil).map { $0.squareRoot() } ?? gradSumOfSquares(grads).squareRoot()
         if !norm.isFinite { return norm }
         let clip = config.optimizer.clipNorm
         if clip > 0 {
