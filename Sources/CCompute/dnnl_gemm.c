@@ -115,8 +115,8 @@ typedef struct {
     dnnl_stream_t stream;
     entry_t *slots;
     long count, created;
-    void *buf_a, *buf_b, *buf_s;
-    size_t cap_a, cap_b, cap_s;
+    void *buf[4], *buf_s;
+    size_t cap[4], cap_s;
     char impl[128];
 } tstate_t;
 
@@ -287,9 +287,8 @@ int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const un
 
 void *w2v_thread_buffer(int which, size_t bytes) {
     tstate_t *s = state();
-    if (!s) return NULL;
-    if (which == 0) return grow(&s->buf_a, &s->cap_a, bytes) ? NULL : s->buf_a;
-    return grow(&s->buf_b, &s->cap_b, bytes) ? NULL : s->buf_b;
+    if (!s || which < 0 || which > 3) return NULL;
+    return grow(&s->buf[which], &s->cap[which], bytes) ? NULL : s->buf[which];
 }
 
 void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, long cols, int transpose,

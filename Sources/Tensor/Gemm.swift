@@ -136,8 +136,48 @@ func denseCopy(_ which: Int32, _ src: CFPtr, ld: Int, rows: Int, cols: Int, thre
     return CFPtr(dst)
 }
 
+/// A matrix that several products read as stored (A, or a non-transposed B), packed to bf16 once.
+struct SharedOperand {
+    var source: CFPtr, rows: Int, cols: Int, ld: Int
+    var packed: UnsafeMutablePointer<UInt16>?
+}
+
+/// Operands shared by the products inside `withSharedOperand` (main thread, top-level products only).
+nonisolated(unsafe) var sharedOperands: [SharedOperand] = []
+
+/// Inside body, bf16 products that read x (rows × cols, row stride ld) as stored — as A (either transpose)
+/// or as a non-transposed B — convert it once instead of once per product (a Linear's dy for its dx and dW
+/// products; the attention's LayerNorm output for q, k and v). x must not change inside body. Scopes nest
+/// two deep; fp32 ignores them. Results are identical (the conversion is exact per element).
+@inline(__always)
+public func withSharedOperand<R>(_ x: CFPtr, rows: Int, cols: Int, ld: Int, _ body: () throws -> R) rethrows -> R {
+    if Compute.precision != .bf16 || w2v_pool_in_task() != 0 || sharedOperands.count >= 2 { return try body() }
+    sharedOperands.append(SharedOperand(source: x, rows: rows, cols: cols, ld: ld, packed: nil))
+    defer { sharedOperands.removeLast() }
+    return try body()
+}
+
+/// The shared bf16 copy of x as stored (packing it on first use), or nil when x is not shared.
+@inline(__always)
+func sharedPacked(_ x: CFPtr, rows: Int, cols: Int, ld: Int, threads: Int) -> UnsafePointer<UInt16>? {
+    if sharedOperands.isEmpty || w2v_pool_in_task() != 0 { return nil }
+    for i in sharedOperands.indices {
+        let e = sharedOperands[i]
+        guard e.source == x && e.rows == rows && e.cols == cols && e.ld == ld else { continue }
+        if let p = e.packed { return UnsafePointer(p) }
+        guard let raw = w2v_thread_buffer(Int32(2 + i), rows * cols * 2) else {
+            fatalError("out of memory for a shared bf16 operand (\(rows)×\(cols))")
+        }
+        let p = raw.assumingMemoryBound(to: UInt16.self)
+        parallelFor(rows, grain: threads > 1 ? 64 : Int.max) { lo, hi in w2v_bf16_pack(p, x, ld, rows, cols, 0, lo, hi) }
+        sharedOperands[i].packed = p
+        return UnsafePointer(p)
+    }
+    return nil
+}
+
 /// bf16 product: A packed as stored and B as [K×N] into the calling thread's buffers (rows split over the
-/// threads), then one oneDNN call per block of C.
+/// threads; shared operands are packed once), then one oneDNN call per block of C.
 @inline(__always)
 func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
               b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
@@ -145,13 +185,17 @@ func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, 
     guard let rawA = w2v_thread_buffer(0, ra * ca * 2), let rawB = w2v_thread_buffer(1, k * n * 2) else {
         fatalError("out of memory for the bf16 operands of a \(m)×\(n)×\(k) product")
     }
-    let pa = rawA.assumingMemoryBound(to: UInt16.self), pb = rawB.assumingMemoryBound(to: UInt16.self)
     let grain = threads > 1 ? 64 : Int.max
-    parallelFor(ra, grain: grain) { lo, hi in w2v_bf16_pack(pa, a, lda, ra, ca, 0, lo, hi) }
+    var pa = UnsafePointer(rawA.assumingMemoryBound(to: UInt16.self)), pb = UnsafePointer(rawB.assumingMemoryBound(to: UInt16.self))
+    if let shared = sharedPacked(a, rows: ra, cols: ca, ld: lda, threads: threads) { pa = shared } else {
+        let dst = rawA.assumingMemoryBound(to: UInt16.self)
+        parallelFor(ra, grain: grain) { lo, hi in w2v_bf16_pack(dst, a, lda, ra, ca, 0, lo, hi) }
+    }
+    let dst = rawB.assumingMemoryBound(to: UInt16.self)
     if transB {
-        parallelFor(n, grain: grain) { lo, hi in w2v_bf16_pack(pb, b, ldb, n, k, 1, lo, hi) }
-    } else {
-        parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(pb, b, ldb, k, n, 0, lo, hi) }
+        parallelFor(n, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, n, k, 1, lo, hi) }
+    } else if let shared = sharedPacked(b, rows: k, cols: n, ld: ldb, threads: threads) { pb = shared } else {
+        parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, k, n, 0, lo, hi) }
     }
     if threads == 1 {
         check(w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc), "bf16", m, n, k, transA, transB)

@@ -122,9 +122,11 @@ struct MHSA {
                  rng: inout DropoutSource) {
         let n = shape.b * shape.t, d = shape.d
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
-        k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
-        v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
+        withSharedOperand(ln, rows: n, cols: d, ld: d) {   // bf16: ln converted once for q, k, v
+            q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
+            k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
+            v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
+        }
         attentionForward(out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) },
                          lengths: lengths, shape: shape)
         out.forward(y: s.o, x: att, n: n, inDim: d, outDim: d)
@@ -144,9 +146,11 @@ struct MHSA {
         attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
                           q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape)
         zero(s.dLn, n * d)
-        q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
-        k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
-        v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
+        withSharedOperand(ln, rows: n, cols: d, ld: d) {
+            q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
+            k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
+            v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
+        }
         layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }

@@ -16,18 +16,37 @@ public final class Optimizer {
     public let ranges: [Range<Int>]
     /// Optimizer updates done so far (the step of the next update).
     public var step = 0
-    /// 1 where weight decay applies, per float of the state (trainable floats).
-    let decayMask: FloatBuffer
+    /// The trainable floats as runs with one weight-decay flag each: layout offset, count, offset in m / v.
+    let segments: [(offset: Int, count: Int, state: Int, decay: Bool)]
 
     public init(config: Config, layout: ParameterLayout) {
         self.config = config; self.layout = layout
         ranges = layout.trainableRanges(config)
         let n = ranges.reduce(0) { $0 + $1.count }
         m = FloatBuffer(count: n); v = FloatBuffer(count: n)
-        decayMask = FloatBuffer(count: n)
-        for e in layout.entries where e.decay {
-            if let o = stateOffset(layoutOffset: e.offset) { (decayMask.ptr + o).update(repeating: 1, count: e.count) }
+        segments = Optimizer.segments(ranges: ranges, layout: layout)
+    }
+
+    /// Splits each range where the decay flag changes (floats outside every tensor: no decay).
+    static func segments(ranges: [Range<Int>], layout: ParameterLayout) -> [(offset: Int, count: Int, state: Int, decay: Bool)] {
+        let decayed = layout.entries.filter(\.decay).map { $0.offset..<($0.offset + $0.count) }.sorted { $0.lowerBound < $1.lowerBound }
+        var out: [(offset: Int, count: Int, state: Int, decay: Bool)] = []
+        var state = 0
+        for r in ranges {
+            var cuts = [r.lowerBound, r.upperBound]
+            for d in decayed where d.overlaps(r) { cuts += [max(d.lowerBound, r.lowerBound), min(d.upperBound, r.upperBound)] }
+            cuts = Array(Set(cuts)).sorted()
+            for (a, b) in zip(cuts, cuts.dropFirst()) where a < b {
+                let decay = decayed.contains { $0.contains(a) }
+                if let last = out.last, last.decay == decay, last.offset + last.count == a {
+                    out[out.count - 1].count += b - a
+                } else {
+                    out.append((a, b - a, state + a - r.lowerBound, decay))
+                }
+            }
+            state += r.count
         }
+        return out
     }
 
     /// Floats of optimizer state per moment.
@@ -84,19 +103,18 @@ public final class Optimizer {
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBc2 = Float(1 / bc2.squareRoot())
         let eps = config.optimizer.eps, wd = config.optimizer.weightDecay
-        var base = 0
-        for r in ranges {
-            let p = params.ptr + r.lowerBound, g = grads.ptr + r.lowerBound
-            let mm = m.ptr + base, vv = v.ptr + base, dm = decayMask.ptr + base
-            parallelChunks(r.count) { lo, cnt in   // elementwise: the same result on any number of threads
+        for seg in segments {
+            let p = params.ptr + seg.offset, g = grads.ptr + seg.offset
+            let mm = m.ptr + seg.state, vv = v.ptr + seg.state
+            let keep = 1 - lr * (seg.decay ? wd : 0)
+            parallelChunks(seg.count) { lo, cnt in   // elementwise: the same result on any number of threads
                 for i in lo..<(lo + cnt) {
-                    p[i] *= 1 - lr * wd * dm[i]
+                    p[i] *= keep
                     mm[i] = b1 * mm[i] + (1 - b1) * g[i]
                     vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
                     p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
                 }
             }
-            base += r.count
         }
         step += 1
         return norm

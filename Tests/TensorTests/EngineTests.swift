@@ -115,6 +115,36 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// withSharedOperand converts a matrix once for several bf16 products: the same results as converting it
+    /// per product, and a later scope over the same pointer sees new contents.
+    func testSharedOperandIsExactAndScoped() throws {
+        if !Compute.hasNativeBF16 { throw XCTSkip("no native bf16 on this CPU") }
+        var rng = TestRNG(14)
+        for threads in [1, 2] {
+            Compute.configure(precision: .bf16, threads: threads)
+            let n = 300, inDim = 64, outDim = 96
+            let dy = FloatBuffer(rng.uniform(n * outDim).floats), x = FloatBuffer(rng.uniform(n * inDim).floats)
+            let w = FloatBuffer(rng.uniform(outDim * inDim).floats)
+            func separate() -> [Float] {
+                let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
+                gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy.ptr, lda: outDim, b: w.ptr, ldb: inDim, beta: 1, c: dx.ptr, ldc: inDim)
+                gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy.ptr, lda: outDim, b: x.ptr, ldb: inDim, beta: 1, c: dw.ptr, ldc: inDim)
+                return dx.array + dw.array
+            }
+            func shared() -> [Float] {
+                let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
+                withSharedOperand(x.ptr, rows: n, cols: inDim, ld: inDim) {
+                    linearBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: nil, dy: dy.ptr, x: x.ptr, weight: w.ptr, n: n, inDim: inDim, outDim: outDim)
+                }
+                return dx.array + dw.array
+            }
+            XCTAssertEqual(separate(), shared(), "\(threads) threads")
+            for i in 0..<dy.count { dy[i] = -2 * dy[i] + 0.5 }
+            for i in 0..<x.count { x[i] = 3 * x[i] - 0.25 }
+            XCTAssertEqual(separate(), shared(), "\(threads) threads, new contents")
+        }
+    }
+
     func testParallelForCoversEachIndexOnce() {
         for threads in [1, 2, 4] {
             Compute.configure(precision: .fp32, threads: threads)

@@ -32,7 +32,8 @@ int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const un
 /// Converts rows [r0, r1) of src [rows×cols] (row stride ld) to bf16 (round to nearest even): dense into
 /// dst[r·cols + c], or with transpose 1 into dst[c·rows + r]. Disjoint row ranges may run on several threads.
 void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, long cols, int transpose, long r0, long r1);
-/// The calling thread's operand buffer `which` (0 or 1: bf16 packing, f32 window copies), grown to at least `bytes`; NULL when out of memory.
+/// The calling thread's operand buffer `which` (0, 1: a product's bf16 packing or f32 window copy; 2, 3:
+/// bf16 copies shared by several products), grown to at least `bytes`; NULL when out of memory.
 void *w2v_thread_buffer(int which, size_t bytes);
 
 /// The implementation oneDNN picked for the last primitive this thread created (for the start-up log).
