@@ -82,7 +82,8 @@ public final class Optimizer {
     /// Global L2 norm of a gradient buffer.
     public static func gradNorm(_ g: FloatBuffer) -> Double { sumOfSquares(g.ptr, n: g.count).squareRoot() }
 
-    /// Scales grads by `scale`, clips to config.optimizer.clip_norm, applies AdamW, advances `step`.
+    /// Scales grads by `scale`, clips to config.optimizer.clip_norm (in the update: grads keeps the unclipped
+    /// values), applies AdamW, advances `step`.
     /// Returns the gradient norm before clipping (after scaling). A non-finite norm skips the update
     /// (and does not advance the step) and returns the norm so the caller can log it. `sumOfSquares`: the
     /// caller's `gradSumOfSquares(grads)` when it has one (used only with scale 1; saves a pass).
@@ -91,10 +92,12 @@ public final class Optimizer {
         if scale != 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, scale, n: r.count) } }
         let norm = (scale == 1 ? known : nil).map { $0.squareRoot() } ?? gradSumOfSquares(grads).squareRoot()
         if !norm.isFinite { return norm }
+        // Clipping scales the gradient inside the update loop (grads keeps the unclipped values).
         let clip = config.optimizer.clipNorm
+        var gc: Float = 1
         if clip > 0 {
             let coef = Double(clip) / (norm + 1e-6)
-            if coef < 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, Float(coef), n: r.count) } }
+            if coef < 1 { gc = Float(coef) }
         }
         let lr = learningRate
         let (b1, b2) = config.optimizer.betas
@@ -109,9 +112,10 @@ public final class Optimizer {
             let keep = 1 - lr * (seg.decay ? wd : 0)
             parallelChunks(seg.count) { lo, cnt in   // elementwise: the same result on any number of threads
                 for i in lo..<(lo + cnt) {
+                    let gi = g[i] * gc   // exact when gc = 1
                     p[i] *= keep
-                    mm[i] = b1 * mm[i] + (1 - b1) * g[i]
-                    vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
+                    mm[i] = b1 * mm[i] + (1 - b1) * gi
+                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
                     p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
                 }
             }
