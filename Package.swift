@@ -1,9 +1,21 @@
 // swift-tools-version: 6.0
 // w2vbert-swift: W2V-BERT pre-training on CPU clusters, data-parallel over MPI.
 import PackageDescription
+import Foundation
+
+// The CPU the Swift kernels are compiled for. x86-64: Haswell (AVX2 + FMA, every x86 cluster node since
+// 2013) unless W2VBERT_TARGET_CPU names another (`native` for the build machine, e.g. AVX-512 on Zen 4/5
+// or Skylake-X and later; a binary built that way runs only on CPUs with the same features). Other
+// architectures: the compiler's default unless W2VBERT_TARGET_CPU is set.
+#if arch(x86_64)
+let targetCPU: String? = ProcessInfo.processInfo.environment["W2VBERT_TARGET_CPU"] ?? "haswell"
+#else
+let targetCPU: String? = ProcessInfo.processInfo.environment["W2VBERT_TARGET_CPU"]
+#endif
 
 // Hot kernels: no bounds checks in release builds.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + (targetCPU.map { ["-target-cpu", $0] } ?? []),
+                                         .when(configuration: .release))]
 
 let package = Package(
     name: "w2vbert-swift",

@@ -1,4 +1,4 @@
-// oneDNN matmul behind Tensor's gemm (see include/gemm_engine.h for the contract).
+// oneDNN matmul behind Tensor's gemm (see include/ccompute.h for the contract).
 #include "ccompute.h"
 #include <oneapi/dnnl/dnnl.h>
 #include <immintrin.h>
@@ -65,11 +65,12 @@ static void convert_row(uint16_t *dst, const float *src, long n) {
     for (long i = 0; i < n; i++) dst[i] = bf16_scalar(src[i]);
 }
 
-// dst[K×N] (dense) = bf16(srcᵀ), src stored [N×K] with row stride ld; 16×16 tiles.
-static void convert_transposed(uint16_t *dst, const float *src, long ld, long rows, long cols) {
+// dst[cols×rows] (dense) = bf16(srcᵀ) for source rows [from, to), src stored [rows×cols] with row stride
+// ld; 16×16 tiles.
+static void convert_transposed(uint16_t *dst, const float *src, long ld, long rows, long cols, long from, long to) {
     uint16_t tile[16 * 16];
-    for (long r0 = 0; r0 < rows; r0 += 16) {
-        long rn = rows - r0 < 16 ? rows - r0 : 16;
+    for (long r0 = from; r0 < to; r0 += 16) {
+        long rn = to - r0 < 16 ? to - r0 : 16;
         for (long c0 = 0; c0 < cols; c0 += 16) {
             long cn = cols - c0 < 16 ? cols - c0 : 16;
             for (long r = 0; r < rn; r++) convert_row(tile + r * 16, src + (r0 + r) * ld + c0, cn);
@@ -114,8 +115,8 @@ typedef struct {
     dnnl_stream_t stream;
     entry_t *slots;
     long count, created;
-    void *buf_a, *buf_b, *buf_s;
-    size_t cap_a, cap_b, cap_s;
+    void *buf[4], *buf_s;
+    size_t cap[4], cap_s;
     char impl[128];
 } tstate_t;
 
@@ -165,13 +166,8 @@ static dnnl_status_t create_entry(tstate_t *s, entry_t *e, const key_t_ *k) {
     dnnl_data_type_t in_t = k->prec ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md;
     dnnl_dims_t a_dims = {k->m, k->k}, b_dims = {k->k, k->n}, c_dims = {k->m, k->n};
-    // bf16 operands are packed densely in their stored orientation; f32 ones are used in place.
-    long lda = k->prec ? (k->ta ? k->m : k->k) : k->lda;
-    // (bf16 B is always packed as [K×N] row-major: brgemm is ~1.8× faster on it than on a transposed B.)
-    long ldb = k->prec ? k->n : k->ldb;
-    long tb = k->prec ? 0 : k->tb;
-    dnnl_dims_t a_str = {k->ta ? 1 : lda, k->ta ? lda : 1};
-    dnnl_dims_t b_str = {tb ? 1 : ldb, tb ? ldb : 1};
+    dnnl_dims_t a_str = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
+    dnnl_dims_t b_str = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
     dnnl_dims_t c_str = {k->ldc, 1};
     if ((st = dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, in_t, a_str))) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, in_t, b_str))) return st;
@@ -210,22 +206,14 @@ static dnnl_status_t create_entry(tstate_t *s, entry_t *e, const key_t_ *k) {
     return dnnl_success;
 }
 
-int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
-                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-    tstate_t *s = state();
-    if (!s) return dnnl_runtime_error;
-    key_t_ key;
-    memset(&key, 0, sizeof key);  // padding bytes take part in the hash
-    key.prec = precision ? 1 : 0; key.ta = transA ? 1 : 0; key.tb = transB ? 1 : 0;
-    key.m = m; key.n = n; key.k = k;
-    key.lda = precision ? 0 : lda; key.ldb = precision ? 0 : ldb; key.ldc = ldc;
-    key.alpha = alpha; key.beta = beta;
-    uint64_t h = hash_key(&key);
+// The calling thread's cached primitive for key (created on a miss; the table is flushed when half full).
+static dnnl_status_t lookup(tstate_t *s, const key_t_ *key, entry_t **out) {
+    uint64_t h = hash_key(key);
     entry_t *e = NULL;
     for (long probe = 0; probe < CACHE_SLOTS; probe++) {
         entry_t *x = &s->slots[(h + probe) & (CACHE_SLOTS - 1)];
         if (!x->used) { e = x; break; }
-        if (memcmp(&x->key, &key, sizeof key) == 0) { e = x; break; }
+        if (memcmp(&x->key, key, sizeof *key) == 0) { e = x; break; }
     }
     if (!e || (!e->used && s->count * 2 >= CACHE_SLOTS)) {
         for (long i = 0; i < CACHE_SLOTS; i++) if (s->slots[i].used) destroy_entry(&s->slots[i]);
@@ -233,26 +221,18 @@ int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k,
         e = &s->slots[h & (CACHE_SLOTS - 1)];
     }
     if (!e->used) {
-        dnnl_status_t st = create_entry(s, e, &key);
+        dnnl_status_t st = create_entry(s, e, key);
         if (st) return st;
         s->count++;
     }
-    const void *pa = a, *pb = b;
-    if (precision) {
-        long ra = transA ? k : m, ca = transA ? m : k;
-        long rb = k, cb = n;
-        if (grow(&s->buf_a, &s->cap_a, (size_t)(ra * ca) * 2) || grow(&s->buf_b, &s->cap_b, (size_t)(rb * cb) * 2))
-            return dnnl_out_of_memory;
-        uint16_t *da = s->buf_a, *db = s->buf_b;
-        if (lda == ca) convert_row(da, a, ra * ca); else for (long r = 0; r < ra; r++) convert_row(da + r * ca, a + r * lda, ca);
-        if (transB) convert_transposed(db, b, ldb, n, k);
-        else if (ldb == cb) convert_row(db, b, rb * cb);
-        else for (long r = 0; r < rb; r++) convert_row(db + r * cb, b + r * ldb, cb);
-        pa = da; pb = db;
-    }
+    *out = e;
+    return dnnl_success;
+}
+
+static dnnl_status_t run(tstate_t *s, entry_t *e, const void *a, const void *b, float *c) {
     if (grow(&s->buf_s, &s->cap_s, e->scratch_bytes)) return dnnl_out_of_memory;
-    dnnl_memory_set_data_handle(e->src, (void *)pa);
-    dnnl_memory_set_data_handle(e->wei, (void *)pb);
+    dnnl_memory_set_data_handle(e->src, (void *)a);
+    dnnl_memory_set_data_handle(e->wei, (void *)b);
     dnnl_memory_set_data_handle(e->dst, c);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst},
                                {DNNL_ARG_SCRATCHPAD, e->scratch}};
@@ -261,6 +241,63 @@ int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k,
     dnnl_status_t st = dnnl_primitive_execute(e->prim, s->stream, nargs, args);
     if (st) return st;
     return dnnl_stream_wait(s->stream);
+}
+
+static void fill_key(key_t_ *key, int prec, int ta, int tb, long m, long n, long k, float alpha,
+                     long lda, long ldb, float beta, long ldc) {
+    memset(key, 0, sizeof *key);  // padding bytes take part in the hash
+    key->prec = prec; key->ta = ta ? 1 : 0; key->tb = tb ? 1 : 0;
+    key->m = m; key->n = n; key->k = k;
+    key->lda = lda; key->ldb = ldb; key->ldc = ldc;
+    key->alpha = alpha; key->beta = beta;
+}
+
+int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
+                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (precision) {
+        // Pack both operands on this thread (A as stored, B as [K×N]), then the bf16 product.
+        long ra = transA ? k : m, ca = transA ? m : k;
+        uint16_t *da = w2v_thread_buffer(0, (size_t)(ra * ca) * 2), *db = w2v_thread_buffer(1, (size_t)(k * n) * 2);
+        if (!da || !db) return dnnl_out_of_memory;
+        w2v_bf16_pack(da, a, lda, ra, ca, 0, 0, ra);
+        if (transB) w2v_bf16_pack(db, b, ldb, n, k, 1, 0, n); else w2v_bf16_pack(db, b, ldb, k, n, 0, 0, k);
+        return w2v_dnnl_gemm_bf16(transA, m, n, k, alpha, da, ca, db, n, beta, c, ldc);
+    }
+    tstate_t *s = state();
+    if (!s) return dnnl_runtime_error;
+    key_t_ key;
+    fill_key(&key, 0, transA, transB, m, n, k, alpha, lda, ldb, beta, ldc);
+    entry_t *e;
+    dnnl_status_t st = lookup(s, &key, &e);
+    if (st) return st;
+    return run(s, e, a, b, c);
+}
+
+int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const unsigned short *a, long lda,
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+    tstate_t *s = state();
+    if (!s) return dnnl_runtime_error;
+    key_t_ key;
+    fill_key(&key, 1, transA, 0, m, n, k, alpha, lda, ldb, beta, ldc);
+    entry_t *e;
+    dnnl_status_t st = lookup(s, &key, &e);
+    if (st) return st;
+    return run(s, e, a, b, c);
+}
+
+void *w2v_thread_buffer(int which, size_t bytes) {
+    tstate_t *s = state();
+    if (!s || which < 0 || which > 3) return NULL;
+    return grow(&s->buf[which], &s->cap[which], bytes) ? NULL : s->buf[which];
+}
+
+void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, long cols, int transpose,
+                   long r0, long r1) {
+    pthread_once(&g_once, init_engine);
+    if (r1 <= r0 || cols <= 0) return;
+    if (transpose) { convert_transposed(dst, src, ld, rows, cols, r0, r1); return; }
+    if (ld == cols) { convert_row(dst + r0 * cols, src + r0 * ld, (r1 - r0) * cols); return; }
+    for (long r = r0; r < r1; r++) convert_row(dst + r * cols, src + r * ld, cols);
 }
 
 const char *w2v_dnnl_last_impl(void) { tstate_t *s = state(); return s ? s->impl : ""; }

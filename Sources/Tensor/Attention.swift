@@ -34,9 +34,10 @@ public struct AttentionShape: Sendable {
     public var perThreadWorkspace: Int { t * t + t * max(relCount, 1) }
     /// Scratch floats needed by forward and backward (not kept between them): one per-pair workspace per
     /// thread of `Compute.threads` (as configured when the caller sized it), then RoPE's rotated gradients.
-    public var workspaceCount: Int { perThreadWorkspace * Compute.threads + (isRope ? 2 * b * t * d : 0) }
-    /// Threads that share the (utterance, head) pairs: Shaw's dE is a sum over all pairs, so it stays serial.
-    var pairParts: Int { relCount > 0 ? 1 : max(1, min(Compute.threads, b * heads)) }
+    /// With Shaw keys, one dE contribution per (utterance, head) pair, summed in pair order after the pairs ran.
+    public var workspaceCount: Int { perThreadWorkspace * Compute.threads + (isRope ? 2 * b * t * d : 0) + b * heads * relCount * dh }
+    /// Threads that share the (utterance, head) pairs.
+    var pairParts: Int { max(1, min(Compute.threads, b * heads)) }
 }
 
 /// Rotates pairs (i, i + dh/2) of every head by angle pos·θ_i, θ_i = 10000^(−2i/dh); inverse = true
@@ -128,6 +129,7 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
         dqs.update(repeating: 0, count: 2 * s.b * t * d)
     }
     let dqsC = dqs, dksC = dks, qsC = qs, ksC = ks
+    let dRelParts = work + per * Compute.threads   // Shaw (never with RoPE): [B·h, r, dh]
     parallelFor(parts) { p0, p1 in
     for part in p0..<p1 {
     let dp = work + part * per, drel = dp + t * t
@@ -161,11 +163,21 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                 gemm(transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r, b: relKey, ldb: dh,
                      beta: 1, c: dq + off, ldc: d)
                 gemm(transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r, b: q + off, ldb: d,
-                     beta: 1, c: dRelKey, ldc: dh)
+                     beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
             }
         }
     }
     }
+    }
+    if let dRelKey, s.relCount > 0 {
+        // dE += the pairs' contributions in pair order (the same sum on any number of threads).
+        let count = s.relCount * dh
+        parallelFor(count, grain: 256) { lo, hi in
+            for pair in 0..<(s.b * h) {
+                let src = dRelParts + pair * count
+                for i in lo..<hi { dRelKey[i] += src[i] }
+            }
+        }
     }
     if s.isRope {
         // dq += Rᵀ·dq', dk += Rᵀ·dk' (rotate back in place, then add).

@@ -4,65 +4,115 @@
 
 /// Grouped Conv1d, C → C channels, kernel P, groups Gp, zero padding P/2 on both sides, the last output
 /// frame dropped when P is even, so the output has T frames: y[t] = b + Σ_k W[:, :, k]·x[t + k − P/2].
-/// weight [C, C/Gp, P] (PyTorch layout). im2col per group: cols [T, (C/Gp)·P], index i·P + k, which
-/// matches a weight row, so each group is one GEMM. Workspace: groupedConv1dColsCount(t:c:groups:p:).
-public func groupedConv1dColsCount(t: Int, c: Int, groups: Int, p: Int) -> Int { t * (c / groups) * p }
+/// weight [C, C/Gp, P] (PyTorch layout).
+///
+/// Per utterance and group, the input is copied once into a zero-padded, group-contiguous buffer
+/// xg [(T + P), Cg] (Cg = C/Gp). The im2col row of output frame t is then the contiguous slice
+/// xg[t·Cg ..< t·Cg + Cg·P] (taps outer, channels inner), so the columns matrix is a sliding window over
+/// xg with row stride Cg that `gemm` reads directly; the weight is used in the same tap-major order
+/// (wk [C, P·Cg], permuted once per call). Backward: dW_g += dy_gᵀ·window, and the window's gradient
+/// dy_g·wk_g is added row by row into dxg, one contiguous run of Cg·P per frame.
+///
+/// Work is split over the rank's threads: forward by (utterance, group), backward by group (each group's
+/// weight gradient is summed over the utterances in order, so results do not depend on the thread count).
+/// Workspace: groupedConv1dWorkspaceCount(t:c:groups:p:slots:) floats for up to `slots` threads.
+public func groupedConv1dWorkspaceCount(t: Int, c: Int, groups: Int, p: Int, slots: Int) -> Int {
+    let cg = c / groups
+    return 2 * c * cg * p + max(1, slots) * groupedSlotCount(t: t, cg: cg, p: p)
+}
 
+/// Frames per GEMM call (bounds the window's packed copy and the backward's column gradient).
+let groupedChunk = 256
+
+@inline(__always) func groupedSlotCount(t: Int, cg: Int, p: Int) -> Int {
+    2 * (t + p) * cg + min(t, groupedChunk) * cg * p
+}
+
+/// wk[o, k·Cg + i] = weight[o, i, k] (rows split over the threads).
 @inline(__always)
-func groupedIm2col(_ cols: FPtr, _ xb: CFPtr, g: Int, t: Int, c: Int, cg: Int, p: Int) {
-    let pad = p / 2, width = cg * p
-    for ti in 0..<t {
-        let row = cols + ti * width
-        for i in 0..<cg {
-            let ch = g * cg + i
-            let dst = row + i * p
-            for k in 0..<p {
-                let src = ti + k - pad
-                dst[k] = (src >= 0 && src < t) ? xb[src * c + ch] : 0
-            }
+func groupedTapMajor(_ wk: FPtr, _ weight: CFPtr, c: Int, cg: Int, p: Int) {
+    parallelFor(c, grain: 16) { lo, hi in
+        for o in lo..<hi {
+            let src = weight + o * cg * p, dst = wk + o * cg * p
+            for i in 0..<cg { for k in 0..<p { dst[k * cg + i] = src[i * p + k] } }
         }
     }
 }
 
-public func groupedConv1dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
+/// xg[(s + P/2)·Cg + i] = x[s, g·Cg + i] for s in [0, T), zero elsewhere.
+@inline(__always)
+func groupedPad(_ xg: FPtr, _ xb: CFPtr, g: Int, t: Int, c: Int, cg: Int, p: Int) {
+    let pad = p / 2
+    xg.update(repeating: 0, count: pad * cg)
+    for s in 0..<t { (xg + (s + pad) * cg).update(from: xb + s * c + g * cg, count: cg) }
+    (xg + (t + pad) * cg).update(repeating: 0, count: (p - pad) * cg)
+}
+
+/// Runs task(slot, i) for i in 0..<count, task i on slot i mod slots (slots ≤ the workspace's).
+@inline(__always)
+func groupedTasks(_ count: Int, slots: Int, _ task: (Int, Int) -> Void) {
+    let n = max(1, min(slots, Compute.threads, count))
+    parallelFor(n) { lo, hi in
+        for slot in lo..<hi { for i in stride(from: slot, to: count, by: n) { task(slot, i) } }
+    }
+}
+
+public func groupedConv1dForward(y: FPtr, work: FPtr, slots: Int, x: CFPtr, weight: CFPtr, bias: CFPtr,
                                  b: Int, t: Int, c: Int, groups: Int, p: Int) {
-    let cg = c / groups, width = cg * p
-    for bi in 0..<b {
-        let xb = x + bi * t * c, yb = y + bi * t * c
-        for ti in 0..<t { (yb + ti * c).update(from: bias, count: c) }
-        for g in 0..<groups {
-            groupedIm2col(cols, xb, g: g, t: t, c: c, cg: cg, p: p)
-            gemm(transA: false, transB: true, m: t, n: cg, k: width, alpha: 1, a: cols, lda: width,
-                 b: weight + g * cg * width, ldb: width, beta: 1, c: yb + g * cg, ldc: c)
+    let cg = c / groups, width = cg * p, wk = work, slotBase = work + 2 * c * width
+    let per = groupedSlotCount(t: t, cg: cg, p: p)
+    groupedTapMajor(wk, weight, c: c, cg: cg, p: p)
+    groupedTasks(b * groups, slots: slots) { slot, task in
+        let bi = task / groups, g = task % groups, xg = slotBase + slot * per
+        groupedPad(xg, x + bi * t * c, g: g, t: t, c: c, cg: cg, p: p)
+        let yb = y + bi * t * c + g * cg
+        for ti in 0..<t { (yb + ti * c).update(from: bias + g * cg, count: cg) }
+        for t0 in stride(from: 0, to: t, by: groupedChunk) {
+            gemm(transA: false, transB: true, m: min(groupedChunk, t - t0), n: cg, k: width, alpha: 1, a: xg + t0 * cg, lda: cg,
+                 b: wk + g * cg * width, ldb: width, beta: 1, c: yb + t0 * c, ldc: c)
         }
     }
 }
 
 /// Accumulates dx, dW, db.
-public func groupedConv1dBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
+public func groupedConv1dBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, slots: Int, dy: CFPtr, x: CFPtr,
                                   weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
-    let cg = c / groups, width = cg * p, pad = p / 2
+    let cg = c / groups, width = cg * p, pad = p / 2, wk = work, dwk = work + c * width, slotBase = work + 2 * c * width
+    let per = groupedSlotCount(t: t, cg: cg, p: p)
     columnSumAccumulate(dBias, dy, rows: b * t, cols: c)
-    for bi in 0..<b {
-        let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
-        for g in 0..<groups {
-            groupedIm2col(cols, xb, g: g, t: t, c: c, cg: cg, p: p)
-            gemm(transA: true, transB: false, m: cg, n: width, k: t, alpha: 1, a: dyb + g * cg, lda: c,
-                 b: cols, ldb: width, beta: 1, c: dWeight + g * cg * width, ldc: width)
-            gemm(transA: false, transB: false, m: t, n: width, k: cg, alpha: 1, a: dyb + g * cg, lda: c,
-                 b: weight + g * cg * width, ldb: width, beta: 0, c: cols, ldc: width)
-            // col2im: the intended mirror of groupedIm2col (gather ↔ scatter-add).
-            for ti in 0..<t {
-                let row = cols + ti * width
-                for i in 0..<cg {
-                    let ch = g * cg + i
-                    let src = row + i * p
-                    for k in 0..<p {
-                        let s = ti + k - pad
-                        if s >= 0 && s < t { dxb[s * c + ch] += src[k] }
-                    }
+    groupedTapMajor(wk, weight, c: c, cg: cg, p: p)
+    groupedTasks(groups, slots: slots) { slot, g in
+        let xg = slotBase + slot * per, dxg = xg + (t + p) * cg, dcols = dxg + (t + p) * cg
+        let dwg = dwk + g * cg * width
+        dwg.update(repeating: 0, count: cg * width)
+        for bi in 0..<b {
+            groupedPad(xg, x + bi * t * c, g: g, t: t, c: c, cg: cg, p: p)
+            dxg.update(repeating: 0, count: (t + p) * cg)
+            let dyb = dy + bi * t * c + g * cg
+            for t0 in stride(from: 0, to: t, by: groupedChunk) {
+                let rows = min(groupedChunk, t - t0)
+                gemm(transA: true, transB: false, m: cg, n: width, k: rows, alpha: 1, a: dyb + t0 * c, lda: c,
+                     b: xg + t0 * cg, ldb: cg, beta: 1, c: dwg, ldc: width)
+                gemm(transA: false, transB: false, m: rows, n: width, k: cg, alpha: 1, a: dyb + t0 * c, lda: c,
+                     b: wk + g * cg * width, ldb: width, beta: 0, c: dcols, ldc: width)
+                // The window's gradient back onto xg: row r covers xg[(t0 + r)·Cg ..< +Cg·P].
+                for r in 0..<rows {
+                    let dst = dxg + (t0 + r) * cg, src = dcols + r * width
+                    for j in 0..<width { dst[j] += src[j] }
                 }
             }
+            let dxb = dx + bi * t * c + g * cg
+            for s in 0..<t {
+                let dst = dxb + s * c, src = dxg + (s + pad) * cg
+                for i in 0..<cg { dst[i] += src[i] }
+            }
+        }
+    }
+    // dW[o, i, k] += dwk[o, k·Cg + i]
+    parallelFor(c, grain: 16) { lo, hi in
+        for o in lo..<hi {
+            let src = dwk + o * width, dst = dWeight + o * width
+            for i in 0..<cg { for k in 0..<p { dst[i * p + k] += src[k * cg + i] } }
         }
     }
 }
@@ -78,19 +128,28 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
                                    k: Int, causal: Bool) {
     let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
-    for bi in 0..<b {
-        let xb = x + bi * t * c, yb = y + bi * t * c
-        for ti in 0..<t {
-            let yr = yb + ti * c
-            yr.update(repeating: 0, count: c)
-            let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
-            if j0 >= j1 { continue }
-            for j in j0..<j1 {
-                let xr = xb + (ti + j - left) * c, wr = wT + j * c
-                for ch in 0..<c { yr[ch] += wr[ch] * xr[ch] }
+    channelBlocks(c) { c0, c1 in
+        for bi in 0..<b {
+            let xb = x + bi * t * c, yb = y + bi * t * c
+            for ti in 0..<t {
+                let yr = yb + ti * c
+                for ch in c0..<c1 { yr[ch] = 0 }
+                let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
+                if j0 >= j1 { continue }
+                for j in j0..<j1 {
+                    let xr = xb + (ti + j - left) * c, wr = wT + j * c
+                    for ch in c0..<c1 { yr[ch] += wr[ch] * xr[ch] }
+                }
             }
         }
     }
+}
+
+/// body(c0, c1) over blocks of 16 channels spread over the rank's threads (channels are independent in a
+/// depthwise convolution, so each output is computed by one thread with the serial arithmetic).
+@inline(__always)
+func channelBlocks(_ c: Int, _ body: (Int, Int) -> Void) {
+    parallelFor((c + 15) / 16) { lo, hi in body(lo * 16, min(hi * 16, c)) }
 }
 
 /// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here), dwT:
@@ -100,18 +159,20 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dwT: FPtr
     let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
     dwT.update(repeating: 0, count: k * c)
-    for bi in 0..<b {
-        let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
-        for ti in 0..<t {
-            let g = dyb + ti * c
-            let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
-            if j0 >= j1 { continue }
-            for j in j0..<j1 {
-                let s = ti + j - left
-                let xr = xb + s * c, dxr = dxb + s * c, wr = wT + j * c, dwr = dwT + j * c
-                for ch in 0..<c {
-                    dxr[ch] += wr[ch] * g[ch]
-                    dwr[ch] += xr[ch] * g[ch]
+    channelBlocks(c) { c0, c1 in
+        for bi in 0..<b {
+            let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
+            for ti in 0..<t {
+                let g = dyb + ti * c
+                let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
+                if j0 >= j1 { continue }
+                for j in j0..<j1 {
+                    let s = ti + j - left
+                    let xr = xb + s * c, dxr = dxb + s * c, wr = wT + j * c, dwr = dwT + j * c
+                    for ch in c0..<c1 {
+                        dxr[ch] += wr[ch] * g[ch]
+                        dwr[ch] += xr[ch] * g[ch]
+                    }
                 }
             }
         }

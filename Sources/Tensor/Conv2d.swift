@@ -14,15 +14,15 @@ public struct Conv2dShape: Sendable {
 @inline(__always)
 func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
     let hw = ho * wo
-    for c in 0..<cin {
-        for ky in 0..<3 {
-            for kx in 0..<3 {
-                let row = cols + ((c * 3 + ky) * 3 + kx) * hw
-                for oy in 0..<ho {
-                    let src = x + (c * h + 2 * oy + ky) * w + kx
-                    let dst = row + oy * wo
-                    for ox in 0..<wo { dst[ox] = src[2 * ox] }
-                }
+    // One row of cols per (c, ky, kx), spread over the threads.
+    parallelFor(cin * 9) { lo, hi in
+        for r in lo..<hi {
+            let c = r / 9, ky = (r % 9) / 3, kx = r % 3
+            let row = cols + r * hw
+            for oy in 0..<ho {
+                let src = x + (c * h + 2 * oy + ky) * w + kx
+                let dst = row + oy * wo
+                for ox in 0..<wo { dst[ox] = src[2 * ox] }
             }
         }
     }
@@ -32,7 +32,8 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo
 @inline(__always)
 func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
     let hw = ho * wo
-    for c in 0..<cin {
+    // Channels over the threads (the nine rows of one channel overlap in dx).
+    parallelFor(cin) { lo, hi in for c in lo..<hi {
         for ky in 0..<3 {
             for kx in 0..<3 {
                 let row = cols + ((c * 3 + ky) * 3 + kx) * hw
@@ -43,7 +44,7 @@ func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, 
                 }
             }
         }
-    }
+    } }
 }
 
 public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr, shape s: Conv2dShape) {
@@ -51,7 +52,7 @@ public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CF
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, yb = y + bi * s.cout * hw
         im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
-        for o in 0..<s.cout { (yb + o * hw).update(repeating: bias[o], count: hw) }
+        parallelFor(s.cout) { lo, hi in for o in lo..<hi { (yb + o * hw).update(repeating: bias[o], count: hw) } }
         gemm(transA: false, transB: false, m: s.cout, n: hw, k: s.cin * 9, alpha: 1, a: weight, lda: s.cin * 9,
              b: cols, ldb: hw, beta: 1, c: yb, ldc: hw)
     }
@@ -63,11 +64,13 @@ public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy
     let hw = s.ho * s.wo
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
-        for o in 0..<s.cout {
-            var acc: Float = 0
-            let r = dyb + o * hw
-            for j in 0..<hw { acc += r[j] }
-            dBias[o] += acc
+        parallelFor(s.cout) { lo, hi in
+            for o in lo..<hi {
+                var acc: Float = 0
+                let r = dyb + o * hw
+                for j in 0..<hw { acc += r[j] }
+                dBias[o] += acc
+            }
         }
         im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
         gemm(transA: false, transB: true, m: s.cout, n: s.cin * 9, k: hw, alpha: 1, a: dyb, lda: hw,

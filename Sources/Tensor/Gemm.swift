@@ -66,8 +66,12 @@ let gemmSplitWork = 1 << 19
 /// The one GEMM entry point. Row-major C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C.
 /// lda/ldb/ldc are the row strides of A, B, C as stored (before op).
 /// Engine: `Compute.precision` bf16 → oneDNN with bf16 operands and f32 accumulation; fp32 → `Compute.f32Engine`.
-/// With more than one thread and enough work, C is cut into blocks of rows (of columns when M is small and
-/// N > M), one per thread; every element of C is still computed by one call over the whole K.
+/// With more than one thread and enough work, C is cut into one block of rows (of columns when M is small
+/// and N > M) per thread; every element of C is still computed by one call over the whole K. In bf16 the
+/// operands are converted once (split over the threads too) before the blocks are multiplied.
+/// A sliding window is allowed for a non-transposed A or B: a row stride smaller than the row (lda < k,
+/// ldb < n), rows overlapping (the positional convolution's im2col without the copy); such an operand is
+/// packed (bf16) or copied densely (f32) into the calling thread's buffer before the product.
 @inline(__always)
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                  alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
@@ -78,37 +82,147 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         for i in 0..<m { let row = c + i * ldc; for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
         return
     }
-    if Compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0 {
-        // Rows whenever each thread gets ≥ 64 of them (bit-identical to one thread in both precisions);
-        // columns only for short, wide products (identical in fp32, within f32 round-off in bf16).
-        let byRows = m >= 64 * Compute.threads || m >= n
-        let blocks = ((byRows ? m : n) + 15) / 16
-        parallelFor(blocks) { lo, hi in
-            let s = lo * 16, e = min(hi * 16, byRows ? m : n)
-            if byRows {
-                gemmSingle(transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
-                           a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc)
-            } else {
-                gemmSingle(transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
-                           b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc)
-            }
-        }
+    let threads = Compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0 ? Compute.threads : 1
+    if Compute.precision == .bf16 {
+        gemmBF16(threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
-    gemmSingle(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-               beta: beta, c: c, ldc: ldc)
+    var a = a, lda = lda, b = b, ldb = ldb
+    if !transA && lda < k { a = denseCopy(0, a, ld: lda, rows: m, cols: k, threads: threads); lda = k }
+    if !transB && ldb < n { b = denseCopy(1, b, ld: ldb, rows: k, cols: n, threads: threads); ldb = n }
+    if threads == 1 {
+        gemmF32(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc)
+        return
+    }
+    splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
+        if byRows {
+            gemmF32(transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
+                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc)
+        } else {
+            gemmF32(transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
+                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc)
+        }
+    }
 }
 
-/// One product on the calling thread with the configured engine.
+/// Splits C over `threads` parts: rows whenever each part gets ≥ 64 of them, columns only for short, wide
+/// products. fp32: bit-identical to one call; bf16: within f32 round-off (oneDNN blocks M and N by the
+/// block's size). Blocks are multiples of 16 and fixed by the thread count alone (so results are
+/// reproducible for a given compute.threads).
 @inline(__always)
-func gemmSingle(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
-                b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
-    let bf16 = Compute.precision == .bf16
-    if bf16 || Compute.f32Engine == .onednn {
-        let status = w2v_dnnl_gemm(bf16 ? 1 : 0, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        if status != 0 {
-            fatalError("oneDNN matmul failed (status \(status)) for \(bf16 ? "bf16" : "f32") m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) lda=\(lda) ldb=\(ldb) ldc=\(ldc)")
+func splitBlocks(threads: Int, m: Int, n: Int, _ body: (_ byRows: Bool, _ start: Int, _ end: Int) -> Void) {
+    let byRows = m >= 64 * threads || m >= n
+    let total = byRows ? m : n, blocks = (total + 15) / 16, parts = min(threads, blocks)
+    parallelFor(parts) { lo, hi in
+        for p in lo..<hi {
+            let s = blocks * p / parts * 16, e = min(blocks * (p + 1) / parts * 16, total)
+            if s < e { body(byRows, s, e) }
         }
+    }
+}
+
+/// rows × cols of src (row stride ld, rows may overlap) copied densely into the calling thread's buffer `which`.
+@inline(__always)
+func denseCopy(_ which: Int32, _ src: CFPtr, ld: Int, rows: Int, cols: Int, threads: Int) -> CFPtr {
+    guard let raw = w2v_thread_buffer(which, rows * cols * 4) else {
+        fatalError("out of memory for a \(rows)×\(cols) GEMM operand copy")
+    }
+    let dst = raw.assumingMemoryBound(to: Float.self)
+    parallelFor(rows, grain: threads > 1 ? 64 : Int.max) { lo, hi in
+        for r in lo..<hi { (dst + r * cols).update(from: src + r * ld, count: cols) }
+    }
+    return CFPtr(dst)
+}
+
+/// A matrix that several products read as stored (A, or a non-transposed B), packed to bf16 once.
+struct SharedOperand {
+    var source: CFPtr, rows: Int, cols: Int, ld: Int
+    var packed: UnsafeMutablePointer<UInt16>?
+}
+
+/// Operands shared by the products inside `withSharedOperand` (main thread, top-level products only).
+nonisolated(unsafe) var sharedOperands: [SharedOperand] = []
+
+/// Inside body, bf16 products that read x (rows × cols, row stride ld) as stored — as A (either transpose)
+/// or as a non-transposed B — convert it once instead of once per product (a Linear's dy for its dx and dW
+/// products; the attention's LayerNorm output for q, k and v). x must not change inside body. Scopes nest
+/// two deep; fp32 ignores them. Results are identical (the conversion is exact per element).
+@inline(__always)
+public func withSharedOperand<R>(_ x: CFPtr, rows: Int, cols: Int, ld: Int, _ body: () throws -> R) rethrows -> R {
+    if Compute.precision != .bf16 || w2v_pool_in_task() != 0 || sharedOperands.count >= 2 { return try body() }
+    sharedOperands.append(SharedOperand(source: x, rows: rows, cols: cols, ld: ld, packed: nil))
+    defer { sharedOperands.removeLast() }
+    return try body()
+}
+
+/// The shared bf16 copy of x as stored (packing it on first use), or nil when x is not shared.
+@inline(__always)
+func sharedPacked(_ x: CFPtr, rows: Int, cols: Int, ld: Int, threads: Int) -> UnsafePointer<UInt16>? {
+    if sharedOperands.isEmpty || w2v_pool_in_task() != 0 { return nil }
+    for i in sharedOperands.indices {
+        let e = sharedOperands[i]
+        guard e.source == x && e.rows == rows && e.cols == cols && e.ld == ld else { continue }
+        if let p = e.packed { return UnsafePointer(p) }
+        guard let raw = w2v_thread_buffer(Int32(2 + i), rows * cols * 2) else {
+            fatalError("out of memory for a shared bf16 operand (\(rows)×\(cols))")
+        }
+        let p = raw.assumingMemoryBound(to: UInt16.self)
+        parallelFor(rows, grain: threads > 1 ? 64 : Int.max) { lo, hi in w2v_bf16_pack(p, x, ld, rows, cols, 0, lo, hi) }
+        sharedOperands[i].packed = p
+        return UnsafePointer(p)
+    }
+    return nil
+}
+
+/// bf16 product: A packed as stored and B as [K×N] into the calling thread's buffers (rows split over the
+/// threads; shared operands are packed once), then one oneDNN call per block of C.
+@inline(__always)
+func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
+              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
+    let ra = transA ? k : m, ca = transA ? m : k
+    guard let rawA = w2v_thread_buffer(0, ra * ca * 2), let rawB = w2v_thread_buffer(1, k * n * 2) else {
+        fatalError("out of memory for the bf16 operands of a \(m)×\(n)×\(k) product")
+    }
+    let grain = threads > 1 ? 64 : Int.max
+    var pa = UnsafePointer(rawA.assumingMemoryBound(to: UInt16.self)), pb = UnsafePointer(rawB.assumingMemoryBound(to: UInt16.self))
+    if let shared = sharedPacked(a, rows: ra, cols: ca, ld: lda, threads: threads) { pa = shared } else {
+        let dst = rawA.assumingMemoryBound(to: UInt16.self)
+        parallelFor(ra, grain: grain) { lo, hi in w2v_bf16_pack(dst, a, lda, ra, ca, 0, lo, hi) }
+    }
+    let dst = rawB.assumingMemoryBound(to: UInt16.self)
+    if transB {
+        parallelFor(n, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, n, k, 1, lo, hi) }
+    } else if let shared = sharedPacked(b, rows: k, cols: n, ld: ldb, threads: threads) { pb = shared } else {
+        parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, k, n, 0, lo, hi) }
+    }
+    if threads == 1 {
+        check(w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc), "bf16", m, n, k, transA, transB)
+        return
+    }
+    splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
+        let st = byRows
+            ? w2v_dnnl_gemm_bf16(transA ? 1 : 0, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc, ldc)
+            : w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc)
+        check(st, "bf16", byRows ? e - s : m, byRows ? n : e - s, k, transA, transB)
+    }
+}
+
+@inline(__always)
+func check(_ status: Int32, _ what: String, _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool) {
+    if status != 0 {
+        fatalError("oneDNN matmul failed (status \(status)) for \(what) m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB)")
+    }
+}
+
+/// One f32 product on the calling thread with the configured engine.
+@inline(__always)
+func gemmF32(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
+             b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
+    if Compute.f32Engine == .onednn {
+        check(w2v_dnnl_gemm(0, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+              "f32", m, n, k, transA, transB)
         return
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -2,7 +2,9 @@
 /// `bias` may be nil (the Conformer's pointwise convolutions have none).
 public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int, inDim: Int, outDim: Int) {
     if let bias {
-        for i in 0..<n { (y + i * outDim).update(from: bias, count: outDim) }
+        parallelFor(n, grain: max(1, elementChunk / max(outDim, 1))) { lo, hi in
+            for i in lo..<hi { (y + i * outDim).update(from: bias, count: outDim) }
+        }
     }
     gemm(transA: false, transB: true, m: n, n: outDim, k: inDim, alpha: 1, a: x, lda: inDim,
          b: weight, ldb: inDim, beta: bias == nil ? 0 : 1, c: y, ldc: outDim)
@@ -12,6 +14,15 @@ public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int
 /// Linear passes nil for both and costs one GEMM).
 public func linearBackward(dx: FPtr?, dWeight: FPtr?, dBias: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr,
                            n: Int, inDim: Int, outDim: Int) {
+    // bf16: dy is converted once for both products.
+    withSharedOperand(dy, rows: n, cols: outDim, ld: outDim) {
+        linearBackwardProducts(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, n: n, inDim: inDim, outDim: outDim)
+    }
+    if let dBias { columnSumAccumulate(dBias, dy, rows: n, cols: outDim) }
+}
+
+@inline(__always)
+func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr, n: Int, inDim: Int, outDim: Int) {
     if let dx {
         gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy, lda: outDim,
              b: weight, ldb: inDim, beta: 1, c: dx, ldc: inDim)
@@ -20,15 +31,18 @@ public func linearBackward(dx: FPtr?, dWeight: FPtr?, dBias: FPtr?, dy: CFPtr, x
         gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy, lda: outDim,
              b: x, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
     }
-    if let dBias { columnSumAccumulate(dBias, dy, rows: n, cols: outDim) }
 }
 
 /// out[c] += Σ_r a[r, c].
 @inline(__always)
 public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = a + r * cols
-        for c in 0..<cols { out[c] += row[c] }
+    // Blocks of 64 columns over the threads; each column keeps its row order.
+    parallelFor((cols + 63) / 64, grain: rows * 64 >= elementChunk ? 1 : Int.max) { lo, hi in
+        let c0 = lo * 64, c1 = min(hi * 64, cols)
+        for r in 0..<rows {
+            let row = a + r * cols
+            for c in c0..<c1 { out[c] += row[c] }
+        }
     }
 }
 

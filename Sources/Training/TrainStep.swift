@@ -174,6 +174,6 @@ public final class StepRunner {
         r.skipped = bad[0] != 0
         r.sums.masked = max(r.sums.masked, 1)
         r.lr = optimizer.learningRate
-        if !r.skipped { r.gradNorm = optimizer.update(params: model.params, grads: model.grads) }
+        if !r.skipped { r.gradNorm = optimizer.update(params: model.params, grads: model.grads, sumOfSquares: norm2) }
     }
 }

@@ -78,7 +78,7 @@ struct FFN {
         fc2.forward(y: s.o, x: act, n: n, inDim: f, outDim: d)
         if let m2 {
             rng.fill(m2, n: n * d, p: p)
-            for i in 0..<(n * d) { s.o[i] *= m2[i] }
+            multiply(s.o, by: m2, n: n * d)
         }
         addScaled(y, x, s.o, alpha: 0.5, n: n * d)
     }
@@ -86,10 +86,10 @@ struct FFN {
     /// dRes holds dy on entry and dx on exit (residual: dx = dy + branch gradient).
     func backward(s: BlockScratch, x: CFPtr, n: Int, d: Int, f: Int) {
         let dRes = s.dRes
-        for i in 0..<(n * d) { s.dO[i] = 0.5 * dRes[i] * (m2?[i] ?? 1) }
+        scaledCopy(s.dO, dRes, alpha: 0.5, mask: m2.map { CFPtr($0) }, n: n * d)
         zero(s.dA, n * f)
         fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d)
-        if let m1 { for i in 0..<(n * f) { s.dA[i] *= m1[i] } }
+        if let m1 { multiply(s.dA, by: m1, n: n * f) }
         zero(s.dH, n * f)
         swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f)
         zero(s.dLn, n * d)
@@ -122,31 +122,35 @@ struct MHSA {
                  rng: inout DropoutSource) {
         let n = shape.b * shape.t, d = shape.d
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
-        k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
-        v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
+        withSharedOperand(ln, rows: n, cols: d, ld: d) {   // bf16: ln converted once for q, k, v
+            q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
+            k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
+            v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
+        }
         attentionForward(out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) },
                          lengths: lengths, shape: shape)
         out.forward(y: s.o, x: att, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
-            for i in 0..<(n * d) { s.o[i] *= m[i] }
+            multiply(s.o, by: m, n: n * d)
         }
         addScaled(y, x, s.o, n: n * d)
     }
 
     func backward(s: BlockScratch, x: CFPtr, shape: AttentionShape) {
         let n = shape.b * shape.t, d = shape.d
-        for i in 0..<(n * d) { s.dO[i] = s.dRes[i] * (m?[i] ?? 1) }
+        scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         zero(s.dAtt, n * d)
         out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d)
         zero(s.dq, n * d); zero(s.dk, n * d); zero(s.dv, n * d)
         attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
                           q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape)
         zero(s.dLn, n * d)
-        q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
-        k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
-        v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
+        withSharedOperand(ln, rows: n, cols: d, ld: d) {
+            q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
+            k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
+            v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
+        }
         layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -180,14 +184,14 @@ struct ConvModule {
         pw2.forward(y: s.o, x: sw, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
-            for i in 0..<(n * d) { s.o[i] *= m[i] }
+            multiply(s.o, by: m, n: n * d)
         }
         addScaled(y, x, s.o, n: n * d)
     }
 
     func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int, d: Int, k: Int, causal: Bool) {
         let n = b * t
-        for i in 0..<(n * d) { s.dO[i] = s.dRes[i] * (m?[i] ?? 1) }
+        scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         zero(s.dS, n * d)
         pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d)
         zero(s.dLn, n * d)

@@ -77,7 +77,7 @@ struct ConformerStack {
         var input = x0
         for i in 0..<count {
             let blk = block(i)
-            if dropped[i] { blk.y.update(from: input, count: s.n * shape.d) } else {
+            if dropped[i] { copy(blk.y, input, n: s.n * shape.d) } else {
                 blk.forward(x: input, s: scratch, lengths: lengths, shape: shape, c: bc, rng: &rng)
             }
             input = CFPtr(blk.y)
@@ -96,7 +96,7 @@ struct ConformerStack {
             if !dropped[i] {
                 let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
-                dCur.update(from: scratch.dRes, count: n * d)
+                copy(dCur, scratch.dRes, n: n * d)
                 hyper.backward(block: i)
                 hyperLoRA.backward(block: i)
             }

@@ -10,7 +10,8 @@ struct ContextInput {
     let contextProj: LinearPG?           // nil: model.context_proj false
     let posConv: LinearPG?               // weight [d, d/Gp, P], bias [d]
     let xm, noise, xp, pc, x0: FPtr      // [N, d], [S, d], [N, d], [N, d], [N, d]
-    let posCols: FPtr                    // grouped-conv workspace
+    let posWork: FPtr                    // grouped-conv workspace for posSlots threads
+    let posSlots: Int
     let dxm, dPc: FPtr                   // backward [N, d]
     let d, posGroups, posKernel: Int
     let noiseStd: Float
@@ -22,7 +23,8 @@ struct ContextInput {
         d = c.model.dim; posGroups = c.model.posConvGroups; posKernel = c.model.posConvKernel; noiseStd = c.mask.randomStd
         let n = cap.n
         xm = a.take(n * d); noise = a.take(cap.masked * d); xp = a.take(n * d); pc = a.take(n * d); x0 = a.take(n * d)
-        posCols = a.take(posConv == nil ? 1 : groupedConv1dFastWorkspaceCount(t: cap.t, c: d, groups: posGroups, p: posKernel))
+        posSlots = Compute.threads
+        posWork = a.take(posConv == nil ? 1 : groupedConv1dWorkspaceCount(t: cap.t, c: d, groups: posGroups, p: posKernel, slots: posSlots))
         dxm = a.take(n * d); dPc = a.take(n * d)
     }
 
@@ -50,7 +52,7 @@ struct ContextInput {
         if let contextProj { contextProj.forward(y: xp, x: x, n: s.n, inDim: d, outDim: d) } else { xp.update(from: x, count: s.n * d) }
         if let posConv {
             zeroPadding(xp, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
-            groupedConv1dForward(y: pc, cols: posCols, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
+            groupedConv1dForward(y: pc, work: posWork, slots: posSlots, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
                                  b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             geluForward(y: x0, x: pc, n: s.n * d)
             axpy(x0, xp, n: s.n * d)
@@ -65,7 +67,7 @@ struct ContextInput {
         if let posConv {
             zero(dPc, n * d)
             geluBackward(dx: dPc, dy: dx0, x: pc, n: n * d)
-            groupedConv1dBackwardFast(dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posCols, dy: dPc, x: xp,
+            groupedConv1dBackward(dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posWork, slots: posSlots, dy: dPc, x: xp,
                                       weight: posConv.weight.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             zeroPadding(dx0, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
         }

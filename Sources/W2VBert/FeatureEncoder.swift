@@ -46,28 +46,35 @@ struct ConvStem {
         precondition(s2.ho == T && s2.wo == fq)
         conv2dForward(y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
         reluForward(y: y2, x: y2, n: s.b * C * T * fq)
-        for b in 0..<s.b { for ch in 0..<C { for t in 0..<T {
-            (feat + (b * T + t) * w + ch * fq).update(from: y2 + ((b * C + ch) * T + t) * fq, count: fq)
-        } } }
+        parallelFor(s.b * C) { lo, hi in for bc in lo..<hi {
+            let b = bc / C, ch = bc % C
+            for t in 0..<T { (feat + (b * T + t) * w + ch * fq).update(from: y2 + (bc * T + t) * fq, count: fq) }
+        } }
     }
 
     /// Reads d(feat) from `dy1` (written by proj's backward), mirrors forward.
     func backward(_ s: BatchShape) {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
         let dfeat = dy1
-        for b in 0..<s.b { for ch in 0..<C { for t in 0..<T {
-            (dy2 + ((b * C + ch) * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq)
-        } } }
+        parallelFor(s.b * C) { lo, hi in for bc in lo..<hi {
+            let b = bc / C, ch = bc % C
+            for t in 0..<T { (dy2 + (bc * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq) }
+        } }
         let n2 = s.b * C * T * fq
-        for i in 0..<n2 where y2[i] <= 0 { dy2[i] = 0 }
+        reluMask(dy2, y2, n2)
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         let n1 = s.b * C * s1.ho * s1.wo
         zero(dy1, n1)
         conv2dBackward(dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1, weight: conv2w.w, shape: s2)
-        for i in 0..<n1 where y1[i] <= 0 { dy1[i] = 0 }
+        reluMask(dy1, y1, n1)
         conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input, weight: conv1w.w, shape: s1)
     }
+}
+
+/// d[i] = 0 where y[i] ≤ 0 (ReLU's backward in place), over the threads.
+func reluMask(_ d: FPtr, _ y: CFPtr, _ n: Int) {
+    parallelChunks(n) { s, count in for i in s..<(s + count) where y[i] <= 0 { d[i] = 0 } }
 }
 
 /// stack front end: frames 2t and 2t+1 side by side → LayerNorm(160) → [N, 160].

@@ -16,18 +16,37 @@ public final class Optimizer {
     public let ranges: [Range<Int>]
     /// Optimizer updates done so far (the step of the next update).
     public var step = 0
-    /// 1 where weight decay applies, per float of the state (trainable floats).
-    let decayMask: FloatBuffer
+    /// The trainable floats as runs with one weight-decay flag each: layout offset, count, offset in m / v.
+    let segments: [(offset: Int, count: Int, state: Int, decay: Bool)]
 
     public init(config: Config, layout: ParameterLayout) {
         self.config = config; self.layout = layout
         ranges = layout.trainableRanges(config)
         let n = ranges.reduce(0) { $0 + $1.count }
         m = FloatBuffer(count: n); v = FloatBuffer(count: n)
-        decayMask = FloatBuffer(count: n)
-        for e in layout.entries where e.decay {
-            if let o = stateOffset(layoutOffset: e.offset) { (decayMask.ptr + o).update(repeating: 1, count: e.count) }
+        segments = Optimizer.segments(ranges: ranges, layout: layout)
+    }
+
+    /// Splits each range where the decay flag changes (floats outside every tensor: no decay).
+    static func segments(ranges: [Range<Int>], layout: ParameterLayout) -> [(offset: Int, count: Int, state: Int, decay: Bool)] {
+        let decayed = layout.entries.filter(\.decay).map { $0.offset..<($0.offset + $0.count) }.sorted { $0.lowerBound < $1.lowerBound }
+        var out: [(offset: Int, count: Int, state: Int, decay: Bool)] = []
+        var state = 0
+        for r in ranges {
+            var cuts = [r.lowerBound, r.upperBound]
+            for d in decayed where d.overlaps(r) { cuts += [max(d.lowerBound, r.lowerBound), min(d.upperBound, r.upperBound)] }
+            cuts = Array(Set(cuts)).sorted()
+            for (a, b) in zip(cuts, cuts.dropFirst()) where a < b {
+                let decay = decayed.contains { $0.contains(a) }
+                if let last = out.last, last.decay == decay, last.offset + last.count == a {
+                    out[out.count - 1].count += b - a
+                } else {
+                    out.append((a, b - a, state + a - r.lowerBound, decay))
+                }
+            }
+            state += r.count
         }
+        return out
     }
 
     /// Floats of optimizer state per moment.
@@ -63,18 +82,22 @@ public final class Optimizer {
     /// Global L2 norm of a gradient buffer.
     public static func gradNorm(_ g: FloatBuffer) -> Double { sumOfSquares(g.ptr, n: g.count).squareRoot() }
 
-    /// Scales grads by `scale`, clips to config.optimizer.clip_norm, applies AdamW, advances `step`.
+    /// Scales grads by `scale`, clips to config.optimizer.clip_norm (in the update: grads keeps the unclipped
+    /// values), applies AdamW, advances `step`.
     /// Returns the gradient norm before clipping (after scaling). A non-finite norm skips the update
-    /// (and does not advance the step) and returns the norm so the caller can log it.
+    /// (and does not advance the step) and returns the norm so the caller can log it. `sumOfSquares`: the
+    /// caller's `gradSumOfSquares(grads)` when it has one (used only with scale 1; saves a pass).
     @discardableResult
-    public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1) -> Double {
+    public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1, sumOfSquares known: Double? = nil) -> Double {
         if scale != 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, scale, n: r.count) } }
-        let norm = gradSumOfSquares(grads).squareRoot()
+        let norm = (scale == 1 ? known : nil).map { $0.squareRoot() } ?? gradSumOfSquares(grads).squareRoot()
         if !norm.isFinite { return norm }
+        // Clipping scales the gradient inside the update loop (grads keeps the unclipped values).
         let clip = config.optimizer.clipNorm
+        var gc: Float = 1
         if clip > 0 {
             let coef = Double(clip) / (norm + 1e-6)
-            if coef < 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, Float(coef), n: r.count) } }
+            if coef < 1 { gc = Float(coef) }
         }
         let lr = learningRate
         let (b1, b2) = config.optimizer.betas
@@ -83,19 +106,19 @@ public final class Optimizer {
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBc2 = Float(1 / bc2.squareRoot())
         let eps = config.optimizer.eps, wd = config.optimizer.weightDecay
-        var base = 0
-        for r in ranges {
-            let p = params.ptr + r.lowerBound, g = grads.ptr + r.lowerBound
-            let mm = m.ptr + base, vv = v.ptr + base, dm = decayMask.ptr + base
-            parallelChunks(r.count) { lo, cnt in   // elementwise: the same result on any number of threads
+        for seg in segments {
+            let p = params.ptr + seg.offset, g = grads.ptr + seg.offset
+            let mm = m.ptr + seg.state, vv = v.ptr + seg.state
+            let keep = 1 - lr * (seg.decay ? wd : 0)
+            parallelChunks(seg.count) { lo, cnt in   // elementwise: the same result on any number of threads
                 for i in lo..<(lo + cnt) {
-                    p[i] *= 1 - lr * wd * dm[i]
-                    mm[i] = b1 * mm[i] + (1 - b1) * g[i]
-                    vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i]
+                    let gi = g[i] * gc   // exact when gc = 1
+                    p[i] *= keep
+                    mm[i] = b1 * mm[i] + (1 - b1) * gi
+                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
                     p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
                 }
             }
-            base += r.count
         }
         step += 1
         return norm

@@ -41,4 +41,4 @@ struct LinearPG {
     }
 }
 
-@inline(__always) func zero(_ p: FPtr, _ n: Int) { p.update(repeating: 0, count: n) }
+@inline(__always) func zero(_ p: FPtr, _ n: Int) { zeroFill(p, n: n) }

@@ -25,17 +25,18 @@ final class ConvTests: XCTestCase {
 
     func testGroupedConv1dEvenAndOddKernels() {
         var rng = TestRNG(21)
-        for (b, t, c, g, p) in [(2, 9, 8, 4, 4), (1, 7, 6, 2, 5), (2, 5, 4, 1, 6), (1, 3, 4, 4, 8)] {
+        // (1, 300, …): more frames than one GEMM chunk (256).
+        for (b, t, c, g, p) in [(2, 9, 8, 4, 4), (1, 7, 6, 2, 5), (2, 5, 4, 1, 6), (1, 3, 4, 4, 8), (1, 300, 4, 2, 4)] {
             let x = rng.uniform(b * t * c), w = rng.uniform(c * (c / g) * p), bias = rng.uniform(c)
             let ref: ([[Double]]) -> [Double] = { Conv1dReference.grouped(x: $0[0], weight: $0[1], bias: $0[2], b: b, t: t, c: c, groups: g, p: p) }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), B = FloatBuffer(f[2]), Y = FloatBuffer(count: b * t * c)
-                let cols = FloatBuffer(count: groupedConv1dColsCount(t: t, c: c, groups: g, p: p))
-                groupedConv1dForward(y: Y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, b: b, t: t, c: c, groups: g, p: p)
+                let work = FloatBuffer(count: groupedConv1dWorkspaceCount(t: t, c: c, groups: g, p: p, slots: 1))
+                groupedConv1dForward(y: Y.ptr, work: work.ptr, slots: 1, x: X.ptr, weight: W.ptr, bias: B.ptr, b: b, t: t, c: c, groups: g, p: p)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy), dx = FloatBuffer(count: f[0].count), dw = FloatBuffer(count: f[1].count), db = FloatBuffer(count: c)
                 for _ in 0..<times {
-                    groupedConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                    groupedConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 1, dy: DY.ptr, x: X.ptr, weight: W.ptr,
                                           b: b, t: t, c: c, groups: g, p: p)
                 }
                 return [dx.array, dw.array, db.array]

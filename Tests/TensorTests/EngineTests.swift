@@ -54,7 +54,8 @@ final class EngineTests: XCTestCase {
     func testOpenBLASF32MatchesReference() throws { try checkEngine(.fp32, .openblas) }
     func testOneDNNBF16MatchesReferenceOnRoundedOperands() throws { try checkEngine(.bf16, .onednn) }
 
-    /// Two threads split C into row (or column) blocks; every element is still one call over the whole K.
+    /// Threads split C into row (or column) blocks; every element is still one call over the whole K: exact in
+    /// fp32, within f32 round-off in bf16.
     func testThreadedGemmEqualsOneThread() throws {
         var rng = TestRNG(12)
         for precision in Precision.allCases where precision == .fp32 || Compute.hasNativeBF16 {
@@ -71,16 +72,76 @@ final class EngineTests: XCTestCase {
                          b: b.ptr, ldb: tb ? k : n, beta: 1, c: c.ptr, ldc: n)
                     results.append(c.array)
                 }
-                let columnSplit = m < 64 * 3 && n > m
                 for t in 1...2 {
                     let diff = zip(results[0], results[t]).map { abs($0 - $1) }.max()!
-                    if precision == .bf16 && columnSplit && !(m >= 64 * (t + 1)) {
-                        XCTAssertLessThan(diff, 1e-4, "\(precision) \(m)x\(n)x\(k) \(t + 1) threads (column split)")
+                    if precision == .bf16 {
+                        // oneDNN's bf16 kernels block M differently for different block heights: f32 round-off.
+                        XCTAssertLessThan(diff, 1e-4, "\(precision) \(m)x\(n)x\(k) \(t + 1) threads")
                     } else {
                         XCTAssertEqual(diff, 0, "\(precision) \(m)x\(n)x\(k) \(t + 1) threads")
                     }
                 }
             }
+        }
+    }
+
+    /// A sliding-window operand (row stride smaller than the row, rows overlapping), as the positional
+    /// convolution passes its padded input: the same as the product of the dense copy, on 1 and 2 threads.
+    func testSlidingWindowOperands() throws {
+        var rng = TestRNG(13)
+        for precision in Precision.allCases where precision == .fp32 || Compute.hasNativeBF16 {
+            for engine in GemmEngine.allCases where precision == .fp32 || engine == .onednn {
+                for threads in [1, 2] {
+                    Compute.configure(precision: precision, threads: threads, f32Engine: engine)
+                    for (m, n, k, step, windowB) in [(200, 16, 512, 16, false), (16, 512, 200, 16, true), (300, 24, 96, 8, false)] {
+                        // A [m×k] (or B [k×n]) row r = xs[r·step ..< r·step + row]
+                        let rows = windowB ? k : m, row = windowB ? n : k
+                        let xs = rng.uniform((rows - 1) * step + row).floats
+                        var dense = [Float](); for r in 0..<rows { dense += xs[(r * step)..<(r * step + row)] }
+                        let other = FloatBuffer(rng.uniform(windowB ? m * k : k * n).floats)
+                        let X = FloatBuffer(xs), D = FloatBuffer(dense)
+                        let c1 = FloatBuffer(count: m * n), c2 = FloatBuffer(count: m * n)
+                        if windowB {
+                            gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr, lda: k, b: X.ptr, ldb: step, beta: 0, c: c1.ptr, ldc: n)
+                            gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr, lda: k, b: D.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
+                        } else {
+                            gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: X.ptr, lda: step, b: other.ptr, ldb: n, beta: 0, c: c1.ptr, ldc: n)
+                            gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: D.ptr, lda: k, b: other.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
+                        }
+                        XCTAssertEqual(c1.array, c2.array, "\(precision) \(engine) \(threads) threads \(m)x\(n)x\(k) window \(windowB ? "B" : "A")")
+                    }
+                }
+            }
+        }
+    }
+
+    /// withSharedOperand converts a matrix once for several bf16 products: the same results as converting it
+    /// per product, and a later scope over the same pointer sees new contents.
+    func testSharedOperandIsExactAndScoped() throws {
+        if !Compute.hasNativeBF16 { throw XCTSkip("no native bf16 on this CPU") }
+        var rng = TestRNG(14)
+        for threads in [1, 2] {
+            Compute.configure(precision: .bf16, threads: threads)
+            let n = 300, inDim = 64, outDim = 96
+            let dy = FloatBuffer(rng.uniform(n * outDim).floats), x = FloatBuffer(rng.uniform(n * inDim).floats)
+            let w = FloatBuffer(rng.uniform(outDim * inDim).floats)
+            func separate() -> [Float] {
+                let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
+                gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy.ptr, lda: outDim, b: w.ptr, ldb: inDim, beta: 1, c: dx.ptr, ldc: inDim)
+                gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy.ptr, lda: outDim, b: x.ptr, ldb: inDim, beta: 1, c: dw.ptr, ldc: inDim)
+                return dx.array + dw.array
+            }
+            func shared() -> [Float] {
+                let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
+                withSharedOperand(x.ptr, rows: n, cols: inDim, ld: inDim) {
+                    linearBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: nil, dy: dy.ptr, x: x.ptr, weight: w.ptr, n: n, inDim: inDim, outDim: outDim)
+                }
+                return dx.array + dw.array
+            }
+            XCTAssertEqual(separate(), shared(), "\(threads) threads")
+            for i in 0..<dy.count { dy[i] = -2 * dy[i] + 0.5 }
+            for i in 0..<x.count { x[i] = 3 * x[i] - 0.25 }
+            XCTAssertEqual(separate(), shared(), "\(threads) threads, new contents")
         }
     }
 
@@ -145,6 +206,45 @@ final class ThreadedKernelTests: XCTestCase {
             layerNormBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
                               mean: mean.ptr, rstd: rstd.ptr, n: n, c: c)
             return y.array + dx.array + dw.array + db.array
+        }
+        for (b, t, c, g, p) in [(2, 20, 32, 16, 128), (3, 300, 12, 3, 8)] {
+            let x = rng.uniform(b * t * c).floats, dy = rng.uniform(b * t * c).floats
+            let w = rng.uniform(c * (c / g) * p).floats, bias = rng.uniform(c).floats
+            same("grouped conv1d t \(t) p \(p)") {
+                // Workspace for 3 threads, as the model sizes it for its pool.
+                let work = FloatBuffer(count: groupedConv1dWorkspaceCount(t: t, c: c, groups: g, p: p, slots: 3))
+                let X = FloatBuffer(x), DY = FloatBuffer(dy), W = FloatBuffer(w), B = FloatBuffer(bias), y = FloatBuffer(count: b * t * c)
+                let dx = FloatBuffer(count: b * t * c), dw = FloatBuffer(count: w.count), db = FloatBuffer(count: c)
+                groupedConv1dForward(y: y.ptr, work: work.ptr, slots: 3, x: X.ptr, weight: W.ptr, bias: B.ptr, b: b, t: t, c: c, groups: g, p: p)
+                groupedConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 3, dy: DY.ptr, x: X.ptr,
+                                      weight: W.ptr, b: b, t: t, c: c, groups: g, p: p)
+                return y.array + dx.array + dw.array + db.array
+            }
+        }
+        for causal in [false, true] {
+            let b = 3, t = 50, c = 40, k = 7
+            let x = rng.uniform(b * t * c).floats, dy = rng.uniform(b * t * c).floats, w = rng.uniform(c * k).floats
+            same("depthwise conv1d causal \(causal)") {
+                let X = FloatBuffer(x), DY = FloatBuffer(dy), W = FloatBuffer(w), y = FloatBuffer(count: b * t * c)
+                let wT = FloatBuffer(count: k * c), dwT = FloatBuffer(count: k * c)
+                let dx = FloatBuffer(count: b * t * c), dw = FloatBuffer(count: c * k)
+                depthwiseConv1dForward(y: y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k, causal: causal)
+                depthwiseConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dwT: dwT.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                                        b: b, t: t, c: c, k: k, causal: causal)
+                return y.array + dx.array + dw.array
+            }
+        }
+        for s in [Conv2dShape(b: 3, cin: 1, cout: 8, h: 41, w: 80), Conv2dShape(b: 2, cin: 8, cout: 8, h: 20, w: 39)] {
+            let x = rng.uniform(s.b * s.cin * s.h * s.w).floats, w = rng.uniform(s.cout * s.cin * 9).floats
+            let bias = rng.uniform(s.cout).floats, dy = rng.uniform(s.b * s.cout * s.ho * s.wo).floats
+            same("conv2d \(s.cin) → \(s.cout)") {
+                let X = FloatBuffer(x), W = FloatBuffer(w), B = FloatBuffer(bias), DY = FloatBuffer(dy)
+                let y = FloatBuffer(count: dy.count), cols = FloatBuffer(count: s.colsCount)
+                let dx = FloatBuffer(count: x.count), dw = FloatBuffer(count: w.count), db = FloatBuffer(count: s.cout)
+                conv2dForward(y: y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s)
+                conv2dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr, shape: s)
+                return y.array + dx.array + dw.array + db.array
+            }
         }
         same("softmax") {
             let X = FloatBuffer(x), y = FloatBuffer(count: n * c), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)

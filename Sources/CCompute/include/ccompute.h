@@ -1,5 +1,6 @@
 #ifndef W2VBERT_CCOMPUTE_H
 #define W2VBERT_CCOMPUTE_H
+#include <stddef.h>
 // The oneDNN side of Tensor's one GEMM entry point (Sources/Tensor/Gemm.swift). Row-major
 // C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C with lda/ldb/ldc the row strides as stored.
 // precision 0: f32 operands; 1: bf16 operands (converted here, round to nearest even), f32 accumulate
@@ -23,6 +24,17 @@ int w2v_dnnl_get_threads(void);
 
 int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// bf16 product on operands already packed by w2v_bf16_pack: A [M×K] (transA 0, row stride lda) or stored
+/// [K×M] (transA 1, row stride lda), B [K×N] with row stride ldb; f32 accumulation and C. Cached like above.
+int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const unsigned short *a, long lda,
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc);
+/// Converts rows [r0, r1) of src [rows×cols] (row stride ld) to bf16 (round to nearest even): dense into
+/// dst[r·cols + c], or with transpose 1 into dst[c·rows + r]. Disjoint row ranges may run on several threads.
+void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, long cols, int transpose, long r0, long r1);
+/// The calling thread's operand buffer `which` (0, 1: a product's bf16 packing or f32 window copy; 2, 3:
+/// bf16 copies shared by several products), grown to at least `bytes`; NULL when out of memory.
+void *w2v_thread_buffer(int which, size_t bytes);
 
 /// The implementation oneDNN picked for the last primitive this thread created (for the start-up log).
 const char *w2v_dnnl_last_impl(void);
