@@ -29,7 +29,11 @@ enum SpeakerTable {
                 }
             }
         } else {
-            guard training else { throw TrainError("\(stored): missing (the speaker labels of this adapter.speaker = table run)") }
+            // Without the labels a run's checkpoints cannot be read back row for row: refuse rather than start over.
+            let hasCheckpoints = !CheckpointManager(runDirectory: runDirectory, keepLast: 1).list().isEmpty
+            guard training && !hasCheckpoints else {
+                throw TrainError("\(stored): missing (the speaker labels of this adapter.speaker = table run; each checkpoint's trainer.json holds them, field speakers, one per line in row order)")
+            }
             try requireColumn(train, trainPath)
             labels = train.speakerLabels
         }

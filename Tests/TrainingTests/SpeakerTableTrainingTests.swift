@@ -50,6 +50,12 @@ extension DistributedTrainingTests {
         let gained = try labelledSlice(newcomer: "newcomer")
         var out = try train(ranks: 1, runDir: a, steps: 6, extra: hl, expect: 1, manifest: gained)
         XCTAssert(out.contains("\(gained): 1 speaker label(s) not in this run's table \(a)/speakers.txt (e.g. 'newcomer')"), out)
+        // speakers.txt lost while the run has checkpoints: refused (not a silent fresh table).
+        let labels = try String(contentsOfFile: a + "/speakers.txt", encoding: .utf8)
+        try FileManager.default.removeItem(atPath: a + "/speakers.txt")
+        out = try train(ranks: 1, runDir: a, steps: 6, extra: hl, expect: 1, manifest: manifest)
+        XCTAssert(out.contains("\(a)/speakers.txt: missing"), out)
+        try labels.write(toFile: a + "/speakers.txt", atomically: true, encoding: .utf8)
         // A training manifest without the column: refused naming it, status 1.
         out = try train(ranks: 1, runDir: temp("hlnocol"), steps: 1, extra: hl, expect: 1)
         XCTAssert(out.contains("\(Self.slice): adapter.speaker = table needs a speaker label per row"), out)
