@@ -39,13 +39,13 @@ let package = Package(
         // Signal flags and CRC-32C (async-signal-safe C).
         .target(name: "CProcess"),
         // oneDNN matmul behind Tensor's gemm (f32 and bf16) and the rank's thread pool (C, for the atomics).
-        .target(name: "CCompute", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp"), .linkedLibrary("pthread")]),
+        .target(name: "CCompute", cSettings: [.unsafeFlags(["-fno-math-errno"])], linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp"), .linkedLibrary("pthread")]),
 
         // MARK: Swift modules
         .target(name: "Tensor", dependencies: ["CBLAS", "CCompute"], swiftSettings: fast),
         // Audio: decode (libsndfile), resample (libsamplerate), Kaldi fbank, manifests, data order, masking, loader
         .target(name: "Audio", dependencies: ["Tensor", "CSndFile", "CSampleRate"], swiftSettings: fast),
-        .target(name: "W2VBert", dependencies: ["Tensor", .product(name: "Yams", package: "Yams")], swiftSettings: fast),
+        .target(name: "W2VBert", dependencies: ["Tensor", "CCompute", .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         .target(name: "Training", dependencies: ["Tensor", "Distributed", "Audio", "W2VBert", "CProcess"], swiftSettings: fast),
         .executableTarget(

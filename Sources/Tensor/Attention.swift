@@ -153,7 +153,7 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                  beta: 1, c: dqs + off, ldc: d)
             gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: qs + off, ldb: d,
                  beta: 1, c: dks + off, ldc: d)
-            if case let .shaw(left, right) = s.position, let relKey, let dRelKey {
+            if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
                 let r = left + right + 1
                 drel.update(repeating: 0, count: t * r)
                 for i in 0..<t {

@@ -1,11 +1,12 @@
 /// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend, SPEC §3).
 /// x [B, Cin, H, W] → y [B, Cout, Ho, Wo], Ho = ⌊(H − 3)/2⌋ + 1, Wo likewise; weight [Cout, Cin, 3, 3].
-/// Computed as im2col + GEMM: cols [Cin·9, Ho·Wo] per utterance (workspace of conv2dColsCount floats).
+/// Computed as im2col + GEMM: cols [Cin·9, Ho·Wo] per utterance, plus [Cin·9, Cout] for backward's
+/// transposed weight gradient (workspace of `colsCount` floats).
 public struct Conv2dShape: Sendable {
     public let b, cin, cout, h, w: Int
     public var ho: Int { h >= 3 ? (h - 3) / 2 + 1 : 0 }
     public var wo: Int { w >= 3 ? (w - 3) / 2 + 1 : 0 }
-    public var colsCount: Int { cin * 9 * ho * wo }
+    public var colsCount: Int { cin * 9 * ho * wo + cin * 9 * cout }
     public init(b: Int, cin: Int, cout: Int, h: Int, w: Int) {
         self.b = b; self.cin = cin; self.cout = cout; self.h = h; self.w = w
     }
@@ -61,7 +62,7 @@ public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CF
 /// Accumulates dx (may be nil for the first layer), dW, db. `cols` is workspace (recomputed per utterance).
 public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
                            weight: CFPtr, shape s: Conv2dShape) {
-    let hw = s.ho * s.wo
+    let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
         parallelFor(s.cout) { lo, hi in
@@ -73,12 +74,20 @@ public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy
             }
         }
         im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
-        gemm(transA: false, transB: true, m: s.cout, n: s.cin * 9, k: hw, alpha: 1, a: dyb, lda: hw,
-             b: cols, ldb: hw, beta: 1, c: dWeight, ldc: s.cin * 9)
+        // dWᵀ [Cin·9, Cout] = cols · dyᵀ: the transposed operand is dy, not the 9·Cin/Cout times larger cols
+        // (bf16 converts a transposed operand far slower than a plain one); then dW += (dWᵀ)ᵀ.
+        // (dWᵀ sums the utterances; added into dW once after the loop.)
+        gemm(transA: false, transB: true, m: k9, n: s.cout, k: hw, alpha: 1, a: cols, lda: hw,
+             b: dyb, ldb: hw, beta: bi == 0 ? 0 : 1, c: dWt, ldc: s.cout)
         if let dx {
             gemm(transA: true, transB: false, m: s.cin * 9, n: hw, k: s.cout, alpha: 1, a: weight, lda: s.cin * 9,
                  b: dyb, ldb: hw, beta: 0, c: cols, ldc: hw)
             col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
+        }
+    }
+    if s.b > 0 {
+        parallelFor(s.cout) { lo, hi in
+            for o in lo..<hi { let row = dWeight + o * k9; for j in 0..<k9 { row[j] += dWt[j * s.cout + o] } }
         }
     }
 }

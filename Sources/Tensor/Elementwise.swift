@@ -46,33 +46,35 @@ public func zeroPadding(_ x: FPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int
         if len < t { (x + (bi * t + len) * c).update(repeating: 0, count: (t - len) * c) }
     }
 }
-/// Σ x[i]² in Double (gradient norms): f32 sums over blocks of 4096 (spread over the threads), added in
-/// block order in Double, so the result does not depend on the thread count.
+/// Σ x[i]² in Double (gradient norms): f32 sums over blocks of 4096 (eight lanes, then the lanes in order;
+/// blocks spread over the threads), added in block order in Double, so the result does not depend on the
+/// thread count.
 public func sumOfSquares(_ x: CFPtr, n: Int) -> Double {
-    let block = 4096, blocks = (n + block - 1) / block
-    if blocks <= 64 { return sumOfSquaresBlocks(x, n: n, block: block, 0, blocks) }
+    let blocks = (n + sumBlock - 1) / sumBlock
+    if blocks <= 64 {
+        var s = 0.0
+        for j in 0..<blocks { s += Double(blockSumOfSquares(x, n: n, j)) }
+        return s
+    }
     return withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { partial in
         let part = partial.baseAddress!
-        parallelFor(blocks, grain: 16) { lo, hi in
-            for j in lo..<hi {
-                var f: Float = 0
-                for i in (j * block)..<min(n, (j + 1) * block) { f += x[i] * x[i] }
-                part[j] = f
-            }
-        }
+        parallelFor(blocks, grain: 16) { lo, hi in for j in lo..<hi { part[j] = blockSumOfSquares(x, n: n, j) } }
         var s = 0.0
         for j in 0..<blocks { s += Double(part[j]) }
         return s
     }
 }
 
+let sumBlock = 4096
+
 @inline(__always)
-func sumOfSquaresBlocks(_ x: CFPtr, n: Int, block: Int, _ lo: Int, _ hi: Int) -> Double {
-    var s = 0.0
-    for j in lo..<hi {
-        var f: Float = 0
-        for i in (j * block)..<min(n, (j + 1) * block) { f += x[i] * x[i] }
-        s += Double(f)
-    }
-    return s
+func blockSumOfSquares(_ x: CFPtr, n: Int, _ j: Int) -> Float {
+    var i = j * sumBlock
+    let end = min(n, i + sumBlock)
+    var acc = F8(repeating: 0)
+    while i + 8 <= end { let v = load8(x + i); acc += v * v; i += 8 }
+    var f: Float = 0
+    for l in 0..<8 { f += acc[l] }
+    while i < end { f += x[i] * x[i]; i += 1 }
+    return f
 }

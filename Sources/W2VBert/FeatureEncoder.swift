@@ -31,7 +31,7 @@ struct ConvStem {
         input = a.take(max(cap.frames, cap.totalFrames) * Config.melBins)
         y1 = a.take(C * rows1 * w1); y2 = a.take(C * n * fq)
         feat = a.take(n * C * fq)
-        cols = a.take(max(9 * h1 * w1, C * 9 * cap.t * fq))
+        cols = a.take(max(9 * h1 * w1 + 9 * C, C * 9 * cap.t * fq + C * 9 * C))   // Conv2dShape.colsCount of conv1, conv2
         dy1 = a.take(max(C * rows1 * w1, n * C * fq)); dy2 = a.take(C * n * fq)
     }
 

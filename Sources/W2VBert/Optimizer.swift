@@ -6,6 +6,7 @@
 // √v̂) and torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), only when < 1).
 
 import Tensor
+import CCompute
 
 public final class Optimizer {
     public let config: Config
@@ -110,14 +111,9 @@ public final class Optimizer {
             let p = params.ptr + seg.offset, g = grads.ptr + seg.offset
             let mm = m.ptr + seg.state, vv = v.ptr + seg.state
             let keep = 1 - lr * (seg.decay ? wd : 0)
-            parallelChunks(seg.count) { lo, cnt in   // elementwise: the same result on any number of threads
-                for i in lo..<(lo + cnt) {
-                    let gi = g[i] * gc   // exact when gc = 1
-                    p[i] *= keep
-                    mm[i] = b1 * mm[i] + (1 - b1) * gi
-                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
-                    p[i] -= stepSize * mm[i] / (vv[i].squareRoot() * invSqrtBc2 + eps)
-                }
+            // Elementwise (C, vectorised, exact): the same result on any number of threads.
+            parallelChunks(seg.count) { lo, cnt in
+                w2v_adamw(p + lo, g + lo, mm + lo, vv + lo, cnt, gc, keep, b1, b2, stepSize, invSqrtBc2, eps)
             }
         }
         step += 1

@@ -45,6 +45,12 @@ long w2v_dnnl_created(void);
 void w2v_f32_to_bf16(unsigned short *dst, const float *src, long n);
 void w2v_bf16_round(float *dst, const float *src, long n);
 
+// ---- AdamW (adamw.c) ---------------------------------------------------------------------------------
+/// One run of n parameters: g' = g·gscale; m = b1·m + (1 − b1)·g'; v = b2·v + (1 − b2)·g'·g';
+/// p = p·keep − step_size·m / (√v·inv_sqrt_bc2 + eps). Exact IEEE f32, no fused multiply-adds.
+void w2v_adamw(float *p, const float *g, float *m, float *v, long n, float gscale, float keep, float b1,
+               float b2, float step_size, float inv_sqrt_bc2, float eps);
+
 // ---- The rank's thread pool (pool.c) ----------------------------------------------------------
 // One persistent pool per process: `threads − 1` workers plus the calling thread. w2v_pool_run splits
 // [0, n) into `parts` contiguous ranges [i·n/parts, (i+1)·n/parts) (parts = min(threads, n)), runs
