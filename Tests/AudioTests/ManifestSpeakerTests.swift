@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-@testable import Audio
+import Audio
 
 /// Issue 13 (adapter.speaker = table): the manifest's optional third column, a speaker label per row.
 final class ManifestSpeakerTests: XCTestCase {
