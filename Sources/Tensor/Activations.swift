@@ -44,14 +44,18 @@ func swishBackwardSerial(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
 
 /// Exact GELU: y = x·Φ(x) = ½x(1 + erf(x/√2)); y' = Φ(x) + x·φ(x).
 public func geluForward(y: FPtr, x: CFPtr, n: Int) {
-    for i in 0..<n { y[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+    parallelChunks(n) { lo, cnt in
+        for i in lo..<(lo + cnt) { y[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+    }
 }
 public func geluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
-    for i in 0..<n {
-        let v = x[i]
-        let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-        let pdf = expf(-0.5 * v * v) * 0.39894228040143268
-        dx[i] += dy[i] * (cdf + v * pdf)
+    parallelChunks(n) { lo, cnt in
+        for i in lo..<(lo + cnt) {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
+            let pdf = expf(-0.5 * v * v) * 0.39894228040143268
+            dx[i] += dy[i] * (cdf + v * pdf)
+        }
     }
 }
 

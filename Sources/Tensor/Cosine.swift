@@ -4,14 +4,22 @@
 /// Saves normA[Na], normB[Nb] (the clamped norms) for backward.
 public func cosineForward(out: FPtr, normA: FPtr, normB: FPtr, a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>,
                           ib: UnsafePointer<Int32>, n: Int, na: Int, nb: Int, dim: Int, eps: Float = 1e-8) {
-    for i in 0..<na { normA[i] = max((sumOfSquaresF(a + i * dim, dim)).squareRoot(), eps) }
-    for j in 0..<nb { normB[j] = max((sumOfSquaresF(b + j * dim, dim)).squareRoot(), eps) }
-    for p in 0..<n {
-        let i = Int(ia[p]), j = Int(ib[p])
-        let ar = a + i * dim, br = b + j * dim
-        var dot: Float = 0
-        for e in 0..<dim { dot += ar[e] * br[e] }
-        out[p] = dot / (normA[i] * normB[j])
+    // Every output is computed by one thread with the serial arithmetic (rows, then pairs, over the threads).
+    let grain = max(1, 8192 / max(dim, 1))
+    parallelFor(na, grain: grain) { lo, hi in
+        for i in lo..<hi { normA[i] = max((sumOfSquaresF(a + i * dim, dim)).squareRoot(), eps) }
+    }
+    parallelFor(nb, grain: grain) { lo, hi in
+        for j in lo..<hi { normB[j] = max((sumOfSquaresF(b + j * dim, dim)).squareRoot(), eps) }
+    }
+    parallelFor(n, grain: grain) { lo, hi in
+        for p in lo..<hi {
+            let i = Int(ia[p]), j = Int(ib[p])
+            let ar = a + i * dim, br = b + j * dim
+            var dot: Float = 0
+            for e in 0..<dim { dot += ar[e] * br[e] }
+            out[p] = dot / (normA[i] * normB[j])
+        }
     }
 }
 

@@ -192,6 +192,23 @@ final class ThreadedKernelTests: XCTestCase {
             axpy(dx.ptr, y.ptr, alpha: 0.3, n: count)
             return y.array + dx.array
         }
+        same("gelu") {
+            let y = FloatBuffer(count: count), dx = FloatBuffer(bigDy), X = FloatBuffer(big), DY = FloatBuffer(bigDy)
+            geluForward(y: y.ptr, x: X.ptr, n: count)
+            geluBackward(dx: dx.ptr, dy: DY.ptr, x: X.ptr, n: count)
+            return y.array + dx.array
+        }
+        same("cosine") {
+            // 40 a rows against 300 b rows, 3000 gathered pairs.
+            let A = FloatBuffer(Array(big.prefix(40 * 64))), B = FloatBuffer(Array(big.suffix(300 * 64)))
+            let ia = (0..<3000).map { Int32($0 % 40) }, ib = (0..<3000).map { Int32(($0 * 7) % 300) }
+            let out = FloatBuffer(count: 3000), nA = FloatBuffer(count: 40), nB = FloatBuffer(count: 300)
+            ia.withUnsafeBufferPointer { pa in ib.withUnsafeBufferPointer { pb in
+                cosineForward(out: out.ptr, normA: nA.ptr, normB: nB.ptr, a: A.ptr, b: B.ptr, ia: pa.baseAddress!, ib: pb.baseAddress!,
+                              n: 3000, na: 40, nb: 300, dim: 64)
+            } }
+            return out.array + nA.array + nB.array
+        }
         same("glu") {
             let X = FloatBuffer(x), y = FloatBuffer(count: n * c / 2), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
             gluForward(y: y.ptr, x: X.ptr, n: n, c: c / 2)
