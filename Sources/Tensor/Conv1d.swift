@@ -133,12 +133,13 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
             let xb = x + bi * t * c, yb = y + bi * t * c
             for ti in 0..<t {
                 let yr = yb + ti * c
-                for ch in c0..<c1 { yr[ch] = 0 }
+                (yr + c0).update(repeating: 0, count: c1 - c0)
                 let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
                 if j0 >= j1 { continue }
                 for j in j0..<j1 {
                     let xr = xb + (ti + j - left) * c, wr = wT + j * c
-                    for ch in c0..<c1 { yr[ch] += wr[ch] * xr[ch] }
+                    lanes8(c0, c1, { store8(load8(yr + $0) + load8(wr + $0) * load8(xr + $0), yr + $0) },
+                           { yr[$0] += wr[$0] * xr[$0] })
                 }
             }
         }
@@ -169,10 +170,14 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dwT: FPtr
                 for j in j0..<j1 {
                     let s = ti + j - left
                     let xr = xb + s * c, dxr = dxb + s * c, wr = wT + j * c, dwr = dwT + j * c
-                    for ch in c0..<c1 {
+                    lanes8(c0, c1, { ch in
+                        let gv = load8(g + ch)
+                        store8(load8(dxr + ch) + load8(wr + ch) * gv, dxr + ch)
+                        store8(load8(dwr + ch) + load8(xr + ch) * gv, dwr + ch)
+                    }, { ch in
                         dxr[ch] += wr[ch] * g[ch]
                         dwr[ch] += xr[ch] * g[ch]
-                    }
+                    })
                 }
             }
         }

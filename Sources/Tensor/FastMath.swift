@@ -41,6 +41,16 @@ public func load8(_ p: UnsafePointer<Float>) -> F8 { UnsafeRawPointer(p).loadUna
 @inline(__always)
 public func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self) }
 
+/// body8(i) for i = lo, lo + 8, … while eight fit before hi, then body1(i) for the rest: explicit eight-lane
+/// loops for kernels whose plain loops the compiler does not vectorise (pointer aliasing inside closures).
+/// With separate multiplies and adds the lanes compute exactly what the scalar loop would.
+@inline(__always)
+public func lanes8(_ lo: Int, _ hi: Int, _ body8: (Int) -> Void, _ body1: (Int) -> Void) {
+    var i = lo
+    while i + 8 <= hi { body8(i); i += 8 }
+    while i < hi { body1(i); i += 1 }
+}
+
 /// max of n floats.
 @inline(__always)
 public func vectorMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -40,10 +40,7 @@ public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x
             dBias[j] += dyr[j]
             dWeight[j] += dyr[j] * xh
         }
-        for j in 0..<c {
-            let xh = (xr[j] - m) * r
-            dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
-        }
+        lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c)
     }
 }
 
@@ -57,10 +54,7 @@ func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, 
             let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
             let m = mean[i], r = rstd[i]
             let (sg, sgx) = lnBackwardSums(xr, dyr, weight, m, r, c, invC)
-            for j in 0..<c {
-                let xh = (xr[j] - m) * r
-                dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
-            }
+            lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c)
         }
     }
     // Column blocks of 16: each dγ[j], dβ[j] is summed over i = 0..<n in order, as in the serial loop.
@@ -69,13 +63,28 @@ func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, 
         for i in 0..<n {
             let xr = x + i * c, dyr = dy + i * c
             let m = mean[i], r = rstd[i]
-            for j in j0..<j1 {
-                let xh = (xr[j] - m) * r
+            lanes8(j0, j1, { j in
+                let dyv = load8(dyr + j)
+                store8(load8(dBias + j) + dyv, dBias + j)
+                store8(load8(dWeight + j) + dyv * ((load8(xr + j) - m) * r), dWeight + j)
+            }, { j in
                 dBias[j] += dyr[j]
-                dWeight[j] += dyr[j] * xh
-            }
+                dWeight[j] += dyr[j] * ((xr[j] - m) * r)
+            })
         }
     }
+}
+
+/// dx_j += rstd·(dy_j·γ_j − mean(g) − x̂_j·mean(g·x̂)) over one row (eight lanes; shared by both backward paths).
+@inline(__always)
+func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ sg: Float, _ sgx: Float, _ c: Int) {
+    lanes8(0, c, { j in
+        let xh = (load8(xr + j) - m) * r
+        store8(load8(dxr + j) + r * (load8(dyr + j) * load8(weight + j) - sg - xh * sgx), dxr + j)
+    }, { j in
+        let xh = (xr[j] - m) * r
+        dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
+    })
 }
 
 /// Σ_j f(j) for j in 0..<c: eight lanes (f8 at j = 0, 8, …), the lanes added in order, then the scalar tail.

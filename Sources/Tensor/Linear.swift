@@ -41,7 +41,7 @@ public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
         let c0 = lo * 64, c1 = min(hi * 64, cols)
         for r in 0..<rows {
             let row = a + r * cols
-            for c in c0..<c1 { out[c] += row[c] }
+            lanes8(c0, c1, { store8(load8(out + $0) + load8(row + $0), out + $0) }, { out[$0] += row[$0] })
         }
     }
 }
