@@ -30,6 +30,17 @@ public func parallelFor(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
     }
 }
 
+/// body(lo, hi) over exactly min(threads, count) contiguous parts of 0..<count, one per thread: for kernels
+/// split by columns or channels, whose every part walks all the rows (more parts would repeat that walk).
+@inline(__always)
+public func parallelSplit(_ count: Int, _ body: (Int, Int) -> Void) {
+    let parts = min(Int(w2v_pool_threads()), count)
+    if parts <= 1 || w2v_pool_in_task() != 0 { if count > 0 { body(0, count) }; return }
+    parallelFor(parts) { lo, hi in
+        for p in lo..<hi { body(count * p / parts, count * (p + 1) / parts) }
+    }
+}
+
 /// Values per part of threaded elementwise loops: a multiple of 16 (the widest SIMD), large enough that a
 /// part costs far more than waking a worker.
 public let elementChunk = 16_384

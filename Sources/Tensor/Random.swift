@@ -43,6 +43,12 @@ public func philox4x32(counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, 
 }
 
 /// A deterministic stream of random numbers for one (seed, step, micro-batch, purpose).
+/// The 53-bit uniform in (0, 1) made of two draws (a first).
+@inline(__always)
+func uniformDouble(_ a: UInt32, _ b: UInt32) -> Double {
+    (Double(UInt64(a >> 5) << 26 | UInt64(b >> 6)) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+}
+
 public struct RandomStream: Sendable {
     public let key: (UInt32, UInt32)
     public let step: UInt32, microBatch: UInt32, purpose: UInt32
@@ -83,8 +89,8 @@ public struct RandomStream: Sendable {
 
     /// Uniform in (0, 1) with 53 bits, for Double tests and careful draws.
     public mutating func nextUniformDouble() -> Double {
-        let hi = UInt64(nextUInt32() >> 5), lo = UInt64(nextUInt32() >> 6)
-        return (Double(hi << 26 | lo) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+        let a = nextUInt32()
+        return uniformDouble(a, nextUInt32())
     }
 
     /// Uniform integer in 0..<n (Lemire's multiply-shift with rejection, unbiased).
@@ -124,11 +130,43 @@ public struct RandomStream: Sendable {
     public mutating func fillUniform(_ p: FPtr, _ n: Int, low: Float = 0, high: Float = 1) {
         for i in 0..<n { p[i] = low + (high - low) * nextUniform() }
     }
+    /// Normal values; from a block boundary (no buffered bits, no spare value) the pairs are spread over the
+    /// rank's threads: pair j is Box-Muller on block `block + j`, exactly what the serial draws give.
     public mutating func fillNormal(_ p: FPtr, _ n: Int, mean: Float = 0, std: Float = 1) {
-        for i in 0..<n { p[i] = mean + std * nextNormal() }
+        var i = 0
+        if used == 4 && spareNormal == nil && n >= 2 {
+            let pairs = n / 2, b0 = block, k = key, c = (step, microBatch, purpose)
+            parallelFor(pairs, grain: 512) { lo, hi in
+                for j in lo..<hi {
+                    let w = philox4x32(counter: (b0 &+ UInt32(truncatingIfNeeded: j), c.0, c.1, c.2), key: k)
+                    let u1 = uniformDouble(w.0, w.1), u2 = uniformDouble(w.2, w.3)
+                    let r = (-2 * log(u1)).squareRoot()
+                    let a = 2 * Double.pi * u2
+                    p[2 * j] = mean + std * Float(r * cos(a))
+                    p[2 * j + 1] = mean + std * Float(r * sin(a))
+                }
+            }
+            block = b0 &+ UInt32(truncatingIfNeeded: pairs)
+            i = 2 * pairs
+        }
+        while i < n { p[i] = mean + std * nextNormal(); i += 1 }
     }
+    /// Gumbel values; from a block boundary the blocks (two values each) are spread over the threads.
     public mutating func fillGumbel(_ p: FPtr, _ n: Int) {
-        for i in 0..<n { p[i] = nextGumbel() }
+        var i = 0
+        if used == 4 && n >= 2 {
+            let pairs = n / 2, b0 = block, k = key, c = (step, microBatch, purpose)
+            parallelFor(pairs, grain: 512) { lo, hi in
+                for j in lo..<hi {
+                    let w = philox4x32(counter: (b0 &+ UInt32(truncatingIfNeeded: j), c.0, c.1, c.2), key: k)
+                    p[2 * j] = Float(-log(-log(uniformDouble(w.0, w.1))))
+                    p[2 * j + 1] = Float(-log(-log(uniformDouble(w.2, w.3))))
+                }
+            }
+            block = b0 &+ UInt32(truncatingIfNeeded: pairs)
+            i = 2 * pairs
+        }
+        while i < n { p[i] = nextGumbel(); i += 1 }
     }
     /// In-place Fisher-Yates shuffle.
     public mutating func shuffle<T>(_ a: inout [T]) {

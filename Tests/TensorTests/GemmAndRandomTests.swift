@@ -46,6 +46,28 @@ final class GemmTests: XCTestCase {
 }
 
 final class RandomTests: XCTestCase {
+    /// fillNormal / fillGumbel spread over threads from a block boundary give exactly the serial draws, and
+    /// leave the stream where the serial draws would (odd counts, a prefix that breaks alignment, 1 and 3 threads).
+    func testThreadedFillsEqualSerialDraws() {
+        defer { Compute.configure(precision: .fp32, threads: 1) }
+        for threads in [1, 3] {
+            Compute.configure(precision: .fp32, threads: threads)
+            for (prefix, n) in [(0, 5001), (0, 4000), (3, 2999), (1, 7)] {
+                var a = RandomStream(seed: 9, step: 2, microBatch: 1, purpose: .maskNoise), b = a
+                let fa = FloatBuffer(count: n), fb = FloatBuffer(count: n)
+                for _ in 0..<prefix { _ = a.nextUInt32(); _ = b.nextUInt32() }
+                a.fillNormal(fa.ptr, n, mean: 0.5, std: 2)
+                for i in 0..<n { fb[i] = 0.5 + 2 * b.nextNormal() }
+                XCTAssertEqual(fa.array, fb.array, "normal, \(threads) threads, prefix \(prefix), n \(n)")
+                XCTAssertEqual(a.nextNormal(), b.nextNormal(), "normal stream state")
+                a.fillGumbel(fa.ptr, n)
+                for i in 0..<n { fb[i] = b.nextGumbel() }
+                XCTAssertEqual(fa.array, fb.array, "gumbel, \(threads) threads, prefix \(prefix), n \(n)")
+                XCTAssertEqual(a.nextUInt32(), b.nextUInt32(), "gumbel stream state")
+            }
+        }
+    }
+
     func testPhiloxKnownAnswers() {
         // Random123's kat_vectors for philox4x32_10.
         let z = philox4x32(counter: (0, 0, 0, 0), key: (0, 0))
