@@ -334,33 +334,20 @@ final class HyperLoRAKernelTests: XCTestCase {
             let lp = UnsafeMutableRawPointer(L.ptr).assumingMemoryBound(to: Int32.self)
             for b in 0..<batch { lp[b] = Int32(lens[b]) }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> ([Float], [[Float]]) {
-                let Z = FloatBuffer(f[0]), W = FloatBuffer(f[1]), Bi = FloatBuffer(f[2]), GA = FloatBuffer(f[4]), Gb = FloatBuffer(f[5]), X = FloatBuffer(f[6])
-                let s = FloatBuffer(count: batch * S), pooled = FloatBuffer(count: batch * d), h = FloatBuffer(count: batch * H)
-                let A = FloatBuffer(count: batch * r * i), B = FloatBuffer(count: batch * o * r)
-                let y = FloatBuffer(count: batch * t * o), u = FloatBuffer(count: batch * t * r)
+                let Z = FloatBuffer(f[0]), W = FloatBuffer(f[1]), Bi = FloatBuffer(f[2])
+                let s = FloatBuffer(count: batch * S), pooled = FloatBuffer(count: batch * d)
                 speakerEncoderForward(s: s.ptr, pooled: pooled.ptr, z: Z.ptr, lengths: lp, weight: W.ptr, bias: Bi.ptr, batch: batch, t: t, d: d, dim: S)
-                for b in 0..<batch { for k in 0..<S { h.ptr[b * H + k] = s.ptr[b * S + k] }; for k in 0..<E { h.ptr[b * H + S + k] = f[3][k] } }
-                hyperFactorsForward(f: A.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
-                hyperFactorsForward(f: B.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
-                perUtteranceLoRAForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: B.ptr, scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
-                guard let dy else { withExtendedLifetime((Z, W, Bi, GA, Gb, X, s, pooled, h, A, B, u)) {}; return (y.array, []) }
+                let chain = FactorChain(e: f[3], genA: f[4], genB: f[5], x: f[6], batch: batch, t: t, S: S, inDim: i, outDim: o, rank: r, scale: sc)
+                let y = chain.forward(s.ptr)
+                guard let dy else { return (y, []) }
                 let DY = FloatBuffer(dy)
-                let dz = FloatBuffer(count: Z.count), dw = FloatBuffer(count: W.count), db = FloatBuffer(count: S), de = FloatBuffer(count: E)
-                let dga = FloatBuffer(count: GA.count), dgb = FloatBuffer(count: Gb.count), dx = FloatBuffer(count: X.count)
-                let dA = FloatBuffer(count: A.count), dB = FloatBuffer(count: B.count), du = FloatBuffer(count: u.count)
-                let dh = FloatBuffer(count: batch * H), ds = FloatBuffer(count: batch * S)
+                let dz = FloatBuffer(count: Z.count), dw = FloatBuffer(count: W.count), db = FloatBuffer(count: S)
                 for _ in 0..<times {
-                    dA.zero(); dB.zero(); dh.zero()
-                    perUtteranceLoRABackward(dx: dx.ptr, dA: dA.ptr, dB: dB.ptr, du: du.ptr, dy: DY.ptr, x: X.ptr, u: u.ptr, a: A.ptr, b: B.ptr,
-                                             scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
-                    hyperFactorsBackward(dGen: dga.ptr, dh: dh.ptr, dF: dA.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
-                    hyperFactorsBackward(dGen: dgb.ptr, dh: dh.ptr, dF: dB.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
-                    for b in 0..<batch { for k in 0..<S { ds.ptr[b * S + k] = dh.ptr[b * H + k] }; for k in 0..<E { de.ptr[k] += dh.ptr[b * H + S + k] } }
-                    speakerEncoderBackward(dz: dz.ptr, dWeight: dw.ptr, dBias: db.ptr, ds: ds.ptr, s: s.ptr, pooled: pooled.ptr, weight: W.ptr,
-                                           lengths: lp, batch: batch, t: t, d: d, dim: S)
+                    speakerEncoderBackward(dz: dz.ptr, dWeight: dw.ptr, dBias: db.ptr, ds: chain.backward(DY), s: s.ptr, pooled: pooled.ptr,
+                                           weight: W.ptr, lengths: lp, batch: batch, t: t, d: d, dim: S)
                 }
-                withExtendedLifetime((Z, W, Bi, GA, Gb, X, s, pooled, h, A, B, u, DY, du)) {}
-                return (y.array, [dz.array, dw.array, db.array, de.array, dga.array, dgb.array, dx.array])
+                withExtendedLifetime((Z, W, Bi, s, pooled, DY)) {}
+                return (y, [dz.array, dw.array, db.array, chain.de.array, chain.dga.array, chain.dgb.array, chain.dx.array])
             }
             assertClose(run([z, w, bias, e, ga, gb, x].map(\.floats), nil, 0).0, ref([z, w, bias, e, ga, gb, x].map { $0.floats.doubles }),
                         rtol: 1e-5, atol: 1e-5, "hyper-lora forward")

@@ -22,33 +22,18 @@ final class SpeakerTableKernelTests: XCTestCase {
                                                 t: t, dim: S, inDim: i, outDim: o, rank: r)
             }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> ([Float], [[Float]]) {
-                let Tb = FloatBuffer(f[0]), GA = FloatBuffer(f[2]), Gb = FloatBuffer(f[3]), X = FloatBuffer(f[4])
-                let s = FloatBuffer(count: batch * S), h = FloatBuffer(count: batch * H)
-                let A = FloatBuffer(count: batch * r * i), B = FloatBuffer(count: batch * o * r)
-                let y = FloatBuffer(count: batch * t * o), u = FloatBuffer(count: batch * t * r)
+                let Tb = FloatBuffer(f[0]), s = FloatBuffer(count: batch * S)
+                let chain = FactorChain(e: f[1], genA: f[2], genB: f[3], x: f[4], batch: batch, t: t, S: S, inDim: i, outDim: o, rank: r, scale: sc)
                 return rows.withUnsafeBufferPointer { rp in
                     speakerTableForward(s: s.ptr, table: Tb.ptr, rows: rp.baseAddress, unknown: n, batch: batch, dim: S)
-                    for b in 0..<batch { for k in 0..<S { h.ptr[b * H + k] = s.ptr[b * S + k] }; for k in 0..<E { h.ptr[b * H + S + k] = f[1][k] } }
-                    hyperFactorsForward(f: A.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
-                    hyperFactorsForward(f: B.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
-                    perUtteranceLoRAForward(y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: B.ptr, scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
-                    guard let dy else { withExtendedLifetime((Tb, GA, Gb, X, s, h, A, B, u)) {}; return (y.array, []) }
-                    let DY = FloatBuffer(dy)
-                    let dt = FloatBuffer(count: Tb.count), de = FloatBuffer(count: E)
-                    let dga = FloatBuffer(count: GA.count), dgb = FloatBuffer(count: Gb.count), dx = FloatBuffer(count: X.count)
-                    let dA = FloatBuffer(count: A.count), dB = FloatBuffer(count: B.count), du = FloatBuffer(count: u.count)
-                    let dh = FloatBuffer(count: batch * H), ds = FloatBuffer(count: batch * S)
+                    let y = chain.forward(s.ptr)
+                    guard let dy else { return (y, []) }
+                    let DY = FloatBuffer(dy), dt = FloatBuffer(count: Tb.count)
                     for _ in 0..<times {
-                        dA.zero(); dB.zero(); dh.zero()
-                        perUtteranceLoRABackward(dx: dx.ptr, dA: dA.ptr, dB: dB.ptr, du: du.ptr, dy: DY.ptr, x: X.ptr, u: u.ptr, a: A.ptr, b: B.ptr,
-                                                 scale: Float(sc), batch: batch, t: t, inDim: i, outDim: o, rank: r)
-                        hyperFactorsBackward(dGen: dga.ptr, dh: dh.ptr, dF: dA.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
-                        hyperFactorsBackward(dGen: dgb.ptr, dh: dh.ptr, dF: dB.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
-                        for b in 0..<batch { for k in 0..<S { ds.ptr[b * S + k] = dh.ptr[b * H + k] }; for k in 0..<E { de.ptr[k] += dh.ptr[b * H + S + k] } }
-                        speakerTableBackward(dTable: dt.ptr, ds: ds.ptr, rows: rp.baseAddress, unknown: n, batch: batch, dim: S)
+                        speakerTableBackward(dTable: dt.ptr, ds: chain.backward(DY), rows: rp.baseAddress, unknown: n, batch: batch, dim: S)
                     }
-                    withExtendedLifetime((Tb, GA, Gb, X, s, h, A, B, u, DY, du)) {}
-                    return (y.array, [dt.array, de.array, dga.array, dgb.array, dx.array])
+                    withExtendedLifetime((Tb, s, DY)) {}
+                    return (y, [dt.array, chain.de.array, chain.dga.array, chain.dgb.array, chain.dx.array])
                 }
             }
             let inputs = [table, e, ga, gb, x]
