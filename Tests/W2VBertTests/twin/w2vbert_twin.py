@@ -125,8 +125,11 @@ def hyper_sites(c):
     return out
 
 
-def site_module(root, site):
+def site_module(root, site, create=False):
+    """The module at dotted path `site` under root (create: add empty nn.Modules for missing parts)."""
     for part in site.split("."):
+        if create and not hasattr(root, part):
+            root.add_module(part, nn.Module())
         root = getattr(root, part)
     return root
 
@@ -315,11 +318,7 @@ class W2VBert(nn.Module):
             self.hyperlora.layer_embedding = nn.Parameter(torch.empty(L, E))
             self.lora_sites = adapter_sites(c)
             for site, out, inp in self.lora_sites:
-                parent = self.hyperlora
-                for part in site.split("."):
-                    if not hasattr(parent, part):
-                        parent.add_module(part, nn.Module())
-                    parent = getattr(parent, part)
+                parent = site_module(self.hyperlora, site, create=True)
                 parent.gen_a = nn.Parameter(torch.empty(S + E, r, inp))
                 parent.gen_b = nn.Parameter(torch.empty(S + E, out, r))
         self.sites = hyper_sites(c)
@@ -329,11 +328,7 @@ class W2VBert(nn.Module):
             self.hypernet = nn.Module()
             self.hypernet.layer_embedding = nn.Parameter(torch.empty(L, E))
             for site, out, inp in self.sites:
-                parent = self.hypernet
-                for part in site.split("."):
-                    if not hasattr(parent, part):
-                        parent.add_module(part, nn.Module())
-                    parent = getattr(parent, part)
+                parent = site_module(self.hypernet, site, create=True)
                 parent.base = nn.Parameter(torch.empty(out, inp))
                 parent.coef = nn.Parameter(torch.empty(E, out, inp))
                 for blk in self.blocks():
