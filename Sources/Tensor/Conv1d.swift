@@ -150,7 +150,7 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
 /// depthwise convolution, so each output is computed by one thread with the serial arithmetic).
 @inline(__always)
 func channelBlocks(_ c: Int, _ body: (Int, Int) -> Void) {
-    parallelSplit((c + 15) / 16) { lo, hi in body(lo * 16, min(hi * 16, c)) }
+    parallelFor((c + 15) / 16, grain: 1) { lo, hi in body(lo * 16, min(hi * 16, c)) }
 }
 
 /// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here), dwT:

@@ -58,7 +58,7 @@ func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, 
         }
     }
     // Column blocks of 16: each dγ[j], dβ[j] is summed over i = 0..<n in order, as in the serial loop.
-    parallelSplit((c + 15) / 16) { lo, hi in
+    parallelFor((c + 15) / 16, grain: 1) { lo, hi in
         let j0 = lo * 16, j1 = min(hi * 16, c)
         for i in 0..<n {
             let xr = x + i * c, dyr = dy + i * c

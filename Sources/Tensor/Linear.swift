@@ -37,19 +37,12 @@ func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weig
 @inline(__always)
 public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
     // Blocks of 64 columns over the threads; each column keeps its row order.
-    let blocks = (cols + 63) / 64
-    if rows * 64 >= elementChunk {
-        parallelSplit(blocks) { lo, hi in columnSums(out, a, rows: rows, cols: cols, lo * 64, min(hi * 64, cols)) }
-    } else {
-        columnSums(out, a, rows: rows, cols: cols, 0, cols)
-    }
-}
-
-@inline(__always)
-func columnSums(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int, _ c0: Int, _ c1: Int) {
-    for r in 0..<rows {
-        let row = a + r * cols
-        lanes8(c0, c1, { store8(load8(out + $0) + load8(row + $0), out + $0) }, { out[$0] += row[$0] })
+    parallelFor((cols + 63) / 64, grain: rows * 64 >= elementChunk ? 1 : Int.max) { lo, hi in
+        let c0 = lo * 64, c1 = min(hi * 64, cols)
+        for r in 0..<rows {
+            let row = a + r * cols
+            lanes8(c0, c1, { store8(load8(out + $0) + load8(row + $0), out + $0) }, { out[$0] += row[$0] })
+        }
     }
 }
 

@@ -19,7 +19,9 @@ public func parallelFor(_ count: Int, _ body: (Int, Int) -> Void) {
     }
 }
 
-/// parallelFor over count items with at least `grain` items per part (small loops stay on one thread).
+/// parallelFor over count items with at least `grain` items per part (small loops stay on one thread), at
+/// most one part per thread: grain 1 suits kernels split by columns or channels, whose every part walks all
+/// the rows (more parts would repeat that walk).
 @inline(__always)
 public func parallelFor(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
     let parts = min(Int(w2v_pool_threads()), count / max(grain, 1))
@@ -27,17 +29,6 @@ public func parallelFor(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
     // Split into `parts` equal chunks of items.
     parallelFor(parts) { lo, hi in
         body(count * lo / parts, count * hi / parts)
-    }
-}
-
-/// body(lo, hi) over exactly min(threads, count) contiguous parts of 0..<count, one per thread: for kernels
-/// split by columns or channels, whose every part walks all the rows (more parts would repeat that walk).
-@inline(__always)
-public func parallelSplit(_ count: Int, _ body: (Int, Int) -> Void) {
-    let parts = min(Int(w2v_pool_threads()), count)
-    if parts <= 1 || w2v_pool_in_task() != 0 { if count > 0 { body(0, count) }; return }
-    parallelFor(parts) { lo, hi in
-        for p in lo..<hi { body(count * p / parts, count * (p + 1) / parts) }
     }
 }
 
