@@ -252,17 +252,8 @@ static void fill_key(key_t_ *key, int prec, int ta, int tb, long m, long n, long
     key->alpha = alpha; key->beta = beta;
 }
 
-int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
+int w2v_dnnl_gemm(int transA, int transB, long m, long n, long k, float alpha,
                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-    if (precision) {
-        // Pack both operands on this thread (A as stored, B as [K×N]), then the bf16 product.
-        long ra = transA ? k : m, ca = transA ? m : k;
-        uint16_t *da = w2v_thread_buffer(0, (size_t)(ra * ca) * 2), *db = w2v_thread_buffer(1, (size_t)(k * n) * 2);
-        if (!da || !db) return dnnl_out_of_memory;
-        w2v_bf16_pack(da, a, lda, ra, ca, 0, 0, ra);
-        if (transB) w2v_bf16_pack(db, b, ldb, n, k, 1, 0, n); else w2v_bf16_pack(db, b, ldb, k, n, 0, 0, k);
-        return w2v_dnnl_gemm_bf16(transA, m, n, k, alpha, da, ca, db, n, beta, c, ldc);
-    }
     tstate_t *s = state();
     if (!s) return dnnl_runtime_error;
     key_t_ key;

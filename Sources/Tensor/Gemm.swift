@@ -221,7 +221,7 @@ func check(_ status: Int32, _ what: String, _ m: Int, _ n: Int, _ k: Int, _ tran
 func gemmF32(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
     if Compute.f32Engine == .onednn {
-        check(w2v_dnnl_gemm(0, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+        check(w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
               "f32", m, n, k, transA, transB)
         return
     }

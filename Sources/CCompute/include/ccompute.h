@@ -3,10 +3,11 @@
 #include <stddef.h>
 // The oneDNN side of Tensor's one GEMM entry point (Sources/Tensor/Gemm.swift). Row-major
 // C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C with lda/ldb/ldc the row strides as stored.
-// precision 0: f32 operands; 1: bf16 operands (converted here, round to nearest even), f32 accumulate
-// and output. Primitives are cached per calling thread by (precision, transposes, shape, strides,
-// alpha, beta); every thread owns its cache, operand buffers and scratchpad, so calls from several
-// threads at once are safe. Returns 0 on success, otherwise a dnnl_status_t.
+// w2v_dnnl_gemm: f32 operands used in place; w2v_dnnl_gemm_bf16: bf16 operands packed by w2v_bf16_pack
+// (round to nearest even), f32 accumulate and output. Primitives are cached per calling thread by
+// (precision, transposes, shape, strides, alpha, beta); every thread owns its cache, operand buffers and
+// scratchpad, so calls from several threads at once are safe. Returns 0 on success, otherwise a
+// dnnl_status_t.
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,7 +23,7 @@ const char *w2v_dnnl_version(void);
 void w2v_dnnl_set_threads(int n);
 int w2v_dnnl_get_threads(void);
 
-int w2v_dnnl_gemm(int precision, int transA, int transB, long m, long n, long k, float alpha,
+int w2v_dnnl_gemm(int transA, int transB, long m, long n, long k, float alpha,
                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
 /// bf16 product on operands already packed by w2v_bf16_pack: A [M×K] (transA 0, row stride lda) or stored
