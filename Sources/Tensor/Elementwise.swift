@@ -69,12 +69,6 @@ let sumBlock = 4096
 
 @inline(__always)
 func blockSumOfSquares(_ x: CFPtr, n: Int, _ j: Int) -> Float {
-    var i = j * sumBlock
-    let end = min(n, i + sumBlock)
-    var acc = F8(repeating: 0)
-    while i + 8 <= end { let v = load8(x + i); acc += v * v; i += 8 }
-    var f: Float = 0
-    for l in 0..<8 { f += acc[l] }
-    while i < end { f += x[i] * x[i]; i += 1 }
-    return f
+    let p = x + j * sumBlock
+    return laneSum(min(sumBlock, n - j * sumBlock)) { let v = load8(p + $0); return v * v } tail: { p[$0] * p[$0] }
 }

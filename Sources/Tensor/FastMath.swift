@@ -51,6 +51,18 @@ public func lanes8(_ lo: Int, _ hi: Int, _ body8: (Int) -> Void, _ body1: (Int) 
     while i < hi { body1(i); i += 1 }
 }
 
+/// Σ_j f(j) for j in 0..<c: eight lanes (f8 at j = 0, 8, …), the lanes added in order, then the scalar tail.
+@inline(__always)
+func laneSum(_ c: Int, _ f8: (Int) -> F8, tail: (Int) -> Float) -> Float {
+    var acc = F8(repeating: 0)
+    var j = 0
+    while j + 8 <= c { acc += f8(j); j += 8 }
+    var s: Float = 0
+    for l in 0..<8 { s += acc[l] }
+    while j < c { s += tail(j); j += 1 }
+    return s
+}
+
 /// max of n floats.
 @inline(__always)
 public func vectorMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {

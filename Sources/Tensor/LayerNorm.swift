@@ -10,8 +10,8 @@ public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: 
     parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
     for i in lo..<hi {
         let xr = x + i * c, yr = y + i * c
-        let m = lnSum(c) { load8(xr + $0) } tail: { xr[$0] } * invC
-        let v = lnSum(c) { let t = load8(xr + $0) - m; return t * t } tail: { let t = xr[$0] - m; return t * t }
+        let m = laneSum(c) { load8(xr + $0) } tail: { xr[$0] } * invC
+        let v = laneSum(c) { let t = load8(xr + $0) - m; return t * t } tail: { let t = xr[$0] - m; return t * t }
         let r = 1 / (v * invC + eps).squareRoot()
         for j in 0..<c { yr[j] = (xr[j] - m) * r * weight[j] + bias[j] }
         mean[i] = m
@@ -87,24 +87,12 @@ func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m:
     })
 }
 
-/// Σ_j f(j) for j in 0..<c: eight lanes (f8 at j = 0, 8, …), the lanes added in order, then the scalar tail.
-@inline(__always)
-func lnSum(_ c: Int, _ f8: (Int) -> F8, tail: (Int) -> Float) -> Float {
-    var acc = F8(repeating: 0)
-    var j = 0
-    while j + 8 <= c { acc += f8(j); j += 8 }
-    var s: Float = 0
-    for l in 0..<8 { s += acc[l] }
-    while j < c { s += tail(j); j += 1 }
-    return s
-}
-
 /// mean_j(g) and mean_j(g·x̂) of one row, g = dy·γ, x̂ = (x − μ)·rstd (shared by the serial and threaded
 /// backward, so both give the same bits).
 @inline(__always)
 func lnBackwardSums(_ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ c: Int, _ invC: Float) -> (Float, Float) {
-    let sg = lnSum(c) { load8(dyr + $0) * load8(weight + $0) } tail: { dyr[$0] * weight[$0] }
-    let sgx = lnSum(c) { (load8(dyr + $0) * load8(weight + $0)) * ((load8(xr + $0) - m) * r) }
+    let sg = laneSum(c) { load8(dyr + $0) * load8(weight + $0) } tail: { dyr[$0] * weight[$0] }
+    let sgx = laneSum(c) { (load8(dyr + $0) * load8(weight + $0)) * ((load8(xr + $0) - m) * r) }
         tail: { (dyr[$0] * weight[$0]) * ((xr[$0] - m) * r) }
     return (sg * invC, sgx * invC)
 }
