@@ -65,14 +65,15 @@ static void convert_row(uint16_t *dst, const float *src, long n) {
     for (long i = 0; i < n; i++) dst[i] = bf16_scalar(src[i]);
 }
 
-// dst[cols×rows] (dense) = bf16(srcᵀ) for source rows [from, to), src stored [rows×cols] with row stride
-// ld; 16×16 tiles.
-static void convert_transposed(uint16_t *dst, const float *src, long ld, long rows, long cols, long from, long to) {
+// dst[cols×rows] (dense) = bf16(srcᵀ) for source columns [from, to), i.e. whole rows of dst (threads that
+// split by destination rows never write the same cache line), src stored [rows×cols] with row stride ld;
+// 16×16 tiles.
+static void convert_transposed(uint16_t *dst, const float *src, long ld, long rows, long from, long to) {
     uint16_t tile[16 * 16];
-    for (long r0 = from; r0 < to; r0 += 16) {
-        long rn = to - r0 < 16 ? to - r0 : 16;
-        for (long c0 = 0; c0 < cols; c0 += 16) {
-            long cn = cols - c0 < 16 ? cols - c0 : 16;
+    for (long c0 = from; c0 < to; c0 += 16) {
+        long cn = to - c0 < 16 ? to - c0 : 16;
+        for (long r0 = 0; r0 < rows; r0 += 16) {
+            long rn = rows - r0 < 16 ? rows - r0 : 16;
             for (long r = 0; r < rn; r++) convert_row(tile + r * 16, src + (r0 + r) * ld + c0, cn);
             for (long c = 0; c < cn; c++) {
                 uint16_t *d = dst + (c0 + c) * rows + r0;
@@ -115,8 +116,8 @@ typedef struct {
     dnnl_stream_t stream;
     entry_t *slots;
     long count, created;
-    void *buf[4], *buf_s;
-    size_t cap[4], cap_s;
+    void *buf[5], *buf_s;
+    size_t cap[5], cap_s;
     char impl[128];
 } tstate_t;
 
@@ -278,7 +279,7 @@ int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const un
 
 void *w2v_thread_buffer(int which, size_t bytes) {
     tstate_t *s = state();
-    if (!s || which < 0 || which > 3) return NULL;
+    if (!s || which < 0 || which > 4) return NULL;
     return grow(&s->buf[which], &s->cap[which], bytes) ? NULL : s->buf[which];
 }
 
@@ -286,7 +287,7 @@ void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, lo
                    long r0, long r1) {
     pthread_once(&g_once, init_engine);
     if (r1 <= r0 || cols <= 0) return;
-    if (transpose) { convert_transposed(dst, src, ld, rows, cols, r0, r1); return; }
+    if (transpose) { convert_transposed(dst, src, ld, rows, r0, r1); return; }
     if (ld == cols) { convert_row(dst + r0 * cols, src + r0 * ld, (r1 - r0) * cols); return; }
     for (long r = r0; r < r1; r++) convert_row(dst + r * cols, src + r * ld, cols);
 }

@@ -128,61 +128,65 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
                                    k: Int, causal: Bool) {
     let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
-    channelBlocks(c) { c0, c1 in
-        for bi in 0..<b {
-            let xb = x + bi * t * c, yb = y + bi * t * c
-            for ti in 0..<t {
-                let yr = yb + ti * c
-                (yr + c0).update(repeating: 0, count: c1 - c0)
-                let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
-                if j0 >= j1 { continue }
-                for j in j0..<j1 {
-                    let xr = xb + (ti + j - left) * c, wr = wT + j * c
-                    lanes8(c0, c1, { store8(load8(yr + $0) + load8(wr + $0) * load8(xr + $0), yr + $0) },
-                           { yr[$0] += wr[$0] * xr[$0] })
-                }
+    frameBlocks(b: b, t: t) { bi, t0, t1 in
+        let xb = x + bi * t * c, yb = y + bi * t * c
+        for ti in t0..<t1 {
+            let yr = yb + ti * c
+            yr.update(repeating: 0, count: c)
+            let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
+            if j0 >= j1 { continue }
+            for j in j0..<j1 {
+                let xr = xb + (ti + j - left) * c, wr = wT + j * c
+                lanes8(0, c, { store8(load8(yr + $0) + load8(wr + $0) * load8(xr + $0), yr + $0) },
+                       { yr[$0] += wr[$0] * xr[$0] })
             }
         }
     }
 }
 
-/// body(c0, c1) over blocks of 16 channels spread over the rank's threads (channels are independent in a
-/// depthwise convolution, so each output is computed by one thread with the serial arithmetic).
+/// Blocks of `reductionRows` frames of one utterance, body(utterance, first frame, end frame), spread over
+/// the rank's threads by rows (whole rows per thread: see `blockSums` for why not by channels).
 @inline(__always)
-func channelBlocks(_ c: Int, _ body: (Int, Int) -> Void) {
-    parallelFor((c + 15) / 16, grain: 1) { lo, hi in body(lo * 16, min(hi * 16, c)) }
+func frameBlocks(b: Int, t: Int, _ body: (Int, Int, Int) -> Void) {
+    let per = (t + reductionRows - 1) / reductionRows
+    parallelFor(b * per) { lo, hi in
+        for blk in lo..<hi {
+            let bi = blk / per, t0 = blk % per * reductionRows
+            body(bi, t0, min(t0 + reductionRows, t))
+        }
+    }
 }
 
-/// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here), dwT:
-/// workspace [k, C] for the weight gradient (zeroed here, added into dWeight at the end).
-public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dwT: FPtr, dy: CFPtr, x: CFPtr,
+/// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here). By blocks of
+/// frames: a block gathers its dx rows from the dy rows they fed, and sums its own partial dW [k, C]; the
+/// partials are added in block order (`blockSums`), the same on any number of threads.
+public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr,
                                     weight: CFPtr, b: Int, t: Int, c: Int, k: Int, causal: Bool) {
-    let left = depthwiseLeftPad(k: k, causal: causal)
+    let left = depthwiseLeftPad(k: k, causal: causal), per = (t + reductionRows - 1) / reductionRows
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
-    dwT.update(repeating: 0, count: k * c)
-    channelBlocks(c) { c0, c1 in
-        for bi in 0..<b {
-            let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
-            for ti in 0..<t {
-                let g = dyb + ti * c
-                let j0 = max(0, left - ti), j1 = min(k, t + left - ti)
-                if j0 >= j1 { continue }
-                for j in j0..<j1 {
-                    let s = ti + j - left
-                    let xr = xb + s * c, dxr = dxb + s * c, wr = wT + j * c, dwr = dwT + j * c
-                    lanes8(c0, c1, { ch in
-                        let gv = load8(g + ch)
-                        store8(load8(dxr + ch) + load8(wr + ch) * gv, dxr + ch)
-                        store8(load8(dwr + ch) + load8(xr + ch) * gv, dwr + ch)
-                    }, { ch in
-                        dxr[ch] += wr[ch] * g[ch]
-                        dwr[ch] += xr[ch] * g[ch]
-                    })
-                }
+    let sums = blockSums(blocks: b * per, width: k * c) { dwT, blk in
+        let bi = blk / per, t0 = blk % per * reductionRows, t1 = min(t0 + reductionRows, t)
+        let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
+        for ti in t0..<t1 {
+            // dW[j] += x[ti + j − left]·dy[ti]
+            let g = dyb + ti * c
+            for j in max(0, left - ti)..<max(max(0, left - ti), min(k, t + left - ti)) {
+                let xr = xb + (ti + j - left) * c, dwr = dwT + j * c
+                lanes8(0, c, { store8(load8(dwr + $0) + load8(xr + $0) * load8(g + $0), dwr + $0) },
+                       { dwr[$0] += xr[$0] * g[$0] })
+            }
+        }
+        for s in t0..<t1 {
+            // dx[s] += Σ_j w[j]·dy[s − j + left] over the frames ti = s − j + left inside [0, T)
+            let dxr = dxb + s * c
+            for j in max(0, s + left - t + 1)..<max(max(0, s + left - t + 1), min(k, s + left + 1)) {
+                let g = dyb + (s - j + left) * c, wr = wT + j * c
+                lanes8(0, c, { store8(load8(dxr + $0) + load8(wr + $0) * load8(g + $0), dxr + $0) },
+                       { dxr[$0] += wr[$0] * g[$0] })
             }
         }
     }
-    for ch in 0..<c { for j in 0..<k { dWeight[ch * k + j] += dwT[j * c + ch] } }
+    for ch in 0..<c { for j in 0..<k { dWeight[ch * k + j] += sums[j * c + ch] } }
 }
 
 public enum Conv1dReference {

@@ -193,7 +193,7 @@ func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, 
     }
     let dst = rawB.assumingMemoryBound(to: UInt16.self)
     if transB {
-        parallelFor(n, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, n, k, 1, lo, hi) }
+        parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, n, k, 1, lo, hi) }
     } else if let shared = sharedPacked(b, rows: k, cols: n, ld: ldb, threads: threads) { pb = shared } else {
         parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, k, n, 0, lo, hi) }
     }

@@ -22,60 +22,34 @@ public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: 
 
 /// Accumulates dx, dγ, dβ. With x̂ = (x − μ)·rstd and g = dy·γ:
 /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
-/// Threads: dx by rows; dγ, dβ by columns, each column summed over the rows in order (same sums as one thread).
+/// One pass over the rows in fixed blocks of `reductionRows` spread over the threads: each block writes its
+/// dx rows and its own partial dβ, dγ; the partials are then added in block order (`blockSums`), so the
+/// result is the same on any number of threads.
 public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
                               mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
-    if Compute.threads > 1 {
-        layerNormBackwardThreaded(dx: dx, dWeight: dWeight, dBias: dBias, dy: dy, x: x, weight: weight,
-                                  mean: mean, rstd: rstd, n: n, c: c)
-        return
-    }
-    let invC = 1 / Float(c)
-    for i in 0..<n {
-        let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
-        let m = mean[i], r = rstd[i]
-        let (sg, sgx) = lnBackwardSums(xr, dyr, weight, m, r, c, invC)
-        for j in 0..<c {
-            let xh = (xr[j] - m) * r
-            dBias[j] += dyr[j]
-            dWeight[j] += dyr[j] * xh
-        }
-        lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c)
-    }
-}
-
-/// Intended mirror of the serial row loop above: the same dx math split by rows, while dγ/dβ are summed by
-/// columns (so every output element is computed by one thread and results equal one thread bit for bit).
-func layerNormBackwardThreaded(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
-                               mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
-    let invC = 1 / Float(c)
-    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
-        for i in lo..<hi {
+    let invC = 1 / Float(c), blocks = (n + reductionRows - 1) / reductionRows
+    let sums = blockSums(blocks: blocks, width: 2 * c, grain: max(1, elementChunk / max(reductionRows * c, 1))) { part, blk in
+        let pg = part + c
+        for i in blk * reductionRows..<min(n, (blk + 1) * reductionRows) {
             let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
             let m = mean[i], r = rstd[i]
             let (sg, sgx) = lnBackwardSums(xr, dyr, weight, m, r, c, invC)
+            lanes8(0, c, { j in
+                let dyv = load8(dyr + j)
+                store8(load8(part + j) + dyv, part + j)
+                store8(load8(pg + j) + dyv * ((load8(xr + j) - m) * r), pg + j)
+            }, { j in
+                part[j] += dyr[j]
+                pg[j] += dyr[j] * ((xr[j] - m) * r)
+            })
             lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c)
         }
     }
-    // Column blocks of 16: each dγ[j], dβ[j] is summed over i = 0..<n in order, as in the serial loop.
-    parallelFor((c + 15) / 16, grain: 1) { lo, hi in
-        let j0 = lo * 16, j1 = min(hi * 16, c)
-        for i in 0..<n {
-            let xr = x + i * c, dyr = dy + i * c
-            let m = mean[i], r = rstd[i]
-            lanes8(j0, j1, { j in
-                let dyv = load8(dyr + j)
-                store8(load8(dBias + j) + dyv, dBias + j)
-                store8(load8(dWeight + j) + dyv * ((load8(xr + j) - m) * r), dWeight + j)
-            }, { j in
-                dBias[j] += dyr[j]
-                dWeight[j] += dyr[j] * ((xr[j] - m) * r)
-            })
-        }
-    }
+    addSums(dBias, sums, c)
+    addSums(dWeight, sums + c, c)
 }
 
-/// dx_j += rstd·(dy_j·γ_j − mean(g) − x̂_j·mean(g·x̂)) over one row (eight lanes; shared by both backward paths).
+/// dx_j += rstd·(dy_j·γ_j − mean(g) − x̂_j·mean(g·x̂)) over one row (eight lanes).
 @inline(__always)
 func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ sg: Float, _ sgx: Float, _ c: Int) {
     lanes8(0, c, { j in
@@ -87,8 +61,7 @@ func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m:
     })
 }
 
-/// mean_j(g) and mean_j(g·x̂) of one row, g = dy·γ, x̂ = (x − μ)·rstd (shared by the serial and threaded
-/// backward, so both give the same bits).
+/// mean_j(g) and mean_j(g·x̂) of one row, g = dy·γ, x̂ = (x − μ)·rstd.
 @inline(__always)
 func lnBackwardSums(_ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ c: Int, _ invC: Float) -> (Float, Float) {
     let sg = laneSum(c) { load8(dyr + $0) * load8(weight + $0) } tail: { dyr[$0] * weight[$0] }

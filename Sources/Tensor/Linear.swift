@@ -33,17 +33,17 @@ func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weig
     }
 }
 
-/// out[c] += Σ_r a[r, c].
+/// out[c] += Σ_r a[r, c], the rows summed in fixed blocks (`blockSums`: the same on any number of threads).
 @inline(__always)
 public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
-    // Blocks of 64 columns over the threads; each column keeps its row order.
-    parallelFor((cols + 63) / 64, grain: rows * 64 >= elementChunk ? 1 : Int.max) { lo, hi in
-        let c0 = lo * 64, c1 = min(hi * 64, cols)
-        for r in 0..<rows {
+    let blocks = (rows + reductionRows - 1) / reductionRows
+    let sums = blockSums(blocks: blocks, width: cols, grain: max(1, elementChunk / max(reductionRows * cols, 1))) { part, blk in
+        for r in blk * reductionRows..<min(rows, (blk + 1) * reductionRows) {
             let row = a + r * cols
-            lanes8(c0, c1, { store8(load8(out + $0) + load8(row + $0), out + $0) }, { out[$0] += row[$0] })
+            lanes8(0, cols, { store8(load8(part + $0) + load8(row + $0), part + $0) }, { part[$0] += row[$0] })
         }
     }
+    addSums(out, sums, cols)
 }
 
 public enum LinearReference {

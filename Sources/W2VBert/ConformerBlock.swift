@@ -21,14 +21,14 @@ struct BlockScratch {
     let dP1: FPtr        // [N, 2d]
     let dG: FPtr, dDw: FPtr, dS: FPtr            // [N, d]
     let attWork: FPtr    // attention workspace
-    let wT: FPtr, dwT: FPtr                      // [k, d]
+    let wT: FPtr                                 // [k, d]
     let dU: FPtr         // [N, r] LoRA scratch
     init(_ a: Arena, n: Int, d: Int, f: Int, k: Int, attWork: Int, rank: Int) {
         o = a.take(n * d); dRes = a.take(n * d); dO = a.take(n * d); dLn = a.take(n * d)
         dH = a.take(n * f); dA = a.take(n * f)
         dq = a.take(n * d); dk = a.take(n * d); dv = a.take(n * d); dAtt = a.take(n * d)
         dP1 = a.take(n * 2 * d); dG = a.take(n * d); dDw = a.take(n * d); dS = a.take(n * d)
-        self.attWork = a.take(attWork); wT = a.take(k * d); dwT = a.take(k * d)
+        self.attWork = a.take(attWork); wT = a.take(k * d)
         dU = a.take(n * rank)
     }
 }
@@ -200,7 +200,7 @@ struct ConvModule {
         layerNormBackward(dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo, weight: dwNorm.weight.w,
                           mean: mean2, rstd: rstd2, n: n, c: d)
         zero(s.dG, n * d)
-        depthwiseConv1dBackward(dx: s.dG, dWeight: dw.g, wT: s.wT, dwT: s.dwT, dy: s.dDw, x: gl, weight: dw.w,
+        depthwiseConv1dBackward(dx: s.dG, dWeight: dw.g, wT: s.wT, dy: s.dDw, x: gl, weight: dw.w,
                                 b: b, t: t, c: d, k: k, causal: causal)
         zeroPadding(s.dG, lengths: lengths, b: b, t: t, c: d)
         zero(s.dP1, 2 * n * d)

@@ -176,7 +176,7 @@ struct BenchKernels: ParsableCommand {
         // 5. Conformer conv module: LN → pw1 d→2d → GLU → depthwise k → LN → Swish → pw2 d→d.
         let ln1 = FloatBuffer(count: n * d), m1 = FloatBuffer(count: n), r1 = FloatBuffer(count: n)
         let pw1 = buf(2 * d * d, 13), h1 = FloatBuffer(count: n * 2 * d), gl = FloatBuffer(count: n * d)
-        let dwW = buf(d * k, 14), wT = FloatBuffer(count: k * d), dwT = FloatBuffer(count: k * d), h2 = FloatBuffer(count: n * d)
+        let dwW = buf(d * k, 14), wT = FloatBuffer(count: k * d), h2 = FloatBuffer(count: n * d)
         let ln2 = FloatBuffer(count: n * d), m2 = FloatBuffer(count: n), r2 = FloatBuffer(count: n), sw = FloatBuffer(count: n * d)
         let pw2 = buf(d * d, 15), out = FloatBuffer(count: n * d)
         let dOut = buf(n * d, 16), dsw = FloatBuffer(count: n * d), dln2 = FloatBuffer(count: n * d), dh2 = FloatBuffer(count: n * d)
@@ -195,7 +195,7 @@ struct BenchKernels: ParsableCommand {
             linearBackward(dx: dsw.ptr, dWeight: dpw2.ptr, dBias: nil, dy: dOut.ptr, x: sw.ptr, weight: pw2.ptr, n: n, inDim: d, outDim: d)
             swishBackward(dx: dln2.ptr, dy: dsw.ptr, x: ln2.ptr, n: n * d)
             layerNormBackward(dx: dh2.ptr, dWeight: dg2.ptr, dBias: db2.ptr, dy: dln2.ptr, x: h2.ptr, weight: g.ptr, mean: m2.ptr, rstd: r2.ptr, n: n, c: d)
-            depthwiseConv1dBackward(dx: dgl.ptr, dWeight: ddw.ptr, wT: wT.ptr, dwT: dwT.ptr, dy: dh2.ptr, x: gl.ptr, weight: dwW.ptr, b: batch, t: t, c: d, k: k, causal: false)
+            depthwiseConv1dBackward(dx: dgl.ptr, dWeight: ddw.ptr, wT: wT.ptr, dy: dh2.ptr, x: gl.ptr, weight: dwW.ptr, b: batch, t: t, c: d, k: k, causal: false)
             gluBackward(dx: dh1.ptr, dy: dgl.ptr, x: h1.ptr, n: n, c: d)
             linearBackward(dx: dln1.ptr, dWeight: dpw1.ptr, dBias: nil, dy: dh1.ptr, x: ln1.ptr, weight: pw1.ptr, n: n, inDim: d, outDim: 2 * d)
             layerNormBackward(dx: dxx.ptr, dWeight: dg1.ptr, dBias: db1.ptr, dy: dln1.ptr, x: x.ptr, weight: g.ptr, mean: m1.ptr, rstd: r1.ptr, n: n, c: d)
@@ -208,6 +208,14 @@ struct BenchKernels: ParsableCommand {
             gemm(transA: false, transB: false, m: n, n: d, k: 2 * d, alpha: 1, a: dh1.ptr, lda: 2 * d, b: pw1.ptr, ldb: d, beta: 1, c: dln1.ptr, ldc: d)
             gemm(transA: true, transB: false, m: 2 * d, n: d, k: n, alpha: 1, a: dh1.ptr, lda: 2 * d, b: ln1.ptr, ldb: d, beta: 1, c: dpw1.ptr, ldc: d)
         }
+        // The depthwise convolution alone (split by frame blocks over the threads).
+        let tDw = medianTime(repeats: repeats) {
+            depthwiseConv1dBackward(dx: dgl.ptr, dWeight: ddw.ptr, wT: wT.ptr, dy: dh2.ptr, x: gl.ptr, weight: dwW.ptr, b: batch, t: t, c: d, k: k, causal: false)
+        }
+        let tDwF = medianTime(repeats: repeats) {
+            depthwiseConv1dForward(y: h2.ptr, wT: wT.ptr, x: gl.ptr, weight: dwW.ptr, b: batch, t: t, c: d, k: k, causal: false)
+        }
+        emit([("kernel", "depthwise_conv"), ("shape", "B\(batch) T\(t) d\(d) k\(k)"), ("forward_seconds", tDwF), ("backward_seconds", tDw)])
         emit([("kernel", "conv_module_fwd_bwd"), ("shape", "B\(batch) T\(t) d\(d) k\(k)"), ("seconds", tConv), ("matmul_seconds", tConvMM),
               ("matmul_fraction", tConvMM / tConv)])
     }

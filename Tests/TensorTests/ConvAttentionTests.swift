@@ -48,17 +48,18 @@ final class ConvTests: XCTestCase {
 
     func testDepthwiseConv1dSameAndCausal() {
         var rng = TestRNG(22)
-        for (b, t, c, k, causal) in [(2, 9, 5, 3, false), (1, 7, 4, 4, false), (2, 6, 3, 5, true), (1, 3, 2, 7, false), (1, 4, 3, 1, true)] {
+        for (b, t, c, k, causal) in [(2, 9, 5, 3, false), (1, 7, 4, 4, false), (2, 6, 3, 5, true), (1, 3, 2, 7, false), (1, 4, 3, 1, true),
+                                     (2, 70, 2, 5, false)] {  // 70 frames: two frame blocks, a window across their border
             let x = rng.uniform(b * t * c), w = rng.uniform(c * k)
             let ref: ([[Double]]) -> [Double] = { Conv1dReference.depthwise(x: $0[0], weight: $0[1], b: b, t: t, c: c, k: k, causal: causal) }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), Y = FloatBuffer(count: b * t * c)
-                let wT = FloatBuffer(count: k * c), dwT = FloatBuffer(count: k * c)
+                let wT = FloatBuffer(count: k * c)
                 depthwiseConv1dForward(y: Y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k, causal: causal)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy), dx = FloatBuffer(count: f[0].count), dw = FloatBuffer(count: f[1].count)
                 for _ in 0..<times {
-                    depthwiseConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dwT: dwT.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                    depthwiseConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
                                             b: b, t: t, c: c, k: k, causal: causal)
                 }
                 return [dx.array, dw.array]

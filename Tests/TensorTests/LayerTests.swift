@@ -9,7 +9,7 @@ import TestSupport
 final class LinearTests: XCTestCase {
     func testLinear() {
         var rng = TestRNG(10)
-        for (n, i, o, hasBias) in [(5, 7, 3, true), (1, 1, 1, true), (9, 16, 13, false)] {
+        for (n, i, o, hasBias) in [(5, 7, 3, true), (1, 1, 1, true), (9, 16, 13, false), (150, 2, 3, true)] {  // 150 rows: 3 blocks of the bias sums
             let x = rng.uniform(n * i), w = rng.uniform(o * i), b = rng.uniform(o)
             func fwd(_ f: [[Float]]) -> FloatBuffer {
                 let y = FloatBuffer(count: n * o)
@@ -36,7 +36,7 @@ final class LinearTests: XCTestCase {
 final class LayerNormTests: XCTestCase {
     func testLayerNorm() {
         var rng = TestRNG(11)
-        for (n, c) in [(4, 9), (3, 64), (1, 2)] {
+        for (n, c) in [(4, 9), (3, 64), (1, 2), (150, 3)] {  // 150 rows: 3 blocks of the dγ, dβ sums
             let x = rng.uniform(n * c, -2, 3), w = rng.uniform(c, 0.5, 1.5), b = rng.uniform(c)
             let ref: ([[Double]]) -> [Double] = { LayerNormReference.forward(x: $0[0], weight: $0[1], bias: $0[2], n: n, c: c) }
             let y = FloatBuffer(count: n * c), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)

@@ -30,11 +30,13 @@ int w2v_dnnl_gemm(int transA, int transB, long m, long n, long k, float alpha,
 /// [K×M] (transA 1, row stride lda), B [K×N] with row stride ldb; f32 accumulation and C. Cached like above.
 int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const unsigned short *a, long lda,
                        const unsigned short *b, long ldb, float beta, float *c, long ldc);
-/// Converts rows [r0, r1) of src [rows×cols] (row stride ld) to bf16 (round to nearest even): dense into
-/// dst[r·cols + c], or with transpose 1 into dst[c·rows + r]. Disjoint row ranges may run on several threads.
+/// Converts src [rows×cols] (row stride ld) to bf16 (round to nearest even): rows [r0, r1) dense into
+/// dst[r·cols + c], or with transpose 1 columns [r0, r1) into dst[c·rows + r] (rows r0..<r1 of dst). Disjoint
+/// ranges may run on several threads.
 void w2v_bf16_pack(unsigned short *dst, const float *src, long ld, long rows, long cols, int transpose, long r0, long r1);
 /// The calling thread's operand buffer `which` (0, 1: a product's bf16 packing or f32 window copy; 2, 3:
-/// bf16 copies shared by several products), grown to at least `bytes`; NULL when out of memory.
+/// bf16 copies shared by several products; 4: the partial sums of `blockSums`), grown to at least `bytes`;
+/// NULL when out of memory.
 void *w2v_thread_buffer(int which, size_t bytes);
 
 /// The implementation oneDNN picked for the last primitive this thread created (for the start-up log).
