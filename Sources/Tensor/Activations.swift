@@ -22,22 +22,22 @@ public func swishForward(y: FPtr, x: CFPtr, n: Int) {
         for i in lo..<(lo + cnt) { y[i] *= x[i] }
     }
 }
-public func swishBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
-    parallelChunks(n) { lo, cnt in swishBackwardSerial(dx: dx + lo, dy: dy + lo, x: x + lo, n: cnt) }
+public func swishBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, write: GradientWrite = .accumulate) {
+    parallelChunks(n) { lo, cnt in swishBackwardSerial(dx: dx + lo, dy: dy + lo, x: x + lo, n: cnt, write: write) }
 }
 @inline(__always)
-func swishBackwardSerial(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
+func swishBackwardSerial(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, write: GradientWrite) {
     var i = 0
     let one = F8(repeating: 1)
     while i + 8 <= n {
         let xv = load8(x + i)
         let s = one / (one + fastExp(-xv))
-        store8(load8(dx + i) + load8(dy + i) * s * (one + xv * (one - s)), dx + i)
+        put8(load8(dy + i) * s * (one + xv * (one - s)), dx + i, write)
         i += 8
     }
     while i < n {
         let s = sigmoid(x[i])
-        dx[i] += dy[i] * s * (1 + x[i] * (1 - s))
+        put1(dy[i] * s * (1 + x[i] * (1 - s)), dx + i, write)
         i += 1
     }
 }
@@ -69,7 +69,7 @@ public func gluForward(y: FPtr, x: CFPtr, n: Int, c: Int) {
     }
     }
 }
-public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int) {
+public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
     let one = F8(repeating: 1)
     parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
     for i in lo..<hi {
@@ -79,14 +79,14 @@ public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int) {
         while j + 8 <= c {
             let s = one / (one + fastExp(-load8(b + j)))
             let g = load8(dyr + j)
-            store8(load8(da + j) + g * s, da + j)
-            store8(load8(db + j) + g * load8(a + j) * s * (one - s), db + j)
+            put8(g * s, da + j, write)
+            put8(g * load8(a + j) * s * (one - s), db + j, write)
             j += 8
         }
         while j < c {
             let s = sigmoid(b[j])
-            da[j] += dyr[j] * s
-            db[j] += dyr[j] * a[j] * s * (1 - s)
+            put1(dyr[j] * s, da + j, write)
+            put1(dyr[j] * a[j] * s * (1 - s), db + j, write)
             j += 1
         }
     }

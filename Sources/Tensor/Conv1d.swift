@@ -160,8 +160,8 @@ func frameBlocks(b: Int, t: Int, _ body: (Int, Int, Int) -> Void) {
 /// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here). By blocks of
 /// frames: a block gathers its dx rows from the dy rows they fed, and sums its own partial dW [k, C]; the
 /// partials are added in block order (`blockSums`), the same on any number of threads.
-public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr,
-                                    weight: CFPtr, b: Int, t: Int, c: Int, k: Int, causal: Bool) {
+public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int,
+                                    t: Int, c: Int, k: Int, causal: Bool, write: GradientWrite = .accumulate) {
     let left = depthwiseLeftPad(k: k, causal: causal), per = (t + reductionRows - 1) / reductionRows
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
     let sums = blockSums(blocks: b * per, width: k * c) { dwT, blk in
@@ -179,6 +179,7 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
         for s in t0..<t1 {
             // dx[s] += Σ_j w[j]·dy[s − j + left] over the frames ti = s − j + left inside [0, T)
             let dxr = dxb + s * c
+            if write == .overwrite { dxr.update(repeating: 0, count: c) }
             for j in max(0, s + left - t + 1)..<max(max(0, s + left - t + 1), min(k, s + left + 1)) {
                 let g = dyb + (s - j + left) * c, wr = wT + j * c
                 lanes8(0, c, { store8(load8(dxr + $0) + load8(wr + $0) * load8(g + $0), dxr + $0) },

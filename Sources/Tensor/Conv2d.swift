@@ -31,10 +31,12 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo
 
 // Intended mirror of im2col3x3s2 (the same loops, gather ↔ scatter-add).
 @inline(__always)
-func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
+func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int, write: GradientWrite) {
     let hw = ho * wo
-    // Channels over the threads (the nine rows of one channel overlap in dx).
+    // Channels over the threads (the nine rows of one channel overlap in dx); overwrite zeroes the channel's
+    // plane just before its rows are added (it is then still in cache).
     parallelFor(cin) { lo, hi in for c in lo..<hi {
+        if write == .overwrite { (dx + c * h * w).update(repeating: 0, count: h * w) }
         for ky in 0..<3 {
             for kx in 0..<3 {
                 let row = cols + ((c * 3 + ky) * 3 + kx) * hw
@@ -59,9 +61,10 @@ public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CF
     }
 }
 
-/// Accumulates dx (may be nil for the first layer), dW, db. `cols` is workspace (recomputed per utterance).
+/// Accumulates dx (may be nil for the first layer; `write` .overwrite stores it instead), dW, db. `cols` is
+/// workspace (recomputed per utterance).
 public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
-                           weight: CFPtr, shape s: Conv2dShape) {
+                           weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate) {
     let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
@@ -82,7 +85,8 @@ public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy
         if let dx {
             gemm(transA: true, transB: false, m: s.cin * 9, n: hw, k: s.cout, alpha: 1, a: weight, lda: s.cin * 9,
                  b: dyb, ldb: hw, beta: 0, c: cols, ldc: hw)
-            col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
+            col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo,
+                                  write: write)
         }
     }
     if s.b > 0 {

@@ -114,3 +114,15 @@ public func sigmoidVector(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
     while i + 8 <= n { store8(one / (one + fastExp(-load8(x + i))), y + i); i += 8 }
     while i < n { y[i] = 1 / (1 + fastExp(-x[i])); i += 1 }
 }
+
+/// How a backward kernel writes its input gradient: `accumulate` adds into it (several branches feed one
+/// gradient; the contract of every `xxxBackward`), `overwrite` stores the first or only contribution, which
+/// saves the pass that zeroes the buffer and the reads of those zeros. Both give the same values (0 + v = v).
+public enum GradientWrite: Sendable { case accumulate, overwrite }
+
+/// p[0..<8] = v (overwrite) or p[0..<8] += v.
+@inline(__always)
+func put8(_ v: F8, _ p: FPtr, _ w: GradientWrite) { store8(w == .overwrite ? v : load8(p) + v, p) }
+/// p[0] = v (overwrite) or p[0] += v.
+@inline(__always)
+func put1(_ v: Float, _ p: FPtr, _ w: GradientWrite) { p.pointee = w == .overwrite ? v : p.pointee + v }

@@ -26,7 +26,7 @@ public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: 
 /// dx rows and its own partial dβ, dγ; the partials are then added in block order (`blockSums`), so the
 /// result is the same on any number of threads.
 public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
-                              mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
+                              mean: CFPtr, rstd: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
     let invC = 1 / Float(c), blocks = (n + reductionRows - 1) / reductionRows
     let sums = blockSums(blocks: blocks, width: 2 * c, grain: max(1, elementChunk / max(reductionRows * c, 1))) { part, blk in
         let pg = part + c
@@ -42,7 +42,7 @@ public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x
                 part[j] += dyr[j]
                 pg[j] += dyr[j] * ((xr[j] - m) * r)
             })
-            lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c)
+            lnBackwardRow(dxr, xr, dyr, weight, m, r, sg, sgx, c, write)
         }
     }
     addSums(dBias, sums, c)
@@ -51,13 +51,14 @@ public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x
 
 /// dx_j += rstd·(dy_j·γ_j − mean(g) − x̂_j·mean(g·x̂)) over one row (eight lanes).
 @inline(__always)
-func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ sg: Float, _ sgx: Float, _ c: Int) {
+func lnBackwardRow(_ dxr: FPtr, _ xr: CFPtr, _ dyr: CFPtr, _ weight: CFPtr, _ m: Float, _ r: Float, _ sg: Float, _ sgx: Float,
+                   _ c: Int, _ write: GradientWrite) {
     lanes8(0, c, { j in
         let xh = (load8(xr + j) - m) * r
-        store8(load8(dxr + j) + r * (load8(dyr + j) * load8(weight + j) - sg - xh * sgx), dxr + j)
+        put8(r * (load8(dyr + j) * load8(weight + j) - sg - xh * sgx), dxr + j, write)
     }, { j in
         let xh = (xr[j] - m) * r
-        dxr[j] += r * (dyr[j] * weight[j] - sg - xh * sgx)
+        put1(r * (dyr[j] * weight[j] - sg - xh * sgx), dxr + j, write)
     })
 }
 

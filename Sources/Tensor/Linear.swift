@@ -10,22 +10,24 @@ public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int
          b: weight, ldb: inDim, beta: bias == nil ? 0 : 1, c: y, ldc: outDim)
 }
 
-/// Accumulates dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dWeight, dBias may be nil (a frozen
-/// Linear passes nil for both and costs one GEMM).
+/// Accumulates dx += dy·W (or stores it: `write`), dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dWeight, dBias
+/// may be nil (a frozen Linear passes nil for both and costs one GEMM).
 public func linearBackward(dx: FPtr?, dWeight: FPtr?, dBias: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr,
-                           n: Int, inDim: Int, outDim: Int) {
+                           n: Int, inDim: Int, outDim: Int, write: GradientWrite = .accumulate) {
     // bf16: dy is converted once for both products.
     withSharedOperand(dy, rows: n, cols: outDim, ld: outDim) {
-        linearBackwardProducts(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, n: n, inDim: inDim, outDim: outDim)
+        linearBackwardProducts(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, n: n, inDim: inDim, outDim: outDim,
+                               write: write)
     }
     if let dBias { columnSumAccumulate(dBias, dy, rows: n, cols: outDim) }
 }
 
 @inline(__always)
-func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr, n: Int, inDim: Int, outDim: Int) {
+func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weight: CFPtr, n: Int, inDim: Int, outDim: Int,
+                            write: GradientWrite) {
     if let dx {
         gemm(transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy, lda: outDim,
-             b: weight, ldb: inDim, beta: 1, c: dx, ldc: inDim)
+             b: weight, ldb: inDim, beta: write == .overwrite ? 0 : 1, c: dx, ldc: inDim)
     }
     if let dWeight {
         gemm(transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy, lda: outDim,

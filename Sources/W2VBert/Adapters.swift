@@ -50,8 +50,14 @@ struct AdaptedLinear {
         }
     }
 
-    /// Accumulates dx (and the trainable weights' gradients); `du` is [N, r] scratch.
-    func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
+    /// Accumulates dx, or overwrites it (`write`), and the trainable weights' gradients; `du` is [N, r] scratch.
+    func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int, write: GradientWrite = .accumulate) {
+        var write = write
+        if lora != nil && write == .overwrite {
+            // The adapter's dx is added first, as always: zero, then accumulate (the same bits as before).
+            zeroFill(dx, n: n * inDim)
+            write = .accumulate
+        }
         if let lora, let count = lora.utterances {
             perUtteranceLoRABackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
                                      scale: lora.scale, batch: count.batch, t: n / count.batch, inDim: inDim, outDim: outDim, rank: lora.rank)
@@ -60,9 +66,10 @@ struct AdaptedLinear {
                          scale: lora.scale, n: n, inDim: inDim, outDim: outDim, rank: lora.rank)
         }
         if frozen {
-            linearBackward(dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim, outDim: outDim)
+            linearBackward(dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim, outDim: outDim,
+                           write: write)
         } else {
-            base.backward(dx: dx, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim)
+            base.backward(dx: dx, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim, write: write)
         }
     }
 }

@@ -87,13 +87,10 @@ struct FFN {
     func backward(s: BlockScratch, x: CFPtr, n: Int, d: Int, f: Int) {
         let dRes = s.dRes
         scaledCopy(s.dO, dRes, alpha: 0.5, mask: m2.map { CFPtr($0) }, n: n * d)
-        zero(s.dA, n * f)
-        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d)
+        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d, write: .overwrite)
         if let m1 { multiply(s.dA, by: m1, n: n * f) }
-        zero(s.dH, n * f)
-        swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f)
-        zero(s.dLn, n * d)
-        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: ln, n: n, inDim: d, outDim: f)
+        swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f, write: .overwrite)
+        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: ln, n: n, inDim: d, outDim: f, write: .overwrite)
         layerNormBackward(dx: dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -140,14 +137,12 @@ struct MHSA {
     func backward(s: BlockScratch, x: CFPtr, shape: AttentionShape) {
         let n = shape.b * shape.t, d = shape.d
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
-        zero(s.dAtt, n * d)
-        out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d)
+        out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d, write: .overwrite)
         zero(s.dq, n * d); zero(s.dk, n * d); zero(s.dv, n * d)
         attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
                           q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape)
-        zero(s.dLn, n * d)
         withSharedOperand(ln, rows: n, cols: d, ld: d) {
-            q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d)
+            q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
             v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
         }
@@ -192,21 +187,15 @@ struct ConvModule {
     func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int, d: Int, k: Int, causal: Bool) {
         let n = b * t
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
-        zero(s.dS, n * d)
-        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d)
-        zero(s.dLn, n * d)
-        swishBackward(dx: s.dLn, dy: s.dS, x: ln2, n: n * d)
-        zero(s.dDw, n * d)
+        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d, write: .overwrite)
+        swishBackward(dx: s.dLn, dy: s.dS, x: ln2, n: n * d, write: .overwrite)
         layerNormBackward(dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo, weight: dwNorm.weight.w,
-                          mean: mean2, rstd: rstd2, n: n, c: d)
-        zero(s.dG, n * d)
+                          mean: mean2, rstd: rstd2, n: n, c: d, write: .overwrite)
         depthwiseConv1dBackward(dx: s.dG, dWeight: dw.g, wT: s.wT, dy: s.dDw, x: gl, weight: dw.w,
-                                b: b, t: t, c: d, k: k, causal: causal)
+                                b: b, t: t, c: d, k: k, causal: causal, write: .overwrite)
         zeroPadding(s.dG, lengths: lengths, b: b, t: t, c: d)
-        zero(s.dP1, 2 * n * d)
-        gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d)
-        zero(s.dLn, n * d)
-        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln, n: n, inDim: d, outDim: 2 * d)
+        gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d, write: .overwrite)
+        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
         layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
                           mean: mean, rstd: rstd, n: n, c: d)
     }
@@ -242,8 +231,7 @@ struct ConformerBlock {
     /// dY: gradient of the block output (read only). On exit s.dRes holds the gradient of the block input x.
     func backward(dY: CFPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: BlockConfig) {
         let n = shape.b * shape.t, d = shape.d, f = c.f
-        zero(s.dRes, n * d)
-        norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d)
+        norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d, write: .overwrite)
         ffn2.backward(s: s, x: x3, n: n, d: d, f: f)
         conv.backward(s: s, x: x2, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.kernel, causal: c.causal)
         attn.backward(s: s, x: x1, shape: shape)

@@ -22,8 +22,9 @@ struct NormPG {
     func forward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, n: Int, c: Int) {
         layerNormForward(y: y, mean: mean, rstd: rstd, x: x, weight: weight.w, bias: bias.w, n: n, c: c)
     }
-    func backward(dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int) {
-        layerNormBackward(dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean, rstd: rstd, n: n, c: c)
+    func backward(dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
+        layerNormBackward(dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean, rstd: rstd, n: n, c: c,
+                          write: write)
     }
 }
 
@@ -36,8 +37,9 @@ struct LinearPG {
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         linearForward(y: y, x: x, weight: weight.w, bias: bias?.w, n: n, inDim: inDim, outDim: outDim)
     }
-    func backward(dx: FPtr?, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        linearBackward(dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n, inDim: inDim, outDim: outDim)
+    func backward(dx: FPtr?, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int, write: GradientWrite = .accumulate) {
+        linearBackward(dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n, inDim: inDim, outDim: outDim,
+                       write: write)
     }
 }
 
