@@ -66,18 +66,21 @@ static void convert_row(uint16_t *dst, const float *src, long n) {
 }
 
 // dst[cols×rows] (dense) = bf16(srcᵀ) for source columns [from, to), i.e. whole rows of dst (threads that
-// split by destination rows never write the same cache line), src stored [rows×cols] with row stride ld;
-// 16×16 tiles.
+// split by destination rows never write the same cache line), src stored [rows×cols] with row stride ld.
+// Bands of 64 columns (whole cache lines of src, each read once) walked down the rows in 16×16 tiles.
 static void convert_transposed(uint16_t *dst, const float *src, long ld, long rows, long from, long to) {
     uint16_t tile[16 * 16];
-    for (long c0 = from; c0 < to; c0 += 16) {
-        long cn = to - c0 < 16 ? to - c0 : 16;
+    for (long band = from; band < to; band += 64) {
+        long band_end = band + 64 < to ? band + 64 : to;
         for (long r0 = 0; r0 < rows; r0 += 16) {
             long rn = rows - r0 < 16 ? rows - r0 : 16;
-            for (long r = 0; r < rn; r++) convert_row(tile + r * 16, src + (r0 + r) * ld + c0, cn);
-            for (long c = 0; c < cn; c++) {
-                uint16_t *d = dst + (c0 + c) * rows + r0;
-                for (long r = 0; r < rn; r++) d[r] = tile[r * 16 + c];
+            for (long c0 = band; c0 < band_end; c0 += 16) {
+                long cn = band_end - c0 < 16 ? band_end - c0 : 16;
+                for (long r = 0; r < rn; r++) convert_row(tile + r * 16, src + (r0 + r) * ld + c0, cn);
+                for (long c = 0; c < cn; c++) {
+                    uint16_t *d = dst + (c0 + c) * rows + r0;
+                    for (long r = 0; r < rn; r++) d[r] = tile[r * 16 + c];
+                }
             }
         }
     }
