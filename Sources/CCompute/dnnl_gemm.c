@@ -101,7 +101,7 @@ void w2v_bf16_round(float *dst, const float *src, long n) {
 // ---- per-thread state ---------------------------------------------------------------------------
 
 typedef struct {
-    long prec, ta, tb, m, n, k, lda, ldb, ldc;
+    long prec, ta, tb, m, n, k, lda, ldb, ldc, bias;
     float alpha, beta;
 } key_t_;
 
@@ -109,7 +109,7 @@ typedef struct {
     key_t_ key;
     int used;
     dnnl_primitive_t prim;
-    dnnl_memory_t src, wei, dst, scratch;
+    dnnl_memory_t src, wei, dst, bias, scratch;
     size_t scratch_bytes;
 } entry_t;
 
@@ -161,6 +161,7 @@ static void destroy_entry(entry_t *e) {
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
     if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->bias) dnnl_memory_destroy(e->bias);
     if (e->scratch) dnnl_memory_destroy(e->scratch);
     memset(e, 0, sizeof *e);
 }
@@ -168,7 +169,7 @@ static void destroy_entry(entry_t *e) {
 static dnnl_status_t create_entry(tstate_t *s, entry_t *e, const key_t_ *k) {
     dnnl_status_t st;
     dnnl_data_type_t in_t = k->prec ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
     dnnl_dims_t a_dims = {k->m, k->k}, b_dims = {k->k, k->n}, c_dims = {k->m, k->n};
     dnnl_dims_t a_str = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
     dnnl_dims_t b_str = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
@@ -176,8 +177,10 @@ static dnnl_status_t create_entry(tstate_t *s, entry_t *e, const key_t_ *k) {
     if ((st = dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, in_t, a_str))) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, in_t, b_str))) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_str))) return st;
+    dnnl_dims_t bias_dims = {1, k->n}, bias_str = {k->n, 1};
+    if ((st = dnnl_memory_desc_init_by_strides(&bias_md, 2, bias_dims, dnnl_f32, bias_str))) return st;
     dnnl_matmul_desc_t md;
-    if ((st = dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md))) return st;
+    if ((st = dnnl_matmul_desc_init(&md, &a_md, &b_md, k->bias ? &bias_md : NULL, &c_md))) return st;
     dnnl_primitive_attr_t attr;
     if ((st = dnnl_primitive_attr_create(&attr))) return st;
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
@@ -202,6 +205,7 @@ static dnnl_status_t create_entry(tstate_t *s, entry_t *e, const key_t_ *k) {
     if (!st) st = dnnl_memory_create(&e->src, &a_md, g_engine, DNNL_MEMORY_NONE);
     if (!st) st = dnnl_memory_create(&e->wei, &b_md, g_engine, DNNL_MEMORY_NONE);
     if (!st) st = dnnl_memory_create(&e->dst, &c_md, g_engine, DNNL_MEMORY_NONE);
+    if (!st && k->bias) st = dnnl_memory_create(&e->bias, &bias_md, g_engine, DNNL_MEMORY_NONE);
     if (!st && e->scratch_bytes) st = dnnl_memory_create(&e->scratch, sp_md, g_engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
     if (st) { destroy_entry(e); return st; }
@@ -233,51 +237,57 @@ static dnnl_status_t lookup(tstate_t *s, const key_t_ *key, entry_t **out) {
     return dnnl_success;
 }
 
-static dnnl_status_t run(tstate_t *s, entry_t *e, const void *a, const void *b, float *c) {
+static dnnl_status_t run(tstate_t *s, entry_t *e, const void *a, const void *b, float *c, const float *bias) {
     if (grow(&s->buf_s, &s->cap_s, e->scratch_bytes)) return dnnl_out_of_memory;
     dnnl_memory_set_data_handle(e->src, (void *)a);
     dnnl_memory_set_data_handle(e->wei, (void *)b);
     dnnl_memory_set_data_handle(e->dst, c);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst},
-                               {DNNL_ARG_SCRATCHPAD, e->scratch}};
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (e->scratch) { dnnl_memory_set_data_handle(e->scratch, s->buf_s); nargs = 4; }
+    if (e->bias) { dnnl_memory_set_data_handle(e->bias, (void *)bias); args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias}; }
+    if (e->scratch) {
+        dnnl_memory_set_data_handle(e->scratch, s->buf_s);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
+    }
     dnnl_status_t st = dnnl_primitive_execute(e->prim, s->stream, nargs, args);
     if (st) return st;
     return dnnl_stream_wait(s->stream);
 }
 
 static void fill_key(key_t_ *key, int prec, int ta, int tb, long m, long n, long k, float alpha,
-                     long lda, long ldb, float beta, long ldc) {
+                     long lda, long ldb, float beta, long ldc, const float *bias) {
     memset(key, 0, sizeof *key);  // padding bytes take part in the hash
     key->prec = prec; key->ta = ta ? 1 : 0; key->tb = tb ? 1 : 0;
     key->m = m; key->n = n; key->k = k;
     key->lda = lda; key->ldb = ldb; key->ldc = ldc;
     key->alpha = alpha; key->beta = beta;
+    key->bias = bias != NULL;
 }
 
 int w2v_dnnl_gemm(int transA, int transB, long m, long n, long k, float alpha,
-                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
     tstate_t *s = state();
     if (!s) return dnnl_runtime_error;
+    if (bias && (alpha != 1.0f || beta != 0.0f)) return dnnl_invalid_arguments;
     key_t_ key;
-    fill_key(&key, 0, transA, transB, m, n, k, alpha, lda, ldb, beta, ldc);
+    fill_key(&key, 0, transA, transB, m, n, k, alpha, lda, ldb, beta, ldc, bias);
     entry_t *e;
     dnnl_status_t st = lookup(s, &key, &e);
     if (st) return st;
-    return run(s, e, a, b, c);
+    return run(s, e, a, b, c, bias);
 }
 
 int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const unsigned short *a, long lda,
-                       const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc, const float *bias) {
     tstate_t *s = state();
     if (!s) return dnnl_runtime_error;
+    if (bias && (alpha != 1.0f || beta != 0.0f)) return dnnl_invalid_arguments;
     key_t_ key;
-    fill_key(&key, 1, transA, 0, m, n, k, alpha, lda, ldb, beta, ldc);
+    fill_key(&key, 1, transA, 0, m, n, k, alpha, lda, ldb, beta, ldc, bias);
     entry_t *e;
     dnnl_status_t st = lookup(s, &key, &e);
     if (st) return st;
-    return run(s, e, a, b, c);
+    return run(s, e, a, b, c, bias);
 }
 
 void *w2v_thread_buffer(int which, size_t bytes) {

@@ -72,20 +72,30 @@ let gemmSplitWork = 1 << 19
 /// A sliding window is allowed for a non-transposed A or B: a row stride smaller than the row (lda < k,
 /// ldb < n), rows overlapping (the positional convolution's im2col without the copy); such an operand is
 /// packed (bf16) or copied densely (f32) into the calling thread's buffer before the product.
+/// `bias` [N] (only with alpha 1 and beta 0): C = op(A)·op(B) + bias on every row, added by oneDNN as the
+/// product is written (OpenBLAS: the rows are set to the bias first and the product added).
 @inline(__always)
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                  alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
-                 beta: Float, c: FPtr, ldc: Int) {
+                 beta: Float, c: FPtr, ldc: Int, bias: CFPtr? = nil) {
     if m == 0 || n == 0 { return }
-    if k == 0 {
-        // BLAS would leave C scaled by beta; make that explicit.
-        for i in 0..<m { let row = c + i * ldc; for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
-        return
+    precondition(bias == nil || (alpha == 1 && beta == 0), "gemm: a bias needs alpha 1 and beta 0")
+    var bias = bias, beta = beta
+    if k == 0 || (bias != nil && Compute.precision == .fp32 && Compute.f32Engine == .openblas) {
+        // C starts as the bias, or beta·C (BLAS would leave C scaled by beta for k = 0; make that explicit).
+        parallelFor(m, grain: max(1, elementChunk / n)) { lo, hi in
+            for i in lo..<hi {
+                let row = c + i * ldc
+                if let bias { row.update(from: bias, count: n) } else { for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
+            }
+        }
+        if k == 0 { return }
+        bias = nil; beta = 1
     }
     let threads = Compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0 ? Compute.threads : 1
     if Compute.precision == .bf16 {
         gemmBF16(threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
     var a = a, lda = lda, b = b, ldb = ldb
@@ -93,16 +103,16 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     if !transB && ldb < n { b = denseCopy(1, b, ld: ldb, rows: k, cols: n, threads: threads); ldb = n }
     if threads == 1 {
         gemmF32(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                beta: beta, c: c, ldc: ldc)
+                beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
         if byRows {
             gemmF32(transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
-                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc)
+                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc, bias: bias)
         } else {
             gemmF32(transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
-                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc)
+                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc, bias: bias.map { $0 + s })
         }
     }
 }
@@ -180,7 +190,7 @@ func sharedPacked(_ x: CFPtr, rows: Int, cols: Int, ld: Int, threads: Int) -> Un
 /// threads; shared operands are packed once), then one oneDNN call per block of C.
 @inline(__always)
 func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
-              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
+              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
     let ra = transA ? k : m, ca = transA ? m : k
     guard let rawA = w2v_thread_buffer(0, ra * ca * 2), let rawB = w2v_thread_buffer(1, k * n * 2) else {
         fatalError("out of memory for the bf16 operands of a \(m)×\(n)×\(k) product")
@@ -198,13 +208,13 @@ func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, 
         parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, k, n, 0, lo, hi) }
     }
     if threads == 1 {
-        check(w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc), "bf16", m, n, k, transA, transB)
+        check(w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc, bias), "bf16", m, n, k, transA, transB)
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
         let st = byRows
-            ? w2v_dnnl_gemm_bf16(transA ? 1 : 0, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc, ldc)
-            : w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc)
+            ? w2v_dnnl_gemm_bf16(transA ? 1 : 0, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc, ldc, bias)
+            : w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc, bias.map { $0 + s })
         check(st, "bf16", byRows ? e - s : m, byRows ? n : e - s, k, transA, transB)
     }
 }
@@ -219,9 +229,9 @@ func check(_ status: Int32, _ what: String, _ m: Int, _ n: Int, _ k: Int, _ tran
 /// One f32 product on the calling thread with the configured engine.
 @inline(__always)
 func gemmF32(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
-             b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int) {
+             b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
     if Compute.f32Engine == .onednn {
-        check(w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+        check(w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias),
               "f32", m, n, k, transA, transB)
         return
     }

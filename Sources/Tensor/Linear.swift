@@ -1,13 +1,8 @@
 /// Linear: y[N, out] = x[N, in] · W[out, in]ᵀ + b[out]   (PyTorch layout, weights [out, in]).
 /// `bias` may be nil (the Conformer's pointwise convolutions have none).
 public func linearForward(y: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr?, n: Int, inDim: Int, outDim: Int) {
-    if let bias {
-        parallelFor(n, grain: max(1, elementChunk / max(outDim, 1))) { lo, hi in
-            for i in lo..<hi { (y + i * outDim).update(from: bias, count: outDim) }
-        }
-    }
     gemm(transA: false, transB: true, m: n, n: outDim, k: inDim, alpha: 1, a: x, lda: inDim,
-         b: weight, ldb: inDim, beta: bias == nil ? 0 : 1, c: y, ldc: outDim)
+         b: weight, ldb: inDim, beta: 0, c: y, ldc: outDim, bias: bias)
 }
 
 /// Accumulates dx += dy·W (or stores it: `write`), dW += dyᵀ·x, db += Σ_rows dy. Any of dx, dWeight, dBias

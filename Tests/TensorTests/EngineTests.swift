@@ -85,6 +85,36 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// gemm's bias (C = op(A)·op(B) + bias on every row): every engine, 1 and 2 threads (row and column splits),
+    /// against the Double reference (bf16: on rounded operands); C's old contents must not leak in.
+    func testBiasEveryEngineAndSplit() throws {
+        var rng = TestRNG(13)
+        for (precision, engine) in [(Precision.fp32, GemmEngine.onednn), (.fp32, .openblas), (.bf16, .onednn)]
+        where precision == .fp32 || Compute.hasNativeBF16 {
+            for threads in [1, 2] {
+                Compute.configure(precision: precision, threads: threads, f32Engine: engine)
+                for (m, n, k, ta, tb) in [(300, 200, 96, false, true), (40, 3000, 64, false, true), (7, 5, 3, true, false),
+                                          (9, 1, 13, false, false)] {
+                    let a = rng.uniform(m * k), b = rng.uniform(k * n), bias = rng.uniform(n)
+                    let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), Bias = FloatBuffer(bias.floats)
+                    var ar = a, br = b
+                    if precision == .bf16 {
+                        let Ar = FloatBuffer(count: a.count), Br = FloatBuffer(count: b.count)
+                        roundToBF16(Ar.ptr, A.ptr, count: a.count); roundToBF16(Br.ptr, B.ptr, count: b.count)
+                        ar = Ar.array.doubles; br = Br.array.doubles
+                    }
+                    var ref = (0..<m).flatMap { _ in bias }
+                    gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ar, lda: ta ? m : k,
+                                  b: br, ldb: tb ? k : n, beta: 1, c: &ref, ldc: n)
+                    let C = FloatBuffer(rng.uniform(m * n, 50, 60).floats)
+                    gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: A.ptr, lda: ta ? m : k, b: B.ptr, ldb: tb ? k : n,
+                         beta: 0, c: C.ptr, ldc: n, bias: Bias.ptr)
+                    assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k), "bias \(precision) \(engine) \(threads) threads \(m)x\(n)x\(k)")
+                }
+            }
+        }
+    }
+
     /// A sliding-window operand (row stride smaller than the row, rows overlapping), as the positional
     /// convolution passes its padded input: the same as the product of the dense copy, on 1 and 2 threads.
     func testSlidingWindowOperands() throws {

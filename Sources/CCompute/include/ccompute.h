@@ -5,9 +5,10 @@
 // C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C with lda/ldb/ldc the row strides as stored.
 // w2v_dnnl_gemm: f32 operands used in place; w2v_dnnl_gemm_bf16: bf16 operands packed by w2v_bf16_pack
 // (round to nearest even), f32 accumulate and output. Primitives are cached per calling thread by
-// (precision, transposes, shape, strides, alpha, beta); every thread owns its cache, operand buffers and
-// scratchpad, so calls from several threads at once are safe. Returns 0 on success, otherwise a
-// dnnl_status_t.
+// (precision, transposes, shape, strides, alpha, beta, bias); every thread owns its cache, operand buffers
+// and scratchpad, so calls from several threads at once are safe. bias (may be NULL; only with alpha 1 and
+// beta 0): C = op(A)·op(B) + bias[N] broadcast over the rows, added in the kernel's epilogue. Returns 0 on
+// success, otherwise a dnnl_status_t.
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,12 +25,12 @@ void w2v_dnnl_set_threads(int n);
 int w2v_dnnl_get_threads(void);
 
 int w2v_dnnl_gemm(int transA, int transB, long m, long n, long k, float alpha,
-                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc, const float *bias);
 
 /// bf16 product on operands already packed by w2v_bf16_pack: A [M×K] (transA 0, row stride lda) or stored
 /// [K×M] (transA 1, row stride lda), B [K×N] with row stride ldb; f32 accumulation and C. Cached like above.
 int w2v_dnnl_gemm_bf16(int transA, long m, long n, long k, float alpha, const unsigned short *a, long lda,
-                       const unsigned short *b, long ldb, float beta, float *c, long ldc);
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc, const float *bias);
 /// Converts src [rows×cols] (row stride ld) to bf16 (round to nearest even): rows [r0, r1) dense into
 /// dst[r·cols + c], or with transpose 1 columns [r0, r1) into dst[c·rows + r] (rows r0..<r1 of dst). Disjoint
 /// ranges may run on several threads.
