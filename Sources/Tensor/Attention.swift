@@ -111,10 +111,11 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
     }
 }
 
-/// Backward: accumulates dq, dk, dv [B, T, d] and dRelKey (shaw). Reads what forward saved.
+/// Backward: accumulates dq, dk, dv [B, T, d] (or overwrites them: `write`) and dRelKey (shaw). Reads what
+/// forward saved.
 public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work: FPtr, dOut: CFPtr,
                               saved: CFPtr, q: CFPtr, k: CFPtr, v: CFPtr, relKey: CFPtr?,
-                              shape s: AttentionShape) {
+                              shape s: AttentionShape, write: GradientWrite = .accumulate) {
     let t = s.t, d = s.d, dh = s.dh, h = s.heads
     let scale = 1 / Float(dh).squareRoot()
     let probs = saved
@@ -125,9 +126,10 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
     _ = relCount
     if s.isRope {
         qs = saved + s.b * h * t * t; ks = qs + s.b * t * d
-        dqs = work + per * Compute.threads; dks = dqs + s.b * t * d
-        dqs.update(repeating: 0, count: 2 * s.b * t * d)
+        dqs = work + per * Compute.threads; dks = dqs + s.b * t * d   // every head's slice written first below
     }
+    // The first product into each head's slice of dv, dq (dq'), dk (dk') overwrites it or adds to it.
+    let betaV: Float = write == .overwrite ? 0 : 1, betaQK: Float = write == .overwrite || s.isRope ? 0 : 1
     let dqsC = dqs, dksC = dks, qsC = qs, ksC = ks
     let dRelParts = work + per * Compute.threads   // Shaw (never with RoPE): [B·h, r, dh]
     parallelFor(parts) { p0, p1 in
@@ -142,7 +144,7 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
             gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d, b: v + off, ldb: d,
                  beta: 0, c: dp, ldc: t)
             gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dOut + off, ldb: d,
-                 beta: 1, c: dv + off, ldc: d)
+                 beta: betaV, c: dv + off, ldc: d)
             // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
             for i in 0..<t {
                 let pr = p + i * t, dr = dp + i * t
@@ -150,9 +152,9 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                 for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
             }
             gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: ks + off, ldb: d,
-                 beta: 1, c: dqs + off, ldc: d)
+                 beta: betaQK, c: dqs + off, ldc: d)
             gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: qs + off, ldb: d,
-                 beta: 1, c: dks + off, ldc: d)
+                 beta: betaQK, c: dks + off, ldc: d)
             if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
                 let r = left + right + 1
                 drel.update(repeating: 0, count: t * r)
@@ -180,11 +182,16 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
         }
     }
     if s.isRope {
-        // dq += Rᵀ·dq', dk += Rᵀ·dk' (rotate back in place, then add).
+        // dq += Rᵀ·dq', dk += Rᵀ·dk' (rotate back in place, then add or store).
         ropeApply(dqs, dqs, b: s.b, t: t, d: d, heads: h, inverse: true)
         ropeApply(dks, dks, b: s.b, t: t, d: d, heads: h, inverse: true)
-        axpy(dq, dqs, n: s.b * t * d)
-        axpy(dk, dks, n: s.b * t * d)
+        if write == .overwrite {
+            copy(dq, dqs, n: s.b * t * d)
+            copy(dk, dks, n: s.b * t * d)
+        } else {
+            axpy(dq, dqs, n: s.b * t * d)
+            axpy(dk, dks, n: s.b * t * d)
+        }
     }
 }
 

@@ -138,9 +138,8 @@ struct MHSA {
         let n = shape.b * shape.t, d = shape.d
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d, write: .overwrite)
-        zero(s.dq, n * d); zero(s.dk, n * d); zero(s.dv, n * d)
         attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
-                          q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape)
+                          q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape, write: .overwrite)
         withSharedOperand(ln, rows: n, cols: d, ld: d) {
             q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)

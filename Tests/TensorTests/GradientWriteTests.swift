@@ -57,6 +57,28 @@ final class GradientWriteTests: XCTestCase {
                 return dW.array
             }
         }
+        for position in [AttentionPosition.none, .shaw(left: 3, right: 2), .rope] {
+            let shape = AttentionShape(b: 2, t: 30, d: 16, heads: 2, position: position)
+            let q = FloatBuffer(rng.uniform(2 * 30 * 16).floats), k = FloatBuffer(rng.uniform(2 * 30 * 16).floats)
+            let v = FloatBuffer(rng.uniform(2 * 30 * 16).floats), dOut = FloatBuffer(rng.uniform(2 * 30 * 16).floats)
+            let rel = FloatBuffer(rng.uniform(6 * 8).floats), shaw = shape.relCount > 0
+            // dq is the checked gradient; dk and dv start as garbage too when overwritten.
+            same("attention \(position)", count: 2 * 30 * 16) { dq, write in
+                // The workspace is sized for the configured thread count.
+                let saved = FloatBuffer(count: shape.savedCount), work = FloatBuffer(count: shape.workspaceCount)
+                let out = FloatBuffer(count: 2 * 30 * 16), lengths: [Int32] = [30, 21]
+                lengths.withUnsafeBufferPointer { lp in
+                    attentionForward(out: out.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr, v: v.ptr,
+                                     relKey: shaw ? CFPtr(rel.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                }
+                let fill: [Float] = write == .overwrite ? (0..<(2 * 30 * 16)).map { Float($0 % 5) - 2 } : [Float](repeating: 0, count: 2 * 30 * 16)
+                let dk = FloatBuffer(fill), dv = FloatBuffer(fill), dRel = FloatBuffer(count: 6 * 8)
+                attentionBackward(dq: dq, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dRel.ptr : nil, work: work.ptr, dOut: dOut.ptr,
+                                  saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: shaw ? CFPtr(rel.ptr) : nil, shape: shape,
+                                  write: write)
+                return dk.array + dv.array + dRel.array
+            }
+        }
         let s = Conv2dShape(b: 2, cin: 3, cout: 4, h: 20, w: 12)
         let cx = FloatBuffer(rng.uniform(s.b * s.cin * s.h * s.w).floats), cdy = FloatBuffer(rng.uniform(s.b * s.cout * s.ho * s.wo).floats)
         same("conv2d", count: s.b * s.cin * s.h * s.w) { dx, write in
