@@ -1,3 +1,4 @@
+import CCompute
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,33 +14,13 @@ public func reluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
     for i in 0..<n where x[i] > 0 { dx[i] += dy[i] }
 }
 
-/// Swish (SiLU): y = x·σ(x); y' = σ(x)·(1 + x·(1 − σ(x))).
-/// Threaded in chunks of `elementChunk` values (a multiple of the SIMD width, so every value takes the same
-/// vector or scalar path whatever the thread count).
+/// Swish (SiLU): y = x·σ(x); y' = σ(x)·(1 + x·(1 − σ(x))). The loops are C (`swish.c`: AVX-512 where the CPU
+/// has it, the same bits as `fastExp` in Swift), threaded in chunks of `elementChunk` values.
 public func swishForward(y: FPtr, x: CFPtr, n: Int) {
-    parallelChunks(n) { lo, cnt in
-        sigmoidVector(y + lo, x + lo, cnt)
-        for i in lo..<(lo + cnt) { y[i] *= x[i] }
-    }
+    parallelChunks(n) { lo, cnt in w2v_swish_forward(y + lo, x + lo, cnt) }
 }
 public func swishBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, write: GradientWrite = .accumulate) {
-    parallelChunks(n) { lo, cnt in swishBackwardSerial(dx: dx + lo, dy: dy + lo, x: x + lo, n: cnt, write: write) }
-}
-@inline(__always)
-func swishBackwardSerial(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, write: GradientWrite) {
-    var i = 0
-    let one = F8(repeating: 1)
-    while i + 8 <= n {
-        let xv = load8(x + i)
-        let s = one / (one + fastExp(-xv))
-        put8(load8(dy + i) * s * (one + xv * (one - s)), dx + i, write)
-        i += 8
-    }
-    while i < n {
-        let s = sigmoid(x[i])
-        put1(dy[i] * s * (1 + x[i] * (1 - s)), dx + i, write)
-        i += 1
-    }
+    parallelChunks(n) { lo, cnt in w2v_swish_backward(dx + lo, dy + lo, x + lo, cnt, write == .overwrite ? 1 : 0) }
 }
 
 /// Exact GELU: y = x·Φ(x) = ½x(1 + erf(x/√2)); y' = Φ(x) + x·φ(x).

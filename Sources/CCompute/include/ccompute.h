@@ -49,6 +49,12 @@ long w2v_dnnl_created(void);
 void w2v_f32_to_bf16(unsigned short *dst, const float *src, long n);
 void w2v_bf16_round(float *dst, const float *src, long n);
 
+// ---- Swish (swish.c) --------------------------------------------------------------------------------
+/// y = x·σ(x) over n values; the same bits as the Swift kernels' fastExp-based sigmoid.
+void w2v_swish_forward(float *y, const float *x, long n);
+/// dx = (overwrite ? 0 : dx) + dy·σ(x)·(1 + x·(1 − σ(x))) over n values.
+void w2v_swish_backward(float *dx, const float *dy, const float *x, long n, int overwrite);
+
 // ---- AdamW (adamw.c) ---------------------------------------------------------------------------------
 /// One run of n parameters: g' = g·gscale; m = b1·m + (1 − b1)·g'; v = b2·v + (1 − b2)·g'·g';
 /// p = p·keep − step_size·m / (√v·inv_sqrt_bc2 + eps). Exact IEEE f32, no fused multiply-adds.
