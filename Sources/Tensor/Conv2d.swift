@@ -1,7 +1,7 @@
 /// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend, SPEC §3).
 /// x [B, Cin, H, W] → y [B, Cout, Ho, Wo], Ho = ⌊(H − 3)/2⌋ + 1, Wo likewise; weight [Cout, Cin, 3, 3].
-/// Computed as im2col + GEMM: cols [Cin·9, Ho·Wo] per utterance, plus [Cin·9, Cout] for backward's
-/// transposed weight gradient (workspace of `colsCount` floats).
+/// Computed as im2col + GEMM by utterance and chunk of output rows: cols [Cin·9, rows·Wo], plus [Cin·9, Cout]
+/// for backward's transposed weight gradient (workspace of `colsCount` floats, enough for whole utterances).
 public struct Conv2dShape: Sendable {
     public let b, cin, cout, h, w: Int
     public var ho: Int { h >= 3 ? (h - 3) / 2 + 1 : 0 }
@@ -12,17 +12,28 @@ public struct Conv2dShape: Sendable {
     }
 }
 
+/// Floats of `cols` filled at a time: output rows are taken in chunks whose columns fit in about half of a
+/// core's L2 (1 MB on Zen 5), so im2col's copy is still in cache when the GEMM reads it. Whole utterances at
+/// once (11 MB per utterance for small's second layer) had every pass over `cols` go to L3 or memory.
+public let conv2dColsBudget = 1 << 17
+
+extension Conv2dShape {
+    /// Output rows per chunk for a cols budget (at least one).
+    func chunkRows(_ budget: Int) -> Int { max(1, budget / max(cin * 9 * wo, 1)) }
+}
+
+/// cols [Cin·9, rows·Wo] (row stride rows·Wo) for output rows oy0 ..< oy0 + rows.
 @inline(__always)
-func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int) {
-    let hw = ho * wo
+func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int) {
+    let nn = rows * wo
     // One row of cols per (c, ky, kx), spread over the threads.
-    parallelFor(cin * 9) { lo, hi in
+    parallelFor(cin * 9, grain: max(1, elementChunk / max(nn, 1))) { lo, hi in
         for r in lo..<hi {
             let c = r / 9, ky = (r % 9) / 3, kx = r % 3
-            let row = cols + r * hw
-            for oy in 0..<ho {
+            let row = cols + r * nn
+            for oy in oy0..<(oy0 + rows) {
                 let src = x + (c * h + 2 * oy + ky) * w + kx
-                let dst = row + oy * wo
+                let dst = row + (oy - oy0) * wo
                 for ox in 0..<wo { dst[ox] = src[2 * ox] }
             }
         }
@@ -31,18 +42,18 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo
 
 // Intended mirror of im2col3x3s2 (the same loops, gather ↔ scatter-add).
 @inline(__always)
-func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, ho: Int, wo: Int, write: GradientWrite) {
-    let hw = ho * wo
-    // Channels over the threads (the nine rows of one channel overlap in dx); overwrite zeroes the channel's
-    // plane just before its rows are added (it is then still in cache).
-    parallelFor(cin) { lo, hi in for c in lo..<hi {
-        if write == .overwrite { (dx + c * h * w).update(repeating: 0, count: h * w) }
+func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int, zeroFirst: Bool) {
+    let nn = rows * wo
+    // Channels over the threads (the nine rows of one channel overlap in dx); `zeroFirst` zeroes the
+    // channel's plane just before the first chunk's rows are added (it is then still in cache).
+    parallelFor(cin, grain: max(1, elementChunk / max(9 * nn, 1))) { lo, hi in for c in lo..<hi {
+        if zeroFirst { (dx + c * h * w).update(repeating: 0, count: h * w) }
         for ky in 0..<3 {
             for kx in 0..<3 {
-                let row = cols + ((c * 3 + ky) * 3 + kx) * hw
-                for oy in 0..<ho {
+                let row = cols + ((c * 3 + ky) * 3 + kx) * nn
+                for oy in oy0..<(oy0 + rows) {
                     let dst = dx + (c * h + 2 * oy + ky) * w + kx
-                    let src = row + oy * wo
+                    let src = row + (oy - oy0) * wo
                     for ox in 0..<wo { dst[2 * ox] += src[ox] }
                 }
             }
@@ -50,22 +61,28 @@ func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, 
     } }
 }
 
-public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr, shape s: Conv2dShape) {
-    let hw = s.ho * s.wo
+/// y = conv(x) + bias, by utterance and by chunks of output rows (`colsBudget` floats of cols at a time).
+public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr, shape s: Conv2dShape,
+                          colsBudget: Int = conv2dColsBudget) {
+    let hw = s.ho * s.wo, k9 = s.cin * 9, step = s.chunkRows(colsBudget)
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, yb = y + bi * s.cout * hw
-        im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
         parallelFor(s.cout) { lo, hi in for o in lo..<hi { (yb + o * hw).update(repeating: bias[o], count: hw) } }
-        gemm(transA: false, transB: false, m: s.cout, n: hw, k: s.cin * 9, alpha: 1, a: weight, lda: s.cin * 9,
-             b: cols, ldb: hw, beta: 1, c: yb, ldc: hw)
+        for oy0 in stride(from: 0, to: s.ho, by: step) {
+            let rows = min(step, s.ho - oy0), nn = rows * s.wo
+            im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0, rows: rows)
+            gemm(transA: false, transB: false, m: s.cout, n: nn, k: k9, alpha: 1, a: weight, lda: k9,
+                 b: cols, ldb: nn, beta: 1, c: yb + oy0 * s.wo, ldc: hw)
+        }
     }
 }
 
 /// Accumulates dx (may be nil for the first layer; `write` .overwrite stores it instead), dW, db. `cols` is
-/// workspace (recomputed per utterance).
+/// workspace (recomputed per utterance and chunk of output rows, as in forward).
 public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
-                           weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate) {
-    let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw
+                           weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate,
+                           colsBudget: Int = conv2dColsBudget) {
+    let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw, step = s.chunkRows(colsBudget)
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
         parallelFor(s.cout) { lo, hi in
@@ -76,17 +93,20 @@ public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy
                 dBias[o] += acc
             }
         }
-        im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo)
-        // dWᵀ [Cin·9, Cout] = cols · dyᵀ: the transposed operand is dy, not the 9·Cin/Cout times larger cols
-        // (bf16 converts a transposed operand far slower than a plain one); then dW += (dWᵀ)ᵀ.
-        // (dWᵀ sums the utterances; added into dW once after the loop.)
-        gemm(transA: false, transB: true, m: k9, n: s.cout, k: hw, alpha: 1, a: cols, lda: hw,
-             b: dyb, ldb: hw, beta: bi == 0 ? 0 : 1, c: dWt, ldc: s.cout)
-        if let dx {
-            gemm(transA: true, transB: false, m: s.cin * 9, n: hw, k: s.cout, alpha: 1, a: weight, lda: s.cin * 9,
-                 b: dyb, ldb: hw, beta: 0, c: cols, ldc: hw)
-            col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, ho: s.ho, wo: s.wo,
-                                  write: write)
+        for oy0 in stride(from: 0, to: s.ho, by: step) {
+            let rows = min(step, s.ho - oy0), nn = rows * s.wo, dyc = dyb + oy0 * s.wo
+            im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0, rows: rows)
+            // dWᵀ [Cin·9, Cout] += cols · dyᵀ: the transposed operand is dy, not the 9·Cin/Cout times larger cols
+            // (bf16 converts a transposed operand far slower than a plain one); dWᵀ sums every utterance and
+            // chunk and is added into dW once after the loop.
+            gemm(transA: false, transB: true, m: k9, n: s.cout, k: nn, alpha: 1, a: cols, lda: nn,
+                 b: dyc, ldb: hw, beta: bi == 0 && oy0 == 0 ? 0 : 1, c: dWt, ldc: s.cout)
+            if let dx {
+                gemm(transA: true, transB: false, m: k9, n: nn, k: s.cout, alpha: 1, a: weight, lda: k9,
+                     b: dyc, ldb: hw, beta: 0, c: cols, ldc: nn)
+                col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0,
+                                      rows: rows, zeroFirst: write == .overwrite && oy0 == 0)
+            }
         }
     }
     if s.b > 0 {

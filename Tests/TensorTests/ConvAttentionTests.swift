@@ -5,21 +5,26 @@ import TestSupport
 final class ConvTests: XCTestCase {
     func testConv2d3x3Stride2() {
         var rng = TestRNG(20)
-        for s in [Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), Conv2dShape(b: 1, cin: 3, cout: 2, h: 8, w: 10)] {
+        // Budget 30 floats of cols: one or two output rows per chunk (several chunks per utterance).
+        for (s, budget) in [(Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), conv2dColsBudget), (Conv2dShape(b: 1, cin: 3, cout: 2, h: 8, w: 10), conv2dColsBudget),
+                            (Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), 30), (Conv2dShape(b: 1, cin: 3, cout: 2, h: 9, w: 10), 30)] {
             let x = rng.uniform(s.b * s.cin * s.h * s.w), w = rng.uniform(s.cout * s.cin * 9), b = rng.uniform(s.cout)
             let ny = s.b * s.cout * s.ho * s.wo
             let ref: ([[Double]]) -> [Double] = { Conv2dReference.forward(x: $0[0], weight: $0[1], bias: $0[2], shape: s) }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), B = FloatBuffer(f[2]), Y = FloatBuffer(count: ny)
                 let cols = FloatBuffer(count: s.colsCount)
-                conv2dForward(y: Y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s)
+                conv2dForward(y: Y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s, colsBudget: budget)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy), dx = FloatBuffer(count: f[0].count), dw = FloatBuffer(count: f[1].count), db = FloatBuffer(count: s.cout)
-                for _ in 0..<times { conv2dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr, shape: s) }
+                for _ in 0..<times {
+                    conv2dBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr, shape: s,
+                                   colsBudget: budget)
+                }
                 return [dx.array, dw.array, db.array]
             }
             assertClose(run([x.floats, w.floats, b.floats], nil, 0)[0], ref([x, w, b]), rtol: 1e-5, atol: 1e-5, "conv2d forward")
-            checkGradients(inputs: [x, w, b], outputCount: ny, reference: ref, analytic: { run($0, $1, $2) }, "conv2d \(s)")
+            checkGradients(inputs: [x, w, b], outputCount: ny, reference: ref, analytic: { run($0, $1, $2) }, "conv2d \(s) budget \(budget)")
         }
     }
 

@@ -84,7 +84,7 @@ final class GradientWriteTests: XCTestCase {
         same("conv2d", count: s.b * s.cin * s.h * s.w) { dx, write in
             let cols = FloatBuffer(count: s.colsCount), dW = FloatBuffer(count: s.cout * s.cin * 9), db = FloatBuffer(count: s.cout)
             conv2dBackward(dx: dx, dWeight: dW.ptr, dBias: db.ptr, cols: cols.ptr, dy: cdy.ptr, x: cx.ptr, weight: w.ptr, shape: s,
-                           write: write)
+                           write: write, colsBudget: 60)   // one output row per chunk
             return dW.array + db.array
         }
     }
