@@ -144,6 +144,10 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
     }
 }
 
+/// lo..<hi, empty when hi < lo (a kernel tap window cut by both ends of a short utterance).
+@inline(__always)
+func clampedRange(_ lo: Int, _ hi: Int) -> Range<Int> { lo..<max(lo, hi) }
+
 /// Blocks of `reductionRows` frames of one utterance, body(utterance, first frame, end frame), spread over
 /// the rank's threads by rows (whole rows per thread: see `blockSums` for why not by channels).
 @inline(__always)
@@ -170,7 +174,7 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
         for ti in t0..<t1 {
             // dW[j] += x[ti + j − left]·dy[ti]
             let g = dyb + ti * c
-            for j in max(0, left - ti)..<max(max(0, left - ti), min(k, t + left - ti)) {
+            for j in clampedRange(max(0, left - ti), min(k, t + left - ti)) {
                 let xr = xb + (ti + j - left) * c, dwr = dwT + j * c
                 lanes8(0, c, { store8(load8(dwr + $0) + load8(xr + $0) * load8(g + $0), dwr + $0) },
                        { dwr[$0] += xr[$0] * g[$0] })
@@ -180,7 +184,7 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
             // dx[s] += Σ_j w[j]·dy[s − j + left] over the frames ti = s − j + left inside [0, T)
             let dxr = dxb + s * c
             if write == .overwrite { dxr.update(repeating: 0, count: c) }
-            for j in max(0, s + left - t + 1)..<max(max(0, s + left - t + 1), min(k, s + left + 1)) {
+            for j in clampedRange(max(0, s + left - t + 1), min(k, s + left + 1)) {
                 let g = dyb + (s - j + left) * c, wr = wT + j * c
                 lanes8(0, c, { store8(load8(dxr + $0) + load8(wr + $0) * load8(g + $0), dxr + $0) },
                        { dxr[$0] += wr[$0] * g[$0] })
