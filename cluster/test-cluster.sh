@@ -218,7 +218,8 @@ test_crash() {
   loop=$!
   trap 'pids="$(cl_tree_pids '"$loop"')"; kill -TERM $pids 2>/dev/null; sleep 1; kill -KILL $pids 2>/dev/null' EXIT
   wait_until 30 payload_progress "$run" || { fail "payload made no progress"; show_log "$WORK/crash.out"; return; }
-  mp="$(ps -e -o pid=,ppid=,comm= | awk -v p="$loop" '$2 == p && $3 == "mpirun" {print $1}')"
+  # mpirun runs under launch/local.sh, which the loop started: look for it among the loop's descendants.
+  mp="$(ps -o pid=,comm= -p "$(cl_tree_pids "$loop" | tr ' \n' ',,' | sed 's/,*$//')" | awk '$2 == "mpirun" {print $1}')"
   ranks="$(ps -e -o pid=,ppid= | awk -v p="$mp" '$2 == p {print $1}' | sort -n)"
   [ -n "$mp" ] && [ "$(wc -w <<<"$ranks")" = 2 ] || { fail "could not find mpirun ($mp) and its 2 ranks ($ranks)"; show_log "$WORK/crash.out"; return; }
   echo "kill -9 of rank process $(tail -n 1 <<<"$ranks") (mpirun $mp)"

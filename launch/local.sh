@@ -8,7 +8,7 @@
 #   W2V_MPIRUN_ARGS    extra mpirun arguments, word-split (e.g. "--mca btl self,tcp")
 # Ranks × threads above the physical core count: --oversubscribe and --bind-to none. Otherwise each rank
 # is bound to its cores. As root, --allow-run-as-root is added. The exit status is mpirun's (the
-# highest rank status: see README "Exit statuses").
+# highest rank status: see README "Exit statuses"). SIGTERM to this script: the ranks checkpoint, status 75.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 if [ $# -lt 1 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -31,4 +31,15 @@ fi
 ARGS+=(${W2V_MPIRUN_ARGS:-})
 w2v_describe_resume "$(w2v_run_dir "$@")"
 w2v_show mpirun "${ARGS[@]}" "$BIN" "$@"
-exec mpirun "${ARGS[@]}" "$BIN" "$@"
+# SIGTERM/SIGINT/SIGUSR1 to this launcher ask the ranks to checkpoint and stop: mpirun forwards SIGUSR1 to
+# them without aborting the job, so the status passed on is theirs (75). (A SIGTERM sent to mpirun itself
+# also reaches the ranks, which checkpoint, but Open MPI then ends with its own status 1.)
+mpirun "${ARGS[@]}" "$BIN" "$@" &
+MPIRUN_PID=$!
+trap 'kill -USR1 "$MPIRUN_PID" 2>/dev/null || true' TERM INT USR1
+status=0
+while :; do
+  wait "$MPIRUN_PID" && status=0 || status=$?
+  kill -0 "$MPIRUN_PID" 2>/dev/null || break   # wait returned for a trapped signal: mpirun still runs
+done
+exit "$status"
