@@ -3,15 +3,10 @@
 // while staying exact: no contraction into fused multiply-adds, so every element gets the same IEEE
 // operations in the same order whatever the vector width, the build target or the split.
 #include "ccompute.h"
+#include "clones.h"
 #include <math.h>
 
 #pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__)
-#define W2V_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define W2V_CLONES
-#endif
 
 W2V_CLONES
 void w2v_adamw(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long n,

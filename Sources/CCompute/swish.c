@@ -4,16 +4,11 @@
 // operation for operation, with no contraction into fused multiply-adds: every value gets the same IEEE
 // results as the Swift version, whatever the vector width or the split.
 #include "ccompute.h"
+#include "clones.h"
 #include <stdint.h>
 #include <string.h>
 
 #pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__)
-#define W2V_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define W2V_CLONES
-#endif
 
 static inline uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }

@@ -148,16 +148,22 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
 @inline(__always)
 func clampedRange(_ lo: Int, _ hi: Int) -> Range<Int> { lo..<max(lo, hi) }
 
-/// Blocks of `reductionRows` frames of one utterance, body(utterance, first frame, end frame), spread over
-/// the rank's threads by rows (whole rows per thread: see `blockSums` for why not by channels).
+/// Blocks of `reductionRows` frames of one utterance: how many an utterance of t frames has, and block blk's
+/// (utterance, first frame, end frame).
+@inline(__always)
+func frameBlocksPerUtterance(_ t: Int) -> Int { (t + reductionRows - 1) / reductionRows }
+@inline(__always)
+func frameBlock(_ blk: Int, t: Int) -> (Int, Int, Int) {
+    let per = frameBlocksPerUtterance(t), t0 = blk % per * reductionRows
+    return (blk / per, t0, min(t0 + reductionRows, t))
+}
+
+/// body(utterance, first frame, end frame) over every frame block, spread over the rank's threads by rows
+/// (whole rows per thread: see `blockSums` for why not by channels).
 @inline(__always)
 func frameBlocks(b: Int, t: Int, _ body: (Int, Int, Int) -> Void) {
-    let per = (t + reductionRows - 1) / reductionRows
-    parallelFor(b * per) { lo, hi in
-        for blk in lo..<hi {
-            let bi = blk / per, t0 = blk % per * reductionRows
-            body(bi, t0, min(t0 + reductionRows, t))
-        }
+    parallelFor(b * frameBlocksPerUtterance(t)) { lo, hi in
+        for blk in lo..<hi { let (bi, t0, t1) = frameBlock(blk, t: t); body(bi, t0, t1) }
     }
 }
 
@@ -166,10 +172,10 @@ func frameBlocks(b: Int, t: Int, _ body: (Int, Int, Int) -> Void) {
 /// partials are added in block order (`blockSums`), the same on any number of threads.
 public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int,
                                     t: Int, c: Int, k: Int, causal: Bool, write: GradientWrite = .accumulate) {
-    let left = depthwiseLeftPad(k: k, causal: causal), per = (t + reductionRows - 1) / reductionRows
+    let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
-    let sums = blockSums(blocks: b * per, width: k * c) { dwT, blk in
-        let bi = blk / per, t0 = blk % per * reductionRows, t1 = min(t0 + reductionRows, t)
+    let sums = blockSums(blocks: b * frameBlocksPerUtterance(t), width: k * c) { dwT, blk in
+        let (bi, t0, t1) = frameBlock(blk, t: t)
         let xb = x + bi * t * c, dyb = dy + bi * t * c, dxb = dx + bi * t * c
         for ti in t0..<t1 {
             // dW[j] += x[ti + j − left]·dy[ti]

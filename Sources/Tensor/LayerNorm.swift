@@ -27,10 +27,10 @@ public func layerNormForward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, weight: 
 /// result is the same on any number of threads.
 public func layerNormBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr,
                               mean: CFPtr, rstd: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
-    let invC = 1 / Float(c), blocks = (n + reductionRows - 1) / reductionRows
-    let sums = blockSums(blocks: blocks, width: 2 * c, grain: max(1, elementChunk / max(reductionRows * c, 1))) { part, blk in
+    let invC = 1 / Float(c)
+    let sums = rowBlockSums(rows: n, width: 2 * c) { part, block in
         let pg = part + c
-        for i in blk * reductionRows..<min(n, (blk + 1) * reductionRows) {
+        for i in block {
             let xr = x + i * c, dyr = dy + i * c, dxr = dx + i * c
             let m = mean[i], r = rstd[i]
             let (sg, sgx) = lnBackwardSums(xr, dyr, weight, m, r, c, invC)

@@ -33,9 +33,8 @@ func linearBackwardProducts(dx: FPtr?, dWeight: FPtr?, dy: CFPtr, x: CFPtr, weig
 /// out[c] += Σ_r a[r, c], the rows summed in fixed blocks (`blockSums`: the same on any number of threads).
 @inline(__always)
 public func columnSumAccumulate(_ out: FPtr, _ a: CFPtr, rows: Int, cols: Int) {
-    let blocks = (rows + reductionRows - 1) / reductionRows
-    let sums = blockSums(blocks: blocks, width: cols, grain: max(1, elementChunk / max(reductionRows * cols, 1))) { part, blk in
-        for r in blk * reductionRows..<min(rows, (blk + 1) * reductionRows) {
+    let sums = rowBlockSums(rows: rows, width: cols) { part, block in
+        for r in block {
             let row = a + r * cols
             lanes8(0, cols, { store8(load8(part + $0) + load8(row + $0), part + $0) }, { part[$0] += row[$0] })
         }

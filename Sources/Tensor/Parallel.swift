@@ -89,6 +89,15 @@ public func blockSums(blocks: Int, width: Int, grain: Int = 1, _ body: (FPtr, In
     return CFPtr(total)
 }
 
+/// `blockSums` over rows 0..<rows in blocks of `reductionRows`: body(partial, the block's rows).
+@inline(__always)
+public func rowBlockSums(rows: Int, width: Int, _ body: (FPtr, Range<Int>) -> Void) -> CFPtr {
+    blockSums(blocks: (rows + reductionRows - 1) / reductionRows, width: width,
+              grain: max(1, elementChunk / max(reductionRows * width, 1))) { part, blk in
+        body(part, blk * reductionRows..<min(rows, (blk + 1) * reductionRows))
+    }
+}
+
 /// out[j] += sums[j] for j in 0..<n (after `blockSums`).
 @inline(__always)
 public func addSums(_ out: FPtr, _ sums: CFPtr, _ n: Int) {

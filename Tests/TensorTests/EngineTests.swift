@@ -7,6 +7,14 @@ import TestSupport
 final class EngineTests: XCTestCase {
     override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
 
+    /// The values a product in `precision` multiplies: x itself, or (bf16) X rounded to bf16.
+    func asOperand(_ x: [Double], _ X: FloatBuffer, _ precision: Precision) -> [Double] {
+        if precision != .bf16 { return x }
+        let r = FloatBuffer(count: x.count)
+        roundToBF16(r.ptr, X.ptr, count: x.count)
+        return r.array.doubles
+    }
+
     static let shapes = [(1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300), (9, 1, 13), (1, 9, 13), (13, 9, 1), (40, 1, 64)]
 
     func checkEngine(_ precision: Precision, _ engine: GemmEngine) throws {
@@ -25,12 +33,7 @@ final class EngineTests: XCTestCase {
                         // bf16: the products of bf16-rounded operands are exact in f32, so the result must match
                         // the Double reference on rounded operands to f32 accumulation accuracy.
                         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(c0.floats)
-                        var ar = a, br = b
-                        if precision == .bf16 {
-                            let Ar = FloatBuffer(count: a.count), Br = FloatBuffer(count: b.count)
-                            roundToBF16(Ar.ptr, A.ptr, count: a.count); roundToBF16(Br.ptr, B.ptr, count: b.count)
-                            ar = Ar.array.doubles; br = Br.array.doubles
-                        }
+                        let ar = asOperand(a, A, precision), br = asOperand(b, B, precision)
                         var ref = c0, exact = c0
                         gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: ar, lda: lda,
                                       b: br, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
@@ -97,12 +100,7 @@ final class EngineTests: XCTestCase {
                                           (9, 1, 13, false, false)] {
                     let a = rng.uniform(m * k), b = rng.uniform(k * n), bias = rng.uniform(n)
                     let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), Bias = FloatBuffer(bias.floats)
-                    var ar = a, br = b
-                    if precision == .bf16 {
-                        let Ar = FloatBuffer(count: a.count), Br = FloatBuffer(count: b.count)
-                        roundToBF16(Ar.ptr, A.ptr, count: a.count); roundToBF16(Br.ptr, B.ptr, count: b.count)
-                        ar = Ar.array.doubles; br = Br.array.doubles
-                    }
+                    let ar = asOperand(a, A, precision), br = asOperand(b, B, precision)
                     var ref = (0..<m).flatMap { _ in bias }
                     gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ar, lda: ta ? m : k,
                                   b: br, ldb: tb ? k : n, beta: 1, c: &ref, ldc: n)
