@@ -9,7 +9,12 @@
 //     drop (and count) utterances with L_i < mask_span + min_spans (SPEC §4)
 //  3. bucket: sort the shuffled survivors by T0 (ties keep the shuffled order), cut greedily into
 //     micro-batches while B·max T0 ≤ max_frames (lengths ascend, so max T0 is the newest one)
-//  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle)
+//  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle). With
+//     balance_steps and M > 1: draw the K mod M tail micro-batches at random from that stream first, sort
+//     the others by estimated cost (`cost(B, max T0)`, ties in length order), cut that list into runs of M
+//     neighbours, shuffle the runs with the same stream and lay them out run after run, the tail last. A
+//     step's M micro-batches then cost nearly the same, so no rank waits at the all-reduce for a costlier
+//     one (lhotse's sync_buckets does this by length). M = 1 gives the plain shuffle either way.
 //  5. crop offsets: micro-batch j draws, in item order, offset_i = U{0 … n_i − c_i} from
 //     RandomStream(seed, step: e, microBatch: j, .crop) for each cropped utterance (rank-independent)
 //  6. only the first ⌊K/M⌋·M of the K micro-batches are used, so every step has exactly M micro-batches on
@@ -30,10 +35,12 @@ public struct DataOrderConfig: Sendable, Codable, Equatable {
     public var maxFrames = 6_000      // padded fbank frames per micro-batch: B × max T0 ≤ maxFrames
     public var maskSpan = 10          // SPEC §4 span, for the minimum-length filter
     public var minSpans = 2
+    public var balanceSteps = true    // a step's M micro-batches are cost neighbours (step 4)
     public init() {}
-    public init(seed: UInt64, maxSamples: Int, maxFrames: Int, maskSpan: Int = 10, minSpans: Int = 2) {
+    public init(seed: UInt64, maxSamples: Int, maxFrames: Int, maskSpan: Int = 10, minSpans: Int = 2,
+                balanceSteps: Bool = true) {
         self.seed = seed; self.maxSamples = maxSamples; self.maxFrames = maxFrames
-        self.maskSpan = maskSpan; self.minSpans = minSpans
+        self.maskSpan = maskSpan; self.minSpans = minSpans; self.balanceSteps = balanceSteps
     }
 }
 
@@ -105,10 +112,14 @@ public struct DataOrder: Sendable {
     public let lengths: [Int]
     public let config: DataOrderConfig
     public let encoderLength: @Sendable (Int) -> Int
+    /// Estimated compute of a micro-batch of B utterances padded to T0 frames (balance_steps).
+    public let cost: @Sendable (_ batch: Int, _ t0: Int) -> Double
 
     /// lengths: 16 kHz samples per manifest entry; encoderLength: fbank frames T0 → encoder frames L
-    /// (conv2d frontend: ((T0 − 1)/2 − 1)/2, stack: T0/2, integer division).
-    public init(lengths: [Int], config: DataOrderConfig, encoderLength: @escaping @Sendable (Int) -> Int) throws(DataOrderError) {
+    /// (conv2d frontend: ((T0 − 1)/2 − 1)/2, stack: T0/2, integer division); cost: a micro-batch's
+    /// compute, for balance_steps (default: its padded frames B·T0).
+    public init(lengths: [Int], config: DataOrderConfig, encoderLength: @escaping @Sendable (Int) -> Int,
+                cost: @escaping @Sendable (_ batch: Int, _ t0: Int) -> Double = { Double($0 * $1) }) throws(DataOrderError) {
         let T0 = fbankFrameCount(samples: config.maxSamples)
         guard config.maxSamples >= 400 else { throw .badConfig("max_samples \(config.maxSamples) is shorter than one 25 ms frame") }
         guard T0 <= config.maxFrames else {
@@ -118,6 +129,7 @@ public struct DataOrder: Sendable {
         self.lengths = lengths
         self.config = config
         self.encoderLength = encoderLength
+        self.cost = cost
     }
 
     /// Whether utterance i survives the minimum-length filter.
@@ -155,7 +167,12 @@ public struct DataOrder: Sendable {
         }
         if !current.isEmpty { groups.append(current) }
         var batchRng = RandomStream(seed: seed, step: epoch, microBatch: 1, purpose: .shuffle)
-        batchRng.shuffle(&groups)
+        if config.balanceSteps && M > 1 {
+            let costs = groups.map { g in cost(g.count, g.map { fbankFrameCount(samples: min(lengths[$0], config.maxSamples)) }.max()!) }
+            groups = Self.balancedRuns(groups, costs: costs, of: M, rng: &batchRng)
+        } else {
+            batchRng.shuffle(&groups)
+        }
         // crops, keyed by (epoch, micro-batch index)
         var batches = [PlannedBatch]()
         batches.reserveCapacity(groups.count)
@@ -172,6 +189,31 @@ public struct DataOrder: Sendable {
         let tail = batches[usable...].reduce(0) { $0 + $1.items.count }
         return EpochPlan(epoch: epoch, batches: batches, usableBatches: usable, droppedTooShort: tooShort,
                          droppedTailUtterances: tail, microBatchesPerStep: max(1, M))
+    }
+}
+
+extension DataOrder {
+    /// Mean over the plan's steps of the costliest of a step's M micro-batches ÷ the mean micro-batch cost:
+    /// how long synchronous steps take relative to perfectly balanced ones (1 for M = 1).
+    public func stepImbalance(_ p: EpochPlan) -> Double {
+        let M = p.microBatchesPerStep, costs = p.batches[..<p.usableBatches].map { cost($0.items.count, $0.maxFrames) }
+        guard !costs.isEmpty else { return 1 }
+        let worst = stride(from: 0, to: costs.count, by: M).map { costs[$0..<($0 + M)].max()! }
+        return worst.reduce(0, +) / Double(worst.count) / (costs.reduce(0, +) / Double(costs.count))
+    }
+
+    /// Step 4 with balance_steps: `sorted` (length order) → runs of M cost neighbours in shuffled run order,
+    /// then the K mod M tail micro-batches (drawn at random, so a different tail each epoch).
+    static func balancedRuns(_ sorted: [[Int]], costs: [Double], of M: Int, rng: inout RandomStream) -> [[Int]] {
+        var positions = Array(sorted.indices)
+        rng.shuffle(&positions)
+        let tail = positions.prefix(sorted.count % M)
+        var isTail = [Bool](repeating: false, count: sorted.count)
+        for t in tail { isTail[t] = true }
+        let body = sorted.indices.filter { !isTail[$0] }.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }
+        var runs = stride(from: 0, to: body.count, by: M).map { Array(body[$0..<($0 + M)]) }
+        rng.shuffle(&runs)
+        return runs.flatMap { $0.map { sorted[$0] } } + tail.map { sorted[$0] }
     }
 }
 

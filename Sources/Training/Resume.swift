@@ -118,5 +118,17 @@ extension Trainer {
         try sinks.event(step > 0 ? "resume" : "start", step: step, ["world_size": comm.size, "update_freq": runner.updateFreq,
                                                                     "parameters": layout.parameterCount, "hosts": names])
         say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq \(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
+        let M = comm.size * runner.updateFreq
+        if M > 1 {
+            // What a synchronous step costs relative to a perfectly balanced one, with and without balance_steps.
+            var other = order.config
+            other.balanceSteps.toggle()
+            let plain = try DataOrder(lengths: order.lengths, config: other, encoderLength: order.encoderLength, cost: order.cost)
+            let (on, off) = order.config.balanceSteps ? (order, plain) : (plain, order)
+            let p = order.plan(epoch: cursor.epoch, microBatchesPerStep: M)
+            say(String(format: "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× the mean with train.balance_steps=true, %.3f× with false",
+                       p.batches.count, p.stepsPerEpoch, M, on.stepImbalance(on.plan(epoch: cursor.epoch, microBatchesPerStep: M)),
+                       off.stepImbalance(off.plan(epoch: cursor.epoch, microBatchesPerStep: M))) + " (this run: \(order.config.balanceSteps))")
+        }
     }
 }

@@ -127,8 +127,12 @@ public final class Trainer {
 
     static func dataOrder(_ m: Manifest, path: String, config c: Config) throws -> DataOrder {
         let oc = DataOrderConfig(seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
-                                 maskSpan: c.mask.span, minSpans: c.mask.minSpans)
-        do { return try DataOrder(lengths: m.entries.map { $0.samples }, config: oc, encoderLength: { c.encoderLength(t0: $0) }) }
+                                 maskSpan: c.mask.span, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
+        // balance_steps: a micro-batch's cost is its matrix-product FLOPs with about half the frames masked.
+        let cost: @Sendable (Int, Int) -> Double = { b, t0 in
+            c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
+        }
+        do { return try DataOrder(lengths: m.entries.map { $0.samples }, config: oc, encoderLength: { c.encoderLength(t0: $0) }, cost: cost) }
         catch { throw TrainError("\(path): \(error)") }
     }
 

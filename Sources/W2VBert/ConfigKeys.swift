@@ -116,6 +116,7 @@ extension Config {
         int("train.update_freq", \.train.updateFreq),
         int("train.max_frames", \.train.maxFrames),
         int("train.max_samples", \.train.maxSamples),
+        bool("train.balance_steps", \.train.balanceSteps),
         Key(name: "train.seed", get: { "\($0.train.seed)" }, set: { c, s in
             guard let v = UInt64(s.trimmingSpaces) else { throw ConfigError("train.seed", "expected a non-negative integer, got '\(s)'") }
             c.train.seed = v

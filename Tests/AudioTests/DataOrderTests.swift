@@ -12,12 +12,12 @@ final class DataOrderTests: XCTestCase {
     /// samples), except every 10th, which is cropped from a long one (3000 frames) to maxSamples.
     /// L = conv2d(T0) < 12 ⟺ T0 < 51: T0 ∈ {10, 14, …, 50} → i % 100 ∈ 0…10: 11 of every 100 short,
     /// minus the every-10th long ones among them (i % 100 ∈ {0, 10}) → 9 per 100 → 90 too short.
-    func makeOrder(seed: UInt64 = 7) throws -> DataOrder {
+    func makeOrder(seed: UInt64 = 7, balanceSteps: Bool = true) throws -> DataOrder {
         let lengths = (0..<1000).map { i -> Int in
             let T0 = i % 10 == 0 ? 3000 : 10 + (i % 100) * 4
             return 400 + 160 * (T0 - 1)
         }
-        let cfg = DataOrderConfig(seed: seed, maxSamples: 400 + 160 * 999, maxFrames: 4000)
+        let cfg = DataOrderConfig(seed: seed, maxSamples: 400 + 160 * 999, maxFrames: 4000, balanceSteps: balanceSteps)
         return try DataOrder(lengths: lengths, config: cfg, encoderLength: DataOrderTests.conv2d)
     }
 
@@ -140,5 +140,40 @@ final class DataOrderTests: XCTestCase {
         XCTAssertThrowsError(try DataSampler(order: order, sharding: Sharding(worldSize: 4, rank: 0, updateFreq: 1))) { e in
             XCTAssertTrue("\(e)".contains("fewer than one step"), "\(e)")
         }
+    }
+
+    /// Each step's micro-batch costs (padded frames, DataOrder's default cost), in step order.
+    func stepCosts(_ plan: EpochPlan) -> [[Double]] {
+        let M = plan.microBatchesPerStep
+        return (0..<plan.stepsPerEpoch).map { s in plan.batches[(s * M)..<((s + 1) * M)].map { Double($0.paddedFrames) } }
+    }
+
+    /// balance_steps: a step's M micro-batches are neighbours in cost (the steps' cost ranges do not
+    /// interleave), over the same micro-batches as without it, with steps still in random order; the tail
+    /// varies by epoch; M = 1 is unchanged.
+    func testBalanceStepsMakesStepsOfCostNeighbours() throws {
+        let balanced = try makeOrder(), plain = try makeOrder(balanceSteps: false)
+        for M in [2, 4] {
+            for epoch in 0..<3 {
+                let a = balanced.plan(epoch: epoch, microBatchesPerStep: M), b = plain.plan(epoch: epoch, microBatchesPerStep: M)
+                XCTAssertEqual(Set(a.batches.map { $0.items.map(\.utterance) }), Set(b.batches.map { $0.items.map(\.utterance) }))
+                XCTAssertEqual(a.usableBatches, b.usableBatches)
+                XCTAssertEqual(a.droppedTailUtterances, a.batches[a.usableBatches...].reduce(0) { $0 + $1.items.count })
+                let ranges = stepCosts(a).map { ($0.min()!, $0.max()!) }.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+                for k in 1..<ranges.count {
+                    XCTAssertLessThanOrEqual(ranges[k - 1].1, ranges[k].0, "M \(M) epoch \(epoch): steps interleave in cost")
+                }
+                XCTAssertNotEqual(ranges.map(\.0), stepCosts(a).map { $0.min()! }, "steps are not in cost order")
+                // the point: less waiting for the costliest micro-batch of a step
+                XCTAssertLessThan(balanced.stepImbalance(a), 1.01)
+                XCTAssertGreaterThan(plain.stepImbalance(b), balanced.stepImbalance(a) + 0.01, "without balance_steps a step mixes costs (else this test proves nothing)")
+            }
+            let tails = (0..<4).map { e -> Set<[PlannedUtterance]> in
+                let p = balanced.plan(epoch: e, microBatchesPerStep: M)
+                return Set(p.batches[p.usableBatches...].map(\.items))
+            }
+            if !tails[0].isEmpty { XCTAssertGreaterThan(Set(tails).count, 1, "the tail differs between epochs") }
+        }
+        XCTAssertEqual(balanced.plan(epoch: 2, microBatchesPerStep: 1).batches, plain.plan(epoch: 2, microBatchesPerStep: 1).batches)
     }
 }
