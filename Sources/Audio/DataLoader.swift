@@ -67,7 +67,7 @@ public struct LoaderOptions: Sendable {
     public var workers = 1                    // decoding threads
     public var maxBadFraction = 0.01          // of this rank's share of the manifest
     public var cmvn = true
-    public var quality: ResampleQuality = .medium
+    public var quality: ResampleQuality = .polyphase
     public var report: @Sendable (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public init() {}
 }

@@ -1,16 +1,18 @@
 // Audio in: decode any file libsndfile reads (WAV, FLAC, Ogg/Vorbis, Opus, MP3, AIFF, ...), average the
-// channels to mono, resample to 16 kHz with libsamplerate. Samples are floats in [-1, 1) (libsndfile's
-// normalised float read: int16 k → k/32768); the fbank scales them back to the int16 range (SPEC §2).
+// channels to mono, resample to 16 kHz. Samples are floats in [-1, 1) (libsndfile's normalised float read:
+// int16 k → k/32768); the fbank scales them back to the int16 range (SPEC §2).
 //
 //   x_mono[n] = (1/C) Σ_c x[n, c]                               (SPEC §2: "averaged to mono")
-//   y = SRC(x_mono, ratio = 16000 / rate), SRC_SINC_MEDIUM_QUALITY by default
+//   y = resample(x_mono, ratio = 16000 / rate)
 //
-// SRC_SINC_MEDIUM_QUALITY (libsamplerate: 121 dB SNR, 90 % bandwidth) is ≈ 3× faster than BEST_QUALITY
-// (145 dB, 97 %); both are far below the −60 dB the tests require (a 1 kHz sine from 22.05 kHz measures
-// −122 dB with MEDIUM, see ResampleTests). Files already at 16 kHz are not touched. Measured on the
-// fillets-ng-data-cs Ogg files (one core, decode + resample): BEST 40×, MEDIUM 165×, FASTEST 317× real
-// time. MEDIUM's passband ends at 90 % of 8 kHz, so the top mel bins (> 7.2 kHz) of resampled audio are
-// attenuated; `.best` (97 %) is the option when that matters more than a 4× slower loader.
+// `ResampleQuality.polyphase` (the default) is our tabulated windowed-sinc filter (Polyphase.swift) with
+// libsamplerate MEDIUM's band edges (passband to 90 % of 8 kHz) and 100 dB stop band: a 1 kHz sine from
+// 22.05 kHz measures −133 dB, and it differs from MEDIUM by −111 dB (ResampleTests). `best`, `medium`,
+// `fastest` are libsamplerate's SINC converters (MEDIUM: 121 dB SNR, 90 % bandwidth; BEST: 145 dB, 97 %).
+// Files already at 16 kHz are not touched. Measured on the fillets-ng-data-cs Ogg files (one core,
+// decode + resample, `bench-data`): polyphase 1332×, BEST 108×, MEDIUM 343×, FASTEST 632× real time. The
+// top mel bins (> 7.2 kHz) of resampled audio are attenuated by the 90 % passband; `.best` (97 %) is
+// the option when that matters more than a 12× slower loader.
 //
 // The 16 kHz length rule (what `prepare` writes from the header alone, and what decoding returns):
 //
@@ -218,7 +220,7 @@ final class SoundFile {
         if expectIn < Int.max / 2 {
             out.reserveCapacity(min(1 << 24, resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn))
         }
-        let resampler = resampling ? try StreamResampler(ratio: Double(T) / Double(R), quality: quality, path: path) : nil
+        let resampler = resampling ? try StreamResampler(rate: R, target: T, quality: quality, path: path) : nil
         let chunk = max(16, min(16_384, 262_144 / C))
         let mono = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let interleaved = C > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * C) : mono
@@ -273,7 +275,7 @@ final class SoundFile {
         let gEnd = min(range?.upperBound ?? Int.max, validEnd)
         if gEnd <= gStart { return [] }
         guard gEnd - o <= out.count else {
-            throw AudioError(.resample, path: path, "libsamplerate generated \(out.count) samples, \(gEnd - o) expected")
+            throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(gEnd - o) expected")
         }
         if gEnd - o < out.count { out.removeSubrange((gEnd - o)...) }
         if gStart > o { out.removeSubrange(0..<(gStart - o)) }
@@ -297,11 +299,14 @@ enum DecoderWindow {
 }
 
 public enum ResampleQuality: String, Sendable, CaseIterable, Codable {
+    /// Our tabulated polyphase filter (Polyphase.swift; MEDIUM's band edges, 100 dB), the default.
+    case polyphase
+    /// libsamplerate's SINC converters.
     case best, medium, fastest
     var converter: Int32 {
         switch self {
         case .best: return Int32(SRC_SINC_BEST_QUALITY)
-        case .medium: return Int32(SRC_SINC_MEDIUM_QUALITY)
+        case .medium, .polyphase: return Int32(SRC_SINC_MEDIUM_QUALITY)
         case .fastest: return Int32(SRC_SINC_FASTEST)
         }
     }
@@ -315,20 +320,25 @@ final class StreamResampler {
     let scratchCount = 8_192
     let scratch: UnsafeMutablePointer<Float>
 
-    init(ratio: Double, quality: ResampleQuality, path: String) throws(AudioError) {
+    /// `.polyphase` (where the ratio allows it) resamples with `PolyphaseResampler`, else libsamplerate.
+    let polyphase: PolyphaseResampler?
+
+    init(rate: Int, target: Int, quality: ResampleQuality, path: String) throws(AudioError) {
         var err: Int32 = 0
         guard let s = src_new(quality.converter, 1, &err) else {
             try Resampler.check(err == 0 ? -1 : err, path)
             fatalError("unreachable")
         }
-        state = s; self.ratio = ratio; self.path = path
+        state = s; self.ratio = Double(target) / Double(rate); self.path = path
         scratch = .allocate(capacity: scratchCount)
+        polyphase = quality == .polyphase ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
     }
 
     deinit { src_delete(state); scratch.deallocate() }
 
     /// Feeds `count` input samples and appends every output generated; with `endOfInput`, drains.
     func process(_ input: UnsafePointer<Float>, count: Int, endOfInput: Bool, into out: inout [Float]) throws(AudioError) {
+        if let polyphase { polyphase.process(input, count: count, endOfInput: endOfInput, into: &out); return }
         var used = 0
         while true {
             var data = SRC_DATA()
@@ -356,10 +366,10 @@ public enum Resampler {
     /// Mono `input` at `rate` → mono at `targetRate`, exactly L(n, rate) samples; output sample m is the
     /// signal at time m/targetRate (libsamplerate compensates its filter delay).
     public static func resample(_ input: [Float], from rate: Int, to targetRate: Int = targetSampleRate,
-                                quality: ResampleQuality = .medium, path: String = "<memory>") throws(AudioError) -> [Float] {
+                                quality: ResampleQuality = .polyphase, path: String = "<memory>") throws(AudioError) -> [Float] {
         if rate == targetRate || input.isEmpty { return input }
         let n = resampledLengthRule(frames: input.count, rate: rate, targetRate: targetRate)
-        let rs = try StreamResampler(ratio: Double(targetRate) / Double(rate), quality: quality, path: path)
+        let rs = try StreamResampler(rate: rate, target: targetRate, quality: quality, path: path)
         let pad = 1024 * max(1, (rate + targetRate - 1) / targetRate)
         var out = [Float]()
         out.reserveCapacity(n + pad)
@@ -370,7 +380,7 @@ public enum Resampler {
         try zeros.withUnsafeBufferPointer { z throws(AudioError) in
             try rs.process(z.baseAddress!, count: pad, endOfInput: true, into: &out)
         }
-        guard out.count >= n else { throw AudioError(.resample, path: path, "libsamplerate generated \(out.count) samples, \(n) expected") }
+        guard out.count >= n else { throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(n) expected") }
         out.removeSubrange(n...)
         return out
     }
@@ -386,12 +396,12 @@ public enum AudioDecoder {
     /// Decode, downmix to mono, resample to 16 kHz: exactly `info.resampledLength` samples. Throws
     /// `.unreadable` (libsndfile could not open it), `.decode` (read error, truncated), `.empty` (no
     /// frames), `.resample`.
-    public static func load(path: String, quality: ResampleQuality = .medium) throws(AudioError) -> [Float] {
+    public static func load(path: String, quality: ResampleQuality = .polyphase) throws(AudioError) -> [Float] {
         try loadWithInfo(path: path, quality: quality).samples
     }
 
     /// Same as `load`, returning the header too.
-    public static func loadWithInfo(path: String, quality: ResampleQuality = .medium) throws(AudioError)
+    public static func loadWithInfo(path: String, quality: ResampleQuality = .polyphase) throws(AudioError)
         -> (samples: [Float], info: AudioInfo) {
         let file = try SoundFile(reading: path)
         let samples = try file.decode16k(range: nil, quality: quality)
@@ -402,7 +412,7 @@ public enum AudioDecoder {
     /// 16 kHz samples [range) of the file, decoding only that stretch plus the resampler's context
     /// (sf_seek): equal to `load(path:)[range]` within float rounding. A range reaching past the end is
     /// cut at the file's length (the result may be shorter, or empty).
-    public static func load(path: String, range: Range<Int>, quality: ResampleQuality = .medium) throws(AudioError) -> [Float] {
+    public static func load(path: String, range: Range<Int>, quality: ResampleQuality = .polyphase) throws(AudioError) -> [Float] {
         try SoundFile(reading: path).decode16k(range: range, quality: quality)
     }
 }

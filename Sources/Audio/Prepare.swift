@@ -23,7 +23,7 @@ public struct CorpusPreparer: Sendable {
     public var minSeconds: Double = 0.5
     public var validPercent: Double = 2
     public var seed: UInt64 = 1
-    public var quality: ResampleQuality = .medium
+    public var quality: ResampleQuality = .polyphase
     /// Decode every file (else lengths come from the headers; MPEG is decoded either way).
     public var verify = false
     /// Threads checking files.

@@ -20,8 +20,8 @@ struct Features: ParsableCommand {
     @Option(name: .long, help: "Also write the 16 kHz mono samples the features were computed from (float32 .npy, in [-1, 1)).")
     var samplesOut: String?
 
-    @Option(name: .long, help: "Resampling quality: best, medium or fastest.")
-    var quality: String = "medium"
+    @Option(name: .long, help: "Resampling: polyphase (default), or libsamplerate's best, medium or fastest.")
+    var quality: String = "polyphase"
 
     @Option(name: .long, help: "Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the trainer does for crops.")
     var offset: Double?
@@ -30,7 +30,7 @@ struct Features: ParsableCommand {
     var duration: Double?
 
     func validate() throws {
-        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be best, medium or fastest") }
+        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be polyphase, best, medium or fastest") }
         if let o = offset, o < 0 { throw ValidationError("--offset must be ≥ 0") }
         if let d = duration, d <= 0 { throw ValidationError("--duration must be > 0") }
     }

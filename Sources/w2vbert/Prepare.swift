@@ -38,8 +38,8 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Files shorter than this many seconds (16 kHz length) are skipped.")
     var minSeconds: Double = 0.5
 
-    @Option(name: .long, help: "Resampling quality for decoded files (--verify, MPEG): best, medium or fastest.")
-    var quality: String = "medium"
+    @Option(name: .long, help: "Resampling for decoded files (--verify, MPEG): polyphase (default), or libsamplerate's best, medium or fastest.")
+    var quality: String = "polyphase"
 
     @Flag(name: .long, help: "Decode every file (slow: ~90 files/s per thread on the default corpus) instead of reading headers.")
     var verify = false
@@ -50,7 +50,7 @@ struct Prepare: ParsableCommand {
     func validate() throws {
         if !(0...100).contains(validPercent) { throw ValidationError("--valid-percent must be within 0...100") }
         if minSeconds < 0 { throw ValidationError("--min-seconds must be ≥ 0") }
-        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be best, medium or fastest") }
+        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be polyphase, best, medium or fastest") }
         if extensions.isEmpty { throw ValidationError("--extensions needs at least one extension") }
         if jobs < 1 { throw ValidationError("--jobs must be ≥ 1") }
     }
