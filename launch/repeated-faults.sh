@@ -63,7 +63,7 @@ killer() {  # RUN_DIR: kill k waits for the run to reach step ≈ k·STEPS/(KILL
     else                                   # a random rank at a random moment after step target−1's checkpoint
       while [ $SECONDS -lt $deadline ] && [ "$(latest_step "$run")" -lt $((target > 0 ? target - 1 : 0)) ]; do sleep 0.02; done
       while [ $SECONDS -lt $deadline ] && [ -z "$(ranks_of "$run")" ]; do sleep 0.02; done
-      sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+      sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"   # within about one step (tiny steps take ~0.1 s here)
       mapfile -t pids < <(ranks_of "$run")
       [ ${#pids[@]} -gt 0 ] && victim="${pids[$((RANDOM % ${#pids[@]}))]}"
       what="a random rank (pid $victim) at a random moment (latest checkpoint: step $(latest_step "$run"))"
