@@ -33,7 +33,8 @@
 // the output grid: output k of the window is global sample s·16000/R + k, with the same filter phase as
 // in the whole-file decode), reading to ⌈m1·R/16000⌉ + margin and resampling that window alone. The margin
 // (1024 input frames per started 16 kHz of rate) is ≥ 7× the half-length of libsamplerate's longest sinc
-// filter (BEST: ≈ 143 input samples × R/16000), so every kept output sees exactly the input the whole-file
+// filter (BEST: ≈ 143 input samples × R/16000) and ≥ 5× the polyphase filter's (89 input samples at 22.05 kHz,
+// 385 at 96 kHz), so every kept output sees exactly the input the whole-file
 // decode sees; a crop equals the same stretch of the whole-file decode (bit for bit in CorpusScaleTests,
 // whose bound is 1e-4 on samples and 1e-3 on fbank + CMVN), and its cost depends on the crop's length,
 // not the file's. Ogg and MPEG seeks are checked against a second landing (`SoundFile.position`).

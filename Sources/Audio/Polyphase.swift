@@ -15,7 +15,8 @@
 // the input around m·M/L, with the same phase and summation order wherever the window starts on a
 // multiple of M, which is what crops do (DecoderWindow): a crop stays bit-identical to the same stretch of
 // the whole-file decode. Like libsamplerate's converters it streams: it keeps only the last 2H inputs.
-// Ratios with L > `maxPhases` (odd rates such as 44 101 Hz) use libsamplerate's MEDIUM instead.
+// Ratios with L > `maxPhases` (odd rates such as 44 101 Hz) or a table over `maxTable` floats (16 MB) use
+// libsamplerate's MEDIUM instead.
 
 import Foundation
 
@@ -26,18 +27,23 @@ public final class PolyphaseFilter: @unchecked Sendable {
     let H: Int
     let table: UnsafeMutablePointer<Float>   // [L][taps]
     public static let maxPhases = 4096
+    public static let maxTable = 1 << 22
     static let attenuation = 100.0
 
-    init(rate R: Int, target T: Int) {
+    /// Phases L, M, half-length H and padded taps of the R → T filter.
+    static func size(rate R: Int, target T: Int) -> (L: Int, M: Int, H: Int, taps: Int) {
         let g = gcd(R, T)
-        L = T / g; M = R / g
+        let df = 0.1 * Double(min(R, T)) / 2 / Double(R)
+        let n = Int(((attenuation - 7.95) / (2.285 * 2 * Double.pi * df)).rounded(.up))
+        let H = (n + 1) / 2
+        return (T / g, R / g, H, (2 * H + 15) / 16 * 16)
+    }
+
+    init(rate R: Int, target T: Int) {
+        (L, M, H, taps) = PolyphaseFilter.size(rate: R, target: T)
         let nyquist = Double(min(R, T)) / 2
-        let fc = 0.95 * nyquist / Double(R), df = 0.1 * nyquist / Double(R)
-        let A = PolyphaseFilter.attenuation
-        let beta = 0.1102 * (A - 8.7)
-        let n = Int(((A - 7.95) / (2.285 * 2 * Double.pi * df)).rounded(.up))
-        H = (n + 1) / 2
-        taps = (2 * H + 15) / 16 * 16
+        let fc = 0.95 * nyquist / Double(R)
+        let beta = 0.1102 * (PolyphaseFilter.attenuation - 8.7)
         table = .allocate(capacity: L * taps)
         table.initialize(repeating: 0, count: L * taps)
         let i0b = besselI0(beta), half = Double(H + 1)
@@ -67,9 +73,11 @@ public final class PolyphaseFilter: @unchecked Sendable {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [Int: PolyphaseFilter] = [:]
 
-    /// The shared filter for R → T, or nil when the ratio needs more than `maxPhases` phases.
+    /// The shared filter for R → T, or nil when the ratio needs more than `maxPhases` phases or the table
+    /// more than `maxTable` floats (odd rates; header fields must not size large tables, issue 11).
     public static func shared(rate R: Int, target T: Int) -> PolyphaseFilter? {
-        if T / gcd(R, T) > maxPhases { return nil }
+        let z = size(rate: R, target: T)
+        if z.L > maxPhases || z.L * z.taps > maxTable { return nil }
         lock.lock(); defer { lock.unlock() }
         let key = R &* 1_000_003 &+ T
         if let f = cache[key] { return f }

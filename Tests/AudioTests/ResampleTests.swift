@@ -88,9 +88,12 @@ final class ResampleTests: XCTestCase {
         XCTAssertLessThan(10 * log10(err / ref), -90)
     }
 
-    /// A ratio with more than `maxPhases` phases (44 101 Hz: L = 16 000) falls back to libsamplerate's MEDIUM.
+    /// A ratio with more than `maxPhases` phases (44 101 Hz: L = 16 000) or too large a table falls back to
+    /// libsamplerate's MEDIUM.
     func testPolyphaseFallsBackForOddRates() throws {
         XCTAssertNil(PolyphaseFilter.shared(rate: 44_101, target: 16_000))
+        XCTAssertNil(PolyphaseFilter.shared(rate: 767_996, target: 16_000), "4000 phases × ~6200 taps: too large a table")
+        for rate in [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 768_000] { XCTAssertNotNil(PolyphaseFilter.shared(rate: rate, target: 16_000)) }
         let x = sine(freq: 1000, rate: 44_101, seconds: 0.2)
         XCTAssertEqual(try Resampler.resample(x, from: 44_101, quality: .polyphase), try Resampler.resample(x, from: 44_101, quality: .medium))
     }
