@@ -156,19 +156,19 @@ public struct DataOrder: Sendable {
         }
         kept.sort { $0.frames != $1.frames ? $0.frames < $1.frames : $0.pos < $1.pos }
         // greedy buckets
-        var groups = [[Int]]()   // utterance indices
+        var groups = [[Int]](), groupMax = [Int]()   // utterance indices, max T0 of each group
         var current = [Int](), currentMax = 0
         for k in kept {
             let newMax = max(currentMax, k.frames)
             if !current.isEmpty && (current.count + 1) * newMax > config.maxFrames {
-                groups.append(current); current = []; currentMax = 0
+                groups.append(current); groupMax.append(currentMax); current = []; currentMax = 0
             }
             current.append(k.utt); currentMax = max(currentMax, k.frames)
         }
-        if !current.isEmpty { groups.append(current) }
+        if !current.isEmpty { groups.append(current); groupMax.append(currentMax) }
         var batchRng = RandomStream(seed: seed, step: epoch, microBatch: 1, purpose: .shuffle)
         if config.balanceSteps && M > 1 {
-            let costs = groups.map { g in cost(g.count, g.map { fbankFrameCount(samples: min(lengths[$0], config.maxSamples)) }.max()!) }
+            let costs = groups.indices.map { cost(groups[$0].count, groupMax[$0]) }
             groups = Self.balancedRuns(groups, costs: costs, of: M, rng: &batchRng)
         } else {
             batchRng.shuffle(&groups)

@@ -315,31 +315,34 @@ public enum ResampleQuality: String, Sendable, CaseIterable, Codable {
 
 /// libsamplerate's streaming converter (src_new / src_process), one channel, constant ratio.
 final class StreamResampler {
-    let state: OpaquePointer
     let ratio: Double
     let path: String
     let scratchCount = 8_192
-    let scratch: UnsafeMutablePointer<Float>
-
-    /// `.polyphase` (where the ratio allows it) resamples with `PolyphaseResampler`, else libsamplerate.
+    /// `.polyphase` (where the ratio allows it) resamples with `PolyphaseResampler`; otherwise libsamplerate's
+    /// converter `state` with its output `scratch` (only then created).
     let polyphase: PolyphaseResampler?
+    let state: OpaquePointer?
+    let scratch: UnsafeMutablePointer<Float>?
 
     init(rate: Int, target: Int, quality: ResampleQuality, path: String) throws(AudioError) {
+        self.ratio = Double(target) / Double(rate); self.path = path
+        polyphase = quality == .polyphase ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
+        if polyphase != nil { state = nil; scratch = nil; return }
         var err: Int32 = 0
         guard let s = src_new(quality.converter, 1, &err) else {
             try Resampler.check(err == 0 ? -1 : err, path)
             fatalError("unreachable")
         }
-        state = s; self.ratio = Double(target) / Double(rate); self.path = path
+        state = s
         scratch = .allocate(capacity: scratchCount)
-        polyphase = quality == .polyphase ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
     }
 
-    deinit { src_delete(state); scratch.deallocate() }
+    deinit { if let state { src_delete(state) }; scratch?.deallocate() }
 
     /// Feeds `count` input samples and appends every output generated; with `endOfInput`, drains.
     func process(_ input: UnsafePointer<Float>, count: Int, endOfInput: Bool, into out: inout [Float]) throws(AudioError) {
         if let polyphase { polyphase.process(input, count: count, endOfInput: endOfInput, into: &out); return }
+        let state = state!, scratch = scratch!
         var used = 0
         while true {
             var data = SRC_DATA()

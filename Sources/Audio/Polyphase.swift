@@ -46,13 +46,13 @@ public final class PolyphaseFilter: @unchecked Sendable {
         let beta = 0.1102 * (PolyphaseFilter.attenuation - 8.7)
         table = .allocate(capacity: L * taps)
         table.initialize(repeating: 0, count: L * taps)
-        let i0b = besselI0(beta), half = Double(H + 1)
+        let i0b = PolyphaseFilter.besselI0(beta), half = Double(H + 1)
         for p in 0..<L {
             var row = [Double](repeating: 0, count: 2 * H)
             for i in 0..<(2 * H) {
                 let t = Double(p) / Double(L) + Double(H - 1 - i)   // input time of tap i relative to the output
                 let u = t / half
-                let w = abs(u) >= 1 ? 0 : besselI0(beta * (1 - u * u).squareRoot()) / i0b
+                let w = abs(u) >= 1 ? 0 : PolyphaseFilter.besselI0(beta * (1 - u * u).squareRoot()) / i0b
                 let x = 2 * fc * t
                 row[i] = 2 * fc * (x == 0 ? 1 : sin(Double.pi * x) / (Double.pi * x)) * w
             }
@@ -63,7 +63,7 @@ public final class PolyphaseFilter: @unchecked Sendable {
     deinit { table.deallocate() }
 
     /// Modified Bessel function of the first kind, order 0 (power series; converges fast for β ≤ 20).
-    static func besselI0Series(_ x: Double) -> Double {
+    static func besselI0(_ x: Double) -> Double {
         var sum = 1.0, term = 1.0, k = 1.0
         let q = x * x / 4
         while term > 1e-17 * sum { term *= q / (k * k); sum += term; k += 1 }
@@ -87,7 +87,6 @@ public final class PolyphaseFilter: @unchecked Sendable {
     }
 }
 
-@inline(__always) private func besselI0(_ x: Double) -> Double { PolyphaseFilter.besselI0Series(x) }
 
 /// Streaming polyphase resampler with `StreamResampler`'s interface: output 0 is at input time 0.
 public final class PolyphaseResampler {

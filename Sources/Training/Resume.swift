@@ -124,11 +124,11 @@ extension Trainer {
             var other = order.config
             other.balanceSteps.toggle()
             let plain = try DataOrder(lengths: order.lengths, config: other, encoderLength: order.encoderLength, cost: order.cost)
-            let (on, off) = order.config.balanceSteps ? (order, plain) : (plain, order)
             let p = order.plan(epoch: cursor.epoch, microBatchesPerStep: M)
+            let (mine, theirs) = (order.stepImbalance(p), plain.stepImbalance(plain.plan(epoch: cursor.epoch, microBatchesPerStep: M)))
+            let (on, off) = order.config.balanceSteps ? (mine, theirs) : (theirs, mine)
             say(String(format: "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× the mean with train.balance_steps=true, %.3f× with false",
-                       p.batches.count, p.stepsPerEpoch, M, on.stepImbalance(on.plan(epoch: cursor.epoch, microBatchesPerStep: M)),
-                       off.stepImbalance(off.plan(epoch: cursor.epoch, microBatchesPerStep: M))) + " (this run: \(order.config.balanceSteps))")
+                       p.batches.count, p.stepsPerEpoch, M, on, off) + " (this run: \(order.config.balanceSteps))")
         }
     }
 }
