@@ -9,17 +9,23 @@
 //     drop (and count) utterances with L_i < mask_span + min_spans (SPEC §4)
 //  3. bucket: sort the shuffled survivors by T0 (ties keep the shuffled order), cut greedily into
 //     micro-batches while B·max T0 ≤ max_frames (lengths ascend, so max T0 is the newest one)
-//  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle). With
-//     balance_steps and M > 1: draw the K mod M tail micro-batches at random from that stream first, sort
-//     the others by estimated cost (`cost(B, max T0)`, ties in length order), cut that list into runs of M
-//     neighbours, shuffle the runs with the same stream and lay them out run after run, the tail last. A
-//     step's M micro-batches then cost nearly the same, so no rank waits at the all-reduce for a costlier
-//     one (lhotse's sync_buckets does this by length). M = 1 gives the plain shuffle either way.
+//  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle).
+//     With balance_steps and M > 1, steps 3–4 instead make whole steps of equal micro-batches: the sorted
+//     survivors are cut greedily into runs while ⌈n/M⌉·max T0 ≤ max_frames (a run of up to M utterances
+//     always fits), every run but the last trimmed to a multiple of M utterances (the rest starts the next
+//     run), each run dealt into its M micro-batches row by row, back and forth (utterance k of row r of
+//     run j to micro-batch k when r + j is even, else M − 1 − k: no micro-batch always gets the longer), and
+//     the runs shuffled with that stream and laid out one after another. A step's M micro-batches then
+//     hold the same number of utterances of neighbouring lengths, so no rank waits at the all-reduce for a
+//     costlier one (lhotse's sync_buckets, made exact). Only the last run can be short: when it has fewer
+//     than M utterances, its missing micro-batches are empty (those ranks take part in the step and add
+//     nothing). M = 1 gives the plain order either way.
 //  5. crop offsets: micro-batch j draws, in item order, offset_i = U{0 … n_i − c_i} from
 //     RandomStream(seed, step: e, microBatch: j, .crop) for each cropped utterance (rank-independent)
 //  6. only the first ⌊K/M⌋·M of the K micro-batches are used, so every step has exactly M micro-batches on
 //     every world size; the K mod M tail micro-batches (different ones every epoch, since step 4 reshuffles)
-//     are skipped and counted (`droppedTailUtterances`), like DistributedSampler's drop_last.
+//     are skipped and counted (`droppedTailUtterances`), like DistributedSampler's drop_last. With
+//     balance_steps K is a multiple of M and nothing is skipped (a plan needs at least M utterances).
 // Within an epoch no utterance is repeated; an utterance is absent only by step 2 or step 6.
 // Because the sorted length sequence does not depend on the shuffle, K is the same in every epoch.
 //
@@ -155,22 +161,14 @@ public struct DataOrder: Sendable {
             }
         }
         kept.sort { $0.frames != $1.frames ? $0.frames < $1.frames : $0.pos < $1.pos }
-        // greedy buckets
-        var groups = [[Int]](), groupMax = [Int]()   // utterance indices, max T0 of each group
-        var current = [Int](), currentMax = 0
-        for k in kept {
-            let newMax = max(currentMax, k.frames)
-            if !current.isEmpty && (current.count + 1) * newMax > config.maxFrames {
-                groups.append(current); groupMax.append(currentMax); current = []; currentMax = 0
-            }
-            current.append(k.utt); currentMax = max(currentMax, k.frames)
-        }
-        if !current.isEmpty { groups.append(current); groupMax.append(currentMax) }
         var batchRng = RandomStream(seed: seed, step: epoch, microBatch: 1, purpose: .shuffle)
+        var groups: [[Int]]   // utterance indices of each micro-batch, in order
         if config.balanceSteps && M > 1 {
-            let costs = groups.indices.map { cost(groups[$0].count, groupMax[$0]) }
-            groups = Self.balancedRuns(groups, costs: costs, of: M, rng: &batchRng)
+            var runs = Self.dealtRuns(kept.map(\.frames), of: M, maxFrames: config.maxFrames)
+            batchRng.shuffle(&runs)
+            groups = runs.flatMap { $0.map { $0.map { kept[$0].utt } } }
         } else {
+            groups = Self.greedyBatches(kept.map(\.frames), maxFrames: config.maxFrames).map { $0.map { kept[$0].utt } }
             batchRng.shuffle(&groups)
         }
         // crops, keyed by (epoch, micro-batch index)
@@ -185,7 +183,7 @@ public struct DataOrder: Sendable {
             }
             batches.append(PlannedBatch(epoch: epoch, index: j, items: items))
         }
-        let usable = M > 0 ? batches.count / M * M : 0
+        let usable = M > 0 && kept.count >= M ? batches.count / M * M : 0
         let tail = batches[usable...].reduce(0) { $0 + $1.items.count }
         return EpochPlan(epoch: epoch, batches: batches, usableBatches: usable, droppedTooShort: tooShort,
                          droppedTailUtterances: tail, microBatchesPerStep: max(1, M))
@@ -202,18 +200,39 @@ extension DataOrder {
         return worst.reduce(0, +) / Double(worst.count) / (costs.reduce(0, +) / Double(costs.count))
     }
 
-    /// Step 4 with balance_steps: `sorted` (length order) → runs of M cost neighbours in shuffled run order,
-    /// then the K mod M tail micro-batches (drawn at random, so a different tail each epoch).
-    static func balancedRuns(_ sorted: [[Int]], costs: [Double], of M: Int, rng: inout RandomStream) -> [[Int]] {
-        var positions = Array(sorted.indices)
-        rng.shuffle(&positions)
-        let tail = positions.prefix(sorted.count % M)
-        var isTail = [Bool](repeating: false, count: sorted.count)
-        for t in tail { isTail[t] = true }
-        let body = sorted.indices.filter { !isTail[$0] }.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }
-        var runs = stride(from: 0, to: body.count, by: M).map { Array(body[$0..<($0 + M)]) }
-        rng.shuffle(&runs)
-        return runs.flatMap { $0.map { sorted[$0] } } + tail.map { sorted[$0] }
+    /// Step 3: positions of `frames` (ascending T0) cut greedily into micro-batches while B·max T0 ≤ max_frames.
+    static func greedyBatches(_ frames: [Int], maxFrames: Int) -> [[Int]] {
+        var groups = [[Int]](), current = [Int]()
+        for (i, f) in frames.enumerated() {
+            if !current.isEmpty && (current.count + 1) * f > maxFrames { groups.append(current); current = [] }
+            current.append(i)
+        }
+        if !current.isEmpty { groups.append(current) }
+        return groups
+    }
+
+    /// Steps 3–4 with balance_steps and M > 1: positions of `frames` (ascending T0) cut into runs while
+    /// ⌈n/M⌉·max T0 ≤ max_frames (or n ≤ M), every run but the last trimmed to whole rows of M, each dealt
+    /// back and forth into M micro-batches, row by row (the last run's may be empty).
+    static func dealtRuns(_ frames: [Int], of M: Int, maxFrames: Int) -> [[[Int]]] {
+        var runs = [[[Int]]](), start = 0
+        while start < frames.count {
+            var end = start + 1
+            while end < frames.count {
+                let n = end + 1 - start
+                if n > M && (n + M - 1) / M * frames[end] > maxFrames { break }
+                end += 1
+            }
+            if end < frames.count { end = start + (end - start) / M * M }
+            var run = [[Int]](repeating: [], count: M)
+            for i in start..<end {
+                let row = (i - start) / M, col = (i - start) % M
+                run[(row + runs.count) % 2 == 0 ? col : M - 1 - col].append(i)
+            }
+            runs.append(run)
+            start = end
+        }
+        return runs
     }
 }
 
@@ -230,7 +249,11 @@ public struct DataSampler: Sendable {
         let M = sharding.microBatchesPerStep
         let p = order.plan(epoch: cursor.epoch, microBatchesPerStep: M)
         guard p.usableBatches > 0 else {
-            throw .notEnoughData("\(p.batches.count) micro-batches per epoch (\(p.droppedTooShort) of \(order.lengths.count) utterances too short) is fewer than one step of M = \(M)")
+            let usable = order.lengths.count - p.droppedTooShort
+            let n = order.lengths.count
+            throw .notEnoughData(usable < M
+                ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) micro-batches of one step"
+                : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too short), fewer than one step of M = \(M)")
         }
         guard cursor.microBatch >= 0, cursor.microBatch % M == 0 else {
             throw .badConfig("cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq unchanged)")

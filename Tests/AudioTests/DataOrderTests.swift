@@ -138,8 +138,18 @@ final class DataOrderTests: XCTestCase {
         let order = try DataOrder(lengths: [16000, 16000, 100], config: DataOrderConfig(seed: 1, maxSamples: 16000, maxFrames: 100),
                                   encoderLength: DataOrderTests.conv2d)
         XCTAssertThrowsError(try DataSampler(order: order, sharding: Sharding(worldSize: 4, rank: 0, updateFreq: 1))) { e in
-            XCTAssertTrue("\(e)".contains("fewer than one step"), "\(e)")
+            XCTAssertTrue("\(e)".contains("micro-batches of one step"), "\(e)")
+            XCTAssertTrue("\(e)".contains("2 of 3 utterances usable"), "\(e)")
         }
+        // 4 short utterances fill one greedy micro-batch (less than a step of 2); balance_steps deals them into 2
+        let four = [Int](repeating: 400 + 160 * 59, count: 4)
+        let plain = try DataOrder(lengths: four, config: DataOrderConfig(seed: 1, maxSamples: 16000, maxFrames: 1000, balanceSteps: false),
+                                  encoderLength: DataOrderTests.conv2d)
+        XCTAssertThrowsError(try DataSampler(order: plain, sharding: Sharding(worldSize: 2, rank: 0, updateFreq: 1))) { e in
+            XCTAssertTrue("\(e)".contains("1 micro-batches per epoch (4 of 4 utterances usable, the rest too short), fewer than one step of M = 2"), "\(e)")
+        }
+        let dealt = try DataOrder(lengths: four, config: DataOrderConfig(seed: 1, maxSamples: 16000, maxFrames: 1000), encoderLength: DataOrderTests.conv2d)
+        XCTAssertEqual(try DataSampler(order: dealt, sharding: Sharding(worldSize: 2, rank: 1, updateFreq: 1)).plan.batches.map(\.items.count), [2, 2])
     }
 
     /// Each step's micro-batch costs (padded frames, DataOrder's default cost), in step order.
@@ -151,29 +161,71 @@ final class DataOrderTests: XCTestCase {
     /// balance_steps: a step's M micro-batches are neighbours in cost (the steps' cost ranges do not
     /// interleave), over the same micro-batches as without it, with steps still in random order; the tail
     /// varies by epoch; M = 1 is unchanged.
-    func testBalanceStepsMakesStepsOfCostNeighbours() throws {
+    func testBalanceStepsMakesStepsOfEqualMicroBatches() throws {
         let balanced = try makeOrder(), plain = try makeOrder(balanceSteps: false)
-        for M in [2, 4] {
+        for M in [2, 3, 4] {
             for epoch in 0..<3 {
                 let a = balanced.plan(epoch: epoch, microBatchesPerStep: M), b = plain.plan(epoch: epoch, microBatchesPerStep: M)
-                XCTAssertEqual(Set(a.batches.map { $0.items.map(\.utterance) }), Set(b.batches.map { $0.items.map(\.utterance) }))
-                XCTAssertEqual(a.usableBatches, b.usableBatches)
-                XCTAssertEqual(a.droppedTailUtterances, a.batches[a.usableBatches...].reduce(0) { $0 + $1.items.count })
-                let ranges = stepCosts(a).map { ($0.min()!, $0.max()!) }.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
-                for k in 1..<ranges.count {
-                    XCTAssertLessThanOrEqual(ranges[k - 1].1, ranges[k].0, "M \(M) epoch \(epoch): steps interleave in cost")
+                // every survivor, once, none skipped
+                let utts = a.batches.flatMap { $0.items.map(\.utterance) }
+                XCTAssertEqual(utts.count, 910)
+                XCTAssertEqual(Set(utts), Set(b.batches.flatMap { $0.items.map(\.utterance) }))
+                XCTAssertEqual(a.batches.count % M, 0)
+                XCTAssertEqual(a.usableBatches, a.batches.count)
+                XCTAssertEqual(a.droppedTailUtterances, 0)
+                XCTAssertEqual(a.batches.count, balanced.plan(epoch: 0, microBatchesPerStep: M).batches.count, "K is the same every epoch")
+                var short = 0
+                for s in 0..<a.stepsPerEpoch {
+                    let step = Array(a.batches[(s * M)..<((s + 1) * M)])
+                    for mb in step { XCTAssertLessThanOrEqual(mb.paddedFrames, 4000) }
+                    let counts = step.map(\.items.count), sums = step.map { $0.items.reduce(0) { $0 + $1.frames } }
+                    let longest = step.map(\.maxFrames).max()!
+                    if counts.min()! != counts.max()! {
+                        short += 1   // only the last run of the sorted list: fewer than M·B utterances
+                        XCTAssertLessThanOrEqual(counts.max()! - counts.min()!, 1)
+                    }
+                    // dealt back and forth: the micro-batches' frames differ by less than one utterance
+                    XCTAssertLessThanOrEqual(sums.max()! - sums.min()!, longest, "M \(M) epoch \(epoch) step \(s): \(sums)")
+                    XCTAssertLessThanOrEqual(step.map(\.maxFrames).max()! - step.map(\.maxFrames).min()!,
+                                             counts.min()! == 0 ? longest : longest / 10, "M \(M) step \(s): \(step.map(\.maxFrames))")
                 }
-                XCTAssertNotEqual(ranges.map(\.0), stepCosts(a).map { $0.min()! }, "steps are not in cost order")
-                // the point: less waiting for the costliest micro-batch of a step
+                XCTAssertLessThanOrEqual(short, 1)
+                // the point: no waiting for a costlier micro-batch of a step
                 XCTAssertLessThan(balanced.stepImbalance(a), 1.01)
                 XCTAssertGreaterThan(plain.stepImbalance(b), balanced.stepImbalance(a) + 0.01, "without balance_steps a step mixes costs (else this test proves nothing)")
             }
-            let tails = (0..<4).map { e -> Set<[PlannedUtterance]> in
-                let p = balanced.plan(epoch: e, microBatchesPerStep: M)
-                return Set(p.batches[p.usableBatches...].map(\.items))
-            }
-            if !tails[0].isEmpty { XCTAssertGreaterThan(Set(tails).count, 1, "the tail differs between epochs") }
+            // the steps come in a different order every epoch
+            XCTAssertNotEqual(balanced.plan(epoch: 0, microBatchesPerStep: M).batches.map { $0.items.map(\.utterance) },
+                              balanced.plan(epoch: 1, microBatchesPerStep: M).batches.map { $0.items.map(\.utterance) })
         }
         XCTAssertEqual(balanced.plan(epoch: 2, microBatchesPerStep: 1).batches, plain.plan(epoch: 2, microBatchesPerStep: 1).batches)
+    }
+
+    /// Dealt back and forth, no micro-batch position (rank) always gets the longer utterances of a step
+    /// (round-robin dealing would give the last one the longer of every row). Distinct lengths: no ties.
+    func testBalanceStepsFavoursNoRank() throws {
+        let order = try DataOrder(lengths: (0..<600).map { 400 + 160 * (60 + $0) }, config: DataOrderConfig(seed: 5, maxSamples: 400 + 160 * 700, maxFrames: 4000),
+                                  encoderLength: DataOrderTests.conv2d)
+        for M in [2, 4] {
+            let p = order.plan(epoch: 0, microBatchesPerStep: M)
+            var lastLonger = 0, firstLonger = 0
+            for s in 0..<p.stepsPerEpoch {
+                let sums = p.batches[(s * M)..<((s + 1) * M)].map { $0.items.reduce(0) { $0 + $1.frames } }
+                if sums[M - 1] > sums[0] { lastLonger += 1 } else if sums[0] > sums[M - 1] { firstLonger += 1 }
+            }
+            XCTAssertGreaterThan(min(lastLonger, firstLonger), p.stepsPerEpoch / 8, "M \(M): last longer \(lastLonger), first longer \(firstLonger)")
+        }
+    }
+
+    /// The last run of the sorted list may hold fewer than M utterances: its missing micro-batches are empty.
+    func testBalanceStepsShortLastRun() throws {
+        // 5 utterances of 98 frames, max_frames 100: one per micro-batch, M = 4 → runs of 4 and 1
+        let order = try DataOrder(lengths: [Int](repeating: 16000, count: 5), config: DataOrderConfig(seed: 3, maxSamples: 16000, maxFrames: 100),
+                                  encoderLength: DataOrderTests.conv2d)
+        let p = order.plan(epoch: 0, microBatchesPerStep: 4)
+        XCTAssertEqual(p.batches.count, 8)
+        XCTAssertEqual(p.stepsPerEpoch, 2)
+        XCTAssertEqual(p.batches.map(\.items.count).sorted(), [0, 0, 0, 1, 1, 1, 1, 1])
+        XCTAssertEqual(Set(p.batches.flatMap { $0.items.map(\.utterance) }), Set(0..<5))
     }
 }

@@ -47,4 +47,43 @@ final class DeterminismTests: XCTestCase {
             XCTAssert(r.output.contains("bit-identical"), r.output)
         }
     }
+
+    /// balance_steps deals the last run of the sorted lengths over the step's M micro-batches; with fewer
+    /// than M utterances left, a micro-batch is empty. 5 one-second files, one per micro-batch (max_frames
+    /// 150 < 2 × 98), M = 2: steps of 2, 2 and 1 + empty, then the next epoch. 2 ranks (one of them gets the
+    /// empty micro-batch) and 1 rank × update_freq 2 (the empty one is its last) train bit-identically.
+    func testEmptyMicroBatchOfTheLastRun() throws {
+        let dir = NSTemporaryDirectory() + "w2v-empty-\(UUID().uuidString.prefix(8))"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/audio", withIntermediateDirectories: true)
+        let slice = try String(contentsOfFile: DistributedTrainingTests.slice, encoding: .utf8).split(separator: "\n")
+        for (i, line) in slice.dropFirst().prefix(5).enumerated() {
+            var x = try AudioDecoder.load(path: String(slice[0]) + "/" + String(line.split(separator: "\t")[0]))
+            while x.count < 16_000 { x += x }
+            try AudioWriter.write(path: dir + "/audio/\(i).wav", samples: Array(x.prefix(16_000)), sampleRate: 16_000, channels: 1, format: .wav16)
+        }
+        let plan = try DataOrder(lengths: [Int](repeating: 16_000, count: 5), config: DataOrderConfig(seed: 7, maxSamples: 16_000, maxFrames: 150),
+                                 encoderLength: { max(0, (($0 - 1) / 2 - 1) / 2) }).plan(epoch: 0, microBatchesPerStep: 2)
+        XCTAssertEqual(plan.batches.map(\.items.count).sorted(), [0, 1, 1, 1, 1, 1])
+        let exe = DistributedTrainingTests.exe
+        var r = try runCommand([exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "wav", "--valid-percent", "0"], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        let common = ["train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
+                      "--set", "train.seed=7", "--set", "train.max_frames=150", "--set", "train.max_samples=16000", "--set", "train.log_interval=1"]
+        let env = mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }
+        let two = dir + "/two", one = dir + "/one"
+        r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe] + common + ["--run-dir", two], environment: env, timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try runCommand([exe] + common + ["--run-dir", one, "--set", "train.update_freq=2"], environment: env, timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        for run in [two, one] {
+            let steps = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["kind"] as? String == "train" }
+            XCTAssertEqual(steps.compactMap { $0["epoch"] as? Int }.last, 1, "\(run): crosses into epoch 1")
+            for st in steps { XCTAssertTrue((st["loss"] as? Double)?.isFinite == true, "\(run): \(st)") }
+        }
+        r = try runCommand([exe, "compare", two, one, "--rtol", "0"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssert(r.output.contains("bit-identical"), r.output)
+    }
 }
