@@ -10,16 +10,19 @@
 //  3. bucket: sort the shuffled survivors by T0 (ties keep the shuffled order), cut greedily into
 //     micro-batches while B·max T0 ≤ max_frames (lengths ascend, so max T0 is the newest one)
 //  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle).
-//     With balance_steps and M > 1, steps 3–4 instead make whole steps of equal micro-batches: the sorted
-//     survivors are cut greedily into runs while ⌈n/M⌉·max T0 ≤ max_frames (a run of up to M utterances
-//     always fits), every run but the last trimmed to a multiple of M utterances (the rest starts the next
-//     run), each run dealt into its M micro-batches row by row, back and forth (utterance k of row r of
-//     run j to micro-batch k when r + j is even, else M − 1 − k: no micro-batch always gets the longer), and
-//     the runs shuffled with that stream and laid out one after another. A step's M micro-batches then
-//     hold the same number of utterances of neighbouring lengths, so no rank waits at the all-reduce for a
-//     costlier one (lhotse's sync_buckets, made exact). Only the last run can be short: when it has fewer
-//     than M utterances, its missing micro-batches are empty (those ranks take part in the step and add
-//     nothing). M = 1 gives the plain order either way.
+//     With balance_steps and M > 1, steps 3–4 instead make whole steps of equal micro-batches. The greedy
+//     micro-batches but the last (K mod M) + M are sorted by estimated cost (`cost(B, max T0)`, ties in
+//     length order) and cut into runs of M neighbours (every other run reversed, so no rank always gets the
+//     costliest micro-batch of a step). The utterances of those last ones (the longest, with
+//     the part-filled last micro-batch) are cut into runs while ⌈n/M⌉·max T0 ≤ max_frames (a run of up to
+//     M utterances always fits), every run but the last trimmed to a multiple of M utterances (the rest
+//     starts the next run), and each run dealt into its M micro-batches row by row, back and forth
+//     (utterance k of row r of run j to micro-batch k when r + j is even, else M − 1 − k). All runs are
+//     shuffled with that stream and laid out one after another. A step's M micro-batches then cost nearly
+//     the same, so no rank waits at the all-reduce for a costlier one (lhotse's sync_buckets does this by
+//     length), and no part-filled micro-batch meets a full one. Only the very last run can be short: with
+//     fewer than M utterances, its missing micro-batches are empty (those ranks take part in the step and
+//     add nothing). M = 1 gives the plain order either way.
 //  5. crop offsets: micro-batch j draws, in item order, offset_i = U{0 … n_i − c_i} from
 //     RandomStream(seed, step: e, microBatch: j, .crop) for each cropped utterance (rank-independent)
 //  6. only the first ⌊K/M⌋·M of the K micro-batches are used, so every step has exactly M micro-batches on
@@ -164,7 +167,7 @@ public struct DataOrder: Sendable {
         var batchRng = RandomStream(seed: seed, step: epoch, microBatch: 1, purpose: .shuffle)
         var groups: [[Int]]   // utterance indices of each micro-batch, in order
         if config.balanceSteps && M > 1 {
-            var runs = Self.dealtRuns(kept.map(\.frames), of: M, maxFrames: config.maxFrames)
+            var runs = balancedRuns(kept.map(\.frames), of: M)
             batchRng.shuffle(&runs)
             groups = runs.flatMap { $0.map { $0.map { kept[$0].utt } } }
         } else {
@@ -209,6 +212,24 @@ extension DataOrder {
         }
         if !current.isEmpty { groups.append(current) }
         return groups
+    }
+
+    /// Steps 3–4 with balance_steps and M > 1: positions of `frames` (ascending T0) as runs of M
+    /// micro-batches. The greedy micro-batches but the last K mod M + M are sorted by cost and cut into runs
+    /// of M neighbours; the utterances of those last ones (the longest, with the part-filled last
+    /// micro-batch) are dealt into runs of M equal micro-batches (`dealtRuns`).
+    func balancedRuns(_ frames: [Int], of M: Int) -> [[[Int]]] {
+        let greedy = Self.greedyBatches(frames, maxFrames: config.maxFrames)
+        let body = max(0, greedy.count - greedy.count % M - M)
+        let costs = greedy[..<body].map { cost($0.count, frames[$0.last!]) }
+        let sorted = greedy.indices[..<body].sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }
+        // Every other run reversed: no micro-batch position (rank) always gets the costliest of a step.
+        var runs = stride(from: 0, to: body, by: M).map { r in
+            (r / M % 2 == 0 ? Array(sorted[r..<(r + M)]) : sorted[r..<(r + M)].reversed()).map { greedy[$0] }
+        }
+        let first = greedy[body...].first?.first ?? frames.count
+        runs += Self.dealtRuns(Array(frames[first...]), of: M, maxFrames: config.maxFrames).map { $0.map { $0.map { $0 + first } } }
+        return runs
     }
 
     /// Steps 3–4 with balance_steps and M > 1: positions of `frames` (ascending T0) cut into runs while
