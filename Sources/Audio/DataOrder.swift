@@ -232,7 +232,7 @@ extension DataOrder {
         return runs
     }
 
-    /// Steps 3–4 with balance_steps and M > 1: positions of `frames` (ascending T0) cut into runs while
+    /// The end of `balancedRuns`: positions of `frames` (ascending T0) cut into runs while
     /// ⌈n/M⌉·max T0 ≤ max_frames (or n ≤ M), every run but the last trimmed to whole rows of M, each dealt
     /// back and forth into M micro-batches, row by row (the last run's may be empty).
     static func dealtRuns(_ frames: [Int], of M: Int, maxFrames: Int) -> [[[Int]]] {
