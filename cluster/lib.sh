@@ -8,7 +8,7 @@ W2V_NETNS_DIR="$W2V_CLUSTER_STATE/netns"
 # Ports of the local Slurm cluster (away from the standard 6817/6818 so a real installation is untouched).
 W2V_SLURMCTLD_PORT="${W2V_SLURMCTLD_PORT:-16817}"
 W2V_SLURMD_PORT0="${W2V_SLURMD_PORT0:-17000}"     # node i listens on PORT0+i
-# Network-namespace hosts (CLUSTER.md): names prefixed so nothing else on the machine is touched.
+# Network-namespace hosts (docs/clusters.md): names prefixed so nothing else on the machine is touched.
 W2V_NS_PREFIX="w2v-ns"            # namespaces w2v-ns1, w2v-ns2
 W2V_BRIDGE="w2v-br0"
 W2V_VETH_PREFIX="w2v-v"           # w2v-v1 (inside w2v-ns1) <-> w2v-v1p (on the bridge)

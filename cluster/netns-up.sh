@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Emulates two hosts on this machine for mpirun over TCP (shared/design/CLUSTER.md): network namespaces
+# Emulates two hosts on this machine for mpirun over TCP (docs/clusters.md): network namespaces
 # w2v-ns1 (10.77.0.1) and w2v-ns2 (10.77.0.2) joined by the bridge w2v-br0 (10.77.0.254, where mpirun
 # runs). Writes $W2V_CLUSTER_STATE/netns/hostfile and prints the mpirun settings to use:
 #   bash cluster/netns-up.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings up a local Slurm cluster on this machine (root, Debian 12), per shared/design/CLUSTER.md.
+# Brings up a local Slurm cluster on this machine (root, Debian 12); docs/clusters.md.
 #   bash cluster/slurm-up.sh [NODES]      NODES = 1 (default: node named `hostname -s`, all cores)
 #                                                 2 (nodes n1, n2: two slurmd on this host, 1 CPU each)
 # Then, in your shell:  export SLURM_CONF=/tmp/w2v-cluster/slurm/slurm.conf   (printed on stdout too)
@@ -7,7 +7,7 @@
 # is torn down first. Everything lives under $W2V_CLUSTER_STATE/slurm (default /tmp/w2v-cluster/slurm):
 # config, munge socket, spool, state, logs, pid files. Tear down with cluster/slurm-down.sh.
 # Installs slurm-wlm, munge and slurm-client with apt-get if they are missing.
-# Settings for fast tests (see cluster/README-section.md):
+# Settings for fast tests (docs/clusters.md, "The local test cluster"):
 #   AuthInfo=cred_expire=W2V_SLURM_REQUEUE_DELAY (default 5 s; Slurm's default 120 s is the wait before a
 #   requeued job may start again), SchedulerParameters=sched_interval=2 (pending jobs retried every 2 s),
 #   KillWait=10.

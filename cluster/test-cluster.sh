@@ -13,9 +13,9 @@ source launch/lib.sh
 source cluster/lib.sh
 
 # ======================================================================================================
-# The payload: the ONE place to change when `w2vbert train` lands. Today's default `mpi-check` runs the
-# MPI collectives check in tests slurm1/slurm2/netns and the stand-in trainer (cluster/standin-payload.sh)
-# in the signal/crash tests preempt/crash. `train` runs a short real training everywhere.
+# The payload, chosen here and nowhere else. `train` (the default) runs a short real training in every
+# test. `mpi-check` runs the MPI collectives check in tests slurm1/slurm2/netns and the stand-in trainer
+# (cluster/standin-payload.sh) in the signal/crash tests preempt/crash.
 W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-train}"
 # Training data for W2V_TEST_PAYLOAD=train: the first 120 utterances of the default corpus (prepared by
 # launch/prepare-corpus.sh when missing), tiny preset with short crops so a step takes a fraction of a second.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Corpus-scale benchmarks (README "Performance / Data"), printing every number:
+# Corpus-scale benchmarks (docs/performance.md, "Data"), printing every number:
 #  1. `prepare` on 100,000 files (links to the default corpus's 1,881 Ogg files, 100 folders × 1,000):
 #     header-only with 1 job, --jobs 2 and mpirun -np 2 (time; the three manifests must be byte-identical),
 #     and decoding (--verify --jobs 2) the 1,881 real files for comparison;

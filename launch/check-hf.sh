@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real Hugging Face round trip (issue 12), where transformers is installed: train tiny2 a few steps on
+# The real Hugging Face round trip (docs/huggingface.md), where transformers is installed: train tiny2 a few steps on
 # the default corpus, export-hf, load it with transformers (Wav2Vec2BertModel, AutoFeatureExtractor,
 # Wav2Vec2BertForCTC), compare HF's last_hidden_state with `w2vbert embed` on real audio in a padded batch
 # (≤ 1e-4 relative), measure HF's own feature extractor on the raw audio (mono and stereo), round-trip

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers of outside data with libFuzzer (issue 11): builds Tests/Fuzz/Targets.swift with the
+# Fuzzes the parsers of outside data with libFuzzer (docs/robustness.md): builds Tests/Fuzz/Targets.swift with the
 # project sources it exercises, instrumented (-sanitize=fuzzer,address; swift -O, so overflow and bounds
 # checks trap), then runs one target for a given time on a copy of its seed corpus.
 #   bash launch/fuzz.sh TARGET SECONDS     TARGET: safetensors checkpoint manifest config npy audio, or all

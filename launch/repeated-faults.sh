@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Repeated faults (issue 11): trains STEPS steps of the tiny preset on RANKS ranks under launch/restart-loop.sh
+# Repeated faults (docs/robustness.md): trains STEPS steps of the tiny preset on RANKS ranks under launch/restart-loop.sh
 # while a killer SIGKILLs a random rank KILLS times at random moments — every other kill waits until a
 # checkpoint is being written (a step-*.tmp folder exists) and kills rank 0, the writer, in the middle of it.
 # Then it trains the same STEPS uninterrupted and checks with `w2vbert compare --rtol 0` that the final

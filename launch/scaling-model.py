@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""α-β scaling model of a data-parallel step (README "Scaling model").
+"""α-β scaling model of a data-parallel step (docs/performance.md, "Scaling model").
 
 step(N) = T_c + max(0, T_ar(N) − h·T_c),  T_ar(N) = 2(N−1)/N · S/β + 2(N−1)·α  (ring all-reduce of S bytes)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speaker-identity linear probe (issue 13, README "Speaker adapters: hyper-lora"). Needs numpy and torch
+"""Speaker-identity linear probe (docs/options.md, "Speaker probe"). Needs numpy and torch
 (`label` needs neither).
 
   speaker-probe.py label IN.tsv OUT.tsv

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (apt packages) and runs the whole test suite:
-# unit tests (swift test) and the multi-rank tests under real mpirun.
+# the text check, unit tests (swift test), the multi-rank tests under real mpirun, fuzzing and the
+# local cluster tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
+bash launch/check-text.sh     # no references outside the repository, to issue numbers or to history
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 swift build -c release --product w2vbert
 swift test -c release 2>&1 | tee /tmp/w2vbert-swift-test.log

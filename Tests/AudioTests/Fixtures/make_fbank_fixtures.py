@@ -4,7 +4,7 @@
 For each clip below: the Swift decoder (`w2vbert features --samples-out`) decodes the Ogg/Vorbis file from
 Debian's fillets-ng-data-cs, averages channels and resamples to 16 kHz; this script cuts a window of at most
 2 s, quantises it to int16 and writes it as a 16-bit 16 kHz mono WAV (Python's `wave`), then computes the
-fbank with kaldi-native-fbank on exactly those int16 values (the ×32768 scaling of SPEC §2) and writes it
+fbank with kaldi-native-fbank on exactly those int16 values (the ×32768 scaling of the feature definition) and writes it
 as float32 [T0, 80] .npy. The Swift test reads the WAV (libsndfile gives k/32768, scaled back ×32768, so
 both sides see identical samples) and compares its fbank, before CMVN, within 1e-3 absolute.
 

@@ -1,4 +1,4 @@
-"""Hugging Face transformers side of the export/import checks (issue 12). Run by launch/check-hf.sh;
+"""Hugging Face transformers side of the export/import checks (docs/huggingface.md). Run by launch/check-hf.sh;
 needs /work/venv-style Python with torch, transformers, safetensors, numpy.
 
   python hf_check.py load DIR                       Wav2Vec2BertModel / AutoFeatureExtractor / Wav2Vec2BertForCTC

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch twin of the W2V-BERT model of SPEC.md, written from the SPEC (not from the Swift code).
+"""PyTorch twin of the W2V-BERT model, written from the method description (docs/method.md), not from the
+Swift code.
 
-Parameter names and layouts are SPEC §13's. Two modes:
+Parameter names and layouts are the canonical ones of docs/method.md. Two modes:
 
   python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
@@ -22,7 +23,7 @@ import torch.nn.functional as Fn
 MEL = 80
 
 # ----------------------------------------------------------------------------------------------------
-# Configuration (SPEC key names)
+# Configuration (the trainer's config key names)
 
 def preset(name):
     c = {
@@ -72,7 +73,7 @@ class Weight(nn.Module):
 
 
 def add_lora(module, c, target, inp, out):
-    """Issue 13: a LoRA adapter on a block's Linear, as parameters `<linear>.lora_a` [r, in] and
+    """LoRA: an adapter on a block's Linear, as parameters `<linear>.lora_a` [r, in] and
     `<linear>.lora_b` [out, r] when `adapter.targets` names it; `lin` applies y = x Wᵀ + b + (α/r)(x Aᵀ) Bᵀ."""
     module.lora_scale = None
     module.hl_a = None   # hyper-lora: per-utterance factors [B, r, in], [B, out, r] set by W2VBert.generate_lora
@@ -305,7 +306,7 @@ class W2VBert(nn.Module):
         self.contrastive_head = ContrastiveHead(c)
         self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
         if c["adapter.kind"] == "hyper-lora":
-            # Issue 13, speaker adapters: s = tanh(proj · mean_t z), or (adapter.speaker = table) s = table[row] with
+            # Speaker adapters (hyper-lora): s = tanh(proj · mean_t z), or (adapter.speaker = table) s = table[row] with
             # N known speakers and the unknown row N; A, B = Σ_k [s; e_l]_k · gen_{a,b}[k]
             S, E, r = c["adapter.speaker_dim"], c["adapter.layer_dim"], c["adapter.rank"]
             L = c["model.contrastive_blocks"] + c["model.mlm_blocks"]
@@ -323,7 +324,7 @@ class W2VBert(nn.Module):
                 parent.gen_b = nn.Parameter(torch.empty(S + E, out, r))
         self.sites = hyper_sites(c)
         if self.sites:
-            # Issue 13, hypernetwork layers: W_l = base + Σ_k e_l[k]·coef[k] (+ res_b·res_a per block)
+            # Hypernetwork layers: W_l = base + Σ_k e_l[k]·coef[k] (+ res_b·res_a per block)
             E, L, r = c["model.hyper_dim"], len(self.contrastive.blocks) + len(self.mlm.blocks), c["model.hyper_rank"]
             self.hypernet = nn.Module()
             self.hypernet.layer_embedding = nn.Parameter(torch.empty(L, E))
@@ -377,7 +378,7 @@ class W2VBert(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self):
-        """SPEC §7, §13, §14.4."""
+        """Initialisation: the quantizer, the canonical tensors and the binding choices of docs/method.md."""
         d = self.c["model.dim"]
         for name, p in self.named_parameters():
             if name.endswith((".coef", ".res_b", ".gen_b")):
@@ -484,7 +485,7 @@ class W2VBert(nn.Module):
 
 
 def no_decay(name):
-    """SPEC §14.11: no weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
+    """No weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
     if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding", "speaker.table") or parts[-1] in ("bias", "rel_key"):
         return True
@@ -595,7 +596,7 @@ MICRO = {
         "model.shaw_right": 2, "model.final_dim": 12, "model.dropout": 0.1, "quantizer.entries": 16, "quantizer.dim": 32,
         "quantizer.tau_decay": 0.9, "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
         "optimizer.lr": 0.005, "optimizer.warmup": 2}),
-    # issue 13: LoRA on all eight Linear layers of every block (r = 3, α = 5), base frozen (the trajectory
+    # LoRA on all eight Linear layers of every block (r = 3, α = 5), base frozen (the trajectory
     # trains the adapters only; the gradients stored are those of every tensor)
     "f_lora": dict(preset="tiny", t0=[91, 66], seed=5, over={
         "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
@@ -605,7 +606,7 @@ MICRO = {
         "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
         "adapter.kind": "lora", "adapter.rank": 3, "adapter.alpha": 5.0,
         "adapter.targets": "attn.q,attn.k,attn.v,attn.out,ffn.fc1,ffn.fc2,conv.pw1,conv.pw2", "train.trainable": "adapters"}),
-    # issue 13: hypernetwork layers (FFN and pointwise-conv weights of 3 blocks from E = 2 layer embeddings,
+    # Hypernetwork layers (FFN and pointwise-conv weights of 3 blocks from E = 2 layer embeddings,
     # per-block rank-2 residuals), layer drop of the middle block (given)
     "g_hyper": dict(preset="tiny", t0=[87, 70], seed=6, dropped=[False, True, False], over={
         "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
@@ -614,7 +615,7 @@ MICRO = {
         "quantizer.entries": 16, "quantizer.dim": 16, "quantizer.tau_decay": 0.9, "mask.span": 4, "loss.num_negatives": 4,
         "optimizer.lr": 0.01, "optimizer.warmup": 2,
         "model.hypernetwork": "ffn+conv", "model.hyper_dim": 2, "model.hyper_rank": 2}),
-    # issue 13: hyper-lora speaker adapters (speaker vector from the signal, S = 3, E = 2, r = 2) on four
+    # Hyper-lora speaker adapters (speaker vector from the signal, S = 3, E = 2, r = 2) on four
     # Linear layers of 3 blocks, 3 utterances (each its own factors), layer drop of the middle block (given),
     # base frozen (the trajectory trains the speaker encoder and the generator only)
     "h_hyperlora": dict(preset="tiny", t0=[89, 64, 77], seed=7, dropped=[False, True, False], over={
@@ -625,7 +626,7 @@ MICRO = {
         "optimizer.lr": 0.01, "optimizer.warmup": 2, "optimizer.clip_norm": 0.5,
         "adapter.kind": "hyper-lora", "adapter.rank": 2, "adapter.alpha": 3.0, "adapter.speaker_dim": 3,
         "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2", "train.trainable": "adapters"}),
-    # issue 13: hyper-lora with the speaker table (N = 2 known speakers + the unknown row, S = 3): 4 utterances
+    # Hyper-lora with the speaker table (N = 2 known speakers + the unknown row, S = 3): 4 utterances
     # of speakers 1, unknown (−1), 1 (a row shared by two utterances), 0; otherwise as h_hyperlora
     "i_hyperlora_table": dict(preset="tiny", t0=[89, 64, 77, 58], seed=8, dropped=[False, True, False], speakers=[1, -1, 1, 0], over={
         "model.frontend": "conv2d", "model.frontend_channels": 3, "model.dim": 24, "model.heads": 2, "model.ffn_dim": 40,
