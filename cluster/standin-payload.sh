@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stand-in for `w2vbert train` while the trainer is being written: it honours the parts of the trainer's
-# contract that the launch scripts depend on, so the signal/requeue/restart paths are proven today.
+# Stand-in for `w2vbert train` (cluster/test-cluster.sh with W2V_TEST_PAYLOAD=mpi-check): it honours the
+# parts of the trainer's contract that the launch scripts depend on, so the signal/requeue/restart paths
+# can be tested without the trainer.
 #   standin-payload.sh train [...] --run-dir DIR [--max-steps N] [...]   (other arguments are ignored)
 # Behaviour (per rank; rank from OMPI_COMM_WORLD_RANK, SLURM_PROCID or PMIX_RANK):
 #   - resumes from DIR/checkpoints/latest (a file holding a step number) if present, else starts at 0;
