@@ -23,18 +23,24 @@ import Glibc
 // torch's `zero_infinity=True` it then contributes no gradient, and `ctcLossMean` zeroes its loss and counts it.
 // T_b = 0: the loss is 0 for an empty label sequence and +∞ otherwise.
 //
-// Scratch (caller-owned, e.g. carved from the arena; `ctcScratchCount` floats): per utterance the log
-// normalisers logZ[T], α[T, S], one β row [S] and a posterior row [V]; plus B gradient scales for `ctcLossMean`.
-// Utterances run in parallel (one per part of `parallelFor`) with the same arithmetic as serially, so the
-// results do not depend on the thread count.
+// Precision: logits and gradients are Float; logZ, α, β and the posteriors are Double. α and β reach the size
+// of the loss (hundreds for a few seconds of speech), where a Float's spacing is ~3e-5 and the rounding of T
+// additions shifted γ = exp(α + β + loss) by ~1e-3 relative in Float (300 frames, 100 labels); in Double the
+// losses match a Double reference to Float rounding and the gradients to ~1e-6 relative. The recursions cost
+// O(T·S) per utterance, little beside the encoder that produced the logits.
+//
+// Scratch (caller-owned, e.g. carved from the arena; `ctcScratchCount` floats): B gradient scales for
+// `ctcLossMean`, then, 8-byte aligned, per utterance the Doubles logZ[T], α[T, S], one β row [S] and a posterior
+// row [V]. Utterances run in parallel (one per part of `parallelFor`) with the same arithmetic as serially, so
+// the results do not depend on the thread count.
 
 /// Floats of scratch that `ctcForwardBackward` and `ctcLossMean` need for this batch shape.
 public func ctcScratchCount(batch: Int, frames: Int, vocab: Int, maxLabelLength: Int) -> Int {
-    batch + batch * ctcUtteranceScratch(frames: frames, vocab: vocab, maxLabelLength: maxLabelLength)
+    batch + 1 + 2 * batch * ctcUtteranceDoubles(frames: frames, vocab: vocab, maxLabelLength: maxLabelLength)
 }
 
 @inline(__always)
-func ctcUtteranceScratch(frames: Int, vocab: Int, maxLabelLength: Int) -> Int {
+func ctcUtteranceDoubles(frames: Int, vocab: Int, maxLabelLength: Int) -> Int {
     let s = 2 * maxLabelLength + 1
     return frames + frames * s + s + vocab
 }
@@ -57,13 +63,16 @@ public func ctcMinimumFrames<C: Collection>(_ labels: C) -> Int where C.Element 
 /// after another (Σ labelLengths values, each in 1..<V); labelLengths [B] (each ≤ maxLabelLength).
 /// Writes losses[b] = −log p(l_b | logits_b) (+∞ when no alignment exists). When dLogits is given,
 /// **accumulates** dLogits[b, t, :] += gradScales[b] · ∂losses[b]/∂logits[b, t, :] (gradScales nil: 1) for
-/// t < T_b and finite losses[b]; padding rows and impossible utterances are left untouched.
+/// t < T_b and finite losses[b]; padding rows and impossible utterances are left untouched. scratch:
+/// `ctcScratchCount` floats (its first B are not used here; `ctcLossMean` keeps its gradient scales there).
 public func ctcForwardBackward(losses: FPtr, dLogits: FPtr?, logits: CFPtr, gradScales: CFPtr?,
                                inputLengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>,
                                labelLengths: UnsafePointer<Int32>, batch: Int, frames: Int, vocab: Int,
                                maxLabelLength: Int, scratch: FPtr) {
-    let per = ctcUtteranceScratch(frames: frames, vocab: vocab, maxLabelLength: maxLabelLength)
-    let work = scratch + batch
+    let per = ctcUtteranceDoubles(frames: frames, vocab: vocab, maxLabelLength: maxLabelLength)
+    var start = scratch + batch
+    if Int(bitPattern: start) % MemoryLayout<Double>.alignment != 0 { start += 1 }
+    start.withMemoryRebound(to: Double.self, capacity: batch * per) { work in
     parallelFor(batch) { lo, hi in
         var offset = 0
         for b in 0..<lo { offset += Int(labelLengths[b]) }
@@ -81,13 +90,14 @@ public func ctcForwardBackward(losses: FPtr, dLogits: FPtr?, logits: CFPtr, grad
             let logZ = space, alpha = space + frames
             let beta = alpha + frames * u.states, posterior = beta + u.states
             let loss = u.forward(logZ: logZ, alpha: alpha)
-            losses[b] = loss
+            losses[b] = Float(loss)
             if let dLogits, loss != .infinity {
                 u.backward(dLogits: dLogits + b * frames * vocab, scale: gradScales?[b] ?? 1, loss: loss,
                            logZ: logZ, alpha: alpha, beta: beta, posterior: posterior)
             }
             offset += u.count
         }
+    }
     }
 }
 
@@ -118,12 +128,14 @@ public func ctcLossMean(losses: FPtr, dLogits: FPtr?, logits: CFPtr, inputLength
     return (Float(sum / Double(batch)), impossible)
 }
 
+typealias DPtr = UnsafeMutablePointer<Double>
+
 /// log(eᵃ + eᵇ), exact for −∞ operands.
 @inline(__always)
-func logAddExp(_ a: Float, _ b: Float) -> Float {
+func logAddExp(_ a: Double, _ b: Double) -> Double {
     let m = max(a, b)
     if m == -.infinity { return m }
-    return m + log1pf(expf(-abs(a - b)))
+    return m + log1p(exp(-abs(a - b)))
 }
 
 /// One utterance: its logits rows, input length and labels.
@@ -142,28 +154,28 @@ struct CTCUtterance {
     /// Whether α may skip from s − 2 to s (a label different from the previous label).
     @inline(__always) func skips(_ s: Int) -> Bool { s & 1 == 1 && s >= 3 && labels[s >> 1] != labels[(s >> 1) - 1] }
 
-    /// logZ[t] = logsumexp(logits[t, :]) for t < T_b; fills α[T_b, S]; returns the loss.
-    func forward(logZ: FPtr, alpha: FPtr) -> Float {
+    /// logZ[t] = logsumexp(logits[t, :]) for t < T_b; fills α[T_b, S]; returns the loss (+∞: impossible).
+    func forward(logZ: DPtr, alpha: DPtr) -> Double {
         if frames == 0 { return count == 0 ? 0 : .infinity }
         let s = states
         for t in 0..<frames {
             let row = logits + t * vocab
             var m = -Float.infinity
             for k in 0..<vocab { m = max(m, row[k]) }
-            var sum: Float = 0
-            for k in 0..<vocab { sum += expf(row[k] - m) }
-            logZ[t] = m + logf(sum)
+            var sum = 0.0
+            for k in 0..<vocab { sum += exp(Double(row[k] - m)) }
+            logZ[t] = Double(m) + log(sum)
         }
         alpha.update(repeating: -.infinity, count: s)
-        alpha[0] = logits[0] - logZ[0]
-        if s > 1 { alpha[1] = logits[symbol(1)] - logZ[0] }
+        alpha[0] = Double(logits[0]) - logZ[0]
+        if s > 1 { alpha[1] = Double(logits[symbol(1)]) - logZ[0] }
         for t in 1..<frames {
             let prev = alpha + (t - 1) * s, cur = alpha + t * s, row = logits + t * vocab
             for j in 0..<s {
                 var m = prev[j]
                 if j > 0 { m = logAddExp(m, prev[j - 1]) }
                 if skips(j) { m = logAddExp(m, prev[j - 2]) }
-                cur[j] = m == -.infinity ? m : m + (row[symbol(j)] - logZ[t])
+                cur[j] = m == -.infinity ? m : m + (Double(row[symbol(j)]) - logZ[t])
             }
         }
         let last = alpha + (frames - 1) * s
@@ -171,7 +183,7 @@ struct CTCUtterance {
     }
 
     /// Accumulates scale · (softmax − Σγ) into dLogits rows t < T_b, walking β from the last frame back.
-    func backward(dLogits: FPtr, scale: Float, loss: Float, logZ: CFPtr, alpha: CFPtr, beta: FPtr, posterior: FPtr) {
+    func backward(dLogits: FPtr, scale: Float, loss: Double, logZ: DPtr, alpha: DPtr, beta: DPtr, posterior: DPtr) {
         let s = states
         beta.update(repeating: -.infinity, count: s)
         beta[s - 1] = 0
@@ -181,12 +193,12 @@ struct CTCUtterance {
             posterior.update(repeating: 0, count: vocab)
             for j in 0..<s {
                 let g = a[j] + beta[j] + loss
-                if g != -.infinity { posterior[symbol(j)] += expf(g) }
+                if g != -.infinity { posterior[symbol(j)] += exp(g) }
             }
-            for k in 0..<vocab { d[k] += scale * (expf(row[k] - logZ[t]) - posterior[k]) }
+            for k in 0..<vocab { d[k] += scale * Float(exp(Double(row[k]) - logZ[t]) - posterior[k]) }
             if t == 0 { break }
             // β_{t−1}(s) from e(s) = lp[t, l'_s] + β_t(s), in place: position s reads only e(s…s+2).
-            for j in 0..<s where beta[j] != -.infinity { beta[j] += row[symbol(j)] - logZ[t] }
+            for j in 0..<s where beta[j] != -.infinity { beta[j] += Double(row[symbol(j)]) - logZ[t] }
             for j in 0..<s {
                 var m = beta[j]
                 if j + 1 < s { m = logAddExp(m, beta[j + 1]) }
