@@ -4,8 +4,8 @@
 // so one folder or file can be reached by several paths: a link back up the tree (`a/loop -> ../a`), two
 // links to one folder, a hard link, two links to one file. Folders and files are identified by device and
 // inode (stat(2), following links), never by their path:
-//  - folders are walked in sorted order of their relative paths (a min-first queue: every child sorts
-//    after its parent, so the order is global), and a folder whose identity was walked already is not
+//  - folders are walked in sorted order of their relative paths (a min-heap: every child sorts after its
+//    parent, so the order is global), and a folder whose identity was walked already is not
 //    walked again; it is a loop when the first path is one of its ancestors (the root included);
 //  - files are listed once per identity, under the first of their paths in sorted order (the order the
 //    manifests use); the other paths are duplicates.
@@ -91,9 +91,9 @@ struct CorpusWalk {
         var walked = [FileIdentity: String]()
         var folderDuplicates = [CorpusScan.Duplicate]()
         var audio = [Entry]()
-        var queue = [Entry]()   // sorted descending: popLast is the smallest
-        queue.append(("", top.id))
-        while let (rel, id) = queue.popLast() {
+        var queue = PathHeap()
+        queue.push(("", top.id))
+        while let (rel, id) = queue.popFirst() {
             if let first = walked[id] {
                 let isAncestor = first.isEmpty || rel.hasPrefix(first + "/")
                 folderDuplicates.append(.init(kind: isAncestor ? .loop : .folder, path: rel,
@@ -110,7 +110,7 @@ struct CorpusWalk {
                 let child = rel.isEmpty ? name : rel + "/" + name
                 guard let (childID, isFolder) = FileIdentity.of(root + "/" + child) else { continue }
                 if isFolder {
-                    Self.insert((child, childID), into: &queue)
+                    queue.push((child, childID))
                 } else if extensions.contains((name as NSString).pathExtension.lowercased()) {
                     audio.append((child, childID))
                 }
@@ -130,15 +130,39 @@ struct CorpusWalk {
         }
         return CorpusScan(files: files, duplicates: folderDuplicates + fileDuplicates)
     }
+}
 
-    /// Inserts into a queue kept in descending order of path.
-    static func insert(_ item: Entry, into queue: inout [Entry]) {
-        var lo = 0
-        var hi = queue.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if queue[mid].path > item.path { lo = mid + 1 } else { hi = mid }
+/// A binary min-heap of walk entries by path: `popFirst` returns the smallest path. O(log n) per operation,
+/// so a folder with many subfolders costs no more than listing them.
+struct PathHeap {
+    private var items = [CorpusWalk.Entry]()
+
+    mutating func push(_ item: CorpusWalk.Entry) {
+        items.append(item)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if items[parent].path <= items[i].path { break }
+            items.swapAt(parent, i)
+            i = parent
         }
-        queue.insert(item, at: lo)
+    }
+
+    mutating func popFirst() -> CorpusWalk.Entry? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let first = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            let r = l + 1
+            var smallest = i
+            if l < items.count && items[l].path < items[smallest].path { smallest = l }
+            if r < items.count && items[r].path < items[smallest].path { smallest = r }
+            if smallest == i { break }
+            items.swapAt(i, smallest)
+            i = smallest
+        }
+        return first
     }
 }
