@@ -10,7 +10,8 @@
 //   features [B, T0, F]  CMVN'd log-mel, rows t ≥ frames[b] are zero
 //   frames   [B]         true T0 per utterance
 //
-// Bad files at training time (vanished, unreadable, decoded shorter than planned): reported on stderr as
+// Bad files at training time (vanished, unreadable, decoded shorter than planned, non-finite samples in the
+// decoded crop): reported on stderr as
 // "w2vbert: skipping PATH: REASON", counted once per file, dropped from their micro-batch (which may end
 // up with B = 0 if every file of it failed: the trainer must still take part in the step's collectives),
 // and skipped without re-opening in later epochs. When this rank's distinct bad files exceed

@@ -39,6 +39,10 @@
 // whose bound is 1e-4 on samples and 1e-3 on fbank + CMVN), and its cost depends on the crop's length,
 // not the file's. Ogg and MPEG seeks are checked against a second landing (`SoundFile.position`).
 //
+// Non-finite samples (NaN, ±infinity: float and double files can hold them, and libsndfile passes them
+// through) make a file unusable: every sample read is checked, and any gives `.decode` with their count,
+// so `prepare --verify`, the loader, `features` and `embed` refuse the file in this one place.
+//
 // libsndfile and libsamplerate return codes become `AudioError` in one helper each (`SoundFile.failure`,
 // `Resampler.check`); a `SoundFile` owns its SNDFILE* and closes it in deinit.
 
@@ -80,6 +84,28 @@ func resampleMargin(rate: Int) -> Int { 1024 * max(1, (rate + targetSampleRate -
 
 @inline(__always)
 func gcd(_ a: Int, _ b: Int) -> Int { var a = a, b = b; while b != 0 { (a, b) = (b, a % b) }; return a }
+
+/// Non-finite samples met while decoding (float and double files can hold NaN and ±infinity; libsndfile
+/// passes them through, and every later stage would either spread them or, like the fbank's energy floor,
+/// hide them). A file with any is refused with their count: `decode16k` checks every sample it reads.
+struct NonFiniteCount {
+    var nan = 0
+    var infinite = 0
+    var total: Int { nan + infinite }
+
+    mutating func add(_ samples: UnsafeBufferPointer<Float>) {
+        for x in samples where !x.isFinite {
+            if x.isNaN {
+                nan += 1
+            } else {
+                infinite += 1
+            }
+        }
+    }
+
+    /// "101 non-finite samples (100 NaN, 1 infinite) in the audio".
+    var message: String { "\(total) non-finite samples (\(nan) NaN, \(infinite) infinite) in the audio" }
+}
 
 /// Guards libsndfile's global last-open error (see `SoundFile.open`).
 nonisolated(unsafe) let openLock: UnsafeMutablePointer<pthread_rwlock_t> = {
@@ -241,10 +267,14 @@ final class SoundFile {
         }
         if inStart > 0 { try position(at: inStart, read: read, mono: mono, chunk: chunk) }
         var nRead = 0, eof = false
+        var nonFinite = NonFiniteCount()
         while inEnd - inStart > nRead {
             let got = read(min(chunk, inEnd - inStart - nRead))
             if got <= 0 { eof = true; break }
-            if let rs = resampler {
+            nonFinite.add(UnsafeBufferPointer(start: interleaved, count: got * C))
+            if nonFinite.total > 0 {
+                // The file is refused below; nothing more to resample.
+            } else if let rs = resampler {
                 try rs.process(mono, count: got, endOfInput: false, into: &out)
             } else {
                 out.append(contentsOf: UnsafeBufferPointer(start: mono, count: got))
@@ -252,6 +282,7 @@ final class SoundFile {
             nRead += got
         }
         if sf_error(handle) != 0 { throw SoundFile.failure(.decode, path, handle) }
+        if nonFinite.total > 0 { throw AudioError(.decode, path: path, nonFinite.message) }
         if header.exactFrames && inStart + nRead >= header.frames { eof = true }
         // libsndfile stops silently at corrupt FLAC frames and at truncated data; where the header's
         // frame count is exact a short read is an error.
@@ -398,8 +429,8 @@ public enum AudioDecoder {
     }
 
     /// Decode, downmix to mono, resample to 16 kHz: exactly `info.resampledLength` samples. Throws
-    /// `.unreadable` (libsndfile could not open it), `.decode` (read error, truncated), `.empty` (no
-    /// frames), `.resample`.
+    /// `.unreadable` (libsndfile could not open it), `.decode` (read error, truncated, non-finite
+    /// samples), `.empty` (no frames), `.resample`.
     public static func load(path: String, quality: ResampleQuality = .polyphase) throws(AudioError) -> [Float] {
         try loadWithInfo(path: path, quality: quality).samples
     }

@@ -20,7 +20,8 @@
 //     FFT bin i < 256 (f_i = 31.25·i), μ = mel(f_i): weight = (μ − left)/(center − left) if left < μ ≤ center,
 //       (right − μ)/(right − center) if center < μ < right, else 0 (stored as a sparse [first, count] range)
 //     e_b = Σ_i weight_b[i]·p[i]
-//   out[t, b] = ln(max(e_b, FLT_EPSILON))      (no energy column)
+//   out[t, b] = ln(max(e_b, FLT_EPSILON))      (no energy column; a NaN e_b, which only non-finite input
+//                                               can give, stays NaN: the decoder refuses such input)
 //
 // CMVN (SPEC §2, per utterance and bin over its true frames): y = (x − μ) / sqrt(σ² + 1e-5), σ² the
 // population variance.
@@ -148,7 +149,7 @@ public final class KaldiFbank: @unchecked Sendable {
                 let p = power + Int(melFirst[b])
                 var e: Double = 0
                 for j in 0..<Int(melCount[b]) { e += w[j] * p[j] }
-                o[b] = Float(log(e > floor ? e : floor))
+                o[b] = Float(log(e < floor ? floor : e))   // NaN stays NaN (never floored to a number)
             }
         }
         return T0

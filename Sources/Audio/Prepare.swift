@@ -1,25 +1,29 @@
 // `CorpusPreparer` builds train.tsv / valid.tsv from a folder (`w2vbert prepare`):
-//  1. scan recursively (following folder links), sorted, so the list does not depend on the file system;
+//  1. scan recursively (CorpusScan.swift: folder links followed, every folder and file once by device and
+//     inode, a file reached by several paths listed under the first in sorted order), sorted, so the list
+//     does not depend on the file system;
 //  2. check every file — by default from its header alone: libsndfile's frame count n and rate R give the
 //     16 kHz length L(n, R) (Decoder.swift states the rule; decoding returns exactly that many samples).
 //     MPEG files, whose header count is an estimate, are always decoded; `verify` decodes every file
-//     (catching corrupt streams behind a good header, which header-only leaves to the loader's bad-file
-//     handling at training time). Unreadable, empty and shorter-than-`minSeconds` files are skipped with
-//     their reason;
+//     (catching corrupt streams behind a good header and non-finite samples, which header-only leaves to
+//     the loader's bad-file handling at training time). Unreadable, empty and shorter-than-`minSeconds`
+//     files are skipped with their reason;
 //  3. split deterministically: the usable files are shuffled by RandomStream(seed, step 0, micro-batch
 //     0xFFFF_FFFF, .shuffle) and the first round(validPercent/100 · n) go to valid (the rest keep their
 //     sorted order in train.tsv).
-// Step 2 is spread over `jobs` threads and, in the CLI, over MPI ranks (rank r checks files i ≡ r mod
-// world size; `encodeChecks`/`decodeChecks` carry the results to rank 0). Every result lands at its
-// file's index, and steps 1 and 3 see only the sorted list and those results, so the manifests are
-// byte-identical whatever the number of threads or ranks.
+// Step 2 is spread over `jobs` threads and, over MPI ranks, by the Training module's
+// `CorpusPreparer.prepare(root:out:communicator:)` (rank r checks files i ≡ r mod world size;
+// `encodeChecks`/`decodeChecks` carry the results to rank 0). Every result lands at its file's index, and
+// steps 1 and 3 see only the sorted list and those results, so the manifests are byte-identical whatever
+// the number of threads or ranks.
 
 import Foundation
 import Tensor
 
 /// Scans a folder into train/valid manifests (`w2vbert prepare`).
 public struct CorpusPreparer: Sendable {
-    public var extensions: [String] = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64", "caf"]
+    public var extensions: [String] = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64",
+                                       "caf"]
     public var minSeconds: Double = 0.5
     public var validPercent: Double = 2
     public var seed: UInt64 = 1
@@ -40,8 +44,22 @@ public struct CorpusPreparer: Sendable {
         public var train: Manifest
         public var valid: Manifest
         public var skipped: [Skipped]
+        /// Audio files checked (one per device and inode).
         public var scanned: Int
+        /// Folders and files not walked or listed again (see `CorpusScan`).
+        public var duplicates: [CorpusScan.Duplicate]
         public var hours: Double { train.hours + valid.hours }
+
+        /// Writes `folder`/train.tsv and `folder`/valid.tsv (creating the folder if missing).
+        public func writeManifests(to folder: String) throws(AudioError) {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            } catch {
+                throw AudioError(.io, path: folder, "cannot create the folder: \(error.localizedDescription)")
+            }
+            try train.write(to: folder + "/train.tsv")
+            try valid.write(to: folder + "/valid.tsv")
+        }
     }
 
     /// One file's outcome: its 16 kHz length, or why it is skipped.
@@ -52,34 +70,10 @@ public struct CorpusPreparer: Sendable {
         URL(fileURLWithPath: root).standardizedFileURL.path
     }
 
-    /// Relative paths of the audio files under root (sorted, extensions matched case-insensitively).
-    public func scan(root: String) throws(AudioError) -> [String] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
-            throw AudioError(.unreadable, path: root, "not a folder")
-        }
-        // Own walk instead of FileManager.enumerator: it follows symbolic links to folders (the corpus
-        // script links the wanted subfolders into one root); real paths already visited are skipped.
-        let fm = FileManager.default
-        let exts = Set(extensions.map { $0.lowercased() })
-        var out = [String](), visited = Set<String>(), stack = [""]
-        while let rel = stack.popLast() {
-            let dir = rel.isEmpty ? root : root + "/" + rel
-            let real = (dir as NSString).resolvingSymlinksInPath
-            if !visited.insert(real).inserted { continue }
-            guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
-                if rel.isEmpty { throw AudioError(.unreadable, path: root, "cannot list folder") }
-                continue
-            }
-            for name in names where !name.hasPrefix(".") {
-                let child = rel.isEmpty ? name : rel + "/" + name
-                let isAudio = exts.contains((name as NSString).pathExtension.lowercased())
-                var d: ObjCBool = false
-                guard fm.fileExists(atPath: root + "/" + child, isDirectory: &d) else { continue }
-                if d.boolValue { stack.append(child) } else if isAudio { out.append(child) }
-            }
-        }
-        return out.sorted()
+    /// The audio files under root (sorted, extensions matched case-insensitively, each file once) and the
+    /// paths left out as duplicates (CorpusScan.swift).
+    public func scan(root: String) throws(AudioError) -> CorpusScan {
+        try CorpusWalk(root: root, extensions: Set(extensions.map { $0.lowercased() })).run()
     }
 
     /// Checks one file: header only (or decoding, with `verify`, or for MPEG).
@@ -150,8 +144,9 @@ public struct CorpusPreparer: Sendable {
         return box.value.results
     }
 
-    /// The manifests from the sorted list and every file's result (in the list's order): the split.
-    public func assemble(root: String, files: [String], checks: [Check]) -> Result {
+    /// The manifests from the scan and every file's result (in the list's order): the split.
+    public func assemble(root: String, scan: CorpusScan, checks: [Check]) -> Result {
+        let files = scan.files
         precondition(files.count == checks.count)
         var good = [Manifest.Entry](), skipped = [Skipped]()
         for (rel, c) in zip(files, checks) {
@@ -169,15 +164,16 @@ public struct CorpusPreparer: Sendable {
         let train = good.indices.filter { !isValid[$0] }.map { good[$0] }
         let valid = good.indices.filter { isValid[$0] }.map { good[$0] }
         return Result(train: Manifest(root: root, entries: train), valid: Manifest(root: root, entries: valid),
-                      skipped: skipped, scanned: files.count)
+                      skipped: skipped, scanned: files.count, duplicates: scan.duplicates)
     }
 
     /// Scan, check every file (on `jobs` threads), split: one process. `progress(done, total)` as in `checkAll`.
     public func prepare(root: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(AudioError) -> Result {
         let absRoot = Self.absoluteRoot(root)
-        let files = try scan(root: absRoot)
-        let checks = checkAll(root: absRoot, files: files, indices: Array(files.indices), progress: progress)
-        return assemble(root: absRoot, files: files, checks: checks)
+        let found = try scan(root: absRoot)
+        let checks = checkAll(root: absRoot, files: found.files, indices: Array(found.files.indices),
+                              progress: progress)
+        return assemble(root: absRoot, scan: found, checks: checks)
     }
 
     // MARK: carrying results between ranks
@@ -194,8 +190,10 @@ public struct CorpusPreparer: Sendable {
                 withUnsafeBytes(of: Int64(n).littleEndian) { out.append(contentsOf: $0) }
             case .failure(let e):
                 out.append(1)
-                out.append(contentsOf: Array(e.kind.rawValue.utf8)); out.append(0)
-                out.append(contentsOf: Array(e.message.utf8.filter { $0 != 0 })); out.append(0)
+                out.append(contentsOf: Array(e.kind.rawValue.utf8))
+                out.append(0)
+                out.append(contentsOf: Array(e.message.utf8.filter { $0 != 0 }))
+                out.append(0)
             }
         }
         return out
@@ -203,29 +201,35 @@ public struct CorpusPreparer: Sendable {
 
     /// Inverse of `encodeChecks`, naming failures by `paths` (one per result).
     public static func decodeChecks(_ bytes: [UInt8], paths: [String]) throws(AudioError) -> [Check] {
-        var out = [Check](), i = 0
+        func malformed(_ message: String) -> AudioError { AudioError(.format, path: "<ranks>", message) }
+        var out = [Check]()
+        var i = 0
         out.reserveCapacity(paths.count)
         func cString() throws(AudioError) -> String {
-            guard let end = bytes[i...].firstIndex(of: 0) else { throw AudioError(.format, path: "<ranks>", "truncated result record") }
+            guard let end = bytes[i...].firstIndex(of: 0) else { throw malformed("truncated result record") }
             defer { i = end + 1 }
             return String(decoding: bytes[i..<end], as: UTF8.self)
         }
         for p in paths {
-            guard i < bytes.count else { throw AudioError(.format, path: "<ranks>", "\(paths.count) results expected, \(out.count) received") }
-            let tag = bytes[i]; i += 1
+            guard i < bytes.count else { throw malformed("\(paths.count) results expected, \(out.count) received") }
+            let tag = bytes[i]
+            i += 1
             if tag == 0 {
-                guard i + 8 <= bytes.count else { throw AudioError(.format, path: "<ranks>", "truncated result record") }
+                guard i + 8 <= bytes.count else { throw malformed("truncated result record") }
                 var v: Int64 = 0
                 withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[i..<(i + 8)]) }
                 i += 8
                 out.append(.success(Int(Int64(littleEndian: v))))
             } else {
-                let kind = try cString(), message = try cString()
-                guard let k = AudioError.Kind(rawValue: kind) else { throw AudioError(.format, path: "<ranks>", "unknown error kind '\(kind)'") }
+                let kind = try cString()
+                let message = try cString()
+                guard let k = AudioError.Kind(rawValue: kind) else { throw malformed("unknown error kind '\(kind)'") }
                 out.append(.failure(AudioError(k, path: p, message)))
             }
         }
-        guard i == bytes.count else { throw AudioError(.format, path: "<ranks>", "\(bytes.count - i) trailing bytes after \(paths.count) results") }
+        guard i == bytes.count else {
+            throw malformed("\(bytes.count - i) trailing bytes after \(paths.count) results")
+        }
         return out
     }
 }

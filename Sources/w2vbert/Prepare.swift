@@ -3,9 +3,11 @@ import Audio
 import Distributed
 import Foundation
 import Tensor
+import Training
 
 /// `w2vbert prepare AUDIO_DIR --out MANIFEST_DIR`: scan, check every file, write train.tsv / valid.tsv.
-/// Under mpirun/srun every rank checks a share of the files (i ≡ rank mod size) and rank 0 writes.
+/// The work (and, under mpirun/srun, the sharing between ranks) is `CorpusPreparer.prepare(root:out:communicator:)`
+/// in the Training module; this command parses the options and prints.
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prepare",
@@ -13,9 +15,14 @@ struct Prepare: ParsableCommand {
         discussion: """
             Each file's 16 kHz length comes from its header (libsndfile's frame count n and rate R: n at \
             16 kHz, else ⌊n·16000/R⌋, exactly what decoding returns); MPEG files, whose header count is an \
-            estimate, are decoded. --verify decodes every file, catching corrupt streams behind a good header \
-            (without it the trainer skips them when it meets them). Unreadable, empty and too-short files are \
-            skipped and listed with their reason. The valid split is a deterministic function of --seed. \
+            estimate, are decoded. Reading headers does not look at the samples: only --verify decodes every \
+            file, catching corrupt streams behind a good header and files holding non-finite samples (NaN, \
+            infinity), which are broken (without --verify the trainer skips them when it meets them). \
+            Unreadable, empty and too-short files are skipped and listed with their reason. Folder links are \
+            followed; folders and files are told apart by device and inode, so a link back up the tree is \
+            reported once and not followed, and a folder or file reached by several paths (symbolic or hard \
+            links) is walked or listed once, under the first of its paths in sorted order; each path left out \
+            is printed, and the summary counts them. The valid split is a deterministic function of --seed. \
             --jobs threads check files; under mpirun/srun each rank checks a share and rank 0 writes the \
             manifests, which are byte-identical for any number of jobs or ranks.
             """)
@@ -38,10 +45,16 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Files shorter than this many seconds (16 kHz length) are skipped.")
     var minSeconds: Double = 0.5
 
-    @Option(name: .long, help: "Resampling for decoded files (--verify, MPEG): polyphase (default), or libsamplerate's best, medium or fastest.")
+    @Option(name: .long, help: """
+        Resampling for decoded files (--verify, MPEG): polyphase (default), or libsamplerate's best, medium \
+        or fastest.
+        """)
     var quality: String = "polyphase"
 
-    @Flag(name: .long, help: "Decode every file (slow: ~90 files/s per thread on the default corpus) instead of reading headers.")
+    @Flag(name: .long, help: """
+        Decode every file (slow: ~90 files/s per thread on the default corpus) instead of reading headers; \
+        only this finds corrupt streams and non-finite samples.
+        """)
     var verify = false
 
     @Option(name: .long, help: "Threads checking files (per rank).")
@@ -50,7 +63,9 @@ struct Prepare: ParsableCommand {
     func validate() throws {
         if !(0...100).contains(validPercent) { throw ValidationError("--valid-percent must be within 0...100") }
         if minSeconds < 0 { throw ValidationError("--min-seconds must be ≥ 0") }
-        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be polyphase, best, medium or fastest") }
+        if ResampleQuality(rawValue: quality) == nil {
+            throw ValidationError("--quality must be polyphase, best, medium or fastest")
+        }
         if extensions.isEmpty { throw ValidationError("--extensions needs at least one extension") }
         if jobs < 1 { throw ValidationError("--jobs must be ≥ 1") }
     }
@@ -65,7 +80,7 @@ struct Prepare: ParsableCommand {
         try AudioCommand.reportingErrors { try prepare(comm) }
     }
 
-    func prepare(_ comm: Communicator) throws {
+    var preparer: CorpusPreparer {
         var prep = CorpusPreparer()
         prep.extensions = extensions.map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
         prep.minSeconds = minSeconds
@@ -74,73 +89,40 @@ struct Prepare: ParsableCommand {
         prep.quality = ResampleQuality(rawValue: quality)!
         prep.verify = verify
         prep.jobs = jobs
-        let root = CorpusPreparer.absoluteRoot(audioDir)
-        let t0 = monotonicSeconds()
-        let isRoot = comm.rank == 0
+        return prep
+    }
 
-        // 1. Rank 0 scans; the sorted list (or the scan's error) goes to every rank.
-        var files = [String]()
-        var scanError: AudioError? = nil
-        if isRoot {
-            do { files = try prep.scan(root: root) } catch { scanError = error }
+    func prepare(_ comm: Communicator) throws {
+        let t0 = monotonicSeconds()
+        let workers = "\(comm.size) rank(s) × \(jobs) thread(s)"
+        let scanned = { (scan: CorpusScan, seconds: Double) in
+            let root = CorpusPreparer.absoluteRoot(audioDir)
+            AudioCommand.printError("prepare: \(scan.files.count) audio files under \(root) (scanned in "
+                                    + String(format: "%.1f s); ", seconds)
+                                    + "\(verify ? "decoding" : "reading headers") on \(workers)")
+            for d in scan.duplicates { AudioCommand.printError("prepare: \(d)") }
         }
-        if comm.size > 1 {
-            var payload = [UInt8]()
-            if isRoot {
-                if let e = scanError { payload = [1] + Array(e.message.utf8) } else { payload = [0] + Array(files.joined(separator: "\0").utf8) }
-            }
-            payload = try comm.broadcast(bytes: payload, root: 0)
-            let body = String(decoding: payload.dropFirst(), as: UTF8.self)
-            if payload.first == 1 { scanError = AudioError(.unreadable, path: root, body) }
-            else if !isRoot { files = body.isEmpty ? [] : body.split(separator: "\0", omittingEmptySubsequences: false).map(String.init) }
-        }
-        if let e = scanError {
-            if isRoot { throw e }
+        let clock = ProgressClock(start: monotonicSeconds(), ranks: comm.size)
+        let result: CorpusPreparer.Result?
+        do {
+            result = try preparer.prepare(root: audioDir, out: out, communicator: comm, scanned: scanned,
+                                          progress: { @Sendable done, total in clock.tick(done, total) })
+        } catch is PrepareFailedOnRankZero {
             throw ExitCode(1)   // rank 0 prints the one line
         }
-        if isRoot {
-            AudioCommand.printError("prepare: \(files.count) audio files under \(root) (scanned in \(String(format: "%.1f", monotonicSeconds() - t0)) s); "
-                                    + "\(verify ? "decoding" : "reading headers") on \(comm.size) rank(s) × \(jobs) thread(s)")
-        }
-
-        // 2. This rank's share, on `jobs` threads; rank 0 reports its progress.
-        let mine = Array(stride(from: comm.rank, to: files.count, by: comm.size))
-        let clock = ProgressClock(start: monotonicSeconds(), ranks: comm.size)
-        var report: (@Sendable (Int, Int) -> Void)? = nil
-        if isRoot { report = { @Sendable done, total in clock.tick(done, total) } }
-        let checks = prep.checkAll(root: root, files: files, indices: mine, progress: report)
-
-        // 3. Everyone's results to rank 0 (one broadcast per rank, sizes first), then rank 0 splits and writes.
-        var all = [CorpusPreparer.Check](repeating: .success(0), count: files.count)
-        if comm.size == 1 {
-            all = checks
-        } else {
-            var received = [[UInt8]]()
-            let mineBytes = CorpusPreparer.encodeChecks(checks)
-            for r in 0..<comm.size {
-                let b = try comm.broadcast(bytes: r == comm.rank ? mineBytes : [], root: r)
-                if isRoot { received.append(b) }
-            }
-            if !isRoot { return }
-            for r in 0..<comm.size {
-                let idx = Array(stride(from: r, to: files.count, by: comm.size))
-                let got = try CorpusPreparer.decodeChecks(received[r], paths: idx.map { files[$0] })
-                for (k, i) in idx.enumerated() { all[i] = got[k] }
-            }
-        }
-        guard isRoot else { return }
-        let r = prep.assemble(root: root, files: files, checks: all)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try r.train.write(to: out + "/train.tsv")
-        try r.valid.write(to: out + "/valid.tsv")
+        guard let r = result else { return }
         let usable = r.train.count + r.valid.count
         let dt = monotonicSeconds() - t0
         print("prepare: \(r.scanned) audio files under \(r.train.root) in \(String(format: "%.1f", dt)) s "
-              + "(\(String(format: "%.0f", Double(r.scanned) / max(dt, 1e-9))) files/s, \(verify ? "decoded" : "headers"), \(comm.size) rank(s) × \(jobs) thread(s))")
+              + "(\(String(format: "%.0f", Double(r.scanned) / max(dt, 1e-9))) files/s, "
+              + "\(verify ? "decoded" : "headers"), \(workers))")
         print(String(format: "  usable: %d files, %.3f hours (train %d files %.3f h, valid %d files %.3f h)",
                      usable, r.hours, r.train.count, r.train.hours, r.valid.count, r.valid.hours))
         print("  skipped: \(r.skipped.count)")
         for s in r.skipped { print("    \(s.path): \(s.reason)") }
+        let folders = r.duplicates.filter { $0.kind != .file }.count
+        print("  duplicates skipped: \(r.duplicates.count - folders) file(s) and \(folders) folder(s) "
+              + "reached again by another path (each listed or walked once)")
         print("  wrote \(out)/train.tsv and \(out)/valid.tsv")
         if usable == 0 { throw AudioError(.empty, path: audioDir, "no usable audio files") }
     }
@@ -151,7 +133,11 @@ final class ProgressClock: @unchecked Sendable {
     let start: Double
     let ranks: Int
     var last: Double
-    init(start: Double, ranks: Int) { self.start = start; self.ranks = ranks; last = start }
+    init(start: Double, ranks: Int) {
+        self.start = start
+        self.ranks = ranks
+        last = start
+    }
 
     /// Called under the preparer's lock.
     func tick(_ done: Int, _ total: Int) {
@@ -161,6 +147,7 @@ final class ProgressClock: @unchecked Sendable {
         let rate = Double(done) / max(now - start, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let share = ranks > 1 ? " (rank 0's share of \(ranks))" : ""
-        AudioCommand.printError(String(format: "prepare: %d/%d files checked%@, %.0f files/s, ETA %.0f s", done, total, share, rate, eta))
+        AudioCommand.printError(String(format: "prepare: %d/%d files checked%@, %.0f files/s, ETA %.0f s",
+                                       done, total, share, rate, eta))
     }
 }

@@ -194,5 +194,6 @@ final class BadInputTests: XCTestCase {
         let r = try prep.prepare(root: root.path)
         XCTAssertEqual(r.train.entries, [Manifest.Entry(path: "level1/x.wav", samples: 16000)])
         XCTAssertEqual(r.valid.count, 0)
+        XCTAssertEqual(r.duplicates, [CorpusScan.Duplicate(kind: .loop, path: "loop", sameAs: ".")])
     }
 }

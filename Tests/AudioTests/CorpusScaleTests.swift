@@ -186,14 +186,15 @@ final class CorpusScaleTests: XCTestCase {
         XCTAssertEqual(threaded.skipped, one.skipped)
         for world in [2, 3] {
             let root = CorpusPreparer.absoluteRoot(dir.path)
-            let files = try prep.scan(root: root)
+            let found = try prep.scan(root: root)
+            let files = found.files
             var all = [CorpusPreparer.Check](repeating: .success(-1), count: files.count)
             for r in 0..<world {
                 let idx = Array(stride(from: r, to: files.count, by: world))
                 let bytes = CorpusPreparer.encodeChecks(three.checkAll(root: root, files: files, indices: idx))
                 for (k, c) in try CorpusPreparer.decodeChecks(bytes, paths: idx.map { files[$0] }).enumerated() { all[idx[k]] = c }
             }
-            let merged = prep.assemble(root: root, files: files, checks: all)
+            let merged = prep.assemble(root: root, scan: found, checks: all)
             XCTAssertEqual(merged.train.encoded(), one.train.encoded(), "world \(world)")
             XCTAssertEqual(merged.valid.encoded(), one.valid.encoded(), "world \(world)")
             XCTAssertEqual(merged.skipped, one.skipped, "world \(world)")

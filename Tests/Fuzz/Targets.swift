@@ -8,7 +8,8 @@
 //   manifest     Manifest.read of the bytes, then the global data order over its lengths
 //   config       Config.load with the input as a YAML document; `--set` values from its lines after a 0x00
 //   npy          Npy.decode
-//   audio        AudioDecoder.load (libsndfile + libsamplerate) on the bytes as a file
+//   audio        AudioDecoder.load (libsndfile + libsamplerate) on the bytes as a file, whole and a crop; its seeds
+//                include float and double WAVs holding NaN and ±infinity (refused with their count)
 // Every input must end in a clean error or a success: a crash, a sanitizer report or a hang is a finding.
 import Foundation
 import Audio
@@ -104,6 +105,7 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         let path = scratch + "/a.bin"
         write(data, path)
         _ = try? AudioDecoder.load(path: path)
+        _ = try? AudioDecoder.load(path: path, range: 40..<2_000)
     default:
         break
     }
