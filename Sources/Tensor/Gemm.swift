@@ -252,10 +252,6 @@ public func gemmBatched(count: Int, transA: Bool, transB: Bool, m: Int, n: Int, 
     }
 }
 
-/// Threads of this rank (kept for callers of the old name; the pool's size).
-public func setBLASThreads(_ n: Int) { Compute.configure(precision: Compute.precision, threads: n) }
-public func blasThreads() -> Int { Compute.threads }
-
 /// f32 → bf16 → f32 (round to nearest even), as the bf16 GEMM sees its operands (tests use it).
 public func roundToBF16(_ dst: FPtr, _ src: CFPtr, count: Int) { w2v_bf16_round(dst, src, count) }
 
