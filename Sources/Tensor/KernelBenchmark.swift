@@ -9,19 +9,19 @@ public struct KernelBenchmark {
     /// (after the feature encoder); N = batch·t rows.
     public let d: Int, heads: Int, ffn: Int, kernel: Int, batch: Int, t: Int
     public var n: Int { batch * t }
-    /// Threads of the rank's pool; precision of the composite kernels' products; timed repeats.
-    public let threads: Int, precision: Precision, repeats: Int
+    /// The settings of the composite kernels' products (the matmul peaks are measured in both precisions
+    /// with its threads); timed repeats.
+    public let compute: Compute, repeats: Int
+    public var threads: Int { compute.threads }
 
-    public init(d: Int, heads: Int, ffn: Int, kernel: Int, batch: Int, t: Int, threads: Int, precision: Precision,
-                repeats: Int) {
+    public init(d: Int, heads: Int, ffn: Int, kernel: Int, batch: Int, t: Int, compute: Compute, repeats: Int) {
         self.d = d
         self.heads = heads
         self.ffn = ffn
         self.kernel = kernel
         self.batch = batch
         self.t = t
-        self.threads = threads
-        self.precision = precision
+        self.compute = compute
         self.repeats = repeats
     }
 
@@ -45,8 +45,7 @@ public struct KernelBenchmark {
 
     /// The machine's matmul peaks in both precisions at the model's shapes: the FFN's products [N, d]·[d, f]
     /// (forward), [N, f]·[f, d] (input gradient), and one attention head's [T, dh]·[dh, T]. Returns the
-    /// forward peak in the benchmark's precision, which the composite kernels are compared with; leaves the
-    /// compute settings at that precision.
+    /// forward peak in the benchmark's precision, which the composite kernels are compared with.
     func matmulPeaks(emit: (BenchmarkRecord) -> Void, log: (String) -> Void) -> Double {
         let buf = Self.buffer
         let a = buf(n * d, 1), w = buf(ffn * d, 2), c = FloatBuffer(count: n * ffn)
@@ -55,24 +54,24 @@ public struct KernelBenchmark {
         let flops = 2.0 * Double(n) * Double(d) * Double(ffn)
         var peak: [Precision: Double] = [:]
         for p in Precision.allCases {
-            let (line, warning) = Compute.configure(precision: p, threads: threads)
-            if let warning {
+            let compute = Compute(precision: p, threads: threads)
+            if let warning = compute.warning {
                 emit(BenchmarkRecord([("kernel", "matmul"), ("precision", p.rawValue), ("skipped", warning)]))
                 continue
             }
-            log(line)
+            log(compute.description)
             let tFwd = medianTime(repeats: repeats) {
-                gemm(transA: false, transB: false, m: n, n: ffn, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr, ldb: ffn,
-                     beta: 0, c: c.ptr, ldc: ffn)
+                gemm(compute, transA: false, transB: false, m: n, n: ffn, k: d, alpha: 1, a: a.ptr, lda: d, b: w.ptr,
+                     ldb: ffn, beta: 0, c: c.ptr, ldc: ffn)
             }
             let tBwd = medianTime(repeats: repeats) {
-                gemm(transA: false, transB: false, m: n, n: d, k: ffn, alpha: 1, a: a2.ptr, lda: ffn, b: w.ptr, ldb: d,
-                     beta: 0, c: dx.ptr, ldc: d)
+                gemm(compute, transA: false, transB: false, m: n, n: d, k: ffn, alpha: 1, a: a2.ptr, lda: ffn, b: w.ptr,
+                     ldb: d, beta: 0, c: dx.ptr, ldc: d)
             }
             let tHead = medianTime(repeats: repeats) {
                 for _ in 0..<16 {
-                    gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: qh.ptr, lda: d, b: qh.ptr, ldb: d,
-                         beta: 0, c: ph.ptr, ldc: t)
+                    gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: qh.ptr, lda: d,
+                         b: qh.ptr, ldb: d, beta: 0, c: ph.ptr, ldc: t)
                 }
             }
             peak[p] = flops / tFwd / 1e9
@@ -81,8 +80,7 @@ public struct KernelBenchmark {
                                   ("gflops_\(n)x\(ffn)x\(d)", flops / tBwd / 1e9),
                                   ("gflops_head_\(t)x\(dh)x\(t)", 16 * 2.0 * Double(t * t * dh) / tHead / 1e9)]))
         }
-        Compute.configure(precision: precision, threads: threads)
-        return peak[Compute.precision] ?? peak[.fp32] ?? .nan
+        return peak[compute.precision] ?? peak[.fp32] ?? .nan
     }
 
     /// Linear d → f, forward + backward (three products plus the bias and its gradient). Returns its time.
@@ -92,13 +90,13 @@ public struct KernelBenchmark {
         let bias = buf(ffn, 3), dy = buf(n * ffn, 4)
         let dx = FloatBuffer(count: n * d), dw = FloatBuffer(count: ffn * d), db = FloatBuffer(count: ffn)
         let seconds = medianTime(repeats: repeats) {
-            linearForward(y: c.ptr, x: a.ptr, weight: w.ptr, bias: bias.ptr, n: n, inDim: d, outDim: ffn)
-            linearBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: dy.ptr, x: a.ptr, weight: w.ptr, n: n,
-                           inDim: d, outDim: ffn)
+            linearForward(compute, y: c.ptr, x: a.ptr, weight: w.ptr, bias: bias.ptr, n: n, inDim: d, outDim: ffn)
+            linearBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: dy.ptr, x: a.ptr, weight: w.ptr,
+                           n: n, inDim: d, outDim: ffn)
         }
         let gflops = 3 * 2.0 * Double(n) * Double(d) * Double(ffn) / seconds / 1e9
         emit(BenchmarkRecord([("kernel", "linear_fwd_bwd"), ("shape", "\(n)x\(d)->\(ffn)"), ("seconds", seconds),
-                              ("gflops", gflops), ("precision", Compute.precision.rawValue),
+                              ("gflops", gflops), ("precision", compute.precision.rawValue),
                               ("fraction_of_raw_matmul", gflops / rawGF)]))
         return seconds
     }
@@ -134,15 +132,17 @@ extension KernelBenchmark {
         let buf = Self.buffer
         let shape = AttentionShape(b: batch, t: t, d: d, heads: heads, position: .none)
         let q = buf(n * d, 9), k = buf(n * d, 10), v = buf(n * d, 11), o = FloatBuffer(count: n * d)
-        let saved = FloatBuffer(count: shape.savedCount), work = FloatBuffer(count: shape.workspaceCount)
+        let saved = FloatBuffer(count: shape.savedCount)
+        let work = FloatBuffer(count: shape.workspaceCount(threads: compute.threads))
         let dO = buf(n * d, 12), dq = FloatBuffer(count: n * d), dk = FloatBuffer(count: n * d)
         let dv = FloatBuffer(count: n * d)
         let lengths = [Int32](repeating: Int32(t), count: batch)
         let seconds = lengths.withUnsafeBufferPointer { lp in
             medianTime(repeats: repeats) {
-                attentionForward(out: o.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr, v: v.ptr,
+                attentionForward(compute, out: o.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr, v: v.ptr,
                                  relKey: nil, lengths: lp.baseAddress!, shape: shape)
-                attentionBackward(dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: nil, work: work.ptr, dOut: dO.ptr,
+                attentionBackward(compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: nil, work: work.ptr,
+                                  dOut: dO.ptr,
                                   saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: nil, shape: shape)
             }
         }
@@ -151,18 +151,18 @@ extension KernelBenchmark {
             for bh in 0..<(batch * heads) {
                 let off = bh / heads * t * d + bh % heads * dh
                 let p = saved.ptr + bh * t * t
-                gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: q.ptr + off, lda: d, b: k.ptr + off,
-                     ldb: d, beta: 0, c: p, ldc: t)
-                gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: v.ptr + off, ldb: d,
-                     beta: 0, c: o.ptr + off, ldc: d)
-                gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dO.ptr + off, lda: d, b: v.ptr + off,
-                     ldb: d, beta: 0, c: work.ptr, ldc: t)
-                gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dO.ptr + off, ldb: d,
-                     beta: 1, c: dv.ptr + off, ldc: d)
-                gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: work.ptr, lda: t, b: k.ptr + off,
-                     ldb: d, beta: 1, c: dq.ptr + off, ldc: d)
-                gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: work.ptr, lda: t, b: q.ptr + off,
-                     ldb: d, beta: 1, c: dk.ptr + off, ldc: d)
+                gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: q.ptr + off, lda: d,
+                     b: k.ptr + off, ldb: d, beta: 0, c: p, ldc: t)
+                gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: v.ptr + off,
+                     ldb: d, beta: 0, c: o.ptr + off, ldc: d)
+                gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dO.ptr + off, lda: d,
+                     b: v.ptr + off, ldb: d, beta: 0, c: work.ptr, ldc: t)
+                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dO.ptr + off,
+                     ldb: d, beta: 1, c: dv.ptr + off, ldc: d)
+                gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: work.ptr, lda: t,
+                     b: k.ptr + off, ldb: d, beta: 1, c: dq.ptr + off, ldc: d)
+                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: work.ptr, lda: t,
+                     b: q.ptr + off, ldb: d, beta: 1, c: dk.ptr + off, ldc: d)
             }
         }
         return BenchmarkRecord([("kernel", "attention_fwd_bwd"), ("shape", "B\(batch) T\(t) d\(d) h\(heads)"),
@@ -229,52 +229,52 @@ extension KernelBenchmark {
     func convForward(_ z: ConvBuffers, x: FloatBuffer, g: FloatBuffer, be: FloatBuffer) {
         layerNormForward(y: z.ln1.ptr, mean: z.m1.ptr, rstd: z.r1.ptr, x: x.ptr, weight: g.ptr, bias: be.ptr, n: n,
                          c: d)
-        linearForward(y: z.h1.ptr, x: z.ln1.ptr, weight: z.pw1.ptr, bias: nil, n: n, inDim: d, outDim: 2 * d)
+        linearForward(compute, y: z.h1.ptr, x: z.ln1.ptr, weight: z.pw1.ptr, bias: nil, n: n, inDim: d, outDim: 2 * d)
         gluForward(y: z.gl.ptr, x: z.h1.ptr, n: n, c: d)
         depthwiseConv1dForward(y: z.h2.ptr, wT: z.wT.ptr, x: z.gl.ptr, weight: z.dwW.ptr, b: batch, t: t, c: d,
                                k: kernel, causal: false)
         layerNormForward(y: z.ln2.ptr, mean: z.m2.ptr, rstd: z.r2.ptr, x: z.h2.ptr, weight: g.ptr, bias: be.ptr, n: n,
                          c: d)
         swishForward(y: z.sw.ptr, x: z.ln2.ptr, n: n * d)
-        linearForward(y: z.out.ptr, x: z.sw.ptr, weight: z.pw2.ptr, bias: nil, n: n, inDim: d, outDim: d)
+        linearForward(compute, y: z.out.ptr, x: z.sw.ptr, weight: z.pw2.ptr, bias: nil, n: n, inDim: d, outDim: d)
     }
 
     func convBackward(_ z: ConvBuffers, x: FloatBuffer, g: FloatBuffer) {
         for b in [z.dsw, z.dln2, z.dh2, z.dgl, z.dh1, z.dln1] { b.zero() }
-        linearBackward(dx: z.dsw.ptr, dWeight: z.dpw2.ptr, dBias: nil, dy: z.dOut.ptr, x: z.sw.ptr, weight: z.pw2.ptr,
-                       n: n, inDim: d, outDim: d)
+        linearBackward(compute, dx: z.dsw.ptr, dWeight: z.dpw2.ptr, dBias: nil, dy: z.dOut.ptr, x: z.sw.ptr,
+                       weight: z.pw2.ptr, n: n, inDim: d, outDim: d)
         swishBackward(dx: z.dln2.ptr, dy: z.dsw.ptr, x: z.ln2.ptr, n: n * d)
         layerNormBackward(dx: z.dh2.ptr, dWeight: z.dg2.ptr, dBias: z.db2.ptr, dy: z.dln2.ptr, x: z.h2.ptr,
                           weight: g.ptr, mean: z.m2.ptr, rstd: z.r2.ptr, n: n, c: d)
         depthwiseConv1dBackward(dx: z.dgl.ptr, dWeight: z.ddw.ptr, wT: z.wT.ptr, dy: z.dh2.ptr, x: z.gl.ptr,
                                 weight: z.dwW.ptr, b: batch, t: t, c: d, k: kernel, causal: false)
         gluBackward(dx: z.dh1.ptr, dy: z.dgl.ptr, x: z.h1.ptr, n: n, c: d)
-        linearBackward(dx: z.dln1.ptr, dWeight: z.dpw1.ptr, dBias: nil, dy: z.dh1.ptr, x: z.ln1.ptr, weight: z.pw1.ptr,
-                       n: n, inDim: d, outDim: 2 * d)
+        linearBackward(compute, dx: z.dln1.ptr, dWeight: z.dpw1.ptr, dBias: nil, dy: z.dh1.ptr, x: z.ln1.ptr,
+                       weight: z.pw1.ptr, n: n, inDim: d, outDim: 2 * d)
         layerNormBackward(dx: z.dx.ptr, dWeight: z.dg1.ptr, dBias: z.db1.ptr, dy: z.dln1.ptr, x: x.ptr, weight: g.ptr,
                           mean: z.m1.ptr, rstd: z.r1.ptr, n: n, c: d)
     }
 
     /// The conv module's six matrix products (two pointwise convolutions, forward and both gradients).
     func convProducts(_ z: ConvBuffers) {
-        gemm(transA: false, transB: true, m: n, n: 2 * d, k: d, alpha: 1, a: z.ln1.ptr, lda: d, b: z.pw1.ptr, ldb: d,
-             beta: 0, c: z.h1.ptr, ldc: 2 * d)
-        gemm(transA: false, transB: true, m: n, n: d, k: d, alpha: 1, a: z.sw.ptr, lda: d, b: z.pw2.ptr, ldb: d,
-             beta: 0, c: z.out.ptr, ldc: d)
-        gemm(transA: false, transB: false, m: n, n: d, k: d, alpha: 1, a: z.dOut.ptr, lda: d, b: z.pw2.ptr, ldb: d,
-             beta: 1, c: z.dsw.ptr, ldc: d)
-        gemm(transA: true, transB: false, m: d, n: d, k: n, alpha: 1, a: z.dOut.ptr, lda: d, b: z.sw.ptr, ldb: d,
-             beta: 1, c: z.dpw2.ptr, ldc: d)
-        gemm(transA: false, transB: false, m: n, n: d, k: 2 * d, alpha: 1, a: z.dh1.ptr, lda: 2 * d, b: z.pw1.ptr,
-             ldb: d, beta: 1, c: z.dln1.ptr, ldc: d)
-        gemm(transA: true, transB: false, m: 2 * d, n: d, k: n, alpha: 1, a: z.dh1.ptr, lda: 2 * d, b: z.ln1.ptr,
-             ldb: d, beta: 1, c: z.dpw1.ptr, ldc: d)
+        gemm(compute, transA: false, transB: true, m: n, n: 2 * d, k: d, alpha: 1, a: z.ln1.ptr, lda: d, b: z.pw1.ptr,
+             ldb: d, beta: 0, c: z.h1.ptr, ldc: 2 * d)
+        gemm(compute, transA: false, transB: true, m: n, n: d, k: d, alpha: 1, a: z.sw.ptr, lda: d, b: z.pw2.ptr,
+             ldb: d, beta: 0, c: z.out.ptr, ldc: d)
+        gemm(compute, transA: false, transB: false, m: n, n: d, k: d, alpha: 1, a: z.dOut.ptr, lda: d, b: z.pw2.ptr,
+             ldb: d, beta: 1, c: z.dsw.ptr, ldc: d)
+        gemm(compute, transA: true, transB: false, m: d, n: d, k: n, alpha: 1, a: z.dOut.ptr, lda: d, b: z.sw.ptr,
+             ldb: d, beta: 1, c: z.dpw2.ptr, ldc: d)
+        gemm(compute, transA: false, transB: false, m: n, n: d, k: 2 * d, alpha: 1, a: z.dh1.ptr, lda: 2 * d,
+             b: z.pw1.ptr, ldb: d, beta: 1, c: z.dln1.ptr, ldc: d)
+        gemm(compute, transA: true, transB: false, m: 2 * d, n: d, k: n, alpha: 1, a: z.dh1.ptr, lda: 2 * d,
+             b: z.ln1.ptr, ldb: d, beta: 1, c: z.dpw1.ptr, ldc: d)
     }
 }
 
-/// Raw matrix-product throughput in GFLOP/s at one shape in the current precision and threads
+/// Raw matrix-product throughput in GFLOP/s at one shape with the given compute settings
 /// (C = A·B, e.g. the FFN's first product [N, d]·[d, f]): best of 3 single calls after a warm-up.
-public func matmulGflops(m: Int, n: Int, k: Int) -> Double {
+public func matmulGflops(_ compute: Compute, m: Int, n: Int, k: Int) -> Double {
     let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
     var rng = RandomStream(seed: 1, purpose: .test)
     rng.fillNormal(a.ptr, a.count)
@@ -282,8 +282,8 @@ public func matmulGflops(m: Int, n: Int, k: Int) -> Double {
     var best = Double.infinity
     for _ in 0..<4 {
         let s = monotonicSeconds()
-        gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: n, beta: 0,
-             c: c.ptr, ldc: n)
+        gemm(compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.ptr, lda: k, b: b.ptr, ldb: n,
+             beta: 0, c: c.ptr, ldc: n)
         best = min(best, monotonicSeconds() - s)
     }
     return 2 * Double(m) * Double(n) * Double(k) / best / 1e9

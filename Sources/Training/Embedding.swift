@@ -27,12 +27,13 @@ public struct Embedding {
         var maxT0: Int { t0s.max()! }
     }
 
-    /// Computes the embeddings of `folder`'s model and writes them to `out`. Returns the warnings (speaker
-    /// labels the table does not know).
-    public func run(_ folder: CheckpointFolder, out: String) throws -> [String] {
+    /// Computes the embeddings of `folder`'s model with `compute` and writes them to `out`. Returns the
+    /// warnings (speaker labels the table does not know).
+    public func run(_ folder: CheckpointFolder, compute: Compute, out: String) throws -> [String] {
         let config = folder.config
         let inputs = try features(config)
-        let model = W2VBertModel(config: config, maxBatch: batched ? audio.count : 1, maxFrames: inputs.maxT0)
+        let model = W2VBertModel(config: config, compute: compute, maxBatch: batched ? audio.count : 1,
+                                 maxFrames: inputs.maxT0)
         try folder.readParameters(model.layout, into: model.params.ptr)
         let (rows, warnings) = try speakerRows(folder)
         if layer == .speaker {

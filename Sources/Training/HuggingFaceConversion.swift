@@ -39,7 +39,8 @@ extension HuggingFace {
         var merged = 0
         if config.adapter.kind != .none {
             merged = layout.adapterParameterCount
-            (config, layout, params) = mergeAdapters(config: config, layout: layout, params: params.ptr)
+            // The merge's products in fp32 on one thread: the exported weights do not depend on the machine.
+            (config, layout, params) = mergeAdapters(.fp32(), config: config, layout: layout, params: params.ptr)
         }
         let left: [String]
         do {

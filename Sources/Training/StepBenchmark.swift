@@ -7,11 +7,14 @@ import W2VBert
 /// `w2vbert bench dist` on every rank of an MPI job). Measures the model and the network, not the disk.
 public struct StepBenchmark {
     public let config: Config
+    /// The settings every product runs with.
+    public let compute: Compute
     /// Utterances per micro-batch (per rank), seconds of audio per utterance, timed steps after one warm-up.
     public let batch: Int, seconds: Double, steps: Int
 
-    public init(config: Config, batch: Int, seconds: Double, steps: Int) {
+    public init(config: Config, compute: Compute, batch: Int, seconds: Double, steps: Int) {
         self.config = config
+        self.compute = compute
         self.batch = batch
         self.seconds = seconds
         self.steps = steps
@@ -19,10 +22,10 @@ public struct StepBenchmark {
 
     /// One process: forward, backward and AdamW on one micro-batch per step, with the step time, throughput,
     /// model FLOP rate against the raw matrix-product rate at the FFN's shape, and memory use.
-    /// `preset` and `threads` are only reported.
-    public func runModel(preset: String, threads: Int) -> BenchmarkRecord {
+    /// `preset` is only reported.
+    public func runModel(preset: String) -> BenchmarkRecord {
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 7)
-        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)
+        let model = W2VBertModel(config: config, compute: compute, maxBatch: batch, maxFrames: data.t0)
         let opt = Optimizer(config: config, layout: model.layout)
         var times: [Double] = []
         var bytesBefore = 0, heapBefore = 0
@@ -42,10 +45,10 @@ public struct StepBenchmark {
         }
         let median = times.sorted()[times.count / 2]
         let flops = config.trainingMatmulFlops(batch: batch, t0: data.t0, masked: data.masked)
-        let peak = matmulGflops(m: batch * data.t, n: config.model.ffnDim, k: config.model.dim)
+        let peak = matmulGflops(compute, m: batch * data.t, n: config.model.ffnDim, k: config.model.dim)
         return BenchmarkRecord([
             ("preset", preset), ("parameters", model.layout.parameterCount), ("batch", batch),
-            ("seconds_per_utterance", seconds), ("threads", threads), ("precision", Compute.precision.rawValue),
+            ("seconds_per_utterance", seconds), ("threads", compute.threads), ("precision", compute.precision.rawValue),
             ("steps", steps), ("step_time_median", median),
             ("audio_seconds_per_second", Double(batch) * seconds / median),
             ("model_gflop_per_step", flops / 1e9), ("model_gflops", flops / median / 1e9), ("matmul_gflops", peak),
@@ -64,7 +67,7 @@ public struct StepBenchmark {
         var config = self.config
         config.train.updateFreq = 1
         let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 11, microBatch: coll.rank)
-        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)
+        let model = W2VBertModel(config: config, compute: compute, maxBatch: batch, maxFrames: data.t0)
         let optimizer = Optimizer(config: config, layout: model.layout)
         let runner = StepRunner(config: config, model: model, optimizer: optimizer, collectives: coll, updateFreq: 1)
         var times: [Double] = [], hidden: [Double] = [], waits: [Double] = []

@@ -32,9 +32,9 @@ struct BenchDist: ParsableCommand {
             throw UsageError("\(error)")
         }
         let comm = try makeCommunicator()
-        startCompute(config.compute, announce: comm.rank == 0)
+        let compute = startCompute(config.compute, announce: comm.rank == 0)
         let coll = Collectives(comm: comm, timeout: 600)
-        let bench = StepBenchmark(config: config, batch: batch, seconds: seconds, steps: steps)
+        let bench = StepBenchmark(config: config, compute: compute, batch: batch, seconds: seconds, steps: steps)
         let record = try bench.runDistributed(coll, preset: preset)
         if comm.rank == 0 { print(record) }
         coll.stop()

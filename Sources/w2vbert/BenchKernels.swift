@@ -37,9 +37,9 @@ struct BenchKernels: ParsableCommand {
 
     func run() throws {
         let m = try Config.preset(preset).model
+        let compute = Compute(precision: Precision(rawValue: precision)!, threads: threads)
         let bench = KernelBenchmark(d: m.dim, heads: m.heads, ffn: m.ffnDim, kernel: m.convKernel, batch: batch,
-                                    t: Int(seconds * 25), threads: threads, precision: Precision(rawValue: precision)!,
-                                    repeats: repeats)
+                                    t: Int(seconds * 25), compute: compute, repeats: repeats)
         bench.run(emit: { print($0) }, log: { FileHandle.standardError.write(Data("bench kernels: \($0)\n".utf8)) })
     }
 }

@@ -30,8 +30,8 @@ struct BenchModel: ParsableCommand {
         } catch {
             throw UsageError("\(error)")
         }
-        let threads = startCompute(config.compute, threads: threads, announce: true)
-        let bench = StepBenchmark(config: config, batch: batch, seconds: seconds, steps: steps)
-        print(bench.runModel(preset: preset, threads: threads))
+        let compute = startCompute(config.compute, threads: threads, announce: true)
+        let bench = StepBenchmark(config: config, compute: compute, batch: batch, seconds: seconds, steps: steps)
+        print(bench.runModel(preset: preset))
     }
 }

@@ -3,12 +3,14 @@ import Foundation
 import Distributed
 import Training
 import W2VBert
+import Tensor
 import CProcess
 
-/// Runs a trainer-like body on this process's communicator and maps its errors to exit statuses: a
+/// Runs a trainer-like body on this process's communicator with the compute settings of `compute` (created
+/// once here, after MPI starts, and announced on rank 0) and maps its errors to exit statuses: a
 /// `TrainError` to its own status, anything else to 1. On more than one rank an error ends the job (a
 /// rank that failed must not leave the others waiting in a collective).
-func runDistributed(compute: ComputeConfig, _ body: (Communicator) throws -> TrainExit) throws {
+func runDistributed(compute: ComputeConfig, _ body: (Communicator, Compute) throws -> TrainExit) throws {
     // Before MPI starts: a SIGUSR1/SIGTERM that arrives early must set the stop flag, not kill the rank.
     w2v_install_stop_handlers()
     let comm: Communicator
@@ -17,10 +19,10 @@ func runDistributed(compute: ComputeConfig, _ body: (Communicator) throws -> Tra
     } catch {
         throw RuntimeError("cannot start MPI: \(error)")
     }
-    startCompute(compute, announce: comm.rank == 0)
+    let settings = startCompute(compute, announce: comm.rank == 0)
     let code: TrainExit
     do {
-        code = try body(comm)
+        code = try body(comm, settings)
     } catch let e as TrainError {
         FileHandle.standardError.write(Data("w2vbert: rank \(comm.rank): error: \(e.message)\n".utf8))
         code = e.exit

@@ -45,13 +45,13 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let folder = try checkpointFolder(checkpoint, overrides: overrides)
-        startCompute(folder.config.compute, announce: true)
+        let compute = startCompute(folder.config.compute, announce: true)
         var embedding = Embedding(audio: audio)
         embedding.layer = W2VBertModel.EmbedLayer(rawValue: layer)!
         embedding.batched = batch
         embedding.speakers = speakers
         embedding.saveFeatures = saveFeatures
-        for warning in try embedding.run(folder, out: out) {
+        for warning in try embedding.run(folder, compute: compute, out: out) {
             FileHandle.standardError.write(Data((warning + "\n").utf8))
         }
         let c = folder.config

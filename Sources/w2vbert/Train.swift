@@ -50,8 +50,8 @@ struct Train: ParsableCommand {
             throw RuntimeError("--init-from \(i): no such folder")
         }
         let o = options()
-        try runDistributed(compute: config.compute) { comm in
-            try Trainer(config: config, options: o, comm: comm).run()
+        try runDistributed(compute: config.compute) { comm, compute in
+            try Trainer(config: config, compute: compute, options: o, comm: comm).run()
         }
     }
 

@@ -18,8 +18,8 @@ struct Validate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: valid) else { throw RuntimeError("\(valid): no such manifest") }
         var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
         o.requireCheckpoint = true
-        try runDistributed(compute: config.compute) { comm in
-            try Trainer(config: config, options: o, comm: comm).evaluate()
+        try runDistributed(compute: config.compute) { comm, compute in
+            try Trainer(config: config, compute: compute, options: o, comm: comm).evaluate()
         }
     }
 }
