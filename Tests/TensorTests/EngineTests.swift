@@ -221,11 +221,13 @@ final class ThreadedKernelTests: XCTestCase {
         }
     }
 
-    func testElementwiseNormSoftmaxAttention() {
+    func testElementwiseAndNorms() {
         var rng = TestRNG(21)
         let n = 300, c = 96, count = 70_000
-        let x = rng.uniform(n * c, -3,
-                            3).floats, dy = rng.uniform(n * c).floats, w = rng.uniform(c).floats, bb = rng.uniform(c).floats
+        let x = rng.uniform(n * c, -3, 3).floats
+        let dy = rng.uniform(n * c).floats
+        let w = rng.uniform(c).floats
+        let bb = rng.uniform(c).floats
         let big = rng.uniform(count, -4, 4).floats, bigDy = rng.uniform(count).floats
         same("swish") { _ in
             let y = FloatBuffer(count: count), dx = FloatBuffer(bigDy)
@@ -278,6 +280,16 @@ final class ThreadedKernelTests: XCTestCase {
             columnSumAccumulate(out.ptr, A.ptr, rows: n * c / 96, cols: 96)
             return out.array
         }
+        same("softmax") { _ in
+            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
+            softmaxForward(y: y.ptr, x: X.ptr, n: n, v: c)
+            softmaxBackward(dx: dx.ptr, dy: DY.ptr, y: y.ptr, n: n, v: c)
+            return y.array + dx.array
+        }
+    }
+
+    func testConvolutions() {
+        var rng = TestRNG(22)
         for (b, t, c, g, p) in [(2, 20, 32, 16, 128), (3, 300, 12, 3, 8)] {
             let x = rng.uniform(b * t * c).floats, dy = rng.uniform(b * t * c).floats
             let w = rng.uniform(c * (c / g) * p).floats, bias = rng.uniform(c).floats
@@ -324,12 +336,10 @@ final class ThreadedKernelTests: XCTestCase {
                 return y.array + dx.array + dw.array + db.array
             }
         }
-        same("softmax") { _ in
-            let X = FloatBuffer(x), y = FloatBuffer(count: n * c), dx = FloatBuffer(count: n * c), DY = FloatBuffer(dy)
-            softmaxForward(y: y.ptr, x: X.ptr, n: n, v: c)
-            softmaxBackward(dx: dx.ptr, dy: DY.ptr, y: y.ptr, n: n, v: c)
-            return y.array + dx.array
-        }
+    }
+
+    func testAttention() {
+        var rng = TestRNG(23)
         for position in [AttentionPosition.none, .rope, .shaw(left: 4, right: 2)] {
             let b = 3, t = 37, d = 32, h = 4
             let q = rng.uniform(b * t * d).floats, k = rng.uniform(b * t * d).floats, v = rng.uniform(b * t * d).floats
@@ -352,12 +362,11 @@ final class ThreadedKernelTests: XCTestCase {
                 let shaw = shape.relCount > 0
                 lengths.withUnsafeBufferPointer { lp in
                     attentionForward(compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr,
-                                     v: V.ptr,
-                                     relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                                     v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
                 }
                 attentionBackward(compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil,
-                                  work: work.ptr, dOut: DO.ptr,
-                                  saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
+                                  work: work.ptr, dOut: DO.ptr, saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                                  relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
                 return out.array + dq.array + dk.array + dv.array + dR.array
             }
         }

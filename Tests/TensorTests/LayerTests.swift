@@ -332,8 +332,11 @@ final class HyperWeightTests: XCTestCase {
     func testHyperWeight() {
         var rng = TestRNG(14)
         for (o, i, E, r) in [(3, 5, 2, 2), (1, 1, 1, 0), (7, 4, 3, 1)] {
-            let base = rng.uniform(o * i), coef = rng.uniform(E * o * i), e = rng.uniform(E), a = rng.uniform(max(r,
-                                                                                                                  1) * i), b = rng.uniform(o * max(r, 1))
+            let base = rng.uniform(o * i)
+            let coef = rng.uniform(E * o * i)
+            let e = rng.uniform(E)
+            let a = rng.uniform(max(r, 1) * i)
+            let b = rng.uniform(o * max(r, 1))
             let ref: ([[Double]]) -> [Double] = {
                 HyperReference.weight(base: $0[0], coef: $0[1], e: $0[2], dim: E, a: r > 0 ? $0[3] : nil,
                                       b: r > 0 ? $0[4] : nil, rank: r, outDim: o, inDim: i)
