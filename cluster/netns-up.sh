@@ -4,7 +4,7 @@
 # runs). Writes $W2V_CLUSTER_STATE/netns/hostfile and prints the mpirun settings to use:
 #   bash cluster/netns-up.sh
 #   W2V_BIND=none W2V_MPIRUN_ARGS="$(cat /tmp/w2v-cluster/netns/mpirun-args)" \
-#     bash launch/mpirun-hosts.sh /tmp/w2v-cluster/netns/hostfile 2 mpi-check
+#     bash launch/mpirun-hosts.sh /tmp/w2v-cluster/netns/hostfile 2 check mpi
 # The rsh agent (cluster/rsh-agent.sh) starts Open MPI's daemon inside the namespace of the host it is
 # given, under `unshare --uts` with the hostname node1/node2. Idempotent; cluster/netns-down.sh removes
 # the namespaces, bridge, veths and state files. No traffic leaves the bridge (no route, no NAT).

@@ -13,8 +13,8 @@ source launch/lib.sh
 source cluster/lib.sh
 
 # ======================================================================================================
-# The payload, chosen here and nowhere else. `train` (the default) runs a short real training in every
-# test. `mpi-check` runs the MPI collectives check in tests slurm1/slurm2/netns and the stand-in trainer
+# The payload: `train` (the default) runs a short real training everywhere. `check-mpi` runs the MPI
+# collectives check (`w2vbert check mpi`) in tests slurm1/slurm2/netns and the stand-in trainer
 # (cluster/standin-payload.sh) in the signal/crash tests preempt/crash.
 W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-train}"
 # Training data for W2V_TEST_PAYLOAD=train: the first 120 utterances of the default corpus (prepared by
@@ -26,7 +26,7 @@ W2V_TEST_TRAIN_ARGS="${W2V_TEST_TRAIN_ARGS:---preset tiny --set train.max_frames
 # payload_short RUN_DIR: sets P_BIN and P_ARGS for a run that simply completes (slurm1, slurm2, netns).
 payload_short() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) P_BIN="$W2V_REAL_BIN"; P_ARGS=(mpi-check) ;;
+    check-mpi) P_BIN="$W2V_REAL_BIN"; P_ARGS=(check mpi) ;;
     train) P_BIN="$W2V_REAL_BIN"; P_ARGS=(train $W2V_TEST_TRAIN_ARGS --train "$W2V_TEST_TRAIN_TSV" --run-dir "$1" --max-steps 4) ;;
   esac
 }
@@ -35,7 +35,7 @@ payload_short() {
 # periodically, checkpoint and exit 75 on SIGUSR1/SIGTERM, and resume from RUN_DIR when started again.
 payload_long() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) P_BIN="$REPO/cluster/standin-payload.sh"; P_ARGS=(train --run-dir "$1" --max-steps 40)
+    check-mpi) P_BIN="$REPO/cluster/standin-payload.sh"; P_ARGS=(train --run-dir "$1" --max-steps 40)
                export W2V_STANDIN_STEP_SECONDS=0.2 W2V_STANDIN_CKPT_EVERY=5 ;;
     train) P_BIN="$W2V_REAL_BIN"; P_ARGS=(train $W2V_TEST_TRAIN_ARGS --train "$W2V_TEST_TRAIN_TSV" --run-dir "$1" --max-steps 40) ;;
   esac
@@ -44,7 +44,7 @@ payload_long() {
 # interruption falls mid-run.
 payload_progress() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) local s0 s1
+    check-mpi) local s0 s1
                s0="$(cat "$1/standin/start-0" 2>/dev/null)" s1="$(cat "$1/standin/step-0" 2>/dev/null)"
                [ -n "$s0" ] && [ -n "$s1" ] && [ $((s1 - s0)) -ge 3 ] ;;
     # train: at least 3 logged steps more than when payload_reset_progress last looked
@@ -56,14 +56,14 @@ payload_progress() {
 # payload_reset_progress RUN_DIR: forget the progress markers of the previous start (job is pending).
 payload_reset_progress() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) rm -f "$1"/standin/start-* "$1"/standin/step-* ;;
+    check-mpi) rm -f "$1"/standin/start-* "$1"/standin/step-* ;;
     train) grep -c '"kind":"train"' "$1/metrics.jsonl" > "$1/.progress-base" 2>/dev/null || echo 0 > "$1/.progress-base" ;;
   esac
 }
 # check_short LOG RANKS: the short run's output proves RANKS ranks ran and finished.
 check_short() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) expect_count "$1" ': ok$' "$2" "mpi-check ranks reporting ok"
+    check-mpi) expect_count "$1" ': ok$' "$2" "check mpi ranks reporting ok"
                ! grep -q FAILED "$1" || fail "a collective failed (see the log)" ;;
     train) expect_count "$1" '^finished at step 4$' 1 "finished runs"
            expect_count "$1" '^rank [0-9] of 2 on host ' 2 "ranks reporting their host" ;;
@@ -72,7 +72,7 @@ check_short() {
 # check_long LOG RUN_DIR RANKS: the interrupted run resumed from its checkpoint and finished.
 check_long() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) expect_count "$1" 'finished at step 40$' "$3" "ranks finishing at step 40"
+    check-mpi) expect_count "$1" 'finished at step 40$' "$3" "ranks finishing at step 40"
                grep -qE 'start at step [1-9][0-9]* of' "$1" || fail "no rank resumed from a checkpoint"
                [ "$(cat "$2/checkpoints/latest")" = 40 ] || fail "final checkpoint is not step 40" ;;
     train) [ "$(cat "$2/checkpoints/latest")" = step-00000040 ] || fail "final checkpoint is not step 40"
@@ -83,7 +83,7 @@ check_long() {
 # host names printed by the payload (two distinct ones expected across nodes), empty if it prints none.
 payload_hosts() {
   case "$W2V_TEST_PAYLOAD" in
-    mpi-check) sed -n 's/^mpi-check rank .* host \(.*\): ok$/\1/p' "$1" | sort -u ;;
+    check-mpi) sed -n 's/^check mpi: rank .* host \(.*\): ok$/\1/p' "$1" | sort -u ;;
     train) sed -n 's/^rank [0-9]* of [0-9]* on host \(.*\)$/\1/p' "$1" | sort -u ;;
   esac
 }

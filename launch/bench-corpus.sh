@@ -8,7 +8,7 @@
 #     (and, for contrast, decoding the whole hour as before);
 #  3. start-up of training (tiny preset, 2 ranks, 1 step) from a 2,000,000-line manifest against a
 #     2,000-line one: wall time and peak RSS per rank;
-#  4. the loader (`w2vbert bench-data`, 15.6 s crops, 1 and 2 decoding threads) on the 20 s file and on
+#  4. the loader (`w2vbert bench data`, 15.6 s crops, 1 and 2 decoding threads) on the 20 s file and on
 #     the one-hour recordings: audio seconds delivered per second;
 #  5. training (tiny, 1 rank, 30 steps) from those crops: audio s/s and data wait per step.
 #   launch/bench-corpus.sh [WORK_DIR (default /tmp/w2v-bench-corpus; several GB)]
@@ -108,12 +108,12 @@ done
 mkdir -p "$W/long"
 for f in hour.wav hour.ogg twenty.wav; do ln -sf "$W/$f" "$W/long/$f"; done
 "$BIN" prepare "$W/long" --out "$W/m-long" --valid-percent 0 --min-seconds 1 >/dev/null 2>&1
-echo "## loader (bench-data: 15.6 s crops, 30 micro-batches of 3, no simulated compute)"
+echo "## loader (bench data: 15.6 s crops, 30 micro-batches of 3, no simulated compute)"
 for f in twenty.wav hour.wav hour.ogg; do
   awk -v f="$f" 'NR == 1 { print; next } $1 == f { for (i = 0; i < 20; i++) print }' "$W/m-long/train.tsv" > "$W/m-loader-$f.tsv"
   for w in 1 2; do
     printf "%-10s workers %d: " "$f" "$w"
-    "$BIN" bench-data --manifest "$W/m-loader-$f.tsv" --seconds 10 --batches 30 --workers "$w" | grep "^loader:" | sed 's/.*of audio in/audio in/'
+    "$BIN" bench data --manifest "$W/m-loader-$f.tsv" --seconds 10 --batches 30 --workers "$w" | grep "^loader:" | sed 's/.*of audio in/audio in/'
   done
 done
 

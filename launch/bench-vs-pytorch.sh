@@ -13,7 +13,7 @@ source launch/lib.sh
 BIN="$(w2v_bin)"
 lines=()
 for p in fp32 bf16; do
-  s=$(set -x; "$BIN" bench --preset "$PRESET" --threads "$THREADS" --steps "$STEPS" --set compute.precision=$p | tail -n 1)
+  s=$(set -x; "$BIN" bench model --preset "$PRESET" --threads "$THREADS" --steps "$STEPS" --set compute.precision=$p | tail -n 1)
   echo "$s"; lines+=("$s")
   t=$(set -x; OMP_NUM_THREADS="$THREADS" "$PY" Tests/W2VBertTests/twin/w2vbert_twin.py bench --preset "$PRESET" \
     --threads "$THREADS" --steps "$STEPS" --precision $p | tail -n 1)

@@ -3,9 +3,9 @@
 
 step(N) = T_c + max(0, T_ar(N) − h·T_c),  T_ar(N) = 2(N−1)/N · S/β + 2(N−1)·α  (ring all-reduce of S bytes)
 
-T_c: one node's compute time for its micro-batch (measured `w2vbert bench`), h: share of the step that the
+T_c: one node's compute time for its micro-batch (measured `w2vbert bench model`), h: share of the step that the
 all-reduce can hide behind (backward, ≈ 2/3 of the matrix products), S: 4 bytes per parameter (gradients
-are reduced in f32 in both precisions), α, β: latency and bandwidth fitted to `w2vbert dist-check
+are reduced in f32 in both precisions), α, β: latency and bandwidth fitted to `w2vbert check dist
 --bandwidth`. Prints a Markdown table: step time and efficiency T_c / step for 1–64 nodes.
 
   python3 launch/scaling-model.py --base-fp32 S --base-bf16 S --alpha SEC --beta BYTES_PER_S [--hide 0.66] [--cores C]

@@ -10,7 +10,7 @@
 // 22.05 kHz measures −133 dB, and it differs from MEDIUM by −111 dB (ResampleTests). `best`, `medium`,
 // `fastest` are libsamplerate's SINC converters (MEDIUM: 121 dB SNR, 90 % bandwidth; BEST: 145 dB, 97 %).
 // Files already at 16 kHz are not touched. Measured on the fillets-ng-data-cs Ogg files (one core,
-// decode + resample, `bench-data`): polyphase 1332×, BEST 108×, MEDIUM 343×, FASTEST 632× real time. The
+// decode + resample, `bench data`): polyphase 1332×, BEST 108×, MEDIUM 343×, FASTEST 632× real time. The
 // top mel bins (> 7.2 kHz) of resampled audio are attenuated by the 90 % passband; `.best` (97 %) is
 // the option when that matters more than a 12× slower loader.
 //

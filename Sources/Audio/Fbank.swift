@@ -28,7 +28,7 @@
 //
 // Arithmetic: frame, FFT and mel sums in Double (see FFT.swift); mel weights are Kaldi's float values.
 // Speed: window, mel ranges and FFT tables are precomputed; the frame loop allocates nothing
-// (≈ 3000× real time on one core, see `w2vbert bench-data`). A KaldiFbank holds scratch buffers: use one
+// (≈ 3000× real time on one core, see `w2vbert bench data`). A KaldiFbank holds scratch buffers: use one
 // per thread.
 
 import Foundation

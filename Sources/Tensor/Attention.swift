@@ -26,18 +26,24 @@ public struct AttentionShape: Sendable {
     public init(b: Int, t: Int, d: Int, heads: Int, position: AttentionPosition) {
         precondition(d % heads == 0, "heads must divide d")
         if position == .rope { precondition((d / heads) % 2 == 0, "RoPE needs an even head dim") }
-        self.b = b; self.t = t; self.d = d; self.heads = heads; self.position = position
+        self.b = b
+        self.t = t
+        self.d = d
+        self.heads = heads
+        self.position = position
     }
     /// Floats forward saves for backward: the probabilities [B, h, T, T] and, with RoPE, rotated q and k.
     public var savedCount: Int { b * heads * t * t + (isRope ? 2 * b * t * d : 0) }
     /// Scratch floats per thread (one (utterance, head) pair at a time).
     public var perThreadWorkspace: Int { t * t + t * max(relCount, 1) }
-    /// Scratch floats needed by forward and backward (not kept between them): one per-pair workspace per
-    /// thread of `Compute.threads` (as configured when the caller sized it), then RoPE's rotated gradients.
-    /// With Shaw keys, one dE contribution per (utterance, head) pair, summed in pair order after the pairs ran.
-    public var workspaceCount: Int { perThreadWorkspace * Compute.threads + (isRope ? 2 * b * t * d : 0) + b * heads * relCount * dh }
+    /// Scratch floats needed by forward and backward (not kept between them) run with `threads` threads
+    /// (`compute.threads`): one per-pair workspace per thread, then RoPE's rotated gradients. With Shaw
+    /// keys, one dE contribution per (utterance, head) pair, summed in pair order after the pairs ran.
+    public func workspaceCount(threads: Int) -> Int {
+        perThreadWorkspace * threads + (isRope ? 2 * b * t * d : 0) + b * heads * relCount * dh
+    }
     /// Threads that share the (utterance, head) pairs.
-    var pairParts: Int { max(1, min(Compute.threads, b * heads)) }
+    func pairParts(_ threads: Int) -> Int { max(1, min(threads, b * heads)) }
 }
 
 /// Rotates pairs (i, i + dh/2) of every head by angle pos·θ_i, θ_i = 10000^(−2i/dh); inverse = true
@@ -66,8 +72,8 @@ func ropeApply(_ dst: FPtr, _ src: CFPtr, b: Int, t: Int, d: Int, heads: Int, in
 @inline(__always) func relIndex(_ delta: Int, _ left: Int, _ right: Int) -> Int { min(max(delta, -left), right) + left }
 
 /// Forward. saved: shape.savedCount floats; work: shape.workspaceCount floats; relKey: E (shaw only).
-public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CFPtr, v: CFPtr, relKey: CFPtr?,
-                             lengths: UnsafePointer<Int32>, shape s: AttentionShape) {
+public func attentionForward(_ compute: Compute, out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CFPtr, v: CFPtr,
+                             relKey: CFPtr?, lengths: UnsafePointer<Int32>, shape s: AttentionShape) {
     let t = s.t, d = s.d, dh = s.dh, h = s.heads
     let scale = 1 / Float(dh).squareRoot()
     let probs = saved
@@ -76,9 +82,10 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
         let qr = saved + s.b * h * t * t, kr = qr + s.b * t * d
         ropeApply(qr, q, b: s.b, t: t, d: d, heads: h, inverse: false)
         ropeApply(kr, k, b: s.b, t: t, d: d, heads: h, inverse: false)
-        qs = CFPtr(qr); ks = CFPtr(kr)
+        qs = CFPtr(qr)
+        ks = CFPtr(kr)
     }
-    let parts = s.pairParts, per = s.perThreadWorkspace
+    let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace
     // Each part owns a contiguous range of (utterance, head) pairs and its own workspace; every output
     // element is written by one part with the same arithmetic as one thread.
     parallelFor(parts) { p0, p1 in
@@ -90,11 +97,11 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
         do {
             let off = bi * t * d + hh * dh
             let p = probs + (bi * h + hh) * t * t
-            gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: qs + off, lda: d,
+            gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: qs + off, lda: d,
                  b: ks + off, ldb: d, beta: 0, c: p, ldc: t)
             if case let .shaw(left, right) = s.position, let relKey {
                 let r = left + right + 1
-                gemm(transA: false, transB: true, m: t, n: r, k: dh, alpha: scale, a: q + off, lda: d,
+                gemm(compute, transA: false, transB: true, m: t, n: r, k: dh, alpha: scale, a: q + off, lda: d,
                      b: relKey, ldb: dh, beta: 0, c: rel, ldc: r)
                 for i in 0..<t {
                     let pr = p + i * t, rr = rel + i * r
@@ -103,7 +110,7 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
             }
             if len < t { for i in 0..<t { (p + i * t + len).update(repeating: -.infinity, count: t - len) } }
             softmaxForward(y: p, x: p, n: t, v: t)
-            gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: v + off, ldb: d,
+            gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: v + off, ldb: d,
                  beta: 0, c: out + off, ldc: d)
         }
     }
@@ -113,7 +120,7 @@ public func attentionForward(out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CF
 
 /// Backward: accumulates dq, dk, dv [B, T, d] (or overwrites them: `write`) and dRelKey (shaw). Reads what
 /// forward saved.
-public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work: FPtr, dOut: CFPtr,
+public func attentionBackward(_ compute: Compute, dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work: FPtr, dOut: CFPtr,
                               saved: CFPtr, q: CFPtr, k: CFPtr, v: CFPtr, relKey: CFPtr?,
                               shape s: AttentionShape, write: GradientWrite = .accumulate) {
     let t = s.t, d = s.d, dh = s.dh, h = s.heads
@@ -122,16 +129,18 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
     var qs = q, ks = k
     var dqs = dq, dks = dk
     let relCount = max(s.relCount, 1)
-    let parts = s.pairParts, per = s.perThreadWorkspace
+    let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace
     _ = relCount
     if s.isRope {
-        qs = saved + s.b * h * t * t; ks = qs + s.b * t * d
-        dqs = work + per * Compute.threads; dks = dqs + s.b * t * d   // every head's slice written first below
+        qs = saved + s.b * h * t * t
+        ks = qs + s.b * t * d
+        dqs = work + per * compute.threads
+        dks = dqs + s.b * t * d   // every head's slice written first below
     }
     // The first product into each head's slice of dv, dq (dq'), dk (dk') overwrites it or adds to it.
     let betaV: Float = write == .overwrite ? 0 : 1, betaQK: Float = write == .overwrite || s.isRope ? 0 : 1
     let dqsC = dqs, dksC = dks, qsC = qs, ksC = ks
-    let dRelParts = work + per * Compute.threads   // Shaw (never with RoPE): [B·h, r, dh]
+    let dRelParts = work + per * compute.threads   // Shaw (never with RoPE): [B·h, r, dh]
     parallelFor(parts) { p0, p1 in
     for part in p0..<p1 {
     let dp = work + part * per, drel = dp + t * t
@@ -141,9 +150,9 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
         do {
             let off = bi * t * d + hh * dh
             let p = probs + (bi * h + hh) * t * t
-            gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d, b: v + off, ldb: d,
-                 beta: 0, c: dp, ldc: t)
-            gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dOut + off, ldb: d,
+            gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d, b: v + off,
+                 ldb: d, beta: 0, c: dp, ldc: t)
+            gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dOut + off, ldb: d,
                  beta: betaV, c: dv + off, ldc: d)
             // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
             for i in 0..<t {
@@ -151,10 +160,10 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                 let dd = dot(pr, dr, t)
                 for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
             }
-            gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: ks + off, ldb: d,
-                 beta: betaQK, c: dqs + off, ldc: d)
-            gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: qs + off, ldb: d,
-                 beta: betaQK, c: dks + off, ldc: d)
+            gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: ks + off,
+                 ldb: d, beta: betaQK, c: dqs + off, ldc: d)
+            gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t, b: qs + off,
+                 ldb: d, beta: betaQK, c: dks + off, ldc: d)
             if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
                 let r = left + right + 1
                 drel.update(repeating: 0, count: t * r)
@@ -162,10 +171,10 @@ public func attentionBackward(dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work
                     let dr = dp + i * t, rr = drel + i * r
                     for j in 0..<t { rr[relIndex(j - i, left, right)] += dr[j] }
                 }
-                gemm(transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r, b: relKey, ldb: dh,
-                     beta: 1, c: dq + off, ldc: d)
-                gemm(transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r, b: q + off, ldb: d,
-                     beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
+                gemm(compute, transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r, b: relKey,
+                     ldb: dh, beta: 1, c: dq + off, ldc: d)
+                gemm(compute, transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r, b: q + off,
+                     ldb: d, beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
             }
         }
     }
@@ -211,7 +220,8 @@ public enum AttentionReference {
                 } } } }
                 return y
             }
-            qq = rot(q); kk = rot(k)
+            qq = rot(q)
+            kk = rot(k)
         }
         var out = [Double](repeating: 0, count: s.b * t * d)
         let scale = 1 / Double(dh).squareRoot()

@@ -50,38 +50,38 @@ func groupedPad(_ xg: FPtr, _ xb: CFPtr, g: Int, t: Int, c: Int, cg: Int, p: Int
 
 /// Runs task(slot, i) for i in 0..<count, task i on slot i mod slots (slots ≤ the workspace's).
 @inline(__always)
-func groupedTasks(_ count: Int, slots: Int, _ task: (Int, Int) -> Void) {
-    let n = max(1, min(slots, Compute.threads, count))
+func groupedTasks(_ compute: Compute, _ count: Int, slots: Int, _ task: (Int, Int) -> Void) {
+    let n = max(1, min(slots, compute.threads, count))
     parallelFor(n) { lo, hi in
         for slot in lo..<hi { for i in stride(from: slot, to: count, by: n) { task(slot, i) } }
     }
 }
 
-public func groupedConv1dForward(y: FPtr, work: FPtr, slots: Int, x: CFPtr, weight: CFPtr, bias: CFPtr,
-                                 b: Int, t: Int, c: Int, groups: Int, p: Int) {
+public func groupedConv1dForward(_ compute: Compute, y: FPtr, work: FPtr, slots: Int, x: CFPtr, weight: CFPtr,
+                                 bias: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
     let cg = c / groups, width = cg * p, wk = work, slotBase = work + 2 * c * width
     let per = groupedSlotCount(t: t, cg: cg, p: p)
     groupedTapMajor(wk, weight, c: c, cg: cg, p: p)
-    groupedTasks(b * groups, slots: slots) { slot, task in
+    groupedTasks(compute, b * groups, slots: slots) { slot, task in
         let bi = task / groups, g = task % groups, xg = slotBase + slot * per
         groupedPad(xg, x + bi * t * c, g: g, t: t, c: c, cg: cg, p: p)
         let yb = y + bi * t * c + g * cg
         for ti in 0..<t { (yb + ti * c).update(from: bias + g * cg, count: cg) }
         for t0 in stride(from: 0, to: t, by: groupedChunk) {
-            gemm(transA: false, transB: true, m: min(groupedChunk, t - t0), n: cg, k: width, alpha: 1, a: xg + t0 * cg, lda: cg,
-                 b: wk + g * cg * width, ldb: width, beta: 1, c: yb + t0 * c, ldc: c)
+            gemm(compute, transA: false, transB: true, m: min(groupedChunk, t - t0), n: cg, k: width, alpha: 1,
+                 a: xg + t0 * cg, lda: cg, b: wk + g * cg * width, ldb: width, beta: 1, c: yb + t0 * c, ldc: c)
         }
     }
 }
 
 /// Accumulates dx, dW, db.
-public func groupedConv1dBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, slots: Int, dy: CFPtr, x: CFPtr,
-                                  weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
+public func groupedConv1dBackward(_ compute: Compute, dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, slots: Int,
+                                  dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
     let cg = c / groups, width = cg * p, pad = p / 2, wk = work, dwk = work + c * width, slotBase = work + 2 * c * width
     let per = groupedSlotCount(t: t, cg: cg, p: p)
     columnSumAccumulate(dBias, dy, rows: b * t, cols: c)
     groupedTapMajor(wk, weight, c: c, cg: cg, p: p)
-    groupedTasks(groups, slots: slots) { slot, g in
+    groupedTasks(compute, groups, slots: slots) { slot, g in
         let xg = slotBase + slot * per, dxg = xg + (t + p) * cg, dcols = dxg + (t + p) * cg
         let dwg = dwk + g * cg * width
         dwg.update(repeating: 0, count: cg * width)
@@ -91,9 +91,9 @@ public func groupedConv1dBackward(dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FP
             let dyb = dy + bi * t * c + g * cg
             for t0 in stride(from: 0, to: t, by: groupedChunk) {
                 let rows = min(groupedChunk, t - t0)
-                gemm(transA: true, transB: false, m: cg, n: width, k: rows, alpha: 1, a: dyb + t0 * c, lda: c,
+                gemm(compute, transA: true, transB: false, m: cg, n: width, k: rows, alpha: 1, a: dyb + t0 * c, lda: c,
                      b: xg + t0 * cg, ldb: cg, beta: 1, c: dwg, ldc: width)
-                gemm(transA: false, transB: false, m: rows, n: width, k: cg, alpha: 1, a: dyb + t0 * c, lda: c,
+                gemm(compute, transA: false, transB: false, m: rows, n: width, k: cg, alpha: 1, a: dyb + t0 * c, lda: c,
                      b: wk + g * cg * width, ldb: width, beta: 0, c: dcols, ldc: width)
                 // The window's gradient back onto xg: row r covers xg[(t0 + r)·Cg ..< +Cg·P].
                 for r in 0..<rows {
@@ -216,7 +216,8 @@ public enum Conv1dReference {
         } } }
         return y
     }
-    public static func depthwise(x: [Double], weight: [Double], b: Int, t: Int, c: Int, k: Int, causal: Bool) -> [Double] {
+    public static func depthwise(x: [Double], weight: [Double], b: Int, t: Int, c: Int, k: Int,
+                                 causal: Bool) -> [Double] {
         let left = causal ? k - 1 : (k - 1) / 2
         var y = [Double](repeating: 0, count: b * t * c)
         for bi in 0..<b { for ti in 0..<t { for ch in 0..<c {

@@ -8,7 +8,11 @@ public struct Conv2dShape: Sendable {
     public var wo: Int { w >= 3 ? (w - 3) / 2 + 1 : 0 }
     public var colsCount: Int { cin * 9 * ho * wo + cin * 9 * cout }
     public init(b: Int, cin: Int, cout: Int, h: Int, w: Int) {
-        self.b = b; self.cin = cin; self.cout = cout; self.h = h; self.w = w
+        self.b = b
+        self.cin = cin
+        self.cout = cout
+        self.h = h
+        self.w = w
     }
 }
 
@@ -42,7 +46,8 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy
 
 // Intended mirror of im2col3x3s2 (the same loops, gather ↔ scatter-add).
 @inline(__always)
-func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int, zeroFirst: Bool) {
+func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int,
+                           zeroFirst: Bool) {
     let nn = rows * wo
     // Channels over the threads (the nine rows of one channel overlap in dx); `zeroFirst` zeroes the
     // channel's plane just before the first chunk's rows are added (it is then still in cache).
@@ -62,8 +67,8 @@ func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, 
 }
 
 /// y = conv(x) + bias, by utterance and by chunks of output rows (`colsBudget` floats of cols at a time).
-public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr, shape s: Conv2dShape,
-                          colsBudget: Int = conv2dColsBudget) {
+public func conv2dForward(_ compute: Compute, y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
+                          shape s: Conv2dShape, colsBudget: Int = conv2dColsBudget) {
     let hw = s.ho * s.wo, k9 = s.cin * 9, step = s.chunkRows(colsBudget)
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, yb = y + bi * s.cout * hw
@@ -71,7 +76,7 @@ public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CF
         for oy0 in stride(from: 0, to: s.ho, by: step) {
             let rows = min(step, s.ho - oy0), nn = rows * s.wo
             im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0, rows: rows)
-            gemm(transA: false, transB: false, m: s.cout, n: nn, k: k9, alpha: 1, a: weight, lda: k9,
+            gemm(compute, transA: false, transB: false, m: s.cout, n: nn, k: k9, alpha: 1, a: weight, lda: k9,
                  b: cols, ldb: nn, beta: 1, c: yb + oy0 * s.wo, ldc: hw)
         }
     }
@@ -79,7 +84,7 @@ public func conv2dForward(y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CF
 
 /// Accumulates dx (may be nil for the first layer; `write` .overwrite stores it instead), dW, db. `cols` is
 /// workspace (recomputed per utterance and chunk of output rows, as in forward).
-public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
+public func conv2dBackward(_ compute: Compute, dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
                            weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate,
                            colsBudget: Int = conv2dColsBudget) {
     let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw, step = s.chunkRows(colsBudget)
@@ -99,10 +104,10 @@ public func conv2dBackward(dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy
             // dWᵀ [Cin·9, Cout] += cols · dyᵀ: the transposed operand is dy, not the 9·Cin/Cout times larger cols
             // (bf16 converts a transposed operand far slower than a plain one); dWᵀ sums every utterance and
             // chunk and is added into dW once after the loop.
-            gemm(transA: false, transB: true, m: k9, n: s.cout, k: nn, alpha: 1, a: cols, lda: nn,
+            gemm(compute, transA: false, transB: true, m: k9, n: s.cout, k: nn, alpha: 1, a: cols, lda: nn,
                  b: dyc, ldb: hw, beta: bi == 0 && oy0 == 0 ? 0 : 1, c: dWt, ldc: s.cout)
             if let dx {
-                gemm(transA: true, transB: false, m: k9, n: nn, k: s.cout, alpha: 1, a: weight, lda: k9,
+                gemm(compute, transA: true, transB: false, m: k9, n: nn, k: s.cout, alpha: 1, a: weight, lda: k9,
                      b: dyc, ldb: hw, beta: 0, c: cols, ldc: nn)
                 col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0,
                                       rows: rows, zeroFirst: write == .overwrite && oy0 == 0)
@@ -122,7 +127,8 @@ public enum Conv2dReference {
         for bi in 0..<s.b { for o in 0..<s.cout { for oy in 0..<s.ho { for ox in 0..<s.wo {
             var acc = bias[o]
             for c in 0..<s.cin { for ky in 0..<3 { for kx in 0..<3 {
-                acc += weight[((o * s.cin + c) * 3 + ky) * 3 + kx] * x[((bi * s.cin + c) * s.h + 2 * oy + ky) * s.w + 2 * ox + kx]
+                let input = x[((bi * s.cin + c) * s.h + 2 * oy + ky) * s.w + 2 * ox + kx]
+                acc += weight[((o * s.cin + c) * 3 + ky) * 3 + kx] * input
             } } }
             y[((bi * s.cout + o) * s.ho + oy) * s.wo + ox] = acc
         } } } }

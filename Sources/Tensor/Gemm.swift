@@ -1,71 +1,12 @@
 import CBLAS
 import CCompute
 
-/// Operand precision of the matrix products (issue 10). Everything that is not a GEMM operand stays f32.
-public enum Precision: String, Sendable, CaseIterable { case fp32, bf16 }
-
-/// The library behind `gemm` for f32 products (bf16 products always use oneDNN).
-public enum GemmEngine: String, Sendable, CaseIterable { case onednn, openblas }
-
-/// Process-wide compute settings: set once at start-up (`Compute.configure`) before any model work, read
-/// by every GEMM. Not changed while kernels run.
-public enum Compute {
-    nonisolated(unsafe) public private(set) static var precision: Precision = .fp32
-    nonisolated(unsafe) public private(set) static var f32Engine: GemmEngine = defaultF32Engine
-    /// Threads inside this rank (the pool's size; 1 = everything on the calling thread).
-    public static var threads: Int { Int(w2v_pool_threads()) }
-    /// True when the CPU multiplies bf16 natively (avx512_bf16 or AMX), as oneDNN sees it.
-    public static var hasNativeBF16: Bool { w2v_dnnl_has_bf16() != 0 }
-    /// CPUs this process may run on (its affinity mask).
-    public static var affinityCPUs: Int { Int(w2v_affinity_cpus()) }
-    public static var oneDNNVersion: String { String(cString: w2v_dnnl_version()) }
-
-    /// oneDNN when it has AVX-512 kernels for this CPU (it beats Debian's OpenBLAS 0.3.21, which falls
-    /// back to its Haswell kernels on Zen 4/5), else OpenBLAS. `W2VBERT_F32_GEMM=openblas|onednn` overrides.
-    static var defaultF32Engine: GemmEngine {
-        if let e = getenv("W2VBERT_F32_GEMM").flatMap({ GemmEngine(rawValue: String(cString: $0)) }) { return e }
-        return w2v_dnnl_has_avx512() != 0 ? .onednn : .openblas
-    }
-
-    /// Applies a precision and a thread count. Returns the start-up log line and, when bf16 was asked for on
-    /// a CPU without native bf16, a warning (the run continues in fp32).
-    @discardableResult
-    public static func configure(precision wanted: Precision, threads: Int, f32Engine engine: GemmEngine? = nil) -> (log: String, warning: String?) {
-        var warning: String?
-        var p = wanted
-        if wanted == .bf16 && !hasNativeBF16 {
-            warning = "compute.precision bf16 needs a CPU with native bf16 (avx512_bf16 or AMX) and this one has none; running in fp32"
-            p = .fp32
-        }
-        precision = p
-        f32Engine = engine ?? defaultF32Engine
-        if f32Engine == .onednn && w2v_dnnl_has_avx512() == 0 && engine == nil { f32Engine = .openblas }
-        let n = max(1, threads)
-        w2v_pool_set_threads(Int32(n))
-        // GEMMs are split over the pool by Tensor itself; the libraries run one thread per caller.
-        openblas_set_num_threads(1)
-        w2v_dnnl_set_threads(1)
-        // One small product per precision in use, so the log can name the kernels oneDNN picked.
-        var impl = ""
-        if p == .bf16 || f32Engine == .onednn {
-            let a = FloatBuffer(count: 64 * 64), c = FloatBuffer(count: 64 * 64)
-            gemm(transA: false, transB: false, m: 64, n: 64, k: 64, alpha: 1, a: a.ptr, lda: 64, b: a.ptr, ldb: 64, beta: 0, c: c.ptr, ldc: 64)
-            impl = String(cString: w2v_dnnl_last_impl())
-        }
-        let f32 = f32Engine == .onednn ? "oneDNN \(oneDNNVersion) matmul" : "OpenBLAS sgemm"
-        let log = p == .bf16
-            ? "compute: precision bf16 (oneDNN \(oneDNNVersion) matmul \(impl), f32 accumulation), f32 GEMMs \(f32), \(Compute.threads) thread(s)"
-            : "compute: precision fp32, GEMMs \(f32)\(impl.isEmpty ? "" : " \(impl)"), \(Compute.threads) thread(s)"
-        return (log, warning)
-    }
-}
-
 /// Smallest product (m·n·k) split over the pool's threads; below it one thread does the whole product.
 let gemmSplitWork = 1 << 19
 
 /// The one GEMM entry point. Row-major C[M×N] = alpha·op(A)[M×K]·op(B)[K×N] + beta·C.
 /// lda/ldb/ldc are the row strides of A, B, C as stored (before op).
-/// Engine: `Compute.precision` bf16 → oneDNN with bf16 operands and f32 accumulation; fp32 → `Compute.f32Engine`.
+/// Engine: `compute.precision` bf16 → oneDNN with bf16 operands and f32 accumulation; fp32 → `compute.f32Engine`.
 /// With more than one thread and enough work, C is cut into one block of rows (of columns when M is small
 /// and N > M) per thread; every element of C is still computed by one call over the whole K. In bf16 the
 /// operands are converted once (split over the threads too) before the blocks are multiplied.
@@ -75,44 +16,59 @@ let gemmSplitWork = 1 << 19
 /// `bias` [N] (only with alpha 1 and beta 0): C = op(A)·op(B) + bias on every row, added by oneDNN as the
 /// product is written (OpenBLAS: the rows are set to the bias first and the product added).
 @inline(__always)
-public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+public func gemm(_ compute: Compute, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                  alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
                  beta: Float, c: FPtr, ldc: Int, bias: CFPtr? = nil) {
     if m == 0 || n == 0 { return }
     precondition(bias == nil || (alpha == 1 && beta == 0), "gemm: a bias needs alpha 1 and beta 0")
     var bias = bias, beta = beta
-    if k == 0 || (bias != nil && Compute.precision == .fp32 && Compute.f32Engine == .openblas) {
+    if k == 0 || (bias != nil && compute.precision == .fp32 && compute.f32Engine == .openblas) {
         // C starts as the bias, or beta·C (BLAS would leave C scaled by beta for k = 0; make that explicit).
         parallelFor(m, grain: max(1, elementChunk / n)) { lo, hi in
             for i in lo..<hi {
                 let row = c + i * ldc
-                if let bias { row.update(from: bias, count: n) } else { for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
+                if let bias {
+                    row.update(from: bias, count: n)
+                } else {
+                    for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+                }
             }
         }
         if k == 0 { return }
-        bias = nil; beta = 1
+        bias = nil
+        beta = 1
     }
-    let threads = Compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0 ? Compute.threads : 1
-    if Compute.precision == .bf16 {
-        gemmBF16(threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
+    let split = compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0
+    let threads = split ? compute.threads : 1
+    if compute.precision == .bf16 {
+        gemmBF16(compute, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a,
+                 lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
+    let engine = compute.f32Engine
     var a = a, lda = lda, b = b, ldb = ldb
-    if !transA && lda < k { a = denseCopy(0, a, ld: lda, rows: m, cols: k, threads: threads); lda = k }
-    if !transB && ldb < n { b = denseCopy(1, b, ld: ldb, rows: k, cols: n, threads: threads); ldb = n }
+    if !transA && lda < k {
+        a = denseCopy(0, a, ld: lda, rows: m, cols: k, threads: threads)
+        lda = k
+    }
+    if !transB && ldb < n {
+        b = denseCopy(1, b, ld: ldb, rows: k, cols: n, threads: threads)
+        ldb = n
+    }
     if threads == 1 {
-        gemmF32(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                beta: beta, c: c, ldc: ldc, bias: bias)
+        gemmF32(engine, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+                ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
         if byRows {
-            gemmF32(transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
-                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc, bias: bias)
+            gemmF32(engine, transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
+                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc,
+                    bias: bias)
         } else {
-            gemmF32(transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
-                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc, bias: bias.map { $0 + s })
+            gemmF32(engine, transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
+                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc,
+                    bias: bias.map { $0 + s })
         }
     }
 }
@@ -124,10 +80,13 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
 @inline(__always)
 func splitBlocks(threads: Int, m: Int, n: Int, _ body: (_ byRows: Bool, _ start: Int, _ end: Int) -> Void) {
     let byRows = m >= 64 * threads || m >= n
-    let total = byRows ? m : n, blocks = (total + 15) / 16, parts = min(threads, blocks)
+    let total = byRows ? m : n
+    let blocks = (total + 15) / 16
+    let parts = min(threads, blocks)
     parallelFor(parts) { lo, hi in
         for p in lo..<hi {
-            let s = blocks * p / parts * 16, e = min(blocks * (p + 1) / parts * 16, total)
+            let s = blocks * p / parts * 16
+            let e = min(blocks * (p + 1) / parts * 16, total)
             if s < e { body(byRows, s, e) }
         }
     }
@@ -152,35 +111,43 @@ struct SharedOperand {
     var packed: UnsafeMutablePointer<UInt16>?
 }
 
-/// Operands shared by the products inside `withSharedOperand` (main thread, top-level products only).
-nonisolated(unsafe) var sharedOperands: [SharedOperand] = []
+/// Operands shared by the products inside `withSharedOperand`: one list per `Compute` value, used only by
+/// top-level products on the thread that runs them (never from pool tasks), hence unchecked Sendable.
+final class SharedOperands: @unchecked Sendable {
+    var list: [SharedOperand] = []
+}
 
 /// Inside body, bf16 products that read x (rows × cols, row stride ld) as stored — as A (either transpose)
 /// or as a non-transposed B — convert it once instead of once per product (a Linear's dy for its dx and dW
 /// products; the attention's LayerNorm output for q, k and v). x must not change inside body. Scopes nest
 /// two deep; fp32 ignores them. Results are identical (the conversion is exact per element).
 @inline(__always)
-public func withSharedOperand<R>(_ x: CFPtr, rows: Int, cols: Int, ld: Int, _ body: () throws -> R) rethrows -> R {
-    if Compute.precision != .bf16 || w2v_pool_in_task() != 0 || sharedOperands.count >= 2 { return try body() }
-    sharedOperands.append(SharedOperand(source: x, rows: rows, cols: cols, ld: ld, packed: nil))
-    defer { sharedOperands.removeLast() }
+public func withSharedOperand<R>(_ compute: Compute, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
+                                 _ body: () throws -> R) rethrows -> R {
+    let shared = compute.shared
+    if compute.precision != .bf16 || w2v_pool_in_task() != 0 || shared.list.count >= 2 { return try body() }
+    shared.list.append(SharedOperand(source: x, rows: rows, cols: cols, ld: ld, packed: nil))
+    defer { shared.list.removeLast() }
     return try body()
 }
 
 /// The shared bf16 copy of x as stored (packing it on first use), or nil when x is not shared.
 @inline(__always)
-func sharedPacked(_ x: CFPtr, rows: Int, cols: Int, ld: Int, threads: Int) -> UnsafePointer<UInt16>? {
-    if sharedOperands.isEmpty || w2v_pool_in_task() != 0 { return nil }
-    for i in sharedOperands.indices {
-        let e = sharedOperands[i]
+func sharedPacked(_ shared: SharedOperands, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
+                  threads: Int) -> UnsafePointer<UInt16>? {
+    if shared.list.isEmpty || w2v_pool_in_task() != 0 { return nil }
+    for i in shared.list.indices {
+        let e = shared.list[i]
         guard e.source == x && e.rows == rows && e.cols == cols && e.ld == ld else { continue }
         if let p = e.packed { return UnsafePointer(p) }
         guard let raw = w2v_thread_buffer(Int32(2 + i), rows * cols * 2) else {
             fatalError("out of memory for a shared bf16 operand (\(rows)×\(cols))")
         }
         let p = raw.assumingMemoryBound(to: UInt16.self)
-        parallelFor(rows, grain: threads > 1 ? 64 : Int.max) { lo, hi in w2v_bf16_pack(p, x, ld, rows, cols, 0, lo, hi) }
-        sharedOperands[i].packed = p
+        parallelFor(rows, grain: threads > 1 ? 64 : Int.max) { lo, hi in
+            w2v_bf16_pack(p, x, ld, rows, cols, 0, lo, hi)
+        }
+        shared.list[i].packed = p
         return UnsafePointer(p)
     }
     return nil
@@ -189,32 +156,41 @@ func sharedPacked(_ x: CFPtr, rows: Int, cols: Int, ld: Int, threads: Int) -> Un
 /// bf16 product: A packed as stored and B as [K×N] into the calling thread's buffers (rows split over the
 /// threads; shared operands are packed once), then one oneDNN call per block of C.
 @inline(__always)
-func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
-              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
-    let ra = transA ? k : m, ca = transA ? m : k
+func gemmBF16(_ compute: Compute, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+              a: CFPtr, lda: Int, b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
+    let ra = transA ? k : m
+    let ca = transA ? m : k
     guard let rawA = w2v_thread_buffer(0, ra * ca * 2), let rawB = w2v_thread_buffer(1, k * n * 2) else {
         fatalError("out of memory for the bf16 operands of a \(m)×\(n)×\(k) product")
     }
     let grain = threads > 1 ? 64 : Int.max
-    var pa = UnsafePointer(rawA.assumingMemoryBound(to: UInt16.self)), pb = UnsafePointer(rawB.assumingMemoryBound(to: UInt16.self))
-    if let shared = sharedPacked(a, rows: ra, cols: ca, ld: lda, threads: threads) { pa = shared } else {
+    var pa = UnsafePointer(rawA.assumingMemoryBound(to: UInt16.self))
+    var pb = UnsafePointer(rawB.assumingMemoryBound(to: UInt16.self))
+    if let shared = sharedPacked(compute.shared, a, rows: ra, cols: ca, ld: lda, threads: threads) {
+        pa = shared
+    } else {
         let dst = rawA.assumingMemoryBound(to: UInt16.self)
         parallelFor(ra, grain: grain) { lo, hi in w2v_bf16_pack(dst, a, lda, ra, ca, 0, lo, hi) }
     }
     let dst = rawB.assumingMemoryBound(to: UInt16.self)
     if transB {
         parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, n, k, 1, lo, hi) }
-    } else if let shared = sharedPacked(b, rows: k, cols: n, ld: ldb, threads: threads) { pb = shared } else {
+    } else if let shared = sharedPacked(compute.shared, b, rows: k, cols: n, ld: ldb, threads: threads) {
+        pb = shared
+    } else {
         parallelFor(k, grain: grain) { lo, hi in w2v_bf16_pack(dst, b, ldb, k, n, 0, lo, hi) }
     }
+    let ta: Int32 = transA ? 1 : 0
     if threads == 1 {
-        check(w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc, bias), "bf16", m, n, k, transA, transB)
+        let st = w2v_dnnl_gemm_bf16(ta, m, n, k, alpha, pa, ca, pb, n, beta, c, ldc, bias)
+        check(st, "bf16", m, n, k, transA, transB)
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
         let st = byRows
-            ? w2v_dnnl_gemm_bf16(transA ? 1 : 0, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc, ldc, bias)
-            : w2v_dnnl_gemm_bf16(transA ? 1 : 0, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc, bias.map { $0 + s })
+            ? w2v_dnnl_gemm_bf16(ta, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc,
+                                 ldc, bias)
+            : w2v_dnnl_gemm_bf16(ta, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc, bias.map { $0 + s })
         check(st, "bf16", byRows ? e - s : m, byRows ? n : e - s, k, transA, transB)
     }
 }
@@ -222,15 +198,16 @@ func gemmBF16(threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, 
 @inline(__always)
 func check(_ status: Int32, _ what: String, _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool) {
     if status != 0 {
-        fatalError("oneDNN matmul failed (status \(status)) for \(what) m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB)")
+        fatalError("oneDNN matmul failed (status \(status)) for \(what) m=\(m) n=\(n) k=\(k) transA=\(transA) "
+                   + "transB=\(transB)")
     }
 }
 
-/// One f32 product on the calling thread with the configured engine.
+/// One f32 product on the calling thread with `engine`.
 @inline(__always)
-func gemmF32(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
+func gemmF32(_ engine: GemmEngine, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
              b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
-    if Compute.f32Engine == .onednn {
+    if engine == .onednn {
         check(w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias),
               "f32", m, n, k, transA, transB)
         return
@@ -241,20 +218,16 @@ func gemmF32(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a
 
 /// Batched strided GEMM: for i in 0..<count, C_i = alpha·op(A_i)·op(B_i) + beta·C_i with
 /// A_i = a + i·strideA etc. (Attention heads use it with strides of one head.)
-public func gemmBatched(count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+public func gemmBatched(_ compute: Compute, count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                         alpha: Float, a: CFPtr, lda: Int, strideA: Int, b: CFPtr, ldb: Int, strideB: Int,
                         beta: Float, c: FPtr, ldc: Int, strideC: Int) {
     parallelFor(count) { lo, hi in
         for i in lo..<hi {
-            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
+            gemm(compute, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
                  b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
         }
     }
 }
-
-/// Threads of this rank (kept for callers of the old name; the pool's size).
-public func setBLASThreads(_ n: Int) { Compute.configure(precision: Compute.precision, threads: n) }
-public func blasThreads() -> Int { Compute.threads }
 
 /// f32 → bf16 → f32 (round to nearest even), as the bf16 GEMM sees its operands (tests use it).
 public func roundToBF16(_ dst: FPtr, _ src: CFPtr, count: Int) { w2v_bf16_round(dst, src, count) }

@@ -1,7 +1,7 @@
 import CCompute
 
-/// Runs body(lo, hi) over contiguous parts of 0..<count on the rank's thread pool (`Compute.threads`
-/// parts at most; part i is [i·count/parts, (i+1)·count/parts)). Serial when the pool has one thread,
+/// Runs body(lo, hi) over contiguous parts of 0..<count on the rank's thread pool (as many parts as it
+/// has threads at most; part i is [i·count/parts, (i+1)·count/parts)). Serial when the pool has one thread,
 /// when count < 2, or when called from inside a pool task. Kernels use it so that every output element
 /// is written by exactly one part with the same arithmetic as the serial loop: results do not depend on
 /// the thread count. No allocation: the closure is passed by address.

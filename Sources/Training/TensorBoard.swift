@@ -18,7 +18,7 @@ public final class TensorBoardWriter {
         path = "\(directory)/events.out.tfevents.\(Int(now)).\(host).\(getpid())"
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let h = FileHandle(forWritingAtPath: path) else {
-            throw SafeTensorsError(path: path, problem: "cannot open the TensorBoard event file for writing")
+            throw RunFileError(path, "cannot open the TensorBoard event file for writing")
         }
         handle = h
         var event = Proto()
@@ -69,11 +69,17 @@ struct Proto {
     var bytes: [UInt8] = []
     mutating func varint(_ v: UInt64) {
         var v = v
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7f) | 0x80)
+            v >>= 7
+        }
         bytes.append(UInt8(v))
     }
     mutating func key(_ field: Int, _ wire: Int) { varint(UInt64(field << 3 | wire)) }
-    mutating func varintField(_ field: Int, _ v: UInt64) { key(field, 0); varint(v) }
+    mutating func varintField(_ field: Int, _ v: UInt64) {
+        key(field, 0)
+        varint(v)
+    }
     mutating func double(_ field: Int, _ v: Double) {
         key(field, 1)
         var b = v.bitPattern.littleEndian
@@ -100,20 +106,26 @@ struct Proto {
 /// Reads back the scalars of an event file, verifying both CRCs of every record (used by tests and
 /// `inspect`): [(step, tag, value)].
 public func readTensorBoardScalars(path: String) throws -> [(step: Int, tag: String, value: Float)] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw SafeTensorsError(path: path, problem: "cannot read") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw RunFileError(path, "cannot read") }
     let b = [UInt8](data)
     var pos = 0
     var out: [(Int, String, Float)] = []
-    func u32(_ p: Int) -> UInt32 { UInt32(b[p]) | UInt32(b[p + 1]) << 8 | UInt32(b[p + 2]) << 16 | UInt32(b[p + 3]) << 24 }
+    func u32(_ p: Int) -> UInt32 {
+        UInt32(b[p]) | UInt32(b[p + 1]) << 8 | UInt32(b[p + 2]) << 16 | UInt32(b[p + 3]) << 24
+    }
     while pos < b.count {
-        guard pos + 12 <= b.count else { throw SafeTensorsError(path: path, problem: "truncated record header at byte \(pos)") }
+        guard pos + 12 <= b.count else { throw RunFileError(path, "truncated record header at byte \(pos)") }
         var len = 0
         for i in 0..<8 { len |= Int(b[pos + i]) << (8 * i) }
-        guard TensorBoardWriter.maskedCRC(Array(b[pos..<(pos + 8)])) == u32(pos + 8) else { throw SafeTensorsError(path: path, problem: "bad length CRC at byte \(pos)") }
+        guard TensorBoardWriter.maskedCRC(Array(b[pos..<(pos + 8)])) == u32(pos + 8) else {
+            throw RunFileError(path, "bad length CRC at byte \(pos)")
+        }
         let start = pos + 12
-        guard start + len + 4 <= b.count else { throw SafeTensorsError(path: path, problem: "truncated record at byte \(pos)") }
+        guard start + len + 4 <= b.count else { throw RunFileError(path, "truncated record at byte \(pos)") }
         let rec = Array(b[start..<(start + len)])
-        guard TensorBoardWriter.maskedCRC(rec) == u32(start + len) else { throw SafeTensorsError(path: path, problem: "bad data CRC at byte \(pos)") }
+        guard TensorBoardWriter.maskedCRC(rec) == u32(start + len) else {
+            throw RunFileError(path, "bad data CRC at byte \(pos)")
+        }
         pos = start + len + 4
         // Decode Event.
         var step = 0
@@ -151,7 +163,8 @@ struct ProtoReader {
     mutating func varint() -> UInt64 {
         var v: UInt64 = 0, shift: UInt64 = 0
         while pos < bytes.count {
-            let c = bytes[pos]; pos += 1
+            let c = bytes[pos]
+            pos += 1
             v |= UInt64(c & 0x7f) << shift
             if c < 0x80 { break }
             shift += 7
@@ -170,7 +183,8 @@ struct ProtoReader {
     }
     mutating func fixed32() -> UInt32 {
         defer { pos += 4 }
-        return UInt32(bytes[pos]) | UInt32(bytes[pos + 1]) << 8 | UInt32(bytes[pos + 2]) << 16 | UInt32(bytes[pos + 3]) << 24
+        let b = (UInt32(bytes[pos]), UInt32(bytes[pos + 1]), UInt32(bytes[pos + 2]), UInt32(bytes[pos + 3]))
+        return b.0 | b.1 << 8 | b.2 << 16 | b.3 << 24
     }
     mutating func skip(_ wire: Int) {
         switch wire {
@@ -181,4 +195,25 @@ struct ProtoReader {
         default: pos = bytes.count
         }
     }
+}
+
+/// Appends to the TensorBoard event file; a failed write (a full disk) is reported once on stderr instead
+/// of crashing (FileHandle.write(Data) traps on errors). Losing TensorBoard records does not stop
+/// training; metrics.jsonl and checkpoint write failures do (status 1).
+func writeOrWarn(_ handle: FileHandle, _ data: Data, path: String) {
+    do {
+        try handle.write(contentsOf: data)
+    } catch {
+        warnOnce("\(path): write failed (\(error.localizedDescription)); later records may be missing")
+    }
+}
+
+nonisolated(unsafe) private var warned = Set<String>()
+private let warnedLock = NSLock()
+
+/// Prints "w2vbert: warning: MESSAGE" on stderr the first time MESSAGE is seen in this process.
+func warnOnce(_ message: String) {
+    warnedLock.lock()
+    defer { warnedLock.unlock() }
+    if warned.insert(message).inserted { FileHandle.standardError.write(Data("w2vbert: warning: \(message)\n".utf8)) }
 }

@@ -1,5 +1,5 @@
 // One data-parallel optimizer step (ARCHITECTURE "Data-parallel step"), shared by `train` and
-// `bench-dist`. For rank r with update_freq U micro-batches of the step:
+// `bench dist`. For rank r with update_freq U micro-batches of the step:
 //   1. masks keyed (seed, step, micro-batch index)
 //   2. U > 1: a pre-pass sums the quantizer usage of all micro-batches and ranks (one all-reduce), so the
 //      diversity loss is that of the step; U = 1: the forward's own all-reduce does it

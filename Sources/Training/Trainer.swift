@@ -3,7 +3,7 @@
 //   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
 //   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
 //             non-finite agreement → clip → AdamW                                     → StepResult
-//   metrics   StepMetrics.swift: one list of metrics → metrics.jsonl, TensorBoard, console
+//   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
 // Every collective goes through `Collectives` (named, sequence-numbered, under the watchdog) and every
@@ -83,7 +83,7 @@ public final class Trainer {
     /// adapter.speaker = table: the labels of the speaker table's rows (SpeakerTable.swift).
     let speakerLabels: [String]?
 
-    public init(config: Config, options: TrainOptions, comm: Communicator) throws {
+    public init(config: Config, compute: Compute, options: TrainOptions, comm: Communicator) throws {
         self.comm = comm
         self.options = options
         isRoot = comm.rank == 0
@@ -106,7 +106,8 @@ public final class Trainer {
             return c.train.validBatches > 0 ? Array(mine.prefix(c.train.validBatches)) : mine
         } ?? []
         let (maxBatch, maxT0) = try Trainer.capacity(trainManifest, validManifest, config: c, path: options.trainManifest)
-        let model = W2VBertModel(config: c, maxBatch: maxBatch, maxFrames: maxT0, maxTotalFrames: max(c.train.maxFrames, maxT0))
+        let model = W2VBertModel(config: c, compute: compute, maxBatch: maxBatch, maxFrames: maxT0,
+                                 maxTotalFrames: max(c.train.maxFrames, maxT0))
         layout = model.layout
         runner = StepRunner(config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
                             updateFreq: c.train.updateFreq)

@@ -20,10 +20,11 @@ struct AdaptedLinear {
     let base: LinearPG
     let lora: LoRAPG?
     let frozen: Bool
+    var compute: Compute { base.compute }
 
     init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig,
          target: AdapterTarget, bias: Bool = true) {
-        base = LinearPG(l, name, p, g, bias: bias, weight: c.generated[name + ".weight"])
+        base = LinearPG(l, name, p, g, ar.compute, bias: bias, weight: c.generated[name + ".weight"])
         frozen = c.frozen
         if c.adapter.isHyper, c.adapter.adapts(target) {
             let site = name.split(separator: ".").suffix(2).joined(separator: ".")
@@ -42,10 +43,10 @@ struct AdaptedLinear {
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         base.forward(y: y, x: x, n: n, inDim: inDim, outDim: outDim)
         if let lora, let count = lora.utterances {
-            perUtteranceLoRAForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, batch: count.batch,
+            perUtteranceLoRAForward(compute, y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, batch: count.batch,
                                     t: n / count.batch, inDim: inDim, outDim: outDim, rank: lora.rank)
         } else if let lora {
-            loraForward(y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, n: n, inDim: inDim,
+            loraForward(compute, y: y, u: lora.u, x: x, a: lora.a.w, b: lora.b.w, scale: lora.scale, n: n, inDim: inDim,
                         outDim: outDim, rank: lora.rank)
         }
     }
@@ -59,14 +60,14 @@ struct AdaptedLinear {
             write = .accumulate
         }
         if let lora, let count = lora.utterances {
-            perUtteranceLoRABackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
+            perUtteranceLoRABackward(compute, dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
                                      scale: lora.scale, batch: count.batch, t: n / count.batch, inDim: inDim, outDim: outDim, rank: lora.rank)
         } else if let lora {
-            loraBackward(dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
+            loraBackward(compute, dx: dx, dA: lora.a.g, dB: lora.b.g, du: du, dy: dy, x: x, u: lora.u, a: lora.a.w, b: lora.b.w,
                          scale: lora.scale, n: n, inDim: inDim, outDim: outDim, rank: lora.rank)
         }
         if frozen {
-            linearBackward(dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim, outDim: outDim,
+            linearBackward(compute, dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim, outDim: outDim,
                            write: write)
         } else {
             base.backward(dx: dx, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim, write: write)
@@ -76,8 +77,10 @@ struct AdaptedLinear {
 
 /// The plain model an adapted one stands for: every adapted Linear's weight becomes W + (α/r)·B·A and the
 /// adapter tensors go (`export-hf`, or any consumer without LoRA). `params` is in `layout` order of
-/// `config`; returns the config without adapters and its parameters in that config's layout.
-public func mergeAdapters(config c: Config, layout l: ParameterLayout, params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
+/// `config`; returns the config without adapters and its parameters in that config's layout. The products
+/// run with `compute`.
+public func mergeAdapters(_ compute: Compute, config c: Config, layout l: ParameterLayout,
+                          params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
     precondition(!c.adapter.isHyper, "hyper-lora factors are per utterance: nothing to merge")
     var plain = c
     plain.adapter.kind = .none
@@ -91,7 +94,7 @@ public func mergeAdapters(config c: Config, layout l: ParameterLayout, params: C
         let a = l.entry(e.name), b = l.entry(base + ".lora_b"), w = pl.entry(base + ".weight")
         let (outDim, inDim) = (w.shape[0], w.shape[1])
         // W[out, in] += s · B[out, r] · A[r, in]
-        gemm(transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
+        gemm(compute, transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
              b: params + a.offset, ldb: inDim, beta: 1, c: out.ptr + w.offset, ldc: inDim)
     }
     return (plain, pl, out)

@@ -2,18 +2,22 @@ import Tensor
 
 /// A bump allocator over one FloatBuffer. Activations are carved twice with the same code: first by a
 /// measuring arena (no memory; it only counts), then by a real one of exactly that size. Every carve is
-/// aligned to 16 floats.
+/// aligned to 16 floats. The arena also carries the compute settings the model is built for: the parts
+/// size their per-thread workspaces from `compute.threads` and run their kernels with `compute`.
 public final class Arena {
     public let buffer: FloatBuffer?
+    public let compute: Compute
     private let base: FPtr
     public private(set) var used = 0
 
     /// Measuring arena: hands out never-dereferenced addresses and counts floats.
-    public init() {
+    public init(compute: Compute) {
+        self.compute = compute
         buffer = nil
         base = FPtr(bitPattern: 1 << 20)!
     }
-    public init(count: Int) {
+    public init(count: Int, compute: Compute) {
+        self.compute = compute
         buffer = FloatBuffer(count: count)
         base = buffer!.ptr
     }

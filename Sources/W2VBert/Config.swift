@@ -1,8 +1,8 @@
-// Configuration of a W2V-BERT run (SPEC §3–§14): six YAML sections, `model`, `quantizer`, `mask`, `loss`,
-// `optimizer`, `train`, with SPEC's key names. A config is a preset (tiny, small, base, xl) plus YAML files
-// plus `--set section.key=value` overrides; every key goes through one table (`Config.keys`), so loading,
-// overriding, validation messages and serialisation agree. Unknown keys and impossible values are errors
-// that name the key.
+// Configuration of a W2V-BERT run: ten YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
+// `train`, `dist`, `codebook`, `adapter` and `compute`. A config is a preset (tiny, small, base, xl, or the
+// Hugging Face family) plus YAML files plus `--set section.key=value` overrides; every key goes through one
+// table (`Config.keys`), so loading, overriding, validation messages and serialisation agree. Unknown keys
+// and impossible values are errors that name the key.
 //
 // `train.lr` and `train.warmup` are aliases of `optimizer.lr` and `optimizer.warmup` (one stored value;
 // the resolved YAML writes it under `optimizer` only).
@@ -162,7 +162,10 @@ public struct ComputeConfig: Sendable, Equatable {
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let key: String
     public let message: String
-    public init(_ key: String, _ message: String) { self.key = key; self.message = message }
+    public init(_ key: String, _ message: String) {
+        self.key = key
+        self.message = message
+    }
     public var description: String { "config key '\(key)': \(message)" }
 }
 
@@ -201,7 +204,9 @@ public struct Config: Sendable, Equatable {
     public static let convFreq = ((melBins - 1) / 2 - 1) / 2
     /// Values per frame of the stack front end (two frames side by side).
     public static let stackedBins = 2 * melBins
-    public var encoderInputDim: Int { model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : Config.stackedBins }
+    public var encoderInputDim: Int {
+        model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : Config.stackedBins
+    }
     public var headDim: Int { model.dim / model.heads }
 
     /// τ for the optimizer update `step` (0-based; SPEC §7, §14.12).
@@ -250,7 +255,8 @@ public struct Config: Sendable, Equatable {
         try check(m.layerDrop >= 0 && m.layerDrop < 1, "model.layer_drop", "must be in [0, 1)")
         try check(q.groups >= 1, "quantizer.groups", "must be ≥ 1")
         try check(q.entries >= 2, "quantizer.entries", "must be ≥ 2")
-        try check(q.dim >= 1 && q.dim % q.groups == 0, "quantizer.dim", "must be ≥ 1 and divisible by quantizer.groups (\(q.groups))")
+        try check(q.dim >= 1 && q.dim % q.groups == 0, "quantizer.dim",
+                  "must be ≥ 1 and divisible by quantizer.groups (\(q.groups))")
         try check(q.tauEnd > 0, "quantizer.tau_end", "must be > 0")
         try check(q.tauStart >= q.tauEnd, "quantizer.tau_start", "must be ≥ quantizer.tau_end")
         try check(q.tauDecay > 0 && q.tauDecay <= 1, "quantizer.tau_decay", "must be in (0, 1]")
@@ -282,7 +288,8 @@ public struct Config: Sendable, Equatable {
         try check(dist.timeout > 0, "dist.timeout", "must be > 0 seconds")
         try check(dist.fingerprintInterval >= 0, "dist.fingerprint_interval", "must be ≥ 0")
         try check(codebook.syncInterval >= 0, "codebook.sync_interval", "must be ≥ 0")
-        try check(codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold", "must be in [0, 1)")
+        try check(codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold",
+                  "must be in [0, 1)")
         try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
@@ -290,10 +297,12 @@ public struct Config: Sendable, Equatable {
         if m.hypernetwork != .none {
             try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
             try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
-            try check(adapter.kind == .none, "model.hypernetwork", "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+            try check(adapter.kind == .none, "model.hypernetwork",
+                      "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
         try validateAdapters()
-        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads", "must be in [0, 256] (0 = the CPUs this rank may use)")
+        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads",
+                  "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }
 
@@ -304,12 +313,14 @@ extension Config {
         if adapter.kind != .none {
             try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
             try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
-            try check(!adapter.targets.isEmpty, "adapter.targets", "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
+            try check(!adapter.targets.isEmpty, "adapter.targets",
+                      "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
         }
         if adapter.isHyper {
             try check(adapter.speakerDim >= 1, "adapter.speaker_dim", "must be ≥ 1")
             try check(adapter.layerDim >= 1, "adapter.layer_dim", "must be ≥ 1")
-            try check(adapter.speakers >= 0 && adapter.speakers <= 1_000_000, "adapter.speakers", "must be in [0, 1000000]")
+            try check(adapter.speakers >= 0 && adapter.speakers <= 1_000_000, "adapter.speakers",
+                      "must be in [0, 1000000]")
         }
         try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
                   "'adapters' needs adapters (set adapter.kind, e.g. lora)")
@@ -319,8 +330,9 @@ extension Config {
 extension String {
     var trimmingSpaces: String {
         var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" || f == "\"" || f == "'" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" || l == "\"" || l == "'" { s = s.dropLast() }
+        let trimmed: Set<Character> = [" ", "\t", "\n", "\r", "\"", "'"]
+        while let f = s.first, trimmed.contains(f) { s = s.dropFirst() }
+        while let l = s.last, trimmed.contains(l) { s = s.dropLast() }
         return String(s)
     }
 }

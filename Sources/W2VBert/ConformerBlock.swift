@@ -102,8 +102,10 @@ struct MHSA {
     let relKey: PG?
     let ln, mean, rstd, qa, ka, va, att, saved: FPtr
     let m: FPtr?
+    let compute: Compute
     init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, savedCount: Int,
          shaw: Bool, dropout: Bool, c: BlockConfig) {
+        compute = ar.compute
         norm = NormPG(l, name + ".norm", p, g)
         q = AdaptedLinear(l, name + ".q", p, g, ar, n: n, c: c, target: .attnQ)
         k = AdaptedLinear(l, name + ".k", p, g, ar, n: n, c: c, target: .attnK)
@@ -119,12 +121,12 @@ struct MHSA {
                  rng: inout DropoutSource) {
         let n = shape.b * shape.t, d = shape.d
         layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        withSharedOperand(ln, rows: n, cols: d, ld: d) {   // bf16: ln converted once for q, k, v
+        withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {   // bf16: ln converted once for q, k, v
             q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
             k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
             v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
         }
-        attentionForward(out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) },
+        attentionForward(compute, out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) },
                          lengths: lengths, shape: shape)
         out.forward(y: s.o, x: att, n: n, inDim: d, outDim: d)
         if let m {
@@ -138,9 +140,9 @@ struct MHSA {
         let n = shape.b * shape.t, d = shape.d
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d, write: .overwrite)
-        attentionBackward(dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
+        attentionBackward(compute, dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
                           q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape, write: .overwrite)
-        withSharedOperand(ln, rows: n, cols: d, ld: d) {
+        withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {
             q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
             v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)

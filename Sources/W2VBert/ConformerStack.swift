@@ -29,7 +29,7 @@ struct ConformerStack {
         let rope = position == .rope ? 2 * n * d : 0
         let saved = heads * n * cap.t + rope
         scratch = BlockScratch(a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-                               attWork: shape.perThreadWorkspace * Compute.threads + rope,  // issue 10: a workspace per thread
+                               attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
                                rank: c.adapter.kind == .none ? 0 : c.adapter.rank)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw

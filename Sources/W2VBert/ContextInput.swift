@@ -15,17 +15,28 @@ struct ContextInput {
     let dxm, dPc: FPtr                   // backward [N, d]
     let d, posGroups, posKernel: Int
     let noiseStd: Float
+    let compute: Compute
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         maskEmbedding = c.mask.replacement == .learned ? PG(l, "mask_embedding", p, g) : nil
-        contextProj = c.model.contextProj ? LinearPG(l, "context_proj", p, g) : nil
-        posConv = c.model.position == .conv ? LinearPG(l, "pos_conv", p, g) : nil
-        d = c.model.dim; posGroups = c.model.posConvGroups; posKernel = c.model.posConvKernel; noiseStd = c.mask.randomStd
+        compute = a.compute
+        contextProj = c.model.contextProj ? LinearPG(l, "context_proj", p, g, compute) : nil
+        posConv = c.model.position == .conv ? LinearPG(l, "pos_conv", p, g, compute) : nil
+        d = c.model.dim
+        posGroups = c.model.posConvGroups
+        posKernel = c.model.posConvKernel
+        noiseStd = c.mask.randomStd
         let n = cap.n
-        xm = a.take(n * d); noise = a.take(cap.masked * d); xp = a.take(n * d); pc = a.take(n * d); x0 = a.take(n * d)
-        posSlots = Compute.threads
-        posWork = a.take(posConv == nil ? 1 : groupedConv1dWorkspaceCount(t: cap.t, c: d, groups: posGroups, p: posKernel, slots: posSlots))
-        dxm = a.take(n * d); dPc = a.take(n * d)
+        xm = a.take(n * d)
+        noise = a.take(cap.masked * d)
+        xp = a.take(n * d)
+        pc = a.take(n * d)
+        x0 = a.take(n * d)
+        posSlots = compute.threads
+        posWork = a.take(posConv == nil ? 1 : groupedConv1dWorkspaceCount(t: cap.t, c: d, groups: posGroups,
+                                                                          p: posKernel, slots: posSlots))
+        dxm = a.take(n * d)
+        dPc = a.take(n * d)
     }
 
     /// xm = z with masked frames replaced, then `project`.
@@ -49,11 +60,15 @@ struct ContextInput {
 
     /// x0 from the (masked or whole) sequence x: context projection, then the positional convolution.
     func project(_ x: CFPtr, _ frames: MaskedFrames, _ s: BatchShape) {
-        if let contextProj { contextProj.forward(y: xp, x: x, n: s.n, inDim: d, outDim: d) } else { xp.update(from: x, count: s.n * d) }
+        if let contextProj {
+            contextProj.forward(y: xp, x: x, n: s.n, inDim: d, outDim: d)
+        } else {
+            xp.update(from: x, count: s.n * d)
+        }
         if let posConv {
             zeroPadding(xp, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
-            groupedConv1dForward(y: pc, work: posWork, slots: posSlots, x: xp, weight: posConv.weight.w, bias: posConv.bias!.w,
-                                 b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
+            groupedConv1dForward(compute, y: pc, work: posWork, slots: posSlots, x: xp, weight: posConv.weight.w,
+                                 bias: posConv.bias!.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             geluForward(y: x0, x: pc, n: s.n * d)
             axpy(x0, xp, n: s.n * d)
         } else {
@@ -67,12 +82,17 @@ struct ContextInput {
         if let posConv {
             zero(dPc, n * d)
             geluBackward(dx: dPc, dy: dx0, x: pc, n: n * d)
-            groupedConv1dBackward(dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posWork, slots: posSlots, dy: dPc, x: xp,
+            groupedConv1dBackward(compute, dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posWork,
+                                  slots: posSlots, dy: dPc, x: xp,
                                       weight: posConv.weight.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             zeroPadding(dx0, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
         }
         zero(dxm, n * d)
-        if let contextProj { contextProj.backward(dx: dxm, dy: dx0, x: xm, n: n, inDim: d, outDim: d) } else { dxm.update(from: dx0, count: n * d) }
+        if let contextProj {
+            contextProj.backward(dx: dxm, dy: dx0, x: xm, n: n, inDim: d, outDim: d)
+        } else {
+            dxm.update(from: dx0, count: n * d)
+        }
         for i in 0..<frames.count {
             let r = dxm + Int(frames.rows[i]) * d
             if let me = maskEmbedding { axpy(me.g, r, n: d) }

@@ -18,10 +18,14 @@ struct ConvStem {
     let cols: FPtr           // im2col workspace
     let dy1, dy2: FPtr       // dy1 doubles as d(feat) [N, C·19]
     let channels: Int
+    let compute: Compute
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity, channels C: Int) {
-        conv1w = PG(l, "feature_encoder.conv1.weight", p, g); conv1b = PG(l, "feature_encoder.conv1.bias", p, g)
-        conv2w = PG(l, "feature_encoder.conv2.weight", p, g); conv2b = PG(l, "feature_encoder.conv2.bias", p, g)
+        compute = a.compute
+        conv1w = PG(l, "feature_encoder.conv1.weight", p, g)
+        conv1b = PG(l, "feature_encoder.conv1.bias", p, g)
+        conv2w = PG(l, "feature_encoder.conv2.weight", p, g)
+        conv2b = PG(l, "feature_encoder.conv2.bias", p, g)
         channels = C
         let fq = Config.convFreq, w1 = Config.convFreq1
         // conv1 output rows Σ_b H1 ≤ B·T0/2.
@@ -29,10 +33,13 @@ struct ConvStem {
         let rows1 = max(h1, min(cap.batch * h1, cap.totalFrames / 2 + cap.batch))
         let n = cap.n
         input = a.take(max(cap.frames, cap.totalFrames) * Config.melBins)
-        y1 = a.take(C * rows1 * w1); y2 = a.take(C * n * fq)
+        y1 = a.take(C * rows1 * w1)
+        y2 = a.take(C * n * fq)
         feat = a.take(n * C * fq)
-        cols = a.take(max(9 * h1 * w1 + 9 * C, C * 9 * cap.t * fq + C * 9 * C))   // Conv2dShape.colsCount of conv1, conv2
-        dy1 = a.take(max(C * rows1 * w1, n * C * fq)); dy2 = a.take(C * n * fq)
+        cols = a.take(max(9 * h1 * w1 + 9 * C,
+                          C * 9 * cap.t * fq + C * 9 * C))   // Conv2dShape.colsCount of conv1, conv2
+        dy1 = a.take(max(C * rows1 * w1, n * C * fq))
+        dy2 = a.take(C * n * fq)
     }
 
     /// x [B, T0, 80] → feat [N, C·19].
@@ -40,11 +47,11 @@ struct ConvStem {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
         input.update(from: x, count: s.b * s.t0 * Config.melBins)   // the caller may reuse its buffer after forward
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
-        conv2dForward(y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
+        conv2dForward(compute, y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
         reluForward(y: y1, x: y1, n: s.b * C * s1.ho * s1.wo)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         precondition(s2.ho == T && s2.wo == fq)
-        conv2dForward(y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
+        conv2dForward(compute, y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
         reluForward(y: y2, x: y2, n: s.b * C * T * fq)
         parallelFor(s.b * C) { lo, hi in for bc in lo..<hi {
             let b = bc / C, ch = bc % C
@@ -65,10 +72,11 @@ struct ConvStem {
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         let n1 = s.b * C * s1.ho * s1.wo
-        conv2dBackward(dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1, weight: conv2w.w, shape: s2,
-                       write: .overwrite)
+        conv2dBackward(compute, dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1,
+                       weight: conv2w.w, shape: s2, write: .overwrite)
         reluMask(dy1, y1, n1)
-        conv2dBackward(dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input, weight: conv1w.w, shape: s1)
+        conv2dBackward(compute, dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input,
+                       weight: conv1w.w, shape: s1)
     }
 }
 
@@ -86,8 +94,12 @@ struct StackStem {
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity) {
         norm = NormPG(l, "feature_encoder.stack_norm", p, g)
         let n = cap.n, w = Config.stackedBins
-        stacked = a.take(n * w); normed = a.take(n * w); mean = a.take(n); rstd = a.take(n)
-        dNormed = a.take(n * w); dStacked = a.take(n * w)
+        stacked = a.take(n * w)
+        normed = a.take(n * w)
+        mean = a.take(n)
+        rstd = a.take(n)
+        dNormed = a.take(n * w)
+        dStacked = a.take(n * w)
     }
 
     func forward(_ x: CFPtr, _ s: BatchShape) {
@@ -113,28 +125,48 @@ struct FeatureEncoder {
     let d, inDim: Int
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        conv = c.model.frontend == .conv2d ? ConvStem(l, p, g, a, capacity: cap, channels: c.model.frontendChannels) : nil
+        conv = c.model.frontend == .conv2d ? ConvStem(l, p, g, a, capacity: cap,
+                                                      channels: c.model.frontendChannels) : nil
         stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
-        proj = LinearPG(l, "feature_encoder.proj", p, g)
+        proj = LinearPG(l, "feature_encoder.proj", p, g, a.compute)
         norm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil
-        d = c.model.dim; inDim = c.encoderInputDim
+        d = c.model.dim
+        inDim = c.encoderInputDim
         let n = cap.n
-        zp = a.take(n * d); z = a.take(n * d); mean = a.take(n); rstd = a.take(n)
-        dz = a.take(n * d); dzp = a.take(n * d)
+        zp = a.take(n * d)
+        z = a.take(n * d)
+        mean = a.take(n)
+        rstd = a.take(n)
+        dz = a.take(n * d)
+        dzp = a.take(n * d)
     }
 
     /// x [B, T0, 80] → z [N, d].
     func forward(_ x: CFPtr, _ s: BatchShape) {
         let projInput: CFPtr
-        if let conv { conv.forward(x, s); projInput = CFPtr(conv.feat) } else { stack!.forward(x, s); projInput = CFPtr(stack!.normed) }
+        if let conv {
+            conv.forward(x, s)
+            projInput = CFPtr(conv.feat)
+        } else {
+            stack!.forward(x, s)
+            projInput = CFPtr(stack!.normed)
+        }
         proj.forward(y: zp, x: projInput, n: s.n, inDim: inDim, outDim: d)
-        if let norm { norm.forward(y: z, mean: mean, rstd: rstd, x: zp, n: s.n, c: d) } else { z.update(from: zp, count: s.n * d) }
+        if let norm {
+            norm.forward(y: z, mean: mean, rstd: rstd, x: zp, n: s.n, c: d)
+        } else {
+            z.update(from: zp, count: s.n * d)
+        }
     }
 
     /// Accumulates the parameter gradients for dz.
     func backward(_ s: BatchShape) {
         zero(dzp, s.n * d)
-        if let norm { norm.backward(dx: dzp, dy: dz, x: zp, mean: mean, rstd: rstd, n: s.n, c: d) } else { dzp.update(from: dz, count: s.n * d) }
+        if let norm {
+            norm.backward(dx: dzp, dy: dz, x: zp, mean: mean, rstd: rstd, n: s.n, c: d)
+        } else {
+            dzp.update(from: dz, count: s.n * d)
+        }
         if let conv {
             zero(conv.dy1, s.n * inDim)
             proj.backward(dx: conv.dy1, dy: dzp, x: conv.feat, n: s.n, inDim: inDim, outDim: d)

@@ -18,16 +18,23 @@ struct HyperLayers {
     let sites: [Site]
     let embedding: PG?
     let dim, rank: Int
+    let compute: Compute
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ ar: Arena, config c: Config, blockNames: [String]) {
-        dim = c.model.hyperDim; rank = c.model.hyperRank
+        compute = ar.compute
+        dim = c.model.hyperDim
+        rank = c.model.hyperRank
         let hs = ParameterLayout.hyperSites(c)
         embedding = hs.isEmpty ? nil : PG(l, "hypernet.layer_embedding", p, g)
         sites = hs.map { h in
-            Site(site: h.site, outDim: h.outDim, inDim: h.inDim,
-                 base: PG(l, "hypernet.\(h.site).base", p, g), coef: PG(l, "hypernet.\(h.site).coef", p, g),
-                 residual: c.model.hyperRank > 0 ? blockNames.map { (PG(l, "\($0).\(h.site).res_a", p, g), PG(l, "\($0).\(h.site).res_b", p, g)) } : [],
-                 w: blockNames.map { _ in ar.take(h.outDim * h.inDim) }, dW: blockNames.map { _ in ar.take(h.outDim * h.inDim) })
+            let residual = c.model.hyperRank > 0
+                ? blockNames.map { (PG(l, "\($0).\(h.site).res_a", p, g), PG(l, "\($0).\(h.site).res_b", p, g)) }
+                : []
+            return Site(site: h.site, outDim: h.outDim, inDim: h.inDim,
+                        base: PG(l, "hypernet.\(h.site).base", p, g), coef: PG(l, "hypernet.\(h.site).coef", p, g),
+                        residual: residual,
+                        w: blockNames.map { _ in ar.take(h.outDim * h.inDim) },
+                        dW: blockNames.map { _ in ar.take(h.outDim * h.inDim) })
         }
     }
 
@@ -43,7 +50,7 @@ struct HyperLayers {
         guard let e = embedding else { return }
         for s in sites {
             for i in s.w.indices {
-                hyperWeightForward(w: s.w[i], base: s.base.w, coef: s.coef.w, e: e.w + i * dim, dim: dim,
+                hyperWeightForward(compute, w: s.w[i], base: s.base.w, coef: s.coef.w, e: e.w + i * dim, dim: dim,
                                    a: s.residual.isEmpty ? nil : CFPtr(s.residual[i].a.w), b: s.residual.isEmpty ? nil : CFPtr(s.residual[i].b.w),
                                    rank: rank, outDim: s.outDim, inDim: s.inDim)
             }
@@ -55,8 +62,9 @@ struct HyperLayers {
         guard let e = embedding else { return }
         for s in sites {
             let r = s.residual.isEmpty ? nil : s.residual[i]
-            hyperWeightBackward(dW: s.dW[i], dBase: s.base.g, dCoef: s.coef.g, dE: e.g + i * dim, coef: s.coef.w, e: e.w + i * dim,
-                                dim: dim, dA: r?.a.g, dB: r?.b.g, a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) }, rank: rank,
+            hyperWeightBackward(compute, dW: s.dW[i], dBase: s.base.g, dCoef: s.coef.g, dE: e.g + i * dim,
+                                coef: s.coef.w, e: e.w + i * dim, dim: dim, dA: r?.a.g, dB: r?.b.g,
+                                a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) }, rank: rank,
                                 outDim: s.outDim, inDim: s.inDim)
             zero(s.dW[i], s.outDim * s.inDim)
         }

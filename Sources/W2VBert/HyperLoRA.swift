@@ -1,7 +1,9 @@
 // Speaker adapters (issue 13, adapter.kind = hyper-lora): a hypernetwork makes every block's LoRA factors
 // (for adapter.targets) from the utterance's speaker vector s [S] and a learned layer embedding e_l [E]:
-//   s_b      = tanh(P · mean_{t < len_b} z_{b,t} + p)         adapter.speaker = signal: P = speaker.proj.weight [S, d], z the feature encoder output
-//   s_b      = table[row_b]                                   adapter.speaker = table: speaker.table [N + 1, S], row_b the
+// s_b      = tanh(P · mean_{t < len_b} z_{b,t} + p)         adapter.speaker = signal: P = speaker.proj.weight [S, d], z
+// the feature encoder output
+// s_b      = table[row_b]                                   adapter.speaker = table: speaker.table [N + 1, S], row_b
+// the
 //                                                             utterance's speaker (BatchView.speakers), N = unknown
 //   h_{b,l}  = [s_b; e_l]  (H = S + E)                         e_l = hyperlora.layer_embedding[l]
 //   A_{b,l}  = Σ_k h_{b,l}[k] · gen_a[k]   [r, in]             gen_a = hyperlora.SITE.gen_a [H, r, in]
@@ -10,7 +12,8 @@
 // `generate` runs after the feature encoder (every forward and embed); the blocks' adapted Linear layers
 // accumulate dA_{b,l}, dB_{b,l}; `backward(block:)` (right after that block's backward) turns them into
 // gradients of gen_a, gen_b, e_l and ds_b; `finish` (after all blocks) takes ds through tanh and P into
-// P, p and (base trainable) dz, or (table) adds ds_b to row_b of the table's gradient. The generator is linear in h: cheap (one [B, H]·[H, r·(in+out)] GEMM per
+// P, p and (base trainable) dz, or (table) adds ds_b to row_b of the table's gradient. The generator is linear in h:
+// cheap (one [B, H]·[H, r·(in+out)] GEMM per
 // block and site) and exactly mirrored.
 
 import Tensor
@@ -38,10 +41,15 @@ struct HyperLoRA {
     let rows: UnsafeMutablePointer<Int32>    // [maxB] the micro-batch's speaker indices (table), copied at generate
     let rowsGiven: RowsGiven                 // the micro-batch gave speaker indices (else: all unknown)
     let speakerDim, layerDim, rank, d, unknownRow: Int
+    let compute: Compute
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ ar: Arena, config c: Config, maxBatch: Int, blocks: Int) {
+        compute = ar.compute
         let a = c.adapter
-        speakerDim = a.speakerDim; layerDim = a.layerDim; rank = a.rank; d = c.model.dim
+        speakerDim = a.speakerDim
+        layerDim = a.layerDim
+        rank = a.rank
+        d = c.model.dim
         count = UtteranceCount()
         let on = a.isHyper, signal = on && !a.isTable
         let H = speakerDim + layerDim, mb = on ? maxBatch : 0
@@ -51,9 +59,12 @@ struct HyperLoRA {
         unknownRow = a.speakers
         rowsGiven = RowsGiven()
         embedding = on ? PG(l, "hyperlora.layer_embedding", p, g) : nil
-        pooled = ar.take(signal ? mb * d : 0); s = ar.take(mb * speakerDim); ds = ar.take(mb * speakerDim)
+        pooled = ar.take(signal ? mb * d : 0)
+        s = ar.take(mb * speakerDim)
+        ds = ar.take(mb * speakerDim)
         rows = ar.takeInt32(a.isTable ? mb : 0)
-        h = ar.take(mb * H); dh = ar.take(mb * H)
+        h = ar.take(mb * H)
+        dh = ar.take(mb * H)
         let r = a.rank
         sites = !on ? [] : ParameterLayout.adapterSites(c).map { site, out, inDim in
             Site(site: site, outDim: out, inDim: inDim,
@@ -92,18 +103,21 @@ struct HyperLoRA {
         if let table {
             rowsGiven.value = speakers != nil
             if let speakers { rows.update(from: speakers, count: batch) }
-            speakerTableForward(s: s, table: table.w, rows: speakers == nil ? nil : UnsafePointer(rows), unknown: unknownRow, batch: batch, dim: speakerDim)
+            speakerTableForward(s: s, table: table.w, rows: speakers == nil ? nil : UnsafePointer(rows),
+                                unknown: unknownRow, batch: batch, dim: speakerDim)
         } else if let proj, let projBias {
-            speakerEncoderForward(s: s, pooled: pooled, z: z, lengths: lengths, weight: proj.w, bias: projBias.w, batch: batch, t: t, d: d, dim: speakerDim)
+            speakerEncoderForward(compute, s: s, pooled: pooled, z: z, lengths: lengths, weight: proj.w,
+                                  bias: projBias.w, batch: batch, t: t, d: d, dim: speakerDim)
         }
         zero(ds, batch * speakerDim)
         for i in 0..<(sites.first?.factors.count ?? 0) {
             fillH(block: i, batch: batch)
             for st in sites {
                 let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
-                hyperFactorsForward(f: f.a, h: h, gen: st.genA.w, batch: batch, hDim: H, count: na)
-                hyperFactorsForward(f: f.b, h: h, gen: st.genB.w, batch: batch, hDim: H, count: nb)
-                zero(f.ga, batch * na); zero(f.gb, batch * nb)
+                hyperFactorsForward(compute, f: f.a, h: h, gen: st.genA.w, batch: batch, hDim: H, count: na)
+                hyperFactorsForward(compute, f: f.b, h: h, gen: st.genB.w, batch: batch, hDim: H, count: nb)
+                zero(f.ga, batch * na)
+                zero(f.gb, batch * nb)
             }
         }
     }
@@ -116,9 +130,12 @@ struct HyperLoRA {
         zero(dh, batch * H)
         for st in sites {
             let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
-            hyperFactorsBackward(dGen: st.genA.g, dh: dh, dF: f.ga, h: h, gen: st.genA.w, batch: batch, hDim: H, count: na)
-            hyperFactorsBackward(dGen: st.genB.g, dh: dh, dF: f.gb, h: h, gen: st.genB.w, batch: batch, hDim: H, count: nb)
-            zero(f.ga, batch * na); zero(f.gb, batch * nb)
+            hyperFactorsBackward(compute, dGen: st.genA.g, dh: dh, dF: f.ga, h: h, gen: st.genA.w, batch: batch,
+                                 hDim: H, count: na)
+            hyperFactorsBackward(compute, dGen: st.genB.g, dh: dh, dF: f.gb, h: h, gen: st.genB.w, batch: batch,
+                                 hDim: H, count: nb)
+            zero(f.ga, batch * na)
+            zero(f.gb, batch * nb)
         }
         for b in 0..<batch {
             for k in 0..<S { ds[b * S + k] += dh[b * H + k] }
@@ -130,12 +147,12 @@ struct HyperLoRA {
     /// each utterance's valid frames (d mean / dz_t = 1/len); or (table) ds_b added to row_b's gradient.
     func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) {
         if let table {
-            speakerTableBackward(dTable: table.g, ds: ds, rows: rowsGiven.value ? UnsafePointer(rows) : nil, unknown: unknownRow,
-                                 batch: count.batch, dim: speakerDim)
+            speakerTableBackward(dTable: table.g, ds: ds, rows: rowsGiven.value ? UnsafePointer(rows) : nil,
+                                 unknown: unknownRow, batch: count.batch, dim: speakerDim)
             return
         }
         guard let proj, let projBias else { return }
-        speakerEncoderBackward(dz: dz, dWeight: proj.g, dBias: projBias.g, ds: ds, s: s, pooled: pooled, weight: proj.w,
-                               lengths: lengths, batch: count.batch, t: t, d: d, dim: speakerDim)
+        speakerEncoderBackward(compute, dz: dz, dWeight: proj.g, dBias: projBias.g, ds: ds, s: s, pooled: pooled,
+                               weight: proj.w, lengths: lengths, batch: count.batch, t: t, d: d, dim: speakerDim)
     }
 }

@@ -11,20 +11,39 @@ struct ContrastiveLoss {
     let headContext: LinearPG, headTarget: LinearPG
     let context, yc, yq: FPtr                    // [S, d], [S, F], [S, F]
     let normA, normB, cosines, logits, probs, losses: FPtr   // [S], [S], [S, K+1] ×3, [S]
-    let ia, ib, distractors, zeroTargets, excluded: UnsafeMutablePointer<Int32>   // pairs [S, K+1], [S, K], [S], [S, K+1]
+    /// pairs [S, K+1], [S, K], [S], [S, K+1]
+    let ia, ib, distractors, zeroTargets, excluded: UnsafeMutablePointer<Int32>
     let dContext, dyc, dyq, dLogits: FPtr        // backward: [S, d], [S, F], [S, F], [S, K+1]
     let d, D, F, K: Int
     let kappa: Float
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        headContext = LinearPG(l, "contrastive_head.context", p, g); headTarget = LinearPG(l, "contrastive_head.target", p, g)
-        d = c.model.dim; D = c.quantizer.dim; F = c.model.finalDim; K = c.loss.numNegatives; kappa = c.loss.kappa
+        headContext = LinearPG(l, "contrastive_head.context", p, g, a.compute)
+        headTarget = LinearPG(l, "contrastive_head.target", p, g, a.compute)
+        d = c.model.dim
+        D = c.quantizer.dim
+        F = c.model.finalDim
+        K = c.loss.numNegatives
+        kappa = c.loss.kappa
         let s = cap.masked, K1 = K + 1
-        context = a.take(s * d); yc = a.take(s * F); yq = a.take(s * F); normA = a.take(s); normB = a.take(s)
-        cosines = a.take(s * K1); logits = a.take(s * K1); probs = a.take(s * K1); losses = a.take(s)
-        ia = a.takeInt32(s * K1); ib = a.takeInt32(s * K1); distractors = a.takeInt32(s * K)
-        zeroTargets = a.takeInt32(s); excluded = a.takeInt32(s * K1)
-        dContext = a.take(s * d); dyc = a.take(s * F); dyq = a.take(s * F); dLogits = a.take(s * K1)
+        context = a.take(s * d)
+        yc = a.take(s * F)
+        yq = a.take(s * F)
+        normA = a.take(s)
+        normB = a.take(s)
+        cosines = a.take(s * K1)
+        logits = a.take(s * K1)
+        probs = a.take(s * K1)
+        losses = a.take(s)
+        ia = a.takeInt32(s * K1)
+        ib = a.takeInt32(s * K1)
+        distractors = a.takeInt32(s * K)
+        zeroTargets = a.takeInt32(s)
+        excluded = a.takeInt32(s * K1)
+        dContext = a.take(s * d)
+        dyc = a.take(s * F)
+        dyq = a.take(s * F)
+        dLogits = a.take(s * K1)
     }
 
     /// K distractors per masked frame from the other masked frames of its utterance (−1 when it has none).
@@ -37,7 +56,10 @@ struct ContrastiveLoss {
         }
         var rd = key.stream(.distractors)
         for i in 0..<S {
-            let b = Int(frames.utterance[i]), start = Int(frames.uttStart[b]), cnt = Int(frames.uttCount[b]), own = i - start
+            let b = Int(frames.utterance[i])
+            let start = Int(frames.uttStart[b])
+            let cnt = Int(frames.uttCount[b])
+            let own = i - start
             for k in 0..<K {
                 if cnt < 2 { distractors[i * K + k] = -1; continue }
                 var r = rd.nextInt(cnt - 1)
@@ -57,7 +79,9 @@ struct ContrastiveLoss {
         drawDistractors(frames: frames, key: key, given: given)
         zeroTargets.update(repeating: 0, count: S)       // the positive is candidate 0
         for i in 0..<S {
-            ia[i * K1] = Int32(i); ib[i * K1] = Int32(i); excluded[i * K1] = 0
+            ia[i * K1] = Int32(i)
+            ib[i * K1] = Int32(i)
+            excluded[i * K1] = 0
             for k in 0..<K {
                 let j = Int(distractors[i * K + k])
                 ia[i * K1 + 1 + k] = Int32(i)
@@ -67,7 +91,8 @@ struct ContrastiveLoss {
                 excluded[i * K1 + 1 + k] = ex
             }
         }
-        cosineForward(out: cosines, normA: normA, normB: normB, a: yc, b: yq, ia: ia, ib: ib, n: S * K1, na: S, nb: S, dim: F)
+        cosineForward(out: cosines, normA: normA, normB: normB, a: yc, b: yq, ia: ia, ib: ib, n: S * K1, na: S, nb: S,
+                      dim: F)
         let invKappa = 1 / kappa
         for p in 0..<(S * K1) { logits[p] = excluded[p] != 0 ? -.infinity : cosines[p] * invKappa }
         crossEntropyForward(losses: losses, probs: probs, logits: logits, targets: zeroTargets, n: S, v: K1)
@@ -90,7 +115,8 @@ struct ContrastiveLoss {
         crossEntropyBackward(dLogits: dLogits, dLosses: losses, probs: probs, targets: zeroTargets, n: S, v: K1)
         let invKappa = 1 / kappa
         for p in 0..<(S * K1) { dLogits[p] = excluded[p] != 0 ? 0 : dLogits[p] * invKappa }
-        zero(dyc, S * F); zero(dyq, S * F)
+        zero(dyc, S * F)
+        zero(dyq, S * F)
         cosineBackward(da: dyc, db: dyq, dOut: dLogits, out: cosines, normA: normA, normB: normB, a: yc, b: yq,
                        ia: ia, ib: ib, n: S * K1, dim: F)
         zero(dContext, S * d)
@@ -106,11 +132,17 @@ struct MLMLoss {
     let d, G, V: Int
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        head = LinearPG(l, "mlm_head", p, g)
-        d = c.model.dim; G = c.quantizer.groups; V = c.quantizer.entries
+        head = LinearPG(l, "mlm_head", p, g, a.compute)
+        d = c.model.dim
+        G = c.quantizer.groups
+        V = c.quantizer.entries
         let s = cap.masked, gv = G * V
-        m = a.take(s * d); logits = a.take(s * gv); probs = a.take(s * gv); losses = a.take(s * G)
-        dLogits = a.take(s * gv); dm = a.take(s * d)
+        m = a.take(s * d)
+        logits = a.take(s * gv)
+        probs = a.take(s * gv)
+        losses = a.take(s * G)
+        dLogits = a.take(s * gv)
+        dm = a.take(s * d)
     }
 
     /// Returns (Σ over frames of the mean over codebooks of L_m, (frame, codebook) pairs with argmax = id).

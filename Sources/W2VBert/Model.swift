@@ -74,6 +74,8 @@ public final class W2VBertModel {
     /// the layout exactly once; the trainer all-reduces them as buckets.
     public let gradientRanges: [Range<Int>]
     public let arena: Arena
+    /// The settings every product of this model runs with (its arena is sized for `compute.threads`).
+    public let compute: Compute
 
     let encoder: FeatureEncoder
     var frames: MaskedFrames
@@ -93,9 +95,11 @@ public final class W2VBertModel {
 
     /// Builds the model for micro-batches of at most `maxBatch` utterances of at most `maxFrames` fbank frames
     /// each and at most `maxTotalFrames` padded frames in all (B·T0; default maxBatch·maxFrames). The arena
-    /// is sized for the worst case of these bounds. Parameters are initialised from `config.train.seed`.
-    public init(config c: Config, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
+    /// is sized for the worst case of these bounds and for `compute.threads`. Parameters are initialised from
+    /// `config.train.seed`.
+    public init(config c: Config, compute: Compute, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
         config = c
+        self.compute = compute
         layout = ParameterLayout(config: c)
         params = FloatBuffer(count: layout.count)
         grads = FloatBuffer(count: layout.count)
@@ -112,9 +116,9 @@ public final class W2VBertModel {
              ConformerStack(l, p, g, a, config: c, capacity: cap), ContrastiveLoss(l, p, g, a, config: c, capacity: cap),
              MLMLoss(l, p, g, a, config: c, capacity: cap))
         }
-        let measure = Arena()
+        let measure = Arena(compute: compute)
         _ = build(measure)
-        arena = Arena(count: measure.used)
+        arena = Arena(count: measure.used, compute: compute)
         (encoder, frames, quantizer, context, stack, contrastiveLoss, mlmLoss) = build(arena)
         gv = c.quantizer.groups * c.quantizer.entries
         usage = .allocate(capacity: 2 * gv + 1)

@@ -13,16 +13,19 @@ import Tensor
 let entropyEpsilon = 1e-7
 
 /// Prob and code perplexities Σ_g exp(H(p̄_g)) of usage sums [soft G·V, hard G·V] over `masked` frames.
-public func codePerplexities(_ usage: UnsafePointer<Double>, groups G: Int, entries V: Int, masked: Double) -> (prob: Double, code: Double) {
+public func codePerplexities(_ usage: UnsafePointer<Double>, groups G: Int, entries V: Int,
+                             masked: Double) -> (prob: Double, code: Double) {
     let gv = G * V
     var pp = 0.0, cp = 0.0
     for g in 0..<G {
         var h = 0.0, hc = 0.0
         for v in 0..<V {
             let p = usage[g * V + v] / masked, q = usage[gv + g * V + v] / masked
-            h -= p * log(p + entropyEpsilon); hc -= q * log(q + entropyEpsilon)
+            h -= p * log(p + entropyEpsilon)
+            hc -= q * log(q + entropyEpsilon)
         }
-        pp += exp(h); cp += exp(hc)
+        pp += exp(h)
+        cp += exp(hc)
     }
     return (pp, cp)
 }
@@ -30,21 +33,37 @@ public func codePerplexities(_ usage: UnsafePointer<Double>, groups G: Int, entr
 struct Quantizer {
     let proj: LinearPG, codebook: PG
     let zm: FPtr                         // [S, d] z at the masked frames
-    let logits, y, soft, probs, noise: FPtr   // [S, G·V]: logits, straight-through one-hot, softmax((l+γ)/τ), softmax(l), γ
+    /// [S, G·V]: logits, straight-through one-hot, softmax((l+γ)/τ), softmax(l), γ
+    let logits, y, soft, probs, noise: FPtr
     let q: FPtr                          // [S, D] quantized targets
     let ids: UnsafeMutablePointer<Int32> // [S, G]
     let usageGrad: FPtr                  // [G·V] dL_d/dp̄ / N_masked
     let dq, dy, dLogits, dzm: FPtr       // backward: [S, D], [S, G·V], [S, G·V], [S, d]
     let d, G, V, D: Int
+    let compute: Compute
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        proj = LinearPG(l, "quantizer.proj", p, g); codebook = PG(l, "quantizer.codebook", p, g)
-        d = c.model.dim; G = c.quantizer.groups; V = c.quantizer.entries; D = c.quantizer.dim
+        compute = a.compute
+        proj = LinearPG(l, "quantizer.proj", p, g, compute)
+        codebook = PG(l, "quantizer.codebook", p, g)
+        d = c.model.dim
+        G = c.quantizer.groups
+        V = c.quantizer.entries
+        D = c.quantizer.dim
         let s = cap.masked, gv = G * V
-        zm = a.take(s * d); logits = a.take(s * gv); y = a.take(s * gv); soft = a.take(s * gv); probs = a.take(s * gv)
-        noise = a.take(s * gv); q = a.take(s * D); ids = a.takeInt32(s * G)
+        zm = a.take(s * d)
+        logits = a.take(s * gv)
+        y = a.take(s * gv)
+        soft = a.take(s * gv)
+        probs = a.take(s * gv)
+        noise = a.take(s * gv)
+        q = a.take(s * D)
+        ids = a.takeInt32(s * G)
         usageGrad = a.take(gv)
-        dq = a.take(s * D); dy = a.take(s * gv); dLogits = a.take(s * gv); dzm = a.take(s * d)
+        dq = a.take(s * D)
+        dy = a.take(s * gv)
+        dLogits = a.take(s * gv)
+        dzm = a.take(s * d)
     }
 
     /// Logits of the masked rows of z → ids (Gumbel noise from the key's .gumbel stream unless `training`
@@ -98,7 +117,8 @@ struct Quantizer {
             let ppg = exp(h)
             for v in 0..<V {
                 let pv = usage[g * V + v] / masked
-                usageGrad[g * V + v] = Float(ppg / Double(gv) * (log(pv + entropyEpsilon) + pv / (pv + entropyEpsilon)) / masked)
+                let dEntropy = log(pv + entropyEpsilon) + pv / (pv + entropyEpsilon)
+                usageGrad[g * V + v] = Float(ppg / Double(gv) * dEntropy / masked)
             }
         }
         return ((Double(gv) - pp) / Double(gv), pp, cp)
@@ -106,13 +126,14 @@ struct Quantizer {
 
     /// dq → codebook rows and logits (straight through; only when the forward sampled); + α·dL_d/dl;
     /// → proj; dz at masked rows unless `detach`.
-    func backward(dz: FPtr, frames: MaskedFrames, tau: Float, training: Bool, diversityScale: Float, masked: Double, detach: Bool) {
+    func backward(dz: FPtr, frames: MaskedFrames, tau: Float, training: Bool, diversityScale: Float, masked: Double,
+                  detach: Bool) {
         let S = frames.count, gv = G * V, dg = D / G
         for i in 0..<S {
             for g in 0..<G { axpy(codebook.g + (g * V + Int(ids[i * G + g])) * dg, dq + i * D + g * dg, n: dg) }
         }
         for g in 0..<G {
-            gemm(transA: false, transB: true, m: S, n: V, k: dg, alpha: 1, a: dq + g * dg, lda: D,
+            gemm(compute, transA: false, transB: true, m: S, n: V, k: dg, alpha: 1, a: dq + g * dg, lda: D,
                  b: codebook.w + g * V * dg, ldb: dg, beta: 0, c: dy + g * V, ldc: gv)
         }
         zero(dLogits, S * gv)

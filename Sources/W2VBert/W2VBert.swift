@@ -1,12 +1,13 @@
-// W2VBert: the W2V-BERT model of SPEC.md on the Tensor kernels.
+// W2VBert: the W2V-BERT model on the Tensor kernels.
 //
-//   Config            YAML sections model / quantizer / mask / loss / optimizer / train (SPEC key names),
-//                     presets tiny small base xl, `apply(overrides:)` for "--set a.b=value", `yaml` to
+//   Config            YAML sections model / quantizer / mask / loss / optimizer / train / dist / codebook /
+//                     adapter / compute, presets (tiny small base xl and the Hugging Face family
+//                     tiny2 small2 base2 w2v-bert-2.0), `apply(overrides:)` for "--set a.b=value", `yaml` to
 //                     serialise, `validate()` (errors name the key), encoderLength(t0:), tau(step:),
 //                     learningRate(step:), trainingMatmulFlops(batch:t0:masked:).
 //   ParameterLayout   SPEC §13 names and PyTorch shapes at offsets into one Float buffer (params, grads,
 //                     Adam m and v share them); initialize(_:seed:) per SPEC §7/§13/§14.4.
-//   W2VBertModel      forward(MicroBatch, tau:, training:, reduce:) -> StepStats (un-normalised sums),
+//   W2VBertModel      forward(BatchView, tau:, training:, reduceUsage:) -> StepStats (un-normalised sums),
 //                     backward(lossScale:diversityScale:) accumulating into grads, gradientsReady hook,
 //                     embed(...) for hidden states, noiseOverride for tests.
 //   Optimizer         AdamW + global-norm clipping + schedules; `tau` and `learningRate` of the next update.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// Shared by the audio commands (prepare, features, bench-data): stderr output and the one place their
+/// Shared by the audio commands (prepare, features): stderr output and the one place their
 /// errors become a message and an exit status.
 enum AudioCommand {
     /// Writes a line to standard error.

@@ -1,58 +1,82 @@
 import ArgumentParser
 import Foundation
-import Tensor
-import Distributed
 import W2VBert
-import Training
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Data-parallel step throughput on synthetic features: every rank runs the trainer's own optimizer step
-/// (`StepRunner`: forward, backward with the per-block background all-reduce, wait, AdamW) on its own
-/// synthetic micro-batch. Run it with 1 rank and with N ranks (`launch/bench-scaling.sh` does both) to
-/// get the scaling factor and the share of all-reduce time hidden behind backward. Measures the model
-/// and the network, not the disk.
-struct BenchDist: ParsableCommand {
+/// `w2vbert bench scaling`: data-parallel scaling on this machine. Starts `bench dist` under mpirun with 1
+/// rank and with N ranks (one thread each, not bound, synthetic features), prints both JSON lines and the
+/// throughput ratio with the share of all-reduce time hidden behind backward.
+struct BenchScaling: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-dist",
-        abstract: "Time data-parallel training steps on synthetic features under mpirun; rank 0 prints one JSON line.")
+        commandName: "scaling",
+        abstract: "Run `bench dist` under mpirun with 1 rank and with N ranks; print both JSON lines and the ratio.",
+        discussion: "mpirun must be on PATH. Every rank runs one thread (OMP_NUM_THREADS=1).")
+
+    @Option(help: "Ranks of the second run.") var ranks = 2
     @Option(help: "Preset: tiny, small, base, xl.") var preset = "small"
     @Option(help: "Utterances per micro-batch per rank.") var batch = 4
     @Option(help: "Seconds of audio per utterance.") var seconds = 10.0
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
-    @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).") var overrides: [String] = []
+    @Option(name: .customLong("set"), help: "Config override section.key=value (repeatable).")
+    var overrides: [String] = []
+
+    func validate() throws {
+        guard ranks >= 2 else { throw ValidationError("--ranks must be ≥ 2") }
+        guard batch > 0, seconds >= 1, steps > 0 else {
+            throw ValidationError("--batch and --steps must be ≥ 1, --seconds ≥ 1")
+        }
+    }
 
     func run() throws {
-        var config: Config
-        do { config = try Config.load(preset: preset, overrides: overrides) } catch { throw UsageError("\(error)") }
-        let comm = try makeCommunicator()
-        config.train.updateFreq = 1
-        startCompute(config.compute, announce: comm.rank == 0)
-        let coll = Collectives(comm: comm, timeout: 600)
-        let data = SyntheticBatch(config: config, batch: batch, seconds: seconds, seed: 11, microBatch: comm.rank)
-        let model = W2VBertModel(config: config, maxBatch: batch, maxFrames: data.t0)
-        let runner = StepRunner(config: config, model: model, optimizer: Optimizer(config: config, layout: model.layout),
-                                collectives: coll, updateFreq: 1)
-        var times: [Double] = [], hidden: [Double] = [], waits: [Double] = [], reduced = 0
-        for step in 0...steps {
-            try coll.barrier("bench barrier")
-            let start = monotonicSeconds()
-            let r = try runner.run([data.microBatch], step: step)
-            if step > 0 {
-                times.append(monotonicSeconds() - start)
-                waits.append(r.allReduceWaitSeconds)
-                reduced = runner.reducer.reducedFloats
-                hidden.append(r.allReduceSeconds > 0 ? max(0, 1 - r.allReduceWaitSeconds / r.allReduceSeconds) : 1)
-            }
+        do {
+            _ = try Config.load(preset: preset, overrides: overrides)
+        } catch {
+            throw UsageError("\(error)")
         }
-        times.sort()
-        let median = times[times.count / 2]
-        let audio = Double(comm.size * batch) * seconds
-        if comm.rank == 0 {
-            print(String(format: "{\"preset\": \"%@\", \"ranks\": %d, \"batch_per_rank\": %d, \"seconds\": %.1f, \"parameters\": %d, \"step_seconds\": %.4f, \"audio_seconds_per_second\": %.2f, \"allreduce_hidden_fraction\": %.3f, \"allreduce_wait_seconds\": %.4f, \"trainable_floats\": %d, \"allreduce_bytes_per_step\": %d}",
-                         preset, comm.size, batch, seconds, model.layout.parameterCount, median, audio / median,
-                         hidden.reduce(0, +) / Double(hidden.count), waits.reduce(0, +) / Double(waits.count),
-                         runner.optimizer.stateCount, 4 * reduced))
+        let one = try benchDist(ranks: 1)
+        print(one.line)
+        let many = try benchDist(ranks: ranks)
+        print(many.line)
+        let ratio = many.throughput / one.throughput
+        print(String(format: "scaling: %d ranks reach %.2fx the throughput of 1 rank; %.0f%% of all-reduce time "
+                     + "hidden behind backward", ranks, ratio, 100 * many.hidden))
+    }
+
+    /// `mpirun -np N w2vbert bench dist …`: rank 0's JSON line, its audio seconds per second and hidden share.
+    func benchDist(ranks n: Int) throws -> (line: String, throughput: Double, hidden: Double) {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        var args = ["-np", "\(n)", "--oversubscribe", "--bind-to", "none"]
+        if getuid() == 0 { args.append("--allow-run-as-root") }
+        args += [exe, "bench", "dist", "--preset", preset, "--batch", "\(batch)", "--seconds", "\(seconds)",
+                 "--steps", "\(steps)"] + overrides.flatMap { ["--set", $0] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["mpirun"] + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMP_NUM_THREADS"] = "1"
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        FileHandle.standardError.write(Data(("+ mpirun " + args.joined(separator: " ") + "\n").utf8))
+        do {
+            try p.run()
+        } catch {
+            throw RuntimeError("mpirun: cannot start: \(error)")
         }
-        coll.stop()
-        if let mpi = comm as? MPICommunicator { mpi.finalize() }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw RuntimeError("mpirun -np \(n) \(exe) bench dist: exit status \(p.terminationStatus)")
+        }
+        guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{") }).map(String.init),
+              let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let throughput = json["audio_seconds_per_second"] as? Double,
+              let hidden = json["allreduce_hidden_fraction"] as? Double else {
+            throw RuntimeError("mpirun -np \(n) \(exe) bench dist: no JSON line in its output")
+        }
+        return (line, throughput, hidden)
     }
 }

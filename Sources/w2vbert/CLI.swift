@@ -11,7 +11,19 @@ struct W2VBertCLI: ParsableCommand {
         by a signal after a checkpoint, 76 too many non-finite steps, 77 replica divergence, 78 collective \
         watchdog timeout. Any other status means the process died of a signal (128 + signal number).
         """,
-        subcommands: [Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self, Inspect.self, Compare.self, Bench.self, BenchDist.self, BenchKernels.self, MPICheck.self, DistCheck.self, Prepare.self, Features.self, BenchData.self])
+        subcommands: [Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
+                      Inspect.self, Compare.self, Prepare.self, Features.self, Bench.self, Check.self])
+
+    /// The words that name `command` on the command line after `w2vbert` ("bench model"), nil when it is not in
+    /// the tree.
+    static func path(of command: ParsableCommand.Type, under root: ParsableCommand.Type = W2VBertCLI.self) -> String? {
+        for sub in root.configuration.subcommands {
+            let name = sub.configuration.commandName ?? "\(sub)"
+            if sub == command { return name }
+            if let rest = path(of: command, under: sub) { return name + " " + rest }
+        }
+        return nil
+    }
 }
 
 // MARK: The exit-status contract (README "Exit statuses"), implemented here and nowhere else.
@@ -40,8 +52,8 @@ enum Main {
         do {
             command = try W2VBertCLI.parseAsRoot()
         } catch {
-            finish(W2VBertCLI.exitCode(for: error) == .success ? 0 : 2,
-                   W2VBertCLI.fullMessage(for: error), toStandardError: W2VBertCLI.exitCode(for: error) != .success)
+            let status: Int32 = W2VBertCLI.exitCode(for: error) == .success ? 0 : 2
+            finish(status, W2VBertCLI.fullMessage(for: error), toStandardError: status != 0)
         }
         do {
             var c = command
@@ -51,11 +63,12 @@ enum Main {
             // Statuses decided by the command (train's 75–78, compare over tolerance); its messages are out.
             finish(documentedStatuses.contains(e.rawValue) ? e.rawValue : 1)
         } catch let e as UsageError {
-            finish(2, "w2vbert: error: \(oneLine(e.description))\nUsage: " + W2VBertCLI.usageString(for: type(of: command))
-                   + "\n  See 'w2vbert \(type(of: command).configuration.commandName ?? "") --help' for more information.")
+            let name = W2VBertCLI.path(of: type(of: command)) ?? ""
+            finish(2, "w2vbert: error: \(oneLine(e.description))\n" + usage(command)
+                   + "\n  See 'w2vbert \(name) --help' for more information.")
         } catch let e as ValidationError {
             // Thrown from run() it is still about the command line (e.g. two options that exclude each other).
-            finish(2, "w2vbert: error: \(oneLine(e.message))\nUsage: " + W2VBertCLI.usageString(for: type(of: command)))
+            finish(2, "w2vbert: error: \(oneLine(e.message))\n" + usage(command))
         } catch {
             if W2VBertCLI.exitCode(for: error) == .success {   // CleanExit (help, version) from a command
                 finish(0, W2VBertCLI.fullMessage(for: error), toStandardError: false)
@@ -64,15 +77,25 @@ enum Main {
         }
     }
 
+    static func usage(_ command: ParsableCommand) -> String {
+        "Usage: " + W2VBertCLI.usageString(for: type(of: command))
+    }
+
     /// Multi-line descriptions (e.g. a list of unusable checkpoints) are joined so the status line stays one line.
     static func oneLine(_ s: String) -> String {
-        s.split(separator: "\n", omittingEmptySubsequences: true).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+        s.split(separator: "\n", omittingEmptySubsequences: true)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .joined(separator: "; ")
     }
 
     static func finish(_ status: Int32, _ message: String = "", toStandardError: Bool = true) -> Never {
         if !message.isEmpty {
-            let text = message.hasSuffix("\n") ? message : message + "\n"
-            if toStandardError { FileHandle.standardError.write(Data(text.utf8)) } else { FileHandle.standardOutput.write(Data(text.utf8)) }
+            let text = Data((message.hasSuffix("\n") ? message : message + "\n").utf8)
+            if toStandardError {
+                FileHandle.standardError.write(text)
+            } else {
+                FileHandle.standardOutput.write(text)
+            }
         }
         exit(status)
     }

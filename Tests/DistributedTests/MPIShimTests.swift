@@ -6,11 +6,11 @@ final class MPIShimTests: XCTestCase {
     /// Real mpirun, two ranks: every collective of the shim checked with arithmetic expectations.
     func testTwoRankSmokeUnderMpirun() throws {
         let exe = w2vbertExecutable()
-        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe, "mpi-check"],
+        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe, "check", "mpi"],
                                environment: mpirunEnvironment, timeout: 120)
         XCTAssertFalse(r.timedOut, "mpirun timed out:\n\(r.output)")
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssert(r.output.contains("mpi-check rank 0/2") && r.output.contains("mpi-check rank 1/2"), r.output)
+        XCTAssert(r.output.contains("check mpi: rank 0/2") && r.output.contains("check mpi: rank 1/2"), r.output)
         XCTAssertEqual(r.output.components(separatedBy: ": ok").count - 1, 2, r.output)
     }
 
@@ -28,8 +28,8 @@ final class MPIShimTests: XCTestCase {
 final class GradientAllReduceTests: XCTestCase {
     /// The background bucketed all-reduce gives exact sums on 2 real ranks.
     func testBucketedAllReduceExactUnderMpirun() throws {
-        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable(), "dist-check"],
-                               environment: mpirunEnvironment, timeout: 120)
+        let mpirun = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable()]
+        let r = try runCommand(mpirun + ["check", "dist"], environment: mpirunEnvironment, timeout: 120)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(r.output.components(separatedBy: "max error 0.0").count - 1, 2, r.output)
     }
@@ -38,12 +38,13 @@ final class GradientAllReduceTests: XCTestCase {
     /// with exit status 78, instead of hanging.
     func testWatchdogNamesTheSkippedCollective() throws {
         let t0 = Date()
-        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable(), "dist-check",
-                                "--timeout", "3", "--skip-collective", "2", "--skip-rank", "1"],
-                               environment: mpirunEnvironment, timeout: 60)
+        let mpirun = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", w2vbertExecutable()]
+        let hook = ["--timeout", "3", "--skip-collective", "2", "--skip-rank", "1"]
+        let r = try runCommand(mpirun + ["check", "dist"] + hook, environment: mpirunEnvironment, timeout: 60)
         XCTAssertFalse(r.timedOut, r.output)
         XCTAssertEqual(r.status, 78, r.output)
-        XCTAssert(r.output.contains("rank 0") && r.output.contains("collective #2 'gradient bucket 2' has not completed"), r.output)
+        XCTAssert(r.output.contains("rank 0"), r.output)
+        XCTAssert(r.output.contains("collective #2 'gradient bucket 2' has not completed"), r.output)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
     }
 
@@ -51,6 +52,7 @@ final class GradientAllReduceTests: XCTestCase {
         let tensors = [0..<10, 10..<30, 30..<31, 31..<60]
         let b = GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 25)
         XCTAssertEqual(b, [31..<60, 0..<31])
-        XCTAssertEqual(GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 1), [31..<60, 30..<31, 10..<30, 0..<10])
+        XCTAssertEqual(GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 1),
+                       [31..<60, 30..<31, 10..<30, 0..<10])
     }
 }

@@ -2,6 +2,9 @@ import XCTest
 import Tensor
 import TestSupport
 
+/// The settings of these tests' products: fp32 on one thread (the references they are checked against).
+private let compute = Compute.fp32()
+
 final class GemmTests: XCTestCase {
     func testAllTransposeCasesOddSizes() {
         var rng = TestRNG(1)
@@ -16,10 +19,11 @@ final class GemmTests: XCTestCase {
                         gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                                       b: b, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
                         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(c0.floats)
-                        gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
+                        gemm(compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
                              b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
                         // Only the m×n window is written; the row padding must be untouched.
-                        assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k), "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
+                        assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
+                                    "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
                     }
                 }
             }
@@ -32,14 +36,16 @@ final class GemmTests: XCTestCase {
         let a = rng.uniform(count * m * d), b = rng.uniform(count * n * d)
         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(count: count * m * n)
         // head 1 of each batch: offset k, row stride d, batch stride m·d
-        gemmBatched(count: count, transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
+        gemmBatched(compute, count: count, transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
                     a: A.ptr + k, lda: d, strideA: m * d, b: B.ptr + k, ldb: d, strideB: n * d,
                     beta: 0, c: C.ptr, ldc: n, strideC: m * n)
         for bi in 0..<count {
             let aa = Array(a[(bi * m * d)..<((bi + 1) * m * d)]), bb = Array(b[(bi * n * d)..<((bi + 1) * n * d)])
             var ref = [Double](repeating: 0, count: m * n)
-            gemmReference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: Array(aa.dropFirst(k)) + [Double](repeating: 0, count: k),
-                          lda: d, b: Array(bb.dropFirst(k)) + [Double](repeating: 0, count: k), ldb: d, beta: 0, c: &ref, ldc: n)
+            gemmReference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
+                          a: Array(aa.dropFirst(k)) + [Double](repeating: 0, count: k),
+                          lda: d, b: Array(bb.dropFirst(k)) + [Double](repeating: 0,
+                                                                       count: k), ldb: d, beta: 0, c: &ref, ldc: n)
             assertClose(Array(C.array[(bi * m * n)..<((bi + 1) * m * n)]), ref, rtol: 1e-5, atol: 1e-5, "batched \(bi)")
         }
     }
@@ -49,9 +55,9 @@ final class RandomTests: XCTestCase {
     /// fillNormal / fillGumbel spread over threads from a block boundary give exactly the serial draws, and
     /// leave the stream where the serial draws would (odd counts, a prefix that breaks alignment, 1 and 3 threads).
     func testThreadedFillsEqualSerialDraws() {
-        defer { Compute.configure(precision: .fp32, threads: 1) }
+        defer { _ = Compute.fp32() }   // the pool back to one thread
         for threads in [1, 3] {
-            Compute.configure(precision: .fp32, threads: threads)
+            _ = Compute(precision: .fp32, threads: threads)   // the pool the fills are spread over
             for (prefix, n) in [(0, 5001), (0, 4000), (3, 2999), (1, 7)] {
                 var a = RandomStream(seed: 9, step: 2, microBatch: 1, purpose: .maskNoise), b = a
                 let fa = FloatBuffer(count: n), fb = FloatBuffer(count: n)
@@ -74,7 +80,8 @@ final class RandomTests: XCTestCase {
         XCTAssertEqual([z.0, z.1, z.2, z.3], [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8])
         let f = philox4x32(counter: (.max, .max, .max, .max), key: (.max, .max))
         XCTAssertEqual([f.0, f.1, f.2, f.3], [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd])
-        let p = philox4x32(counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344), key: (0xa409_3822, 0x299f_31d0))
+        let p = philox4x32(counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344), key: (0xa409_3822,
+                                                                                                0x299f_31d0))
         XCTAssertEqual([p.0, p.1, p.2, p.3], [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1])
     }
 
@@ -99,7 +106,8 @@ final class RandomTests: XCTestCase {
         for _ in 0..<n {
             let u = Double(r.nextUniform())
             XCTAssert(u > 0 && u < 1)
-            s1 += u; s2 += u * u
+            s1 += u
+            s2 += u * u
             bins[min(9, Int(u * 10))] += 1
         }
         XCTAssertEqual(s1 / Double(n), 0.5, accuracy: 0.003)
@@ -110,7 +118,10 @@ final class RandomTests: XCTestCase {
         var m1 = 0.0, m2 = 0.0, m3 = 0.0, m4 = 0.0
         for _ in 0..<n {
             let z = Double(r.nextNormal())
-            m1 += z; m2 += z * z; m3 += z * z * z; m4 += z * z * z * z
+            m1 += z
+            m2 += z * z
+            m3 += z * z * z
+            m4 += z * z * z * z
         }
         XCTAssertEqual(m1 / Double(n), 0, accuracy: 0.01)
         XCTAssertEqual(m2 / Double(n), 1, accuracy: 0.015)

@@ -3,14 +3,17 @@ import Foundation
 import Training
 import TestSupport
 
-/// Issue 11: the exit-status contract (README "Exit statuses", implemented once in Sources/w2vbert/CLI.swift),
+/// The exit-status contract (README "Exit statuses", implemented once in Sources/w2vbert/CLI.swift),
 /// checked on the built executable for every subcommand:
 ///   0 done · 1 runtime input/I-O error, one line naming the file, no usage · 2 bad command line or config, with
 ///   the usage · train also 75/76/77/78 (75, 77, 78: DistributedTrainingTests; 76 here).
 final class ExitStatusTests: XCTestCase {
     static let exe = DistributedTrainingTests.exe
-    static let subcommands = ["train", "config", "validate", "embed", "export-hf", "import-hf", "inspect", "compare", "bench", "bench-dist",
-                              "bench-kernels", "mpi-check", "dist-check", "prepare", "features", "bench-data"]
+    static let subcommands: [[String]] = [
+        ["train"], ["config"], ["validate"], ["embed"], ["export-hf"], ["import-hf"], ["inspect"], ["compare"],
+        ["prepare"], ["features"], ["bench", "model"], ["bench", "kernels"], ["bench", "data"], ["bench", "dist"],
+        ["bench", "scaling"], ["check", "mpi"], ["check", "dist"],
+    ]
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
         let r = try runCommand([Self.exe] + args, environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout)
@@ -28,15 +31,22 @@ final class ExitStatusTests: XCTestCase {
     /// `--help` is 0 on every subcommand.
     func testCommandLineErrorsAre2WithUsageAndHelpIs0() throws {
         for sub in Self.subcommands {
-            var r = try run([sub, "--no-such-option"])
-            XCTAssertEqual(r.status, 2, "\(sub): \(r.output)")
-            XCTAssert(r.output.contains("Usage: w2vbert \(sub)"), "\(sub): \(r.output)")
-            r = try run([sub, "--help"])
-            XCTAssertEqual(r.status, 0, "\(sub): \(r.output)")
-            XCTAssert(r.output.contains("USAGE: w2vbert \(sub)"), "\(sub): \(r.output)")
+            let name = sub.joined(separator: " ")
+            var r = try run(sub + ["--no-such-option"])
+            XCTAssertEqual(r.status, 2, "\(name): \(r.output)")
+            XCTAssert(r.output.contains("Usage: w2vbert \(name)"), "\(name): \(r.output)")
+            r = try run(sub + ["--help"])
+            XCTAssertEqual(r.status, 0, "\(name): \(r.output)")
+            XCTAssert(r.output.contains("USAGE: w2vbert \(name)"), "\(name): \(r.output)")
+        }
+        // The old flat names are gone: an unknown subcommand is a usage error.
+        for old in ["bench-kernels", "bench-data", "bench-dist", "mpi-check", "dist-check"] {
+            let r = try run([old])
+            XCTAssertEqual(r.status, 2, "\(old): \(r.output)")
         }
         for args in [["train", "--preset", "tiny"], ["validate"], ["embed", "x.wav"], ["inspect"], ["compare", "a"],
-                     ["prepare"], ["features"], ["no-such-command"], ["train", "--max-steps", "0", "--train", "t", "--run-dir", "r"],
+                     ["prepare"], ["features"], ["no-such-command"],
+                     ["train", "--max-steps", "0", "--train", "t", "--run-dir", "r"],
                      ["embed", "--checkpoint", "c", "--out", "o.npy", "--layer", "middle", "a.wav"]] {
             let r = try run(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.output)")
@@ -50,19 +60,21 @@ final class ExitStatusTests: XCTestCase {
         let yaml = temp("bad") + ".yaml"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: yaml) }
         try "model:\n  dim: [oops\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let inputs = ["--train", "/nonexistent.tsv", "--run-dir", temp("r")]
         let cases: [([String], String)] = [
-            (["train", "--preset", "huge", "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "unknown preset 'huge'"),
-            (["train", "--preset", "tiny", "--set", "model.heads=5", "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "model.heads"),
-            (["train", "--preset", "tiny", "--set", "no_such.key=1", "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "no_such.key"),
-            (["train", "--config", "/nonexistent.yaml", "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "/nonexistent.yaml"),
-            (["train", "--config", yaml, "--train", "/nonexistent.tsv", "--run-dir", temp("r")], yaml),
-            (["train", "--preset", "tiny", "--config", yaml, "--train", "/nonexistent.tsv", "--run-dir", temp("r")], "not both"),
+            (["train", "--preset", "huge"] + inputs, "unknown preset 'huge'"),
+            (["train", "--preset", "tiny", "--set", "model.heads=5"] + inputs, "model.heads"),
+            (["train", "--preset", "tiny", "--set", "no_such.key=1"] + inputs, "no_such.key"),
+            (["train", "--config", "/nonexistent.yaml"] + inputs, "/nonexistent.yaml"),
+            (["train", "--config", yaml] + inputs, yaml),
+            (["train", "--preset", "tiny", "--config", yaml] + inputs, "not both"),
             (["config", "--preset", "huge"], "unknown preset 'huge'"),
             (["import-hf", "/nonexistent-hf", "--out", temp("ck"), "--preset", "huge"], "unknown preset 'huge'"),
             (["config", "--set", "optimizer.lr=fast"], "optimizer.lr"),
-            (["bench", "--preset", "huge"], "unknown preset 'huge'"),
-            (["bench-dist", "--preset", "huge"], "unknown preset 'huge'"),
-            (["bench-kernels", "--preset", "huge"], "unknown preset 'huge'"),
+            (["bench", "model", "--preset", "huge"], "unknown preset 'huge'"),
+            (["bench", "dist", "--preset", "huge"], "unknown preset 'huge'"),
+            (["bench", "kernels", "--preset", "huge"], "unknown preset 'huge'"),
+            (["bench", "scaling", "--preset", "huge"], "unknown preset 'huge'"),
         ]
         for (args, needle) in cases {
             let r = try run(args)
@@ -92,7 +104,7 @@ final class ExitStatusTests: XCTestCase {
             (["prepare", "/nonexistent-audio", "--out", temp("p")], "/nonexistent-audio"),
             (["prepare", emptyDir, "--out", temp("p")], emptyDir),
             (["features", junk, "--out", temp("f") + ".npy"], junk),
-            (["bench-data", "--manifest", "/nonexistent.tsv", "--seconds", "1"], "/nonexistent.tsv"),
+            (["bench", "data", "--manifest", "/nonexistent.tsv", "--seconds", "1"], "/nonexistent.tsv"),
         ]
         for (args, needle) in cases {
             let r = try run(args)
@@ -109,9 +121,10 @@ final class ExitStatusTests: XCTestCase {
     /// train.max_consecutive_skips in a row the run stops with 76 and says so.
     func testNonFiniteStepsExit76() throws {
         let run = temp("nonfinite")
-        let r = try self.run(["train", "--train", DistributedTrainingTests.slice, "--run-dir", run, "--max-steps", "30"]
-                             + DistributedTrainingTests.common + ["--set", "optimizer.lr=1e30", "--set", "optimizer.warmup=1",
-                                                                   "--set", "train.max_consecutive_skips=2"], timeout: 300)
+        let args = ["train", "--train", DistributedTrainingTests.slice, "--run-dir", run, "--max-steps", "30"]
+            + DistributedTrainingTests.common
+            + ["--set", "optimizer.lr=1e30", "--set", "optimizer.warmup=1", "--set", "train.max_consecutive_skips=2"]
+        let r = try self.run(args, timeout: 300)
         XCTAssertEqual(r.status, 76, r.output)
         XCTAssert(r.output.contains("consecutive non-finite steps"), r.output)
     }

@@ -50,16 +50,18 @@ final class FixtureRun {
     let b: Int, t0: Int
 
     /// `extra`: overrides applied after the fixture's own (e.g. train.trainable=all on a LoRA fixture).
-    init(_ name: String, extra: [String] = []) throws {
+    init(_ name: String, extra: [String] = [], compute: Compute = .fp32()) throws {
         st = try SafeTensors(path: fixturePath(name))
         config = try Config.load(preset: st.metadata["preset"]!,
                                  overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
         let f = st["input.features"]
-        b = f.shape[0]; t0 = f.shape[1]
-        features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }
+        b = f.shape[0]
+        t0 = f.shape[1]
+        features = f.values.map(Float.init)
+        lengths = st["input.lengths"].values.map { Int32($0) }
         mask = st["input.mask"].values.map { UInt8($0) }
         speakers = st.tensors["input.speakers"].map { $0.values.map { Int32($0) } }
-        model = W2VBertModel(config: config, maxBatch: b, maxFrames: t0)
+        model = W2VBertModel(config: config, compute: compute, maxBatch: b, maxFrames: t0)
         // Every parameter of the layout must be in the fixture with the same shape, and vice versa.
         let names = Set(st.tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
         XCTAssertEqual(names, Set(model.layout.entries.map(\.name)), "parameter names differ from the twin's")
@@ -80,8 +82,8 @@ final class FixtureRun {
     func forward(tau: Float) -> StepStats {
         features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
             (speakers ?? []).withUnsafeBufferPointer { sp in
-                model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
-                                        frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
+                model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                                        batch: b, frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
                                         speakers: speakers == nil ? nil : sp.baseAddress), tau: tau)
             }
         } } }

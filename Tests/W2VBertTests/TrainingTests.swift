@@ -11,7 +11,9 @@ final class SyntheticBatch {
     var mask: [UInt8]
     let b: Int, t0: Int, t: Int
     init(config: Config, lengths: [Int], seed: UInt64 = 3) {
-        b = lengths.count; t0 = lengths.max()!; t = config.encoderLength(t0: t0)
+        b = lengths.count
+        t0 = lengths.max()!
+        t = config.encoderLength(t0: t0)
         self.lengths = lengths.map { Int32($0) }
         features = FloatBuffer(count: b * t0 * 80)
         var rng = RandomStream(seed: seed, purpose: .test)
@@ -29,8 +31,10 @@ final class SyntheticBatch {
     func forward(_ model: W2VBertModel, step: Int, microBatch: Int = 0, tau: Float, training: Bool = true,
                  reduce: (UnsafeMutableBufferPointer<Double>) -> Void = { _ in }) -> StepStats {
         lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            model.forward(BatchView(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b, frames: t0,
-                                    key: RandomKey(seed: 11, step: step, microBatch: microBatch)), tau: tau, training: training,
+            model.forward(BatchView(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
+                                    frames: t0,
+                                    key: RandomKey(seed: 11, step: step,
+                                                   microBatch: microBatch)), tau: tau, training: training,
                           reduceUsage: reduce)
         } }
     }
@@ -43,7 +47,7 @@ final class TrainingTests: XCTestCase {
     func testTinyOverfitsFourUtterances() throws {
         let config = try Config.load(preset: "tiny", overrides: ["optimizer.warmup=100"])
         let batch = SyntheticBatch(config: config, lengths: [199, 185, 170, 199])
-        let model = W2VBertModel(config: config, maxBatch: 4, maxFrames: 199)
+        let model = W2VBertModel(config: config, compute: .fp32(), maxBatch: 4, maxFrames: 199)
         let opt = Optimizer(config: config, layout: model.layout)
         var curve: [(Int, Double, Double, Double)] = []
         var first = 0.0, last = 0.0, minPPL = Double.infinity

@@ -23,21 +23,25 @@ final class TwinTests: XCTestCase {
     func testFixtureB() throws { try check("fixture_b.safetensors") }
     func testFixtureC() throws { try check("fixture_c.safetensors") }
     func testFixtureD() throws { try check("fixture_d.safetensors") }
-    /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv, learned mask, dropout).
+    /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv,
+    /// learned mask, dropout).
     func testFixtureE() throws { try check("fixture_e.safetensors") }
     /// Issue 13 (LoRA on all eight Linear layers): every gradient with the adapters present (trainable all),
     /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
-    func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"],
+                                                           trajectory: false) }
     func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
     /// Issue 13: hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
     func testFixtureGHypernetwork() throws { try check("fixture_g_hyper.safetensors") }
     /// Issue 13, hyper-lora speaker adapters: 3 utterances with their own generated LoRA factors; every
     /// gradient (speaker vector → feature encoder included) with the base trainable, and the frozen base.
-    func testFixtureHHyperLoRAAllGradients() throws { try check("fixture_h_hyperlora.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureHHyperLoRAAllGradients() throws { try check("fixture_h_hyperlora.safetensors",
+                                                                extra: ["train.trainable=all"], trajectory: false) }
     func testFixtureHHyperLoRAFrozenBase() throws { try check("fixture_h_hyperlora.safetensors") }
     /// Issue 13, hyper-lora with the speaker table (adapter.speaker = table): 4 utterances of speakers 1, unknown,
     /// 1, 0; every gradient with the base trainable (the table's rows included), and the frozen base.
-    func testFixtureIHyperLoRATableAllGradients() throws { try check("fixture_i_hyperlora_table.safetensors", extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureIHyperLoRATableAllGradients() throws { try check("fixture_i_hyperlora_table.safetensors",
+                                                                     extra: ["train.trainable=all"], trajectory: false) }
     func testFixtureIHyperLoRATableFrozenBase() throws { try check("fixture_i_hyperlora_table.safetensors") }
 }
 
@@ -47,16 +51,19 @@ final class MergeAdaptersTests: XCTestCase {
         let run = try FixtureRun("fixture_f_lora.safetensors")
         let c = run.config
         let adapted = run.forward(tau: c.tau(step: 0)).loss(c)
-        let (pc, pl, merged) = mergeAdapters(config: c, layout: run.model.layout, params: run.model.params.ptr)
+        let compute = run.model.compute
+        let (pc, pl, merged) = mergeAdapters(compute, config: c, layout: run.model.layout, params: run.model.params.ptr)
         XCTAssertEqual(pc.adapter.kind, .none)
         XCTAssertEqual(pl.parameterCount, run.model.layout.parameterCount - run.model.layout.adapterParameterCount)
-        let plain = W2VBertModel(config: pc, maxBatch: run.b, maxFrames: run.t0)
+        let plain = W2VBertModel(config: pc, compute: compute, maxBatch: run.b, maxFrames: run.t0)
         plain.params.ptr.update(from: merged.ptr, count: pl.count)
         plain.noiseOverride = run.model.noiseOverride
         func plainLoss() -> Double {
             run.features.withUnsafeBufferPointer { fp in run.lengths.withUnsafeBufferPointer { lp in run.mask.withUnsafeBufferPointer { mp in
-                plain.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: run.b,
-                                        frames: run.t0, key: RandomKey(seed: 1, step: 0, microBatch: 0)), tau: c.tau(step: 0)).loss(pc)
+                plain.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                                        batch: run.b,
+                                        frames: run.t0, key: RandomKey(seed: 1, step: 0,
+                                                                       microBatch: 0)), tau: c.tau(step: 0)).loss(pc)
             } } }
         }
         let loss = plainLoss()
@@ -74,8 +81,9 @@ extension XCTestCase {
     /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
     /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
     /// base tensor must still equal the fixture's initial value bit for bit.
-    func checkTwin(_ name: String, extra: [String] = [], trajectory: Bool = true, _ tol: TwinTolerance = TwinTolerance()) throws {
-        let run = try FixtureRun(name, extra: extra)
+    func checkTwin(_ name: String, extra: [String] = [], trajectory: Bool = true,
+                   _ tol: TwinTolerance = TwinTolerance(), compute: Compute = .fp32()) throws {
+        let run = try FixtureRun(name, extra: extra, compute: compute)
         let m = run.st["out.metrics"].values
         let c = run.config
         run.model.zeroGrads()
@@ -107,7 +115,8 @@ extension XCTestCase {
             let r = maxDiff / max(maxRef, 1e-12)
             report += String(format: "  %-40@ max|g| %.3e  rel err %.2e\n", e.name as NSString, maxRef, r)
             let cancelling = e.name.hasPrefix("feature_encoder.") && e.name.hasSuffix(".bias")
-            if maxRef > 1e-9 { XCTAssertLessThan(r, cancelling ? tol.gradCancelling : tol.grad, "gradient of \(e.name)") }
+            if maxRef > 1e-9 { XCTAssertLessThan(r, cancelling ? tol.gradCancelling : tol.grad,
+                                                 "gradient of \(e.name)") }
             else { XCTAssertLessThan(maxDiff, tol.zeroGrad, e.name) }
             if maxRef == 0 { report += "    (zero: unused in this step)\n" }
             if r > worst.1 && maxRef > 1e-9 { worst = (e.name, r) }
@@ -128,7 +137,8 @@ extension XCTestCase {
             XCTAssertEqual(opt.step, step + 1)
         }
         print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
-        for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), i < 3 ? tol.loss : tol.lateTrajectory, "trajectory step \(i)") }
+        for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), i < 3 ? tol.loss : tol.lateTrajectory,
+                                           "trajectory step \(i)") }
         if c.baseFrozen {
             var changedBase = 0, changedAdapters = 0
             for e in run.model.layout.entries {
@@ -137,7 +147,8 @@ extension XCTestCase {
                 if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
             }
             XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
-            XCTAssertEqual(changedAdapters, run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
+            XCTAssertEqual(changedAdapters,
+                           run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
             XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
             XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
         }
@@ -158,14 +169,15 @@ extension XCTestCase {
 /// An f32-only path fails the engine test's rounding check; a wrong bf16 path (transposes, strides,
 /// accumulate) fails these by orders of magnitude.
 final class TwinBF16Tests: XCTestCase {
-    let tol = TwinTolerance(loss: 5e-3, grad: 8e-2, flips: 0.03, gradCancelling: 0.3, lateTrajectory: 8e-2, zeroGrad: 2e-5)
+    let tol = TwinTolerance(loss: 5e-3, grad: 8e-2, flips: 0.03, gradCancelling: 0.3, lateTrajectory: 8e-2,
+                            zeroGrad: 2e-5)
     override func setUpWithError() throws {
         guard Compute.hasNativeBF16 else { throw XCTSkip("no native bf16 on this CPU") }
-        Compute.configure(precision: .bf16, threads: 1)
     }
-    override func tearDown() { Compute.configure(precision: .fp32, threads: 1) }
-    func testFixtureA() throws { try checkTwin("fixture_a.safetensors", tol) }
-    func testFixtureB() throws { try checkTwin("fixture_b.safetensors", tol) }
-    func testFixtureC() throws { try checkTwin("fixture_c.safetensors", tol) }
-    func testFixtureD() throws { try checkTwin("fixture_d.safetensors", tol) }
+    func checkTwin(_ name: String) throws { try checkTwin(name, tol, compute: Compute(precision: .bf16, threads: 1)) }
+    override func tearDown() { _ = Compute.fp32() }   // the pool back to one thread
+    func testFixtureA() throws { try checkTwin("fixture_a.safetensors") }
+    func testFixtureB() throws { try checkTwin("fixture_b.safetensors") }
+    func testFixtureC() throws { try checkTwin("fixture_c.safetensors") }
+    func testFixtureD() throws { try checkTwin("fixture_d.safetensors") }
 }

@@ -14,17 +14,31 @@ public struct StepSums: Sendable {
     public init() {}
     var array: [Double] { [contrastive, mlm, correctContrastive, correctMLM, masked, audioSeconds, utterances] }
     init(_ a: [Double]) {
-        contrastive = a[0]; mlm = a[1]; correctContrastive = a[2]; correctMLM = a[3]; masked = a[4]
-        audioSeconds = a[5]; utterances = a[6]
+        contrastive = a[0]
+        mlm = a[1]
+        correctContrastive = a[2]
+        correctMLM = a[3]
+        masked = a[4]
+        audioSeconds = a[5]
+        utterances = a[6]
     }
     mutating func add(_ o: StepSums) {
-        contrastive += o.contrastive; mlm += o.mlm; correctContrastive += o.correctContrastive; correctMLM += o.correctMLM
-        masked += o.masked; audioSeconds += o.audioSeconds; utterances += o.utterances
+        contrastive += o.contrastive
+        mlm += o.mlm
+        correctContrastive += o.correctContrastive
+        correctMLM += o.correctMLM
+        masked += o.masked
+        audioSeconds += o.audioSeconds
+        utterances += o.utterances
     }
     mutating func add(_ s: StepStats, audioSeconds audio: Double, utterances u: Int) {
-        contrastive += s.contrastiveLossSum; mlm += s.mlmLossSum
-        correctContrastive += Double(s.contrastiveCorrect); correctMLM += Double(s.mlmCorrect); masked += Double(s.masked)
-        audioSeconds += audio; utterances += Double(u)
+        contrastive += s.contrastiveLossSum
+        mlm += s.mlmLossSum
+        correctContrastive += Double(s.contrastiveCorrect)
+        correctMLM += Double(s.mlmCorrect)
+        masked += Double(s.masked)
+        audioSeconds += audio
+        utterances += Double(u)
     }
 }
 
@@ -47,14 +61,23 @@ public struct MetricWindow: Sendable {
     var masked: Double { max(sums.masked, 1) }
     var lossContrastive: Double { sums.contrastive / masked }
     var lossMLM: Double { sums.mlm / masked }
-    var loss: Double { weights.contrastive * lossContrastive + weights.mlm * lossMLM + weights.diversity * diversityLoss }
+    var loss: Double {
+        weights.contrastive * lossContrastive + weights.mlm * lossMLM + weights.diversity * diversityLoss
+    }
 
     /// Adds one optimizer step.
     mutating func add(_ r: StepResult) {
-        sums.add(r.sums); steps += 1
-        diversityLoss = r.diversityLoss; probPerplexity = r.probPerplexity; codePerplexity = r.codePerplexity
-        tau = Double(r.tau); lr = Double(r.lr); gradNorm = r.gradNorm
-        computeSeconds += r.computeSeconds; allReduceWaitSeconds += r.allReduceWaitSeconds; allReduceSeconds += r.allReduceSeconds
+        sums.add(r.sums)
+        steps += 1
+        diversityLoss = r.diversityLoss
+        probPerplexity = r.probPerplexity
+        codePerplexity = r.codePerplexity
+        tau = Double(r.tau)
+        lr = Double(r.lr)
+        gradNorm = r.gradNorm
+        computeSeconds += r.computeSeconds
+        allReduceWaitSeconds += r.allReduceWaitSeconds
+        allReduceSeconds += r.allReduceSeconds
     }
 }
 
@@ -65,7 +88,9 @@ public struct Metric: Sendable {
     public let console: String?
     public let value: @Sendable (MetricWindow) -> Double
     public init(_ name: String, _ console: String?, _ value: @escaping @Sendable (MetricWindow) -> Double) {
-        self.name = name; self.console = console; self.value = value
+        self.name = name
+        self.console = console
+        self.value = value
     }
 
     static let losses: [Metric] = [
@@ -106,7 +131,8 @@ public struct StepMetrics {
     public var extra: [String: Any] = [:]
 
     public init(kind: String, step: Int, metrics: [Metric], window: MetricWindow) {
-        self.kind = kind; self.step = step
+        self.kind = kind
+        self.step = step
         values = metrics.map { ($0, $0.value(window)) }
     }
 
@@ -114,7 +140,8 @@ public struct StepMetrics {
 
     public var jsonRecord: [String: Any] {
         var r = extra
-        r["kind"] = kind; r["step"] = step
+        r["kind"] = kind
+        r["step"] = step
         for (m, v) in values { r[m.name] = v }
         return r
     }
@@ -144,7 +171,9 @@ public struct MetricSinks {
     /// An event record (kind "event") in metrics.jsonl.
     public func event(_ name: String, step: Int, _ fields: [String: Any] = [:]) throws {
         var r = fields
-        r["kind"] = "event"; r["event"] = name; r["step"] = step
+        r["kind"] = "event"
+        r["event"] = name
+        r["step"] = step
         try log?.write(r)
     }
 }

@@ -1,0 +1,175 @@
+import Foundation
+import Tensor
+import Audio
+import W2VBert
+
+/// Hidden states of audio files from a checkpoint (`w2vbert embed`): whole utterances, no masking, no
+/// noise. One input: OUT.npy holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and
+/// OUT.lengths.npy the frame counts. Layer speaker (hyper-lora): [files, speaker_dim].
+public struct Embedding {
+    /// Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).
+    public var audio: [String]
+    public var layer: W2VBertModel.EmbedLayer = .mlm
+    /// All inputs as one zero-padded batch (padding must not change the states of real frames).
+    public var batched = false
+    /// adapter.speaker = table: the speaker label of the files (empty: none; one: every file; else one per file).
+    public var speakers: [String] = []
+    /// Where to also write the model's input features ([N, T0_max, 80] zero-padded, with PATH.lengths.npy).
+    public var saveFeatures: String?
+
+    public init(audio: [String]) { self.audio = audio }
+
+    /// CMVN'd fbank of every input, their T0, and all of them zero-padded to [N, T0_max, 80].
+    struct Inputs {
+        let features: [[Float]]
+        let t0s: [Int]
+        let padded: [Float]
+        var maxT0: Int { t0s.max()! }
+    }
+
+    /// Computes the embeddings of `folder`'s model with `compute` and writes them to `out`. Returns the
+    /// warnings (speaker labels the table does not know).
+    public func run(_ folder: CheckpointFolder, compute: Compute, out: String) throws -> [String] {
+        let config = folder.config
+        let inputs = try features(config)
+        let model = W2VBertModel(config: config, compute: compute, maxBatch: batched ? audio.count : 1,
+                                 maxFrames: inputs.maxT0)
+        try folder.readParameters(model.layout, into: model.params.ptr)
+        let (rows, warnings) = try speakerRows(folder)
+        if layer == .speaker {
+            guard config.adapter.isHyper else {
+                throw CheckpointFolderError("\(folder.directory): --layer speaker needs a checkpoint trained with "
+                                            + "adapter.kind = hyper-lora")
+            }
+            let sd = config.adapter.speakerDim
+            let vectors = speakerVectors(model, inputs, rows: rows)
+            try Npy.write(NpyArray(shape: [audio.count, sd], data: vectors), to: out)
+            return warnings
+        }
+        let outputs = batched ? batchedStates(model, inputs, rows: rows)
+                              : audio.indices.map { oneState(model, inputs.features[$0], row: rows[$0]) }
+        try write(outputs, d: config.model.dim, to: out)
+        return warnings
+    }
+
+    func features(_ config: Config) throws -> Inputs {
+        var feats: [[Float]] = []
+        let fbank = KaldiFbank()
+        let bins = Config.melBins
+        for path in audio {
+            var f = fbank.compute(try AudioDecoder.load(path: path))
+            let t0 = f.count / bins
+            guard config.encoderLength(t0: t0) >= 1 else {
+                throw AudioError(.tooShort, path: path, "\(t0) fbank frames")
+            }
+            applyCMVN(&f, frames: t0, bins: bins)
+            feats.append(f)
+        }
+        let t0s = feats.map { $0.count / bins }
+        let maxT0 = t0s.max()!
+        var padded = [Float](repeating: 0, count: feats.count * maxT0 * bins)
+        for (i, f) in feats.enumerated() {
+            for j in 0..<f.count { padded[i * maxT0 * bins + j] = f[j] }
+        }
+        if let path = saveFeatures {
+            try Npy.write(NpyArray(shape: [feats.count, maxT0, bins], data: padded), to: path)
+            try Npy.write(NpyArray(shape: [feats.count], data: t0s.map(Float.init)), to: lengthsPath(path))
+        }
+        return Inputs(features: feats, t0s: t0s, padded: padded)
+    }
+
+    /// adapter.speaker = table: each file's row of the speaker table (−1: unknown), from `speakers` and the
+    /// labels in the checkpoint's trainer.json. All −1 for other runs (where speaker labels are refused).
+    func speakerRows(_ folder: CheckpointFolder) throws -> (rows: [Int32], warnings: [String]) {
+        let config = folder.config
+        guard config.adapter.isTable else {
+            if !speakers.isEmpty {
+                throw CheckpointFolderError("\(folder.directory): --speaker needs a checkpoint trained with "
+                                            + "adapter.speaker = table")
+            }
+            return ([Int32](repeating: -1, count: audio.count), [])
+        }
+        let state = try folder.trainerState()
+        guard let labels = state.speakers, labels.count == config.adapter.speakers else {
+            throw CheckpointFolderError("\(folder.directory)/trainer.json: no speaker labels for the "
+                                        + "\(config.adapter.speakers) rows of speaker.table")
+        }
+        var index: [String: Int32] = [:]
+        for (i, l) in labels.enumerated() { index[l] = Int32(i) }
+        let warnings = Set(speakers).sorted().filter { index[$0] == nil && $0 != "-" }.map {
+            "embed: speaker '\($0)' is not in the table (\(labels.count) labels): the unknown-speaker row"
+        }
+        let rows = audio.indices.map { i in
+            speakers.isEmpty ? -1 : index[speakers[speakers.count == 1 ? 0 : i]] ?? -1
+        }
+        return (rows, warnings)
+    }
+
+    /// One speaker vector per file, [files, speaker_dim].
+    func speakerVectors(_ model: W2VBertModel, _ inputs: Inputs, rows: [Int32]) -> [Float] {
+        let sd = model.config.adapter.speakerDim
+        var all: [Float] = []
+        for (f, row) in zip(inputs.features, rows) {
+            let t0 = f.count / Config.melBins
+            let v = embed(model, f, lengths: [Int32(t0)], frames: t0, layer: .speaker, rows: [row])
+            all += UnsafeBufferPointer(start: v, count: sd)
+        }
+        return all
+    }
+
+    /// One padded batch [N, T_max, d]; each utterance keeps its encoderLength(T0) rows.
+    func batchedStates(_ model: W2VBertModel, _ inputs: Inputs, rows: [Int32]) -> [[Float]] {
+        let c = model.config
+        let d = c.model.dim
+        let tMax = c.encoderLength(t0: inputs.maxT0)
+        let n = inputs.t0s.count
+        let h = embed(model, inputs.padded, lengths: inputs.t0s.map { Int32($0) }, frames: inputs.maxT0,
+                      layer: layer, rows: rows)
+        let all = Array(UnsafeBufferPointer(start: h, count: n * tMax * d))
+        return inputs.t0s.enumerated().map { i, t0 in
+            Array(all[(i * tMax * d)..<(i * tMax * d + c.encoderLength(t0: t0) * d)])
+        }
+    }
+
+    /// One utterance on its own: [T, d].
+    func oneState(_ model: W2VBertModel, _ f: [Float], row: Int32) -> [Float] {
+        let c = model.config
+        let t0 = f.count / Config.melBins
+        let h = embed(model, f, lengths: [Int32(t0)], frames: t0, layer: layer, rows: [row])
+        return Array(UnsafeBufferPointer(start: h, count: c.encoderLength(t0: t0) * c.model.dim))
+    }
+
+    /// `model.embed` over Swift arrays; the result is valid until the model's next forward or embed.
+    func embed(_ model: W2VBertModel, _ features: [Float], lengths: [Int32], frames: Int,
+               layer: W2VBertModel.EmbedLayer, rows: [Int32]) -> UnsafePointer<Float> {
+        features.withUnsafeBufferPointer { fp in
+            lengths.withUnsafeBufferPointer { lp in
+                rows.withUnsafeBufferPointer { rp in
+                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: lengths.count,
+                                frames: frames, layer: layer, speakers: rp.baseAddress)
+                }
+            }
+        }
+    }
+
+    /// OUT.npy: [T, d] for one input; [N, T_max, d] zero-padded and OUT.lengths.npy for several.
+    func write(_ outputs: [[Float]], d: Int, to out: String) throws {
+        if outputs.count == 1 {
+            try Npy.write(NpyArray(shape: [outputs[0].count / d, d], data: outputs[0]), to: out)
+            return
+        }
+        let tMax = outputs.map { $0.count / d }.max()!
+        var all = [Float](repeating: 0, count: outputs.count * tMax * d)
+        for (i, o) in outputs.enumerated() {
+            for j in 0..<o.count { all[i * tMax * d + j] = o[j] }
+        }
+        try Npy.write(NpyArray(shape: [outputs.count, tMax, d], data: all), to: out)
+        try Npy.write(NpyArray(shape: [outputs.count], data: outputs.map { Float($0.count / d) }), to: lengthsPath(out))
+    }
+
+    /// PATH.npy → PATH.lengths.npy.
+    func lengthsPath(_ path: String) -> String {
+        (path.hasSuffix(".npy") ? String(path.dropLast(4)) : path) + ".lengths.npy"
+    }
+
+}
