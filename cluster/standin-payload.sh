@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stand-in for `w2vbert train` (cluster/test-cluster.sh with W2V_TEST_PAYLOAD=mpi-check): it honours the
+# Stand-in for `w2vbert train` (cluster/test-cluster.sh with W2V_TEST_PAYLOAD=check-mpi): it honours the
 # parts of the trainer's contract that the launch scripts depend on, so the signal/requeue/restart paths
 # can be tested without the trainer.
 #   standin-payload.sh train [...] --run-dir DIR [--max-steps N] [...]   (other arguments are ignored)
