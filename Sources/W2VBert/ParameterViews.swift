@@ -10,21 +10,25 @@ struct PG {
         let o = layout.entry(name).offset
         w = params + o; g = grads + o
     }
-    /// A weight that lives outside the layout (a hypernetwork's generated weight and its gradient).
+    /// A weight that lives outside the layout (e.g. a model option's generated weight and its gradient).
     init(w: FPtr, g: FPtr) { self.w = w; self.g = g }
 }
 
 /// LayerNorm weight and bias.
 struct NormPG {
     let weight: PG, bias: PG
-    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr) { weight = PG(l, n + ".weight", p, g); bias = PG(l, n + ".bias", p, g) }
+    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr) {
+        weight = PG(l, n + ".weight", p, g)
+        bias = PG(l, n + ".bias", p, g)
+    }
 
     func forward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, n: Int, c: Int) {
         layerNormForward(y: y, mean: mean, rstd: rstd, x: x, weight: weight.w, bias: bias.w, n: n, c: c)
     }
-    func backward(dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
-        layerNormBackward(dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean, rstd: rstd, n: n, c: c,
-                          write: write)
+    func backward(dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int,
+                  write: GradientWrite = .accumulate) {
+        layerNormBackward(dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean,
+                          rstd: rstd, n: n, c: c, write: write)
     }
 }
 
@@ -32,14 +36,15 @@ struct NormPG {
 struct LinearPG {
     let weight: PG, bias: PG?
     init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, bias hasBias: Bool = true, weight given: PG? = nil) {
-        weight = given ?? PG(l, n + ".weight", p, g); bias = hasBias ? PG(l, n + ".bias", p, g) : nil
+        weight = given ?? PG(l, n + ".weight", p, g)
+        bias = hasBias ? PG(l, n + ".bias", p, g) : nil
     }
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
         linearForward(y: y, x: x, weight: weight.w, bias: bias?.w, n: n, inDim: inDim, outDim: outDim)
     }
     func backward(dx: FPtr?, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int, write: GradientWrite = .accumulate) {
-        linearBackward(dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n, inDim: inDim, outDim: outDim,
-                       write: write)
+        linearBackward(dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n, inDim: inDim,
+                       outDim: outDim, write: write)
     }
 }
 

@@ -106,8 +106,10 @@ struct Embed: ParsableCommand {
             let len = [Int32(f.count / Config.melBins)], r = [row]
             f.withUnsafeBufferPointer { fp in
                 len.withUnsafeBufferPointer { lp in
-                    let v = r.withUnsafeBufferPointer { model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: Int(len[0]),
-                                                                    layer: .speaker, speakers: $0.baseAddress) }
+                    let v = r.withUnsafeBufferPointer {
+                        model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: Int(len[0]),
+                                    layer: .speaker, conditioning: $0.baseAddress)
+                    }
                     all += UnsafeBufferPointer(start: v, count: sd)
                 }
             }
@@ -123,7 +125,8 @@ struct Embed: ParsableCommand {
         let all: [Float] = padded.withUnsafeBufferPointer { fp in
             lens.withUnsafeBufferPointer { lp in
                 let h = rows.withUnsafeBufferPointer {
-                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: t0s.count, frames: maxT0, layer: embedLayer, speakers: $0.baseAddress)
+                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: t0s.count, frames: maxT0,
+                                layer: embedLayer, conditioning: $0.baseAddress)
                 }
                 return Array(UnsafeBufferPointer(start: h, count: t0s.count * tMax * d))
             }
@@ -138,7 +141,8 @@ struct Embed: ParsableCommand {
         return f.withUnsafeBufferPointer { fp in
             len.withUnsafeBufferPointer { lp in
                 let h = r.withUnsafeBufferPointer {
-                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0, layer: embedLayer, speakers: $0.baseAddress)
+                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0,
+                                layer: embedLayer, conditioning: $0.baseAddress)
                 }
                 return Array(UnsafeBufferPointer(start: h, count: t * c.model.dim))
             }

@@ -82,7 +82,7 @@ final class FixtureRun {
             (speakers ?? []).withUnsafeBufferPointer { sp in
                 model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
                                         frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
-                                        speakers: speakers == nil ? nil : sp.baseAddress), tau: tau)
+                                        conditioning: speakers == nil ? nil : sp.baseAddress), tau: tau)
             }
         } } }
     }
