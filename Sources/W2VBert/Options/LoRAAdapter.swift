@@ -75,7 +75,8 @@ struct LoRABranch: LinearBranch {
 /// `config`; returns the config without adapters and its parameters in that config's layout.
 public func mergeAdapters(config c: Config, layout l: ParameterLayout,
                           params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
-    precondition(!c.adapter.isHyper, "hyper-lora factors are per utterance: nothing to merge")
+    precondition(c.adapter.kind == .lora, "only LoRA adapters merge into their Linear weights (hyper-lora factors "
+                 + "are per utterance)")
     var plain = c
     plain.adapter.kind = .none
     plain.train.trainable = .all
