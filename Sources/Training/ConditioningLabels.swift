@@ -7,14 +7,14 @@ import Foundation
 import W2VBert
 import Audio
 
-public struct ConditioningLabels: Sendable {
+struct ConditioningLabels: Sendable {
     /// Index i stands for labels[i].
-    public let labels: [String]
+    let labels: [String]
     /// Per entry of the training / validation manifest: its conditioning index, −1 = none (empty: none).
-    public let train: [Int32]
-    public let valid: [Int32]
+    let train: [Int32]
+    let valid: [Int32]
     /// The file in the run folder that records the labels, one per line.
-    public let fileName: String
+    let fileName: String
 
     /// Writes the labels to RUN/fileName unless the file exists.
     func record(runDirectory: String) throws {

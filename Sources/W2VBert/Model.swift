@@ -3,6 +3,7 @@
 //   2. Quantizer        targets q, ids from unmasked z at the masked frames; usage → diversity loss L_d
 //   3. ContextInput     masking, context projection, positional convolution → x0
 //   4. ConformerStack   N contrastive + M MLM blocks → c (last contrastive), m (last block)
+//                       (the model options, Options/, hooked in at fixed points)
 //   5. ContrastiveLoss  on c and q;   6. MLMLoss on m and ids
 // `backward` runs 6 → 1, the reverse of `forward`.
 //
