@@ -26,7 +26,8 @@
 //   for step in ... { for _ in 0..<U {
 //       let mb = try loader.next()                        // [B, T0, 80] + frames
 //       var rng = mb.randomStream(seed: seed, step: step, purpose: .mask)
-//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2).mask(lengths: mb.frames.map(L), paddedLength: L(mb.maxFrames), stream: &rng)
+//       let mask = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2)
+//           .mask(lengths: mb.frames.map(L), paddedLength: L(mb.maxFrames), stream: &rng)
 //       ... } ; checkpoint cursor = last mb.resumeCursor }
 
 import Foundation
@@ -45,15 +46,26 @@ public struct MicroBatch: Sendable {
     public let paths: [String]            // [B]
     public let offsets: [Int]             // [B] crop offset in 16 kHz samples
     public let failed: [String]           // files of this batch that could not be loaded (dropped)
-    /// [B] speaker label indices of the manifest (its `speakers`; −1 unknown), empty when it has no speaker column.
-    public let speakers: [Int32]
+    /// [B] per-utterance conditioning index, −1 = none (`LoaderOptions.conditioning` of each utterance);
+    /// empty when the loader has none.
+    public let conditioning: [Int32]
     public var batchSize: Int { frames.count }
 
-    public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float], frames: [Int],
-                utterances: [Int], paths: [String], offsets: [Int], failed: [String], speakers: [Int32] = []) {
-        self.epoch = epoch; self.index = index; self.resumeCursor = resumeCursor; self.numBins = numBins
-        self.maxFrames = maxFrames; self.features = features; self.frames = frames; self.utterances = utterances
-        self.paths = paths; self.offsets = offsets; self.failed = failed; self.speakers = speakers
+    public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float],
+                frames: [Int], utterances: [Int], paths: [String], offsets: [Int], failed: [String],
+                conditioning: [Int32] = []) {
+        self.epoch = epoch
+        self.index = index
+        self.resumeCursor = resumeCursor
+        self.numBins = numBins
+        self.maxFrames = maxFrames
+        self.features = features
+        self.frames = frames
+        self.utterances = utterances
+        self.paths = paths
+        self.offsets = offsets
+        self.failed = failed
+        self.conditioning = conditioning
     }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
@@ -70,6 +82,9 @@ public struct LoaderOptions: Sendable {
     public var cmvn = true
     public var quality: ResampleQuality = .polyphase
     public var report: @Sendable (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    /// Per manifest entry, a conditioning index (−1 = none) copied into each micro-batch (`conditioning`);
+    /// empty: none.
+    public var conditioning: [Int32] = []
     public init() {}
 }
 
@@ -91,7 +106,10 @@ public enum LoaderError: Error, CustomStringConvertible, Sendable {
         switch self {
         case let .tooManyBadFiles(count, limit, files):
             let shown = files.prefix(10).joined(separator: "\n  ")
-            return "data loader: \(count) unreadable files exceed the limit (max_bad_fraction allows \(String(format: "%.1f", limit)) on this rank); aborting. Files:\n  \(shown)\(files.count > 10 ? "\n  ..." : "")\nHINT: re-run `w2vbert prepare` to rebuild the manifest, or raise max_bad_fraction."
+            let allowed = String(format: "%.1f", limit)
+            return "data loader: \(count) unreadable files exceed the limit (max_bad_fraction allows \(allowed) on "
+                + "this rank); aborting. Files:\n  \(shown)\(files.count > 10 ? "\n  ..." : "")\n"
+                + "HINT: re-run `w2vbert prepare` to rebuild the manifest, or raise max_bad_fraction."
         case .stopped: return "data loader: stopped"
         }
     }
@@ -124,6 +142,8 @@ final class LoaderState: @unchecked Sendable {
         self.manifest = manifest
         self.sampler = sampler
         self.fixed = fixed
+        precondition(options.conditioning.isEmpty || options.conditioning.count == manifest.count,
+                     "LoaderOptions.conditioning needs one index per manifest entry")
         self.options = options
         capacity = max(1, options.prefetch)
         badLimit = options.maxBadFraction * Double(manifest.count) / Double(worldSize)
@@ -149,7 +169,8 @@ final class LoaderState: @unchecked Sendable {
     func markBad(_ utterance: Int, _ path: String, _ error: Error) throws {
         if bad.insert(utterance).inserted { badPaths.append(path) }
         stats.badFiles = bad.count
-        options.report("w2vbert: skipping \(error) (\(bad.count) bad files so far, limit \(String(format: "%.1f", badLimit)))")
+        let limit = String(format: "%.1f", badLimit)
+        options.report("w2vbert: skipping \(error) (\(bad.count) bad files so far, limit \(limit))")
         if Double(bad.count) > badLimit {
             throw LoaderError.tooManyBadFiles(count: bad.count, limit: badLimit, files: badPaths)
         }
@@ -181,7 +202,8 @@ final class LoaderState: @unchecked Sendable {
     /// Decode, crop, fbank, CMVN, pad: runs outside the lock except for bad-file bookkeeping.
     func build(_ plan: PlannedBatch, resume: DataCursor, fbank: KaldiFbank) throws -> MicroBatch {
         let F = fbank.numBins
-        var feats = [[Float]](), frames = [Int](), utts = [Int](), paths = [String](), offsets = [Int](), failed = [String]()
+        var feats = [[Float]](), frames = [Int](), utts = [Int]()
+        var paths = [String](), offsets = [Int](), failed = [String]()
         for it in plan.items {
             let path = manifest.fullPath(it.utterance)
             cond.lock(); let known = bad.contains(it.utterance); cond.unlock()
@@ -189,9 +211,12 @@ final class LoaderState: @unchecked Sendable {
             let samples: [Float]
             do {
                 // Only the planned crop is decoded (seeking into long recordings; Decoder.swift).
-                samples = try AudioDecoder.load(path: path, range: it.offset..<(it.offset + it.samples), quality: options.quality)
+                samples = try AudioDecoder.load(path: path, range: it.offset..<(it.offset + it.samples),
+                                                quality: options.quality)
                 if fbankFrameCount(samples: samples.count) == 0 {
-                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples at offset \(it.offset), the manifest says the file has \(manifest.entries[it.utterance].samples)")
+                    let listed = manifest.entries[it.utterance].samples
+                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples at offset \(it.offset), "
+                                     + "the manifest says the file has \(listed)")
                 }
             } catch {
                 failed.append(path)
@@ -219,9 +244,10 @@ final class LoaderState: @unchecked Sendable {
                 }
             }
         }
+        let conditioning = options.conditioning.isEmpty ? [] : utts.map { options.conditioning[$0] }
         return MicroBatch(epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
-                          features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets, failed: failed,
-                          speakers: manifest.hasSpeakers ? utts.map { manifest.speaker($0) } : [])
+                          features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets,
+                          failed: failed, conditioning: conditioning)
     }
 }
 
@@ -243,8 +269,10 @@ public final class DataLoader: @unchecked Sendable {
     /// A fixed list of planned micro-batches, loaded once in order (e.g. this rank's validation batches:
     /// `order.plan(epoch: 0, microBatchesPerStep: 1).batches` filtered to index ≡ rank mod world size).
     /// `resumeCursor` of each batch is (epoch, index + 1).
-    public convenience init(manifest: Manifest, batches: [PlannedBatch], worldSize: Int = 1, options: LoaderOptions = LoaderOptions()) {
-        self.init(state: LoaderState(manifest: manifest, sampler: nil, fixed: batches, options: options, worldSize: worldSize))
+    public convenience init(manifest: Manifest, batches: [PlannedBatch], worldSize: Int = 1,
+                            options: LoaderOptions = LoaderOptions()) {
+        self.init(state: LoaderState(manifest: manifest, sampler: nil, fixed: batches, options: options,
+                                     worldSize: worldSize))
     }
 
     init(state: LoaderState) {

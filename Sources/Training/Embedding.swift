@@ -146,7 +146,7 @@ public struct Embedding {
             lengths.withUnsafeBufferPointer { lp in
                 rows.withUnsafeBufferPointer { rp in
                     model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: lengths.count,
-                                frames: frames, layer: layer, speakers: rp.baseAddress)
+                                frames: frames, layer: layer, conditioning: rp.baseAddress)
                 }
             }
         }

@@ -35,7 +35,8 @@ extension Trainer {
         catch { throw TrainError("the trainer state broadcast by rank 0 does not decode: \(describe(error))") }
         if let e = message.error { throw TrainError(e) }
         if options.requireCheckpoint && message.state == nil {
-            throw TrainError("\(options.runDirectory): no checkpoint to evaluate (HINT: point --run-dir at a training run)")
+            throw TrainError("\(options.runDirectory): no checkpoint to evaluate "
+                             + "(HINT: point --run-dir at a training run)")
         }
         try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
@@ -47,11 +48,14 @@ extension Trainer {
     func loadNewest() -> StartMessage {
         if !options.resume {
             return checkpoints.list().isEmpty ? StartMessage() : StartMessage(error:
-                "\(options.runDirectory) already holds checkpoints and --no-resume was given; choose another --run-dir or remove them")
+                "\(options.runDirectory) already holds checkpoints and --no-resume was given; choose another "
+                + "--run-dir or remove them")
         }
         do {
             guard let got = try checkpoints.loadLatest(tensors: tensors, parameters: model.params.ptr,
-                                                       adamM: optimizer.m.ptr, adamV: optimizer.v.ptr) else { return StartMessage() }
+                                                       adamM: optimizer.m.ptr, adamV: optimizer.v.ptr) else {
+                return StartMessage()
+            }
             for w in got.warnings { warn(w) }
             say("resumed from \(got.directory) (step \(got.step))")
             return StartMessage(state: got.state, resumedFrom: got.directory)
@@ -67,11 +71,13 @@ extension Trainer {
         if s.codeWindow.count == codeWindow.count { codeWindow = s.codeWindow }
         let oldM = s.worldSize * s.updateFreq
         if oldM % comm.size != 0 {
-            throw TrainError("cannot resume a run of \(s.worldSize) ranks × update_freq \(s.updateFreq) (global batch \(oldM) micro-batches) on \(comm.size) ranks: \(comm.size) does not divide \(oldM)")
+            throw TrainError("cannot resume a run of \(s.worldSize) ranks × update_freq \(s.updateFreq) (global batch "
+                             + "\(oldM) micro-batches) on \(comm.size) ranks: \(comm.size) does not divide \(oldM)")
         }
         runner.updateFreq = oldM / comm.size
         if runner.updateFreq != config.train.updateFreq || s.worldSize != comm.size {
-            say("world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(runner.updateFreq) keeps the global batch of \(oldM) micro-batches")
+            say("world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(runner.updateFreq) "
+                + "keeps the global batch of \(oldM) micro-batches")
         }
     }
 
@@ -82,15 +88,16 @@ extension Trainer {
         s.tau = Double(optimizer.tau); s.lr = Double(optimizer.learningRate); s.consecutiveSkips = consecutiveSkips
         s.codeWindow = codeWindow; s.config = config.yaml
         s.validLoss = lastValidLoss.flatMap { $0.isNaN ? nil : $0 }
-        s.speakers = speakerLabels
+        s.speakers = conditioning?.labels
         return s
     }
 
     /// Rank 0 writes a checkpoint; nobody leaves before it has finished (mpirun kills the job when a rank exits).
     func saveCheckpoint(reason: String) throws {
         if isRoot {
-            let dir = try checkpoints.save(step: step, tensors: tensors, parameters: model.params.ptr, adamM: optimizer.m.ptr,
-                                           adamV: optimizer.v.ptr, state: trainerState, validLoss: reason == "valid" ? lastValidLoss : nil)
+            let dir = try checkpoints.save(step: step, tensors: tensors, parameters: model.params.ptr,
+                                           adamM: optimizer.m.ptr, adamV: optimizer.v.ptr, state: trainerState,
+                                           validLoss: reason == "valid" ? lastValidLoss : nil)
             try sinks.event("checkpoint", step: step, ["directory": dir, "reason": reason])
             say("checkpoint \(dir) (\(reason))")
         }
@@ -108,27 +115,35 @@ extension Trainer {
                 try coll.allGather("host names", send: src.baseAddress!, recv: dst.baseAddress!, count: 64, type: .byte)
             }
         }
-        let names = (0..<comm.size).map { r in String(decoding: hosts[(r * 64)..<(r * 64 + 64)].prefix { $0 != 0 }, as: UTF8.self) }
+        let names = (0..<comm.size).map { r in
+            String(decoding: hosts[(r * 64)..<(r * 64 + 64)].prefix { $0 != 0 }, as: UTF8.self)
+        }
         for (r, h) in names.enumerated() { say("rank \(r) of \(comm.size) on host \(h)") }
         guard isRoot else { return }
         let path = options.runDirectory + "/config.yaml"
         do { try config.yaml.write(toFile: path, atomically: true, encoding: .utf8) }
         catch { throw TrainError("\(path): cannot write the resolved config: \(error)") }
-        if let labels = speakerLabels { try SpeakerTable.write(labels, runDirectory: options.runDirectory) }
-        try sinks.event(step > 0 ? "resume" : "start", step: step, ["world_size": comm.size, "update_freq": runner.updateFreq,
-                                                                    "parameters": layout.parameterCount, "hosts": names])
-        say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq \(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
+        try conditioning?.record(runDirectory: options.runDirectory)
+        try sinks.event(step > 0 ? "resume" : "start", step: step,
+                        ["world_size": comm.size, "update_freq": runner.updateFreq,
+                         "parameters": layout.parameterCount, "hosts": names])
+        say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq "
+            + "\(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
         let M = comm.size * runner.updateFreq
         if M > 1 {
             // What a synchronous step costs relative to a perfectly balanced one, with and without balance_steps.
             var other = order.config
             other.balanceSteps.toggle()
-            let plain = try DataOrder(lengths: order.lengths, config: other, encoderLength: order.encoderLength, cost: order.cost)
+            let plain = try DataOrder(lengths: order.lengths, config: other, encoderLength: order.encoderLength,
+                                      cost: order.cost)
             let p = order.plan(epoch: cursor.epoch, microBatchesPerStep: M)
-            let (mine, theirs) = (order.stepImbalance(p), plain.stepImbalance(plain.plan(epoch: cursor.epoch, microBatchesPerStep: M)))
+            let mine = order.stepImbalance(p)
+            let theirs = plain.stepImbalance(plain.plan(epoch: cursor.epoch, microBatchesPerStep: M))
             let (on, off) = order.config.balanceSteps ? (mine, theirs) : (theirs, mine)
-            say(String(format: "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× the mean with train.balance_steps=true, %.3f× with false",
-                       p.batches.count, p.stepsPerEpoch, M, on, off) + " (this run: \(order.config.balanceSteps))")
+            let format = "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× "
+                + "the mean with train.balance_steps=true, %.3f× with false"
+            say(String(format: format, p.batches.count, p.stepsPerEpoch, M, on, off)
+                + " (this run: \(order.config.balanceSteps))")
         }
     }
 }

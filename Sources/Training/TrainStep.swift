@@ -39,9 +39,15 @@ public final class StepRunner {
     /// Gradient accumulator for update_freq > 1 (allocated on first use).
     var accumulator: FloatBuffer?
 
-    public init(config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives, updateFreq: Int) {
-        config = c; self.model = model; self.optimizer = optimizer; self.collectives = collectives; self.updateFreq = updateFreq
-        reducer = GradientBucketReducer(collectives: collectives, gradients: model.grads.ptr, buckets: model.gradientRanges)
+    public init(config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives,
+                updateFreq: Int) {
+        config = c
+        self.model = model
+        self.optimizer = optimizer
+        self.collectives = collectives
+        self.updateFreq = updateFreq
+        reducer = GradientBucketReducer(collectives: collectives, gradients: model.grads.ptr,
+                                        buckets: model.gradientRanges)
         masker = SpanMasker(maskProb: Double(c.mask.prob), span: c.mask.span, minSpans: c.mask.minSpans)
         gv = c.quantizer.groups * c.quantizer.entries
     }
@@ -53,18 +59,19 @@ public final class StepRunner {
         return masker.mask(lengths: mb.frames.map { min(T, c.encoderLength(t0: $0)) }, paddedLength: T, stream: &rng)
     }
 
-    /// The model's view of a micro-batch and its mask, with random key (seed, step, micro-batch index).
-    public func withView<R>(_ mb: MicroBatch, mask: [UInt8], step: Int, _ body: (BatchView) throws -> R) rethrows -> R {
+    /// The model's view of a micro-batch and its mask, with random key (seed, step, micro-batch index) and
+    /// the utterances' conditioning indices (none: nil).
+    public func withView<R>(_ mb: MicroBatch, mask: [UInt8], step: Int,
+                            _ body: (BatchView) throws -> R) rethrows -> R {
         let lengths = mb.frames.map { Int32($0) }
+        let key = RandomKey(seed: config.train.seed, step: step, microBatch: mb.index)
         return try mb.features.withUnsafeBufferPointer { f in
             try lengths.withUnsafeBufferPointer { l in
                 try mask.withUnsafeBufferPointer { m in
-                    // Issue 13 (adapter.speaker = table): the utterances' speaker indices (the loader's manifest is
-                    // relabelled to the run's table), none = every utterance unknown.
-                    try mb.speakers.withUnsafeBufferPointer { sp in
-                        try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!, batch: mb.batchSize,
-                                           frames: mb.maxFrames, key: RandomKey(seed: config.train.seed, step: step, microBatch: mb.index),
-                                           speakers: mb.speakers.isEmpty ? nil : sp.baseAddress))
+                    try mb.conditioning.withUnsafeBufferPointer { cond in
+                        try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!,
+                                           batch: mb.batchSize, frames: mb.maxFrames, key: key,
+                                           conditioning: mb.conditioning.isEmpty ? nil : cond.baseAddress))
                     }
                 }
             }
@@ -121,17 +128,21 @@ public final class StepRunner {
             let stats = try withView(mb, mask: masks[j], step: step) { view -> StepStats in
                 let s = try model.forward(view, tau: result.tau, training: true) { buf in
                     if let stepUsage { for i in 0..<buf.count { buf[i] = stepUsage[i] } } else {
-                        try collectives.allReduce("quantizer usage", buf.baseAddress!, count: buf.count, type: .double, op: .sum)
+                        try collectives.allReduce("quantizer usage", buf.baseAddress!, count: buf.count,
+                                                  type: .double, op: .sum)
                         usage = Array(buf)
                     }
                 }
-                model.backward(lossScale: Float(1 / max(1.0, s.maskedGlobal)), diversityScale: config.loss.diversityWeight) { b in
+                let lossScale = Float(1 / max(1.0, s.maskedGlobal))
+                model.backward(lossScale: lossScale, diversityScale: config.loss.diversityWeight) { b in
                     if last { finishBucket(b, &marked) }
                 }
                 return s
             }
             sums.add(stats, audioSeconds: Double(mb.frames.reduce(0, +)) * fbankFrameSeconds, utterances: mb.batchSize)
-            (result.diversityLoss, result.probPerplexity, result.codePerplexity) = (stats.diversityLoss, stats.probPerplexity, stats.codePerplexity)
+            result.diversityLoss = stats.diversityLoss
+            result.probPerplexity = stats.probPerplexity
+            result.codePerplexity = stats.codePerplexity
             if !last { accumulate(first: j == 0) }
         }
         for b in reducer.buckets.indices where !marked[b] { finishBucket(b, &marked) }

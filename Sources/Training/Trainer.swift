@@ -3,7 +3,7 @@
 //   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
 //   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
 //             non-finite agreement → clip → AdamW                                     → StepResult
-//   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
+//   metrics   StepMetrics.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
 // Every collective goes through `Collectives` (named, sequence-numbered, under the watchdog) and every
@@ -30,7 +30,10 @@ public enum TrainExit: Int32, Sendable {
 public struct TrainError: Error, CustomStringConvertible {
     public let message: String
     public let exit: TrainExit
-    public init(_ message: String, exit: TrainExit = .error) { self.message = message; self.exit = exit }
+    public init(_ message: String, exit: TrainExit = .error) {
+        self.message = message
+        self.exit = exit
+    }
     public var description: String { message }
 }
 
@@ -50,9 +53,11 @@ public struct TrainOptions: Sendable {
     public var skipRank = 1
     public var stopAfterStep: Int? = nil      // behave as if SIGTERM arrived after this many steps
     public var requireCheckpoint = false      // validate: a checkpoint must exist
-    public var initFrom: String? = nil        // issue 12: a fresh run starts from these weights (InitFrom.swift)
+    public var initFrom: String? = nil        // a fresh run starts from these weights (InitFrom.swift)
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
-        self.trainManifest = trainManifest; self.validManifest = validManifest; self.runDirectory = runDirectory
+        self.trainManifest = trainManifest
+        self.validManifest = validManifest
+        self.runDirectory = runDirectory
     }
 }
 
@@ -80,8 +85,9 @@ public final class Trainer {
     var codeWindow: [Double]
     var lastValidLoss: Double? = nil
     let isRoot: Bool
-    /// adapter.speaker = table: the labels of the speaker table's rows (SpeakerTable.swift).
-    let speakerLabels: [String]?
+    /// The labels behind the micro-batches' per-utterance conditioning indices, nil when no model option
+    /// conditions on labels (ConditioningLabels.swift).
+    let conditioning: ConditioningLabels?
 
     public init(config: Config, compute: Compute, options: TrainOptions, comm: Communicator) throws {
         self.comm = comm
@@ -89,33 +95,35 @@ public final class Trainer {
         isRoot = comm.rank == 0
         var c = config
         if let m = options.maxSteps { c.optimizer.maxSteps = m }
-        var train = try Trainer.readManifest(options.trainManifest)
-        var valid = try options.validManifest.map(Trainer.readManifest)
-        // Issue 13, adapter.speaker = table: the table's labels (adapter.speakers) before the layout is built.
-        speakerLabels = try SpeakerTable.prepare(&c, train: &train, valid: &valid, trainPath: options.trainManifest,
-                                                 runDirectory: options.runDirectory, training: !options.requireCheckpoint)
-        trainManifest = train
-        validManifest = valid
+        trainManifest = try Trainer.readManifest(options.trainManifest)
+        validManifest = try options.validManifest.map(Trainer.readManifest)
+        // The options' conditioning labels, before the layout is built (they may size it).
+        conditioning = try RunOptions.prepare(&c, train: trainManifest, valid: validManifest,
+                                              trainPath: options.trainManifest, runDirectory: options.runDirectory,
+                                              training: !options.requireCheckpoint)
         self.config = c
         coll = Collectives(comm: comm, timeout: c.dist.timeout)
         if let s = options.skipCollective, comm.rank == options.skipRank { coll.skipSequenceForTest = s }
         order = try Trainer.dataOrder(trainManifest, path: options.trainManifest, config: c)
         validPlan = try validManifest.map { vm in
-            let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c).plan(epoch: 0, microBatchesPerStep: 1)
+            let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c)
+                .plan(epoch: 0, microBatchesPerStep: 1)
                 .batches.filter { $0.index % comm.size == comm.rank }
             return c.train.validBatches > 0 ? Array(mine.prefix(c.train.validBatches)) : mine
         } ?? []
-        let (maxBatch, maxT0) = try Trainer.capacity(trainManifest, validManifest, config: c, path: options.trainManifest)
+        let (maxBatch, maxT0) = try Trainer.capacity(trainManifest, validManifest, config: c,
+                                                     path: options.trainManifest)
         let model = W2VBertModel(config: c, compute: compute, maxBatch: maxBatch, maxFrames: maxT0,
                                  maxTotalFrames: max(c.train.maxFrames, maxT0))
         layout = model.layout
         runner = StepRunner(config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
                             updateFreq: c.train.updateFreq)
         codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
-        // Issue 13: frozen tensors (train.trainable = adapters) have no optimizer state to save.
+        // Frozen tensors (a frozen base model) have no optimizer state to save.
         tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
-        checkpoints.expectedConfigYAML = c.yaml   // issue 11: a checkpoint of another architecture is refused (resume falls back)
+        // A checkpoint of another architecture is refused (resume falls back).
+        checkpoints.expectedConfigYAML = c.yaml
         sinks = try Trainer.sinks(options, root: isRoot)
     }
 
@@ -133,17 +141,21 @@ public final class Trainer {
         let cost: @Sendable (Int, Int) -> Double = { b, t0 in
             c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
         }
-        do { return try DataOrder(lengths: m.entries.map { $0.samples }, config: oc, encoderLength: { c.encoderLength(t0: $0) }, cost: cost) }
-        catch { throw TrainError("\(path): \(error)") }
+        do {
+            return try DataOrder(lengths: m.entries.map { $0.samples }, config: oc,
+                                 encoderLength: { c.encoderLength(t0: $0) }, cost: cost)
+        } catch { throw TrainError("\(path): \(error)") }
     }
 
     /// Arena capacity: B·max T0 ≤ max_frames by construction, so B ≤ max_frames / (shortest kept T0).
-    static func capacity(_ train: Manifest, _ valid: Manifest?, config c: Config, path: String) throws -> (batch: Int, frames: Int) {
+    static func capacity(_ train: Manifest, _ valid: Manifest?, config c: Config,
+                         path: String) throws -> (batch: Int, frames: Int) {
         let lengths = train.entries.map { $0.samples } + (valid?.entries.map { $0.samples } ?? [])
         let kept = lengths.map { fbankFrameCount(samples: min($0, c.train.maxSamples)) }
             .filter { c.encoderLength(t0: $0) >= c.mask.span + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
-            throw TrainError("\(path): no utterance is long enough for mask.span + mask.min_spans frames after the feature encoder")
+            throw TrainError("\(path): no utterance is long enough for mask.span + mask.min_spans frames after the "
+                             + "feature encoder")
         }
         return (max(1, c.train.maxFrames / minT0), maxT0)
     }
@@ -179,13 +191,20 @@ public final class Trainer {
             // Data: this rank's micro-batches of the step.
             let t0 = monotonicSeconds()
             let batches: [MicroBatch]
-            do { batches = try (0..<runner.updateFreq).map { _ in try loader.next() } } catch { throw TrainError("data: \(error)") }
+            do {
+                batches = try (0..<runner.updateFreq).map { _ in try loader.next() }
+            } catch {
+                throw TrainError("data: \(error)")
+            }
             window.dataWaitSeconds += monotonicSeconds() - t0
             cursor = batches.last!.resumeCursor
             // The step.
             let result = try runner.run(batches, step: step)
             for i in codeWindow.indices { codeWindow[i] += result.codeCounts[i] }
-            if result.skipped { try skipStep(); continue }
+            if result.skipped {
+                try skipStep()
+                continue
+            }
             consecutiveSkips = 0
             step += 1
             window.add(result)
@@ -195,11 +214,13 @@ public final class Trainer {
                 window.seconds = now - lastLog
                 let eta = Double(c.optimizer.maxSteps - step) * (now - runStart) / Double(max(1, step - startStep))
                 try logTrain(window, eta: eta)
-                window = MetricWindow(config: c); lastLog = now
+                window = MetricWindow(config: c)
+                lastLog = now
             }
             if let exit = try periodicTasks() { return exit }
         }
-        try sinks.event("finished", step: step, ["loader_wait_seconds": loader.stats.waitSeconds, "bad_files": loader.stats.badFiles])
+        try sinks.event("finished", step: step,
+                        ["loader_wait_seconds": loader.stats.waitSeconds, "bad_files": loader.stats.badFiles])
         say("finished at step \(step)")
         coll.stop()
         return .finished
@@ -209,10 +230,10 @@ public final class Trainer {
         var lo = LoaderOptions()
         lo.workers = options.loaderWorkers
         lo.maxBadFraction = config.train.maxBadFraction
+        lo.conditioning = conditioning?.train ?? []
         do {
-            return try DataLoader(manifest: trainManifest, order: order,
-                                  sharding: Sharding(worldSize: comm.size, rank: comm.rank, updateFreq: runner.updateFreq),
-                                  start: cursor, options: lo)
+            let sharding = Sharding(worldSize: comm.size, rank: comm.rank, updateFreq: runner.updateFreq)
+            return try DataLoader(manifest: trainManifest, order: order, sharding: sharding, start: cursor, options: lo)
         } catch { throw TrainError("\(options.trainManifest): \(error)") }
     }
 
@@ -222,7 +243,8 @@ public final class Trainer {
         if let s = options.stopAfterStep, step >= s { stop[0] = Int64(SIGTERM) }
         try coll.allReduce("stop flag", &stop, op: .max)
         guard stop[0] != 0 else { return false }
-        say("signal \(stop[0]) received: checkpointing at step \(step) and stopping (exit \(TrainExit.stopped.rawValue))")
+        say("signal \(stop[0]) received: checkpointing at step \(step) and stopping "
+            + "(exit \(TrainExit.stopped.rawValue))")
         try sinks.event("stop", step: step, ["signal": Int(stop[0])])
         try saveCheckpoint(reason: "signal")
         return true
@@ -238,22 +260,25 @@ public final class Trainer {
     /// A non-finite step: every rank skipped it; too many in a row stop the run (exit 76).
     func skipStep() throws {
         consecutiveSkips += 1
-        warn("step \(step): non-finite loss or gradient on some rank; every rank skips this step (\(consecutiveSkips) in a row)")
+        warn("step \(step): non-finite loss or gradient on some rank; every rank skips this step "
+             + "(\(consecutiveSkips) in a row)")
         try sinks.event("skipped_step", step: step, ["consecutive": consecutiveSkips])
         if consecutiveSkips >= config.train.maxConsecutiveSkips {
-            throw TrainError("\(consecutiveSkips) consecutive non-finite steps (train.max_consecutive_skips); stopping. The last checkpoint is intact.", exit: .nonFinite)
+            throw TrainError("\(consecutiveSkips) consecutive non-finite steps (train.max_consecutive_skips); "
+                             + "stopping. The last checkpoint is intact.", exit: .nonFinite)
         }
         step += 1
     }
 
     /// A train record with every rank's compute, all-reduce wait and data wait (totals over the window).
     func logTrain(_ w: MetricWindow, eta: Double) throws {
-        var timing = [w.computeSeconds, w.allReduceWaitSeconds, w.dataWaitSeconds]   // issue 14: + data wait
+        var timing = [w.computeSeconds, w.allReduceWaitSeconds, w.dataWaitSeconds]
         let k = timing.count
         var all = [Double](repeating: 0, count: k * comm.size)
         try timing.withUnsafeMutableBytes { src in
             try all.withUnsafeMutableBytes { dst in
-                try coll.allGather("rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: k, type: .double)
+                try coll.allGather("rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: k,
+                                   type: .double)
             }
         }
         var m = StepMetrics(kind: "train", step: step, metrics: Metric.train, window: w)

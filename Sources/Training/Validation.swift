@@ -21,6 +21,7 @@ extension Trainer {
         let c = config, gv = c.quantizer.groups * c.quantizer.entries
         var lo = LoaderOptions()
         lo.maxBadFraction = c.train.maxBadFraction
+        lo.conditioning = conditioning?.valid ?? []
         let loader = DataLoader(manifest: vm, batches: validPlan, worldSize: comm.size, options: lo)
         defer { loader.stop() }
         var sums = StepSums()
@@ -29,7 +30,9 @@ extension Trainer {
         while let mb = try loader.nextIfAny() {
             if mb.batchSize == 0 { continue }
             let s = runner.withView(mb, mask: runner.mask(mb, step: key), step: key) { view in
-                model.forward(view, tau: optimizer.tau, training: false) { buf in for i in 0..<(2 * gv) { usage[i] += buf[i] } }
+                model.forward(view, tau: optimizer.tau, training: false) { buf in
+                    for i in 0..<(2 * gv) { usage[i] += buf[i] }
+                }
             }
             sums.add(s, audioSeconds: Double(mb.frames.reduce(0, +)) * fbankFrameSeconds, utterances: mb.batchSize)
         }

@@ -14,12 +14,23 @@ public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
-/// Hypernetwork layers (issue 13): which named weights of every block one shared generator produces.
+/// Hypernetwork layers: which named weights of every block one shared generator produces.
 public enum Hypernetwork: String, Sendable, CaseIterable {
     case none, ffn, ffnConv = "ffn+conv"
 }
-public enum AdapterKind: String, Sendable, CaseIterable { case none, lora, hyperLora = "hyper-lora" }
-/// Where hyper-lora's speaker vector comes from (issue 13): `signal`, a pooled encoder of the utterance, or
+/// adapter.kind: `none` or the `adapterKind` of a registered model option (ModelOptions.all), e.g. `lora`.
+public struct AdapterKind: RawRepresentable, Sendable, Hashable, CaseIterable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard rawValue == AdapterKind.none.rawValue || ModelOptions.adapterKinds.contains(rawValue) else { return nil }
+        self.rawValue = rawValue
+    }
+    /// A kind the option registry names (each option's file declares its own constant).
+    init(registered name: String) { rawValue = name }
+    public static let none = AdapterKind(registered: "none")
+    public static var allCases: [AdapterKind] { [.none] + ModelOptions.adapterKinds.map(AdapterKind.init(registered:)) }
+}
+/// Where hyper-lora's speaker vector comes from: `signal`, a pooled encoder of the utterance, or
 /// `table`, a learned row per speaker label of the training manifest (plus one row for unknown speakers).
 public enum AdapterSpeaker: String, Sendable, CaseIterable { case signal, table }
 public enum Trainable: String, Sendable, CaseIterable { case all, adapters }
@@ -29,13 +40,13 @@ public enum AdapterTarget: String, Sendable, CaseIterable {
     case ffnFc1 = "ffn.fc1", ffnFc2 = "ffn.fc2", convPw1 = "conv.pw1", convPw2 = "conv.pw2"
 }
 
-/// LoRA adapters on the Conformer blocks' Linear layers (issue 13): y += (α/r)·B(A x), A [r, in], B [out, r].
+/// Adapters on the Conformer blocks' Linear layers, e.g. LoRA: y += (α/r)·B(A x), A [r, in], B [out, r].
 public struct AdapterConfig: Sendable, Equatable {
     public var kind: AdapterKind = .none
     public var rank = 8                     // r
     public var alpha: Float = 16            // α (scale α/r)
     public var targets: [AdapterTarget] = [.attnQ, .attnV]
-    /// hyper-lora (issue 13): speaker vector s [speakerDim] and layer embedding e_l [layerDim].
+    /// hyper-lora: speaker vector s [speakerDim] and layer embedding e_l [layerDim].
     public var speaker: AdapterSpeaker = .signal
     /// adapter.speaker = table: N, the training manifest's distinct speaker labels (`train` sets it; the table
     /// has N + 1 rows, the last for unknown speakers).
@@ -63,7 +74,7 @@ public struct ModelConfig: Sendable, Equatable {
     public var mlmBlocks = 2                // M
     /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
     public var contextProj = true
-    /// Hypernetwork layers (issue 13): `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
+    /// Hypernetwork layers: `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
     /// also pw1/pw2, as W_l = base + Σ_k e_l[k]·coef[k] (+ B_l·A_l) from a learned layer embedding e_l.
     public var hypernetwork: Hypernetwork = .none
     public var hyperDim = 2                 // E, the layer embedding's size
@@ -132,7 +143,7 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxConsecutiveSkips = 5      // non-finite steps in a row before the run aborts (exit 76)
     public var maxBadFraction: Double = 0.01 // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0             // validation micro-batches per rank (0 = the whole valid set)
-    public var trainable: Trainable = .all  // adapters: the base model is frozen (issue 13)
+    public var trainable: Trainable = .all  // adapters: the base model is frozen
 }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
@@ -307,7 +318,7 @@ public struct Config: Sendable, Equatable {
 }
 
 extension Config {
-    /// The adapter section (issue 13) and train.trainable.
+    /// The adapter section and train.trainable.
     func validateAdapters() throws {
         func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
         if adapter.kind != .none {

@@ -1,7 +1,8 @@
 // One Conformer block (SPEC §5, dropout per §14.1) over x [B, T, d] (N = B·T rows):
 //   x1 = x  + ½·FFN1(x)        FFN: LN → fc1 (d→f) → Swish → Dropout → fc2 (f→d) → Dropout
 //   x2 = x1 + MHSA(x1)         LN → q, k, v → attention (key padding; shaw/rope) → out → Dropout
-//   x3 = x2 + Conv(x2)         LN → pw1 (d→2d) → GLU → zero padded frames → depthwise k → LN → Swish → pw2 → Dropout
+//   x3 = x2 + Conv(x2)         LN → pw1 (d→2d) → GLU → zero padded frames → depthwise k → LN → Swish → pw2
+//                              → Dropout
 //   x4 = x3 + ½·FFN2(x3)
 //   y  = LN(x4)
 // forward saves what backward needs in the block's own activation slots; backward mirrors it and uses
@@ -22,7 +23,7 @@ struct BlockScratch {
     let dG: FPtr, dDw: FPtr, dS: FPtr            // [N, d]
     let attWork: FPtr    // attention workspace
     let wT: FPtr                                 // [k, d]
-    let dU: FPtr         // [N, r] LoRA scratch
+    let dU: FPtr         // [N, r] scratch of the options' Linear branches (r = their branchScratch)
     init(_ a: Arena, n: Int, d: Int, f: Int, k: Int, attWork: Int, rank: Int) {
         o = a.take(n * d); dRes = a.take(n * d); dO = a.take(n * d); dLn = a.take(n * d)
         dH = a.take(n * f); dA = a.take(n * f)
@@ -53,14 +54,15 @@ struct DropoutSource {
 
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
 struct FFN {
-    let norm: NormPG, fc1: AdaptedLinear, fc2: AdaptedLinear
+    let norm: NormPG, fc1: BlockLinear, fc2: BlockLinear
     // saved activations
     let ln, mean, rstd, h, a: FPtr
     let ad, m1, m2: FPtr?   // dropout only
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int, dropout: Bool, c: BlockConfig) {
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int,
+         dropout: Bool, c: BlockConfig) {
         norm = NormPG(l, name + ".norm", p, g)
-        fc1 = AdaptedLinear(l, name + ".fc1", p, g, ar, n: n, c: c, target: .ffnFc1)
-        fc2 = AdaptedLinear(l, name + ".fc2", p, g, ar, n: n, c: c, target: .ffnFc2)
+        fc1 = BlockLinear(l, name + ".fc1", p, g, ar, n: n, c: c)
+        fc2 = BlockLinear(l, name + ".fc2", p, g, ar, n: n, c: c)
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n); h = ar.take(n * f); a = ar.take(n * f)
         ad = dropout ? ar.take(n * f) : nil; m1 = dropout ? ar.take(n * f) : nil; m2 = dropout ? ar.take(n * d) : nil
     }
@@ -98,7 +100,7 @@ struct FFN {
 
 /// Self-attention module: y = x + Dropout(out(Attention(q(LN x), k(LN x), v(LN x)))).
 struct MHSA {
-    let norm: NormPG, q: AdaptedLinear, k: AdaptedLinear, v: AdaptedLinear, out: AdaptedLinear
+    let norm: NormPG, q: BlockLinear, k: BlockLinear, v: BlockLinear, out: BlockLinear
     let relKey: PG?
     let ln, mean, rstd, qa, ka, va, att, saved: FPtr
     let m: FPtr?
@@ -107,10 +109,10 @@ struct MHSA {
          shaw: Bool, dropout: Bool, c: BlockConfig) {
         compute = ar.compute
         norm = NormPG(l, name + ".norm", p, g)
-        q = AdaptedLinear(l, name + ".q", p, g, ar, n: n, c: c, target: .attnQ)
-        k = AdaptedLinear(l, name + ".k", p, g, ar, n: n, c: c, target: .attnK)
-        v = AdaptedLinear(l, name + ".v", p, g, ar, n: n, c: c, target: .attnV)
-        out = AdaptedLinear(l, name + ".out", p, g, ar, n: n, c: c, target: .attnOut)
+        q = BlockLinear(l, name + ".q", p, g, ar, n: n, c: c)
+        k = BlockLinear(l, name + ".k", p, g, ar, n: n, c: c)
+        v = BlockLinear(l, name + ".v", p, g, ar, n: n, c: c)
+        out = BlockLinear(l, name + ".out", p, g, ar, n: n, c: c)
         relKey = shaw ? PG(l, name + ".rel_key", p, g) : nil
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n)
         qa = ar.take(n * d); ka = ar.take(n * d); va = ar.take(n * d); att = ar.take(n * d); saved = ar.take(savedCount)
@@ -126,8 +128,8 @@ struct MHSA {
             k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
             v.forward(y: va, x: ln, n: n, inDim: d, outDim: d)
         }
-        attentionForward(compute, out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) },
-                         lengths: lengths, shape: shape)
+        attentionForward(compute, out: att, saved: saved, work: s.attWork, q: qa, k: ka, v: va,
+                         relKey: relKey.map { CFPtr($0.w) }, lengths: lengths, shape: shape)
         out.forward(y: s.o, x: att, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
@@ -147,21 +149,22 @@ struct MHSA {
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
             v.backward(dx: s.dLn, du: s.dU, dy: s.dv, x: ln, n: n, inDim: d, outDim: d)
         }
-        layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
-                          mean: mean, rstd: rstd, n: n, c: d)
+        layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x,
+                          weight: norm.weight.w, mean: mean, rstd: rstd, n: n, c: d)
     }
 }
 
 /// Convolution module: y = x + Dropout(pw2(Swish(LN(depthwise(zeroPad(GLU(pw1(LN x)))))))).
 struct ConvModule {
-    let norm: NormPG, pw1: AdaptedLinear, dw: PG, dwNorm: NormPG, pw2: AdaptedLinear
+    let norm: NormPG, pw1: BlockLinear, dw: PG, dwNorm: NormPG, pw2: BlockLinear
     let ln, mean, rstd, p1, gl, dwo, ln2, mean2, rstd2, sw: FPtr
     let m: FPtr?
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool, c: BlockConfig) {
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool,
+         c: BlockConfig) {
         norm = NormPG(l, name + ".norm", p, g); dw = PG(l, name + ".dw.weight", p, g)
-        pw1 = AdaptedLinear(l, name + ".pw1", p, g, ar, n: n, c: c, target: .convPw1, bias: false)
+        pw1 = BlockLinear(l, name + ".pw1", p, g, ar, n: n, c: c, bias: false)
         dwNorm = NormPG(l, name + ".dw_norm", p, g)
-        pw2 = AdaptedLinear(l, name + ".pw2", p, g, ar, n: n, c: c, target: .convPw2, bias: false)
+        pw2 = BlockLinear(l, name + ".pw2", p, g, ar, n: n, c: c, bias: false)
         ln = ar.take(n * d); mean = ar.take(n); rstd = ar.take(n); p1 = ar.take(2 * n * d); gl = ar.take(n * d)
         dwo = ar.take(n * d); ln2 = ar.take(n * d); mean2 = ar.take(n); rstd2 = ar.take(n); sw = ar.take(n * d)
         m = dropout ? ar.take(n * d) : nil
@@ -175,7 +178,8 @@ struct ConvModule {
         gluForward(y: gl, x: p1, n: n, c: d)
         zeroPadding(gl, lengths: lengths, b: b, t: t, c: d)
         depthwiseConv1dForward(y: dwo, wT: s.wT, x: gl, weight: dw.w, b: b, t: t, c: d, k: k, causal: causal)
-        layerNormForward(y: ln2, mean: mean2, rstd: rstd2, x: dwo, weight: dwNorm.weight.w, bias: dwNorm.bias.w, n: n, c: d)
+        layerNormForward(y: ln2, mean: mean2, rstd: rstd2, x: dwo, weight: dwNorm.weight.w, bias: dwNorm.bias.w,
+                         n: n, c: d)
         swishForward(y: sw, x: ln2, n: n * d)
         pw2.forward(y: s.o, x: sw, n: n, inDim: d, outDim: d)
         if let m {
@@ -185,20 +189,21 @@ struct ConvModule {
         addScaled(y, x, s.o, n: n * d)
     }
 
-    func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int, d: Int, k: Int, causal: Bool) {
+    func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, b: Int, t: Int, d: Int, k: Int,
+                  causal: Bool) {
         let n = b * t
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d, write: .overwrite)
         swishBackward(dx: s.dLn, dy: s.dS, x: ln2, n: n * d, write: .overwrite)
-        layerNormBackward(dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo, weight: dwNorm.weight.w,
-                          mean: mean2, rstd: rstd2, n: n, c: d, write: .overwrite)
+        layerNormBackward(dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo,
+                          weight: dwNorm.weight.w, mean: mean2, rstd: rstd2, n: n, c: d, write: .overwrite)
         depthwiseConv1dBackward(dx: s.dG, dWeight: dw.g, wT: s.wT, dy: s.dDw, x: gl, weight: dw.w,
                                 b: b, t: t, c: d, k: k, causal: causal, write: .overwrite)
         zeroPadding(s.dG, lengths: lengths, b: b, t: t, c: d)
         gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d, write: .overwrite)
         pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
-        layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
-                          mean: mean, rstd: rstd, n: n, c: d)
+        layerNormBackward(dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x,
+                          weight: norm.weight.w, mean: mean, rstd: rstd, n: n, c: d)
     }
 }
 
@@ -207,7 +212,8 @@ struct ConformerBlock {
     let x1, x2, x3, x4, mean, rstd: FPtr
     let y: FPtr          // the block output [N, d]
 
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool, savedCount: Int) {
+    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool,
+         savedCount: Int) {
         let d = c.d, f = c.f, dropout = c.dropout > 0
         ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout, c: c)
         attn = MHSA(l, name + ".attn", p, g, ar, n: n, d: d, savedCount: savedCount, shaw: shaw, dropout: dropout, c: c)
@@ -230,7 +236,8 @@ struct ConformerBlock {
     }
 
     /// dY: gradient of the block output (read only). On exit s.dRes holds the gradient of the block input x.
-    func backward(dY: CFPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, c: BlockConfig) {
+    func backward(dY: CFPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape,
+                  c: BlockConfig) {
         let n = shape.b * shape.t, d = shape.d, f = c.f
         norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d, write: .overwrite)
         ffn2.backward(s: s, x: x3, n: n, d: d, f: f)

@@ -13,44 +13,48 @@ struct ConformerStack {
     let position: AttentionPosition
     let heads, d: Int
     var dropped: [Bool]
-    let hyper: HyperLayers              // hypernetwork layers (issue 13; empty unless model.hypernetwork)
-    let hyperLoRA: HyperLoRA            // speaker adapters (issue 13; empty unless adapter.kind = hyper-lora)
+    /// The model options' runtime parts (Options/), called at fixed points of forward and backward.
+    let extensions: BlockExtensions
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        let bc = BlockConfig(c), n = cap.n, d = c.model.dim
+        let n = cap.n, d = c.model.dim
         switch c.model.position {
         case .shaw: position = .shaw(left: c.model.shawLeft, right: c.model.shawRight)
         case .rope: position = .rope
         default: position = .none
         }
-        heads = c.model.heads; self.d = d
+        heads = c.model.heads
+        self.d = d
         // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
         let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position)
         let rope = position == .rope ? 2 * n * d : 0
         let saved = heads * n * cap.t + rope
+        let options = ModelOptions.active(c)
         scratch = BlockScratch(a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
                                attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
-                               rank: c.adapter.kind == .none ? 0 : c.adapter.rank)
+                               rank: options.map(\.branchScratch).max() ?? 0)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
-        let names = (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" } + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
-        let hyper = HyperLayers(l, p, g, a, config: c, blockNames: names)
-        self.hyper = hyper
-        let hyperLoRA = HyperLoRA(l, p, g, a, config: c, maxBatch: cap.batch, blocks: names.count)
-        self.hyperLoRA = hyperLoRA
+        let names = (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" }
+            + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
+        let parts = ExtensionParts(layout: l, params: p, grads: g, arena: a, config: c, maxBatch: cap.batch,
+                                   blockNames: names)
+        let extensions = BlockExtensions(all: options.map { $0.makeExtension(parts) })
+        self.extensions = extensions
         let blocks = names.enumerated().map { i, name -> ConformerBlock in
-            var bci = bc
-            bci.generated = hyper.generated(block: i, name: name)
-            bci.hyperFactors = hyperLoRA.factors(block: i)
-            bci.utterances = hyperLoRA.count
-            return ConformerBlock(l, name, p, g, a, n: n, c: bci, shaw: shaw, savedCount: saved)
+            var bc = BlockConfig(c)
+            bc.block = i
+            bc.extensions = extensions
+            return ConformerBlock(l, name, p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved)
         }
         contrastive = Array(blocks.prefix(c.model.contrastiveBlocks))
         mlm = Array(blocks.dropFirst(c.model.contrastiveBlocks))
         dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
     }
 
-    func block(_ i: Int) -> ConformerBlock { i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count] }
+    func block(_ i: Int) -> ConformerBlock {
+        i < contrastive.count ? contrastive[i] : mlm[i - contrastive.count]
+    }
     /// Output of the last contrastive block (c) and of the last block (m).
     var contrastiveOutput: FPtr { contrastive.last!.y }
     var mlmOutput: FPtr { (mlm.last ?? contrastive.last!).y }
@@ -62,7 +66,9 @@ struct ConformerStack {
     /// Layer-drop decisions of the step (key.step; micro-batch 0), or the given ones (tests).
     mutating func drawLayerDrop(key: RandomKey, probability: Float, training: Bool, given: [Bool]?) {
         var drop = RandomKey(seed: key.seed, step: key.step, microBatch: 0).stream(.layerDrop)
-        for i in 0..<dropped.count { dropped[i] = training && probability > 0 && drop.nextUniform() < probability }
+        for i in 0..<dropped.count {
+            dropped[i] = training && probability > 0 && drop.nextUniform() < probability
+        }
         if training, let given {
             precondition(given.count == dropped.count, "droppedBlocks override has the wrong size")
             dropped = given
@@ -73,7 +79,6 @@ struct ConformerStack {
     func forward(x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig, count: Int,
                  rng: inout DropoutSource) {
         let shape = attentionShape(s)
-        hyper.generate()
         var input = x0
         for i in 0..<count {
             let blk = block(i)
@@ -86,8 +91,8 @@ struct ConformerStack {
 
     /// dm (the MLM loss's gradient at the masked rows) enters at m, dc (the contrastive loss's) at c;
     /// on exit dCur holds dx0. `blockDone(i)` is called as soon as block i's gradients are final.
-    func backward(x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>, _ s: BatchShape,
-                  config bc: BlockConfig, blockDone: (Int) throws -> Void) rethrows {
+    func backward(x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>,
+                  _ s: BatchShape, config bc: BlockConfig, blockDone: (Int) throws -> Void) rethrows {
         let shape = attentionShape(s), n = s.n, d = shape.d, nc = contrastive.count
         zero(dCur, n * d)
         frames.scatterAdd(dCur, from: dm, width: d)
@@ -97,10 +102,16 @@ struct ConformerStack {
                 let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
                 copy(dCur, scratch.dRes, n: n * d)
-                hyper.backward(block: i)
-                hyperLoRA.backward(block: i)
+                extensions.backward(block: i)
             }
             try blockDone(i)
         }
     }
+
+    /// The options' per-micro-batch work, before the blocks run (every forward and embed).
+    func generate(_ step: StepConditioning) { extensions.generate(step) }
+
+    /// The options' remaining gradients after every block's backward (dz nil: nothing below the blocks
+    /// is trained).
+    func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) { extensions.finish(dz: dz, lengths: lengths, t: t) }
 }

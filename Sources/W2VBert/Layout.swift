@@ -11,7 +11,7 @@ public enum ParameterInit: Sendable, Equatable {
     case uniform(low: Float, high: Float)
     /// PyTorch's default for convolutions: Kaiming-uniform with a = √5, i.e. U(±1/√fan_in).
     case kaiming(fanIn: Int)
-    /// N(0, std²) except the last `zeroTail` values, zeros (hyper-lora's speaker table: the unknown-speaker row).
+    /// N(0, std²) except the last `zeroTail` values, zeros (e.g. a table whose last row stands for "unknown").
     case normalZeroTail(std: Float, zeroTail: Int)
 }
 
@@ -34,35 +34,13 @@ public struct ParameterLayout: Sendable {
         let m = c.model, q = c.quantizer
         let d = m.dim, gv = q.groups * q.entries
         addInput(c)
-        let hyper = ParameterLayout.hyperSites(c)
+        // The model options (Options/): their tensors at the end of every block and after the blocks.
+        let options = ModelOptions.active(c)
         for (module, n) in [("contrastive", m.contrastiveBlocks), ("mlm", m.mlmBlocks)] {
-            for i in 0..<n { addBlock("\(module).blocks.\(i)", c, hyper: hyper) }
+            for i in 0..<n { addBlock("\(module).blocks.\(i)", c, options: options) }
         }
-        // The shared hypernetwork: a layer embedding table and, per generated weight, base + coefficients
-        // (coef zeros: training starts from one weight shared by all blocks).
-        if !hyper.isEmpty {
-            add("hypernet.layer_embedding", [m.contrastiveBlocks + m.mlmBlocks, m.hyperDim], .normal(std: 1), decay: false)
-            for h in hyper {
-                add("hypernet.\(h.site).base", [h.outDim, h.inDim], h.initialization, decay: true)
-                add("hypernet.\(h.site).coef", [m.hyperDim, h.outDim, h.inDim], .zeros, decay: true)
-            }
-        }
-        // hyper-lora (issue 13): the speaker encoder s = tanh(proj · mean_t z) or (adapter.speaker = table) the speaker
-        // table s = table[row] (N known speakers, N(0, 1); the last row, unknown speakers, zeros), and the shared
-        // generator of every block's LoRA factors, A = Σ_k h_k·gen_a[k], B = Σ_k h_k·gen_b[k] with h = [s; e_l] (gen_b zeros).
-        if c.adapter.isHyper {
-            let a = c.adapter, h = a.speakerDim + a.layerDim
-            if a.isTable {
-                add("speaker.table", [a.speakers + 1, a.speakerDim], .normalZeroTail(std: 1, zeroTail: a.speakerDim), decay: false)
-            } else {
-                add("speaker.proj.weight", [a.speakerDim, d], .kaiming(fanIn: d), decay: true)
-                add("speaker.proj.bias", [a.speakerDim], .zeros, decay: false)
-            }
-            add("hyperlora.layer_embedding", [m.contrastiveBlocks + m.mlmBlocks, a.layerDim], .normal(std: 1), decay: false)
-            for (site, out, inDim) in ParameterLayout.adapterSites(c) {
-                add("hyperlora.\(site).gen_a", [h, a.rank, inDim], .kaiming(fanIn: inDim * h), decay: true)
-                add("hyperlora.\(site).gen_b", [h, out, a.rank], .zeros, decay: true)
-            }
+        for o in options {
+            for spec in o.sharedParameters { add(spec) }
         }
         add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
         add("quantizer.proj.bias", [gv], .zeros, decay: false)
@@ -107,41 +85,42 @@ public struct ParameterLayout: Sendable {
         }
     }
 
-    /// One Conformer block `p`, its LoRA adapters and hypernetwork residuals.
-    private mutating func addBlock(_ p: String, _ c: Config, hyper: [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)]) {
+    /// One Conformer block `p`, then the options' tensors of the block.
+    private mutating func addBlock(_ p: String, _ c: Config, options: [any ModelOption]) {
         let m = c.model, d = m.dim, f = m.ffnDim
-        /// A block Linear's weight, or nothing when the hypernetwork generates it (its bias stays per block).
-        func blockLinear(_ name: String, out: Int, in inDim: Int) {
-            if !hyper.contains(where: { name.hasSuffix("." + $0.site) }) {
-                add(name + ".weight", [out, inDim], .normal(std: 0.02), decay: true)
+        /// A block Linear's weight, unless an option generates it; `bias` false: no bias.
+        func blockLinear(_ site: String, out: Int, in inDim: Int, bias: Bool = true,
+                         initialization: ParameterInit = .normal(std: 0.02)) {
+            if !options.contains(where: { $0.generatesWeight(site: site) }) {
+                add("\(p).\(site).weight", [out, inDim], initialization, decay: true)
             }
-            add(name + ".bias", [out], .zeros, decay: false)
+            if bias { add("\(p).\(site).bias", [out], .zeros, decay: false) }
         }
-        norm("\(p).ffn1.norm", d); blockLinear("\(p).ffn1.fc1", out: f, in: d); blockLinear("\(p).ffn1.fc2", out: d, in: f)
+        norm("\(p).ffn1.norm", d)
+        blockLinear("ffn1.fc1", out: f, in: d)
+        blockLinear("ffn1.fc2", out: d, in: f)
         norm("\(p).attn.norm", d)
-        for w in ["q", "k", "v", "out"] { blockLinear("\(p).attn.\(w)", out: d, in: d) }
+        for w in ["q", "k", "v", "out"] { blockLinear("attn.\(w)", out: d, in: d) }
         if m.position == .shaw {
             add("\(p).attn.rel_key", [m.shawLeft + m.shawRight + 1, d / m.heads], .normal(std: 0.02), decay: false)
         }
         norm("\(p).conv.norm", d)
-        if !hyper.contains(where: { $0.site == "conv.pw1" }) { add("\(p).conv.pw1.weight", [2 * d, d], .kaiming(fanIn: d), decay: true) }
+        blockLinear("conv.pw1", out: 2 * d, in: d, bias: false, initialization: .kaiming(fanIn: d))
         add("\(p).conv.dw.weight", [d, m.convKernel], .kaiming(fanIn: m.convKernel), decay: true)
         norm("\(p).conv.dw_norm", d)
-        if !hyper.contains(where: { $0.site == "conv.pw2" }) { add("\(p).conv.pw2.weight", [d, d], .kaiming(fanIn: d), decay: true) }
-        norm("\(p).ffn2.norm", d); blockLinear("\(p).ffn2.fc1", out: f, in: d); blockLinear("\(p).ffn2.fc2", out: d, in: f)
+        blockLinear("conv.pw2", out: d, in: d, bias: false, initialization: .kaiming(fanIn: d))
+        norm("\(p).ffn2.norm", d)
+        blockLinear("ffn2.fc1", out: f, in: d)
+        blockLinear("ffn2.fc2", out: d, in: f)
         norm("\(p).norm", d)
-        // LoRA adapters (issue 13) last in the block, so a block's adapters are one contiguous range.
-        for (site, out, inDim) in ParameterLayout.adapterSites(c) where c.adapter.kind == .lora {
-            add("\(p).\(site).lora_a", [c.adapter.rank, inDim], .kaiming(fanIn: inDim), decay: true)
-            add("\(p).\(site).lora_b", [out, c.adapter.rank], .zeros, decay: true)
+        // Last in the block, so a block's option tensors (e.g. its adapters) are one contiguous range.
+        for o in options {
+            for spec in o.blockParameters(block: p) { add(spec) }
         }
-        // Hypernetwork layers: the per-layer low-rank residual of each generated weight (B zeros).
-        if m.hyperRank > 0 {
-            for h in hyper {
-                add("\(p).\(h.site).res_a", [m.hyperRank, h.inDim], .kaiming(fanIn: h.inDim), decay: true)
-                add("\(p).\(h.site).res_b", [h.outDim, m.hyperRank], .zeros, decay: true)
-            }
-        }
+    }
+
+    private mutating func add(_ spec: ParameterSpec) {
+        add(spec.name, spec.shape, spec.initialization, decay: spec.decay)
     }
 
     private mutating func add(_ name: String, _ shape: [Int], _ initialization: ParameterInit, decay: Bool) {
@@ -154,47 +133,14 @@ public struct ParameterLayout: Sendable {
         count = offset + e.count
     }
 
-    /// The adapted Linear layers of every block in layout order: (name within the block, out, in).
-    /// LoRA init as in PyTorch LoRA/PEFT: A Kaiming-uniform (a = √5, U(±1/√in)), B zeros, so an added
-    /// adapter starts as the identity change.
-    public static func adapterSites(_ c: Config) -> [(String, Int, Int)] {
-        let d = c.model.dim, f = c.model.ffnDim, a = c.adapter
-        var out: [(String, Int, Int)] = []
-        for ffn in ["ffn1", "ffn2"] {
-            if a.adapts(.ffnFc1) { out.append(("\(ffn).fc1", f, d)) }
-            if a.adapts(.ffnFc2) { out.append(("\(ffn).fc2", d, f)) }
-        }
-        for (t, w) in [(AdapterTarget.attnQ, "q"), (.attnK, "k"), (.attnV, "v"), (.attnOut, "out")] where a.adapts(t) {
-            out.append(("attn.\(w)", d, d))
-        }
-        if a.adapts(.convPw1) { out.append(("conv.pw1", 2 * d, d)) }
-        if a.adapts(.convPw2) { out.append(("conv.pw2", d, d)) }
-        return out
-    }
-
-    /// The block weights a hypernetwork generates (model.hypernetwork), in layout order.
-    public static func hyperSites(_ c: Config) -> [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)] {
-        let d = c.model.dim, f = c.model.ffnDim
-        var out: [(site: String, outDim: Int, inDim: Int, initialization: ParameterInit)] = []
-        if c.model.hypernetwork == .none { return out }
-        for ffn in ["ffn1", "ffn2"] {
-            out.append(("\(ffn).fc1", f, d, .normal(std: 0.02)))
-            out.append(("\(ffn).fc2", d, f, .normal(std: 0.02)))
-        }
-        if c.model.hypernetwork == .ffnConv {
-            out.append(("conv.pw1", 2 * d, d, .kaiming(fanIn: d)))
-            out.append(("conv.pw2", d, d, .kaiming(fanIn: d)))
-        }
-        return out
-    }
-
-    /// An adapter tensor (trained with train.trainable = adapters; absent from a plain model).
-    public static func isAdapter(_ name: String) -> Bool {
-        name.hasSuffix(".lora_a") || name.hasSuffix(".lora_b") || name.hasPrefix("hyperlora.") || name.hasPrefix("speaker.")
-    }
+    /// An adapter tensor (trained with train.trainable = adapters; absent from a plain model): a tensor of
+    /// an adapter option (ModelOptions).
+    public static func isAdapter(_ name: String) -> Bool { ModelOptions.isAdapterTensor(name) }
 
     /// Number of adapter parameters.
-    public var adapterParameterCount: Int { entries.filter { ParameterLayout.isAdapter($0.name) }.reduce(0) { $0 + $1.count } }
+    public var adapterParameterCount: Int {
+        entries.filter { ParameterLayout.isAdapter($0.name) }.reduce(0) { $0 + $1.count }
+    }
 
     /// Float ranges of the layout the optimizer updates, in layout order: everything, or (base frozen)
     /// each block's adapter range (first adapter tensor to the block's end, padding included).
@@ -228,7 +174,8 @@ public struct ParameterLayout: Sendable {
     public func initialize(_ params: FPtr, seed: UInt64) {
         params.update(repeating: 0, count: count)
         for e in entries {
-            var rng = RandomStream(seed: seed, step: 0, microBatch: Int(ParameterLayout.nameHash(e.name)), purpose: .initialization)
+            let stream = Int(ParameterLayout.nameHash(e.name))
+            var rng = RandomStream(seed: seed, step: 0, microBatch: stream, purpose: .initialization)
             let p = params + e.offset
             switch e.initialization {
             case .zeros: p.update(repeating: 0, count: e.count)

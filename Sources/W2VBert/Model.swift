@@ -3,6 +3,7 @@
 //   2. Quantizer        targets q, ids from unmasked z at the masked frames; usage → diversity loss L_d
 //   3. ContextInput     masking, context projection, positional convolution → x0
 //   4. ConformerStack   N contrastive + M MLM blocks → c (last contrastive), m (last block)
+//                       (the model options, Options/, hooked in at fixed points)
 //   5. ContrastiveLoss  on c and q;   6. MLMLoss on m and ids
 // `backward` runs 6 → 1, the reverse of `forward`.
 //
@@ -73,6 +74,10 @@ public final class W2VBertModel {
     /// before (feature encoder, mask embedding, context projection, positional conv). Together they cover
     /// the layout exactly once; the trainer all-reduces them as buckets.
     public let gradientRanges: [Range<Int>]
+    /// Per block, the indices of `gradientRanges` final once its backward is done; `finishReady`: those final
+    /// once the options' `finish` is done (base frozen: the options' tensors after the blocks).
+    let blockReady: [[Int]]
+    let finishReady: [Int]
     public let arena: Arena
     /// The settings every product of this model runs with (its arena is sized for `compute.threads`).
     public let compute: Compute
@@ -104,17 +109,20 @@ public final class W2VBertModel {
         params = FloatBuffer(count: layout.count)
         grads = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: c.train.seed)
-        self.maxBatch = maxBatch; self.maxFrames = maxFrames
+        self.maxBatch = maxBatch
+        self.maxFrames = maxFrames
         let total = min(maxTotalFrames ?? maxBatch * maxFrames, maxBatch * maxFrames)
         self.maxTotalFrames = total
         let cap = Capacity(config: c, batch: maxBatch, frames: maxFrames, totalFrames: total)
         let (l, p, g) = (layout, params.ptr, grads.ptr)
         // Carve the arena twice with the same code: measure, then for real.
-        func build(_ a: Arena) -> (FeatureEncoder, MaskedFrames, Quantizer, ContextInput, ConformerStack, ContrastiveLoss, MLMLoss) {
+        typealias Parts = (FeatureEncoder, MaskedFrames, Quantizer, ContextInput, ConformerStack, ContrastiveLoss,
+                           MLMLoss)
+        func build(_ a: Arena) -> Parts {
             (FeatureEncoder(l, p, g, a, config: c, capacity: cap), MaskedFrames(a, capacity: cap),
              Quantizer(l, p, g, a, config: c, capacity: cap), ContextInput(l, p, g, a, config: c, capacity: cap),
-             ConformerStack(l, p, g, a, config: c, capacity: cap), ContrastiveLoss(l, p, g, a, config: c, capacity: cap),
-             MLMLoss(l, p, g, a, config: c, capacity: cap))
+             ConformerStack(l, p, g, a, config: c, capacity: cap),
+             ContrastiveLoss(l, p, g, a, config: c, capacity: cap), MLMLoss(l, p, g, a, config: c, capacity: cap))
         }
         let measure = Arena(compute: compute)
         _ = build(measure)
@@ -122,15 +130,13 @@ public final class W2VBertModel {
         (encoder, frames, quantizer, context, stack, contrastiveLoss, mlmLoss) = build(arena)
         gv = c.quantizer.groups * c.quantizer.entries
         usage = .allocate(capacity: 2 * gv + 1)
-        gradientRanges = W2VBertModel.gradientRanges(layout: layout, config: c)
+        (gradientRanges, blockReady, finishReady) = W2VBertModel.gradientRanges(layout: layout, config: c)
     }
 
     deinit { usage.deallocate() }
 
-    /// See `gradientRanges`.
-    static func gradientRanges(layout l: ParameterLayout, config c: Config) -> [Range<Int>] {
-        // Base frozen (issue 13): only the adapters' ranges, one per block, last block first.
-        if c.baseFrozen { return l.trainableRanges(c).reversed() }
+    /// Each block's layout range, first block first (alignment padding up to the next tensor included).
+    static func blockRanges(layout l: ParameterLayout, config c: Config) -> [Range<Int>] {
         var blocks: [Range<Int>] = []
         for (module, n) in [("contrastive", c.model.contrastiveBlocks), ("mlm", c.model.mlmBlocks)] {
             for i in 0..<n {
@@ -141,10 +147,33 @@ public final class W2VBertModel {
                 blocks.append(l.entries[first].offset..<end)
             }
         }
+        return blocks
+    }
+
+    /// See `gradientRanges`, `blockReady` and `finishReady`.
+    static func gradientRanges(layout l: ParameterLayout,
+                               config c: Config) -> ([Range<Int>], blockReady: [[Int]], finishReady: [Int]) {
+        let blocks = blockRanges(layout: l, config: c)
+        var blockReady = [[Int]](repeating: [], count: blocks.count)
+        // Base frozen: only the trainable ranges, last first; a range inside a block is final after that
+        // block's backward, any other (options' tensors after the blocks) after `finish`.
+        if c.baseFrozen {
+            let ranges = Array(l.trainableRanges(c).reversed())
+            var finishReady: [Int] = []
+            for (k, r) in ranges.enumerated() {
+                if let i = blocks.firstIndex(where: { $0.contains(r.lowerBound) }) {
+                    blockReady[i].append(k)
+                } else {
+                    finishReady.append(k)
+                }
+            }
+            return (ranges, blockReady, finishReady)
+        }
         var out = Array(blocks.reversed())
+        for i in blocks.indices { blockReady[i] = [blocks.count - 1 - i] }
         if blocks.last!.upperBound < l.count { out.append(blocks.last!.upperBound..<l.count) }
         if blocks.first!.lowerBound > 0 { out.append(0..<blocks.first!.lowerBound) }
-        return out
+        return (out, blockReady, [])
     }
 
     /// Activation arena size in bytes.
@@ -156,7 +185,8 @@ public final class W2VBertModel {
     public func zeroGrads() { grads.zero() }
 
     /// Shape, encoder lengths and (with a mask) the masked frames of a micro-batch.
-    func begin(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames t0: Int, mask: UnsafePointer<UInt8>?) {
+    func begin(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames t0: Int,
+               mask: UnsafePointer<UInt8>?) {
         precondition(batch >= 1 && batch <= maxBatch && t0 <= maxFrames && batch * t0 <= maxTotalFrames,
                      "micro-batch exceeds the model's capacity")
         shape = BatchShape(b: batch, t0: t0, t: config.encoderLength(t0: t0))
@@ -168,7 +198,8 @@ public final class W2VBertModel {
     /// Sections 1–2 of forward: z, and the quantizer's targets at the masked frames.
     func encodeAndQuantize(_ mb: BatchView, tau: Float, training: Bool) {
         begin(features: mb.features, lengths: mb.lengths, batch: mb.batch, frames: mb.frames, mask: mb.mask)
-        self.tau = tau; self.training = training
+        self.tau = tau
+        self.training = training
         encoder.forward(mb.features, shape)
         quantizer.forward(z: encoder.z, frames: frames, key: mb.key, tau: tau, training: training,
                           given: training ? noiseOverride?.gumbel : nil)
@@ -206,22 +237,25 @@ public final class W2VBertModel {
         try reduceUsage(UnsafeMutableBufferPointer(start: usage, count: 2 * gv + 1))
         maskedGlobal = usage[2 * gv]
         stats.maskedGlobal = maskedGlobal
-        (stats.diversityLoss, stats.probPerplexity, stats.codePerplexity) = quantizer.diversity(usage: usage, masked: maskedGlobal)
+        (stats.diversityLoss, stats.probPerplexity, stats.codePerplexity) =
+            quantizer.diversity(usage: usage, masked: maskedGlobal)
         // 3. Masking, context projection, positional convolution → x0.
         context.forward(z: encoder.z, frames: frames, shape, key: mb.key, given: noiseOverride?.maskNoise)
-        // 4. Conformer blocks.
-        // Issue 13, hyper-lora: speaker vectors and every block's per-utterance LoRA factors from z.
-        stack.hyperLoRA.generate(z: encoder.z, lengths: frames.encoderLengths, speakers: mb.speakers, batch: shape.b, t: shape.t)
-        stack.drawLayerDrop(key: mb.key, probability: c.model.layerDrop, training: training, given: noiseOverride?.droppedBlocks)
+        // 4. Conformer blocks, after the model options' per-micro-batch work (e.g. generated weights).
+        stack.generate(StepConditioning(z: encoder.z, lengths: frames.encoderLengths, conditioning: mb.conditioning,
+                                        batch: shape.b, t: shape.t))
+        stack.drawLayerDrop(key: mb.key, probability: c.model.layerDrop, training: training,
+                            given: noiseOverride?.droppedBlocks)
         var rng = DropoutSource(stream: mb.key.stream(.dropout), given: training ? noiseOverride?.dropoutMasks : nil)
-        stack.forward(x0: context.x0, lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
-                      count: stack.dropped.count, rng: &rng)
+        stack.forward(x0: context.x0, lengths: frames.encoderLengths, shape,
+                      config: BlockConfig(c, training: training), count: stack.dropped.count, rng: &rng)
         if S == 0 { return stats }
         // 5. Contrastive loss on c; 6. MLM loss on m.
         (stats.contrastiveLossSum, stats.contrastiveCorrect) = contrastiveLoss.forward(
             c: stack.contrastiveOutput, q: quantizer.q, ids: quantizer.ids, groups: c.quantizer.groups, frames: frames,
             key: mb.key, given: noiseOverride?.distractors)
-        (stats.mlmLossSum, stats.mlmCorrect) = mlmLoss.forward(mOut: stack.mlmOutput, ids: quantizer.ids, frames: frames)
+        (stats.mlmLossSum, stats.mlmCorrect) = mlmLoss.forward(mOut: stack.mlmOutput, ids: quantizer.ids,
+                                                               frames: frames)
         return stats
     }
 
@@ -236,31 +270,30 @@ public final class W2VBertModel {
     }
 
     /// backward, reporting each range of `gradientRanges` as soon as its gradients are final.
-    public func backward(lossScale: Float, diversityScale: Float? = nil, gradientsReady: (Int) throws -> Void) rethrows {
+    public func backward(lossScale: Float, diversityScale: Float? = nil,
+                         gradientsReady: (Int) throws -> Void) rethrows {
         let c = config, S = frames.count, n = shape.n, d = c.model.dim
         let blocks = stack.dropped.count
         zero(quantizer.dq, S * c.quantizer.dim)
         if S > 0 {
             // 6. MLM loss → dm; 5. contrastive loss → dc, dq.
             mlmLoss.backward(scale: c.loss.mlmWeight * lossScale, ids: quantizer.ids, frames: frames)
-            contrastiveLoss.backward(scale: c.loss.contrastiveWeight * lossScale, dTargets: quantizer.dq, q: quantizer.q, frames: frames)
+            contrastiveLoss.backward(scale: c.loss.contrastiveWeight * lossScale, dTargets: quantizer.dq,
+                                     q: quantizer.q, frames: frames)
         }
         // 4. Conformer blocks in reverse → dx0 (each block's bucket is ready as soon as it is done).
         try stack.backward(x0: context.x0, dm: mlmLoss.dm, dc: contrastiveLoss.dContext, frames: frames,
                            lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
-                           blockDone: { if !(c.baseFrozen && c.adapter.isHyper) { try gradientsReady(blocks - 1 - $0) } })
-        // Base frozen (issue 13): nothing below the blocks is trained; skip sections 3–1.
-        // (hyper-lora: its speaker encoder and generator, one range, are final after `finish`.)
+                           blockDone: { i in for r in blockReady[i] { try gradientsReady(r) } })
+        // Base frozen: nothing below the blocks is trained; the options finish their gradients, skip 3–1.
         if c.baseFrozen {
-            if c.adapter.isHyper {
-                stack.hyperLoRA.finish(dz: nil, lengths: frames.encoderLengths, t: shape.t)
-                try gradientsReady(0)
-            }
+            stack.finish(dz: nil, lengths: frames.encoderLengths, t: shape.t)
+            for r in finishReady { try gradientsReady(r) }
             return
         }
-        // 3. Positional conv, context projection, masking → dz.
+        // 3. The options' remaining gradients (into dz), positional conv, context projection, masking → dz.
         zero(encoder.dz, n * d)
-        stack.hyperLoRA.finish(dz: encoder.dz, lengths: frames.encoderLengths, t: shape.t)   // issue 13, hyper-lora
+        stack.finish(dz: encoder.dz, lengths: frames.encoderLengths, t: shape.t)
         context.backward(dx0: stack.dCur, dz: encoder.dz, frames: frames, shape)
         // 2. Quantizer (straight-through targets and diversity) → dz at the masked rows.
         if S > 0 {

@@ -8,10 +8,9 @@ struct PG {
     let w: FPtr, g: FPtr
     init(_ layout: ParameterLayout, _ name: String, _ params: FPtr, _ grads: FPtr) {
         let o = layout.entry(name).offset
-        w = params + o
-        g = grads + o
+        w = params + o; g = grads + o
     }
-    /// A weight that lives outside the layout (a hypernetwork's generated weight and its gradient).
+    /// A weight that lives outside the layout (e.g. a model option's generated weight and its gradient).
     init(w: FPtr, g: FPtr) { self.w = w; self.g = g }
 }
 

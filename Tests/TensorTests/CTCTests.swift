@@ -207,13 +207,13 @@ final class CTCTests: XCTestCase {
 
     /// Utterances are split over the threads; each is computed with the same arithmetic on any thread count.
     func testSameBitsOnAnyThreadCount() {
-        defer { Compute.configure(precision: .fp32, threads: 1) }
+        defer { _ = Compute.fp32(threads: 1) }
         var rng = TestRNG(46)
         let c = CTCCase.random(&rng, frames: 10, vocab: 6, inputLengths: [10, 8, 9, 3, 10],
                                labels: [[1, 2, 3], [4, 4], [5], [1, 1, 1], [2, 3, 2, 3]])
         var outputs: [[Float]] = []
         for threads in [1, 2, 3] {
-            Compute.configure(precision: .fp32, threads: threads)
+            _ = Compute.fp32(threads: threads)   // sizes the thread pool
             let out = c.runMean(c.logits.floats)
             outputs.append([out.loss] + out.losses + out.grad)
         }

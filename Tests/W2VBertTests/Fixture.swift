@@ -55,10 +55,8 @@ final class FixtureRun {
         config = try Config.load(preset: st.metadata["preset"]!,
                                  overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
         let f = st["input.features"]
-        b = f.shape[0]
-        t0 = f.shape[1]
-        features = f.values.map(Float.init)
-        lengths = st["input.lengths"].values.map { Int32($0) }
+        b = f.shape[0]; t0 = f.shape[1]
+        features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }
         mask = st["input.mask"].values.map { UInt8($0) }
         speakers = st.tensors["input.speakers"].map { $0.values.map { Int32($0) } }
         model = W2VBertModel(config: config, compute: compute, maxBatch: b, maxFrames: t0)
@@ -76,16 +74,20 @@ final class FixtureRun {
                                             gumbel: st["noise.gumbel"].values.map(Float.init),
                                             distractors: st["noise.distractors"].values.map { Int32($0) },
                                             dropoutMasks: masks.isEmpty ? nil : masks,
-                                            droppedBlocks: st.tensors["noise.dropped"].map { $0.values.map { $0 != 0 } })
+                                            droppedBlocks: st.tensors["noise.dropped"].map {
+                                                $0.values.map { $0 != 0 }
+                                            })
     }
 
     func forward(tau: Float) -> StepStats {
-        features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            (speakers ?? []).withUnsafeBufferPointer { sp in
-                model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
-                                        batch: b, frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
-                                        speakers: speakers == nil ? nil : sp.baseAddress), tau: tau)
+        features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in
+            mask.withUnsafeBufferPointer { mp in
+                (speakers ?? []).withUnsafeBufferPointer { sp in
+                    model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                                            batch: b, frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
+                                            conditioning: speakers == nil ? nil : sp.baseAddress), tau: tau)
+                }
             }
-        } } }
+        } }
     }
 }
