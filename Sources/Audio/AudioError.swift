@@ -5,13 +5,13 @@
 /// An error about one file: which file, and what went wrong (for libsndfile errors, `sf_strerror`'s text).
 public struct AudioError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: String, Sendable {
-        case unreadable      // libsndfile could not open it (missing, not audio, corrupt header)
-        case decode          // opened, but reading the samples failed
-        case empty           // zero bytes, or zero audio frames
-        case tooShort        // fewer samples than a minimum (prepare, loader)
-        case resample        // libsamplerate failed
-        case io              // writing a file (npy, wav, manifest)
-        case format          // a file of ours (npy, manifest) is malformed
+        case unreadable  // libsndfile could not open it (missing, not audio, corrupt header)
+        case decode  // opened, but reading the samples failed
+        case empty  // zero bytes, or zero audio frames
+        case tooShort  // fewer samples than a minimum (prepare, loader)
+        case resample  // libsamplerate failed
+        case io  // writing a file (npy, wav, manifest)
+        case format  // a file of ours (npy, manifest) is malformed
     }
     public let kind: Kind
     public let path: String

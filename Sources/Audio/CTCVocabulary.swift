@@ -136,8 +136,10 @@ public struct CTCVocabulary: Sendable, Equatable {
         else { throw TranscriptError(path: path, line: line, "expected 'SYMBOL COUNT', got '\(raw)'") }
         let symbol = text[..<space]
         if specials.contains(String(symbol)) {
-            throw TranscriptError(path: path, line: line, "special symbol '\(symbol)': the file lists only letters "
-                                  + "and '|' (the blank is id 0 and not listed)")
+            throw TranscriptError(
+                path: path, line: line,
+                "special symbol '\(symbol)': the file lists only letters "
+                    + "and '|' (the blank is id 0 and not listed)")
         }
         guard symbol.unicodeScalars.count == 1, let s = symbol.unicodeScalars.first, !s.properties.isWhitespace else {
             throw TranscriptError(path: path, line: line, "symbol '\(symbol)' is not a single non-space character")

@@ -13,7 +13,7 @@
 
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a scan found: the audio files to check, and the paths left out because they reach a file or
@@ -26,9 +26,9 @@ public struct CorpusScan: Sendable, Equatable {
 
     public struct Duplicate: Sendable, Equatable, CustomStringConvertible {
         public enum Kind: String, Sendable {
-            case loop        // a folder link leading back to one of its own ancestors
-            case folder      // a folder walked already under another path
-            case file        // a file listed already under another path (hard link, symbolic link)
+            case loop  // a folder link leading back to one of its own ancestors
+            case folder  // a folder walked already under another path
+            case file  // a file listed already under another path (hard link, symbolic link)
         }
         public let kind: Kind
         /// The path left out, relative to the root.
@@ -96,8 +96,10 @@ struct CorpusWalk {
         while let (rel, id) = queue.popFirst() {
             if let first = walked[id] {
                 let isAncestor = first.isEmpty || rel.hasPrefix(first + "/")
-                folderDuplicates.append(.init(kind: isAncestor ? .loop : .folder, path: rel,
-                                              sameAs: first.isEmpty ? "." : first))
+                folderDuplicates.append(
+                    .init(
+                        kind: isAncestor ? .loop : .folder, path: rel,
+                        sameAs: first.isEmpty ? "." : first))
                 continue
             }
             walked[id] = rel

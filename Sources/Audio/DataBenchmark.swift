@@ -49,8 +49,9 @@ public struct DataBenchmark {
             }
             best = min(best, Date().timeIntervalSince(start))
         }
-        return String(format: "fbank+CMVN: %.0f s of audio (%d frames) in %.3f s: %.0f× real time on one core "
-                      + "(%.2f µs/frame)", seconds, t0, best, seconds / best, best / Double(t0) * 1e6)
+        return String(
+            format: "fbank+CMVN: %.0f s of audio (%d frames) in %.3f s: %.0f× real time on one core "
+                + "(%.2f µs/frame)", seconds, t0, best, seconds / best, best / Double(t0) * 1e6)
     }
 
     /// Decode + resample + fbank of the first crop (at most `maxSamples`) of the first 200 files, at every
@@ -70,9 +71,11 @@ public struct DataBenchmark {
                 tDecode += t1.timeIntervalSince(t0)
                 decoded += Double(s.count) / 16000
             }
-            lines.append(String(format: "first %d files, %.1f s of audio: decode+resample (%@) %.0f× real time, "
-                                + "fbank %.0f× real time, together %.0f× real time (one core)", files, decoded,
-                                q.rawValue, decoded / tDecode, decoded / tFbank, decoded / (tDecode + tFbank)))
+            lines.append(
+                String(
+                    format: "first %d files, %.1f s of audio: decode+resample (%@) %.0f× real time, "
+                        + "fbank %.0f× real time, together %.0f× real time (one core)", files, decoded,
+                    q.rawValue, decoded / tDecode, decoded / tFbank, decoded / (tDecode + tFbank)))
         }
         return lines
     }
@@ -80,8 +83,9 @@ public struct DataBenchmark {
     /// `batches` micro-batches through the background loader: two report lines (throughput, wait).
     public func loader(_ m: Manifest) throws -> [String] {
         let config = DataOrderConfig(seed: 1, maxSamples: maxSamples, maxFrames: maxFrames)
-        let order = try DataOrder(lengths: m.entries.map(\.samples), config: config,
-                                  encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
+        let order = try DataOrder(
+            lengths: m.entries.map(\.samples), config: config,
+            encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
         var options = LoaderOptions()
         options.prefetch = prefetch
         options.workers = workers
@@ -95,13 +99,15 @@ public struct DataBenchmark {
         let wall = Date().timeIntervalSince(start)
         let st = loader.stats
         loader.stop()
-        let throughput = String(format: "loader: %d micro-batches, %d utterances, %.1f s of audio in %.2f s "
-                                + "(%.0f× real time); simulated compute %.0f ms/batch, %d worker(s)", st.batches,
-                                utterances, st.audioSeconds, wall, st.audioSeconds / wall, computeMilliseconds, workers)
-        let wait = String(format: "loader wait: mean %.1f ms per micro-batch, max %.1f ms, total %.2f s (%.0f%% of "
-                          + "wall time); loader thread busy %.2f s; bad files %d", st.meanWaitMilliseconds,
-                          st.maxWaitSeconds * 1000, st.waitSeconds, 100 * st.waitSeconds / wall, st.workSeconds,
-                          st.badFiles)
+        let throughput = String(
+            format: "loader: %d micro-batches, %d utterances, %.1f s of audio in %.2f s "
+                + "(%.0f× real time); simulated compute %.0f ms/batch, %d worker(s)", st.batches,
+            utterances, st.audioSeconds, wall, st.audioSeconds / wall, computeMilliseconds, workers)
+        let wait = String(
+            format: "loader wait: mean %.1f ms per micro-batch, max %.1f ms, total %.2f s (%.0f%% of "
+                + "wall time); loader thread busy %.2f s; bad files %d", st.meanWaitMilliseconds,
+            st.maxWaitSeconds * 1000, st.waitSeconds, 100 * st.waitSeconds / wall, st.workSeconds,
+            st.badFiles)
         return [throughput, wait]
     }
 }

@@ -36,24 +36,26 @@ import Tensor
 /// One micro-batch, ready for the model.
 public struct MicroBatch: Sendable {
     public let epoch: Int
-    public let index: Int                 // global micro-batch index within the epoch
-    public let resumeCursor: DataCursor   // store this in a checkpoint written after this batch's step
+    public let index: Int  // global micro-batch index within the epoch
+    public let resumeCursor: DataCursor  // store this in a checkpoint written after this batch's step
     public let numBins: Int
-    public let maxFrames: Int             // T0 (padded)
-    public var features: [Float]          // [B, T0, numBins]
-    public let frames: [Int]              // [B] true T0
-    public let utterances: [Int]          // [B] manifest indices
-    public let paths: [String]            // [B]
-    public let offsets: [Int]             // [B] crop offset in 16 kHz samples
-    public let failed: [String]           // files of this batch that could not be loaded (dropped)
+    public let maxFrames: Int  // T0 (padded)
+    public var features: [Float]  // [B, T0, numBins]
+    public let frames: [Int]  // [B] true T0
+    public let utterances: [Int]  // [B] manifest indices
+    public let paths: [String]  // [B]
+    public let offsets: [Int]  // [B] crop offset in 16 kHz samples
+    public let failed: [String]  // files of this batch that could not be loaded (dropped)
     /// [B] per-utterance conditioning index, −1 = none (`LoaderOptions.conditioning` of each utterance);
     /// empty when the loader has none.
     public let conditioning: [Int32]
     public var batchSize: Int { frames.count }
 
-    public init(epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float],
-                frames: [Int], utterances: [Int], paths: [String], offsets: [Int], failed: [String],
-                conditioning: [Int32] = []) {
+    public init(
+        epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float],
+        frames: [Int], utterances: [Int], paths: [String], offsets: [Int], failed: [String],
+        conditioning: [Int32] = []
+    ) {
         self.epoch = epoch
         self.index = index
         self.resumeCursor = resumeCursor
@@ -76,9 +78,9 @@ public struct MicroBatch: Sendable {
 }
 
 public struct LoaderOptions: Sendable {
-    public var prefetch = 4                   // micro-batches decoded ahead of the consumer
-    public var workers = 1                    // decoding threads
-    public var maxBadFraction = 0.01          // of this rank's share of the manifest
+    public var prefetch = 4  // micro-batches decoded ahead of the consumer
+    public var workers = 1  // decoding threads
+    public var maxBadFraction = 0.01  // of this rank's share of the manifest
     public var cmvn = true
     public var quality: ResampleQuality = .polyphase
     public var report: @Sendable (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
@@ -91,11 +93,11 @@ public struct LoaderOptions: Sendable {
 public struct LoaderStats: Sendable {
     public var batches = 0
     public var utterances = 0
-    public var audioSeconds = 0.0          // audio delivered, as fbank frames × 10 ms
-    public var badFiles = 0                // distinct files that failed
-    public var waitSeconds = 0.0           // consumer time blocked in next()
+    public var audioSeconds = 0.0  // audio delivered, as fbank frames × 10 ms
+    public var badFiles = 0  // distinct files that failed
+    public var waitSeconds = 0.0  // consumer time blocked in next()
     public var maxWaitSeconds = 0.0
-    public var workSeconds = 0.0           // worker thread time spent decoding + computing (all workers)
+    public var workSeconds = 0.0  // worker thread time spent decoding + computing (all workers)
     public var meanWaitMilliseconds: Double { batches > 0 ? 1000 * waitSeconds / Double(batches) : 0 }
 }
 
@@ -115,7 +117,6 @@ public enum LoaderError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-
 /// Everything the consumer and the workers share; every field is guarded by `cond`.
 final class LoaderState: @unchecked Sendable {
     let cond = NSCondition()
@@ -126,13 +127,13 @@ final class LoaderState: @unchecked Sendable {
     // job source: the sampler (training, endless) or a fixed list (validation)
     var sampler: DataSampler?
     var fixed: [PlannedBatch]
-    var pending: [(PlannedBatch, DataCursor)] = []   // this step's micro-batches not handed out yet
-    var nextJob = 0                                  // sequence number of the next job handed out
-    var nextOut = 0                                  // sequence number the consumer takes next
+    var pending: [(PlannedBatch, DataCursor)] = []  // this step's micro-batches not handed out yet
+    var nextJob = 0  // sequence number of the next job handed out
+    var nextOut = 0  // sequence number the consumer takes next
     var results: [Int: Result<MicroBatch, Error>] = [:]
     var stopping = false
-    var aborted = false                              // a worker failed: hand out no more jobs
-    var terminalError: Error? = nil                  // delivered once, then rethrown
+    var aborted = false  // a worker failed: hand out no more jobs
+    var terminalError: Error? = nil  // delivered once, then rethrown
     var liveWorkers = 0
     var bad = Set<Int>()
     var badPaths = [String]()
@@ -142,8 +143,9 @@ final class LoaderState: @unchecked Sendable {
         self.manifest = manifest
         self.sampler = sampler
         self.fixed = fixed
-        precondition(options.conditioning.isEmpty || options.conditioning.count == manifest.count,
-                     "LoaderOptions.conditioning needs one index per manifest entry")
+        precondition(
+            options.conditioning.isEmpty || options.conditioning.count == manifest.count,
+            "LoaderOptions.conditioning needs one index per manifest entry")
         self.options = options
         capacity = max(1, options.prefetch)
         badLimit = options.maxBadFraction * Double(manifest.count) / Double(worldSize)
@@ -180,9 +182,16 @@ final class LoaderState: @unchecked Sendable {
     func work() {
         let fbank = KaldiFbank()
         cond.lock()
-        defer { liveWorkers -= 1; cond.broadcast(); cond.unlock() }
+        defer {
+            liveWorkers -= 1
+            cond.broadcast()
+            cond.unlock()
+        }
         while !stopping && !aborted {
-            if nextJob - nextOut >= capacity { cond.wait(); continue }
+            if nextJob - nextOut >= capacity {
+                cond.wait()
+                continue
+            }
             guard let (plan, after) = takeJob() else { return }
             let seq = nextJob
             nextJob += 1
@@ -206,21 +215,30 @@ final class LoaderState: @unchecked Sendable {
         var paths = [String](), offsets = [Int](), failed = [String]()
         for it in plan.items {
             let path = manifest.fullPath(it.utterance)
-            cond.lock(); let known = bad.contains(it.utterance); cond.unlock()
-            if known { failed.append(path); continue }
+            cond.lock()
+            let known = bad.contains(it.utterance)
+            cond.unlock()
+            if known {
+                failed.append(path)
+                continue
+            }
             let samples: [Float]
             do {
                 // Only the planned crop is decoded (seeking into long recordings; Decoder.swift).
-                samples = try AudioDecoder.load(path: path, range: it.offset..<(it.offset + it.samples),
-                                                quality: options.quality)
+                samples = try AudioDecoder.load(
+                    path: path, range: it.offset..<(it.offset + it.samples),
+                    quality: options.quality)
                 if fbankFrameCount(samples: samples.count) == 0 {
                     let listed = manifest.entries[it.utterance].samples
-                    throw AudioError(.tooShort, path: path, "decoded \(samples.count) samples at offset \(it.offset), "
-                                     + "the manifest says the file has \(listed)")
+                    throw AudioError(
+                        .tooShort, path: path,
+                        "decoded \(samples.count) samples at offset \(it.offset), "
+                            + "the manifest says the file has \(listed)")
                 }
             } catch {
                 failed.append(path)
-                cond.lock(); defer { cond.unlock() }
+                cond.lock()
+                defer { cond.unlock() }
                 try markBad(it.utterance, path, error)
                 continue
             }
@@ -233,7 +251,11 @@ final class LoaderState: @unchecked Sendable {
                     if options.cmvn { applyCMVN(o.baseAddress!, frames: T, bins: F) }
                 }
             }
-            feats.append(f); frames.append(T); utts.append(it.utterance); paths.append(path); offsets.append(it.offset)
+            feats.append(f)
+            frames.append(T)
+            utts.append(it.utterance)
+            paths.append(path)
+            offsets.append(it.offset)
         }
         let T0 = frames.max() ?? 0
         var out = [Float](repeating: 0, count: frames.count * T0 * F)
@@ -245,9 +267,10 @@ final class LoaderState: @unchecked Sendable {
             }
         }
         let conditioning = options.conditioning.isEmpty ? [] : utts.map { options.conditioning[$0] }
-        return MicroBatch(epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
-                          features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets,
-                          failed: failed, conditioning: conditioning)
+        return MicroBatch(
+            epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
+            features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets,
+            failed: failed, conditioning: conditioning)
     }
 }
 
@@ -258,21 +281,29 @@ public final class DataLoader: @unchecked Sendable {
     let state: LoaderState
 
     /// Training: this rank's share of the endless global order, from `start`.
-    public convenience init(manifest: Manifest, order: DataOrder, sharding: Sharding, start: DataCursor = DataCursor(),
-                            options: LoaderOptions = LoaderOptions()) throws {
+    public convenience init(
+        manifest: Manifest, order: DataOrder, sharding: Sharding, start: DataCursor = DataCursor(),
+        options: LoaderOptions = LoaderOptions()
+    ) throws {
         precondition(order.lengths.count == manifest.count, "DataLoader: the order was built for another manifest")
         let sampler = try DataSampler(order: order, sharding: sharding, cursor: start)
-        self.init(state: LoaderState(manifest: manifest, sampler: sampler, fixed: [], options: options,
-                                     worldSize: sharding.worldSize))
+        self.init(
+            state: LoaderState(
+                manifest: manifest, sampler: sampler, fixed: [], options: options,
+                worldSize: sharding.worldSize))
     }
 
     /// A fixed list of planned micro-batches, loaded once in order (e.g. this rank's validation batches:
     /// `order.plan(epoch: 0, microBatchesPerStep: 1).batches` filtered to index ≡ rank mod world size).
     /// `resumeCursor` of each batch is (epoch, index + 1).
-    public convenience init(manifest: Manifest, batches: [PlannedBatch], worldSize: Int = 1,
-                            options: LoaderOptions = LoaderOptions()) {
-        self.init(state: LoaderState(manifest: manifest, sampler: nil, fixed: batches, options: options,
-                                     worldSize: worldSize))
+    public convenience init(
+        manifest: Manifest, batches: [PlannedBatch], worldSize: Int = 1,
+        options: LoaderOptions = LoaderOptions()
+    ) {
+        self.init(
+            state: LoaderState(
+                manifest: manifest, sampler: nil, fixed: batches, options: options,
+                worldSize: worldSize))
     }
 
     init(state: LoaderState) {
@@ -326,7 +357,8 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     public var stats: LoaderStats {
-        state.cond.lock(); defer { state.cond.unlock() }
+        state.cond.lock()
+        defer { state.cond.unlock() }
         return state.stats
     }
 

@@ -6,7 +6,7 @@
 //  1. shuffle 0..<N with RandomStream(seed, step: e, microBatch: 0, .shuffle) (Fisher-Yates)
 //  2. crop length c_i = min(n_i, max_samples); fbank frames T0_i = 1 + ⌊(c_i − 400)/160⌋ (snip_edges, 0 if
 //     c_i < 400); encoder frames L_i = encoderLength(T0_i) (the model's mapping, a parameter);
-//     drop (and count) utterances with L_i < mask_span + min_spans (SPEC §4)
+//     drop (and count) utterances with L_i < mask_span + min_spans
 //  3. bucket: sort the shuffled survivors by T0 (ties keep the shuffled order), cut greedily into
 //     micro-batches while B·max T0 ≤ max_frames (lengths ascend, so max T0 is the newest one)
 //  4. shuffle the micro-batch list with RandomStream(seed, step: e, microBatch: 1, .shuffle).
@@ -40,16 +40,22 @@ import Tensor
 
 public struct DataOrderConfig: Sendable, Codable, Equatable {
     public var seed: UInt64 = 1
-    public var maxSamples = 250_000   // crop longer utterances to this many 16 kHz samples (15.6 s)
-    public var maxFrames = 6_000      // padded fbank frames per micro-batch: B × max T0 ≤ maxFrames
-    public var maskSpan = 10          // SPEC §4 span, for the minimum-length filter
+    public var maxSamples = 250_000  // crop longer utterances to this many 16 kHz samples (15.6 s)
+    public var maxFrames = 6_000  // padded fbank frames per micro-batch: B × max T0 ≤ maxFrames
+    public var maskSpan = 10  // docs/method.md span, for the minimum-length filter
     public var minSpans = 2
-    public var balanceSteps = true    // a step's M micro-batches are cost neighbours (step 4)
+    public var balanceSteps = true  // a step's M micro-batches are cost neighbours (step 4)
     public init() {}
-    public init(seed: UInt64, maxSamples: Int, maxFrames: Int, maskSpan: Int = 10, minSpans: Int = 2,
-                balanceSteps: Bool = true) {
-        self.seed = seed; self.maxSamples = maxSamples; self.maxFrames = maxFrames
-        self.maskSpan = maskSpan; self.minSpans = minSpans; self.balanceSteps = balanceSteps
+    public init(
+        seed: UInt64, maxSamples: Int, maxFrames: Int, maskSpan: Int = 10, minSpans: Int = 2,
+        balanceSteps: Bool = true
+    ) {
+        self.seed = seed
+        self.maxSamples = maxSamples
+        self.maxFrames = maxFrames
+        self.maskSpan = maskSpan
+        self.minSpans = minSpans
+        self.balanceSteps = balanceSteps
     }
 }
 
@@ -66,7 +72,9 @@ public struct Sharding: Sendable, Codable, Equatable {
     public var updateFreq: Int
     public init(worldSize: Int = 1, rank: Int = 0, updateFreq: Int = 1) {
         precondition(worldSize >= 1 && rank >= 0 && rank < worldSize && updateFreq >= 1)
-        self.worldSize = worldSize; self.rank = rank; self.updateFreq = updateFreq
+        self.worldSize = worldSize
+        self.rank = rank
+        self.updateFreq = updateFreq
     }
     /// M: micro-batches per optimizer step over all ranks.
     public var microBatchesPerStep: Int { worldSize * updateFreq }
@@ -76,7 +84,10 @@ public struct Sharding: Sendable, Codable, Equatable {
 public struct DataCursor: Sendable, Codable, Equatable, Hashable, CustomStringConvertible {
     public var epoch: Int
     public var microBatch: Int
-    public init(epoch: Int = 0, microBatch: Int = 0) { self.epoch = epoch; self.microBatch = microBatch }
+    public init(epoch: Int = 0, microBatch: Int = 0) {
+        self.epoch = epoch
+        self.microBatch = microBatch
+    }
     public var description: String { "epoch \(epoch) micro-batch \(microBatch)" }
 }
 
@@ -85,12 +96,12 @@ public struct PlannedUtterance: Sendable, Equatable, Hashable {
     public let utterance: Int
     public let offset: Int
     public let samples: Int
-    public let frames: Int    // T0 of the crop
+    public let frames: Int  // T0 of the crop
 }
 
 public struct PlannedBatch: Sendable, Equatable {
     public let epoch: Int
-    public let index: Int     // global micro-batch index within the epoch
+    public let index: Int  // global micro-batch index within the epoch
     public let items: [PlannedUtterance]
     public var maxFrames: Int { items.map(\.frames).max() ?? 0 }
     public var paddedFrames: Int { items.count * maxFrames }
@@ -98,11 +109,11 @@ public struct PlannedBatch: Sendable, Equatable {
 
 public struct EpochPlan: Sendable {
     public let epoch: Int
-    public let batches: [PlannedBatch]      // all K micro-batches, in order
-    public let usableBatches: Int           // ⌊K/M⌋·M
-    public let droppedTooShort: Int         // utterances with L < span + min_spans
-    public let droppedTailUtterances: Int   // utterances in the skipped tail micro-batches
-    public let microBatchesPerStep: Int     // M
+    public let batches: [PlannedBatch]  // all K micro-batches, in order
+    public let usableBatches: Int  // ⌊K/M⌋·M
+    public let droppedTooShort: Int  // utterances with L < span + min_spans
+    public let droppedTailUtterances: Int  // utterances in the skipped tail micro-batches
+    public let microBatchesPerStep: Int  // M
     public var stepsPerEpoch: Int { usableBatches / microBatchesPerStep }
 }
 
@@ -127,14 +138,21 @@ public struct DataOrder: Sendable {
     /// lengths: 16 kHz samples per manifest entry; encoderLength: fbank frames T0 → encoder frames L
     /// (conv2d frontend: ((T0 − 1)/2 − 1)/2, stack: T0/2, integer division); cost: a micro-batch's
     /// compute, for balance_steps (default: its padded frames B·T0).
-    public init(lengths: [Int], config: DataOrderConfig, encoderLength: @escaping @Sendable (Int) -> Int,
-                cost: @escaping @Sendable (_ batch: Int, _ t0: Int) -> Double = { Double($0 * $1) }) throws(DataOrderError) {
+    public init(
+        lengths: [Int], config: DataOrderConfig, encoderLength: @escaping @Sendable (Int) -> Int,
+        cost: @escaping @Sendable (_ batch: Int, _ t0: Int) -> Double = { Double($0 * $1) }
+    ) throws(DataOrderError) {
         let T0 = fbankFrameCount(samples: config.maxSamples)
-        guard config.maxSamples >= 400 else { throw .badConfig("max_samples \(config.maxSamples) is shorter than one 25 ms frame") }
-        guard T0 <= config.maxFrames else {
-            throw .badConfig("max_frames \(config.maxFrames) is smaller than one utterance cropped to max_samples (\(T0) frames)")
+        guard config.maxSamples >= 400 else {
+            throw .badConfig("max_samples \(config.maxSamples) is shorter than one 25 ms frame")
         }
-        guard config.maskSpan >= 1, config.minSpans >= 1 else { throw .badConfig("mask span and min_spans must be ≥ 1") }
+        guard T0 <= config.maxFrames else {
+            throw .badConfig(
+                "max_frames \(config.maxFrames) is smaller than one utterance cropped to max_samples (\(T0) frames)")
+        }
+        guard config.maskSpan >= 1, config.minSpans >= 1 else {
+            throw .badConfig("mask span and min_spans must be ≥ 1")
+        }
         self.lengths = lengths
         self.config = config
         self.encoderLength = encoderLength
@@ -165,7 +183,7 @@ public struct DataOrder: Sendable {
         }
         kept.sort { $0.frames != $1.frames ? $0.frames < $1.frames : $0.pos < $1.pos }
         var batchRng = RandomStream(seed: seed, step: epoch, microBatch: 1, purpose: .shuffle)
-        var groups: [[Int]]   // utterance indices of each micro-batch, in order
+        var groups: [[Int]]  // utterance indices of each micro-batch, in order
         if config.balanceSteps && M > 1 {
             var runs = balancedRuns(kept.map(\.frames), of: M)
             batchRng.shuffle(&runs)
@@ -188,8 +206,9 @@ public struct DataOrder: Sendable {
         }
         let usable = M > 0 && kept.count >= M ? batches.count / M * M : 0
         let tail = batches[usable...].reduce(0) { $0 + $1.items.count }
-        return EpochPlan(epoch: epoch, batches: batches, usableBatches: usable, droppedTooShort: tooShort,
-                         droppedTailUtterances: tail, microBatchesPerStep: max(1, M))
+        return EpochPlan(
+            epoch: epoch, batches: batches, usableBatches: usable, droppedTooShort: tooShort,
+            droppedTailUtterances: tail, microBatchesPerStep: max(1, M))
     }
 }
 
@@ -207,7 +226,10 @@ extension DataOrder {
     static func greedyBatches(_ frames: [Int], maxFrames: Int) -> [[Int]] {
         var groups = [[Int]](), current = [Int]()
         for (i, f) in frames.enumerated() {
-            if !current.isEmpty && (current.count + 1) * f > maxFrames { groups.append(current); current = [] }
+            if !current.isEmpty && (current.count + 1) * f > maxFrames {
+                groups.append(current)
+                current = []
+            }
             current.append(i)
         }
         if !current.isEmpty { groups.append(current) }
@@ -228,7 +250,9 @@ extension DataOrder {
             (r / M % 2 == 0 ? Array(sorted[r..<(r + M)]) : sorted[r..<(r + M)].reversed()).map { greedy[$0] }
         }
         let first = greedy[body...].first?.first ?? frames.count
-        runs += Self.dealtRuns(Array(frames[first...]), of: M, maxFrames: config.maxFrames).map { $0.map { $0.map { $0 + first } } }
+        runs += Self.dealtRuns(Array(frames[first...]), of: M, maxFrames: config.maxFrames).map {
+            $0.map { $0.map { $0 + first } }
+        }
         return runs
     }
 
@@ -272,12 +296,16 @@ public struct DataSampler: Sendable {
         guard p.usableBatches > 0 else {
             let usable = order.lengths.count - p.droppedTooShort
             let n = order.lengths.count
-            throw .notEnoughData(usable < M
-                ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) micro-batches of one step"
-                : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too short), fewer than one step of M = \(M)")
+            throw .notEnoughData(
+                usable < M
+                    ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) micro-batches of one step"
+                    : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too short), fewer than one step of M = \(M)"
+            )
         }
         guard cursor.microBatch >= 0, cursor.microBatch % M == 0 else {
-            throw .badConfig("cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq unchanged)")
+            throw .badConfig(
+                "cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq unchanged)"
+            )
         }
         self.plan = p
         self.cursor = cursor

@@ -1,8 +1,8 @@
 // Audio in: decode any file libsndfile reads (WAV, FLAC, Ogg/Vorbis, Opus, MP3, AIFF, ...), average the
 // channels to mono, resample to 16 kHz. Samples are floats in [-1, 1) (libsndfile's normalised float read:
-// int16 k → k/32768); the fbank scales them back to the int16 range (SPEC §2).
+// int16 k → k/32768); the fbank scales them back to the int16 range.
 //
-//   x_mono[n] = (1/C) Σ_c x[n, c]                               (SPEC §2: "averaged to mono")
+//   x_mono[n] = (1/C) Σ_c x[n, c]                               (docs/method.md: "averaged to mono")
 //   y = resample(x_mono, ratio = 16000 / rate)
 //
 // `ResampleQuality.polyphase` (the default) is our tabulated windowed-sinc filter (Polyphase.swift) with
@@ -49,15 +49,15 @@
 import CSampleRate
 import CSndFile
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
-/// The sample rate everything downstream works at (SPEC §2).
+/// The sample rate everything downstream works at.
 public let targetSampleRate = 16_000
 
 /// What libsndfile says about a file before decoding it.
 public struct AudioInfo: Sendable, Equatable {
-    public let frames: Int        // per channel, at the file's own rate
+    public let frames: Int  // per channel, at the file's own rate
     public let sampleRate: Int
     public let channels: Int
     /// Whether `frames` is exact. libsndfile's MPEG count is an estimate from the stream's headers;
@@ -67,7 +67,10 @@ public struct AudioInfo: Sendable, Equatable {
     /// The 16 kHz length decoding will return (the rule above), from the header alone.
     public var resampledLength: Int { resampledLengthRule(frames: frames, rate: sampleRate) }
     public init(frames: Int, sampleRate: Int, channels: Int, exactFrames: Bool = true) {
-        self.frames = frames; self.sampleRate = sampleRate; self.channels = channels; self.exactFrames = exactFrames
+        self.frames = frames
+        self.sampleRate = sampleRate
+        self.channels = channels
+        self.exactFrames = exactFrames
     }
 }
 
@@ -75,7 +78,8 @@ public struct AudioInfo: Sendable, Equatable {
 @inline(__always)
 public func resampledLengthRule(frames n: Int, rate R: Int, targetRate: Int = targetSampleRate) -> Int {
     if R == targetRate || R <= 0 { return n }
-    return n.multipliedFullWidth(by: targetRate).high == 0 ? n * targetRate / R : Int(Double(n) * Double(targetRate) / Double(R))
+    return n.multipliedFullWidth(by: targetRate).high == 0
+        ? n * targetRate / R : Int(Double(n) * Double(targetRate) / Double(R))
 }
 
 /// Input frames of context kept on each side of a crop: 1024 per started 16 kHz of input rate.
@@ -83,7 +87,11 @@ public func resampledLengthRule(frames n: Int, rate R: Int, targetRate: Int = ta
 func resampleMargin(rate: Int) -> Int { 1024 * max(1, (rate + targetSampleRate - 1) / targetSampleRate) }
 
 @inline(__always)
-func gcd(_ a: Int, _ b: Int) -> Int { var a = a, b = b; while b != 0 { (a, b) = (b, a % b) }; return a }
+func gcd(_ a: Int, _ b: Int) -> Int {
+    var a = a, b = b
+    while b != 0 { (a, b) = (b, a % b) }
+    return a
+}
 
 /// Non-finite samples met while decoding (float and double files can hold NaN and ±infinity; libsndfile
 /// passes them through, and every later stage would either spread them or, like the fbank's energy floor,
@@ -130,7 +138,9 @@ final class SoundFile {
     /// any other thread's sf_open overwrites (a successful one with "No Error."). Opens therefore run
     /// under the shared side of a read-write lock, and a failed open is repeated under the exclusive side
     /// to read its reason reliably (failures are rare; prepare's threads open in parallel otherwise).
-    static func open(_ path: String, _ mode: Int32, _ info: inout SF_INFO, kind: AudioError.Kind) throws(AudioError) -> OpaquePointer {
+    static func open(
+        _ path: String, _ mode: Int32, _ info: inout SF_INFO, kind: AudioError.Kind
+    ) throws(AudioError) -> OpaquePointer {
         pthread_rwlock_rdlock(openLock)
         let saved = info
         let h = sf_open(path, mode, &info)
@@ -166,8 +176,9 @@ final class SoundFile {
 
     var audioInfo: AudioInfo {
         let major = info.format & Int32(SF_FORMAT_TYPEMASK)
-        return AudioInfo(frames: Int(info.frames), sampleRate: Int(info.samplerate), channels: Int(info.channels),
-                         exactFrames: major != Int32(SF_FORMAT_MPEG))
+        return AudioInfo(
+            frames: Int(info.frames), sampleRate: Int(info.samplerate), channels: Int(info.channels),
+            exactFrames: major != Int32(SF_FORMAT_MPEG))
     }
 
     /// Whether libsndfile's sf_seek is sample-exact for this file: PCM containers and FLAC are; Ogg
@@ -187,7 +198,8 @@ final class SoundFile {
     func position(at s: Int, read: (Int) -> Int, mono: UnsafeMutablePointer<Float>, chunk: Int) throws(AudioError) {
         func seek(_ f: Int) throws(AudioError) {
             if sf_seek(handle, sf_count_t(f), Int32(SF_SEEK_SET)) != sf_count_t(f) {
-                throw AudioError(.decode, path: path, "cannot seek to frame \(f): \(String(cString: sf_strerror(handle)))")
+                throw AudioError(
+                    .decode, path: path, "cannot seek to frame \(f): \(String(cString: sf_strerror(handle)))")
             }
         }
         /// Reads n frames (mono) from the current position; fewer at the end of the stream.
@@ -206,11 +218,12 @@ final class SoundFile {
         let H = 8_192
         if s > 3 * H {
             try seek(s - 3 * H)
-            let reference = readAll(3 * H)          // frames [s − 3H, s)
+            let reference = readAll(3 * H)  // frames [s − 3H, s)
             try seek(s - H)
-            let preroll = readAll(H)                // frames [s − H, s)
+            let preroll = readAll(H)  // frames [s − H, s)
             if reference.count == 3 * H && preroll.count == H
-                && preroll[(H / 2)...].elementsEqual(reference[(2 * H + H / 2)...]) {
+                && preroll[(H / 2)...].elementsEqual(reference[(2 * H + H / 2)...])
+            {
                 return
             }
         }
@@ -231,7 +244,7 @@ final class SoundFile {
         guard C > 0, R > 0 else {
             throw AudioError(.decode, path: path, "bad header: \(C) channels at \(R) Hz")
         }
-        // Issue 11: header fields size nothing unchecked — the resampling ratio is bounded (a file claiming
+        // Header fields size nothing unchecked — the resampling ratio is bounded (a file claiming
         // 1 Hz would ask for 16000 output samples per input sample), the read chunk shrinks past 16 channels,
         // and the announced frame count is only a capped capacity hint.
         guard (1_000...768_000).contains(R) else {
@@ -245,13 +258,17 @@ final class SoundFile {
         let expectIn = max(0, min(inEnd, header.frames > 0 ? header.frames : inEnd) - inStart)
         var out = [Float]()
         if expectIn < Int.max / 2 {
-            out.reserveCapacity(min(1 << 24, resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn))
+            out.reserveCapacity(
+                min(1 << 24, resampling ? resampledLengthRule(frames: expectIn + margin, rate: R) + 64 : expectIn))
         }
         let resampler = resampling ? try StreamResampler(rate: R, target: T, quality: quality, path: path) : nil
         let chunk = max(16, min(16_384, 262_144 / C))
         let mono = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let interleaved = C > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * C) : mono
-        defer { mono.deallocate(); if C > 1 { interleaved.deallocate() } }
+        defer {
+            mono.deallocate()
+            if C > 1 { interleaved.deallocate() }
+        }
         let inv = 1 / Float(C)
         /// Reads up to `want` ≤ chunk frames, averaged to mono into `mono`; the count read.
         func read(_ want: Int) -> Int {
@@ -270,7 +287,10 @@ final class SoundFile {
         var nonFinite = NonFiniteCount()
         while inEnd - inStart > nRead {
             let got = read(min(chunk, inEnd - inStart - nRead))
-            if got <= 0 { eof = true; break }
+            if got <= 0 {
+                eof = true
+                break
+            }
             nonFinite.add(UnsafeBufferPointer(start: interleaved, count: got * C))
             if nonFinite.total > 0 {
                 // The file is refused below; nothing more to resample.
@@ -287,7 +307,9 @@ final class SoundFile {
         // libsndfile stops silently at corrupt FLAC frames and at truncated data; where the header's
         // frame count is exact a short read is an error.
         if eof && header.exactFrames && header.frames > 0 && inStart + nRead < header.frames {
-            throw AudioError(.decode, path: path, "decoded \(inStart + nRead) of the \(header.frames) frames the header announces (truncated or corrupt)")
+            throw AudioError(
+                .decode, path: path,
+                "decoded \(inStart + nRead) of the \(header.frames) frames the header announces (truncated or corrupt)")
         }
         if let rs = resampler {
             let zeros = [Float](repeating: 0, count: margin)
@@ -307,7 +329,8 @@ final class SoundFile {
         let gEnd = min(range?.upperBound ?? Int.max, validEnd)
         if gEnd <= gStart { return [] }
         guard gEnd - o <= out.count else {
-            throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(gEnd - o) expected")
+            throw AudioError(
+                .resample, path: path, "the resampler generated \(out.count) samples, \(gEnd - o) expected")
         }
         if gEnd - o < out.count { out.removeSubrange((gEnd - o)...) }
         if gStart > o { out.removeSubrange(0..<(gStart - o)) }
@@ -319,13 +342,14 @@ enum DecoderWindow {
     /// The input window [inStart, inEnd) a crop `range` of 16 kHz outputs needs (with `margin` frames of
     /// resampling context at each edge, aligned to the rate ratio's period), and the global index o of
     /// the window's first output. No range: the whole file.
-    static func input(range: Range<Int>?, rate R: Int, target T: Int, margin: Int) -> (inStart: Int, inEnd: Int, o: Int) {
+    static func input(range: Range<Int>?, rate R: Int, target T: Int, margin: Int) -> (inStart: Int, inEnd: Int, o: Int)
+    {
         guard let r = range else { return (0, Int.max, 0) }
         precondition(r.lowerBound >= 0, "negative crop offset")
         guard R != T else { return (r.lowerBound, r.upperBound, r.lowerBound) }
         let g = gcd(R, T), q = R / g
         let inStart = max(0, r.lowerBound * R / T - margin) / q * q
-        let upper = min(r.upperBound, Int.max / (4 * R))   // "to the end" callers pass huge bounds
+        let upper = min(r.upperBound, Int.max / (4 * R))  // "to the end" callers pass huge bounds
         return (inStart, (upper * R + T - 1) / T + margin, inStart / q * (T / g))
     }
 }
@@ -356,9 +380,16 @@ final class StreamResampler {
     let scratch: UnsafeMutablePointer<Float>?
 
     init(rate: Int, target: Int, quality: ResampleQuality, path: String) throws(AudioError) {
-        self.ratio = Double(target) / Double(rate); self.path = path
-        polyphase = quality == .polyphase ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
-        if polyphase != nil { state = nil; scratch = nil; return }
+        self.ratio = Double(target) / Double(rate)
+        self.path = path
+        polyphase =
+            quality == .polyphase
+            ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
+        if polyphase != nil {
+            state = nil
+            scratch = nil
+            return
+        }
         var err: Int32 = 0
         guard let s = src_new(quality.converter, 1, &err) else {
             try Resampler.check(err == 0 ? -1 : err, path)
@@ -368,11 +399,19 @@ final class StreamResampler {
         scratch = .allocate(capacity: scratchCount)
     }
 
-    deinit { if let state { src_delete(state) }; scratch?.deallocate() }
+    deinit {
+        if let state { src_delete(state) }
+        scratch?.deallocate()
+    }
 
     /// Feeds `count` input samples and appends every output generated; with `endOfInput`, drains.
-    func process(_ input: UnsafePointer<Float>, count: Int, endOfInput: Bool, into out: inout [Float]) throws(AudioError) {
-        if let polyphase { polyphase.process(input, count: count, endOfInput: endOfInput, into: &out); return }
+    func process(
+        _ input: UnsafePointer<Float>, count: Int, endOfInput: Bool, into out: inout [Float]
+    ) throws(AudioError) {
+        if let polyphase {
+            polyphase.process(input, count: count, endOfInput: endOfInput, into: &out)
+            return
+        }
         let state = state!, scratch = scratch!
         var used = 0
         while true {
@@ -400,8 +439,10 @@ public enum Resampler {
 
     /// Mono `input` at `rate` → mono at `targetRate`, exactly L(n, rate) samples; output sample m is the
     /// signal at time m/targetRate (libsamplerate compensates its filter delay).
-    public static func resample(_ input: [Float], from rate: Int, to targetRate: Int = targetSampleRate,
-                                quality: ResampleQuality = .polyphase, path: String = "<memory>") throws(AudioError) -> [Float] {
+    public static func resample(
+        _ input: [Float], from rate: Int, to targetRate: Int = targetSampleRate,
+        quality: ResampleQuality = .polyphase, path: String = "<memory>"
+    ) throws(AudioError) -> [Float] {
         if rate == targetRate || input.isEmpty { return input }
         let n = resampledLengthRule(frames: input.count, rate: rate, targetRate: targetRate)
         let rs = try StreamResampler(rate: rate, target: targetRate, quality: quality, path: path)
@@ -415,7 +456,9 @@ public enum Resampler {
         try zeros.withUnsafeBufferPointer { z throws(AudioError) in
             try rs.process(z.baseAddress!, count: pad, endOfInput: true, into: &out)
         }
-        guard out.count >= n else { throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(n) expected") }
+        guard out.count >= n else {
+            throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(n) expected")
+        }
         out.removeSubrange(n...)
         return out
     }
@@ -436,8 +479,11 @@ public enum AudioDecoder {
     }
 
     /// Same as `load`, returning the header too.
-    public static func loadWithInfo(path: String, quality: ResampleQuality = .polyphase) throws(AudioError)
-        -> (samples: [Float], info: AudioInfo) {
+    public static func loadWithInfo(
+        path: String, quality: ResampleQuality = .polyphase
+    ) throws(AudioError)
+        -> (samples: [Float], info: AudioInfo)
+    {
         let file = try SoundFile(reading: path)
         let samples = try file.decode16k(range: nil, quality: quality)
         if samples.isEmpty { throw AudioError(.empty, path: path, "no audio frames") }
@@ -447,7 +493,9 @@ public enum AudioDecoder {
     /// 16 kHz samples [range) of the file, decoding only that stretch plus the resampler's context
     /// (sf_seek): equal to `load(path:)[range]` within float rounding. A range reaching past the end is
     /// cut at the file's length (the result may be shorter, or empty).
-    public static func load(path: String, range: Range<Int>, quality: ResampleQuality = .polyphase) throws(AudioError) -> [Float] {
+    public static func load(
+        path: String, range: Range<Int>, quality: ResampleQuality = .polyphase
+    ) throws(AudioError) -> [Float] {
         try SoundFile(reading: path).decode16k(range: range, quality: quality)
     }
 }
@@ -468,18 +516,24 @@ public enum AudioWriter {
 
     /// Writes interleaved `samples` ([frames, channels], floats in [-1, 1)). 16-bit formats quantise
     /// as round(x·32768) clamped to int16, so reading back (k/32768) returns the quantised value exactly.
-    public static func write(path: String, samples: [Float], sampleRate: Int, channels: Int = 1,
-                             format: Format = .wav16) throws(AudioError) {
+    public static func write(
+        path: String, samples: [Float], sampleRate: Int, channels: Int = 1,
+        format: Format = .wav16
+    ) throws(AudioError) {
         precondition(channels > 0 && samples.count % channels == 0)
         let file = try SoundFile(writing: path, sampleRate: sampleRate, channels: channels, format: format.sf)
         let frames = samples.count / channels
         let written: Int
         switch format {
         case .wavFloat, .oggVorbis:
-            written = samples.withUnsafeBufferPointer { Int(sf_writef_float(file.handle, $0.baseAddress, sf_count_t(frames))) }
+            written = samples.withUnsafeBufferPointer {
+                Int(sf_writef_float(file.handle, $0.baseAddress, sf_count_t(frames)))
+            }
         case .wav16, .flac16:
             let shorts = samples.map { Int16(max(-32768, min(32767, ($0 * 32768).rounded()))) }
-            written = shorts.withUnsafeBufferPointer { Int(sf_writef_short(file.handle, $0.baseAddress, sf_count_t(frames))) }
+            written = shorts.withUnsafeBufferPointer {
+                Int(sf_writef_short(file.handle, $0.baseAddress, sf_count_t(frames)))
+            }
         }
         if written != frames { throw SoundFile.failure(.io, path, file.handle) }
     }

@@ -17,10 +17,10 @@ import Foundation
 public final class RealFFT: @unchecked Sendable {
     public let n: Int
     let m: Int
-    let rev: UnsafeMutablePointer<Int32>      // [m] bit reversal of log2(m) bits
+    let rev: UnsafeMutablePointer<Int32>  // [m] bit reversal of log2(m) bits
     let twRe, twIm: UnsafeMutablePointer<Double>  // [m/2] e^{−2πij/m}
     let spRe, spIm: UnsafeMutablePointer<Double>  // [m]   e^{−2πik/n} for the split step
-    let re, im: UnsafeMutablePointer<Double>      // [m] scratch; one RealFFT per thread
+    let re, im: UnsafeMutablePointer<Double>  // [m] scratch; one RealFFT per thread
 
     public init(n: Int) {
         precondition(n >= 4 && n & (n - 1) == 0, "RealFFT: n must be a power of two ≥ 4")
@@ -34,22 +34,32 @@ public final class RealFFT: @unchecked Sendable {
             for b in 0..<bits where k & (1 << b) != 0 { r |= 1 << (bits - 1 - b) }
             rev[k] = Int32(r)
         }
-        twRe = .allocate(capacity: max(1, m / 2)); twIm = .allocate(capacity: max(1, m / 2))
+        twRe = .allocate(capacity: max(1, m / 2))
+        twIm = .allocate(capacity: max(1, m / 2))
         for j in 0..<(m / 2) {
             let a = -2 * Double.pi * Double(j) / Double(m)
-            twRe[j] = cos(a); twIm[j] = sin(a)
+            twRe[j] = cos(a)
+            twIm[j] = sin(a)
         }
-        spRe = .allocate(capacity: m); spIm = .allocate(capacity: m)
+        spRe = .allocate(capacity: m)
+        spIm = .allocate(capacity: m)
         for k in 0..<m {
             let a = -2 * Double.pi * Double(k) / Double(n)
-            spRe[k] = cos(a); spIm[k] = sin(a)
+            spRe[k] = cos(a)
+            spIm[k] = sin(a)
         }
-        re = .allocate(capacity: m); im = .allocate(capacity: m)
+        re = .allocate(capacity: m)
+        im = .allocate(capacity: m)
     }
 
     deinit {
-        rev.deallocate(); twRe.deallocate(); twIm.deallocate()
-        spRe.deallocate(); spIm.deallocate(); re.deallocate(); im.deallocate()
+        rev.deallocate()
+        twRe.deallocate()
+        twIm.deallocate()
+        spRe.deallocate()
+        spIm.deallocate()
+        re.deallocate()
+        im.deallocate()
     }
 
     /// power[k] = |DFT_n(x)[k]|², k = 0 … n/2.   x: [n] (read only), power: [n/2 + 1].
@@ -73,8 +83,10 @@ public final class RealFFT: @unchecked Sendable {
                     let b = a + half
                     let tr = re[b] * wr - im[b] * wi
                     let ti = re[b] * wi + im[b] * wr
-                    re[b] = re[a] - tr; im[b] = im[a] - ti
-                    re[a] += tr; im[a] += ti
+                    re[b] = re[a] - tr
+                    im[b] = im[a] - ti
+                    re[a] += tr
+                    im[a] += ti
                     a += len
                 }
             }
@@ -102,7 +114,8 @@ public final class RealFFT: @unchecked Sendable {
             var sr = 0.0, si = 0.0
             for t in 0..<n {
                 let a = -2 * Double.pi * Double(k * t % n) / Double(n)
-                sr += Double(x[t]) * cos(a); si += Double(x[t]) * sin(a)
+                sr += Double(x[t]) * cos(a)
+                si += Double(x[t]) * sin(a)
             }
             return sr * sr + si * si
         }

@@ -1,4 +1,4 @@
-// Kaldi-compatible log-mel filterbank (SPEC §2) and per-utterance CMVN.
+// Kaldi-compatible log-mel filterbank and per-utterance CMVN.
 //
 // Matches Kaldi's compute-fbank-feats (src/feat/feature-window.cc, feature-fbank.cc, mel-computations.cc)
 // and kaldi-native-fbank with: samp_freq 16000, frame_length 25 ms, frame_shift 10 ms, dither 0,
@@ -23,7 +23,7 @@
 //   out[t, b] = ln(max(e_b, FLT_EPSILON))      (no energy column; a NaN e_b, which only non-finite input
 //                                               can give, stays NaN: the decoder refuses such input)
 //
-// CMVN (SPEC §2, per utterance and bin over its true frames): y = (x − μ) / sqrt(σ² + 1e-5), σ² the
+// CMVN (per utterance and bin over its true frames): y = (x − μ) / sqrt(σ² + 1e-5), σ² the
 // population variance.
 //
 // Arithmetic: frame, FFT and mel sums in Double (see FFT.swift); mel weights are Kaldi's float values.
@@ -35,27 +35,27 @@ import Foundation
 
 public struct FbankOptions: Sendable, Equatable, Codable {
     public var sampleRate = 16_000
-    public var frameLength = 400      // samples (25 ms)
-    public var frameShift = 160       // samples (10 ms)
-    public var fftSize = 512          // frame zero-padded to this (Kaldi round_to_power_of_two)
+    public var frameLength = 400  // samples (25 ms)
+    public var frameShift = 160  // samples (10 ms)
+    public var fftSize = 512  // frame zero-padded to this (Kaldi round_to_power_of_two)
     public var numBins = 80
     public var lowFreq: Float = 20
-    public var highFreq: Float = 8000 // > 0: absolute; ≤ 0: offset from Nyquist (Kaldi)
+    public var highFreq: Float = 8000  // > 0: absolute; ≤ 0: offset from Nyquist (Kaldi)
     public var preemphasis: Float = 0.97
-    public var scale: Float = 32768   // samples in [-1, 1) → int16 range
+    public var scale: Float = 32768  // samples in [-1, 1) → int16 range
     public init() {}
 }
 
 public final class KaldiFbank: @unchecked Sendable {
     public let options: FbankOptions
     public var numBins: Int { options.numBins }
-    let window: UnsafeMutablePointer<Double>    // [frameLength] Povey
-    let melFirst: UnsafeMutablePointer<Int32>   // [numBins] first FFT bin with non-zero weight
-    let melCount: UnsafeMutablePointer<Int32>   // [numBins] number of weights
+    let window: UnsafeMutablePointer<Double>  // [frameLength] Povey
+    let melFirst: UnsafeMutablePointer<Int32>  // [numBins] first FFT bin with non-zero weight
+    let melCount: UnsafeMutablePointer<Int32>  // [numBins] number of weights
     let melOffset: UnsafeMutablePointer<Int32>  // [numBins] offset of bin b's weights in melWeights
-    let melWeights: UnsafeMutablePointer<Double> // Kaldi's float weights, widened
-    let frame: UnsafeMutablePointer<Double>     // [fftSize] scratch
-    let power: UnsafeMutablePointer<Double>     // [fftSize/2 + 1] scratch
+    let melWeights: UnsafeMutablePointer<Double>  // Kaldi's float weights, widened
+    let frame: UnsafeMutablePointer<Double>  // [fftSize] scratch
+    let power: UnsafeMutablePointer<Double>  // [fftSize/2 + 1] scratch
     let fft: RealFFT
 
     /// Kaldi's MelScale, in float as mel-computations.h computes it.
@@ -94,21 +94,32 @@ public final class KaldiFbank: @unchecked Sendable {
                 }
             }
             precondition(f0 >= 0, "fbank: mel bin \(b) is empty (too many bins for the FFT size)")
-            first.append(Int32(f0)); count.append(Int32(w.count)); offset.append(Int32(weights.count))
+            first.append(Int32(f0))
+            count.append(Int32(w.count))
+            offset.append(Int32(weights.count))
             weights += w
         }
-        melFirst = .allocate(capacity: nb); melFirst.initialize(from: first, count: nb)
-        melCount = .allocate(capacity: nb); melCount.initialize(from: count, count: nb)
-        melOffset = .allocate(capacity: nb); melOffset.initialize(from: offset, count: nb)
-        melWeights = .allocate(capacity: weights.count); melWeights.initialize(from: weights.map(Double.init), count: weights.count)
+        melFirst = .allocate(capacity: nb)
+        melFirst.initialize(from: first, count: nb)
+        melCount = .allocate(capacity: nb)
+        melCount.initialize(from: count, count: nb)
+        melOffset = .allocate(capacity: nb)
+        melOffset.initialize(from: offset, count: nb)
+        melWeights = .allocate(capacity: weights.count)
+        melWeights.initialize(from: weights.map(Double.init), count: weights.count)
         frame = .allocate(capacity: options.fftSize)
         power = .allocate(capacity: options.fftSize / 2 + 1)
         fft = RealFFT(n: options.fftSize)
     }
 
     deinit {
-        window.deallocate(); melFirst.deallocate(); melCount.deallocate(); melOffset.deallocate()
-        melWeights.deallocate(); frame.deallocate(); power.deallocate()
+        window.deallocate()
+        melFirst.deallocate()
+        melCount.deallocate()
+        melOffset.deallocate()
+        melWeights.deallocate()
+        frame.deallocate()
+        power.deallocate()
     }
 
     /// T0 for N samples (snip_edges).
@@ -138,7 +149,10 @@ public final class KaldiFbank: @unchecked Sendable {
             for i in 0..<N { frame[i] -= mean }
             // pre-emphasis, Kaldi's in-frame form
             var i = N - 1
-            while i > 0 { frame[i] -= c * frame[i - 1]; i -= 1 }
+            while i > 0 {
+                frame[i] -= c * frame[i - 1]
+                i -= 1
+            }
             frame[0] -= c * frame[0]
             // Povey window
             for i in 0..<N { frame[i] *= window[i] }
@@ -149,7 +163,7 @@ public final class KaldiFbank: @unchecked Sendable {
                 let p = power + Int(melFirst[b])
                 var e: Double = 0
                 for j in 0..<Int(melCount[b]) { e += w[j] * p[j] }
-                o[b] = Float(log(e < floor ? floor : e))   // NaN stays NaN (never floored to a number)
+                o[b] = Float(log(e < floor ? floor : e))  // NaN stays NaN (never floored to a number)
             }
         }
         return T0
@@ -178,7 +192,11 @@ public func applyCMVN(_ x: UnsafeMutablePointer<Float>, frames: Int, bins: Int, 
     sum.initialize(repeating: 0, count: 2 * bins)
     for t in 0..<frames {
         let r = x + t * bins
-        for b in 0..<bins { let v = Double(r[b]); sum[b] += v; sq[b] += v * v }
+        for b in 0..<bins {
+            let v = Double(r[b])
+            sum[b] += v
+            sq[b] += v * v
+        }
     }
     let invT = 1 / Double(frames)
     for b in 0..<bins {

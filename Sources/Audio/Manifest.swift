@@ -1,7 +1,7 @@
 // Manifests in fairseq's wav2vec TSV format (fairseq/examples/wav2vec/wav2vec_manifest.py):
 //   line 1:   root folder (absolute)
 //   then:     relative/path<TAB>num_samples[<TAB>speaker]
-// The optional third column (issue 13, hyper-lora's `adapter.speaker = table`) is a speaker label; rows
+// The optional third column (hyper-lora's `adapter.speaker = table`) is a speaker label; rows
 // without it are "unknown speaker". Labels are interned: `speakerLabels` (sorted, distinct) and per entry
 // an index into them (−1: unknown), kept only when some row has a label.
 // num_samples counts 16 kHz mono samples after this package's decoding and resampling (so it is exactly
@@ -13,9 +13,12 @@ import Tensor
 
 public struct Manifest: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
-        public var path: String      // relative to root
-        public var samples: Int      // 16 kHz samples
-        public init(path: String, samples: Int) { self.path = path; self.samples = samples }
+        public var path: String  // relative to root
+        public var samples: Int  // 16 kHz samples
+        public init(path: String, samples: Int) {
+            self.path = path
+            self.samples = samples
+        }
     }
     public var root: String
     public var entries: [Entry]
@@ -53,7 +56,10 @@ public struct Manifest: Sendable, Equatable {
     public func relabelled(to labels: [String]) -> Manifest {
         var m = self
         m.speakerLabels = labels
-        if labels.isEmpty || speakers.isEmpty { m.speakers = []; return m }
+        if labels.isEmpty || speakers.isEmpty {
+            m.speakers = []
+            return m
+        }
         var index: [String: Int32] = [:]
         for (i, l) in labels.enumerated() { index[l] = Int32(i) }
         let map = speakerLabels.map { index[$0] ?? -1 }
@@ -119,13 +125,15 @@ public struct Manifest: Sendable, Equatable {
                 while e < n && b[e] != 0x0A { e += 1 }
                 lineNo += 1
                 var end = e
-                if end > i && b[end - 1] == 0x0D { end -= 1 }   // tolerate CRLF
+                if end > i && b[end - 1] == 0x0D { end -= 1 }  // tolerate CRLF
                 if lineNo == 1 {
                     root = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
                 } else if end > i {
                     let (entry, label) = try parseRow(b, i, end, lineNo: lineNo, path: path)
                     if let label {
-                        labels.add(String(decoding: UnsafeBufferPointer(rebasing: b[label]), as: UTF8.self), entry: entries.count)
+                        labels.add(
+                            String(decoding: UnsafeBufferPointer(rebasing: b[label]), as: UTF8.self),
+                            entry: entries.count)
                     }
                     entries.append(entry)
                 }
@@ -139,25 +147,33 @@ public struct Manifest: Sendable, Equatable {
     }
 
     /// One row `path<TAB>num_samples[<TAB>speaker]` of bytes i..<end: the entry and the label's byte range.
-    static func parseRow(_ b: UnsafeBufferPointer<UInt8>, _ i: Int, _ end: Int, lineNo: Int, path: String) throws -> (Entry, Range<Int>?) {
+    static func parseRow(
+        _ b: UnsafeBufferPointer<UInt8>, _ i: Int, _ end: Int, lineNo: Int, path: String
+    ) throws -> (Entry, Range<Int>?) {
         var tab = i
         while tab < end && b[tab] != 0x09 { tab += 1 }
         var value = 0, digits = 0, k = tab + 1
         while k < end && b[k] >= 0x30 && b[k] <= 0x39 && digits < 18 {
-            value = value * 10 + Int(b[k] - 0x30); digits += 1; k += 1
+            value = value * 10 + Int(b[k] - 0x30)
+            digits += 1
+            k += 1
         }
-        // (tab == end: no tab, k is past the line and must not be read — found by fuzzing, issue 11)
+        // (tab == end: no tab, k is past the line and must not be read — found by fuzzing)
         let okEnd = tab < end && (k == end || b[k] == 0x09)
         guard tab > i, tab < end, digits > 0, okEnd else {
             let line = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
-            throw AudioError(.format, path: path, "line \(lineNo): expected 'relative/path<TAB>num_samples[<TAB>speaker]', got '\(line)'")
+            throw AudioError(
+                .format, path: path,
+                "line \(lineNo): expected 'relative/path<TAB>num_samples[<TAB>speaker]', got '\(line)'")
         }
-        // Issue 11 (found by fuzzing): more than 2^31 − 1 samples (37 h at 16 kHz) is damage, and larger
+        // found by fuzzing: More than 2^31 − 1 samples (37 h at 16 kHz) is damage, and larger
         // counts would overflow the 32-bit random crop offsets of the data order.
         guard value <= Int(Int32.max) else {
-            throw AudioError(.format, path: path, "line \(lineNo): num_samples \(value) exceeds 2147483647 (37 h at 16 kHz)")
+            throw AudioError(
+                .format, path: path, "line \(lineNo): num_samples \(value) exceeds 2147483647 (37 h at 16 kHz)")
         }
-        let entry = Entry(path: String(decoding: UnsafeBufferPointer(rebasing: b[i..<tab]), as: UTF8.self), samples: value)
+        let entry = Entry(
+            path: String(decoding: UnsafeBufferPointer(rebasing: b[i..<tab]), as: UTF8.self), samples: value)
         guard k < end else { return (entry, nil) }
         // The speaker column: up to the next tab (further columns are ignored); empty = unknown; not space-padded
         // (" m" and "m" would silently be two speakers).
@@ -167,7 +183,9 @@ public struct Manifest: Sendable, Equatable {
         if label.isEmpty { return (entry, nil) }
         guard b[label.lowerBound] != 0x20 && b[label.upperBound - 1] != 0x20 else {
             let text = String(decoding: UnsafeBufferPointer(rebasing: b[label]), as: UTF8.self)
-            throw AudioError(.format, path: path, "line \(lineNo): speaker label '\(text)' (the third column) starts or ends with a space")
+            throw AudioError(
+                .format, path: path,
+                "line \(lineNo): speaker label '\(text)' (the third column) starts or ends with a space")
         }
         return (entry, label)
     }
@@ -177,11 +195,17 @@ public struct Manifest: Sendable, Equatable {
 struct SpeakerInterner {
     var index: [String: Int32] = [:]
     var labels: [String] = []
-    var speakers: [Int32] = []      // per entry, first-seen order; filled lazily at the first label
+    var speakers: [Int32] = []  // per entry, first-seen order; filled lazily at the first label
 
     mutating func add(_ label: String, entry: Int) {
         let k: Int32
-        if let j = index[label] { k = j } else { k = Int32(labels.count); index[label] = k; labels.append(label) }
+        if let j = index[label] {
+            k = j
+        } else {
+            k = Int32(labels.count)
+            index[label] = k
+            labels.append(label)
+        }
         if speakers.count < entry { speakers.append(contentsOf: repeatElement(-1, count: entry - speakers.count)) }
         speakers.append(k)
     }

@@ -22,10 +22,10 @@ import Foundation
 
 /// The tabulated filter of one (R, T) pair; built once per process and shared.
 public final class PolyphaseFilter: @unchecked Sendable {
-    public let L: Int, M: Int   // T/R = L/M
-    let taps: Int               // 2H, a multiple of 16 (zero-padded)
+    public let L: Int, M: Int  // T/R = L/M
+    let taps: Int  // 2H, a multiple of 16 (zero-padded)
     let H: Int
-    let table: UnsafeMutablePointer<Float>   // [L][taps]
+    let table: UnsafeMutablePointer<Float>  // [L][taps]
     public static let maxPhases = 4096
     public static let maxTable = 1 << 22
     static let attenuation = 100.0
@@ -50,7 +50,7 @@ public final class PolyphaseFilter: @unchecked Sendable {
         for p in 0..<L {
             var row = [Double](repeating: 0, count: 2 * H)
             for i in 0..<(2 * H) {
-                let t = Double(p) / Double(L) + Double(H - 1 - i)   // input time of tap i relative to the output
+                let t = Double(p) / Double(L) + Double(H - 1 - i)  // input time of tap i relative to the output
                 let u = t / half
                 let w = abs(u) >= 1 ? 0 : PolyphaseFilter.besselI0(beta * (1 - u * u).squareRoot()) / i0b
                 let x = 2 * fc * t
@@ -66,7 +66,11 @@ public final class PolyphaseFilter: @unchecked Sendable {
     static func besselI0(_ x: Double) -> Double {
         var sum = 1.0, term = 1.0, k = 1.0
         let q = x * x / 4
-        while term > 1e-17 * sum { term *= q / (k * k); sum += term; k += 1 }
+        while term > 1e-17 * sum {
+            term *= q / (k * k)
+            sum += term
+            k += 1
+        }
         return sum
     }
 
@@ -74,11 +78,12 @@ public final class PolyphaseFilter: @unchecked Sendable {
     nonisolated(unsafe) private static var cache: [Int: PolyphaseFilter] = [:]
 
     /// The shared filter for R → T, or nil when the ratio needs more than `maxPhases` phases or the table
-    /// more than `maxTable` floats (odd rates; header fields must not size large tables, issue 11).
+    /// more than `maxTable` floats (odd rates; header fields must not size large tables).
     public static func shared(rate R: Int, target T: Int) -> PolyphaseFilter? {
         let z = size(rate: R, target: T)
         if z.L > maxPhases || z.L * z.taps > maxTable { return nil }
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         let key = R &* 1_000_003 &+ T
         if let f = cache[key] { return f }
         let f = PolyphaseFilter(rate: R, target: T)
@@ -87,15 +92,14 @@ public final class PolyphaseFilter: @unchecked Sendable {
     }
 }
 
-
 /// Streaming polyphase resampler with `StreamResampler`'s interface: output 0 is at input time 0.
 public final class PolyphaseResampler {
     let filter: PolyphaseFilter
     /// Inputs [bufStart, bufStart + buf.count) (earlier ones are no longer needed).
     private var buf: [Float] = []
     private var bufStart = 0
-    private var next = 0        // next output index m
-    private var total = 0       // inputs received
+    private var next = 0  // next output index m
+    private var total = 0  // inputs received
 
     public init(filter: PolyphaseFilter) { self.filter = filter }
 
@@ -113,22 +117,26 @@ public final class PolyphaseResampler {
                 next += 1
             }
         }
-        let keep = next * M / L - H + 1 - bufStart    // first input the next output reads
-        if keep > 0 && keep <= buf.count { buf.removeFirst(keep); bufStart += keep }
+        let keep = next * M / L - H + 1 - bufStart  // first input the next output reads
+        if keep > 0 && keep <= buf.count {
+            buf.removeFirst(keep)
+            bufStart += keep
+        }
     }
 
     @inline(__always)
     private func output(base: Int, phase p: Int, _ b: UnsafeBufferPointer<Float>) -> Float {
         let taps = filter.taps, H = filter.H
         let c = filter.table + p * taps
-        let first = base - H + 1 - bufStart          // buffer index of tap 0
+        let first = base - H + 1 - bufStart  // buffer index of tap 0
         if first >= 0 && first + taps <= b.count {
             // Interior: 16-wide FMAs over the taps (the zero-padded tail multiplies real inputs by 0).
             let x = UnsafeRawPointer(b.baseAddress! + first), cr = UnsafeRawPointer(c)
             var acc = SIMD16<Float>()
             for k in stride(from: 0, to: taps, by: 16) {
-                acc.addProduct(x.loadUnaligned(fromByteOffset: 4 * k, as: SIMD16<Float>.self),
-                               cr.loadUnaligned(fromByteOffset: 4 * k, as: SIMD16<Float>.self))
+                acc.addProduct(
+                    x.loadUnaligned(fromByteOffset: 4 * k, as: SIMD16<Float>.self),
+                    cr.loadUnaligned(fromByteOffset: 4 * k, as: SIMD16<Float>.self))
             }
             return acc.sum()
         }

@@ -22,8 +22,10 @@ import Tensor
 
 /// Scans a folder into train/valid manifests (`w2vbert prepare`).
 public struct CorpusPreparer: Sendable {
-    public var extensions: [String] = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64",
-                                       "caf"]
+    public var extensions: [String] = [
+        "wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64",
+        "caf"
+    ]
     public var minSeconds: Double = 0.5
     public var validPercent: Double = 2
     public var seed: UInt64 = 1
@@ -35,7 +37,7 @@ public struct CorpusPreparer: Sendable {
     public init() {}
 
     public struct Skipped: Sendable, Equatable {
-        public let path: String       // relative to the root
+        public let path: String  // relative to the root
         public let kind: AudioError.Kind
         public let reason: String
     }
@@ -110,8 +112,10 @@ public struct CorpusPreparer: Sendable {
 
     /// Checks `files[i]` for every i in `indices` on `jobs` threads; the results are in `indices`' order.
     /// `progress(done, total)` is called (under a lock, from any of the threads) after each file.
-    public func checkAll(root: String, files: [String], indices: [Int],
-                         progress: (@Sendable (Int, Int) -> Void)? = nil) -> [Check] {
+    public func checkAll(
+        root: String, files: [String], indices: [Int],
+        progress: (@Sendable (Int, Int) -> Void)? = nil
+    ) -> [Check] {
         let total = indices.count
         let lock = NSLock()
         let box = UncheckedBox((results: [Check](repeating: .success(0), count: total), next: 0, done: 0))
@@ -134,7 +138,10 @@ public struct CorpusPreparer: Sendable {
         let group = DispatchGroup()
         for j in 1..<max(1, threads) {
             group.enter()
-            let t = Thread { work(); group.leave() }
+            let t = Thread {
+                work()
+                group.leave()
+            }
             t.name = "w2vbert-prepare-\(j)"
             t.stackSize = 1 << 20
             t.start()
@@ -163,16 +170,18 @@ public struct CorpusPreparer: Sendable {
         for i in order.prefix(nValid) { isValid[i] = true }
         let train = good.indices.filter { !isValid[$0] }.map { good[$0] }
         let valid = good.indices.filter { isValid[$0] }.map { good[$0] }
-        return Result(train: Manifest(root: root, entries: train), valid: Manifest(root: root, entries: valid),
-                      skipped: skipped, scanned: files.count, duplicates: scan.duplicates)
+        return Result(
+            train: Manifest(root: root, entries: train), valid: Manifest(root: root, entries: valid),
+            skipped: skipped, scanned: files.count, duplicates: scan.duplicates)
     }
 
     /// Scan, check every file (on `jobs` threads), split: one process. `progress(done, total)` as in `checkAll`.
     public func prepare(root: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(AudioError) -> Result {
         let absRoot = Self.absoluteRoot(root)
         let found = try scan(root: absRoot)
-        let checks = checkAll(root: absRoot, files: found.files, indices: Array(found.files.indices),
-                              progress: progress)
+        let checks = checkAll(
+            root: absRoot, files: found.files, indices: Array(found.files.indices),
+            progress: progress)
         return assemble(root: absRoot, scan: found, checks: checks)
     }
 

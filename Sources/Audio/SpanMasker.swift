@@ -1,4 +1,4 @@
-// Span masking over encoder frames (SPEC §4 and §14.3), the wav2vec 2.0 / w2v-BERT scheme.
+// Span masking over encoder frames, the wav2vec 2.0 / w2v-BERT scheme.
 //
 // For utterance b of true length L (encoder frames; padding excluded), u ~ U(0, 1) from the stream:
 //   choices = L − span + 1                      (starts from the inclusive range [0, L − span])
@@ -22,7 +22,9 @@ public struct SpanMasker: Sendable {
 
     public init(maskProb: Double = 0.65, span: Int = 10, minSpans: Int = 2) {
         precondition(maskProb >= 0 && span >= 1 && minSpans >= 0)
-        self.maskProb = maskProb; self.span = span; self.minSpans = minSpans
+        self.maskProb = maskProb
+        self.span = span
+        self.minSpans = minSpans
     }
 
     /// Number of spans for an utterance of L frames given u ∈ (0, 1) (before the cap to the choices).
@@ -38,7 +40,7 @@ public struct SpanMasker: Sendable {
         let choices = L - span + 1
         if choices <= 0 { return [] }
         let n = min(choices, spanCount(length: L, u: u))
-        var pool = Array(0..<choices)   // partial Fisher-Yates: n draws without replacement
+        var pool = Array(0..<choices)  // partial Fisher-Yates: n draws without replacement
         for i in 0..<n { pool.swapAt(i, i + stream.nextInt(choices - i)) }
         return Array(pool.prefix(n))
     }

@@ -22,7 +22,7 @@ public enum TranscriptText {
         let scalars = Array(text.lowercased().precomposedStringWithCanonicalMapping.unicodeScalars)
         var out = String.UnicodeScalarView()
         var pendingSpace = false
-        var previousKept = false        // the last scalar emitted is a letter, digit or mark (not a space)
+        var previousKept = false  // the last scalar emitted is a letter, digit or mark (not a space)
         for (i, c) in scalars.enumerated() {
             let kind = classify(c)
             switch kind {
@@ -36,7 +36,7 @@ public enum TranscriptText {
                 let next = i + 1 < scalars.count ? classify(scalars[i + 1]) : .other
                 if previousKept && !pendingSpace && next == .letterOrDigit {
                     out.append("'")
-                    previousKept = false    // an apostrophe is not a word character itself
+                    previousKept = false  // an apostrophe is not a word character itself
                 }
             case .space:
                 pendingSpace = true

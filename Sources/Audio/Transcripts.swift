@@ -45,13 +45,17 @@ public struct Transcripts: Sendable, Equatable {
     public static func read(path: String, manifestPath: String, rows: Int) throws(TranscriptError) -> Transcripts {
         let lines = try TranscriptFile.lines(path: path, what: "transcript file")
         guard lines.count == rows else {
-            throw TranscriptError(path: path, line: nil, "has \(lines.count) lines, but the manifest \(manifestPath) "
-                                  + "has \(rows) rows (one transcript line per manifest row, in the same order)")
+            throw TranscriptError(
+                path: path, line: nil,
+                "has \(lines.count) lines, but the manifest \(manifestPath) "
+                    + "has \(rows) rows (one transcript line per manifest row, in the same order)")
         }
-        return Transcripts(path: path, texts: lines.map { line in
-            let text = TranscriptText.normalized(line)
-            return text.isEmpty ? nil : text
-        })
+        return Transcripts(
+            path: path,
+            texts: lines.map { line in
+                let text = TranscriptText.normalized(line)
+                return text.isEmpty ? nil : text
+            })
     }
 
     /// The labels of row `row` (nil: no label); an unknown character is an error naming this file and line.
@@ -66,9 +70,11 @@ public struct Transcripts: Sendable, Equatable {
         let needed = ctcMinimumFrames(labels)
         guard frames >= needed else {
             let blanks = needed - labels.count
-            throw TranscriptError(path: path, line: row + 1, "the transcript needs at least \(needed) frames "
-                                  + "(\(labels.count) labels + \(blanks) blanks between repeated letters), "
-                                  + "but its audio gives \(frames) encoder frames")
+            throw TranscriptError(
+                path: path, line: row + 1,
+                "the transcript needs at least \(needed) frames "
+                    + "(\(labels.count) labels + \(blanks) blanks between repeated letters), "
+                    + "but its audio gives \(frames) encoder frames")
         }
     }
 }

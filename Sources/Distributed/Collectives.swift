@@ -28,7 +28,11 @@ public final class Collectives: @unchecked Sendable {
         }
     }
     deinit { stop() }
-    public func stop() { lock.lock(); stopped = true; lock.unlock() }
+    public func stop() {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+    }
 
     public var rank: Int { comm.rank }
     public var size: Int { comm.size }
@@ -37,12 +41,16 @@ public final class Collectives: @unchecked Sendable {
         while true {
             Thread.sleep(forTimeInterval: min(0.2, timeout / 4))
             lock.lock()
-            if stopped { lock.unlock(); return }
+            if stopped {
+                lock.unlock()
+                return
+            }
             let now = Date().timeIntervalSince1970
             let late = inFlight.first { now - $0.value.start > timeout }
             lock.unlock()
             if let (seq, info) = late {
-                let msg = "w2vbert: rank \(comm.rank) (\(comm.hostName)): collective #\(seq) '\(info.name)' has not completed after \(Int(now - info.start)) s (dist.timeout = \(timeout) s); another rank skipped it or died. Aborting the job.\n"
+                let msg =
+                    "w2vbert: rank \(comm.rank) (\(comm.hostName)): collective #\(seq) '\(info.name)' has not completed after \(Int(now - info.start)) s (dist.timeout = \(timeout) s); another rank skipped it or died. Aborting the job.\n"
                 FileHandle.standardError.write(Data(msg.utf8))
                 comm.abort(code: Collectives.watchdogExitCode)
             }
@@ -57,20 +65,31 @@ public final class Collectives: @unchecked Sendable {
         nextSeq += 1
         inFlight[seq] = (name, Date().timeIntervalSince1970)
         let skip = skipSequenceForTest == seq
-        if skip { inFlight[seq] = nil }   // this rank is not in the collective: only the others wait in it
+        if skip { inFlight[seq] = nil }  // this rank is not in the collective: only the others wait in it
         lock.unlock()
-        defer { lock.lock(); inFlight[seq] = nil; lock.unlock() }
+        defer {
+            lock.lock()
+            inFlight[seq] = nil
+            lock.unlock()
+        }
         if skip {
             // Simulate a rank that never joins: the others hang in this collective until their watchdog fires.
-            FileHandle.standardError.write(Data("w2vbert: rank \(comm.rank): test hook skips collective #\(seq) '\(name)'\n".utf8))
+            FileHandle.standardError.write(
+                Data("w2vbert: rank \(comm.rank): test hook skips collective #\(seq) '\(name)'\n".utf8))
             while true { Thread.sleep(forTimeInterval: 3600) }
         }
         return try body()
     }
 
-    public var sequence: Int64 { lock.lock(); defer { lock.unlock() }; return nextSeq }
+    public var sequence: Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return nextSeq
+    }
 
-    public func allReduce(_ name: String, _ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, op: ReduceOp) throws {
+    public func allReduce(
+        _ name: String, _ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, op: ReduceOp
+    ) throws {
         try run(name) { try comm.allReduce(buffer, count: count, type: type, op: op) }
     }
     public func allReduce(_ name: String, _ values: inout [Double], op: ReduceOp = .sum) throws {
@@ -79,13 +98,17 @@ public final class Collectives: @unchecked Sendable {
     public func allReduce(_ name: String, _ values: inout [Int64], op: ReduceOp = .sum) throws {
         try run(name) { try comm.allReduce(&values, op: op) }
     }
-    public func broadcast(_ name: String, _ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, root: Int = 0) throws {
+    public func broadcast(
+        _ name: String, _ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, root: Int = 0
+    ) throws {
         try run(name) { try comm.broadcast(buffer, count: count, type: type, root: root) }
     }
     public func broadcast(_ name: String, bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
         try run(name) { try comm.broadcast(bytes: bytes, root: root) }
     }
-    public func allGather(_ name: String, send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType) throws {
+    public func allGather(
+        _ name: String, send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType
+    ) throws {
         try run(name) { try comm.allGather(send: send, recv: recv, count: count, type: type) }
     }
     public func barrier(_ name: String) throws { try run(name) { try comm.barrier() } }

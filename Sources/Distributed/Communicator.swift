@@ -3,7 +3,13 @@ import CMPI
 /// Element types a collective moves.
 public enum CollectiveType: Int32, Sendable {
     case float = 0, double = 1, int64 = 2, byte = 3
-    public var size: Int { switch self { case .float: 4; case .byte: 1; default: 8 } }
+    public var size: Int {
+        switch self {
+        case .float: 4
+        case .byte: 1
+        default: 8
+        }
+    }
 }
 public enum ReduceOp: Int32, Sendable { case sum = 0, max = 1, min = 2 }
 
@@ -21,7 +27,9 @@ func check(_ code: Int32, _ call: @autoclosure () -> String) throws {
     if code == 0 { return }
     var buf = [CChar](repeating: 0, count: 512)
     w2v_mpi_error_string(code, &buf, Int32(buf.count))
-    throw MPIError(code: code, call: call(), message: String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    throw MPIError(
+        code: code, call: call(),
+        message: String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
 }
 
 /// What the trainer needs from the process group. Two implementations: `MPICommunicator` (under
@@ -58,10 +66,14 @@ public extension Communicator {
         try values.withUnsafeMutableBytes { try allReduce($0.baseAddress!, count: n, type: .int64, op: op) }
     }
     func allReduce(_ value: Double, op: ReduceOp = .sum) throws -> Double {
-        var v = [value]; try allReduce(&v, op: op); return v[0]
+        var v = [value]
+        try allReduce(&v, op: op)
+        return v[0]
     }
     func allReduce(_ value: Int64, op: ReduceOp = .sum) throws -> Int64 {
-        var v = [value]; try allReduce(&v, op: op); return v[0]
+        var v = [value]
+        try allReduce(&v, op: op)
+        return v[0]
     }
     /// Broadcasts bytes from root (lengths first, so other ranks need not know the size).
     func broadcast(bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
@@ -85,7 +97,9 @@ public final class SingleProcessCommunicator: Communicator {
     public var hostName: String { "localhost" }
     public func allReduce(_ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, op: ReduceOp) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, root: Int) throws {}
-    public func allGather(send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType) throws {
+    public func allGather(
+        send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType
+    ) throws {
         recv.copyMemory(from: send, byteCount: count * type.size)
     }
     public func barrier() throws {}
@@ -111,7 +125,10 @@ public final class MPICommunicator: Communicator {
         try check(w2v_mpi_local_rank(&lr, &ls), "MPI_Comm_split_type")
         var buf = [CChar](repeating: 0, count: 256)
         _ = w2v_mpi_processor_name(&buf, 256)
-        rank = Int(r); size = Int(s); localRank = Int(lr); localSize = Int(ls)
+        rank = Int(r)
+        size = Int(s)
+        localRank = Int(lr)
+        localSize = Int(ls)
         hostName = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         threadLevel = Int(provided)
     }
@@ -128,7 +145,9 @@ public final class MPICommunicator: Communicator {
     public func broadcast(_ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, root: Int) throws {
         try check(w2v_mpi_bcast(buffer, Int64(count), type.rawValue, Int32(root)), "MPI_Bcast")
     }
-    public func allGather(send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType) throws {
+    public func allGather(
+        send: UnsafeRawPointer, recv: UnsafeMutableRawPointer, count: Int, type: CollectiveType
+    ) throws {
         try check(w2v_mpi_allgather(send, recv, Int64(count), type.rawValue), "MPI_Allgather")
     }
     public func barrier() throws { try check(w2v_mpi_barrier(), "MPI_Barrier") }
@@ -145,5 +164,5 @@ public func makeCommunicator() throws -> Communicator {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

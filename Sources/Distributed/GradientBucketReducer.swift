@@ -33,7 +33,10 @@ public final class GradientBucketReducer: @unchecked Sendable {
         }
     }
     deinit {
-        cond.lock(); shutdown = true; cond.broadcast(); cond.unlock()
+        cond.lock()
+        shutdown = true
+        cond.broadcast()
+        cond.unlock()
     }
 
     /// Splits [0, total) into buckets of about `bucketFloats`, aligned to tensor boundaries given in
@@ -44,7 +47,10 @@ public final class GradientBucketReducer: @unchecked Sendable {
         for r in tensorRanges.reversed() {
             if end == nil { end = r.upperBound }
             start = r.lowerBound
-            if end! - start >= bucketFloats { out.append(start..<end!); end = nil }
+            if end! - start >= bucketFloats {
+                out.append(start..<end!)
+                end = nil
+            }
         }
         if let e = end { out.append(start..<e) }
         return out
@@ -77,7 +83,9 @@ public final class GradientBucketReducer: @unchecked Sendable {
         let t0 = Date().timeIntervalSince1970
         if thread == nil {
             // One rank: nothing to reduce.
-            cond.lock(); active = false; cond.unlock()
+            cond.lock()
+            active = false
+            cond.unlock()
             return 0
         }
         cond.lock()
@@ -95,16 +103,24 @@ public final class GradientBucketReducer: @unchecked Sendable {
         while true {
             cond.lock()
             while !shutdown && !(active && done < buckets.count && ready[done]) { cond.wait() }
-            if shutdown { cond.unlock(); return }
+            if shutdown {
+                cond.unlock()
+                return
+            }
             let i = done
             cond.unlock()
             let r = buckets[i]
             let t0 = Date().timeIntervalSince1970
             do {
-                try collectives.allReduce("gradient bucket \(i)", buffer + r.lowerBound, count: r.count, type: .float, op: .sum)
+                try collectives.allReduce(
+                    "gradient bucket \(i)", buffer + r.lowerBound, count: r.count, type: .float, op: .sum)
             } catch {
                 // Stop issuing collectives for this step: `wait()` throws the failure to the trainer.
-                cond.lock(); failure = error; active = false; cond.broadcast(); cond.unlock()
+                cond.lock()
+                failure = error
+                active = false
+                cond.broadcast()
+                cond.unlock()
                 continue
             }
             let dt = Date().timeIntervalSince1970 - t0

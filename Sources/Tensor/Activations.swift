@@ -1,6 +1,6 @@
 import CCompute
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // Elementwise activations over n values. Backward accumulates dx += dy·f'(x).
@@ -40,37 +40,37 @@ public func geluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int) {
     }
 }
 
-/// GLU over the last dimension: x[N, 2C] → y[N, C] = a ⊙ σ(b), a = x[:, :C], b = x[:, C:] (SPEC §14.7).
+/// GLU over the last dimension: x[N, 2C] → y[N, C] = a ⊙ σ(b), a = x[:, :C], b = x[:, C:].
 public func gluForward(y: FPtr, x: CFPtr, n: Int, c: Int) {
     parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
-    for i in lo..<hi {
-        let a = x + i * 2 * c, b = a + c, yr = y + i * c
-        sigmoidVector(yr, b, c)
-        for j in 0..<c { yr[j] *= a[j] }
-    }
+        for i in lo..<hi {
+            let a = x + i * 2 * c, b = a + c, yr = y + i * c
+            sigmoidVector(yr, b, c)
+            for j in 0..<c { yr[j] *= a[j] }
+        }
     }
 }
 public func gluBackward(dx: FPtr, dy: CFPtr, x: CFPtr, n: Int, c: Int, write: GradientWrite = .accumulate) {
     let one = F8(repeating: 1)
     parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
-    for i in lo..<hi {
-        let a = x + i * 2 * c, b = a + c, dyr = dy + i * c
-        let da = dx + i * 2 * c, db = da + c
-        var j = 0
-        while j + 8 <= c {
-            let s = one / (one + fastExp(-load8(b + j)))
-            let g = load8(dyr + j)
-            put8(g * s, da + j, write)
-            put8(g * load8(a + j) * s * (one - s), db + j, write)
-            j += 8
+        for i in lo..<hi {
+            let a = x + i * 2 * c, b = a + c, dyr = dy + i * c
+            let da = dx + i * 2 * c, db = da + c
+            var j = 0
+            while j + 8 <= c {
+                let s = one / (one + fastExp(-load8(b + j)))
+                let g = load8(dyr + j)
+                put8(g * s, da + j, write)
+                put8(g * load8(a + j) * s * (one - s), db + j, write)
+                j += 8
+            }
+            while j < c {
+                let s = sigmoid(b[j])
+                put1(dyr[j] * s, da + j, write)
+                put1(dyr[j] * a[j] * s * (1 - s), db + j, write)
+                j += 1
+            }
         }
-        while j < c {
-            let s = sigmoid(b[j])
-            put1(dyr[j] * s, da + j, write)
-            put1(dyr[j] * a[j] * s * (1 - s), db + j, write)
-            j += 1
-        }
-    }
     }
 }
 

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // Connectionist temporal classification (Graves et al. 2006): the loss of CTC fine-tuning.
@@ -65,39 +65,44 @@ public func ctcMinimumFrames<C: Collection>(_ labels: C) -> Int where C.Element 
 /// **accumulates** dLogits[b, t, :] += gradScales[b] · ∂losses[b]/∂logits[b, t, :] (gradScales nil: 1) for
 /// t < T_b and finite losses[b]; padding rows and impossible utterances are left untouched. scratch:
 /// `ctcScratchCount` floats (its first B are not used here; `ctcLossMean` keeps its gradient scales there).
-public func ctcForwardBackward(losses: FPtr, dLogits: FPtr?, logits: CFPtr, gradScales: CFPtr?,
-                               inputLengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>,
-                               labelLengths: UnsafePointer<Int32>, batch: Int, frames: Int, vocab: Int,
-                               maxLabelLength: Int, scratch: FPtr) {
+public func ctcForwardBackward(
+    losses: FPtr, dLogits: FPtr?, logits: CFPtr, gradScales: CFPtr?,
+    inputLengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>,
+    labelLengths: UnsafePointer<Int32>, batch: Int, frames: Int, vocab: Int,
+    maxLabelLength: Int, scratch: FPtr
+) {
     let per = ctcUtteranceDoubles(frames: frames, vocab: vocab, maxLabelLength: maxLabelLength)
     var start = scratch + batch
     if Int(bitPattern: start) % MemoryLayout<Double>.alignment != 0 { start += 1 }
     start.withMemoryRebound(to: Double.self, capacity: batch * per) { work in
-    parallelFor(batch) { lo, hi in
-        var offset = 0
-        for b in 0..<lo { offset += Int(labelLengths[b]) }
-        for b in lo..<hi {
-            let u = CTCUtterance(logits: logits + b * frames * vocab, frames: Int(inputLengths[b]),
-                                 labels: labels + offset, count: Int(labelLengths[b]), vocab: vocab)
-            precondition(u.frames >= 0 && u.frames <= frames, "CTC: input length \(u.frames) outside 0...\(frames)")
-            precondition(u.count >= 0 && u.count <= maxLabelLength,
-                         "CTC: label length \(u.count) outside 0...\(maxLabelLength)")
-            for i in 0..<u.count {
-                let l = u.labels[i]
-                precondition(l > 0 && Int(l) < vocab, "CTC: label \(l) outside 1..<\(vocab)")
+        parallelFor(batch) { lo, hi in
+            var offset = 0
+            for b in 0..<lo { offset += Int(labelLengths[b]) }
+            for b in lo..<hi {
+                let u = CTCUtterance(
+                    logits: logits + b * frames * vocab, frames: Int(inputLengths[b]),
+                    labels: labels + offset, count: Int(labelLengths[b]), vocab: vocab)
+                precondition(u.frames >= 0 && u.frames <= frames, "CTC: input length \(u.frames) outside 0...\(frames)")
+                precondition(
+                    u.count >= 0 && u.count <= maxLabelLength,
+                    "CTC: label length \(u.count) outside 0...\(maxLabelLength)")
+                for i in 0..<u.count {
+                    let l = u.labels[i]
+                    precondition(l > 0 && Int(l) < vocab, "CTC: label \(l) outside 1..<\(vocab)")
+                }
+                let space = work + b * per
+                let logZ = space, alpha = space + frames
+                let beta = alpha + frames * u.states, posterior = beta + u.states
+                let loss = u.forward(logZ: logZ, alpha: alpha)
+                losses[b] = Float(loss)
+                if let dLogits, loss != .infinity {
+                    u.backward(
+                        dLogits: dLogits + b * frames * vocab, scale: gradScales?[b] ?? 1, loss: loss,
+                        logZ: logZ, alpha: alpha, beta: beta, posterior: posterior)
+                }
+                offset += u.count
             }
-            let space = work + b * per
-            let logZ = space, alpha = space + frames
-            let beta = alpha + frames * u.states, posterior = beta + u.states
-            let loss = u.forward(logZ: logZ, alpha: alpha)
-            losses[b] = Float(loss)
-            if let dLogits, loss != .infinity {
-                u.backward(dLogits: dLogits + b * frames * vocab, scale: gradScales?[b] ?? 1, loss: loss,
-                           logZ: logZ, alpha: alpha, beta: beta, posterior: posterior)
-            }
-            offset += u.count
         }
-    }
     }
 }
 
@@ -106,16 +111,19 @@ public func ctcForwardBackward(losses: FPtr, dLogits: FPtr?, logits: CFPtr, grad
 /// is set to 0 and they get no gradient). With dLogits, **accumulates** lossScale · ∂mean/∂logits (rows t ≥ T_b
 /// untouched). Returns the mean (before lossScale) and how many utterances were impossible.
 @discardableResult
-public func ctcLossMean(losses: FPtr, dLogits: FPtr?, logits: CFPtr, inputLengths: UnsafePointer<Int32>,
-                        labels: UnsafePointer<Int32>, labelLengths: UnsafePointer<Int32>, batch: Int, frames: Int,
-                        vocab: Int, maxLabelLength: Int, lossScale: Float = 1,
-                        scratch: FPtr) -> (loss: Float, impossible: Int) {
+public func ctcLossMean(
+    losses: FPtr, dLogits: FPtr?, logits: CFPtr, inputLengths: UnsafePointer<Int32>,
+    labels: UnsafePointer<Int32>, labelLengths: UnsafePointer<Int32>, batch: Int, frames: Int,
+    vocab: Int, maxLabelLength: Int, lossScale: Float = 1,
+    scratch: FPtr
+) -> (loss: Float, impossible: Int) {
     if batch == 0 { return (0, 0) }
     let scales = scratch
     for b in 0..<batch { scales[b] = lossScale / (Float(max(Int(labelLengths[b]), 1)) * Float(batch)) }
-    ctcForwardBackward(losses: losses, dLogits: dLogits, logits: logits, gradScales: scales,
-                       inputLengths: inputLengths, labels: labels, labelLengths: labelLengths, batch: batch,
-                       frames: frames, vocab: vocab, maxLabelLength: maxLabelLength, scratch: scratch)
+    ctcForwardBackward(
+        losses: losses, dLogits: dLogits, logits: logits, gradScales: scales,
+        inputLengths: inputLengths, labels: labels, labelLengths: labelLengths, batch: batch,
+        frames: frames, vocab: vocab, maxLabelLength: maxLabelLength, scratch: scratch)
     var sum = 0.0
     var impossible = 0
     for b in 0..<batch {
@@ -140,10 +148,10 @@ func logAddExp(_ a: Double, _ b: Double) -> Double {
 
 /// One utterance: its logits rows, input length and labels.
 struct CTCUtterance {
-    let logits: CFPtr               // [T, V] (this utterance's rows; T_b of them are used)
-    let frames: Int                 // T_b
+    let logits: CFPtr  // [T, V] (this utterance's rows; T_b of them are used)
+    let frames: Int  // T_b
     let labels: UnsafePointer<Int32>
-    let count: Int                  // L
+    let count: Int  // L
     let vocab: Int
 
     var states: Int { 2 * count + 1 }

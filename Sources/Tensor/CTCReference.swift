@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The Double references of the CTC kernel (tests only), written independently of `CTCUtterance`: full α and
@@ -8,8 +8,10 @@ import Glibc
 public enum CTCReference {
     /// Per-utterance losses (+∞ when impossible) and the gradient Σ_b w_b·∂loss_b/∂logits (w nil: all 1;
     /// impossible utterances and padding rows contribute 0).
-    public static func lossesAndGradient(logits: [Double], inputLengths: [Int], labels: [[Int32]], frames: Int,
-                                         vocab: Int, weights: [Double]? = nil) -> (losses: [Double], gradient: [Double]) {
+    public static func lossesAndGradient(
+        logits: [Double], inputLengths: [Int], labels: [[Int32]], frames: Int,
+        vocab: Int, weights: [Double]? = nil
+    ) -> (losses: [Double], gradient: [Double]) {
         var losses = [Double](repeating: 0, count: labels.count)
         var gradient = [Double](repeating: 0, count: logits.count)
         for b in labels.indices {
@@ -25,12 +27,15 @@ public enum CTCReference {
 
     /// torch's `ctc_loss(reduction='mean', zero_infinity=True)` in Double: mean_b(loss_b / max(L_b, 1)) with
     /// impossible utterances counted as 0, and its gradient.
-    public static func mean(logits: [Double], inputLengths: [Int], labels: [[Int32]], frames: Int,
-                            vocab: Int) -> (loss: Double, gradient: [Double]) {
+    public static func mean(
+        logits: [Double], inputLengths: [Int], labels: [[Int32]], frames: Int,
+        vocab: Int
+    ) -> (loss: Double, gradient: [Double]) {
         let n = Double(labels.count)
         let w = labels.map { 1 / (Double(max($0.count, 1)) * n) }
-        let (losses, gradient) = lossesAndGradient(logits: logits, inputLengths: inputLengths, labels: labels,
-                                                   frames: frames, vocab: vocab, weights: w)
+        let (losses, gradient) = lossesAndGradient(
+            logits: logits, inputLengths: inputLengths, labels: labels,
+            frames: frames, vocab: vocab, weights: w)
         let total = zip(losses, w).reduce(0.0) { $0 + ($1.0 == .infinity ? 0 : $1.0 * $1.1) }
         return (total, gradient)
     }

@@ -1,7 +1,7 @@
 import CBLAS
 import CCompute
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Operand precision of the matrix products. Everything that is not a GEMM operand stays f32.
@@ -31,7 +31,8 @@ public struct Compute: Sendable {
     /// kernels on Zen 4/5), else OpenBLAS; `W2VBERT_F32_GEMM=openblas|onednn` overrides the default.
     public init(precision wanted: Precision, threads: Int, f32Engine engine: GemmEngine? = nil) {
         if wanted == .bf16 && !Self.hasNativeBF16 {
-            warning = "compute.precision bf16 needs a CPU with native bf16 (avx512_bf16 or AMX) and this one has none; "
+            warning =
+                "compute.precision bf16 needs a CPU with native bf16 (avx512_bf16 or AMX) and this one has none; "
                 + "running in fp32"
             precision = .fp32
         } else {
@@ -56,8 +57,9 @@ public struct Compute: Sendable {
         var impl = ""
         if precision == .bf16 || f32Engine == .onednn {
             let a = FloatBuffer(count: 64 * 64), c = FloatBuffer(count: 64 * 64)
-            gemm(self, transA: false, transB: false, m: 64, n: 64, k: 64, alpha: 1, a: a.ptr, lda: 64, b: a.ptr,
-                 ldb: 64, beta: 0, c: c.ptr, ldc: 64)
+            gemm(
+                self, transA: false, transB: false, m: 64, n: 64, k: 64, alpha: 1, a: a.ptr, lda: 64, b: a.ptr,
+                ldb: 64, beta: 0, c: c.ptr, ldc: 64)
             impl = String(cString: w2v_dnnl_last_impl())
         }
         let version = Self.oneDNNVersion

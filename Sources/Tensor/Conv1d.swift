@@ -1,6 +1,6 @@
 // One-dimensional convolutions over time on channels-last activations x [B, T, C].
 
-// MARK: Grouped Conv1d (the positional convolution, SPEC §6)
+// MARK: Grouped Conv1d (the positional convolution)
 
 /// Grouped Conv1d, C → C channels, kernel P, groups Gp, zero padding P/2 on both sides, the last output
 /// frame dropped when P is even, so the output has T frames: y[t] = b + Σ_k W[:, :, k]·x[t + k − P/2].
@@ -57,8 +57,10 @@ func groupedTasks(_ compute: Compute, _ count: Int, slots: Int, _ task: (Int, In
     }
 }
 
-public func groupedConv1dForward(_ compute: Compute, y: FPtr, work: FPtr, slots: Int, x: CFPtr, weight: CFPtr,
-                                 bias: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
+public func groupedConv1dForward(
+    _ compute: Compute, y: FPtr, work: FPtr, slots: Int, x: CFPtr, weight: CFPtr,
+    bias: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int
+) {
     let cg = c / groups, width = cg * p, wk = work, slotBase = work + 2 * c * width
     let per = groupedSlotCount(t: t, cg: cg, p: p)
     groupedTapMajor(wk, weight, c: c, cg: cg, p: p)
@@ -68,15 +70,18 @@ public func groupedConv1dForward(_ compute: Compute, y: FPtr, work: FPtr, slots:
         let yb = y + bi * t * c + g * cg
         for ti in 0..<t { (yb + ti * c).update(from: bias + g * cg, count: cg) }
         for t0 in stride(from: 0, to: t, by: groupedChunk) {
-            gemm(compute, transA: false, transB: true, m: min(groupedChunk, t - t0), n: cg, k: width, alpha: 1,
-                 a: xg + t0 * cg, lda: cg, b: wk + g * cg * width, ldb: width, beta: 1, c: yb + t0 * c, ldc: c)
+            gemm(
+                compute, transA: false, transB: true, m: min(groupedChunk, t - t0), n: cg, k: width, alpha: 1,
+                a: xg + t0 * cg, lda: cg, b: wk + g * cg * width, ldb: width, beta: 1, c: yb + t0 * c, ldc: c)
         }
     }
 }
 
 /// Accumulates dx, dW, db.
-public func groupedConv1dBackward(_ compute: Compute, dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, slots: Int,
-                                  dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int) {
+public func groupedConv1dBackward(
+    _ compute: Compute, dx: FPtr, dWeight: FPtr, dBias: FPtr, work: FPtr, slots: Int,
+    dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int, t: Int, c: Int, groups: Int, p: Int
+) {
     let cg = c / groups, width = cg * p, pad = p / 2, wk = work, dwk = work + c * width, slotBase = work + 2 * c * width
     let per = groupedSlotCount(t: t, cg: cg, p: p)
     columnSumAccumulate(dBias, dy, rows: b * t, cols: c)
@@ -91,10 +96,12 @@ public func groupedConv1dBackward(_ compute: Compute, dx: FPtr, dWeight: FPtr, d
             let dyb = dy + bi * t * c + g * cg
             for t0 in stride(from: 0, to: t, by: groupedChunk) {
                 let rows = min(groupedChunk, t - t0)
-                gemm(compute, transA: true, transB: false, m: cg, n: width, k: rows, alpha: 1, a: dyb + t0 * c, lda: c,
-                     b: xg + t0 * cg, ldb: cg, beta: 1, c: dwg, ldc: width)
-                gemm(compute, transA: false, transB: false, m: rows, n: width, k: cg, alpha: 1, a: dyb + t0 * c, lda: c,
-                     b: wk + g * cg * width, ldb: width, beta: 0, c: dcols, ldc: width)
+                gemm(
+                    compute, transA: true, transB: false, m: cg, n: width, k: rows, alpha: 1, a: dyb + t0 * c, lda: c,
+                    b: xg + t0 * cg, ldb: cg, beta: 1, c: dwg, ldc: width)
+                gemm(
+                    compute, transA: false, transB: false, m: rows, n: width, k: cg, alpha: 1, a: dyb + t0 * c, lda: c,
+                    b: wk + g * cg * width, ldb: width, beta: 0, c: dcols, ldc: width)
                 // The window's gradient back onto xg: row r covers xg[(t0 + r)·Cg ..< +Cg·P].
                 for r in 0..<rows {
                     let dst = dxg + (t0 + r) * cg, src = dcols + r * width
@@ -117,15 +124,17 @@ public func groupedConv1dBackward(_ compute: Compute, dx: FPtr, dWeight: FPtr, d
     }
 }
 
-// MARK: Depthwise Conv1d (the Conformer convolution module, SPEC §5)
+// MARK: Depthwise Conv1d (the Conformer convolution module)
 
 /// Depthwise Conv1d, no bias: y[t, c] = Σ_j w[c, j]·x[t + j − left, c], zero outside [0, T).
 /// "same": left = ⌊(k − 1)/2⌋; causal: left = k − 1. weight [C, k]; wT is workspace [k, C] (the weight
 /// transposed so that the inner loop runs over contiguous channels).
 public func depthwiseLeftPad(k: Int, causal: Bool) -> Int { causal ? k - 1 : (k - 1) / 2 }
 
-public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b: Int, t: Int, c: Int,
-                                   k: Int, causal: Bool) {
+public func depthwiseConv1dForward(
+    y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b: Int, t: Int, c: Int,
+    k: Int, causal: Bool
+) {
     let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
     frameBlocks(b: b, t: t) { bi, t0, t1 in
@@ -137,8 +146,9 @@ public func depthwiseConv1dForward(y: FPtr, wT: FPtr, x: CFPtr, weight: CFPtr, b
             if j0 >= j1 { continue }
             for j in j0..<j1 {
                 let xr = xb + (ti + j - left) * c, wr = wT + j * c
-                lanes8(0, c, { store8(load8(yr + $0) + load8(wr + $0) * load8(xr + $0), yr + $0) },
-                       { yr[$0] += wr[$0] * xr[$0] })
+                lanes8(
+                    0, c, { store8(load8(yr + $0) + load8(wr + $0) * load8(xr + $0), yr + $0) },
+                    { yr[$0] += wr[$0] * xr[$0] })
             }
         }
     }
@@ -163,15 +173,20 @@ func frameBlock(_ blk: Int, t: Int) -> (Int, Int, Int) {
 @inline(__always)
 func frameBlocks(b: Int, t: Int, _ body: (Int, Int, Int) -> Void) {
     parallelFor(b * frameBlocksPerUtterance(t)) { lo, hi in
-        for blk in lo..<hi { let (bi, t0, t1) = frameBlock(blk, t: t); body(bi, t0, t1) }
+        for blk in lo..<hi {
+            let (bi, t0, t1) = frameBlock(blk, t: t)
+            body(bi, t0, t1)
+        }
     }
 }
 
 /// Accumulates dx and dW. wT: workspace [k, C] holding the transposed weight (filled here). By blocks of
 /// frames: a block gathers its dx rows from the dy rows they fed, and sums its own partial dW [k, C]; the
 /// partials are added in block order (`blockSums`), the same on any number of threads.
-public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int,
-                                    t: Int, c: Int, k: Int, causal: Bool, write: GradientWrite = .accumulate) {
+public func depthwiseConv1dBackward(
+    dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr, x: CFPtr, weight: CFPtr, b: Int,
+    t: Int, c: Int, k: Int, causal: Bool, write: GradientWrite = .accumulate
+) {
     let left = depthwiseLeftPad(k: k, causal: causal)
     for ch in 0..<c { for j in 0..<k { wT[j * c + ch] = weight[ch * k + j] } }
     let sums = blockSums(blocks: b * frameBlocksPerUtterance(t), width: k * c) { dwT, blk in
@@ -182,8 +197,9 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
             let g = dyb + ti * c
             for j in clampedRange(max(0, left - ti), min(k, t + left - ti)) {
                 let xr = xb + (ti + j - left) * c, dwr = dwT + j * c
-                lanes8(0, c, { store8(load8(dwr + $0) + load8(xr + $0) * load8(g + $0), dwr + $0) },
-                       { dwr[$0] += xr[$0] * g[$0] })
+                lanes8(
+                    0, c, { store8(load8(dwr + $0) + load8(xr + $0) * load8(g + $0), dwr + $0) },
+                    { dwr[$0] += xr[$0] * g[$0] })
             }
         }
         for s in t0..<t1 {
@@ -192,8 +208,9 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
             if write == .overwrite { dxr.update(repeating: 0, count: c) }
             for j in clampedRange(max(0, s + left - t + 1), min(k, s + left + 1)) {
                 let g = dyb + (s - j + left) * c, wr = wT + j * c
-                lanes8(0, c, { store8(load8(dxr + $0) + load8(wr + $0) * load8(g + $0), dxr + $0) },
-                       { dxr[$0] += wr[$0] * g[$0] })
+                lanes8(
+                    0, c, { store8(load8(dxr + $0) + load8(wr + $0) * load8(g + $0), dxr + $0) },
+                    { dxr[$0] += wr[$0] * g[$0] })
             }
         }
     }
@@ -201,33 +218,49 @@ public func depthwiseConv1dBackward(dx: FPtr, dWeight: FPtr, wT: FPtr, dy: CFPtr
 }
 
 public enum Conv1dReference {
-    public static func grouped(x: [Double], weight: [Double], bias: [Double], b: Int, t: Int, c: Int,
-                               groups: Int, p: Int) -> [Double] {
+    public static func grouped(
+        x: [Double], weight: [Double], bias: [Double], b: Int, t: Int, c: Int,
+        groups: Int, p: Int
+    ) -> [Double] {
         let cg = c / groups, pad = p / 2
         var y = [Double](repeating: 0, count: b * t * c)
-        for bi in 0..<b { for ti in 0..<t { for o in 0..<c {
-            let g = o / cg
-            var acc = bias[o]
-            for i in 0..<cg { for k in 0..<p {
-                let s = ti + k - pad
-                if s >= 0 && s < t { acc += weight[(o * cg + i) * p + k] * x[(bi * t + s) * c + g * cg + i] }
-            } }
-            y[(bi * t + ti) * c + o] = acc
-        } } }
+        for bi in 0..<b {
+            for ti in 0..<t {
+                for o in 0..<c {
+                    let g = o / cg
+                    var acc = bias[o]
+                    for i in 0..<cg {
+                        for k in 0..<p {
+                            let s = ti + k - pad
+                            if s >= 0 && s < t {
+                                acc += weight[(o * cg + i) * p + k] * x[(bi * t + s) * c + g * cg + i]
+                            }
+                        }
+                    }
+                    y[(bi * t + ti) * c + o] = acc
+                }
+            }
+        }
         return y
     }
-    public static func depthwise(x: [Double], weight: [Double], b: Int, t: Int, c: Int, k: Int,
-                                 causal: Bool) -> [Double] {
+    public static func depthwise(
+        x: [Double], weight: [Double], b: Int, t: Int, c: Int, k: Int,
+        causal: Bool
+    ) -> [Double] {
         let left = causal ? k - 1 : (k - 1) / 2
         var y = [Double](repeating: 0, count: b * t * c)
-        for bi in 0..<b { for ti in 0..<t { for ch in 0..<c {
-            var acc = 0.0
-            for j in 0..<k {
-                let s = ti + j - left
-                if s >= 0 && s < t { acc += weight[ch * k + j] * x[(bi * t + s) * c + ch] }
+        for bi in 0..<b {
+            for ti in 0..<t {
+                for ch in 0..<c {
+                    var acc = 0.0
+                    for j in 0..<k {
+                        let s = ti + j - left
+                        if s >= 0 && s < t { acc += weight[ch * k + j] * x[(bi * t + s) * c + ch] }
+                    }
+                    y[(bi * t + ti) * c + ch] = acc
+                }
             }
-            y[(bi * t + ti) * c + ch] = acc
-        } } }
+        }
         return y
     }
 }

@@ -1,4 +1,4 @@
-/// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend, SPEC §3).
+/// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend).
 /// x [B, Cin, H, W] → y [B, Cout, Ho, Wo], Ho = ⌊(H − 3)/2⌋ + 1, Wo likewise; weight [Cout, Cin, 3, 3].
 /// Computed as im2col + GEMM by utterance and chunk of output rows: cols [Cin·9, rows·Wo], plus [Cin·9, Cout]
 /// for backward's transposed weight gradient (workspace of `colsCount` floats, enough for whole utterances).
@@ -46,29 +46,35 @@ func im2col3x3s2(_ cols: FPtr, _ x: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy
 
 // Intended mirror of im2col3x3s2 (the same loops, gather ↔ scatter-add).
 @inline(__always)
-func col2im3x3s2Accumulate(_ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int,
-                           zeroFirst: Bool) {
+func col2im3x3s2Accumulate(
+    _ dx: FPtr, _ cols: CFPtr, cin: Int, h: Int, w: Int, wo: Int, oy0: Int, rows: Int,
+    zeroFirst: Bool
+) {
     let nn = rows * wo
     // Channels over the threads (the nine rows of one channel overlap in dx); `zeroFirst` zeroes the
     // channel's plane just before the first chunk's rows are added (it is then still in cache).
-    parallelFor(cin, grain: max(1, elementChunk / max(9 * nn, 1))) { lo, hi in for c in lo..<hi {
-        if zeroFirst { (dx + c * h * w).update(repeating: 0, count: h * w) }
-        for ky in 0..<3 {
-            for kx in 0..<3 {
-                let row = cols + ((c * 3 + ky) * 3 + kx) * nn
-                for oy in oy0..<(oy0 + rows) {
-                    let dst = dx + (c * h + 2 * oy + ky) * w + kx
-                    let src = row + (oy - oy0) * wo
-                    for ox in 0..<wo { dst[2 * ox] += src[ox] }
+    parallelFor(cin, grain: max(1, elementChunk / max(9 * nn, 1))) { lo, hi in
+        for c in lo..<hi {
+            if zeroFirst { (dx + c * h * w).update(repeating: 0, count: h * w) }
+            for ky in 0..<3 {
+                for kx in 0..<3 {
+                    let row = cols + ((c * 3 + ky) * 3 + kx) * nn
+                    for oy in oy0..<(oy0 + rows) {
+                        let dst = dx + (c * h + 2 * oy + ky) * w + kx
+                        let src = row + (oy - oy0) * wo
+                        for ox in 0..<wo { dst[2 * ox] += src[ox] }
+                    }
                 }
             }
         }
-    } }
+    }
 }
 
 /// y = conv(x) + bias, by utterance and by chunks of output rows (`colsBudget` floats of cols at a time).
-public func conv2dForward(_ compute: Compute, y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
-                          shape s: Conv2dShape, colsBudget: Int = conv2dColsBudget) {
+public func conv2dForward(
+    _ compute: Compute, y: FPtr, cols: FPtr, x: CFPtr, weight: CFPtr, bias: CFPtr,
+    shape s: Conv2dShape, colsBudget: Int = conv2dColsBudget
+) {
     let hw = s.ho * s.wo, k9 = s.cin * 9, step = s.chunkRows(colsBudget)
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, yb = y + bi * s.cout * hw
@@ -76,17 +82,20 @@ public func conv2dForward(_ compute: Compute, y: FPtr, cols: FPtr, x: CFPtr, wei
         for oy0 in stride(from: 0, to: s.ho, by: step) {
             let rows = min(step, s.ho - oy0), nn = rows * s.wo
             im2col3x3s2(cols, xb, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0, rows: rows)
-            gemm(compute, transA: false, transB: false, m: s.cout, n: nn, k: k9, alpha: 1, a: weight, lda: k9,
-                 b: cols, ldb: nn, beta: 1, c: yb + oy0 * s.wo, ldc: hw)
+            gemm(
+                compute, transA: false, transB: false, m: s.cout, n: nn, k: k9, alpha: 1, a: weight, lda: k9,
+                b: cols, ldb: nn, beta: 1, c: yb + oy0 * s.wo, ldc: hw)
         }
     }
 }
 
 /// Accumulates dx (may be nil for the first layer; `write` .overwrite stores it instead), dW, db. `cols` is
 /// workspace (recomputed per utterance and chunk of output rows, as in forward).
-public func conv2dBackward(_ compute: Compute, dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
-                           weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate,
-                           colsBudget: Int = conv2dColsBudget) {
+public func conv2dBackward(
+    _ compute: Compute, dx: FPtr?, dWeight: FPtr, dBias: FPtr, cols: FPtr, dy: CFPtr, x: CFPtr,
+    weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate,
+    colsBudget: Int = conv2dColsBudget
+) {
     let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw, step = s.chunkRows(colsBudget)
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
@@ -104,19 +113,25 @@ public func conv2dBackward(_ compute: Compute, dx: FPtr?, dWeight: FPtr, dBias: 
             // dWᵀ [Cin·9, Cout] += cols · dyᵀ: the transposed operand is dy, not the 9·Cin/Cout times larger cols
             // (bf16 converts a transposed operand far slower than a plain one); dWᵀ sums every utterance and
             // chunk and is added into dW once after the loop.
-            gemm(compute, transA: false, transB: true, m: k9, n: s.cout, k: nn, alpha: 1, a: cols, lda: nn,
-                 b: dyc, ldb: hw, beta: bi == 0 && oy0 == 0 ? 0 : 1, c: dWt, ldc: s.cout)
+            gemm(
+                compute, transA: false, transB: true, m: k9, n: s.cout, k: nn, alpha: 1, a: cols, lda: nn,
+                b: dyc, ldb: hw, beta: bi == 0 && oy0 == 0 ? 0 : 1, c: dWt, ldc: s.cout)
             if let dx {
-                gemm(compute, transA: true, transB: false, m: k9, n: nn, k: s.cout, alpha: 1, a: weight, lda: k9,
-                     b: dyc, ldb: hw, beta: 0, c: cols, ldc: nn)
-                col2im3x3s2Accumulate(dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0,
-                                      rows: rows, zeroFirst: write == .overwrite && oy0 == 0)
+                gemm(
+                    compute, transA: true, transB: false, m: k9, n: nn, k: s.cout, alpha: 1, a: weight, lda: k9,
+                    b: dyc, ldb: hw, beta: 0, c: cols, ldc: nn)
+                col2im3x3s2Accumulate(
+                    dx + bi * s.cin * s.h * s.w, cols, cin: s.cin, h: s.h, w: s.w, wo: s.wo, oy0: oy0,
+                    rows: rows, zeroFirst: write == .overwrite && oy0 == 0)
             }
         }
     }
     if s.b > 0 {
         parallelFor(s.cout) { lo, hi in
-            for o in lo..<hi { let row = dWeight + o * k9; for j in 0..<k9 { row[j] += dWt[j * s.cout + o] } }
+            for o in lo..<hi {
+                let row = dWeight + o * k9
+                for j in 0..<k9 { row[j] += dWt[j * s.cout + o] }
+            }
         }
     }
 }
@@ -124,14 +139,24 @@ public func conv2dBackward(_ compute: Compute, dx: FPtr?, dWeight: FPtr, dBias: 
 public enum Conv2dReference {
     public static func forward(x: [Double], weight: [Double], bias: [Double], shape s: Conv2dShape) -> [Double] {
         var y = [Double](repeating: 0, count: s.b * s.cout * s.ho * s.wo)
-        for bi in 0..<s.b { for o in 0..<s.cout { for oy in 0..<s.ho { for ox in 0..<s.wo {
-            var acc = bias[o]
-            for c in 0..<s.cin { for ky in 0..<3 { for kx in 0..<3 {
-                let input = x[((bi * s.cin + c) * s.h + 2 * oy + ky) * s.w + 2 * ox + kx]
-                acc += weight[((o * s.cin + c) * 3 + ky) * 3 + kx] * input
-            } } }
-            y[((bi * s.cout + o) * s.ho + oy) * s.wo + ox] = acc
-        } } } }
+        for bi in 0..<s.b {
+            for o in 0..<s.cout {
+                for oy in 0..<s.ho {
+                    for ox in 0..<s.wo {
+                        var acc = bias[o]
+                        for c in 0..<s.cin {
+                            for ky in 0..<3 {
+                                for kx in 0..<3 {
+                                    let input = x[((bi * s.cin + c) * s.h + 2 * oy + ky) * s.w + 2 * ox + kx]
+                                    acc += weight[((o * s.cin + c) * 3 + ky) * 3 + kx] * input
+                                }
+                            }
+                        }
+                        y[((bi * s.cout + o) * s.ho + oy) * s.wo + ox] = acc
+                    }
+                }
+            }
+        }
         return y
     }
 }

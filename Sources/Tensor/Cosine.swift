@@ -1,9 +1,11 @@
 /// Cosine similarity of row pairs: out[n] = ⟨a_i, b_j⟩ / (max(‖a_i‖, eps)·max(‖b_j‖, eps)) with
 /// i = ia[n], j = ib[n] (gathered rows of a [Na, D] and b [Nb, D]); each norm is clamped separately
-/// (SPEC §14.10). The contrastive loss uses it with one a row against K + 1 b rows.
+///. The contrastive loss uses it with one a row against K + 1 b rows.
 /// Saves normA[Na], normB[Nb] (the clamped norms) for backward.
-public func cosineForward(out: FPtr, normA: FPtr, normB: FPtr, a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>,
-                          ib: UnsafePointer<Int32>, n: Int, na: Int, nb: Int, dim: Int, eps: Float = 1e-8) {
+public func cosineForward(
+    out: FPtr, normA: FPtr, normB: FPtr, a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>,
+    ib: UnsafePointer<Int32>, n: Int, na: Int, nb: Int, dim: Int, eps: Float = 1e-8
+) {
     // Every output is computed by one thread with the serial arithmetic (rows, then pairs, over the threads).
     let grain = max(1, 8192 / max(dim, 1))
     parallelFor(na, grain: grain) { lo, hi in
@@ -31,9 +33,11 @@ public func cosineForward(out: FPtr, normA: FPtr, normB: FPtr, a: CFPtr, b: CFPt
 
 /// Accumulates da, db. For an unclamped norm, ∂cos/∂a = b/(‖a‖‖b‖) − cos·a/‖a‖²; a clamped norm is a
 /// constant (eps), so its second term vanishes.
-public func cosineBackward(da: FPtr, db: FPtr, dOut: CFPtr, out: CFPtr, normA: CFPtr, normB: CFPtr,
-                           a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>, ib: UnsafePointer<Int32>,
-                           n: Int, dim: Int, eps: Float = 1e-8) {
+public func cosineBackward(
+    da: FPtr, db: FPtr, dOut: CFPtr, out: CFPtr, normA: CFPtr, normB: CFPtr,
+    a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>, ib: UnsafePointer<Int32>,
+    n: Int, dim: Int, eps: Float = 1e-8
+) {
     for p in 0..<n {
         let g = dOut[p]
         if g == 0 { continue }
@@ -51,7 +55,9 @@ public func cosineBackward(da: FPtr, db: FPtr, dOut: CFPtr, out: CFPtr, normA: C
 }
 
 public enum CosineReference {
-    public static func forward(a: [Double], b: [Double], ia: [Int32], ib: [Int32], dim: Int, eps: Double = 1e-8) -> [Double] {
+    public static func forward(
+        a: [Double], b: [Double], ia: [Int32], ib: [Int32], dim: Int, eps: Double = 1e-8
+    ) -> [Double] {
         zip(ia, ib).map { (i, j) in
             let ar = a[(Int(i) * dim)..<(Int(i) * dim + dim)], br = b[(Int(j) * dim)..<(Int(j) * dim + dim)]
             let dot = zip(ar, br).reduce(0) { $0 + $1.0 * $1.1 }

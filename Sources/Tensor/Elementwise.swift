@@ -70,5 +70,10 @@ let sumBlock = 4096
 @inline(__always)
 func blockSumOfSquares(_ x: CFPtr, n: Int, _ j: Int) -> Float {
     let p = x + j * sumBlock
-    return laneSum(min(sumBlock, n - j * sumBlock)) { let v = load8(p + $0); return v * v } tail: { p[$0] * p[$0] }
+    return laneSum(min(sumBlock, n - j * sumBlock)) {
+        let v = load8(p + $0)
+        return v * v
+    } tail: {
+        p[$0] * p[$0]
+    }
 }

@@ -41,7 +41,9 @@ public func fastExp(_ x: Float) -> Float { fastExp(F8(repeating: x))[0] }
 @inline(__always)
 public func load8(_ p: UnsafePointer<Float>) -> F8 { UnsafeRawPointer(p).loadUnaligned(as: F8.self) }
 @inline(__always)
-public func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self) }
+public func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
+}
 
 /// body8(i) for i = lo, lo + 8, … while eight fit before hi, then body1(i) for the rest: explicit eight-lane
 /// loops for kernels whose plain loops the compiler does not vectorise (pointer aliasing inside closures).
@@ -49,8 +51,14 @@ public func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRaw
 @inline(__always)
 public func lanes8(_ lo: Int, _ hi: Int, _ body8: (Int) -> Void, _ body1: (Int) -> Void) {
     var i = lo
-    while i + 8 <= hi { body8(i); i += 8 }
-    while i < hi { body1(i); i += 1 }
+    while i + 8 <= hi {
+        body8(i)
+        i += 8
+    }
+    while i < hi {
+        body1(i)
+        i += 1
+    }
 }
 
 /// Σ_j f(j) for j in 0..<c: eight lanes (f8 at j = 0, 8, …), the lanes added in order, then the scalar tail.
@@ -58,10 +66,16 @@ public func lanes8(_ lo: Int, _ hi: Int, _ body8: (Int) -> Void, _ body1: (Int) 
 func laneSum(_ c: Int, _ f8: (Int) -> F8, tail: (Int) -> Float) -> Float {
     var acc = F8(repeating: 0)
     var j = 0
-    while j + 8 <= c { acc += f8(j); j += 8 }
+    while j + 8 <= c {
+        acc += f8(j)
+        j += 8
+    }
     var s: Float = 0
     for l in 0..<8 { s += acc[l] }
-    while j < c { s += tail(j); j += 1 }
+    while j < c {
+        s += tail(j)
+        j += 1
+    }
     return s
 }
 
@@ -73,10 +87,17 @@ public func vectorMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     if n >= 8 {
         var acc = load8(x)
         i = 8
-        while i + 8 <= n { let v = load8(x + i); acc.replace(with: v, where: v .> acc); i += 8 }
+        while i + 8 <= n {
+            let v = load8(x + i)
+            acc.replace(with: v, where: v .> acc)
+            i += 8
+        }
         for j in 0..<8 { m = Swift.max(m, acc[j]) }
     }
-    while i < n { m = Swift.max(m, x[i]); i += 1 }
+    while i < n {
+        m = Swift.max(m, x[i])
+        i += 1
+    }
     return m
 }
 
@@ -93,7 +114,12 @@ public func expShiftSum(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Flo
         i += 8
     }
     var total = acc.sum()
-    while i < n { let e = fastExp(x[i] - shift); y[i] = e; total += e; i += 1 }
+    while i < n {
+        let e = fastExp(x[i] - shift)
+        y[i] = e
+        total += e
+        i += 1
+    }
     return total
 }
 
@@ -102,9 +128,15 @@ public func expShiftSum(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Flo
 public func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
     var i = 0
     var acc = F8(repeating: 0)
-    while i + 8 <= n { acc += load8(x + i) * load8(y + i); i += 8 }
+    while i + 8 <= n {
+        acc += load8(x + i) * load8(y + i)
+        i += 8
+    }
     var total = acc.sum()
-    while i < n { total += x[i] * y[i]; i += 1 }
+    while i < n {
+        total += x[i] * y[i]
+        i += 1
+    }
     return total
 }
 
@@ -113,8 +145,14 @@ public func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) 
 public func sigmoidVector(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
     var i = 0
     let one = F8(repeating: 1)
-    while i + 8 <= n { store8(one / (one + fastExp(-load8(x + i))), y + i); i += 8 }
-    while i < n { y[i] = 1 / (1 + fastExp(-x[i])); i += 1 }
+    while i + 8 <= n {
+        store8(one / (one + fastExp(-load8(x + i))), y + i)
+        i += 8
+    }
+    while i < n {
+        y[i] = 1 / (1 + fastExp(-x[i]))
+        i += 1
+    }
 }
 
 /// How a backward kernel writes its input gradient: `accumulate` adds into it (several branches feed one

@@ -16,9 +16,11 @@ let gemmSplitWork = 1 << 19
 /// `bias` [N] (only with alpha 1 and beta 0): C = op(A)·op(B) + bias on every row, added by oneDNN as the
 /// product is written (OpenBLAS: the rows are set to the bias first and the product added).
 @inline(__always)
-public func gemm(_ compute: Compute, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                 alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
-                 beta: Float, c: FPtr, ldc: Int, bias: CFPtr? = nil) {
+public func gemm(
+    _ compute: Compute, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: CFPtr, lda: Int, b: CFPtr, ldb: Int,
+    beta: Float, c: FPtr, ldc: Int, bias: CFPtr? = nil
+) {
     if m == 0 || n == 0 { return }
     precondition(bias == nil || (alpha == 1 && beta == 0), "gemm: a bias needs alpha 1 and beta 0")
     var bias = bias, beta = beta
@@ -41,8 +43,9 @@ public func gemm(_ compute: Compute, transA: Bool, transB: Bool, m: Int, n: Int,
     let split = compute.threads > 1 && m * n * k >= gemmSplitWork && w2v_pool_in_task() == 0
     let threads = split ? compute.threads : 1
     if compute.precision == .bf16 {
-        gemmBF16(compute, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a,
-                 lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
+        gemmBF16(
+            compute, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a,
+            lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
     let engine = compute.f32Engine
@@ -56,19 +59,22 @@ public func gemm(_ compute: Compute, transA: Bool, transB: Bool, m: Int, n: Int,
         ldb = n
     }
     if threads == 1 {
-        gemmF32(engine, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
-                ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
+        gemmF32(
+            engine, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+            ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias)
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
         if byRows {
-            gemmF32(engine, transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
-                    a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc,
-                    bias: bias)
+            gemmF32(
+                engine, transA: transA, transB: transB, m: e - s, n: n, k: k, alpha: alpha,
+                a: transA ? a + s : a + s * lda, lda: lda, b: b, ldb: ldb, beta: beta, c: c + s * ldc, ldc: ldc,
+                bias: bias)
         } else {
-            gemmF32(engine, transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
-                    b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc,
-                    bias: bias.map { $0 + s })
+            gemmF32(
+                engine, transA: transA, transB: transB, m: m, n: e - s, k: k, alpha: alpha, a: a, lda: lda,
+                b: transB ? b + s * ldb : b + s, ldb: ldb, beta: beta, c: c + s, ldc: ldc,
+                bias: bias.map { $0 + s })
         }
     }
 }
@@ -122,8 +128,10 @@ final class SharedOperands: @unchecked Sendable {
 /// products; the attention's LayerNorm output for q, k and v). x must not change inside body. Scopes nest
 /// two deep; fp32 ignores them. Results are identical (the conversion is exact per element).
 @inline(__always)
-public func withSharedOperand<R>(_ compute: Compute, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
-                                 _ body: () throws -> R) rethrows -> R {
+public func withSharedOperand<R>(
+    _ compute: Compute, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
+    _ body: () throws -> R
+) rethrows -> R {
     let shared = compute.shared
     if compute.precision != .bf16 || w2v_pool_in_task() != 0 || shared.list.count >= 2 { return try body() }
     shared.list.append(SharedOperand(source: x, rows: rows, cols: cols, ld: ld, packed: nil))
@@ -133,8 +141,10 @@ public func withSharedOperand<R>(_ compute: Compute, _ x: CFPtr, rows: Int, cols
 
 /// The shared bf16 copy of x as stored (packing it on first use), or nil when x is not shared.
 @inline(__always)
-func sharedPacked(_ shared: SharedOperands, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
-                  threads: Int) -> UnsafePointer<UInt16>? {
+func sharedPacked(
+    _ shared: SharedOperands, _ x: CFPtr, rows: Int, cols: Int, ld: Int,
+    threads: Int
+) -> UnsafePointer<UInt16>? {
     if shared.list.isEmpty || w2v_pool_in_task() != 0 { return nil }
     for i in shared.list.indices {
         let e = shared.list[i]
@@ -156,8 +166,10 @@ func sharedPacked(_ shared: SharedOperands, _ x: CFPtr, rows: Int, cols: Int, ld
 /// bf16 product: A packed as stored and B as [K×N] into the calling thread's buffers (rows split over the
 /// threads; shared operands are packed once), then one oneDNN call per block of C.
 @inline(__always)
-func gemmBF16(_ compute: Compute, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-              a: CFPtr, lda: Int, b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
+func gemmBF16(
+    _ compute: Compute, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: CFPtr, lda: Int, b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?
+) {
     let ra = transA ? k : m
     let ca = transA ? m : k
     guard let rawA = w2v_thread_buffer(0, ra * ca * 2), let rawB = w2v_thread_buffer(1, k * n * 2) else {
@@ -187,9 +199,11 @@ func gemmBF16(_ compute: Compute, threads: Int, transA: Bool, transB: Bool, m: I
         return
     }
     splitBlocks(threads: threads, m: m, n: n) { byRows, s, e in
-        let st = byRows
-            ? w2v_dnnl_gemm_bf16(ta, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc,
-                                 ldc, bias)
+        let st =
+            byRows
+            ? w2v_dnnl_gemm_bf16(
+                ta, e - s, n, k, alpha, transA ? pa + s : pa + s * ca, ca, pb, n, beta, c + s * ldc,
+                ldc, bias)
             : w2v_dnnl_gemm_bf16(ta, m, e - s, k, alpha, pa, ca, pb + s, n, beta, c + s, ldc, bias.map { $0 + s })
         check(st, "bf16", byRows ? e - s : m, byRows ? n : e - s, k, transA, transB)
     }
@@ -198,33 +212,41 @@ func gemmBF16(_ compute: Compute, threads: Int, transA: Bool, transB: Bool, m: I
 @inline(__always)
 func check(_ status: Int32, _ what: String, _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool) {
     if status != 0 {
-        fatalError("oneDNN matmul failed (status \(status)) for \(what) m=\(m) n=\(n) k=\(k) transA=\(transA) "
-                   + "transB=\(transB)")
+        fatalError(
+            "oneDNN matmul failed (status \(status)) for \(what) m=\(m) n=\(n) k=\(k) transA=\(transA) "
+                + "transB=\(transB)")
     }
 }
 
 /// One f32 product on the calling thread with `engine`.
 @inline(__always)
-func gemmF32(_ engine: GemmEngine, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
-             b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?) {
+func gemmF32(
+    _ engine: GemmEngine, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: CFPtr, lda: Int,
+    b: CFPtr, ldb: Int, beta: Float, c: FPtr, ldc: Int, bias: CFPtr?
+) {
     if engine == .onednn {
-        check(w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias),
-              "f32", m, n, k, transA, transB)
+        check(
+            w2v_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias),
+            "f32", m, n, k, transA, transB)
         return
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    cblas_sgemm(
+        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// Batched strided GEMM: for i in 0..<count, C_i = alpha·op(A_i)·op(B_i) + beta·C_i with
 /// A_i = a + i·strideA etc. (Attention heads use it with strides of one head.)
-public func gemmBatched(_ compute: Compute, count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                        alpha: Float, a: CFPtr, lda: Int, strideA: Int, b: CFPtr, ldb: Int, strideB: Int,
-                        beta: Float, c: FPtr, ldc: Int, strideC: Int) {
+public func gemmBatched(
+    _ compute: Compute, count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: CFPtr, lda: Int, strideA: Int, b: CFPtr, ldb: Int, strideB: Int,
+    beta: Float, c: FPtr, ldc: Int, strideC: Int
+) {
     parallelFor(count) { lo, hi in
         for i in lo..<hi {
-            gemm(compute, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
-                 b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
+            gemm(
+                compute, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + i * strideA, lda: lda,
+                b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
         }
     }
 }
@@ -233,8 +255,10 @@ public func gemmBatched(_ compute: Compute, count: Int, transA: Bool, transB: Bo
 public func roundToBF16(_ dst: FPtr, _ src: CFPtr, count: Int) { w2v_bf16_round(dst, src, count) }
 
 /// Naive reference for tests: the same contract in Double.
-public func gemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
-                          a: [Double], lda: Int, b: [Double], ldb: Int, beta: Double, c: inout [Double], ldc: Int) {
+public func gemmReference(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    a: [Double], lda: Int, b: [Double], ldb: Int, beta: Double, c: inout [Double], ldc: Int
+) {
     for i in 0..<m {
         for j in 0..<n {
             var s = 0.0
@@ -249,5 +273,5 @@ public func gemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, al
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

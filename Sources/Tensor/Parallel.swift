@@ -8,7 +8,10 @@ import CCompute
 @inline(__always)
 public func parallelFor(_ count: Int, _ body: (Int, Int) -> Void) {
     if count <= 0 { return }
-    if count == 1 || w2v_pool_threads() <= 1 || w2v_pool_in_task() != 0 { body(0, count); return }
+    if count == 1 || w2v_pool_threads() <= 1 || w2v_pool_in_task() != 0 {
+        body(0, count)
+        return
+    }
     withoutActuallyEscaping(body) { escaping in
         var fn = escaping
         withUnsafeMutablePointer(to: &fn) { p in
@@ -25,7 +28,10 @@ public func parallelFor(_ count: Int, _ body: (Int, Int) -> Void) {
 @inline(__always)
 public func parallelFor(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
     let parts = min(Int(w2v_pool_threads()), count / max(grain, 1))
-    if parts <= 1 { if count > 0 { body(0, count) }; return }
+    if parts <= 1 {
+        if count > 0 { body(0, count) }
+        return
+    }
     // Split into `parts` equal chunks of items.
     parallelFor(parts) { lo, hi in
         body(count * lo / parts, count * hi / parts)
@@ -40,7 +46,10 @@ public let elementChunk = 16_384
 /// depend on the thread count, so elementwise results are the same on any number of threads.
 @inline(__always)
 public func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) {
-    if n <= elementChunk { if n > 0 { body(0, n) }; return }
+    if n <= elementChunk {
+        if n > 0 { body(0, n) }
+        return
+    }
     let chunks = (n + elementChunk - 1) / elementChunk
     parallelFor(chunks) { lo, hi in
         let s = lo * elementChunk, e = min(hi * elementChunk, n)
@@ -65,7 +74,10 @@ public func blockSums(blocks: Int, width: Int, grain: Int = 1, _ body: (FPtr, In
         fatalError("out of memory for \(blocks) partial sums of \(width) floats")
     }
     let part = raw.assumingMemoryBound(to: Float.self), total = part + blocks * stride
-    if blocks == 0 { total.update(repeating: 0, count: width); return CFPtr(total) }
+    if blocks == 0 {
+        total.update(repeating: 0, count: width)
+        return CFPtr(total)
+    }
     parallelFor(blocks, grain: grain) { lo, hi in
         for blk in lo..<hi {
             let p = part + blk * stride
@@ -76,15 +88,18 @@ public func blockSums(blocks: Int, width: Int, grain: Int = 1, _ body: (FPtr, In
     // total[j] = ((partial₀[j] + partial₁[j]) + …) over 64-float column chunks (distinct lines per thread).
     let chunks = (width + 63) / 64
     parallelFor(chunks, grain: blocks * width >= 4 * elementChunk ? 1 : Int.max) { lo, hi in
-        lanes8(lo * 64, min(hi * 64, width), { j in
-            var s = load8(part + j)
-            for blk in 1..<blocks { s += load8(part + blk * stride + j) }
-            store8(s, total + j)
-        }, { j in
-            var s = part[j]
-            for blk in 1..<blocks { s += part[blk * stride + j] }
-            total[j] = s
-        })
+        lanes8(
+            lo * 64, min(hi * 64, width),
+            { j in
+                var s = load8(part + j)
+                for blk in 1..<blocks { s += load8(part + blk * stride + j) }
+                store8(s, total + j)
+            },
+            { j in
+                var s = part[j]
+                for blk in 1..<blocks { s += part[blk * stride + j] }
+                total[j] = s
+            })
     }
     return CFPtr(total)
 }
@@ -92,8 +107,10 @@ public func blockSums(blocks: Int, width: Int, grain: Int = 1, _ body: (FPtr, In
 /// `blockSums` over rows 0..<rows in blocks of `reductionRows`: body(partial, the block's rows).
 @inline(__always)
 public func rowBlockSums(rows: Int, width: Int, _ body: (FPtr, Range<Int>) -> Void) -> CFPtr {
-    blockSums(blocks: (rows + reductionRows - 1) / reductionRows, width: width,
-              grain: max(1, elementChunk / max(reductionRows * width, 1))) { part, blk in
+    blockSums(
+        blocks: (rows + reductionRows - 1) / reductionRows, width: width,
+        grain: max(1, elementChunk / max(reductionRows * width, 1))
+    ) { part, blk in
         body(part, blk * reductionRows..<min(rows, (blk + 1) * reductionRows))
     }
 }

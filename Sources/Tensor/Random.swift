@@ -28,8 +28,11 @@ func mulhilo(_ a: UInt32, _ b: UInt32) -> (hi: UInt32, lo: UInt32) {
 
 /// One Philox4x32-10 block.
 @inline(__always)
-public func philox4x32(counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32))
-    -> (UInt32, UInt32, UInt32, UInt32) {
+public func philox4x32(
+    counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32)
+)
+    -> (UInt32, UInt32, UInt32, UInt32)
+{
     var (c0, c1, c2, c3) = counter
     var (k0, k1) = key
     for _ in 0..<10 {
@@ -112,7 +115,10 @@ public struct RandomStream: Sendable {
 
     /// Standard normal (Box-Muller, both values used).
     public mutating func nextNormal() -> Float {
-        if let s = spareNormal { spareNormal = nil; return s }
+        if let s = spareNormal {
+            spareNormal = nil
+            return s
+        }
         let u1 = nextUniformDouble(), u2 = nextUniformDouble()
         let r = (-2 * log(u1)).squareRoot()
         let a = 2 * Double.pi * u2
@@ -149,7 +155,10 @@ public struct RandomStream: Sendable {
             block = b0 &+ UInt32(truncatingIfNeeded: pairs)
             i = 2 * pairs
         }
-        while i < n { p[i] = mean + std * nextNormal(); i += 1 }
+        while i < n {
+            p[i] = mean + std * nextNormal()
+            i += 1
+        }
     }
     /// Gumbel values; from a block boundary the blocks (two values each) are spread over the threads.
     public mutating func fillGumbel(_ p: FPtr, _ n: Int) {
@@ -166,7 +175,10 @@ public struct RandomStream: Sendable {
             block = b0 &+ UInt32(truncatingIfNeeded: pairs)
             i = 2 * pairs
         }
-        while i < n { p[i] = nextGumbel(); i += 1 }
+        while i < n {
+            p[i] = nextGumbel()
+            i += 1
+        }
     }
     /// In-place Fisher-Yates shuffle.
     public mutating func shuffle<T>(_ a: inout [T]) {
@@ -179,7 +191,7 @@ public struct RandomStream: Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -61,9 +61,13 @@ public final class NSLockLite: @unchecked Sendable {
         m = .allocate(capacity: 1)
         pthread_mutex_init(m, nil)
     }
-    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
     @inlinable public func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        lockRaw(); defer { unlockRaw() }
+        lockRaw()
+        defer { unlockRaw() }
         return try body()
     }
     public func lockRaw() { pthread_mutex_lock(m) }
@@ -71,7 +75,7 @@ public final class NSLockLite: @unchecked Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -15,7 +15,9 @@ public struct CheckpointTensors {
     /// nothing in optimizer.safetensors). Default: the same offsets (every tensor trained).
     public let stateOffsets: [Int?]
     public init(entries: [TensorEntry], offsets: [Int], stateOffsets: [Int?]? = nil) {
-        self.entries = entries; self.offsets = offsets; self.stateOffsets = stateOffsets ?? offsets
+        self.entries = entries
+        self.offsets = offsets
+        self.stateOffsets = stateOffsets ?? offsets
     }
     /// Indices of the entries with optimizer state.
     var stateIndices: [Int] { entries.indices.filter { stateOffsets[$0] != nil } }
@@ -23,12 +25,13 @@ public struct CheckpointTensors {
 
 extension CheckpointTensors {
     /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
-    /// state (issue 13). The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    /// state. The same offsets as `Optimizer(config:layout:)` uses for m / v.
     public init(layout: ParameterLayout, config: Config) {
         let ranges = layout.trainableRanges(config)
-        self.init(entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
-                  offsets: layout.entries.map { $0.offset },
-                  stateOffsets: layout.entries.map { Optimizer.stateOffset(ranges: ranges, layoutOffset: $0.offset) })
+        self.init(
+            entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
+            offsets: layout.entries.map { $0.offset },
+            stateOffsets: layout.entries.map { Optimizer.stateOffset(ranges: ranges, layoutOffset: $0.offset) })
     }
 }
 
@@ -44,7 +47,7 @@ public final class CheckpointManager {
     public let keepLast: Int
     /// The resolved config (YAML) of the run that loads checkpoints; when set, a checkpoint whose
     /// trainer.json holds a config with another architecture (model.*, quantizer groups/entries/dim) is
-    /// refused naming the first differing field, even where the tensor shapes happen to agree (issue 11).
+    /// refused naming the first differing field, even where the tensor shapes happen to agree.
     public var expectedConfigYAML: String? = nil
 
     public init(runDirectory: String, keepLast: Int) {
@@ -71,21 +74,28 @@ public final class CheckpointManager {
 
     /// Writes a checkpoint; returns its folder.
     @discardableResult
-    public func save(step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
-                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState,
-                     validLoss: Double? = nil) throws -> String {
+    public func save(
+        step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
+        adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState,
+        validLoss: Double? = nil
+    ) throws -> String {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let name = CheckpointManager.directoryName(step: step)
         let final = root + "/" + name
         let tmp = root + "/" + name + ".tmp"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
-            try writeFolder(tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, state: state)
+            try writeFolder(
+                tmp, step: step, tensors: tensors, parameters: parameters, adamM: adamM, adamV: adamV, state: state)
         } catch {
-            // A full disk or an I/O error (issue 11): the half-written folder is removed (it is never read:
+            // A full disk or an I/O error: the half-written folder is removed (it is never read:
             // list() skips *.tmp) and `latest` still names the previous complete checkpoint.
             try? FileManager.default.removeItem(atPath: tmp)
-            throw SafeTensorsError(path: tmp, problem: "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact")
+            throw SafeTensorsError(
+                path: tmp,
+                problem:
+                    "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact"
+            )
         }
         try? FileManager.default.removeItem(atPath: final)
         try FileManager.default.moveItem(atPath: tmp, toPath: final)
@@ -103,15 +113,18 @@ public final class CheckpointManager {
     }
 
     /// The three files of a checkpoint, each written durably, into folder `tmp`.
-    func writeFolder(_ tmp: String, step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
-                     adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState) throws {
+    func writeFolder(
+        _ tmp: String, step: Int, tensors: CheckpointTensors, parameters: UnsafePointer<Float>,
+        adamM: UnsafePointer<Float>, adamV: UnsafePointer<Float>, state: TrainerState
+    ) throws {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let meta = ["format": "w2vbert-swift", "step": "\(step)"]
         try SafeTensors.write(path: tmp + "/model.safetensors", entries: tensors.entries, metadata: meta) {
             parameters + tensors.offsets[$0]
         }
         let st = tensors.stateIndices
-        let optEntries = st.map { TensorEntry(name: "exp_avg." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
+        let optEntries =
+            st.map { TensorEntry(name: "exp_avg." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
             + st.map { TensorEntry(name: "exp_avg_sq." + tensors.entries[$0].name, shape: tensors.entries[$0].shape) }
         let n = st.count
         try SafeTensors.write(path: tmp + "/optimizer.safetensors", entries: optEntries, metadata: meta) {
@@ -140,32 +153,49 @@ public final class CheckpointManager {
     }
 
     /// Validates a checkpoint folder completely and returns its parsed parts (nothing is copied yet).
-    public func validate(directory: String, tensors: CheckpointTensors) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: TrainerState) {
+    public func validate(
+        directory: String, tensors: CheckpointTensors
+    ) throws -> (model: SafeTensors.File, optimizer: SafeTensors.File, state: TrainerState) {
         let state = try TrainerState.read(path: directory + "/trainer.json")
-        if let expected = expectedConfigYAML, let diff = architectureDifference(expected: expected, found: state.config) {
-            throw SafeTensorsError(path: directory + "/trainer.json", problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
+        if let expected = expectedConfigYAML, let diff = architectureDifference(expected: expected, found: state.config)
+        {
+            throw SafeTensorsError(
+                path: directory + "/trainer.json",
+                problem: "config field \(diff) (HINT: a checkpoint of another preset or config)")
         }
         let model = try SafeTensors.open(path: directory + "/model.safetensors")
         let opt = try SafeTensors.open(path: directory + "/optimizer.safetensors")
         for (i, e) in tensors.entries.enumerated() {
-            let wanted = tensors.stateOffsets[i] == nil ? [(model, e.name)]
+            let wanted =
+                tensors.stateOffsets[i] == nil
+                ? [(model, e.name)]
                 : [(model, e.name), (opt, "exp_avg." + e.name), (opt, "exp_avg_sq." + e.name)]
             for (file, name) in wanted {
-                guard let got = file.entries[name] else { throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'") }
+                guard let got = file.entries[name] else {
+                    throw SafeTensorsError(path: file.path, problem: "missing tensor '\(name)'")
+                }
                 guard got.shape == e.shape else {
-                    throw SafeTensorsError(path: file.path, problem: "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)")
+                    throw SafeTensorsError(
+                        path: file.path,
+                        problem:
+                            "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)"
+                    )
                 }
             }
         }
         // Then what the model does not have (after the named missing/mis-shaped ones, which say more).
         let expectedNames = Set(tensors.entries.map { $0.name })
         for name in model.entries.keys.sorted() where !expectedNames.contains(name) {
-            throw SafeTensorsError(path: model.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
+            throw SafeTensorsError(
+                path: model.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
         }
         for name in opt.entries.keys.sorted() {
-            let base = name.hasPrefix("exp_avg_sq.") ? String(name.dropFirst(11)) : name.hasPrefix("exp_avg.") ? String(name.dropFirst(8)) : ""
+            let base =
+                name.hasPrefix("exp_avg_sq.")
+                ? String(name.dropFirst(11)) : name.hasPrefix("exp_avg.") ? String(name.dropFirst(8)) : ""
             guard expectedNames.contains(base) else {
-                throw SafeTensorsError(path: opt.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
+                throw SafeTensorsError(
+                    path: opt.path, problem: "unexpected tensor '\(name)' (HINT: a different config or model?)")
             }
         }
         return (model, opt, state)
@@ -173,8 +203,10 @@ public final class CheckpointManager {
 
     /// Loads the newest valid checkpoint (the one `latest` names first, then the others newest first)
     /// into the buffers; nil when there is none. Corrupt ones are skipped with a warning each.
-    public func loadLatest(tensors: CheckpointTensors, parameters: UnsafeMutablePointer<Float>,
-                           adamM: UnsafeMutablePointer<Float>, adamV: UnsafeMutablePointer<Float>) throws -> LoadedCheckpoint? {
+    public func loadLatest(
+        tensors: CheckpointTensors, parameters: UnsafeMutablePointer<Float>,
+        adamM: UnsafeMutablePointer<Float>, adamV: UnsafeMutablePointer<Float>
+    ) throws -> LoadedCheckpoint? {
         var candidates = list().map { $0.directory }
         if let l = latestName, let i = candidates.firstIndex(where: { ($0 as NSString).lastPathComponent == l }) {
             candidates.insert(candidates.remove(at: i), at: 0)
@@ -195,7 +227,8 @@ public final class CheckpointManager {
             }
         }
         if !warnings.isEmpty {
-            throw SafeTensorsError(path: root, problem: "no usable checkpoint:\n  " + warnings.joined(separator: "\n  "))
+            throw SafeTensorsError(
+                path: root, problem: "no usable checkpoint:\n  " + warnings.joined(separator: "\n  "))
         }
         return nil
     }
@@ -210,11 +243,15 @@ public func architectureDifference(expected: String, found: String) -> String? {
         for raw in yaml.split(separator: "\n") {
             let line = String(raw)
             if line.hasPrefix("#") || line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            if !line.hasPrefix(" ") { section = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ":", with: ""); continue }
+            if !line.hasPrefix(" ") {
+                section = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ":", with: "")
+                continue
+            }
             let kv = line.trimmingCharacters(in: .whitespaces).split(separator: ":", maxSplits: 1)
             guard kv.count == 2 else { continue }
             let key = section + "." + kv[0].trimmingCharacters(in: .whitespaces)
-            let architecture = (section == "model" && key != "model.dropout" && key != "model.layer_drop")
+            let architecture =
+                (section == "model" && key != "model.dropout" && key != "model.layer_drop")
                 || ["quantizer.groups", "quantizer.entries", "quantizer.dim"].contains(key)
             if architecture { out[key] = kv[1].trimmingCharacters(in: .whitespaces) }
         }
@@ -224,7 +261,9 @@ public func architectureDifference(expected: String, found: String) -> String? {
     // their defaults, which are what that version used.
     let resolved: String, resolvedExpected: String
     do { resolved = try Config.load(yaml: [found]).yaml } catch { return "its config does not load: \(error)" }
-    do { resolvedExpected = try Config.load(yaml: [expected]).yaml } catch { return "this run's config does not load: \(error)" }
+    do { resolvedExpected = try Config.load(yaml: [expected]).yaml } catch {
+        return "this run's config does not load: \(error)"
+    }
     let e = fields(resolvedExpected), f = fields(resolved)
     for key in Set(e.keys).union(f.keys).sorted() where e[key] != f[key] {
         return "\(key) is \(f[key] ?? "missing") in the checkpoint, \(e[key] ?? "missing") in this run"

@@ -32,8 +32,9 @@ public struct CheckpointComparison {
                     "\(a)/trainer.json: config field \(field): the checkpoints are of different models")
             }
             guard onlyInA == 0 && onlyInB == 0 else {
-                throw CheckpointFolderError("\(a), \(b): the checkpoints hold different tensors "
-                                            + "(HINT: --common compares the \(shared.count) they share)")
+                throw CheckpointFolderError(
+                    "\(a), \(b): the checkpoints hold different tensors "
+                        + "(HINT: --common compares the \(shared.count) they share)")
             }
         }
         for name in shared.sorted() {

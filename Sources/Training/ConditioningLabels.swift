@@ -20,8 +20,9 @@ struct ConditioningLabels: Sendable {
     func record(runDirectory: String) throws {
         let path = runDirectory + "/" + fileName
         if FileManager.default.fileExists(atPath: path) { return }
-        do { try (labels.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8) }
-        catch { throw TrainError("\(path): cannot write the labels: \(error)") }
+        do { try (labels.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw TrainError("\(path): cannot write the labels: \(error)")
+        }
     }
 }
 
@@ -30,9 +31,12 @@ struct ConditioningLabels: Sendable {
 enum RunOptions {
     /// The run's conditioning labels (nil: no option conditions on labels); may set config keys the layout
     /// needs (e.g. the number of table rows). `training`: the train manifest is the one the run trains on.
-    static func prepare(_ c: inout Config, train: Manifest, valid: Manifest?, trainPath: String,
-                        runDirectory: String, training: Bool) throws -> ConditioningLabels? {
-        try SpeakerTable.prepare(&c, train: train, valid: valid, trainPath: trainPath, runDirectory: runDirectory,
-                                 training: training)
+    static func prepare(
+        _ c: inout Config, train: Manifest, valid: Manifest?, trainPath: String,
+        runDirectory: String, training: Bool
+    ) throws -> ConditioningLabels? {
+        try SpeakerTable.prepare(
+            &c, train: train, valid: valid, trainPath: trainPath, runDirectory: runDirectory,
+            training: training)
     }
 }

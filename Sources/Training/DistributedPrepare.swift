@@ -25,9 +25,11 @@ extension CorpusPreparer {
     /// On rank 0, `scanned(scan, seconds)` is called once the list is known and `progress(done, total)`
     /// after each of rank 0's files. Throws rank 0's `AudioError` (scan, merge, writing) on rank 0,
     /// `PrepareFailedOnRankZero` on the others when the scan failed, and `MPIError` from the collectives.
-    public func prepare(root: String, out: String, communicator comm: Communicator,
-                        scanned: ((CorpusScan, Double) -> Void)? = nil,
-                        progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Result? {
+    public func prepare(
+        root: String, out: String, communicator comm: Communicator,
+        scanned: ((CorpusScan, Double) -> Void)? = nil,
+        progress: (@Sendable (Int, Int) -> Void)? = nil
+    ) throws -> Result? {
         let absRoot = Self.absoluteRoot(root)
         let t0 = monotonicSeconds()
         let scan = try sharedScan(root: absRoot, communicator: comm)

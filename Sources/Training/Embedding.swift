@@ -32,22 +32,26 @@ public struct Embedding {
     public func run(_ folder: CheckpointFolder, compute: Compute, out: String) throws -> [String] {
         let config = folder.config
         let inputs = try features(config)
-        let model = W2VBertModel(config: config, compute: compute, maxBatch: batched ? audio.count : 1,
-                                 maxFrames: inputs.maxT0)
+        let model = W2VBertModel(
+            config: config, compute: compute, maxBatch: batched ? audio.count : 1,
+            maxFrames: inputs.maxT0)
         try folder.readParameters(model.layout, into: model.params.ptr)
         let (rows, warnings) = try speakerRows(folder)
         if layer == .speaker {
             guard config.adapter.isHyper else {
-                throw CheckpointFolderError("\(folder.directory): --layer speaker needs a checkpoint trained with "
-                                            + "adapter.kind = hyper-lora")
+                throw CheckpointFolderError(
+                    "\(folder.directory): --layer speaker needs a checkpoint trained with "
+                        + "adapter.kind = hyper-lora")
             }
             let sd = config.adapter.speakerDim
             let vectors = speakerVectors(model, inputs, rows: rows)
             try Npy.write(NpyArray(shape: [audio.count, sd], data: vectors), to: out)
             return warnings
         }
-        let outputs = batched ? batchedStates(model, inputs, rows: rows)
-                              : audio.indices.map { oneState(model, inputs.features[$0], row: rows[$0]) }
+        let outputs =
+            batched
+            ? batchedStates(model, inputs, rows: rows)
+            : audio.indices.map { oneState(model, inputs.features[$0], row: rows[$0]) }
         try write(outputs, d: config.model.dim, to: out)
         return warnings
     }
@@ -84,15 +88,17 @@ public struct Embedding {
         let config = folder.config
         guard config.adapter.isTable else {
             if !speakers.isEmpty {
-                throw CheckpointFolderError("\(folder.directory): --speaker needs a checkpoint trained with "
-                                            + "adapter.speaker = table")
+                throw CheckpointFolderError(
+                    "\(folder.directory): --speaker needs a checkpoint trained with "
+                        + "adapter.speaker = table")
             }
             return ([Int32](repeating: -1, count: audio.count), [])
         }
         let state = try folder.trainerState()
         guard let labels = state.speakers, labels.count == config.adapter.speakers else {
-            throw CheckpointFolderError("\(folder.directory)/trainer.json: no speaker labels for the "
-                                        + "\(config.adapter.speakers) rows of speaker.table")
+            throw CheckpointFolderError(
+                "\(folder.directory)/trainer.json: no speaker labels for the "
+                    + "\(config.adapter.speakers) rows of speaker.table")
         }
         var index: [String: Int32] = [:]
         for (i, l) in labels.enumerated() { index[l] = Int32(i) }
@@ -123,8 +129,9 @@ public struct Embedding {
         let d = c.model.dim
         let tMax = c.encoderLength(t0: inputs.maxT0)
         let n = inputs.t0s.count
-        let h = embed(model, inputs.padded, lengths: inputs.t0s.map { Int32($0) }, frames: inputs.maxT0,
-                      layer: layer, rows: rows)
+        let h = embed(
+            model, inputs.padded, lengths: inputs.t0s.map { Int32($0) }, frames: inputs.maxT0,
+            layer: layer, rows: rows)
         let all = Array(UnsafeBufferPointer(start: h, count: n * tMax * d))
         return inputs.t0s.enumerated().map { i, t0 in
             Array(all[(i * tMax * d)..<(i * tMax * d + c.encoderLength(t0: t0) * d)])
@@ -140,13 +147,16 @@ public struct Embedding {
     }
 
     /// `model.embed` over Swift arrays; the result is valid until the model's next forward or embed.
-    func embed(_ model: W2VBertModel, _ features: [Float], lengths: [Int32], frames: Int,
-               layer: W2VBertModel.EmbedLayer, rows: [Int32]) -> UnsafePointer<Float> {
+    func embed(
+        _ model: W2VBertModel, _ features: [Float], lengths: [Int32], frames: Int,
+        layer: W2VBertModel.EmbedLayer, rows: [Int32]
+    ) -> UnsafePointer<Float> {
         features.withUnsafeBufferPointer { fp in
             lengths.withUnsafeBufferPointer { lp in
                 rows.withUnsafeBufferPointer { rp in
-                    model.embed(features: fp.baseAddress!, lengths: lp.baseAddress!, batch: lengths.count,
-                                frames: frames, layer: layer, conditioning: rp.baseAddress)
+                    model.embed(
+                        features: fp.baseAddress!, lengths: lp.baseAddress!, batch: lengths.count,
+                        frames: frames, layer: layer, conditioning: rp.baseAddress)
                 }
             }
         }

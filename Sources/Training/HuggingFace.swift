@@ -1,4 +1,4 @@
-// Hugging Face `transformers` interchange (issue 12; README "From pre-training to fine-tuning").
+// Hugging Face `transformers` interchange (README "From pre-training to fine-tuning").
 //
 // The encoder of a config in the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) maps one
 // to one onto `Wav2Vec2BertModel`: the feature projection, then N + M Conformer blocks as
@@ -41,18 +41,47 @@ public enum HuggingFace {
     /// Nil when `Wav2Vec2BertModel` can express the config; else the first key it cannot, with the reason.
     public static func exportBlocker(_ c: Config) -> ConfigError? {
         let m = c.model
-        if m.frontend != .stack { return ConfigError("model.frontend", "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → Linear(160 → d))") }
-        if m.frontendNorm { return ConfigError("model.frontend_norm", "is true; Wav2Vec2BertModel has no LayerNorm(d) after the feature projection") }
-        if m.contextProj { return ConfigError("model.context_proj", "is true; Wav2Vec2BertModel has no context projection after masking") }
+        if m.frontend != .stack {
+            return ConfigError(
+                "model.frontend",
+                "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → Linear(160 → d))"
+            )
+        }
+        if m.frontendNorm {
+            return ConfigError(
+                "model.frontend_norm", "is true; Wav2Vec2BertModel has no LayerNorm(d) after the feature projection")
+        }
+        if m.contextProj {
+            return ConfigError(
+                "model.context_proj", "is true; Wav2Vec2BertModel has no context projection after masking")
+        }
         switch m.position {
         case .shaw, .none: break
-        case .conv: return ConfigError("model.position", "is conv; Wav2Vec2BertModel has no convolutional positional embedding (use shaw or none)")
-        case .rope: return ConfigError("model.position", "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model rotates q and k after them (use shaw or none)")
+        case .conv:
+            return ConfigError(
+                "model.position",
+                "is conv; Wav2Vec2BertModel has no convolutional positional embedding (use shaw or none)")
+        case .rope:
+            return ConfigError(
+                "model.position",
+                "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model rotates q and k after them (use shaw or none)"
+            )
         }
-        if !m.causalConv { return ConfigError("model.causal_conv", "is false; Wav2Vec2BertModel's depthwise convolution is causal (left padding k − 1)") }
-        if m.convKernel % 2 == 0 { return ConfigError("model.conv_kernel", "is \(m.convKernel); Wav2Vec2BertModel requires an odd depthwise kernel") }
-        // Issue 13: generated weights are not materialised for export (LoRA adapters are merged instead).
-        if m.hypernetwork != .none { return ConfigError("model.hypernetwork", "is \(m.hypernetwork.rawValue); export-hf does not write hypernetwork-generated weights") }
+        if !m.causalConv {
+            return ConfigError(
+                "model.causal_conv",
+                "is false; Wav2Vec2BertModel's depthwise convolution is causal (left padding k − 1)")
+        }
+        if m.convKernel % 2 == 0 {
+            return ConfigError(
+                "model.conv_kernel", "is \(m.convKernel); Wav2Vec2BertModel requires an odd depthwise kernel")
+        }
+        // Generated weights are not materialised for export (LoRA adapters are merged instead).
+        if m.hypernetwork != .none {
+            return ConfigError(
+                "model.hypernetwork",
+                "is \(m.hypernetwork.rawValue); export-hf does not write hypernetwork-generated weights")
+        }
         return nil
     }
 
@@ -65,10 +94,10 @@ public enum HuggingFace {
             "feature_encoder.stack_norm.bias": "feature_projection.layer_norm.bias",
             "feature_encoder.proj.weight": "feature_projection.projection.weight",
             "feature_encoder.proj.bias": "feature_projection.projection.bias",
-            "mask_embedding": "masked_spec_embed",
+            "mask_embedding": "masked_spec_embed"
         ]
         if let f = fixed[name] { return (f, shape) }
-        let parts = name.split(separator: ".", maxSplits: 3).map(String.init)   // module, blocks, i, rest
+        let parts = name.split(separator: ".", maxSplits: 3).map(String.init)  // module, blocks, i, rest
         guard parts.count == 4, parts[1] == "blocks", let i = Int(parts[2]) else { return nil }
         let layer: Int
         switch parts[0] {
@@ -84,7 +113,7 @@ public enum HuggingFace {
             "attn.v": "self_attn.linear_v", "attn.out": "self_attn.linear_out",
             "conv.norm": "conv_module.layer_norm", "conv.pw1": "conv_module.pointwise_conv1",
             "conv.dw": "conv_module.depthwise_conv", "conv.dw_norm": "conv_module.depthwise_layer_norm",
-            "conv.pw2": "conv_module.pointwise_conv2", "norm": "final_layer_norm",
+            "conv.pw2": "conv_module.pointwise_conv2", "norm": "final_layer_norm"
         ]
         let prefix = "encoder.layers.\(layer)."
         if rest == "attn.rel_key" { return (prefix + "self_attn.distance_embedding.weight", shape) }
@@ -93,8 +122,8 @@ public enum HuggingFace {
         guard let hf = table[module] else { return nil }
         var s = shape
         switch module {
-        case "conv.pw1", "conv.pw2": s = shape + [1]                 // Conv1d(kernel 1) [out, in, 1]
-        case "conv.dw": s = [shape[0], 1, shape[1]]                   // depthwise Conv1d [d, 1, k]
+        case "conv.pw1", "conv.pw2": s = shape + [1]  // Conv1d(kernel 1) [out, in, 1]
+        case "conv.dw": s = [shape[0], 1, shape[1]]  // depthwise Conv1d [d, 1, k]
         default: break
         }
         return (prefix + hf + "." + leaf, s)
@@ -106,9 +135,10 @@ public enum HuggingFace {
         let j: [String: Any] = [
             "architectures": ["Wav2Vec2BertModel"], "model_type": "wav2vec2-bert",
             "hidden_size": m.dim, "num_hidden_layers": m.contrastiveBlocks + m.mlmBlocks,
-            "num_attention_heads": m.heads, "intermediate_size": m.ffnDim, "feature_projection_input_dim": 2 * Config.melBins,
+            "num_attention_heads": m.heads, "intermediate_size": m.ffnDim,
+            "feature_projection_input_dim": 2 * Config.melBins,
             "hidden_act": "swish", "layer_norm_eps": 1e-5,
-            // SPEC §14.1's single dropout: after FFN activations and at the end of every residual branch.
+            // docs/method.md single dropout: after FFN activations and at the end of every residual branch.
             // (HF's attention_dropout also drops attention probabilities, which this trainer never does.)
             "hidden_dropout": p, "activation_dropout": p, "attention_dropout": p, "conformer_conv_dropout": p,
             "feat_proj_dropout": 0.0, "layerdrop": Double(m.layerDrop),
@@ -119,16 +149,18 @@ public enum HuggingFace {
             // Fine-tuning SpecAugment (HF's defaults); masked_spec_embed is the pre-trained mask embedding.
             "apply_spec_augment": true, "mask_time_prob": c.mask.replacement == .learned ? 0.05 : 0.0,
             "mask_time_length": 10, "mask_time_min_masks": 2,
-            "dtype": "float32",
+            "dtype": "float32"
         ]
         return j
     }
 
-    public static var preprocessorJSON: [String: Any] { [
-        "feature_extractor_type": "SeamlessM4TFeatureExtractor", "processor_class": "Wav2Vec2BertProcessor",
-        "feature_size": Config.melBins, "num_mel_bins": Config.melBins, "sampling_rate": 16000, "stride": 2,
-        "padding_side": "right", "padding_value": 0.0, "return_attention_mask": true,
-    ] }
+    public static var preprocessorJSON: [String: Any] {
+        [
+            "feature_extractor_type": "SeamlessM4TFeatureExtractor", "processor_class": "Wav2Vec2BertProcessor",
+            "feature_size": Config.melBins, "num_mel_bins": Config.melBins, "sampling_rate": 16000, "stride": 2,
+            "padding_side": "right", "padding_value": 0.0, "return_attention_mask": true
+        ]
+    }
 
     static func writeJSON(_ o: [String: Any], to path: String) throws {
         let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .prettyPrinted])
@@ -138,19 +170,27 @@ public enum HuggingFace {
     /// Writes DIR/{config.json, model.safetensors, preprocessor_config.json}. `tensor(name)` gives the
     /// floats of one of our tensors. Returns the names left out (quantizer and heads).
     @discardableResult
-    public static func export(config c: Config, layout: ParameterLayout, to dir: String,
-                              tensor: (ParameterEntry) -> UnsafePointer<Float>) throws -> [String] {
+    public static func export(
+        config c: Config, layout: ParameterLayout, to dir: String,
+        tensor: (ParameterEntry) -> UnsafePointer<Float>
+    ) throws -> [String] {
         if let b = exportBlocker(c) { throw HuggingFaceError("cannot export: config key '\(b.key)' \(b.message)") }
         var entries: [TensorEntry] = [], sources: [ParameterEntry] = [], left: [String] = []
         for e in layout.entries {
-            guard let hf = hfName(e.name, shape: e.shape, config: c) else { left.append(e.name); continue }
-            entries.append(TensorEntry(name: hf.name, shape: hf.shape)); sources.append(e)
+            guard let hf = hfName(e.name, shape: e.shape, config: c) else {
+                left.append(e.name)
+                continue
+            }
+            entries.append(TensorEntry(name: hf.name, shape: hf.shape))
+            sources.append(e)
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // "format": "pt" is what transformers' loader expects; the resolved config lets import-hf restore
         // the contrastive/MLM split, the quantizer and the training settings exactly.
-        try SafeTensors.write(path: dir + "/model.safetensors", entries: entries,
-                              metadata: ["format": "pt", "w2vbert_config": c.yaml]) { tensor(sources[$0]) }
+        try SafeTensors.write(
+            path: dir + "/model.safetensors", entries: entries,
+            metadata: ["format": "pt", "w2vbert_config": c.yaml]
+        ) { tensor(sources[$0]) }
         try writeJSON(configJSON(c), to: dir + "/config.json")
         try writeJSON(preprocessorJSON, to: dir + "/preprocessor_config.json")
         return left
@@ -172,17 +212,24 @@ public enum HuggingFace {
 
     public static func open(_ dir: String) throws -> Source {
         guard let d = FileManager.default.contents(atPath: dir + "/config.json"),
-              let json = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+            let json = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
+        else {
             throw HuggingFaceError("\(dir)/config.json: missing or not a JSON object")
         }
         let st = dir + "/model.safetensors"
         guard FileManager.default.fileExists(atPath: st) else {
             let sharded = FileManager.default.fileExists(atPath: dir + "/model.safetensors.index.json")
-            throw HuggingFaceError("\(st): missing" + (sharded ? " (sharded weights are not supported: save with max_shard_size larger than the model)"
-                                                                : " (HINT: save_pretrained(..., safe_serialization=True) writes it)"))
+            throw HuggingFaceError(
+                "\(st): missing"
+                    + (sharded
+                        ? " (sharded weights are not supported: save with max_shard_size larger than the model)"
+                        : " (HINT: save_pretrained(..., safe_serialization=True) writes it)"))
         }
-        do { return Source(dir: dir, json: json, weights: try SafeTensors.open(path: st)) }
-        catch { throw HuggingFaceError("\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before save_pretrained)") }
+        do { return Source(dir: dir, json: json, weights: try SafeTensors.open(path: st)) } catch {
+            throw HuggingFaceError(
+                "\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before save_pretrained)"
+            )
+        }
     }
 
     /// Our config for an HF folder: the resolved config an export stored in the weights' metadata when
@@ -197,39 +244,61 @@ public enum HuggingFace {
         func need(_ ok: Bool, _ k: String, _ why: String) throws {
             if !ok { throw HuggingFaceError("\(path): '\(k)' = \(j[k].map { "\($0)" } ?? "missing"): \(why)") }
         }
-        if let t = j["model_type"] as? String { try need(t == "wav2vec2-bert", "model_type", "not a Wav2Vec2-BERT model") }
-        try need((j["feature_projection_input_dim"] as? Int ?? 160) == 160, "feature_projection_input_dim", "this trainer's stack front end is 160-d")
+        if let t = j["model_type"] as? String {
+            try need(t == "wav2vec2-bert", "model_type", "not a Wav2Vec2-BERT model")
+        }
+        try need(
+            (j["feature_projection_input_dim"] as? Int ?? 160) == 160, "feature_projection_input_dim",
+            "this trainer's stack front end is 160-d")
         let act = j["hidden_act"] as? String ?? "swish"
         try need(act == "swish" || act == "silu", "hidden_act", "this trainer's Conformer uses swish")
-        try need(abs((j["layer_norm_eps"] as? Double ?? 1e-5) - 1e-5) < 1e-12, "layer_norm_eps", "this trainer's LayerNorm eps is 1e-5")
+        try need(
+            abs((j["layer_norm_eps"] as? Double ?? 1e-5) - 1e-5) < 1e-12, "layer_norm_eps",
+            "this trainer's LayerNorm eps is 1e-5")
         try need(!(j["add_adapter"] as? Bool ?? false), "add_adapter", "the adapter has no counterpart here")
-        try need(!(j["use_intermediate_ffn_before_adapter"] as? Bool ?? false), "use_intermediate_ffn_before_adapter", "no counterpart here")
-        let pos = j["position_embeddings_type"] as? String ?? (j["position_embeddings_type"] is NSNull ? "none" : "relative_key")
-        try need(pos == "relative_key" || pos == "none", "position_embeddings_type", "only relative_key (shaw) or null can be imported")
+        try need(
+            !(j["use_intermediate_ffn_before_adapter"] as? Bool ?? false), "use_intermediate_ffn_before_adapter",
+            "no counterpart here")
+        let pos =
+            j["position_embeddings_type"] as? String
+            ?? (j["position_embeddings_type"] is NSNull ? "none" : "relative_key")
+        try need(
+            pos == "relative_key" || pos == "none", "position_embeddings_type",
+            "only relative_key (shaw) or null can be imported")
         let d = try int("hidden_size"), layers = try int("num_hidden_layers")
         var c: Config
         if let y = src.weights.metadata["w2vbert_config"], base == nil {
-            do { c = try Config.load(yaml: [y]) } catch { throw HuggingFaceError("\(src.weights.path): stored w2vbert_config: \(error)") }
+            do { c = try Config.load(yaml: [y]) } catch {
+                throw HuggingFaceError("\(src.weights.path): stored w2vbert_config: \(error)")
+            }
         } else if let base {
             c = base
         } else {
             let byWidth = [144: "tiny2", 256: "small2", 512: "base2", 1024: "w2v-bert-2.0"]
             c = try Config.preset(byWidth[d] ?? "w2v-bert-2.0")
         }
-        c.model.frontend = .stack; c.model.frontendNorm = false; c.model.contextProj = false; c.model.causalConv = true
-        c.model.dim = d; c.model.heads = try int("num_attention_heads"); c.model.ffnDim = try int("intermediate_size")
+        c.model.frontend = .stack
+        c.model.frontendNorm = false
+        c.model.contextProj = false
+        c.model.causalConv = true
+        c.model.dim = d
+        c.model.heads = try int("num_attention_heads")
+        c.model.ffnDim = try int("intermediate_size")
         c.model.convKernel = try int("conv_depthwise_kernel_size")
         c.model.position = pos == "none" ? Position.none : .shaw
         if pos == "relative_key" {
-            c.model.shawLeft = try int("left_max_position_embeddings"); c.model.shawRight = try int("right_max_position_embeddings")
+            c.model.shawLeft = try int("left_max_position_embeddings")
+            c.model.shawRight = try int("right_max_position_embeddings")
         }
         if let n = contrastiveBlocks {
             c.model.contrastiveBlocks = n
         } else if c.model.contrastiveBlocks + c.model.mlmBlocks != layers {
-            c.model.contrastiveBlocks = max(1, layers / 3)   // fairseq2's w2v-BERT 600m ratio (8 of 24)
+            c.model.contrastiveBlocks = max(1, layers / 3)  // fairseq2's w2v-BERT 600m ratio (8 of 24)
         }
         c.model.mlmBlocks = layers - c.model.contrastiveBlocks
-        try need(c.model.mlmBlocks >= 0, "num_hidden_layers", "fewer layers than model.contrastive_blocks (\(c.model.contrastiveBlocks))")
+        try need(
+            c.model.mlmBlocks >= 0, "num_hidden_layers",
+            "fewer layers than model.contrastive_blocks (\(c.model.contrastiveBlocks))")
         c.mask.replacement = src.weights.entries["masked_spec_embed"] != nil ? .learned : c.mask.replacement
         do { try c.validate() } catch { throw HuggingFaceError("\(path): \(error)") }
         return c
@@ -238,8 +307,11 @@ public enum HuggingFace {
     /// Maps an HF folder's tensors onto our names: [our name: (HF name, HF shape, byte range)]. Refuses
     /// a tensor that has no place in `c` (naming it); `wav2vec2_bert.` prefixes (task models) are
     /// stripped and their task heads (lm_head, projector, classifier, …) are skipped, listed in `skipped`.
-    public static func sourceTensors(_ src: Source, config c: Config, layout: ParameterLayout) throws
-        -> (tensors: [String: String], skipped: [String]) {
+    public static func sourceTensors(
+        _ src: Source, config c: Config, layout: ParameterLayout
+    ) throws
+        -> (tensors: [String: String], skipped: [String])
+    {
         var hfToOurs: [String: (String, [Int])] = [:]
         for e in layout.entries {
             if let hf = hfName(e.name, shape: e.shape, config: c) { hfToOurs[hf.name] = (e.name, hf.shape) }
@@ -247,13 +319,21 @@ public enum HuggingFace {
         var out: [String: String] = [:], skipped: [String] = []
         for (name, entry) in src.weights.entries.sorted(by: { $0.key < $1.key }) {
             var n = name
-            if n.hasPrefix("wav2vec2_bert.") { n = String(n.dropFirst("wav2vec2_bert.".count)) }
-            else if src.weights.entries.keys.contains(where: { $0.hasPrefix("wav2vec2_bert.") }) { skipped.append(name); continue }
+            if n.hasPrefix("wav2vec2_bert.") {
+                n = String(n.dropFirst("wav2vec2_bert.".count))
+            } else if src.weights.entries.keys.contains(where: { $0.hasPrefix("wav2vec2_bert.") }) {
+                skipped.append(name)
+                continue
+            }
             guard let (ours, shape) = hfToOurs[n] else {
-                throw HuggingFaceError("\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)")
+                throw HuggingFaceError(
+                    "\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)"
+                )
             }
             guard entry.shape == shape else {
-                throw HuggingFaceError("\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) (for \(ours))")
+                throw HuggingFaceError(
+                    "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) (for \(ours))"
+                )
             }
             out[ours] = name
         }

@@ -26,12 +26,14 @@ extension HuggingFace {
         var config = folder.config
         let dir = folder.directory
         if let b = exportBlocker(config) {
-            throw HuggingFaceError("\(dir): cannot export to Hugging Face: config key '\(b.key)' \(b.message) "
-                                   + "(HINT: train a tiny2/small2/base2/w2v-bert-2.0 preset)")
+            throw HuggingFaceError(
+                "\(dir): cannot export to Hugging Face: config key '\(b.key)' \(b.message) "
+                    + "(HINT: train a tiny2/small2/base2/w2v-bert-2.0 preset)")
         }
         if config.adapter.isHyper {
-            throw HuggingFaceError("\(dir): cannot export to Hugging Face: adapter.kind = hyper-lora generates "
-                                   + "per-utterance LoRA factors that no plain model can hold")
+            throw HuggingFaceError(
+                "\(dir): cannot export to Hugging Face: adapter.kind = hyper-lora generates "
+                    + "per-utterance LoRA factors that no plain model can hold")
         }
         var layout = ParameterLayout(config: config)
         var params = FloatBuffer(count: layout.count)
@@ -48,9 +50,10 @@ extension HuggingFace {
         } catch {
             throw HuggingFaceError("\(out): \(error)")
         }
-        return ExportSummary(checkpoint: dir, tensors: layout.entries.count - left.count,
-                             layers: config.model.contrastiveBlocks + config.model.mlmBlocks, dim: config.model.dim,
-                             leftOut: left, mergedAdapterParameters: merged)
+        return ExportSummary(
+            checkpoint: dir, tensors: layout.entries.count - left.count,
+            layers: config.model.contrastiveBlocks + config.model.mlmBlocks, dim: config.model.dim,
+            leftOut: left, mergedAdapterParameters: merged)
     }
 
     /// What an import did.
@@ -65,8 +68,10 @@ extension HuggingFace {
     /// Writes `out`/{model.safetensors, trainer.json (step 0)} from the Hugging Face folder `dir`. The config
     /// is the one an export stored in the weights when present, else `base` (or the family preset of the
     /// same width) with the architecture of config.json; the quantizer and heads start fresh from train.seed.
-    public static func importFolder(_ dir: String, to out: String, base: Config?,
-                                    contrastiveBlocks: Int?) throws -> ImportSummary {
+    public static func importFolder(
+        _ dir: String, to out: String, base: Config?,
+        contrastiveBlocks: Int?
+    ) throws -> ImportSummary {
         let src = try open(dir)
         let config = try self.config(for: src, base: base, contrastiveBlocks: contrastiveBlocks)
         let layout = ParameterLayout(config: config)
@@ -80,7 +85,7 @@ extension HuggingFace {
             try SafeTensors.write(path: out + "/model.safetensors", entries: entries, metadata: metadata) {
                 CFPtr(params.ptr + layout.entries[$0].offset)
             }
-            var state = TrainerState()   // step 0; the source folder is in model.safetensors' metadata
+            var state = TrainerState()  // step 0; the source folder is in model.safetensors' metadata
             state.seed = config.train.seed
             state.updateFreq = config.train.updateFreq
             state.config = config.yaml

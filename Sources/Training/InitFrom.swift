@@ -1,4 +1,4 @@
-// Starting a run from existing weights (issue 12): `w2vbert train --init-from SOURCE` and `import-hf`.
+// Starting a run from existing weights: `w2vbert train --init-from SOURCE` and `import-hf`.
 // SOURCE is a checkpoint folder (step-…), a run folder (its newest checkpoint) or a Hugging Face model
 // folder (config.json + model.safetensors). Every tensor of the source must have a place of the same
 // shape in the model; every tensor of the model must come from the source, except the quantizer, the
@@ -19,16 +19,18 @@ public enum InitialWeights {
         return m.list().first.map { $0.directory + "/model.safetensors" }
     }
 
-    /// Issue 13: LoRA adapters absent from the source start fresh (B = 0: the adapted model starts as the source).
+    /// LoRA adapters absent from the source start fresh (B = 0: the adapted model starts as the source).
     static func mayStayFresh(_ name: String) -> Bool {
         HuggingFace.isHeadOrQuantizer(name) || name == "mask_embedding" || ParameterLayout.isAdapter(name)
     }
 
     /// Overwrites `params` (already initialised from the config's seed) with the source's tensors.
     /// Returns a one-line summary; throws naming the first tensor that does not fit.
-    public static func load(from source: String, config c: Config, layout: ParameterLayout, params: FPtr) throws -> String {
+    public static func load(
+        from source: String, config c: Config, layout: ParameterLayout, params: FPtr
+    ) throws -> String {
         let file: SafeTensors.File
-        var map: [String: String] = [:]   // our name → source name
+        var map: [String: String] = [:]  // our name → source name
         var skipped: [String] = []
         let kind: String
         if HuggingFace.isModelDirectory(source) {
@@ -40,22 +42,30 @@ public enum InitialWeights {
             do { file = try SafeTensors.open(path: path) } catch { throw HuggingFaceError("\(error)") }
             for name in file.entries.keys.sorted() {
                 guard let e = layout[name] else {
-                    throw HuggingFaceError("\(path): tensor '\(name)' has no place in this model (HINT: a different architecture; compare the configs)")
+                    throw HuggingFaceError(
+                        "\(path): tensor '\(name)' has no place in this model (HINT: a different architecture; compare the configs)"
+                    )
                 }
                 guard file.entries[name]!.shape == e.shape else {
-                    throw HuggingFaceError("\(path): tensor '\(name)' has shape \(file.entries[name]!.shape), the model expects \(e.shape)")
+                    throw HuggingFaceError(
+                        "\(path): tensor '\(name)' has shape \(file.entries[name]!.shape), the model expects \(e.shape)"
+                    )
                 }
                 map[name] = name
             }
             kind = "checkpoint"
         } else {
-            throw HuggingFaceError("\(source): neither a checkpoint folder, a run folder with checkpoints, nor a Hugging Face model folder (config.json)")
+            throw HuggingFaceError(
+                "\(source): neither a checkpoint folder, a run folder with checkpoints, nor a Hugging Face model folder (config.json)"
+            )
         }
         var fresh: [String] = []
         for e in layout.entries where map[e.name] == nil {
             guard mayStayFresh(e.name) else {
-                throw HuggingFaceError("\(file.path): lacks tensor '\(e.name)'" + (HuggingFace.hfName(e.name, shape: e.shape, config: c).map { " ('\($0.name)')" } ?? "")
-                                       + " that the model needs (HINT: a different architecture)")
+                throw HuggingFaceError(
+                    "\(file.path): lacks tensor '\(e.name)'"
+                        + (HuggingFace.hfName(e.name, shape: e.shape, config: c).map { " ('\($0.name)')" } ?? "")
+                        + " that the model needs (HINT: a different architecture)")
             }
             fresh.append(e.name)
         }
@@ -63,7 +73,9 @@ public enum InitialWeights {
             guard let src = map[e.name], let r = file.entries[src] else { continue }
             precondition(r.range.count == e.count * 4)
             file.bytes.withUnsafeBytes { raw in
-                _ = memcpy(params + e.offset, raw.baseAddress!.advanced(by: file.dataStart + r.range.lowerBound), r.range.count)
+                _ = memcpy(
+                    params + e.offset, raw.baseAddress!.advanced(by: file.dataStart + r.range.lowerBound), r.range.count
+                )
             }
         }
         var s = "initialised from \(kind) \(source): \(map.count) tensors loaded"

@@ -48,7 +48,7 @@ public struct MetricWindow: Sendable {
     public var steps = 0
     public var diversityLoss = 0.0, probPerplexity = 0.0, codePerplexity = 0.0
     public var tau = 0.0, lr = 0.0, gradNorm = 0.0
-    public var seconds = 0.0                     // wall time of the window
+    public var seconds = 0.0  // wall time of the window
     public var computeSeconds = 0.0, allReduceWaitSeconds = 0.0, allReduceSeconds = 0.0, dataWaitSeconds = 0.0
     public var weights = (contrastive: 1.0, mlm: 1.0, diversity: 0.2)
     public var groups = 1
@@ -101,22 +101,23 @@ public struct Metric: Sendable {
         Metric("accuracy_contrastive", "acc c %.3f") { $0.sums.correctContrastive / $0.masked },
         Metric("accuracy_mlm", "acc m %.3f") { $0.sums.correctMLM / ($0.masked * Double($0.groups)) },
         Metric("prob_perplexity", "ppl %.1f") { $0.probPerplexity },
-        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity },
+        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity }
     ]
 
     /// A training log line (per `train.log_interval` steps).
-    public static let train: [Metric] = losses + [
-        Metric("temperature", "τ %.3f") { $0.tau },
-        Metric("lr", "lr %.2e") { $0.lr },
-        Metric("grad_norm", "|g| %.3f") { $0.gradNorm },
-        Metric("audio_seconds_per_second", "%.0f audio s/s") { $0.sums.audioSeconds / max($0.seconds, 1e-9) },
-        Metric("utterances_per_second", nil) { $0.sums.utterances / max($0.seconds, 1e-9) },
-        Metric("masked_frames", nil) { $0.sums.masked },
-        Metric("allreduce_hidden_fraction", nil) {
-            $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
-        },
-        Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) },
-    ]
+    public static let train: [Metric] =
+        losses + [
+            Metric("temperature", "τ %.3f") { $0.tau },
+            Metric("lr", "lr %.2e") { $0.lr },
+            Metric("grad_norm", "|g| %.3f") { $0.gradNorm },
+            Metric("audio_seconds_per_second", "%.0f audio s/s") { $0.sums.audioSeconds / max($0.seconds, 1e-9) },
+            Metric("utterances_per_second", nil) { $0.sums.utterances / max($0.seconds, 1e-9) },
+            Metric("masked_frames", nil) { $0.sums.masked },
+            Metric("allreduce_hidden_fraction", nil) {
+                $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
+            },
+            Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) }
+        ]
 
     /// A validation record.
     public static let valid: [Metric] = losses + [Metric("masked_frames", "%.0f masked frames") { $0.sums.masked }]

@@ -21,19 +21,23 @@ extension Trainer {
         var all = [Int64](repeating: 0, count: n * comm.size)
         try hashes.withUnsafeMutableBytes { src in
             try all.withUnsafeMutableBytes { dst in
-                try coll.allGather("fingerprints", send: src.baseAddress!, recv: dst.baseAddress!, count: n, type: .int64)
+                try coll.allGather(
+                    "fingerprints", send: src.baseAddress!, recv: dst.baseAddress!, count: n, type: .int64)
             }
         }
         guard let r = (1..<max(1, comm.size)).first(where: { all[$0 * n + n - 1] != all[n - 1] }) else { return nil }
         let tensor = layout.entries[(0..<(n - 1)).first { all[r * n + $0] != all[$0] } ?? 0].name
         let msg = "replica divergence at step \(step): rank \(r) differs from rank 0, first in tensor '\(tensor)'"
-        try sinks.event("divergence", step: step, ["rank": r, "tensor": tensor, "action": config.dist.onDivergence.rawValue])
+        try sinks.event(
+            "divergence", step: step, ["rank": r, "tensor": tensor, "action": config.dist.onDivergence.rawValue])
         if config.dist.onDivergence == .abort {
             if isRoot { warn(msg + "; aborting (dist.on_divergence = abort)") }
             try coll.barrier("divergence barrier")
             throw TrainError(msg, exit: .divergence)
         }
-        if isRoot { warn(msg + "; re-broadcasting rank 0's parameters and optimizer state (dist.on_divergence = resync)") }
+        if isRoot {
+            warn(msg + "; re-broadcasting rank 0's parameters and optimizer state (dist.on_divergence = resync)")
+        }
         try coll.broadcast("resync parameters", model.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("resync exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
         try coll.broadcast("resync exp_avg_sq", optimizer.v.ptr, count: optimizer.stateCount, type: .float)
@@ -45,7 +49,7 @@ extension Trainer {
     /// codebook row and quantizer-logit row (weight, bias) are copied with small noise and the Adam
     /// moments of those rows reset. Rank 0 broadcasts the plan; every rank applies it with the same keyed noise.
     func codebookSync() throws {
-        // A frozen base (train.trainable = adapters) keeps its codebook: no revival (issue 13).
+        // A frozen base (train.trainable = adapters) keeps its codebook: no revival.
         var plan = isRoot && config.codebook.revive && !config.baseFrozen ? revivalPlan() : []
         let bytes = try coll.broadcast("codebook revival plan", bytes: plan.withUnsafeBytes { Array($0) })
         plan = bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
@@ -69,14 +73,17 @@ extension Trainer {
             let dead = (0..<V).filter { counts[$0] < threshold }
             if dead.isEmpty { continue }
             let busy = (0..<V).sorted { counts[$0] > counts[$1] }
-            for (k, j) in dead.enumerated() { plan += [Int32(g * V + j), Int32(g * V + busy[k % max(1, busy.count / 4)])] }
+            for (k, j) in dead.enumerated() {
+                plan += [Int32(g * V + j), Int32(g * V + busy[k % max(1, busy.count / 4)])]
+            }
         }
         return plan
     }
 
     func applyRevival(_ plan: [Int32]) {
         let c = config
-        let cb = layout.entry("quantizer.codebook"), pw = layout.entry("quantizer.proj.weight"), pb = layout.entry("quantizer.proj.bias")
+        let cb = layout.entry("quantizer.codebook"), pw = layout.entry("quantizer.proj.weight"),
+            pb = layout.entry("quantizer.proj.bias")
         let dg = c.quantizer.dim / c.quantizer.groups, d = c.model.dim
         var rng = RandomStream(seed: c.train.seed, step: step, microBatch: 0, purpose: .revive)
         let p = model.params.ptr, m = optimizer.m.ptr, v = optimizer.v.ptr
@@ -86,10 +93,13 @@ extension Trainer {
                 let dst = e.offset + dead * width, from = e.offset + src * width
                 for i in 0..<width {
                     p[dst + i] = p[from + i] + 1e-3 * rng.nextNormal() * max(1e-3, abs(p[from + i]))
-                    m[dst + i] = 0; v[dst + i] = 0
+                    m[dst + i] = 0
+                    v[dst + i] = 0
                 }
             }
-            p[pb.offset + dead] = p[pb.offset + src]; m[pb.offset + dead] = 0; v[pb.offset + dead] = 0
+            p[pb.offset + dead] = p[pb.offset + src]
+            m[pb.offset + dead] = 0
+            v[pb.offset + dead] = 0
         }
     }
 }

@@ -22,7 +22,7 @@ extension Trainer {
         var bytes: [UInt8] = []
         if isRoot {
             var start = loadNewest()
-            // Issue 12 (--init-from): a fresh run (nothing resumed) takes another checkpoint's or an HF model's
+            // --init-from: A fresh run (nothing resumed) takes another checkpoint's or an HF model's
             // weights; step 0 and a fresh optimizer. The parameter broadcast below hands them to every rank.
             if start.state == nil && start.error == nil, let src = options.initFrom {
                 do { say(try initializeFrom(src)) } catch { start.error = "--init-from: \(error)" }
@@ -31,12 +31,14 @@ extension Trainer {
         }
         bytes = try coll.broadcast("trainer state", bytes: bytes)
         let message: StartMessage
-        do { message = try JSONDecoder().decode(StartMessage.self, from: Data(bytes)) }
-        catch { throw TrainError("the trainer state broadcast by rank 0 does not decode: \(describe(error))") }
+        do { message = try JSONDecoder().decode(StartMessage.self, from: Data(bytes)) } catch {
+            throw TrainError("the trainer state broadcast by rank 0 does not decode: \(describe(error))")
+        }
         if let e = message.error { throw TrainError(e) }
         if options.requireCheckpoint && message.state == nil {
-            throw TrainError("\(options.runDirectory): no checkpoint to evaluate "
-                             + "(HINT: point --run-dir at a training run)")
+            throw TrainError(
+                "\(options.runDirectory): no checkpoint to evaluate "
+                    + "(HINT: point --run-dir at a training run)")
         }
         try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
@@ -47,13 +49,19 @@ extension Trainer {
     /// Rank 0: the newest usable checkpoint read into the buffers, or an error to broadcast.
     func loadNewest() -> StartMessage {
         if !options.resume {
-            return checkpoints.list().isEmpty ? StartMessage() : StartMessage(error:
-                "\(options.runDirectory) already holds checkpoints and --no-resume was given; choose another "
-                + "--run-dir or remove them")
+            return checkpoints.list().isEmpty
+                ? StartMessage()
+                : StartMessage(
+                    error:
+                        "\(options.runDirectory) already holds checkpoints and --no-resume was given; choose another "
+                        + "--run-dir or remove them")
         }
         do {
-            guard let got = try checkpoints.loadLatest(tensors: tensors, parameters: model.params.ptr,
-                                                       adamM: optimizer.m.ptr, adamV: optimizer.v.ptr) else {
+            guard
+                let got = try checkpoints.loadLatest(
+                    tensors: tensors, parameters: model.params.ptr,
+                    adamM: optimizer.m.ptr, adamV: optimizer.v.ptr)
+            else {
                 return StartMessage()
             }
             for w in got.warnings { warn(w) }
@@ -71,22 +79,32 @@ extension Trainer {
         if s.codeWindow.count == codeWindow.count { codeWindow = s.codeWindow }
         let oldM = s.worldSize * s.updateFreq
         if oldM % comm.size != 0 {
-            throw TrainError("cannot resume a run of \(s.worldSize) ranks × update_freq \(s.updateFreq) (global batch "
-                             + "\(oldM) micro-batches) on \(comm.size) ranks: \(comm.size) does not divide \(oldM)")
+            throw TrainError(
+                "cannot resume a run of \(s.worldSize) ranks × update_freq \(s.updateFreq) (global batch "
+                    + "\(oldM) micro-batches) on \(comm.size) ranks: \(comm.size) does not divide \(oldM)")
         }
         runner.updateFreq = oldM / comm.size
         if runner.updateFreq != config.train.updateFreq || s.worldSize != comm.size {
-            say("world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(runner.updateFreq) "
-                + "keeps the global batch of \(oldM) micro-batches")
+            say(
+                "world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(runner.updateFreq) "
+                    + "keeps the global batch of \(oldM) micro-batches")
         }
     }
 
     var trainerState: TrainerState {
         var s = TrainerState()
-        s.step = step; s.optimizerStep = optimizer.step; s.epoch = cursor.epoch; s.microBatch = cursor.microBatch
-        s.worldSize = comm.size; s.updateFreq = runner.updateFreq; s.seed = config.train.seed
-        s.tau = Double(optimizer.tau); s.lr = Double(optimizer.learningRate); s.consecutiveSkips = consecutiveSkips
-        s.codeWindow = codeWindow; s.config = config.yaml
+        s.step = step
+        s.optimizerStep = optimizer.step
+        s.epoch = cursor.epoch
+        s.microBatch = cursor.microBatch
+        s.worldSize = comm.size
+        s.updateFreq = runner.updateFreq
+        s.seed = config.train.seed
+        s.tau = Double(optimizer.tau)
+        s.lr = Double(optimizer.learningRate)
+        s.consecutiveSkips = consecutiveSkips
+        s.codeWindow = codeWindow
+        s.config = config.yaml
         s.validLoss = lastValidLoss.flatMap { $0.isNaN ? nil : $0 }
         s.speakers = conditioning?.labels
         return s
@@ -95,9 +113,10 @@ extension Trainer {
     /// Rank 0 writes a checkpoint; nobody leaves before it has finished (mpirun kills the job when a rank exits).
     func saveCheckpoint(reason: String) throws {
         if isRoot {
-            let dir = try checkpoints.save(step: step, tensors: tensors, parameters: model.params.ptr,
-                                           adamM: optimizer.m.ptr, adamV: optimizer.v.ptr, state: trainerState,
-                                           validLoss: reason == "valid" ? lastValidLoss : nil)
+            let dir = try checkpoints.save(
+                step: step, tensors: tensors, parameters: model.params.ptr,
+                adamM: optimizer.m.ptr, adamV: optimizer.v.ptr, state: trainerState,
+                validLoss: reason == "valid" ? lastValidLoss : nil)
             try sinks.event("checkpoint", step: step, ["directory": dir, "reason": reason])
             say("checkpoint \(dir) (\(reason))")
         }
@@ -121,29 +140,37 @@ extension Trainer {
         for (r, h) in names.enumerated() { say("rank \(r) of \(comm.size) on host \(h)") }
         guard isRoot else { return }
         let path = options.runDirectory + "/config.yaml"
-        do { try config.yaml.write(toFile: path, atomically: true, encoding: .utf8) }
-        catch { throw TrainError("\(path): cannot write the resolved config: \(error)") }
+        do { try config.yaml.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw TrainError("\(path): cannot write the resolved config: \(error)")
+        }
         try conditioning?.record(runDirectory: options.runDirectory)
-        try sinks.event(step > 0 ? "resume" : "start", step: step,
-                        ["world_size": comm.size, "update_freq": runner.updateFreq,
-                         "parameters": layout.parameterCount, "hosts": names])
-        say("w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq "
-            + "\(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
+        try sinks.event(
+            step > 0 ? "resume" : "start", step: step,
+            [
+                "world_size": comm.size, "update_freq": runner.updateFreq,
+                "parameters": layout.parameterCount, "hosts": names
+            ])
+        say(
+            "w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq "
+                + "\(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
         let M = comm.size * runner.updateFreq
         if M > 1 {
             // What a synchronous step costs relative to a perfectly balanced one, with and without balance_steps.
             var other = order.config
             other.balanceSteps.toggle()
-            let plain = try DataOrder(lengths: order.lengths, config: other, encoderLength: order.encoderLength,
-                                      cost: order.cost)
+            let plain = try DataOrder(
+                lengths: order.lengths, config: other, encoderLength: order.encoderLength,
+                cost: order.cost)
             let p = order.plan(epoch: cursor.epoch, microBatchesPerStep: M)
             let mine = order.stepImbalance(p)
             let theirs = plain.stepImbalance(plain.plan(epoch: cursor.epoch, microBatchesPerStep: M))
             let (on, off) = order.config.balanceSteps ? (mine, theirs) : (theirs, mine)
-            let format = "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× "
+            let format =
+                "data: %d micro-batches per epoch, %d steps of %d; a step's costliest micro-batch is %.3f× "
                 + "the mean with train.balance_steps=true, %.3f× with false"
-            say(String(format: format, p.batches.count, p.stepsPerEpoch, M, on, off)
-                + " (this run: \(order.config.balanceSteps))")
+            say(
+                String(format: format, p.batches.count, p.stepsPerEpoch, M, on, off)
+                    + " (this run: \(order.config.balanceSteps))")
         }
     }
 }

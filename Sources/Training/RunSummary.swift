@@ -43,9 +43,10 @@ public struct RunSummary {
     func adapterLine(_ c: Config, _ layout: ParameterLayout) -> String {
         let n = layout.adapterParameterCount
         let targets = c.adapter.targets.map(\.rawValue).joined(separator: ",")
-        return String(format: "adapters: %@ rank %d α %g on %@: %d parameters (%.2f %%), train.trainable %@",
-                      c.adapter.kind.rawValue, c.adapter.rank, c.adapter.alpha, targets, n,
-                      100 * Double(n) / Double(layout.parameterCount), c.train.trainable.rawValue)
+        return String(
+            format: "adapters: %@ rank %d α %g on %@: %d parameters (%.2f %%), train.trainable %@",
+            c.adapter.kind.rawValue, c.adapter.rank, c.adapter.alpha, targets, n,
+            100 * Double(n) / Double(layout.parameterCount), c.train.trainable.rawValue)
     }
 
     mutating func checkpointLines(_ config: Config, _ layout: ParameterLayout) {

@@ -14,17 +14,23 @@ public struct TensorEntry: Sendable {
     public let name: String
     public let shape: [Int]
     public var count: Int { shape.reduce(1, *) }
-    public init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
+    public init(name: String, shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
 }
 
 public enum SafeTensors {
     /// Writes tensors (in the given order) to `path`; `data(i)` gives entry i's floats.
-    public static func write(path: String, entries: [TensorEntry], metadata: [String: String] = [:],
-                             data: (Int) -> UnsafePointer<Float>) throws {
+    public static func write(
+        path: String, entries: [TensorEntry], metadata: [String: String] = [:],
+        data: (Int) -> UnsafePointer<Float>
+    ) throws {
         var header: [String: Any] = [:]
         var offset = 0
         for e in entries {
-            header[e.name] = ["dtype": "F32", "shape": e.shape, "data_offsets": [offset, offset + e.count * 4]] as [String: Any]
+            header[e.name] =
+                ["dtype": "F32", "shape": e.shape, "data_offsets": [offset, offset + e.count * 4]] as [String: Any]
             offset += e.count * 4
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -84,11 +90,15 @@ public enum SafeTensors {
 
     /// Parses and validates the bytes of a safetensors file (see `open`).
     public static func parse(_ bytes: Data, path: String) throws -> File {
-        func fail(_ p: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: p + " (HINT: the file is truncated, damaged or not a safetensors file)") }
+        func fail(_ p: String) -> SafeTensorsError {
+            SafeTensorsError(
+                path: path, problem: p + " (HINT: the file is truncated, damaged or not a safetensors file)")
+        }
         guard bytes.count >= 8 else { throw fail("shorter than the 8-byte header length") }
         let n = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard n <= UInt64(bytes.count - 8), n <= UInt64(maxHeaderBytes) else {
-            throw fail("header length \(n) exceeds the file size \(bytes.count) or the limit of \(maxHeaderBytes) bytes")
+            throw fail(
+                "header length \(n) exceeds the file size \(bytes.count) or the limit of \(maxHeaderBytes) bytes")
         }
         let start = bytes.startIndex
         let headerData = bytes.subdata(in: (start + 8)..<(start + 8 + Int(n)))
@@ -102,28 +112,49 @@ public enum SafeTensors {
         for (k, v) in header {
             if k == "__metadata__" {
                 guard let m = v as? [String: String] else { throw fail("__metadata__ is not an object of strings") }
-                metadata = m; continue
+                metadata = m
+                continue
             }
             guard let d = v as? [String: Any], let dtype = d["dtype"] as? String, let shape = exactInts(d["shape"]),
-                  let offs = exactInts(d["data_offsets"]), offs.count == 2 else { throw fail("malformed entry '\(k)'") }
-            guard dtype == "F32" else { throw SafeTensorsError(path: path, problem: "tensor '\(k)' has dtype \(dtype); only F32 is supported") }
-            guard offs[0] >= 0, offs[1] >= offs[0], offs[1] <= dataCount else { throw fail("tensor '\(k)' lies outside the data (\(offs) of \(dataCount) bytes)") }
+                let offs = exactInts(d["data_offsets"]), offs.count == 2
+            else { throw fail("malformed entry '\(k)'") }
+            guard dtype == "F32" else {
+                throw SafeTensorsError(path: path, problem: "tensor '\(k)' has dtype \(dtype); only F32 is supported")
+            }
+            guard offs[0] >= 0, offs[1] >= offs[0], offs[1] <= dataCount else {
+                throw fail("tensor '\(k)' lies outside the data (\(offs) of \(dataCount) bytes)")
+            }
             var count = 1
             for dim in shape {
                 let (p, overflow) = count.multipliedReportingOverflow(by: dim)
-                guard dim >= 0, !overflow, p <= dataCount else { throw fail("tensor '\(k)' has an impossible shape \(shape)") }
+                guard dim >= 0, !overflow, p <= dataCount else {
+                    throw fail("tensor '\(k)' has an impossible shape \(shape)")
+                }
                 count = p
             }
-            guard count * 4 == offs[1] - offs[0] else { throw fail("tensor '\(k)' shape \(shape) does not match its \(offs[1] - offs[0]) bytes") }
+            guard count * 4 == offs[1] - offs[0] else {
+                throw fail("tensor '\(k)' shape \(shape) does not match its \(offs[1] - offs[0]) bytes")
+            }
             entries[k] = (shape, offs[0]..<offs[1])
         }
         let ordered = entries.map { (name: $0.key, range: $0.value.range) }
-            .sorted { ($0.range.lowerBound, $0.range.upperBound, $0.name) < ($1.range.lowerBound, $1.range.upperBound, $1.name) }
+            .sorted {
+                ($0.range.lowerBound, $0.range.upperBound, $0.name) < (
+                    $1.range.lowerBound, $1.range.upperBound, $1.name
+                )
+            }
         var pos = 0, previous = "the start of the data"
         for e in ordered {
-            guard e.range.lowerBound >= pos else { throw fail("tensor '\(e.name)' overlaps \(previous) at byte \(e.range.lowerBound)") }
-            guard e.range.lowerBound == pos else { throw fail("tensor data is not contiguous: \(e.range.lowerBound - pos) bytes unaccounted for before tensor '\(e.name)'") }
-            pos = e.range.upperBound; previous = "tensor '\(e.name)'"
+            guard e.range.lowerBound >= pos else {
+                throw fail("tensor '\(e.name)' overlaps \(previous) at byte \(e.range.lowerBound)")
+            }
+            guard e.range.lowerBound == pos else {
+                throw fail(
+                    "tensor data is not contiguous: \(e.range.lowerBound - pos) bytes unaccounted for before tensor '\(e.name)'"
+                )
+            }
+            pos = e.range.upperBound
+            previous = "tensor '\(e.name)'"
         }
         guard pos == dataCount else { throw fail("data is \(dataCount) bytes but the tensors cover \(pos)") }
         // Values: a NaN or infinity in a checkpoint is damage (the trainer never saves one), refused by name.
@@ -135,7 +166,11 @@ public enum SafeTensors {
                     let bits = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
                     if bits & 0x7f80_0000 == 0x7f80_0000 {
                         let x = Float(bitPattern: bits)
-                        throw SafeTensorsError(path: path, problem: "tensor '\(e.name)' holds \(x.isNaN ? "NaN" : x > 0 ? "+infinity" : "-infinity") at element \(i) (HINT: the file is damaged or was written by a diverged run)")
+                        throw SafeTensorsError(
+                            path: path,
+                            problem:
+                                "tensor '\(e.name)' holds \(x.isNaN ? "NaN" : x > 0 ? "+infinity" : "-infinity") at element \(i) (HINT: the file is damaged or was written by a diverged run)"
+                        )
                     }
                 }
             }
@@ -171,23 +206,37 @@ public func writeDurably(_ data: Data, to path: String) throws {
         var off = 0
         while off < raw.count {
             let w = Foundation.write(fd, raw.baseAddress!.advanced(by: off), raw.count - off)
-            if w <= 0 { ok = false; break }
+            if w <= 0 {
+                ok = false
+                break
+            }
             off += w
         }
     }
     var err = errno
     // Delayed allocation: a full disk or an I/O error may surface only at fsync (or close).
-    if ok && fsync(fd) != 0 { ok = false; err = errno }
-    if close(fd) != 0 && ok { ok = false; err = errno }
+    if ok && fsync(fd) != 0 {
+        ok = false
+        err = errno
+    }
+    if close(fd) != 0 && ok {
+        ok = false
+        err = errno
+    }
     guard ok else {
         unlink(tmp)
         throw SafeTensorsError(path: path, problem: "write failed: \(String(cString: strerror(err)))")
     }
-    guard rename(tmp, path) == 0 else { throw SafeTensorsError(path: path, problem: "rename failed: \(String(cString: strerror(errno)))") }
+    guard rename(tmp, path) == 0 else {
+        throw SafeTensorsError(path: path, problem: "rename failed: \(String(cString: strerror(errno)))")
+    }
     fsyncDirectory((path as NSString).deletingLastPathComponent)
 }
 
 public func fsyncDirectory(_ dir: String) {
     let fd = Foundation.open(dir.isEmpty ? "." : dir, O_RDONLY)
-    if fd >= 0 { fsync(fd); close(fd) }
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
 }

@@ -16,8 +16,10 @@ enum SpeakerTable {
     /// Sets adapter.speakers and maps the manifests' speaker labels to the run's table rows (nil unless
     /// adapter.speaker = table). `training`: the train manifest is the one the run trains on (not
     /// `validate`'s stand-in).
-    static func prepare(_ c: inout Config, train: Manifest, valid: Manifest?, trainPath: String,
-                        runDirectory: String, training: Bool) throws -> ConditioningLabels? {
+    static func prepare(
+        _ c: inout Config, train: Manifest, valid: Manifest?, trainPath: String,
+        runDirectory: String, training: Bool
+    ) throws -> ConditioningLabels? {
         guard c.adapter.isTable else { return nil }
         let stored = runDirectory + "/" + fileName
         let labels: [String]
@@ -28,31 +30,35 @@ enum SpeakerTable {
                 let known = Set(labels)
                 let new = train.speakerLabels.filter { !known.contains($0) }
                 if let first = new.first {
-                    throw TrainError("\(trainPath): \(new.count) speaker label(s) not in this run's table \(stored) "
-                                     + "(e.g. '\(first)'): the table's rows are fixed when a run starts; train a new "
-                                     + "run (another --run-dir) for new speakers")
+                    throw TrainError(
+                        "\(trainPath): \(new.count) speaker label(s) not in this run's table \(stored) "
+                            + "(e.g. '\(first)'): the table's rows are fixed when a run starts; train a new "
+                            + "run (another --run-dir) for new speakers")
                 }
             }
         } else {
             // Without the labels a run's checkpoints cannot be read back row for row: refuse rather than start over.
             let hasCheckpoints = !CheckpointManager(runDirectory: runDirectory, keepLast: 1).list().isEmpty
             guard training && !hasCheckpoints else {
-                throw TrainError("\(stored): missing (the speaker labels of this adapter.speaker = table run; each "
-                                 + "checkpoint's trainer.json holds them, field speakers, one per line in row order)")
+                throw TrainError(
+                    "\(stored): missing (the speaker labels of this adapter.speaker = table run; each "
+                        + "checkpoint's trainer.json holds them, field speakers, one per line in row order)")
             }
             try requireColumn(train, trainPath)
             labels = train.speakerLabels
         }
         c.adapter.speakers = labels.count
-        return ConditioningLabels(labels: labels, train: train.relabelled(to: labels).speakers,
-                                  valid: valid?.relabelled(to: labels).speakers ?? [], fileName: fileName)
+        return ConditioningLabels(
+            labels: labels, train: train.relabelled(to: labels).speakers,
+            valid: valid?.relabelled(to: labels).speakers ?? [], fileName: fileName)
     }
 
     static func requireColumn(_ m: Manifest, _ path: String) throws {
         guard m.hasSpeakers else {
-            throw TrainError("\(path): adapter.speaker = table needs a speaker label per row (a third TSV column, "
-                             + "relative/path<TAB>num_samples<TAB>speaker); `launch/speaker-probe.py label` adds it "
-                             + "for the default corpus")
+            throw TrainError(
+                "\(path): adapter.speaker = table needs a speaker label per row (a third TSV column, "
+                    + "relative/path<TAB>num_samples<TAB>speaker); `launch/speaker-probe.py label` adds it "
+                    + "for the default corpus")
         }
     }
 

@@ -55,7 +55,7 @@ public struct StepBenchmark {
             ("matmul_fraction", flops / median / 1e9 / peak), ("activation_bytes", model.activationBytes),
             ("peak_rss_bytes", peakResidentBytes()),
             ("floatbuffer_bytes_allocated_in_steps", FloatBuffer.allocatedBytes.current - bytesBefore),
-            ("rss_growth_bytes_in_steps", residentBytes() - heapBefore),
+            ("rss_growth_bytes_in_steps", residentBytes() - heapBefore)
         ])
     }
 
@@ -90,7 +90,7 @@ public struct StepBenchmark {
             ("allreduce_hidden_fraction", hidden.reduce(0, +) / Double(hidden.count)),
             ("allreduce_wait_seconds", waits.reduce(0, +) / Double(waits.count)),
             ("trainable_floats", runner.optimizer.stateCount),
-            ("allreduce_bytes_per_step", 4 * runner.reducer.reducedFloats),
+            ("allreduce_bytes_per_step", 4 * runner.reducer.reducedFloats)
         ])
     }
 }

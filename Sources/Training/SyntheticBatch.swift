@@ -16,14 +16,15 @@ public struct SyntheticBatch {
 
     public init(config: Config, batch: Int, seconds: Double, seed: UInt64, microBatch index: Int = 0) {
         self.batch = batch
-        t0 = Int(seconds * 100) - 1            // fbank frames of `seconds` of audio (25 ms window, 10 ms shift)
+        t0 = Int(seconds * 100) - 1  // fbank frames of `seconds` of audio (25 ms window, 10 ms shift)
         t = config.encoderLength(t0: t0)
         var features = [Float](repeating: 0, count: batch * t0 * Config.melBins)
         var rng = RandomStream(seed: seed, microBatch: index, purpose: .test)
         features.withUnsafeMutableBufferPointer { rng.fillNormal($0.baseAddress!, $0.count) }
-        microBatch = MicroBatch(epoch: 0, index: index, resumeCursor: DataCursor(), numBins: Config.melBins,
-                                maxFrames: t0, features: features, frames: [Int](repeating: t0, count: batch),
-                                utterances: Array(0..<batch), paths: [], offsets: [], failed: [])
+        microBatch = MicroBatch(
+            epoch: 0, index: index, resumeCursor: DataCursor(), numBins: Config.melBins,
+            maxFrames: t0, features: features, frames: [Int](repeating: t0, count: batch),
+            utterances: Array(0..<batch), paths: [], offsets: [], failed: [])
         lengths = [Int32](repeating: Int32(t0), count: batch)
         var mrng = RandomStream(seed: seed, microBatch: index, purpose: .mask)
         mask = SpanMasker(maskProb: Double(config.mask.prob), span: config.mask.span, minSpans: config.mask.minSpans)
@@ -35,8 +36,10 @@ public struct SyntheticBatch {
         microBatch.features.withUnsafeBufferPointer { fp in
             lengths.withUnsafeBufferPointer { lp in
                 mask.withUnsafeBufferPointer { mp in
-                    body(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
-                                   batch: batch, frames: t0, key: key))
+                    body(
+                        BatchView(
+                            features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                            batch: batch, frames: t0, key: key))
                 }
             }
         }

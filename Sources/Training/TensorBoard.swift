@@ -141,12 +141,18 @@ public func readTensorBoardScalars(path: String) throws -> [(step: Int, tag: Str
                         var v = ProtoReader(bytes: s.lengthDelimited())
                         var tag = "", val: Float = .nan
                         while let (f3, w3) = v.key() {
-                            if f3 == 1 && w3 == 2 { tag = String(decoding: v.lengthDelimited(), as: UTF8.self) }
-                            else if f3 == 2 && w3 == 5 { val = Float(bitPattern: v.fixed32()) }
-                            else { v.skip(w3) }
+                            if f3 == 1 && w3 == 2 {
+                                tag = String(decoding: v.lengthDelimited(), as: UTF8.self)
+                            } else if f3 == 2 && w3 == 5 {
+                                val = Float(bitPattern: v.fixed32())
+                            } else {
+                                v.skip(w3)
+                            }
                         }
                         values.append((tag, val))
-                    } else { s.skip(w2) }
+                    } else {
+                        s.skip(w2)
+                    }
                 }
             default: r.skip(wire)
             }

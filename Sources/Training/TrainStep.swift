@@ -39,20 +39,23 @@ public final class StepRunner {
     /// Gradient accumulator for update_freq > 1 (allocated on first use).
     var accumulator: FloatBuffer?
 
-    public init(config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives,
-                updateFreq: Int) {
+    public init(
+        config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives,
+        updateFreq: Int
+    ) {
         config = c
         self.model = model
         self.optimizer = optimizer
         self.collectives = collectives
         self.updateFreq = updateFreq
-        reducer = GradientBucketReducer(collectives: collectives, gradients: model.grads.ptr,
-                                        buckets: model.gradientRanges)
+        reducer = GradientBucketReducer(
+            collectives: collectives, gradients: model.grads.ptr,
+            buckets: model.gradientRanges)
         masker = SpanMasker(maskProb: Double(c.mask.prob), span: c.mask.span, minSpans: c.mask.minSpans)
         gv = c.quantizer.groups * c.quantizer.entries
     }
 
-    /// SPEC §4 span masks of a micro-batch, keyed (seed, step, micro-batch index).
+    /// docs/method.md span masks of a micro-batch, keyed (seed, step, micro-batch index).
     public func mask(_ mb: MicroBatch, step: Int) -> [UInt8] {
         let c = config, T = c.encoderLength(t0: mb.maxFrames)
         var rng = mb.randomStream(seed: c.train.seed, step: step, purpose: .mask)
@@ -61,17 +64,21 @@ public final class StepRunner {
 
     /// The model's view of a micro-batch and its mask, with random key (seed, step, micro-batch index) and
     /// the utterances' conditioning indices (none: nil).
-    public func withView<R>(_ mb: MicroBatch, mask: [UInt8], step: Int,
-                            _ body: (BatchView) throws -> R) rethrows -> R {
+    public func withView<R>(
+        _ mb: MicroBatch, mask: [UInt8], step: Int,
+        _ body: (BatchView) throws -> R
+    ) rethrows -> R {
         let lengths = mb.frames.map { Int32($0) }
         let key = RandomKey(seed: config.train.seed, step: step, microBatch: mb.index)
         return try mb.features.withUnsafeBufferPointer { f in
             try lengths.withUnsafeBufferPointer { l in
                 try mask.withUnsafeBufferPointer { m in
                     try mb.conditioning.withUnsafeBufferPointer { cond in
-                        try body(BatchView(features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!,
-                                           batch: mb.batchSize, frames: mb.maxFrames, key: key,
-                                           conditioning: mb.conditioning.isEmpty ? nil : cond.baseAddress))
+                        try body(
+                            BatchView(
+                                features: f.baseAddress!, lengths: l.baseAddress!, mask: m.baseAddress!,
+                                batch: mb.batchSize, frames: mb.maxFrames, key: key,
+                                conditioning: mb.conditioning.isEmpty ? nil : cond.baseAddress))
                     }
                 }
             }
@@ -106,8 +113,10 @@ public final class StepRunner {
 
     /// Forward and backward of every micro-batch, gradients accumulated in order and handed to the
     /// all-reduce bucket by bucket on the last one. Returns the step's usage [soft, hard, masked].
-    func forwardBackward(_ batches: [MicroBatch], _ masks: [[UInt8]], step: Int, stepUsage: [Double]?,
-                         result: inout StepResult) throws -> [Double] {
+    func forwardBackward(
+        _ batches: [MicroBatch], _ masks: [[UInt8]], step: Int, stepUsage: [Double]?,
+        result: inout StepResult
+    ) throws -> [Double] {
         model.zeroGrads()
         reducer.begin()
         if updateFreq > 1 && accumulator == nil { accumulator = FloatBuffer(count: model.layout.count) }
@@ -127,9 +136,12 @@ public final class StepRunner {
             }
             let stats = try withView(mb, mask: masks[j], step: step) { view -> StepStats in
                 let s = try model.forward(view, tau: result.tau, training: true) { buf in
-                    if let stepUsage { for i in 0..<buf.count { buf[i] = stepUsage[i] } } else {
-                        try collectives.allReduce("quantizer usage", buf.baseAddress!, count: buf.count,
-                                                  type: .double, op: .sum)
+                    if let stepUsage {
+                        for i in 0..<buf.count { buf[i] = stepUsage[i] }
+                    } else {
+                        try collectives.allReduce(
+                            "quantizer usage", buf.baseAddress!, count: buf.count,
+                            type: .double, op: .sum)
                         usage = Array(buf)
                     }
                 }
@@ -154,9 +166,12 @@ public final class StepRunner {
     func accumulate(first: Bool) {
         guard let a = accumulator else { return }
         let g = model.grads.ptr
-        for r in optimizer.ranges {     // the trainable ranges (everything unless the base is frozen)
-            if first { (a.ptr + r.lowerBound).update(from: g + r.lowerBound, count: r.count) }
-            else { axpy(a.ptr + r.lowerBound, g + r.lowerBound, n: r.count) }
+        for r in optimizer.ranges {  // the trainable ranges (everything unless the base is frozen)
+            if first {
+                (a.ptr + r.lowerBound).update(from: g + r.lowerBound, count: r.count)
+            } else {
+                axpy(a.ptr + r.lowerBound, g + r.lowerBound, n: r.count)
+            }
         }
         model.zeroGrads()
     }

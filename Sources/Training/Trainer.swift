@@ -47,13 +47,13 @@ public struct TrainOptions: Sendable {
     public var quiet = false
     public var loaderWorkers = 2
     // Test hooks (hidden CLI options).
-    public var divergeRank: Int? = nil        // this rank perturbs a parameter …
-    public var divergeStep: Int? = nil        // … before this step
-    public var skipCollective: Int64? = nil   // a rank skips this collective (watchdog test)
+    public var divergeRank: Int? = nil  // this rank perturbs a parameter …
+    public var divergeStep: Int? = nil  // … before this step
+    public var skipCollective: Int64? = nil  // a rank skips this collective (watchdog test)
     public var skipRank = 1
-    public var stopAfterStep: Int? = nil      // behave as if SIGTERM arrived after this many steps
-    public var requireCheckpoint = false      // validate: a checkpoint must exist
-    public var initFrom: String? = nil        // a fresh run starts from these weights (InitFrom.swift)
+    public var stopAfterStep: Int? = nil  // behave as if SIGTERM arrived after this many steps
+    public var requireCheckpoint = false  // validate: a checkpoint must exist
+    public var initFrom: String? = nil  // a fresh run starts from these weights (InitFrom.swift)
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
         self.trainManifest = trainManifest
         self.validManifest = validManifest
@@ -98,26 +98,31 @@ public final class Trainer {
         trainManifest = try Trainer.readManifest(options.trainManifest)
         validManifest = try options.validManifest.map(Trainer.readManifest)
         // The options' conditioning labels, before the layout is built (they may size it).
-        conditioning = try RunOptions.prepare(&c, train: trainManifest, valid: validManifest,
-                                              trainPath: options.trainManifest, runDirectory: options.runDirectory,
-                                              training: !options.requireCheckpoint)
+        conditioning = try RunOptions.prepare(
+            &c, train: trainManifest, valid: validManifest,
+            trainPath: options.trainManifest, runDirectory: options.runDirectory,
+            training: !options.requireCheckpoint)
         self.config = c
         coll = Collectives(comm: comm, timeout: c.dist.timeout)
         if let s = options.skipCollective, comm.rank == options.skipRank { coll.skipSequenceForTest = s }
         order = try Trainer.dataOrder(trainManifest, path: options.trainManifest, config: c)
-        validPlan = try validManifest.map { vm in
-            let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c)
-                .plan(epoch: 0, microBatchesPerStep: 1)
-                .batches.filter { $0.index % comm.size == comm.rank }
-            return c.train.validBatches > 0 ? Array(mine.prefix(c.train.validBatches)) : mine
-        } ?? []
-        let (maxBatch, maxT0) = try Trainer.capacity(trainManifest, validManifest, config: c,
-                                                     path: options.trainManifest)
-        let model = W2VBertModel(config: c, compute: compute, maxBatch: maxBatch, maxFrames: maxT0,
-                                 maxTotalFrames: max(c.train.maxFrames, maxT0))
+        validPlan =
+            try validManifest.map { vm in
+                let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c)
+                    .plan(epoch: 0, microBatchesPerStep: 1)
+                    .batches.filter { $0.index % comm.size == comm.rank }
+                return c.train.validBatches > 0 ? Array(mine.prefix(c.train.validBatches)) : mine
+            } ?? []
+        let (maxBatch, maxT0) = try Trainer.capacity(
+            trainManifest, validManifest, config: c,
+            path: options.trainManifest)
+        let model = W2VBertModel(
+            config: c, compute: compute, maxBatch: maxBatch, maxFrames: maxT0,
+            maxTotalFrames: max(c.train.maxFrames, maxT0))
         layout = model.layout
-        runner = StepRunner(config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
-                            updateFreq: c.train.updateFreq)
+        runner = StepRunner(
+            config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
+            updateFreq: c.train.updateFreq)
         codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
         // Frozen tensors (a frozen base model) have no optimizer state to save.
         tensors = CheckpointTensors(layout: layout, config: c)
@@ -135,27 +140,32 @@ public final class Trainer {
     }
 
     static func dataOrder(_ m: Manifest, path: String, config c: Config) throws -> DataOrder {
-        let oc = DataOrderConfig(seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
-                                 maskSpan: c.mask.span, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
+        let oc = DataOrderConfig(
+            seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
+            maskSpan: c.mask.span, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
         // balance_steps: a micro-batch's cost is its matrix-product FLOPs with about half the frames masked.
         let cost: @Sendable (Int, Int) -> Double = { b, t0 in
             c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
         }
         do {
-            return try DataOrder(lengths: m.entries.map { $0.samples }, config: oc,
-                                 encoderLength: { c.encoderLength(t0: $0) }, cost: cost)
+            return try DataOrder(
+                lengths: m.entries.map { $0.samples }, config: oc,
+                encoderLength: { c.encoderLength(t0: $0) }, cost: cost)
         } catch { throw TrainError("\(path): \(error)") }
     }
 
     /// Arena capacity: B·max T0 ≤ max_frames by construction, so B ≤ max_frames / (shortest kept T0).
-    static func capacity(_ train: Manifest, _ valid: Manifest?, config c: Config,
-                         path: String) throws -> (batch: Int, frames: Int) {
+    static func capacity(
+        _ train: Manifest, _ valid: Manifest?, config c: Config,
+        path: String
+    ) throws -> (batch: Int, frames: Int) {
         let lengths = train.entries.map { $0.samples } + (valid?.entries.map { $0.samples } ?? [])
         let kept = lengths.map { fbankFrameCount(samples: min($0, c.train.maxSamples)) }
             .filter { c.encoderLength(t0: $0) >= c.mask.span + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
-            throw TrainError("\(path): no utterance is long enough for mask.span + mask.min_spans frames after the "
-                             + "feature encoder")
+            throw TrainError(
+                "\(path): no utterance is long enough for mask.span + mask.min_spans frames after the "
+                    + "feature encoder")
         }
         return (max(1, c.train.maxFrames / minT0), maxT0)
     }
@@ -164,9 +174,10 @@ public final class Trainer {
         guard root else { return MetricSinks(log: nil, tensorboard: nil, console: nil) }
         do {
             try FileManager.default.createDirectory(atPath: o.runDirectory, withIntermediateDirectories: true)
-            return MetricSinks(log: try MetricsLog(path: o.runDirectory + "/metrics.jsonl"),
-                               tensorboard: try TensorBoardWriter(directory: o.runDirectory + "/tensorboard"),
-                               console: o.quiet ? nil : { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) })
+            return MetricSinks(
+                log: try MetricsLog(path: o.runDirectory + "/metrics.jsonl"),
+                tensorboard: try TensorBoardWriter(directory: o.runDirectory + "/tensorboard"),
+                console: o.quiet ? nil : { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) })
         } catch { throw TrainError("\(o.runDirectory): cannot write the run folder: \(error)") }
     }
 
@@ -219,8 +230,9 @@ public final class Trainer {
             }
             if let exit = try periodicTasks() { return exit }
         }
-        try sinks.event("finished", step: step,
-                        ["loader_wait_seconds": loader.stats.waitSeconds, "bad_files": loader.stats.badFiles])
+        try sinks.event(
+            "finished", step: step,
+            ["loader_wait_seconds": loader.stats.waitSeconds, "bad_files": loader.stats.badFiles])
         say("finished at step \(step)")
         coll.stop()
         return .finished
@@ -243,8 +255,9 @@ public final class Trainer {
         if let s = options.stopAfterStep, step >= s { stop[0] = Int64(SIGTERM) }
         try coll.allReduce("stop flag", &stop, op: .max)
         guard stop[0] != 0 else { return false }
-        say("signal \(stop[0]) received: checkpointing at step \(step) and stopping "
-            + "(exit \(TrainExit.stopped.rawValue))")
+        say(
+            "signal \(stop[0]) received: checkpointing at step \(step) and stopping "
+                + "(exit \(TrainExit.stopped.rawValue))")
         try sinks.event("stop", step: step, ["signal": Int(stop[0])])
         try saveCheckpoint(reason: "signal")
         return true
@@ -260,12 +273,14 @@ public final class Trainer {
     /// A non-finite step: every rank skipped it; too many in a row stop the run (exit 76).
     func skipStep() throws {
         consecutiveSkips += 1
-        warn("step \(step): non-finite loss or gradient on some rank; every rank skips this step "
-             + "(\(consecutiveSkips) in a row)")
+        warn(
+            "step \(step): non-finite loss or gradient on some rank; every rank skips this step "
+                + "(\(consecutiveSkips) in a row)")
         try sinks.event("skipped_step", step: step, ["consecutive": consecutiveSkips])
         if consecutiveSkips >= config.train.maxConsecutiveSkips {
-            throw TrainError("\(consecutiveSkips) consecutive non-finite steps (train.max_consecutive_skips); "
-                             + "stopping. The last checkpoint is intact.", exit: .nonFinite)
+            throw TrainError(
+                "\(consecutiveSkips) consecutive non-finite steps (train.max_consecutive_skips); "
+                    + "stopping. The last checkpoint is intact.", exit: .nonFinite)
         }
         step += 1
     }
@@ -277,14 +292,17 @@ public final class Trainer {
         var all = [Double](repeating: 0, count: k * comm.size)
         try timing.withUnsafeMutableBytes { src in
             try all.withUnsafeMutableBytes { dst in
-                try coll.allGather("rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: k,
-                                   type: .double)
+                try coll.allGather(
+                    "rank timings", send: src.baseAddress!, recv: dst.baseAddress!, count: k,
+                    type: .double)
             }
         }
         var m = StepMetrics(kind: "train", step: step, metrics: Metric.train, window: w)
-        m.extra = ["epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: k).map { all[$0] },
-                   "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: k).map { all[$0] },
-                   "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] }]
+        m.extra = [
+            "epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: k).map { all[$0] },
+            "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: k).map { all[$0] },
+            "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] }
+        ]
         try sinks.write(m, consoleSuffix: " | eta " + formatDuration(eta), maxSteps: config.optimizer.maxSteps)
     }
 

@@ -28,23 +28,30 @@ public struct TrainerState: Codable, Sendable, Equatable {
     /// The resolved config as YAML.
     public var config = ""
     public var validLoss: Double?
-    /// adapter.speaker = table (issue 13): the labels of the speaker table's rows (row N: unknown speakers).
+    /// adapter.speaker = table: the labels of the speaker table's rows (row N: unknown speakers).
     public var speakers: [String]?
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", software = "version", step, optimizerStep = "optimizer_step", epoch
         case microBatch = "micro_batch", worldSize = "world_size", updateFreq = "update_freq", seed, tau, lr
-        case consecutiveSkips = "consecutive_skips", codeWindow = "code_window", config, validLoss = "valid_loss", speakers
+        case consecutiveSkips = "consecutive_skips", codeWindow = "code_window", config, validLoss = "valid_loss",
+            speakers
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         formatVersion = try c.decodeIfPresent(Int.self, forKey: .formatVersion) ?? 1
-        guard formatVersion >= 1 else { throw DecodingError.dataCorruptedError(forKey: .formatVersion, in: c, debugDescription: "format_version \(formatVersion) is not valid") }
+        guard formatVersion >= 1 else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .formatVersion, in: c, debugDescription: "format_version \(formatVersion) is not valid")
+        }
         guard formatVersion <= TrainerState.formatVersion else {
-            throw DecodingError.dataCorruptedError(forKey: .formatVersion, in: c,
-                debugDescription: "written by a newer w2vbert-swift (format_version \(formatVersion); this one reads ≤ \(TrainerState.formatVersion))")
+            throw DecodingError.dataCorruptedError(
+                forKey: .formatVersion, in: c,
+                debugDescription:
+                    "written by a newer w2vbert-swift (format_version \(formatVersion); this one reads ≤ \(TrainerState.formatVersion))"
+            )
         }
         software = try c.decodeIfPresent(String.self, forKey: .software) ?? "unknown"
         step = try c.decode(Int.self, forKey: .step)
@@ -61,26 +68,35 @@ public struct TrainerState: Codable, Sendable, Equatable {
         config = try c.decode(String.self, forKey: .config)
         validLoss = try c.decodeIfPresent(Double.self, forKey: .validLoss)
         speakers = try c.decodeIfPresent([String].self, forKey: .speakers)
-        guard step >= 0, optimizerStep >= 0, epoch >= 0, microBatch >= 0, worldSize >= 1, updateFreq >= 1, consecutiveSkips >= 0 else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a negative step, cursor, world size or update_freq"))
+        guard step >= 0, optimizerStep >= 0, epoch >= 0, microBatch >= 0, worldSize >= 1, updateFreq >= 1,
+            consecutiveSkips >= 0
+        else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "a negative step, cursor, world size or update_freq"))
         }
     }
 
     public func encoded() throws -> Data {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        e.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try e.encode(self)
     }
 
     public static func decode(_ data: Data, path: String) throws -> TrainerState {
         let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        do { return try d.decode(TrainerState.self, from: data) } catch { throw TrainerStateError(path: path, problem: describe(error)) }
+        d.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do { return try d.decode(TrainerState.self, from: data) } catch {
+            throw TrainerStateError(path: path, problem: describe(error))
+        }
     }
 
     public static func read(path: String) throws -> TrainerState {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TrainerStateError(path: path, problem: "cannot read the file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainerStateError(path: path, problem: "cannot read the file")
+        }
         return try decode(data, path: path)
     }
 }
@@ -91,13 +107,19 @@ public struct BestCheckpoint: Codable, Sendable, Equatable {
     public var validLoss: Double
     public var directory: String
     enum CodingKeys: String, CodingKey { case step, validLoss = "valid_loss", directory }
-    public init(step: Int, validLoss: Double, directory: String) { self.step = step; self.validLoss = validLoss; self.directory = directory }
+    public init(step: Int, validLoss: Double, directory: String) {
+        self.step = step
+        self.validLoss = validLoss
+        self.directory = directory
+    }
 }
 
 /// A decoding error as one line naming the field.
 func describe(_ error: Error) -> String {
     guard let e = error as? DecodingError else { return "\(error)" }
-    func path(_ p: [CodingKey]) -> String { p.isEmpty ? "" : "field '" + p.map { $0.stringValue }.joined(separator: ".") + "': " }
+    func path(_ p: [CodingKey]) -> String {
+        p.isEmpty ? "" : "field '" + p.map { $0.stringValue }.joined(separator: ".") + "': "
+    }
     switch e {
     case .keyNotFound(let k, let c): return "\(path(c.codingPath))missing field '\(k.stringValue)'"
     case .typeMismatch(_, let c): return "\(path(c.codingPath))wrong type (\(c.debugDescription))"

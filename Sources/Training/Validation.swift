@@ -25,8 +25,8 @@ extension Trainer {
         let loader = DataLoader(manifest: vm, batches: validPlan, worldSize: comm.size, options: lo)
         defer { loader.stop() }
         var sums = StepSums()
-        var usage = [Double](repeating: 0, count: 2 * gv)     // soft usage, hard counts
-        let key = 0                                            // the random key's step: the same every validation
+        var usage = [Double](repeating: 0, count: 2 * gv)  // soft usage, hard counts
+        let key = 0  // the random key's step: the same every validation
         while let mb = try loader.nextIfAny() {
             if mb.batchSize == 0 { continue }
             let s = runner.withView(mb, mask: runner.mask(mb, step: key), step: key) { view in

@@ -23,17 +23,19 @@ public struct RandomKey: Sendable, Equatable {
 /// One micro-batch as the model reads it (the data pipeline's `Audio.MicroBatch` plus its mask). The
 /// pointers need to stay valid during `forward` only (the model copies what its backward needs).
 public struct BatchView {
-    public var features: UnsafePointer<Float>   // [B, T0, 80], zero padded
-    public var lengths: UnsafePointer<Int32>    // [B] fbank frames per utterance
-    public var mask: UnsafePointer<UInt8>       // [B, T] 1 = masked (frames t < encoderLength(lengths[b]) count)
-    public var batch: Int                       // B
-    public var frames: Int                      // T0 (padded)
+    public var features: UnsafePointer<Float>  // [B, T0, 80], zero padded
+    public var lengths: UnsafePointer<Int32>  // [B] fbank frames per utterance
+    public var mask: UnsafePointer<UInt8>  // [B, T] 1 = masked (frames t < encoderLength(lengths[b]) count)
+    public var batch: Int  // B
+    public var frames: Int  // T0 (padded)
     public var key: RandomKey
     /// [B] per-utterance conditioning index, −1 = none (nil: none for the whole batch). Read by the model
     /// options that condition on the utterance (e.g. hyper-lora's speaker table: the row of the table).
     public var conditioning: UnsafePointer<Int32>?
-    public init(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, mask: UnsafePointer<UInt8>, batch: Int,
-                frames: Int, key: RandomKey, conditioning: UnsafePointer<Int32>? = nil) {
+    public init(
+        features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, mask: UnsafePointer<UInt8>, batch: Int,
+        frames: Int, key: RandomKey, conditioning: UnsafePointer<Int32>? = nil
+    ) {
         self.features = features
         self.lengths = lengths
         self.mask = mask
@@ -53,8 +55,8 @@ struct BatchShape {
 /// The largest micro-batch the activation arena is carved for: B ≤ batch, T0 ≤ frames, B·T0 ≤ totalFrames.
 struct Capacity {
     let batch, frames, totalFrames: Int
-    let t: Int          // encoder frames of the longest utterance
-    let n: Int          // rows N = Σ_b T over a micro-batch
+    let t: Int  // encoder frames of the longest utterance
+    let n: Int  // rows N = Σ_b T over a micro-batch
     var masked: Int { n }
     init(config c: Config, batch: Int, frames: Int, totalFrames: Int) {
         self.batch = batch
@@ -71,7 +73,7 @@ struct BlockConfig {
     let d, f, heads, kernel: Int
     let causal: Bool
     let dropout: Float
-    let frozen: Bool        // base weights frozen (train.trainable = adapters)
+    let frozen: Bool  // base weights frozen (train.trainable = adapters)
     /// While the blocks are carved: the block's index and the model options' runtime parts.
     var block = 0
     var extensions = BlockExtensions(all: [])

@@ -12,8 +12,10 @@ struct BlockLinear {
 
     /// `name`: the Linear's parameter prefix ("contrastive.blocks.0.attn.q"); `c.block`, `c.extensions`:
     /// the block's index and the active options.
-    init(_ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig,
-         bias: Bool = true) {
+    init(
+        _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig,
+        bias: Bool = true
+    ) {
         let site = LinearSite(block: c.block, name: name, rows: n)
         base = LinearPG(l, name, p, g, ar.compute, bias: bias, weight: c.extensions.weight(site))
         frozen = c.frozen
@@ -26,8 +28,10 @@ struct BlockLinear {
     }
 
     /// Accumulates dx, or overwrites it (`write`), and the trainable weights' gradients; `du` is [N, r] scratch.
-    func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int,
-                  write: GradientWrite = .accumulate) {
+    func backward(
+        dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int,
+        write: GradientWrite = .accumulate
+    ) {
         var write = write
         if !branches.isEmpty && write == .overwrite {
             // The branches' dx is added first: zero, then accumulate.
@@ -36,8 +40,9 @@ struct BlockLinear {
         }
         for b in branches { b.backward(dx: dx, du: du, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim) }
         if frozen {
-            linearBackward(base.compute, dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim,
-                           outDim: outDim, write: write)
+            linearBackward(
+                base.compute, dx: dx, dWeight: nil, dBias: nil, dy: dy, x: x, weight: base.weight.w, n: n, inDim: inDim,
+                outDim: outDim, write: write)
         } else {
             base.backward(dx: dx, dy: dy, x: x, n: n, inDim: inDim, outDim: outDim, write: write)
         }

@@ -43,8 +43,8 @@ public enum AdapterTarget: String, Sendable, CaseIterable {
 /// Adapters on the Conformer blocks' Linear layers, e.g. LoRA: y += (α/r)·B(A x), A [r, in], B [out, r].
 public struct AdapterConfig: Sendable, Equatable {
     public var kind: AdapterKind = .none
-    public var rank = 8                     // r
-    public var alpha: Float = 16            // α (scale α/r)
+    public var rank = 8  // r
+    public var alpha: Float = 16  // α (scale α/r)
     public var targets: [AdapterTarget] = [.attnQ, .attnV]
     /// hyper-lora: speaker vector s [speakerDim] and layer embedding e_l [layerDim].
     public var speaker: AdapterSpeaker = .signal
@@ -62,37 +62,37 @@ public struct AdapterConfig: Sendable, Equatable {
 
 public struct ModelConfig: Sendable, Equatable {
     public var frontend: Frontend = .conv2d
-    public var frontendChannels = 32        // C
-    /// LayerNorm(d) after the front-end projection (SPEC §3). Off in the Hugging Face family (`*2` presets).
+    public var frontendChannels = 32  // C
+    /// LayerNorm(d) after the front-end projection. Off in the Hugging Face family (`*2` presets).
     public var frontendNorm = true
-    public var dim = 144                    // d
-    public var heads = 4                    // h
-    public var ffnDim = 576                 // f
-    public var convKernel = 15              // depthwise k
+    public var dim = 144  // d
+    public var heads = 4  // h
+    public var ffnDim = 576  // f
+    public var convKernel = 15  // depthwise k
     public var causalConv = false
-    public var contrastiveBlocks = 2        // N
-    public var mlmBlocks = 2                // M
-    /// Linear(d → d) after masking (SPEC §1). Off in the Hugging Face family (`*2` presets).
+    public var contrastiveBlocks = 2  // N
+    public var mlmBlocks = 2  // M
+    /// Linear(d → d) after masking. Off in the Hugging Face family (`*2` presets).
     public var contextProj = true
     /// Hypernetwork layers: `ffn` generates every block's fc1/fc2 weights of both FFNs, `ffn+conv`
     /// also pw1/pw2, as W_l = base + Σ_k e_l[k]·coef[k] (+ B_l·A_l) from a learned layer embedding e_l.
     public var hypernetwork: Hypernetwork = .none
-    public var hyperDim = 2                 // E, the layer embedding's size
-    public var hyperRank = 0                // rank of the optional per-layer residual B_l·A_l (0: none)
+    public var hyperDim = 2  // E, the layer embedding's size
+    public var hyperRank = 0  // rank of the optional per-layer residual B_l·A_l (0: none)
     public var position: Position = .conv
-    public var posConvKernel = 32           // P
-    public var posConvGroups = 4            // Gp
-    public var shawLeft = 64                // Lp
-    public var shawRight = 8                // Rp
+    public var posConvKernel = 32  // P
+    public var posConvGroups = 4  // Gp
+    public var shawLeft = 64  // Lp
+    public var shawRight = 8  // Rp
     public var finalDim = 64
     public var dropout: Float = 0
     public var layerDrop: Float = 0
 }
 
 public struct QuantizerConfig: Sendable, Equatable {
-    public var groups = 1                   // G
-    public var entries = 128                // V
-    public var dim = 128                    // D
+    public var groups = 1  // G
+    public var entries = 128  // V
+    public var dim = 128  // D
     public var tauStart: Float = 2.0
     public var tauEnd: Float = 0.5
     public var tauDecay: Double = 0.999
@@ -108,11 +108,11 @@ public struct MaskConfig: Sendable, Equatable {
 }
 
 public struct LossConfig: Sendable, Equatable {
-    public var numNegatives = 100           // K
+    public var numNegatives = 100  // K
     public var kappa: Float = 0.1
     public var contrastiveWeight: Float = 1
     public var mlmWeight: Float = 1
-    public var diversityWeight: Float = 0.2 // α
+    public var diversityWeight: Float = 0.2  // α
 }
 
 public struct OptimizerConfig: Sendable, Equatable {
@@ -132,35 +132,35 @@ public struct OptimizerConfig: Sendable, Equatable {
 
 public struct TrainConfig: Sendable, Equatable {
     public var updateFreq = 1
-    public var maxFrames = 16_000           // padded fbank frames per micro-batch (B·T0max)
-    public var maxSamples = 250_000         // random crop of longer utterances, 16 kHz samples (15.6 s)
-    public var balanceSteps = true           // a step's micro-batches cost about the same (README)
+    public var maxFrames = 16_000  // padded fbank frames per micro-batch (B·T0max)
+    public var maxSamples = 250_000  // random crop of longer utterances, 16 kHz samples (15.6 s)
+    public var balanceSteps = true  // a step's micro-batches cost about the same (README)
     public var seed: UInt64 = 1
     public var logInterval = 10
     public var saveInterval = 1000
     public var validInterval = 1000
     public var keepLast = 5
-    public var maxConsecutiveSkips = 5      // non-finite steps in a row before the run aborts (exit 76)
-    public var maxBadFraction: Double = 0.01 // unreadable files (of a rank's share) before the run aborts
-    public var validBatches = 0             // validation micro-batches per rank (0 = the whole valid set)
+    public var maxConsecutiveSkips = 5  // non-finite steps in a row before the run aborts (exit 76)
+    public var maxBadFraction: Double = 0.01  // unreadable files (of a rank's share) before the run aborts
+    public var validBatches = 0  // validation micro-batches per rank (0 = the whole valid set)
     public var trainable: Trainable = .all  // adapters: the base model is frozen
 }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
 public struct DistConfig: Sendable, Equatable {
     public enum OnDivergence: String, Sendable, CaseIterable { case abort, resync }
-    public var timeout: Double = 600        // seconds before the collective watchdog aborts the job
-    public var fingerprintInterval = 100    // steps between replica fingerprints (0 = never)
+    public var timeout: Double = 600  // seconds before the collective watchdog aborts the job
+    public var fingerprintInterval = 100  // steps between replica fingerprints (0 = never)
     public var onDivergence: OnDivergence = .abort
 }
 
 public struct CodebookConfig: Sendable, Equatable {
-    public var syncInterval = 100           // steps per hard-count window (0 = no revival)
-    public var deadThreshold: Double = 0.01 // a code is dead below this share of uniform use over the window
+    public var syncInterval = 100  // steps per hard-count window (0 = no revival)
+    public var deadThreshold: Double = 0.01  // a code is dead below this share of uniform use over the window
     public var revive = true
 }
 
-/// How a rank computes (issue 10). Not part of the model: checkpoints are interchangeable between
+/// How a rank computes. Not part of the model: checkpoints are interchangeable between
 /// precisions and thread counts.
 public struct ComputeConfig: Sendable, Equatable {
     /// fp32: every matrix product in f32. bf16: matrix products take bf16 operands with f32 accumulation;
@@ -200,14 +200,14 @@ public struct Config: Sendable, Equatable {
 
     // MARK: Derived sizes
 
-    /// Frames after the feature encoder for T0 fbank frames (SPEC §3, §14.2).
+    /// Frames after the feature encoder for T0 fbank frames.
     public func encoderLength(t0: Int) -> Int {
         switch model.frontend {
         case .conv2d: return t0 < 7 ? 0 : ((t0 - 1) / 2 - 1) / 2
         case .stack: return t0 / 2
         }
     }
-    /// Log-mel bins of a fbank frame (SPEC §2).
+    /// Log-mel bins of a fbank frame.
     public static let melBins = 80
     /// Frequency bins after the first stride-2 convolution: ⌊(80−3)/2⌋ + 1 = 39.
     public static let convFreq1 = (melBins - 3) / 2 + 1
@@ -220,7 +220,7 @@ public struct Config: Sendable, Equatable {
     }
     public var headDim: Int { model.dim / model.heads }
 
-    /// τ for the optimizer update `step` (0-based; SPEC §7, §14.12).
+    /// τ for the optimizer update `step` (0-based).
     public func tau(step: Int) -> Float {
         Float(max(Double(quantizer.tauStart) * pow(quantizer.tauDecay, Double(step)), Double(quantizer.tauEnd)))
     }
@@ -248,16 +248,18 @@ public struct Config: Sendable, Equatable {
         try check(m.dim >= 1, "model.dim", "must be ≥ 1")
         try check(m.heads >= 1, "model.heads", "must be ≥ 1")
         try check(m.dim % m.heads == 0, "model.heads", "heads (\(m.heads)) must divide model.dim (\(m.dim))")
-        try check(m.position != .rope || (m.dim / m.heads) % 2 == 0, "model.heads",
-                  "rope needs an even head dim, got model.dim/model.heads = \(m.dim / m.heads)")
+        try check(
+            m.position != .rope || (m.dim / m.heads) % 2 == 0, "model.heads",
+            "rope needs an even head dim, got model.dim/model.heads = \(m.dim / m.heads)")
         try check(m.ffnDim >= 1, "model.ffn_dim", "must be ≥ 1")
         try check(m.convKernel >= 1, "model.conv_kernel", "must be ≥ 1")
         try check(m.contrastiveBlocks >= 1, "model.contrastive_blocks", "must be ≥ 1")
         try check(m.mlmBlocks >= 0, "model.mlm_blocks", "must be ≥ 0")
         if m.position == .conv {
             try check(m.posConvKernel >= 1, "model.pos_conv_kernel", "must be ≥ 1")
-            try check(m.posConvGroups >= 1 && m.dim % m.posConvGroups == 0, "model.pos_conv_groups",
-                      "must be ≥ 1 and divide model.dim (\(m.dim))")
+            try check(
+                m.posConvGroups >= 1 && m.dim % m.posConvGroups == 0, "model.pos_conv_groups",
+                "must be ≥ 1 and divide model.dim (\(m.dim))")
         }
         try check(m.shawLeft >= 0, "model.shaw_left", "must be ≥ 0")
         try check(m.shawRight >= 0, "model.shaw_right", "must be ≥ 0")
@@ -266,8 +268,9 @@ public struct Config: Sendable, Equatable {
         try check(m.layerDrop >= 0 && m.layerDrop < 1, "model.layer_drop", "must be in [0, 1)")
         try check(q.groups >= 1, "quantizer.groups", "must be ≥ 1")
         try check(q.entries >= 2, "quantizer.entries", "must be ≥ 2")
-        try check(q.dim >= 1 && q.dim % q.groups == 0, "quantizer.dim",
-                  "must be ≥ 1 and divisible by quantizer.groups (\(q.groups))")
+        try check(
+            q.dim >= 1 && q.dim % q.groups == 0, "quantizer.dim",
+            "must be ≥ 1 and divisible by quantizer.groups (\(q.groups))")
         try check(q.tauEnd > 0, "quantizer.tau_end", "must be > 0")
         try check(q.tauStart >= q.tauEnd, "quantizer.tau_start", "must be ≥ quantizer.tau_end")
         try check(q.tauDecay > 0 && q.tauDecay <= 1, "quantizer.tau_decay", "must be in (0, 1]")
@@ -282,14 +285,16 @@ public struct Config: Sendable, Equatable {
         try check(loss.diversityWeight >= 0, "loss.diversity_weight", "must be ≥ 0")
         try check(optimizer.lr > 0, "optimizer.lr", "must be > 0")
         try check(optimizer.warmup >= 0, "optimizer.warmup", "must be ≥ 0")
-        try check(optimizer.betas.0 >= 0 && optimizer.betas.0 < 1 && optimizer.betas.1 >= 0 && optimizer.betas.1 < 1,
-                  "optimizer.betas", "each must be in [0, 1)")
+        try check(
+            optimizer.betas.0 >= 0 && optimizer.betas.0 < 1 && optimizer.betas.1 >= 0 && optimizer.betas.1 < 1,
+            "optimizer.betas", "each must be in [0, 1)")
         try check(optimizer.eps > 0, "optimizer.eps", "must be > 0")
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be ≥ 0")
         try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be ≥ 0 (0 disables clipping)")
         try check(optimizer.maxSteps >= 1, "optimizer.max_steps", "must be ≥ 1")
-        try check(optimizer.schedule != .polynomial || optimizer.maxSteps > optimizer.warmup, "optimizer.max_steps",
-                  "must exceed optimizer.warmup for the polynomial schedule")
+        try check(
+            optimizer.schedule != .polynomial || optimizer.maxSteps > optimizer.warmup, "optimizer.max_steps",
+            "must exceed optimizer.warmup for the polynomial schedule")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(train.maxSamples >= 400, "train.max_samples", "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
@@ -299,8 +304,9 @@ public struct Config: Sendable, Equatable {
         try check(dist.timeout > 0, "dist.timeout", "must be > 0 seconds")
         try check(dist.fingerprintInterval >= 0, "dist.fingerprint_interval", "must be ≥ 0")
         try check(codebook.syncInterval >= 0, "codebook.sync_interval", "must be ≥ 0")
-        try check(codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold",
-                  "must be in [0, 1)")
+        try check(
+            codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold",
+            "must be in [0, 1)")
         try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
         try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
         try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
@@ -308,12 +314,14 @@ public struct Config: Sendable, Equatable {
         if m.hypernetwork != .none {
             try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
             try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
-            try check(adapter.kind == .none, "model.hypernetwork",
-                      "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+            try check(
+                adapter.kind == .none, "model.hypernetwork",
+                "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
         try validateAdapters()
-        try check(compute.threads >= 0 && compute.threads <= 256, "compute.threads",
-                  "must be in [0, 256] (0 = the CPUs this rank may use)")
+        try check(
+            compute.threads >= 0 && compute.threads <= 256, "compute.threads",
+            "must be in [0, 256] (0 = the CPUs this rank may use)")
     }
 }
 
@@ -324,17 +332,20 @@ extension Config {
         if adapter.kind != .none {
             try check(adapter.rank >= 1, "adapter.rank", "must be ≥ 1")
             try check(adapter.alpha > 0, "adapter.alpha", "must be > 0")
-            try check(!adapter.targets.isEmpty, "adapter.targets",
-                      "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
+            try check(
+                !adapter.targets.isEmpty, "adapter.targets",
+                "must name at least one Linear layer with adapter.kind = \(adapter.kind.rawValue)")
         }
         if adapter.isHyper {
             try check(adapter.speakerDim >= 1, "adapter.speaker_dim", "must be ≥ 1")
             try check(adapter.layerDim >= 1, "adapter.layer_dim", "must be ≥ 1")
-            try check(adapter.speakers >= 0 && adapter.speakers <= 1_000_000, "adapter.speakers",
-                      "must be in [0, 1000000]")
+            try check(
+                adapter.speakers >= 0 && adapter.speakers <= 1_000_000, "adapter.speakers",
+                "must be in [0, 1000000]")
         }
-        try check(train.trainable == .all || adapter.kind != .none, "train.trainable",
-                  "'adapters' needs adapters (set adapter.kind, e.g. lora)")
+        try check(
+            train.trainable == .all || adapter.kind != .none, "train.trainable",
+            "'adapters' needs adapters (set adapter.kind, e.g. lora)")
     }
 }
 
@@ -349,7 +360,7 @@ extension String {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

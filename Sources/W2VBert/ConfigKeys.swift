@@ -18,11 +18,15 @@ extension Config {
         return v
     }
     static func parseFloat(_ key: String, _ s: String) throws -> Float {
-        guard let v = Float(s.trimmingSpaces), v.isFinite else { throw ConfigError(key, "expected a number, got '\(s)'") }
+        guard let v = Float(s.trimmingSpaces), v.isFinite else {
+            throw ConfigError(key, "expected a number, got '\(s)'")
+        }
         return v
     }
     static func parseDouble(_ key: String, _ s: String) throws -> Double {
-        guard let v = Double(s.trimmingSpaces), v.isFinite else { throw ConfigError(key, "expected a number, got '\(s)'") }
+        guard let v = Double(s.trimmingSpaces), v.isFinite else {
+            throw ConfigError(key, "expected a number, got '\(s)'")
+        }
         return v
     }
     static func parseBool(_ key: String, _ s: String) throws -> Bool {
@@ -32,7 +36,8 @@ extension Config {
         default: throw ConfigError(key, "expected true or false, got '\(s)'")
         }
     }
-    static func parseEnum<E: RawRepresentable & CaseIterable>(_ key: String, _ s: String) throws -> E where E.RawValue == String {
+    static func parseEnum<E: RawRepresentable & CaseIterable>(_ key: String, _ s: String) throws -> E
+    where E.RawValue == String {
         guard let v = E(rawValue: s.trimmingSpaces) else {
             throw ConfigError(key, "expected one of \(E.allCases.map(\.rawValue).joined(separator: "|")), got '\(s)'")
         }
@@ -41,16 +46,25 @@ extension Config {
     static func fmt(_ x: Float) -> String { "\(x)" }
 
     static func int(_ name: String, _ kp: WritableKeyPath<Config, Int>, serialised: Bool = true) -> Key {
-        Key(name: name, get: { "\($0[keyPath: kp])" }, set: { $0[keyPath: kp] = try parseInt(name, $1) }, serialised: serialised)
+        Key(
+            name: name, get: { "\($0[keyPath: kp])" }, set: { $0[keyPath: kp] = try parseInt(name, $1) },
+            serialised: serialised)
     }
     static func float(_ name: String, _ kp: WritableKeyPath<Config, Float>, serialised: Bool = true) -> Key {
-        Key(name: name, get: { fmt($0[keyPath: kp]) }, set: { $0[keyPath: kp] = try parseFloat(name, $1) }, serialised: serialised)
+        Key(
+            name: name, get: { fmt($0[keyPath: kp]) }, set: { $0[keyPath: kp] = try parseFloat(name, $1) },
+            serialised: serialised)
     }
     static func bool(_ name: String, _ kp: WritableKeyPath<Config, Bool>) -> Key {
-        Key(name: name, get: { "\($0[keyPath: kp])" }, set: { $0[keyPath: kp] = try parseBool(name, $1) }, serialised: true)
+        Key(
+            name: name, get: { "\($0[keyPath: kp])" }, set: { $0[keyPath: kp] = try parseBool(name, $1) },
+            serialised: true)
     }
-    static func choice<E: RawRepresentable & CaseIterable>(_ name: String, _ kp: WritableKeyPath<Config, E>) -> Key where E.RawValue == String {
-        Key(name: name, get: { $0[keyPath: kp].rawValue }, set: { $0[keyPath: kp] = try parseEnum(name, $1) }, serialised: true)
+    static func choice<E: RawRepresentable & CaseIterable>(_ name: String, _ kp: WritableKeyPath<Config, E>) -> Key
+    where E.RawValue == String {
+        Key(
+            name: name, get: { $0[keyPath: kp].rawValue }, set: { $0[keyPath: kp] = try parseEnum(name, $1) },
+            serialised: true)
     }
 
     // Immutable after initialisation; the closures capture only key paths.
@@ -83,7 +97,8 @@ extension Config {
         int("quantizer.dim", \.quantizer.dim),
         float("quantizer.tau_start", \.quantizer.tauStart),
         float("quantizer.tau_end", \.quantizer.tauEnd),
-        Key(name: "quantizer.tau_decay", get: { "\($0.quantizer.tauDecay)" },
+        Key(
+            name: "quantizer.tau_decay", get: { "\($0.quantizer.tauDecay)" },
             set: { $0.quantizer.tauDecay = try parseDouble("quantizer.tau_decay", $1) }, serialised: true),
         bool("quantizer.detach_targets", \.quantizer.detachTargets),
 
@@ -102,11 +117,16 @@ extension Config {
         float("optimizer.lr", \.optimizer.lr),
         int("optimizer.warmup", \.optimizer.warmup),
         choice("optimizer.schedule", \.optimizer.schedule),
-        Key(name: "optimizer.betas", get: { "[\(fmt($0.optimizer.betas.0)), \(fmt($0.optimizer.betas.1))]" },
+        Key(
+            name: "optimizer.betas", get: { "[\(fmt($0.optimizer.betas.0)), \(fmt($0.optimizer.betas.1))]" },
             set: { c, s in
                 let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0) }
-                guard parts.count == 2 else { throw ConfigError("optimizer.betas", "expected two numbers [b1, b2], got '\(s)'") }
-                c.optimizer.betas = (try parseFloat("optimizer.betas", parts[0]), try parseFloat("optimizer.betas", parts[1]))
+                guard parts.count == 2 else {
+                    throw ConfigError("optimizer.betas", "expected two numbers [b1, b2], got '\(s)'")
+                }
+                c.optimizer.betas = (
+                    try parseFloat("optimizer.betas", parts[0]), try parseFloat("optimizer.betas", parts[1])
+                )
             }, serialised: true),
         float("optimizer.eps", \.optimizer.eps),
         float("optimizer.weight_decay", \.optimizer.weightDecay),
@@ -117,10 +137,14 @@ extension Config {
         int("train.max_frames", \.train.maxFrames),
         int("train.max_samples", \.train.maxSamples),
         bool("train.balance_steps", \.train.balanceSteps),
-        Key(name: "train.seed", get: { "\($0.train.seed)" }, set: { c, s in
-            guard let v = UInt64(s.trimmingSpaces) else { throw ConfigError("train.seed", "expected a non-negative integer, got '\(s)'") }
-            c.train.seed = v
-        }, serialised: true),
+        Key(
+            name: "train.seed", get: { "\($0.train.seed)" },
+            set: { c, s in
+                guard let v = UInt64(s.trimmingSpaces) else {
+                    throw ConfigError("train.seed", "expected a non-negative integer, got '\(s)'")
+                }
+                c.train.seed = v
+            }, serialised: true),
         float("train.lr", \.optimizer.lr, serialised: false),
         int("train.warmup", \.optimizer.warmup, serialised: false),
         int("train.log_interval", \.train.logInterval),
@@ -128,18 +152,21 @@ extension Config {
         int("train.valid_interval", \.train.validInterval),
         int("train.keep_last", \.train.keepLast),
         int("train.max_consecutive_skips", \.train.maxConsecutiveSkips),
-        Key(name: "train.max_bad_fraction", get: { "\($0.train.maxBadFraction)" },
+        Key(
+            name: "train.max_bad_fraction", get: { "\($0.train.maxBadFraction)" },
             set: { $0.train.maxBadFraction = try parseDouble("train.max_bad_fraction", $1) }, serialised: true),
         int("train.valid_batches", \.train.validBatches),
         choice("train.trainable", \.train.trainable),
 
-        Key(name: "dist.timeout", get: { "\($0.dist.timeout)" },
+        Key(
+            name: "dist.timeout", get: { "\($0.dist.timeout)" },
             set: { $0.dist.timeout = try parseDouble("dist.timeout", $1) }, serialised: true),
         int("dist.fingerprint_interval", \.dist.fingerprintInterval),
         choice("dist.on_divergence", \.dist.onDivergence),
 
         int("codebook.sync_interval", \.codebook.syncInterval),
-        Key(name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
+        Key(
+            name: "codebook.dead_threshold", get: { "\($0.codebook.deadThreshold)" },
             set: { $0.codebook.deadThreshold = try parseDouble("codebook.dead_threshold", $1) }, serialised: true),
         bool("codebook.revive", \.codebook.revive),
 
@@ -150,20 +177,26 @@ extension Config {
         int("adapter.speakers", \.adapter.speakers),
         int("adapter.speaker_dim", \.adapter.speakerDim),
         int("adapter.layer_dim", \.adapter.layerDim),
-        Key(name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" }, set: { c, s in
-            let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
-            var out: [AdapterTarget] = []
-            for p in parts {
-                guard let t = AdapterTarget(rawValue: p) else {
-                    throw ConfigError("adapter.targets", "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+        Key(
+            name: "adapter.targets", get: { "[" + $0.adapter.targets.map(\.rawValue).joined(separator: ", ") + "]" },
+            set: { c, s in
+                let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0).trimmingSpaces }
+                    .filter { !$0.isEmpty }
+                var out: [AdapterTarget] = []
+                for p in parts {
+                    guard let t = AdapterTarget(rawValue: p) else {
+                        throw ConfigError(
+                            "adapter.targets",
+                            "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))"
+                        )
+                    }
+                    if !out.contains(t) { out.append(t) }
                 }
-                if !out.contains(t) { out.append(t) }
-            }
-            c.adapter.targets = out
-        }, serialised: true),
+                c.adapter.targets = out
+            }, serialised: true),
 
         choice("compute.precision", \.compute.precision),
-        int("compute.threads", \.compute.threads),
+        int("compute.threads", \.compute.threads)
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }
@@ -177,8 +210,11 @@ extension Config {
     static func unknownKey(_ key: String) -> ConfigError {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let known = Config.keys.filter { $0.name.hasPrefix(section + ".") }.map(\.name)
-        return ConfigError(key, known.isEmpty ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
-                                              : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
+        return ConfigError(
+            key,
+            known.isEmpty
+                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
+                : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
     /// Sets one key from its string form, without validating the whole config.
@@ -190,7 +226,9 @@ extension Config {
     /// Applies "section.key=value" overrides (the CLI's `--set`), then validates.
     public mutating func apply(overrides: [String]) throws {
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw ConfigError(o, "override must look like section.key=value") }
+            guard let eq = o.firstIndex(of: "=") else {
+                throw ConfigError(o, "override must look like section.key=value")
+            }
             try set(String(o[..<eq]).trimmingSpaces, String(o[o.index(after: eq)...]))
         }
         try validate()
@@ -199,11 +237,13 @@ extension Config {
     /// Applies a YAML document (sections of keys; an optional top-level `preset:` starts from that preset).
     public mutating func apply(yaml text: String) throws {
         // The node tree, walked here: Yams' `load` traps on a mapping key that is not a scalar (found by
-        // fuzzing, issue 11), and only scalars and lists of scalars are config values anyway.
+        // fuzzing), and only scalars and lists of scalars are config values anyway.
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw ConfigError("yaml", "cannot parse: \(error)") }
         guard let root else { return }
-        guard case .mapping(let top) = root else { throw ConfigError("yaml", "top level must be a mapping of sections") }
+        guard case .mapping(let top) = root else {
+            throw ConfigError("yaml", "top level must be a mapping of sections")
+        }
         func name(_ n: Node, in context: String) throws -> String {
             guard case .scalar(let s) = n else { throw ConfigError(context, "keys must be plain names") }
             return s.string
@@ -215,21 +255,29 @@ extension Config {
             self = try Config.preset(s.string)
         }
         // Sorted by name (stable: a repeated key's last value wins).
-        for (section, body) in sections.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }).map({ $0.element })
+        for (section, body) in sections.enumerated().sorted(by: {
+            ($0.element.name, $0.offset) < ($1.element.name, $1.offset)
+        }).map({ $0.element })
         where section != "preset" {
             guard case .mapping(let map) = body else {
-                throw ConfigError(section, Config.keys.contains { $0.name.hasPrefix(section + ".") }
-                                  ? "section must be a mapping of keys" : "unknown section")
+                throw ConfigError(
+                    section,
+                    Config.keys.contains { $0.name.hasPrefix(section + ".") }
+                        ? "section must be a mapping of keys" : "unknown section")
             }
             var keys: [(name: String, value: Node)] = []
             for (k, v) in map { keys.append((try name(k, in: section), v)) }
-            for (k, v) in keys.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }).map({ $0.element }) {
+            for (k, v) in keys.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) })
+                .map({ $0.element })
+            {
                 let value: String
                 switch v {
                 case .scalar(let s): value = s.string
                 case .sequence(let seq):
                     value = try seq.map { item -> String in
-                        guard case .scalar(let s) = item else { throw ConfigError("\(section).\(k)", "list items must be plain values") }
+                        guard case .scalar(let s) = item else {
+                            throw ConfigError("\(section).\(k)", "list items must be plain values")
+                        }
                         return s.string
                     }.joined(separator: ",")
                 default: throw ConfigError("\(section).\(k)", "value must be a plain value or a list")
@@ -250,11 +298,15 @@ extension Config {
 
     /// The resolved config as YAML (every key; reading it back gives the same config).
     public var yaml: String {
-        var out = "# w2vbert resolved config (train.lr and train.warmup are aliases of optimizer.lr / optimizer.warmup)\n"
+        var out =
+            "# w2vbert resolved config (train.lr and train.warmup are aliases of optimizer.lr / optimizer.warmup)\n"
         var section = ""
         for k in Config.keys where k.serialised {
             let parts = k.name.split(separator: ".", maxSplits: 1).map(String.init)
-            if parts[0] != section { section = parts[0]; out += "\(section):\n" }
+            if parts[0] != section {
+                section = parts[0]
+                out += "\(section):\n"
+            }
             out += "  \(parts[1]): \(k.get(self))\n"
         }
         return out

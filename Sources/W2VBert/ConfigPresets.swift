@@ -1,8 +1,8 @@
-// The presets (SPEC §12, §14.13, §14.16; README "From pre-training to fine-tuning" for the Hugging Face
+// The presets (README "From pre-training to fine-tuning" for the Hugging Face
 // family).
 
 extension Config {
-    // MARK: Presets (SPEC §12, §14.13, §14.16)
+    // MARK: Presets
 
     public static let presetNames = ["tiny", "small", "base", "xl", "tiny2", "small2", "base2", "w2v-bert-2.0"]
 
@@ -10,17 +10,31 @@ extension Config {
     /// stack front end without the LayerNorm(d), no context projection, Shaw relative keys (64 left,
     /// 8 right), causal depthwise convolution, learned mask embedding (HF's `masked_spec_embed`).
     static func huggingFaceFamily(_ c: inout Config) {
-        c.model.frontend = .stack; c.model.frontendNorm = false; c.model.contextProj = false
-        c.model.position = .shaw; c.model.shawLeft = 64; c.model.shawRight = 8; c.model.causalConv = true
+        c.model.frontend = .stack
+        c.model.frontendNorm = false
+        c.model.contextProj = false
+        c.model.position = .shaw
+        c.model.shawLeft = 64
+        c.model.shawRight = 8
+        c.model.causalConv = true
         c.mask.replacement = .learned
     }
 
     public static func preset(_ name: String) throws -> Config {
         var c = Config()
-        func set(_ C: Int, _ d: Int, _ h: Int, _ f: Int, _ k: Int, _ n: Int, _ m: Int, _ v: Int, _ dq: Int, _ fin: Int) {
-            c.model.frontendChannels = C; c.model.dim = d; c.model.heads = h; c.model.ffnDim = f
-            c.model.convKernel = k; c.model.contrastiveBlocks = n; c.model.mlmBlocks = m
-            c.quantizer.groups = 1; c.quantizer.entries = v; c.quantizer.dim = dq; c.model.finalDim = fin
+        func set(_ C: Int, _ d: Int, _ h: Int, _ f: Int, _ k: Int, _ n: Int, _ m: Int, _ v: Int, _ dq: Int, _ fin: Int)
+        {
+            c.model.frontendChannels = C
+            c.model.dim = d
+            c.model.heads = h
+            c.model.ffnDim = f
+            c.model.convKernel = k
+            c.model.contrastiveBlocks = n
+            c.model.mlmBlocks = m
+            c.quantizer.groups = 1
+            c.quantizer.entries = v
+            c.quantizer.dim = dq
+            c.model.finalDim = fin
         }
         if name.hasSuffix("2") || name == "w2v-bert-2.0" {
             // tiny2, small2, base2: the sizes and training settings of tiny, small, base in the HF family.
@@ -34,7 +48,8 @@ extension Config {
             } else {
                 let base = String(name.dropLast())
                 guard ["tiny", "small", "base"].contains(base) else {
-                    throw ConfigError("preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
+                    throw ConfigError(
+                        "preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
                 }
                 c = try preset(base)
             }
@@ -45,27 +60,43 @@ extension Config {
         switch name {
         case "tiny":
             set(32, 144, 4, 576, 15, 2, 2, 128, 128, 64)
-            c.model.posConvKernel = 32; c.model.posConvGroups = 4
-            c.quantizer.tauStart = 2.0; c.quantizer.tauEnd = 0.5; c.quantizer.tauDecay = 0.999
-            c.optimizer.clipNorm = 1.0; c.optimizer.lr = 1e-3; c.optimizer.warmup = 300; c.optimizer.maxSteps = 20_000
+            c.model.posConvKernel = 32
+            c.model.posConvGroups = 4
+            c.quantizer.tauStart = 2.0
+            c.quantizer.tauEnd = 0.5
+            c.quantizer.tauDecay = 0.999
+            c.optimizer.clipNorm = 1.0
+            c.optimizer.lr = 1e-3
+            c.optimizer.warmup = 300
+            c.optimizer.maxSteps = 20_000
         case "small", "base", "xl":
             switch name {
             case "small":
                 set(64, 256, 4, 1024, 15, 4, 4, 320, 256, 128)
-                c.optimizer.lr = 1e-3; c.optimizer.warmup = 1000; c.optimizer.maxSteps = 100_000
+                c.optimizer.lr = 1e-3
+                c.optimizer.warmup = 1000
+                c.optimizer.maxSteps = 100_000
             case "base":
                 set(256, 512, 8, 2048, 31, 8, 8, 1024, 512, 256)
-                c.optimizer.lr = 5e-4; c.optimizer.warmup = 10_000; c.optimizer.maxSteps = 400_000
+                c.optimizer.lr = 5e-4
+                c.optimizer.warmup = 10_000
+                c.optimizer.maxSteps = 400_000
             default:
                 set(512, 1024, 8, 4096, 5, 12, 12, 1024, 1024, 768)
-                c.optimizer.lr = 2e-3; c.optimizer.warmup = 25_000; c.optimizer.maxSteps = 400_000
+                c.optimizer.lr = 2e-3
+                c.optimizer.warmup = 25_000
+                c.optimizer.maxSteps = 400_000
                 c.loss.diversityWeight = 0.1
             }
-            c.model.posConvKernel = 128; c.model.posConvGroups = 16
-            c.quantizer.tauStart = 2.0; c.quantizer.tauEnd = 0.1; c.quantizer.tauDecay = 0.999995
+            c.model.posConvKernel = 128
+            c.model.posConvGroups = 16
+            c.quantizer.tauStart = 2.0
+            c.quantizer.tauEnd = 0.1
+            c.quantizer.tauDecay = 0.999995
             c.optimizer.clipNorm = 10
         default:
-            throw ConfigError("preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
+            throw ConfigError(
+                "preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
         }
         try c.validate()
         return c

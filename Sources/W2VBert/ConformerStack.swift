@@ -1,4 +1,4 @@
-// The Conformer stack (SPEC §5): N contrastive blocks, then M MLM blocks, with layer drop (a dropped
+// The Conformer stack: N contrastive blocks, then M MLM blocks, with layer drop (a dropped
 // block passes its input through) drawn per step so every rank drops the same blocks. The contrastive
 // loss reads the last contrastive block's output c, the MLM loss the last MLM block's output m.
 // Backward runs the blocks in reverse: the MLM loss's gradient enters at m, the contrastive loss's at c.
@@ -9,7 +9,7 @@ struct ConformerStack {
     let contrastive: [ConformerBlock]
     let mlm: [ConformerBlock]
     let scratch: BlockScratch
-    let dCur: FPtr                      // [N, d] gradient of the residual stream between blocks
+    let dCur: FPtr  // [N, d] gradient of the residual stream between blocks
     let position: AttentionPosition
     let heads, d: Int
     var dropped: [Bool]
@@ -30,15 +30,18 @@ struct ConformerStack {
         let rope = position == .rope ? 2 * n * d : 0
         let saved = heads * n * cap.t + rope
         let options = ModelOptions.active(c)
-        scratch = BlockScratch(a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-                               attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
-                               rank: options.map(\.branchScratch).max() ?? 0)
+        scratch = BlockScratch(
+            a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
+            attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
+            rank: options.map(\.branchScratch).max() ?? 0)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
-        let names = (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" }
+        let names =
+            (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" }
             + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
-        let parts = ExtensionParts(layout: l, params: p, grads: g, arena: a, config: c, maxBatch: cap.batch,
-                                   blockNames: names)
+        let parts = ExtensionParts(
+            layout: l, params: p, grads: g, arena: a, config: c, maxBatch: cap.batch,
+            blockNames: names)
         let extensions = BlockExtensions(all: options.map { $0.makeExtension(parts) })
         self.extensions = extensions
         let blocks = names.enumerated().map { i, name -> ConformerBlock in
@@ -76,13 +79,17 @@ struct ConformerStack {
     }
 
     /// Runs blocks 0..<count on x0 (count: all blocks, or the contrastive ones for `embed`).
-    func forward(x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig, count: Int,
-                 rng: inout DropoutSource) {
+    func forward(
+        x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig, count: Int,
+        rng: inout DropoutSource
+    ) {
         let shape = attentionShape(s)
         var input = x0
         for i in 0..<count {
             let blk = block(i)
-            if dropped[i] { copy(blk.y, input, n: s.n * shape.d) } else {
+            if dropped[i] {
+                copy(blk.y, input, n: s.n * shape.d)
+            } else {
                 blk.forward(x: input, s: scratch, lengths: lengths, shape: shape, c: bc, rng: &rng)
             }
             input = CFPtr(blk.y)
@@ -91,8 +98,10 @@ struct ConformerStack {
 
     /// dm (the MLM loss's gradient at the masked rows) enters at m, dc (the contrastive loss's) at c;
     /// on exit dCur holds dx0. `blockDone(i)` is called as soon as block i's gradients are final.
-    func backward(x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>,
-                  _ s: BatchShape, config bc: BlockConfig, blockDone: (Int) throws -> Void) rethrows {
+    func backward(
+        x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>,
+        _ s: BatchShape, config bc: BlockConfig, blockDone: (Int) throws -> Void
+    ) rethrows {
         let shape = attentionShape(s), n = s.n, d = shape.d, nc = contrastive.count
         zero(dCur, n * d)
         frames.scatterAdd(dCur, from: dm, width: d)

@@ -1,4 +1,4 @@
-// The Conformer stack's input (SPEC §4–§5): masking, context projection and positional convolution.
+// The Conformer stack's input: masking, context projection and positional convolution.
 //   xm = z with the masked frames replaced (learned mask embedding, or N(0, σ²) noise from .maskNoise)
 //   xp = context_proj(xm)   (xp = xm with model.context_proj false: the HF family)
 //   x0 = xp + GELU(pos_conv(xp)) with padded frames zeroed first (position: conv), else x0 = xp
@@ -7,12 +7,12 @@ import Tensor
 
 struct ContextInput {
     let maskEmbedding: PG?
-    let contextProj: LinearPG?           // nil: model.context_proj false
-    let posConv: LinearPG?               // weight [d, d/Gp, P], bias [d]
-    let xm, noise, xp, pc, x0: FPtr      // [N, d], [S, d], [N, d], [N, d], [N, d]
-    let posWork: FPtr                    // grouped-conv workspace for posSlots threads
+    let contextProj: LinearPG?  // nil: model.context_proj false
+    let posConv: LinearPG?  // weight [d, d/Gp, P], bias [d]
+    let xm, noise, xp, pc, x0: FPtr  // [N, d], [S, d], [N, d], [N, d], [N, d]
+    let posWork: FPtr  // grouped-conv workspace for posSlots threads
     let posSlots: Int
-    let dxm, dPc: FPtr                   // backward [N, d]
+    let dxm, dPc: FPtr  // backward [N, d]
     let d, posGroups, posKernel: Int
     let noiseStd: Float
     let compute: Compute
@@ -33,8 +33,12 @@ struct ContextInput {
         pc = a.take(n * d)
         x0 = a.take(n * d)
         posSlots = compute.threads
-        posWork = a.take(posConv == nil ? 1 : groupedConv1dWorkspaceCount(t: cap.t, c: d, groups: posGroups,
-                                                                          p: posKernel, slots: posSlots))
+        posWork = a.take(
+            posConv == nil
+                ? 1
+                : groupedConv1dWorkspaceCount(
+                    t: cap.t, c: d, groups: posGroups,
+                    p: posKernel, slots: posSlots))
         dxm = a.take(n * d)
         dPc = a.take(n * d)
     }
@@ -67,8 +71,9 @@ struct ContextInput {
         }
         if let posConv {
             zeroPadding(xp, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
-            groupedConv1dForward(compute, y: pc, work: posWork, slots: posSlots, x: xp, weight: posConv.weight.w,
-                                 bias: posConv.bias!.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
+            groupedConv1dForward(
+                compute, y: pc, work: posWork, slots: posSlots, x: xp, weight: posConv.weight.w,
+                bias: posConv.bias!.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             geluForward(y: x0, x: pc, n: s.n * d)
             axpy(x0, xp, n: s.n * d)
         } else {
@@ -82,9 +87,10 @@ struct ContextInput {
         if let posConv {
             zero(dPc, n * d)
             geluBackward(dx: dPc, dy: dx0, x: pc, n: n * d)
-            groupedConv1dBackward(compute, dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posWork,
-                                  slots: posSlots, dy: dPc, x: xp,
-                                      weight: posConv.weight.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
+            groupedConv1dBackward(
+                compute, dx: dx0, dWeight: posConv.weight.g, dBias: posConv.bias!.g, work: posWork,
+                slots: posSlots, dy: dPc, x: xp,
+                weight: posConv.weight.w, b: s.b, t: s.t, c: d, groups: posGroups, p: posKernel)
             zeroPadding(dx0, lengths: frames.encoderLengths, b: s.b, t: s.t, c: d)
         }
         zero(dxm, n * d)

@@ -1,4 +1,4 @@
-// The feature encoder (SPEC §3): fbank [B, T0, 80] → z [B, T, d], one of two front ends, then a
+// The feature encoder: fbank [B, T0, 80] → z [B, T, d], one of two front ends, then a
 // projection and a LayerNorm:
 //   conv2d: two 3×3 stride-2 convolutions with ReLU (C channels, 80 → 19 bins, T0 → T = ((T0−1)/2−1)/2),
 //           channels × bins flattened per frame (C·19) → proj
@@ -12,11 +12,11 @@ import Tensor
 /// conv2d front end: conv1 (1 → C) → ReLU → conv2 (C → C) → ReLU → [N, C·19].
 struct ConvStem {
     let conv1w, conv1b, conv2w, conv2b: PG
-    let input: FPtr          // [B, T0, 80] copy of the features (conv1's backward reads it)
-    let y1, y2: FPtr         // conv outputs [B, C, H1, 39], [B, C, T, 19]
-    let feat: FPtr           // [N, C·19] proj input
-    let cols: FPtr           // im2col workspace
-    let dy1, dy2: FPtr       // dy1 doubles as d(feat) [N, C·19]
+    let input: FPtr  // [B, T0, 80] copy of the features (conv1's backward reads it)
+    let y1, y2: FPtr  // conv outputs [B, C, H1, 39], [B, C, T, 19]
+    let feat: FPtr  // [N, C·19] proj input
+    let cols: FPtr  // im2col workspace
+    let dy1, dy2: FPtr  // dy1 doubles as d(feat) [N, C·19]
     let channels: Int
     let compute: Compute
 
@@ -36,8 +36,10 @@ struct ConvStem {
         y1 = a.take(C * rows1 * w1)
         y2 = a.take(C * n * fq)
         feat = a.take(n * C * fq)
-        cols = a.take(max(9 * h1 * w1 + 9 * C,
-                          C * 9 * cap.t * fq + C * 9 * C))   // Conv2dShape.colsCount of conv1, conv2
+        cols = a.take(
+            max(
+                9 * h1 * w1 + 9 * C,
+                C * 9 * cap.t * fq + C * 9 * C))  // Conv2dShape.colsCount of conv1, conv2
         dy1 = a.take(max(C * rows1 * w1, n * C * fq))
         dy2 = a.take(C * n * fq)
     }
@@ -45,7 +47,7 @@ struct ConvStem {
     /// x [B, T0, 80] → feat [N, C·19].
     func forward(_ x: CFPtr, _ s: BatchShape) {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
-        input.update(from: x, count: s.b * s.t0 * Config.melBins)   // the caller may reuse its buffer after forward
+        input.update(from: x, count: s.b * s.t0 * Config.melBins)  // the caller may reuse its buffer after forward
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
         conv2dForward(compute, y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
         reluForward(y: y1, x: y1, n: s.b * C * s1.ho * s1.wo)
@@ -53,30 +55,36 @@ struct ConvStem {
         precondition(s2.ho == T && s2.wo == fq)
         conv2dForward(compute, y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
         reluForward(y: y2, x: y2, n: s.b * C * T * fq)
-        parallelFor(s.b * C) { lo, hi in for bc in lo..<hi {
-            let b = bc / C, ch = bc % C
-            for t in 0..<T { (feat + (b * T + t) * w + ch * fq).update(from: y2 + (bc * T + t) * fq, count: fq) }
-        } }
+        parallelFor(s.b * C) { lo, hi in
+            for bc in lo..<hi {
+                let b = bc / C, ch = bc % C
+                for t in 0..<T { (feat + (b * T + t) * w + ch * fq).update(from: y2 + (bc * T + t) * fq, count: fq) }
+            }
+        }
     }
 
     /// Reads d(feat) from `dy1` (written by proj's backward), mirrors forward.
     func backward(_ s: BatchShape) {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
         let dfeat = dy1
-        parallelFor(s.b * C) { lo, hi in for bc in lo..<hi {
-            let b = bc / C, ch = bc % C
-            for t in 0..<T { (dy2 + (bc * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq) }
-        } }
+        parallelFor(s.b * C) { lo, hi in
+            for bc in lo..<hi {
+                let b = bc / C, ch = bc % C
+                for t in 0..<T { (dy2 + (bc * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq) }
+            }
+        }
         let n2 = s.b * C * T * fq
         reluMask(dy2, y2, n2)
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         let n1 = s.b * C * s1.ho * s1.wo
-        conv2dBackward(compute, dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1,
-                       weight: conv2w.w, shape: s2, write: .overwrite)
+        conv2dBackward(
+            compute, dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1,
+            weight: conv2w.w, shape: s2, write: .overwrite)
         reluMask(dy1, y1, n1)
-        conv2dBackward(compute, dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input,
-                       weight: conv1w.w, shape: s1)
+        conv2dBackward(
+            compute, dx: nil, dWeight: conv1w.g, dBias: conv1b.g, cols: cols, dy: dy1, x: input,
+            weight: conv1w.w, shape: s1)
     }
 }
 
@@ -88,8 +96,8 @@ func reluMask(_ d: FPtr, _ y: CFPtr, _ n: Int) {
 /// stack front end: frames 2t and 2t+1 side by side → LayerNorm(160) → [N, 160].
 struct StackStem {
     let norm: NormPG
-    let stacked, normed, mean, rstd: FPtr      // [N, 160], [N, 160], [N], [N]
-    let dNormed, dStacked: FPtr                // [N, 160]
+    let stacked, normed, mean, rstd: FPtr  // [N, 160], [N, 160], [N], [N]
+    let dNormed, dStacked: FPtr  // [N, 160]
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity) {
         norm = NormPG(l, "feature_encoder.stack_norm", p, g)
@@ -104,9 +112,11 @@ struct StackStem {
 
     func forward(_ x: CFPtr, _ s: BatchShape) {
         let w = Config.stackedBins
-        for b in 0..<s.b { for t in 0..<s.t {
-            (stacked + (b * s.t + t) * w).update(from: x + (b * s.t0 + 2 * t) * Config.melBins, count: w)
-        } }
+        for b in 0..<s.b {
+            for t in 0..<s.t {
+                (stacked + (b * s.t + t) * w).update(from: x + (b * s.t0 + 2 * t) * Config.melBins, count: w)
+            }
+        }
         norm.forward(y: normed, mean: mean, rstd: rstd, x: stacked, n: s.n, c: w)
     }
 
@@ -119,14 +129,17 @@ struct StackStem {
 
 struct FeatureEncoder {
     let conv: ConvStem?, stack: StackStem?
-    let proj: LinearPG, norm: NormPG?   // norm nil: model.frontend_norm false (the HF family), z = proj output
-    let zp, z, mean, rstd: FPtr      // [N, d] projection, [N, d] output, [N], [N]
-    let dz, dzp: FPtr                // [N, d]: dz is filled by the model's backward
+    let proj: LinearPG, norm: NormPG?  // norm nil: model.frontend_norm false (the HF family), z = proj output
+    let zp, z, mean, rstd: FPtr  // [N, d] projection, [N, d] output, [N], [N]
+    let dz, dzp: FPtr  // [N, d]: dz is filled by the model's backward
     let d, inDim: Int
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        conv = c.model.frontend == .conv2d ? ConvStem(l, p, g, a, capacity: cap,
-                                                      channels: c.model.frontendChannels) : nil
+        conv =
+            c.model.frontend == .conv2d
+            ? ConvStem(
+                l, p, g, a, capacity: cap,
+                channels: c.model.frontendChannels) : nil
         stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
         proj = LinearPG(l, "feature_encoder.proj", p, g, a.compute)
         norm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil

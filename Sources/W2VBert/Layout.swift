@@ -1,10 +1,10 @@
-// ParameterLayout: every parameter of a config, named and shaped per SPEC §13 (PyTorch layouts), at an
+// ParameterLayout: every parameter of a config, named and shaped per docs/method.md (PyTorch layouts), at an
 // offset into ONE contiguous Float buffer. Gradients and Adam moments use the same offsets, so the
 // optimizer, all-reduce, clipping and checkpoints are each one pass over a buffer.
 
 import Tensor
 
-/// How a tensor is initialised (SPEC §7, §13, §14.4).
+/// How a tensor is initialised.
 public enum ParameterInit: Sendable, Equatable {
     case zeros, ones
     case normal(std: Float)
@@ -21,7 +21,7 @@ public struct ParameterEntry: Sendable, Equatable {
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
     public let initialization: ParameterInit
-    /// Weight decay applies (SPEC §14.11: Linear and conv weights and quantizer.proj.weight).
+    /// Weight decay applies (docs/method.md: Linear and conv weights and quantizer.proj.weight).
     public let decay: Bool
 }
 
@@ -89,8 +89,10 @@ public struct ParameterLayout: Sendable {
     private mutating func addBlock(_ p: String, _ c: Config, options: [any ModelOption]) {
         let m = c.model, d = m.dim, f = m.ffnDim
         /// A block Linear's weight, unless an option generates it; `bias` false: no bias.
-        func blockLinear(_ site: String, out: Int, in inDim: Int, bias: Bool = true,
-                         initialization: ParameterInit = .normal(std: 0.02)) {
+        func blockLinear(
+            _ site: String, out: Int, in inDim: Int, bias: Bool = true,
+            initialization: ParameterInit = .normal(std: 0.02)
+        ) {
             if !options.contains(where: { $0.generatesWeight(site: site) }) {
                 add("\(p).\(site).weight", [out, inDim], initialization, decay: true)
             }
@@ -149,7 +151,10 @@ public struct ParameterLayout: Sendable {
         var out: [Range<Int>] = []
         var i = 0
         while i < entries.count {
-            guard ParameterLayout.isAdapter(entries[i].name) else { i += 1; continue }
+            guard ParameterLayout.isAdapter(entries[i].name) else {
+                i += 1
+                continue
+            }
             var j = i
             while j + 1 < entries.count && ParameterLayout.isAdapter(entries[j + 1].name) { j += 1 }
             out.append(entries[i].offset..<(j + 1 < entries.count ? entries[j + 1].offset : count))

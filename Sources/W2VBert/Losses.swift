@@ -1,4 +1,4 @@
-// The two losses on the masked frames (SPEC §8–§9). Both return un-normalised sums over this
+// The two losses on the masked frames. Both return un-normalised sums over this
 // micro-batch; backward takes lossScale = 1/N_masked of the whole optimizer step.
 //   contrastive: L_w = −log softmax_j(cos(Wc·c_t, Wq·q_j)/κ)[positive], j over the positive and K
 //                distractors drawn from the same utterance's masked frames (a distractor with the same
@@ -9,11 +9,11 @@ import Tensor
 
 struct ContrastiveLoss {
     let headContext: LinearPG, headTarget: LinearPG
-    let context, yc, yq: FPtr                    // [S, d], [S, F], [S, F]
-    let normA, normB, cosines, logits, probs, losses: FPtr   // [S], [S], [S, K+1] ×3, [S]
+    let context, yc, yq: FPtr  // [S, d], [S, F], [S, F]
+    let normA, normB, cosines, logits, probs, losses: FPtr  // [S], [S], [S, K+1] ×3, [S]
     /// pairs [S, K+1], [S, K], [S], [S, K+1]
     let ia, ib, distractors, zeroTargets, excluded: UnsafeMutablePointer<Int32>
-    let dContext, dyc, dyq, dLogits: FPtr        // backward: [S, d], [S, F], [S, F], [S, K+1]
+    let dContext, dyc, dyq, dLogits: FPtr  // backward: [S, d], [S, F], [S, F], [S, K+1]
     let d, D, F, K: Int
     let kappa: Float
 
@@ -61,7 +61,10 @@ struct ContrastiveLoss {
             let cnt = Int(frames.uttCount[b])
             let own = i - start
             for k in 0..<K {
-                if cnt < 2 { distractors[i * K + k] = -1; continue }
+                if cnt < 2 {
+                    distractors[i * K + k] = -1
+                    continue
+                }
                 var r = rd.nextInt(cnt - 1)
                 if r >= own { r += 1 }
                 distractors[i * K + k] = Int32(start + r)
@@ -70,14 +73,16 @@ struct ContrastiveLoss {
     }
 
     /// Returns (Σ L_w, frames whose positive beats every valid distractor).
-    func forward(c: CFPtr, q: CFPtr, ids: UnsafePointer<Int32>, groups G: Int, frames: MaskedFrames, key: RandomKey,
-                 given: [Int32]?) -> (loss: Double, correct: Int) {
+    func forward(
+        c: CFPtr, q: CFPtr, ids: UnsafePointer<Int32>, groups G: Int, frames: MaskedFrames, key: RandomKey,
+        given: [Int32]?
+    ) -> (loss: Double, correct: Int) {
         let S = frames.count, K1 = K + 1
         frames.gather(context, from: c, width: d)
         headContext.forward(y: yc, x: context, n: S, inDim: d, outDim: F)
         headTarget.forward(y: yq, x: q, n: S, inDim: D, outDim: F)
         drawDistractors(frames: frames, key: key, given: given)
-        zeroTargets.update(repeating: 0, count: S)       // the positive is candidate 0
+        zeroTargets.update(repeating: 0, count: S)  // the positive is candidate 0
         for i in 0..<S {
             ia[i * K1] = Int32(i)
             ib[i * K1] = Int32(i)
@@ -86,13 +91,19 @@ struct ContrastiveLoss {
                 let j = Int(distractors[i * K + k])
                 ia[i * K1 + 1 + k] = Int32(i)
                 var ex: Int32 = 1
-                if j >= 0 { for g in 0..<G where ids[j * G + g] != ids[i * G + g] { ex = 0; break } }
+                if j >= 0 {
+                    for g in 0..<G where ids[j * G + g] != ids[i * G + g] {
+                        ex = 0
+                        break
+                    }
+                }
                 ib[i * K1 + 1 + k] = j < 0 ? Int32(i) : Int32(j)
                 excluded[i * K1 + 1 + k] = ex
             }
         }
-        cosineForward(out: cosines, normA: normA, normB: normB, a: yc, b: yq, ia: ia, ib: ib, n: S * K1, na: S, nb: S,
-                      dim: F)
+        cosineForward(
+            out: cosines, normA: normA, normB: normB, a: yc, b: yq, ia: ia, ib: ib, n: S * K1, na: S, nb: S,
+            dim: F)
         let invKappa = 1 / kappa
         for p in 0..<(S * K1) { logits[p] = excluded[p] != 0 ? -.infinity : cosines[p] * invKappa }
         crossEntropyForward(losses: losses, probs: probs, logits: logits, targets: zeroTargets, n: S, v: K1)
@@ -101,7 +112,10 @@ struct ContrastiveLoss {
             sum += Double(losses[i])
             let pos = logits[i * K1]
             var ok = true
-            for k in 1..<K1 where excluded[i * K1 + k] == 0 && logits[i * K1 + k] >= pos { ok = false; break }
+            for k in 1..<K1 where excluded[i * K1 + k] == 0 && logits[i * K1 + k] >= pos {
+                ok = false
+                break
+            }
             if ok { correct += 1 }
         }
         return (sum, correct)
@@ -110,15 +124,16 @@ struct ContrastiveLoss {
     /// scale = w_c/N_masked. Writes dContext [S, d] and accumulates into dTargets [S, D].
     func backward(scale: Float, dTargets: FPtr, q: CFPtr, frames: MaskedFrames) {
         let S = frames.count, K1 = K + 1
-        for i in 0..<S { losses[i] = scale }     // reused as dLosses (forward values no longer needed)
+        for i in 0..<S { losses[i] = scale }  // reused as dLosses (forward values no longer needed)
         zero(dLogits, S * K1)
         crossEntropyBackward(dLogits: dLogits, dLosses: losses, probs: probs, targets: zeroTargets, n: S, v: K1)
         let invKappa = 1 / kappa
         for p in 0..<(S * K1) { dLogits[p] = excluded[p] != 0 ? 0 : dLogits[p] * invKappa }
         zero(dyc, S * F)
         zero(dyq, S * F)
-        cosineBackward(da: dyc, db: dyq, dOut: dLogits, out: cosines, normA: normA, normB: normB, a: yc, b: yq,
-                       ia: ia, ib: ib, n: S * K1, dim: F)
+        cosineBackward(
+            da: dyc, db: dyq, dOut: dLogits, out: cosines, normA: normA, normB: normB, a: yc, b: yq,
+            ia: ia, ib: ib, n: S * K1, dim: F)
         zero(dContext, S * d)
         headContext.backward(dx: dContext, dy: dyc, x: context, n: S, inDim: d, outDim: F)
         headTarget.backward(dx: dTargets, dy: dyq, x: q, n: S, inDim: D, outDim: F)
@@ -127,8 +142,8 @@ struct ContrastiveLoss {
 
 struct MLMLoss {
     let head: LinearPG
-    let m, logits, probs, losses: FPtr           // [S, d], [S, G·V], [S, G·V], [S, G]
-    let dLogits, dm: FPtr                        // backward: [S, G·V], [S, d]
+    let m, logits, probs, losses: FPtr  // [S, d], [S, G·V], [S, G·V], [S, G]
+    let dLogits, dm: FPtr  // backward: [S, G·V], [S, d]
     let d, G, V: Int
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
@@ -167,7 +182,7 @@ struct MLMLoss {
         let S = frames.count, gv = G * V
         zero(dLogits, S * gv)
         let w = scale / Float(G)
-        for r in 0..<(S * G) { losses[r] = w }     // reused as dLosses
+        for r in 0..<(S * G) { losses[r] = w }  // reused as dLosses
         crossEntropyBackward(dLogits: dLogits, dLosses: losses, probs: probs, targets: ids, n: S * G, v: V)
         zero(dm, S * d)
         head.backward(dx: dm, dy: dLogits, x: m, n: S, inDim: d, outDim: gv)

@@ -4,16 +4,18 @@
 import Tensor
 
 struct MaskedFrames {
-    let rows: UnsafeMutablePointer<Int32>       // [S] row b·T + t
+    let rows: UnsafeMutablePointer<Int32>  // [S] row b·T + t
     let utterance: UnsafeMutablePointer<Int32>  // [S] b of each row
-    let uttStart: UnsafeMutablePointer<Int32>   // [B] first masked row of utterance b
-    let uttCount: UnsafeMutablePointer<Int32>   // [B] masked rows of utterance b
-    let encoderLengths: UnsafeMutablePointer<Int32>   // [B] T of each utterance (≤ padded T)
+    let uttStart: UnsafeMutablePointer<Int32>  // [B] first masked row of utterance b
+    let uttCount: UnsafeMutablePointer<Int32>  // [B] masked rows of utterance b
+    let encoderLengths: UnsafeMutablePointer<Int32>  // [B] T of each utterance (≤ padded T)
     private(set) var count = 0
 
     init(_ a: Arena, capacity cap: Capacity) {
-        rows = a.takeInt32(cap.masked); utterance = a.takeInt32(cap.masked)
-        uttStart = a.takeInt32(cap.batch); uttCount = a.takeInt32(cap.batch)
+        rows = a.takeInt32(cap.masked)
+        utterance = a.takeInt32(cap.masked)
+        uttStart = a.takeInt32(cap.batch)
+        uttCount = a.takeInt32(cap.batch)
         encoderLengths = a.takeInt32(cap.batch)
     }
 
@@ -28,7 +30,9 @@ struct MaskedFrames {
         for b in 0..<s.b {
             uttStart[b] = Int32(count)
             for t in 0..<Int(encoderLengths[b]) where mask[b * s.t + t] != 0 {
-                rows[count] = Int32(b * s.t + t); utterance[count] = Int32(b); count += 1
+                rows[count] = Int32(b * s.t + t)
+                utterance[count] = Int32(b)
+                count += 1
             }
             uttCount[b] = Int32(count) - uttStart[b]
         }

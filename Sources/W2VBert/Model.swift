@@ -1,4 +1,4 @@
-// The W2V-BERT model (SPEC §1, §3–§10), as parts that each own their parameters and activations:
+// The W2V-BERT model, as parts that each own their parameters and activations:
 //   1. FeatureEncoder   fbank [B, T0, 80] → z [N, d]
 //   2. Quantizer        targets q, ids from unmasked z at the masked frames; usage → diversity loss L_d
 //   3. ContextInput     masking, context projection, positional convolution → x0
@@ -25,13 +25,13 @@ import Tensor
 /// Per-micro-batch results. Sums are over this micro-batch (this rank); `maskedGlobal`, the
 /// perplexities and the diversity loss come from the step's usage.
 public struct StepStats: Sendable {
-    public var masked = 0                       // S, masked frames here
-    public var maskedGlobal = 0.0               // masked frames of the step over all ranks
-    public var contrastiveLossSum = 0.0         // Σ L_w
-    public var mlmLossSum = 0.0                 // Σ L_m (mean over codebooks per frame)
-    public var contrastiveCorrect = 0           // frames whose positive beats every valid distractor
-    public var mlmCorrect = 0                   // (frame, codebook) pairs with argmax = target
-    public var diversityLoss = 0.0              // L_d (global)
+    public var masked = 0  // S, masked frames here
+    public var maskedGlobal = 0.0  // masked frames of the step over all ranks
+    public var contrastiveLossSum = 0.0  // Σ L_w
+    public var mlmLossSum = 0.0  // Σ L_m (mean over codebooks per frame)
+    public var contrastiveCorrect = 0  // frames whose positive beats every valid distractor
+    public var mlmCorrect = 0  // (frame, codebook) pairs with argmax = target
+    public var diversityLoss = 0.0  // L_d (global)
     public var probPerplexity = 0.0
     public var codePerplexity = 0.0
     public var tau: Float = 0
@@ -46,18 +46,23 @@ public struct StepStats: Sendable {
 
 /// Test hook: random draws injected instead of the streams (row order = masked frames in (b, t) order).
 public struct NoiseOverride {
-    public var maskNoise: [Float]?              // [S, d] (already scaled: the replacement vectors themselves)
-    public var gumbel: [Float]?                 // [S, G, V]
-    public var distractors: [Int32]?            // [S, K] indices into the masked-frame list
+    public var maskNoise: [Float]?  // [S, d] (already scaled: the replacement vectors themselves)
+    public var gumbel: [Float]?  // [S, G, V]
+    public var distractors: [Int32]?  // [S, K] indices into the masked-frame list
     /// Dropout masks (values 0 or 1/(1−p)) in forward order: per executed block ffn1 [N, f], ffn1 [N, d],
     /// attn [N, d], conv [N, d], ffn2 [N, f], ffn2 [N, d] (N = B·T).
     public var dropoutMasks: [[Float]]?
     /// Layer-drop decisions, contrastive blocks then MLM blocks.
     public var droppedBlocks: [Bool]?
-    public init(maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil,
-                dropoutMasks: [[Float]]? = nil, droppedBlocks: [Bool]? = nil) {
-        self.maskNoise = maskNoise; self.gumbel = gumbel; self.distractors = distractors
-        self.dropoutMasks = dropoutMasks; self.droppedBlocks = droppedBlocks
+    public init(
+        maskNoise: [Float]? = nil, gumbel: [Float]? = nil, distractors: [Int32]? = nil,
+        dropoutMasks: [[Float]]? = nil, droppedBlocks: [Bool]? = nil
+    ) {
+        self.maskNoise = maskNoise
+        self.gumbel = gumbel
+        self.distractors = distractors
+        self.dropoutMasks = dropoutMasks
+        self.droppedBlocks = droppedBlocks
     }
 }
 
@@ -89,7 +94,7 @@ public final class W2VBertModel {
     var stack: ConformerStack
     let contrastiveLoss: ContrastiveLoss
     let mlmLoss: MLMLoss
-    let usage: UnsafeMutablePointer<Double>     // [2·G·V + 1] the step's usage (after reduceUsage)
+    let usage: UnsafeMutablePointer<Double>  // [2·G·V + 1] the step's usage (after reduceUsage)
     let gv: Int
 
     // State of the last forward.
@@ -116,13 +121,17 @@ public final class W2VBertModel {
         let cap = Capacity(config: c, batch: maxBatch, frames: maxFrames, totalFrames: total)
         let (l, p, g) = (layout, params.ptr, grads.ptr)
         // Carve the arena twice with the same code: measure, then for real.
-        typealias Parts = (FeatureEncoder, MaskedFrames, Quantizer, ContextInput, ConformerStack, ContrastiveLoss,
-                           MLMLoss)
+        typealias Parts = (
+            FeatureEncoder, MaskedFrames, Quantizer, ContextInput, ConformerStack, ContrastiveLoss,
+            MLMLoss
+        )
         func build(_ a: Arena) -> Parts {
-            (FeatureEncoder(l, p, g, a, config: c, capacity: cap), MaskedFrames(a, capacity: cap),
-             Quantizer(l, p, g, a, config: c, capacity: cap), ContextInput(l, p, g, a, config: c, capacity: cap),
-             ConformerStack(l, p, g, a, config: c, capacity: cap),
-             ContrastiveLoss(l, p, g, a, config: c, capacity: cap), MLMLoss(l, p, g, a, config: c, capacity: cap))
+            (
+                FeatureEncoder(l, p, g, a, config: c, capacity: cap), MaskedFrames(a, capacity: cap),
+                Quantizer(l, p, g, a, config: c, capacity: cap), ContextInput(l, p, g, a, config: c, capacity: cap),
+                ConformerStack(l, p, g, a, config: c, capacity: cap),
+                ContrastiveLoss(l, p, g, a, config: c, capacity: cap), MLMLoss(l, p, g, a, config: c, capacity: cap)
+            )
         }
         let measure = Arena(compute: compute)
         _ = build(measure)
@@ -151,8 +160,10 @@ public final class W2VBertModel {
     }
 
     /// See `gradientRanges`, `blockReady` and `finishReady`.
-    static func gradientRanges(layout l: ParameterLayout,
-                               config c: Config) -> ([Range<Int>], blockReady: [[Int]], finishReady: [Int]) {
+    static func gradientRanges(
+        layout l: ParameterLayout,
+        config c: Config
+    ) -> ([Range<Int>], blockReady: [[Int]], finishReady: [Int]) {
         let blocks = blockRanges(layout: l, config: c)
         var blockReady = [[Int]](repeating: [], count: blocks.count)
         // Base frozen: only the trainable ranges, last first; a range inside a block is final after that
@@ -179,16 +190,19 @@ public final class W2VBertModel {
     /// Activation arena size in bytes.
     public var activationBytes: Int { arena.used * 4 }
 
-    /// Frames after the feature encoder (SPEC §3).
+    /// Frames after the feature encoder.
     public func encoderLength(t0: Int) -> Int { config.encoderLength(t0: t0) }
 
     public func zeroGrads() { grads.zero() }
 
     /// Shape, encoder lengths and (with a mask) the masked frames of a micro-batch.
-    func begin(features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames t0: Int,
-               mask: UnsafePointer<UInt8>?) {
-        precondition(batch >= 1 && batch <= maxBatch && t0 <= maxFrames && batch * t0 <= maxTotalFrames,
-                     "micro-batch exceeds the model's capacity")
+    func begin(
+        features: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, batch: Int, frames t0: Int,
+        mask: UnsafePointer<UInt8>?
+    ) {
+        precondition(
+            batch >= 1 && batch <= maxBatch && t0 <= maxFrames && batch * t0 <= maxTotalFrames,
+            "micro-batch exceeds the model's capacity")
         shape = BatchShape(b: batch, t0: t0, t: config.encoderLength(t0: t0))
         precondition(shape.t >= 1, "utterances too short for the feature encoder")
         frames.setLengths(lengths, shape, config: config)
@@ -201,8 +215,9 @@ public final class W2VBertModel {
         self.tau = tau
         self.training = training
         encoder.forward(mb.features, shape)
-        quantizer.forward(z: encoder.z, frames: frames, key: mb.key, tau: tau, training: training,
-                          given: training ? noiseOverride?.gumbel : nil)
+        quantizer.forward(
+            z: encoder.z, frames: frames, key: mb.key, tau: tau, training: training,
+            given: training ? noiseOverride?.gumbel : nil)
     }
 
     /// The pre-pass of gradient accumulation: feature encoder and quantizer only, returning this
@@ -224,8 +239,10 @@ public final class W2VBertModel {
     }
 
     /// forward, with the step's usage from `reduceUsage` (see the contract above).
-    public func forward(_ mb: BatchView, tau: Float, training: Bool = true,
-                        reduceUsage: (UnsafeMutableBufferPointer<Double>) throws -> Void) rethrows -> StepStats {
+    public func forward(
+        _ mb: BatchView, tau: Float, training: Bool = true,
+        reduceUsage: (UnsafeMutableBufferPointer<Double>) throws -> Void
+    ) rethrows -> StepStats {
         let c = config
         var stats = StepStats()
         stats.tau = tau
@@ -242,20 +259,25 @@ public final class W2VBertModel {
         // 3. Masking, context projection, positional convolution → x0.
         context.forward(z: encoder.z, frames: frames, shape, key: mb.key, given: noiseOverride?.maskNoise)
         // 4. Conformer blocks, after the model options' per-micro-batch work (e.g. generated weights).
-        stack.generate(StepConditioning(z: encoder.z, lengths: frames.encoderLengths, conditioning: mb.conditioning,
-                                        batch: shape.b, t: shape.t))
-        stack.drawLayerDrop(key: mb.key, probability: c.model.layerDrop, training: training,
-                            given: noiseOverride?.droppedBlocks)
+        stack.generate(
+            StepConditioning(
+                z: encoder.z, lengths: frames.encoderLengths, conditioning: mb.conditioning,
+                batch: shape.b, t: shape.t))
+        stack.drawLayerDrop(
+            key: mb.key, probability: c.model.layerDrop, training: training,
+            given: noiseOverride?.droppedBlocks)
         var rng = DropoutSource(stream: mb.key.stream(.dropout), given: training ? noiseOverride?.dropoutMasks : nil)
-        stack.forward(x0: context.x0, lengths: frames.encoderLengths, shape,
-                      config: BlockConfig(c, training: training), count: stack.dropped.count, rng: &rng)
+        stack.forward(
+            x0: context.x0, lengths: frames.encoderLengths, shape,
+            config: BlockConfig(c, training: training), count: stack.dropped.count, rng: &rng)
         if S == 0 { return stats }
         // 5. Contrastive loss on c; 6. MLM loss on m.
         (stats.contrastiveLossSum, stats.contrastiveCorrect) = contrastiveLoss.forward(
             c: stack.contrastiveOutput, q: quantizer.q, ids: quantizer.ids, groups: c.quantizer.groups, frames: frames,
             key: mb.key, given: noiseOverride?.distractors)
-        (stats.mlmLossSum, stats.mlmCorrect) = mlmLoss.forward(mOut: stack.mlmOutput, ids: quantizer.ids,
-                                                               frames: frames)
+        (stats.mlmLossSum, stats.mlmCorrect) = mlmLoss.forward(
+            mOut: stack.mlmOutput, ids: quantizer.ids,
+            frames: frames)
         return stats
     }
 
@@ -270,21 +292,25 @@ public final class W2VBertModel {
     }
 
     /// backward, reporting each range of `gradientRanges` as soon as its gradients are final.
-    public func backward(lossScale: Float, diversityScale: Float? = nil,
-                         gradientsReady: (Int) throws -> Void) rethrows {
+    public func backward(
+        lossScale: Float, diversityScale: Float? = nil,
+        gradientsReady: (Int) throws -> Void
+    ) rethrows {
         let c = config, S = frames.count, n = shape.n, d = c.model.dim
         let blocks = stack.dropped.count
         zero(quantizer.dq, S * c.quantizer.dim)
         if S > 0 {
             // 6. MLM loss → dm; 5. contrastive loss → dc, dq.
             mlmLoss.backward(scale: c.loss.mlmWeight * lossScale, ids: quantizer.ids, frames: frames)
-            contrastiveLoss.backward(scale: c.loss.contrastiveWeight * lossScale, dTargets: quantizer.dq,
-                                     q: quantizer.q, frames: frames)
+            contrastiveLoss.backward(
+                scale: c.loss.contrastiveWeight * lossScale, dTargets: quantizer.dq,
+                q: quantizer.q, frames: frames)
         }
         // 4. Conformer blocks in reverse → dx0 (each block's bucket is ready as soon as it is done).
-        try stack.backward(x0: context.x0, dm: mlmLoss.dm, dc: contrastiveLoss.dContext, frames: frames,
-                           lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
-                           blockDone: { i in for r in blockReady[i] { try gradientsReady(r) } })
+        try stack.backward(
+            x0: context.x0, dm: mlmLoss.dm, dc: contrastiveLoss.dContext, frames: frames,
+            lengths: frames.encoderLengths, shape, config: BlockConfig(c, training: training),
+            blockDone: { i in for r in blockReady[i] { try gradientsReady(r) } })
         // Base frozen: nothing below the blocks is trained; the options finish their gradients, skip 3–1.
         if c.baseFrozen {
             stack.finish(dz: nil, lengths: frames.encoderLengths, t: shape.t)
@@ -297,9 +323,10 @@ public final class W2VBertModel {
         context.backward(dx0: stack.dCur, dz: encoder.dz, frames: frames, shape)
         // 2. Quantizer (straight-through targets and diversity) → dz at the masked rows.
         if S > 0 {
-            quantizer.backward(dz: encoder.dz, frames: frames, tau: tau, training: training,
-                               diversityScale: diversityScale ?? c.loss.diversityWeight, masked: maskedGlobal,
-                               detach: c.quantizer.detachTargets)
+            quantizer.backward(
+                dz: encoder.dz, frames: frames, tau: tau, training: training,
+                diversityScale: diversityScale ?? c.loss.diversityWeight, masked: maskedGlobal,
+                detach: c.quantizer.detachTargets)
         }
         if gradientRanges.count > blocks { try gradientsReady(blocks) }
         // 1. Feature encoder.

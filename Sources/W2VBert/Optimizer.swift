@@ -1,4 +1,4 @@
-// AdamW with global-norm clipping, the learning-rate schedules and τ (SPEC §7, §11, §14.11, §14.12).
+// AdamW with global-norm clipping, the learning-rate schedules and τ.
 // One pass over the trainable ranges of the params / grads buffers of a ParameterLayout (everything, or
 // with train.trainable = adapters the adapters only); m / v hold those ranges back to back (no state
 // for frozen tensors). Matches
@@ -21,21 +21,29 @@ public final class Optimizer {
     let segments: [(offset: Int, count: Int, state: Int, decay: Bool)]
 
     public init(config: Config, layout: ParameterLayout) {
-        self.config = config; self.layout = layout
+        self.config = config
+        self.layout = layout
         ranges = layout.trainableRanges(config)
         let n = ranges.reduce(0) { $0 + $1.count }
-        m = FloatBuffer(count: n); v = FloatBuffer(count: n)
+        m = FloatBuffer(count: n)
+        v = FloatBuffer(count: n)
         segments = Optimizer.segments(ranges: ranges, layout: layout)
     }
 
     /// Splits each range where the decay flag changes (floats outside every tensor: no decay).
-    static func segments(ranges: [Range<Int>], layout: ParameterLayout) -> [(offset: Int, count: Int, state: Int, decay: Bool)] {
-        let decayed = layout.entries.filter(\.decay).map { $0.offset..<($0.offset + $0.count) }.sorted { $0.lowerBound < $1.lowerBound }
+    static func segments(
+        ranges: [Range<Int>], layout: ParameterLayout
+    ) -> [(offset: Int, count: Int, state: Int, decay: Bool)] {
+        let decayed = layout.entries.filter(\.decay).map { $0.offset..<($0.offset + $0.count) }.sorted {
+            $0.lowerBound < $1.lowerBound
+        }
         var out: [(offset: Int, count: Int, state: Int, decay: Bool)] = []
         var state = 0
         for r in ranges {
             var cuts = [r.lowerBound, r.upperBound]
-            for d in decayed where d.overlaps(r) { cuts += [max(d.lowerBound, r.lowerBound), min(d.upperBound, r.upperBound)] }
+            for d in decayed where d.overlaps(r) {
+                cuts += [max(d.lowerBound, r.lowerBound), min(d.upperBound, r.upperBound)]
+            }
             cuts = Array(Set(cuts)).sorted()
             for (a, b) in zip(cuts, cuts.dropFirst()) where a < b {
                 let decay = decayed.contains { $0.contains(a) }
@@ -54,7 +62,9 @@ public final class Optimizer {
     public var stateCount: Int { m.count }
 
     /// Where the layout float `layoutOffset` sits in m / v (nil: frozen).
-    public func stateOffset(layoutOffset: Int) -> Int? { Optimizer.stateOffset(ranges: ranges, layoutOffset: layoutOffset) }
+    public func stateOffset(layoutOffset: Int) -> Int? {
+        Optimizer.stateOffset(ranges: ranges, layoutOffset: layoutOffset)
+    }
 
     /// Offset in m / v of layout float `layoutOffset` when `ranges` are the trainable ranges (nil: frozen).
     public static func stateOffset(ranges: [Range<Int>], layoutOffset: Int) -> Int? {
@@ -89,7 +99,9 @@ public final class Optimizer {
     /// (and does not advance the step) and returns the norm so the caller can log it. `sumOfSquares`: the
     /// caller's `gradSumOfSquares(grads)` when it has one (used only with scale 1; saves a pass).
     @discardableResult
-    public func update(params: FloatBuffer, grads: FloatBuffer, scale: Float = 1, sumOfSquares known: Double? = nil) -> Double {
+    public func update(
+        params: FloatBuffer, grads: FloatBuffer, scale: Float = 1, sumOfSquares known: Double? = nil
+    ) -> Double {
         if scale != 1 { for r in ranges { Tensor.scale(grads.ptr + r.lowerBound, scale, n: r.count) } }
         let norm = (scale == 1 ? known : nil).map { $0.squareRoot() } ?? gradSumOfSquares(grads).squareRoot()
         if !norm.isFinite { return norm }
@@ -122,7 +134,7 @@ public final class Optimizer {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -8,10 +8,14 @@ struct PG {
     let w: FPtr, g: FPtr
     init(_ layout: ParameterLayout, _ name: String, _ params: FPtr, _ grads: FPtr) {
         let o = layout.entry(name).offset
-        w = params + o; g = grads + o
+        w = params + o
+        g = grads + o
     }
     /// A weight that lives outside the layout (e.g. a model option's generated weight and its gradient).
-    init(w: FPtr, g: FPtr) { self.w = w; self.g = g }
+    init(w: FPtr, g: FPtr) {
+        self.w = w
+        self.g = g
+    }
 }
 
 /// LayerNorm weight and bias.
@@ -25,10 +29,13 @@ struct NormPG {
     func forward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, n: Int, c: Int) {
         layerNormForward(y: y, mean: mean, rstd: rstd, x: x, weight: weight.w, bias: bias.w, n: n, c: c)
     }
-    func backward(dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int,
-                  write: GradientWrite = .accumulate) {
-        layerNormBackward(dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean,
-                          rstd: rstd, n: n, c: c, write: write)
+    func backward(
+        dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int,
+        write: GradientWrite = .accumulate
+    ) {
+        layerNormBackward(
+            dx: dx, dWeight: weight.g, dBias: bias.g, dy: dy, x: x, weight: weight.w, mean: mean,
+            rstd: rstd, n: n, c: c, write: write)
     }
 }
 
@@ -36,8 +43,10 @@ struct NormPG {
 struct LinearPG {
     let weight: PG, bias: PG?
     let compute: Compute
-    init(_ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, _ compute: Compute, bias hasBias: Bool = true,
-         weight given: PG? = nil) {
+    init(
+        _ l: ParameterLayout, _ n: String, _ p: FPtr, _ g: FPtr, _ compute: Compute, bias hasBias: Bool = true,
+        weight given: PG? = nil
+    ) {
         self.compute = compute
         weight = given ?? PG(l, n + ".weight", p, g)
         bias = hasBias ? PG(l, n + ".bias", p, g) : nil
@@ -46,8 +55,9 @@ struct LinearPG {
         linearForward(compute, y: y, x: x, weight: weight.w, bias: bias?.w, n: n, inDim: inDim, outDim: outDim)
     }
     func backward(dx: FPtr?, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int, write: GradientWrite = .accumulate) {
-        linearBackward(compute, dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n,
-                       inDim: inDim, outDim: outDim, write: write)
+        linearBackward(
+            compute, dx: dx, dWeight: weight.g, dBias: bias?.g, dy: dy, x: x, weight: weight.w, n: n,
+            inDim: inDim, outDim: outDim, write: write)
     }
 }
 

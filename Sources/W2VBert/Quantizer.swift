@@ -1,4 +1,4 @@
-// The Gumbel-softmax product quantizer (SPEC §6–§7) on the unmasked feature-encoder output z at the
+// The Gumbel-softmax product quantizer on the unmasked feature-encoder output z at the
 // masked frames, and the diversity loss on its code usage:
 //   l = proj(z_masked) [S, G·V] → per codebook g: straight-through Gumbel softmax (τ) → id, one-hot y
 //   q = concat_g codebook[g, id_g] [S, D]                               (targets of both losses)
@@ -13,8 +13,10 @@ import Tensor
 let entropyEpsilon = 1e-7
 
 /// Prob and code perplexities Σ_g exp(H(p̄_g)) of usage sums [soft G·V, hard G·V] over `masked` frames.
-public func codePerplexities(_ usage: UnsafePointer<Double>, groups G: Int, entries V: Int,
-                             masked: Double) -> (prob: Double, code: Double) {
+public func codePerplexities(
+    _ usage: UnsafePointer<Double>, groups G: Int, entries V: Int,
+    masked: Double
+) -> (prob: Double, code: Double) {
     let gv = G * V
     var pp = 0.0, cp = 0.0
     for g in 0..<G {
@@ -32,13 +34,13 @@ public func codePerplexities(_ usage: UnsafePointer<Double>, groups G: Int, entr
 
 struct Quantizer {
     let proj: LinearPG, codebook: PG
-    let zm: FPtr                         // [S, d] z at the masked frames
+    let zm: FPtr  // [S, d] z at the masked frames
     /// [S, G·V]: logits, straight-through one-hot, softmax((l+γ)/τ), softmax(l), γ
     let logits, y, soft, probs, noise: FPtr
-    let q: FPtr                          // [S, D] quantized targets
-    let ids: UnsafeMutablePointer<Int32> // [S, G]
-    let usageGrad: FPtr                  // [G·V] dL_d/dp̄ / N_masked
-    let dq, dy, dLogits, dzm: FPtr       // backward: [S, D], [S, G·V], [S, G·V], [S, d]
+    let q: FPtr  // [S, D] quantized targets
+    let ids: UnsafeMutablePointer<Int32>  // [S, G]
+    let usageGrad: FPtr  // [G·V] dL_d/dp̄ / N_masked
+    let dq, dy, dLogits, dzm: FPtr  // backward: [S, D], [S, G·V], [S, G·V], [S, d]
     let d, G, V, D: Int
     let compute: Compute
 
@@ -113,7 +115,10 @@ struct Quantizer {
         let (pp, cp) = codePerplexities(usage, groups: G, entries: V, masked: masked)
         for g in 0..<G {
             var h = 0.0
-            for v in 0..<V { let pv = usage[g * V + v] / masked; h -= pv * log(pv + entropyEpsilon) }
+            for v in 0..<V {
+                let pv = usage[g * V + v] / masked
+                h -= pv * log(pv + entropyEpsilon)
+            }
             let ppg = exp(h)
             for v in 0..<V {
                 let pv = usage[g * V + v] / masked
@@ -126,15 +131,18 @@ struct Quantizer {
 
     /// dq → codebook rows and logits (straight through; only when the forward sampled); + α·dL_d/dl;
     /// → proj; dz at masked rows unless `detach`.
-    func backward(dz: FPtr, frames: MaskedFrames, tau: Float, training: Bool, diversityScale: Float, masked: Double,
-                  detach: Bool) {
+    func backward(
+        dz: FPtr, frames: MaskedFrames, tau: Float, training: Bool, diversityScale: Float, masked: Double,
+        detach: Bool
+    ) {
         let S = frames.count, gv = G * V, dg = D / G
         for i in 0..<S {
             for g in 0..<G { axpy(codebook.g + (g * V + Int(ids[i * G + g])) * dg, dq + i * D + g * dg, n: dg) }
         }
         for g in 0..<G {
-            gemm(compute, transA: false, transB: true, m: S, n: V, k: dg, alpha: 1, a: dq + g * dg, lda: D,
-                 b: codebook.w + g * V * dg, ldb: dg, beta: 0, c: dy + g * V, ldc: gv)
+            gemm(
+                compute, transA: false, transB: true, m: S, n: V, k: dg, alpha: 1, a: dq + g * dg, lda: D,
+                b: codebook.w + g * V * dg, ldb: dg, beta: 0, c: dy + g * V, ldc: gv)
         }
         zero(dLogits, S * gv)
         if training { gumbelSoftmaxBackward(dLogits: dLogits, dy: dy, soft: soft, tau: tau, n: S * G, v: V) }
@@ -153,7 +161,7 @@ struct Quantizer {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -15,9 +15,10 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Seconds of audio per utterance (T = seconds·25 frames after the feature encoder).")
     var seconds = 10.0
     @Option(help: "Threads (GEMMs and kernels split over the rank's pool).") var threads = 1
-    @Option(help: ArgumentHelp(
-        "Precision of the composite kernels' matrix products: fp32 or bf16 (the matmul peaks are printed "
-            + "for both)."))
+    @Option(
+        help: ArgumentHelp(
+            "Precision of the composite kernels' matrix products: fp32 or bf16 (the matmul peaks are printed "
+                + "for both)."))
     var precision = "fp32"
     @Option(help: "Timed repeats per measurement (median reported).") var repeats = 5
 
@@ -38,8 +39,9 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         let m = try Config.preset(preset).model
         let compute = Compute(precision: Precision(rawValue: precision)!, threads: threads)
-        let bench = KernelBenchmark(d: m.dim, heads: m.heads, ffn: m.ffnDim, kernel: m.convKernel, batch: batch,
-                                    t: Int(seconds * 25), compute: compute, repeats: repeats)
+        let bench = KernelBenchmark(
+            d: m.dim, heads: m.heads, ffn: m.ffnDim, kernel: m.convKernel, batch: batch,
+            t: Int(seconds * 25), compute: compute, repeats: repeats)
         bench.run(emit: { print($0) }, log: { FileHandle.standardError.write(Data("bench kernels: \($0)\n".utf8)) })
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import W2VBert
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `w2vbert bench scaling`: data-parallel scaling on this machine. Starts `bench dist` under mpirun with 1
@@ -40,8 +40,10 @@ struct BenchScaling: ParsableCommand {
         let many = try benchDist(ranks: ranks)
         print(many.line)
         let ratio = many.throughput / one.throughput
-        print(String(format: "scaling: %d ranks reach %.2fx the throughput of 1 rank; %.0f%% of all-reduce time "
-                     + "hidden behind backward", ranks, ratio, 100 * many.hidden))
+        print(
+            String(
+                format: "scaling: %d ranks reach %.2fx the throughput of 1 rank; %.0f%% of all-reduce time "
+                    + "hidden behind backward", ranks, ratio, 100 * many.hidden))
     }
 
     /// `mpirun -np N w2vbert bench dist …`: rank 0's JSON line, its audio seconds per second and hidden share.
@@ -49,8 +51,11 @@ struct BenchScaling: ParsableCommand {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         var args = ["-np", "\(n)", "--oversubscribe", "--bind-to", "none"]
         if getuid() == 0 { args.append("--allow-run-as-root") }
-        args += [exe, "bench", "dist", "--preset", preset, "--batch", "\(batch)", "--seconds", "\(seconds)",
-                 "--steps", "\(steps)"] + overrides.flatMap { ["--set", $0] }
+        args +=
+            [
+                exe, "bench", "dist", "--preset", preset, "--batch", "\(batch)", "--seconds", "\(seconds)",
+                "--steps", "\(steps)"
+            ] + overrides.flatMap { ["--set", $0] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["mpirun"] + args
@@ -72,9 +77,10 @@ struct BenchScaling: ParsableCommand {
             throw RuntimeError("mpirun -np \(n) \(exe) bench dist: exit status \(p.terminationStatus)")
         }
         guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{") }).map(String.init),
-              let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let throughput = json["audio_seconds_per_second"] as? Double,
-              let hidden = json["allreduce_hidden_fraction"] as? Double else {
+            let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let throughput = json["audio_seconds_per_second"] as? Double,
+            let hidden = json["allreduce_hidden_fraction"] as? Double
+        else {
             throw RuntimeError("mpirun -np \(n) \(exe) bench dist: no JSON line in its output")
         }
         return (line, throughput, hidden)

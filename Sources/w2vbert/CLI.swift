@@ -6,13 +6,15 @@ struct W2VBertCLI: ParsableCommand {
         commandName: "w2vbert",
         abstract: "Pre-train W2V-BERT speech models on CPU clusters, data-parallel over MPI.",
         discussion: """
-        Exit statuses (every subcommand): 0 done, 1 runtime error (bad input file, I/O, MPI; one line naming \
-        the file and the problem), 2 bad command line or configuration (with the usage); train also 75 stopped \
-        by a signal after a checkpoint, 76 too many non-finite steps, 77 replica divergence, 78 collective \
-        watchdog timeout. Any other status means the process died of a signal (128 + signal number).
-        """,
-        subcommands: [Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
-                      Inspect.self, Compare.self, Prepare.self, Features.self, Bench.self, Check.self])
+            Exit statuses (every subcommand): 0 done, 1 runtime error (bad input file, I/O, MPI; one line naming \
+            the file and the problem), 2 bad command line or configuration (with the usage); train also 75 stopped \
+            by a signal after a checkpoint, 76 too many non-finite steps, 77 replica divergence, 78 collective \
+            watchdog timeout. Any other status means the process died of a signal (128 + signal number).
+            """,
+        subcommands: [
+            Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
+            Inspect.self, Compare.self, Prepare.self, Features.self, Bench.self, Check.self
+        ])
 
     /// The words that name `command` on the command line after `w2vbert` ("bench model"), nil when it is not in
     /// the tree.
@@ -64,13 +66,15 @@ enum Main {
             finish(documentedStatuses.contains(e.rawValue) ? e.rawValue : 1)
         } catch let e as UsageError {
             let name = W2VBertCLI.path(of: type(of: command)) ?? ""
-            finish(2, "w2vbert: error: \(oneLine(e.description))\n" + usage(command)
-                   + "\n  See 'w2vbert \(name) --help' for more information.")
+            finish(
+                2,
+                "w2vbert: error: \(oneLine(e.description))\n" + usage(command)
+                    + "\n  See 'w2vbert \(name) --help' for more information.")
         } catch let e as ValidationError {
             // Thrown from run() it is still about the command line (e.g. two options that exclude each other).
             finish(2, "w2vbert: error: \(oneLine(e.message))\n" + usage(command))
         } catch {
-            if W2VBertCLI.exitCode(for: error) == .success {   // CleanExit (help, version) from a command
+            if W2VBertCLI.exitCode(for: error) == .success {  // CleanExit (help, version) from a command
                 finish(0, W2VBertCLI.fullMessage(for: error), toStandardError: false)
             }
             finish(1, "w2vbert: error: \(oneLine("\(error)"))")

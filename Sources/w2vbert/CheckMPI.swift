@@ -10,8 +10,9 @@ struct CheckMPI: ParsableCommand {
         let comm = try makeCommunicator()
         let failures = try checkCollectives(comm)
         let status = failures.isEmpty ? "ok" : "FAILED: \(failures.joined(separator: ", "))"
-        print("check mpi: rank \(comm.rank)/\(comm.size) local \(comm.localRank)/\(comm.localSize) "
-              + "host \(comm.hostName): \(status)")
+        print(
+            "check mpi: rank \(comm.rank)/\(comm.size) local \(comm.localRank)/\(comm.localSize) "
+                + "host \(comm.hostName): \(status)")
         if let mpi = comm as? MPICommunicator { mpi.finalize() }
         if !failures.isEmpty { throw ExitCode(1) }
     }

@@ -6,9 +6,10 @@ import Training
 struct ConfigOptions: ParsableArguments {
     @Option(help: "Built-in preset: tiny, small, base, xl, or the Hugging Face family (tiny2 … w2v-bert-2.0).")
     var preset: String?
-    @Option(help: ArgumentHelp(
-        "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
-            + "compute; an optional `preset:` key)."))
+    @Option(
+        help: ArgumentHelp(
+            "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+                + "compute; an optional `preset:` key)."))
     var config: String?
     @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).")
     var overrides: [String] = []

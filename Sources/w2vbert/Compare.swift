@@ -11,9 +11,10 @@ struct Compare: ParsableCommand {
     @Argument(help: "Checkpoint or run folder A.") var a: String
     @Argument(help: "Checkpoint or run folder B (the reference).") var b: String
     @Option(help: "Tolerance.") var rtol = 1e-5
-    @Flag(help: ArgumentHelp(
-        "Compare only the tensors both hold (e.g. a LoRA run's base tensors against the checkpoint it started "
-            + "from)."))
+    @Flag(
+        help: ArgumentHelp(
+            "Compare only the tensors both hold (e.g. a LoRA run's base tensors against the checkpoint it started "
+                + "from)."))
     var common = false
 
     func run() throws {

@@ -13,23 +13,27 @@ struct Embed: ParsableCommand {
     @Option(help: "Checkpoint folder (step-…) or run folder (its newest checkpoint).") var checkpoint: String
     @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
     @Option(help: "Output .npy file.") var out: String
-    @Option(help: ArgumentHelp(
-        "contrastive (after the last contrastive block), mlm (after the last MLM block) or speaker "
-            + "(hyper-lora's speaker vector per file: [files, adapter.speaker_dim])."))
+    @Option(
+        help: ArgumentHelp(
+            "contrastive (after the last contrastive block), mlm (after the last MLM block) or speaker "
+                + "(hyper-lora's speaker vector per file: [files, adapter.speaker_dim])."))
     var layer = "mlm"
     @Option(name: .customLong("set"), help: "Override one key, e.g. compute.precision=bf16 (repeatable).")
     var overrides: [String] = []
     @Flag(help: "Run all inputs as one zero-padded batch (padding must not change the states of real frames).")
     var batch = false
-    @Option(help: ArgumentHelp(
-        "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with "
-            + "PATH.lengths.npy."))
+    @Option(
+        help: ArgumentHelp(
+            "Also write the model's input features (CMVN'd fbank, [N, T0_max, 80] zero-padded) here, with "
+                + "PATH.lengths.npy."))
     var saveFeatures: String?
-    @Option(name: .customLong("speaker"), help: """
-        adapter.speaker = table runs: the speaker label of the files (once: every file; or once per file, in \
-        order); a label the table does not know, e.g. '-', takes the unknown-speaker row, as do files without \
-        --speaker.
-        """)
+    @Option(
+        name: .customLong("speaker"),
+        help: """
+            adapter.speaker = table runs: the speaker label of the files (once: every file; or once per file, in \
+            order); a label the table does not know, e.g. '-', takes the unknown-speaker row, as do files without \
+            --speaker.
+            """)
     var speakers: [String] = []
 
     func validate() throws {
@@ -38,8 +42,9 @@ struct Embed: ParsableCommand {
         }
         guard !audio.isEmpty else { throw ValidationError("give at least one audio file") }
         guard speakers.count <= 1 || speakers.count == audio.count else {
-            throw ValidationError("give --speaker once (every file) or once per file (\(audio.count)), "
-                                  + "not \(speakers.count) times")
+            throw ValidationError(
+                "give --speaker once (every file) or once per file (\(audio.count)), "
+                    + "not \(speakers.count) times")
         }
     }
 

@@ -8,11 +8,11 @@ struct ExportHF: ParsableCommand {
         abstract: "Write a checkpoint's encoder as a Hugging Face Wav2Vec2BertModel folder (config.json, "
             + "model.safetensors, preprocessor_config.json).",
         discussion: """
-        Only the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) can be exported; another \
-        architecture is refused naming the config key transformers cannot express. The quantizer and the \
-        contrastive and MLM heads are left out (transformers has no use for them). LoRA adapters are merged \
-        into their Linear weights; hyper-lora checkpoints cannot be exported.
-        """)
+            Only the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) can be exported; another \
+            architecture is refused naming the config key transformers cannot express. The quantizer and the \
+            contrastive and MLM heads are left out (transformers has no use for them). LoRA adapters are merged \
+            into their Linear weights; hyper-lora checkpoints cannot be exported.
+            """)
     @Argument(help: "Checkpoint folder (step-…) or run folder (its newest checkpoint).") var checkpoint: String
     @Option(help: "Output folder.") var out: String
 

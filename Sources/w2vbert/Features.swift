@@ -2,7 +2,7 @@ import ArgumentParser
 import Audio
 import Foundation
 
-/// `w2vbert features AUDIO --out OUT.npy`: decode, resample to 16 kHz, Kaldi fbank (SPEC §2), CMVN.
+/// `w2vbert features AUDIO --out OUT.npy`: decode, resample to 16 kHz, Kaldi fbank, CMVN.
 struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "features",
@@ -17,20 +17,28 @@ struct Features: ParsableCommand {
     @Flag(name: .long, help: "Skip per-utterance CMVN (write the raw log-mel energies).")
     var noCmvn = false
 
-    @Option(name: .long, help: "Also write the 16 kHz mono samples the features were computed from (float32 .npy, in [-1, 1)).")
+    @Option(
+        name: .long,
+        help: "Also write the 16 kHz mono samples the features were computed from (float32 .npy, in [-1, 1)).")
     var samplesOut: String?
 
     @Option(name: .long, help: "Resampling: polyphase (default), or libsamplerate's best, medium or fastest.")
     var quality: String = "polyphase"
 
-    @Option(name: .long, help: "Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the trainer does for crops.")
+    @Option(
+        name: .long,
+        help:
+            "Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the trainer does for crops."
+    )
     var offset: Double?
 
     @Option(name: .long, help: "Length of the stretch in seconds (default: to the end).")
     var duration: Double?
 
     func validate() throws {
-        if ResampleQuality(rawValue: quality) == nil { throw ValidationError("--quality must be polyphase, best, medium or fastest") }
+        if ResampleQuality(rawValue: quality) == nil {
+            throw ValidationError("--quality must be polyphase, best, medium or fastest")
+        }
         if let o = offset, o < 0 { throw ValidationError("--offset must be ≥ 0") }
         if let d = duration, d <= 0 { throw ValidationError("--duration must be > 0") }
     }
@@ -53,7 +61,9 @@ struct Features: ParsableCommand {
             if !noCmvn { applyCMVN(&feats, frames: T0, bins: fbank.numBins) }
             try Npy.write(NpyArray(shape: [T0, fbank.numBins], data: feats), to: out)
             if let s = samplesOut { try Npy.write(NpyArray(shape: [samples.count], data: samples), to: s) }
-            print("\(audio): \(samples.count) samples at 16 kHz (\(String(format: "%.2f", Double(samples.count) / 16000)) s) → \(out) [\(T0), \(fbank.numBins)]\(noCmvn ? "" : " CMVN")")
+            print(
+                "\(audio): \(samples.count) samples at 16 kHz (\(String(format: "%.2f", Double(samples.count) / 16000)) s) → \(out) [\(T0), \(fbank.numBins)]\(noCmvn ? "" : " CMVN")"
+            )
         }
     }
 }

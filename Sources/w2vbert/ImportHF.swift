@@ -9,12 +9,12 @@ struct ImportHF: ParsableCommand {
         abstract: "Turn a Hugging Face Wav2Vec2BertModel folder into a weights-only checkpoint folder (for embed, "
             + "export-hf, train --init-from).",
         discussion: """
-        The config is the one an export-hf stored in the weights (exact round trip), else the family preset of \
-        the same width (tiny2 144, small2 256, base2 512, w2v-bert-2.0 otherwise) with the architecture from \
-        config.json and 1/3 of the layers as contrastive blocks; --preset/--config/--set replace that base. \
-        The quantizer and heads (absent from HF folders) are initialised fresh from train.seed. The folder \
-        holds model.safetensors and trainer.json (step 0), no optimizer state.
-        """)
+            The config is the one an export-hf stored in the weights (exact round trip), else the family preset of \
+            the same width (tiny2 144, small2 256, base2 512, w2v-bert-2.0 otherwise) with the architecture from \
+            config.json and 1/3 of the layers as contrastive blocks; --preset/--config/--set replace that base. \
+            The quantizer and heads (absent from HF folders) are initialised fresh from train.seed. The folder \
+            holds model.safetensors and trainer.json (step 0), no optimizer state.
+            """)
     @Argument(help: "Hugging Face model folder (config.json + model.safetensors, float32).") var dir: String
     @Option(help: "Output checkpoint folder.") var out: String
     @Option(help: "Contrastive blocks (the rest of the layers are MLM blocks).") var contrastiveBlocks: Int?
@@ -28,11 +28,12 @@ struct ImportHF: ParsableCommand {
         do {
             s = try HuggingFace.importFolder(dir, to: out, base: base, contrastiveBlocks: contrastiveBlocks)
         } catch {
-            throw RuntimeError("\(error)")   // the source folder's config.json, not the command line: status 1
+            throw RuntimeError("\(error)")  // the source folder's config.json, not the command line: status 1
         }
         let m = s.config.model
         print("import-hf: \(s.tensors)")
-        print("import-hf: \(m.contrastiveBlocks) contrastive + \(m.mlmBlocks) MLM blocks, d = \(m.dim), "
-              + "\(s.parameters) parameters → \(out)")
+        print(
+            "import-hf: \(m.contrastiveBlocks) contrastive + \(m.mlmBlocks) MLM blocks, d = \(m.dim), "
+                + "\(s.parameters) parameters → \(out)")
     }
 }

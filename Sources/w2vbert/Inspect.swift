@@ -16,8 +16,9 @@ struct Inspect: ParsableCommand {
         let summary = try RunSummary(dir, tensors: tensors)
         for line in summary.lines { print(line) }
         if !summary.corrupt.isEmpty {
-            throw RuntimeError("\(summary.runDirectory): unusable checkpoint(s) "
-                               + "\(summary.corrupt.joined(separator: ", ")) (see above)")
+            throw RuntimeError(
+                "\(summary.runDirectory): unusable checkpoint(s) "
+                    + "\(summary.corrupt.joined(separator: ", ")) (see above)")
         }
     }
 }

@@ -45,16 +45,20 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Files shorter than this many seconds (16 kHz length) are skipped.")
     var minSeconds: Double = 0.5
 
-    @Option(name: .long, help: """
-        Resampling for decoded files (--verify, MPEG): polyphase (default), or libsamplerate's best, medium \
-        or fastest.
-        """)
+    @Option(
+        name: .long,
+        help: """
+            Resampling for decoded files (--verify, MPEG): polyphase (default), or libsamplerate's best, medium \
+            or fastest.
+            """)
     var quality: String = "polyphase"
 
-    @Flag(name: .long, help: """
-        Decode every file (slow: ~90 files/s per thread on the default corpus) instead of reading headers; \
-        only this finds corrupt streams and non-finite samples.
-        """)
+    @Flag(
+        name: .long,
+        help: """
+            Decode every file (slow: ~90 files/s per thread on the default corpus) instead of reading headers; \
+            only this finds corrupt streams and non-finite samples.
+            """)
     var verify = false
 
     @Option(name: .long, help: "Threads checking files (per rank).")
@@ -97,32 +101,38 @@ struct Prepare: ParsableCommand {
         let workers = "\(comm.size) rank(s) × \(jobs) thread(s)"
         let scanned = { (scan: CorpusScan, seconds: Double) in
             let root = CorpusPreparer.absoluteRoot(audioDir)
-            AudioCommand.printError("prepare: \(scan.files.count) audio files under \(root) (scanned in "
-                                    + String(format: "%.1f s); ", seconds)
-                                    + "\(verify ? "decoding" : "reading headers") on \(workers)")
+            AudioCommand.printError(
+                "prepare: \(scan.files.count) audio files under \(root) (scanned in "
+                    + String(format: "%.1f s); ", seconds)
+                    + "\(verify ? "decoding" : "reading headers") on \(workers)")
             for d in scan.duplicates { AudioCommand.printError("prepare: \(d)") }
         }
         let clock = ProgressClock(start: monotonicSeconds(), ranks: comm.size)
         let result: CorpusPreparer.Result?
         do {
-            result = try preparer.prepare(root: audioDir, out: out, communicator: comm, scanned: scanned,
-                                          progress: { @Sendable done, total in clock.tick(done, total) })
+            result = try preparer.prepare(
+                root: audioDir, out: out, communicator: comm, scanned: scanned,
+                progress: { @Sendable done, total in clock.tick(done, total) })
         } catch is PrepareFailedOnRankZero {
-            throw ExitCode(1)   // rank 0 prints the one line
+            throw ExitCode(1)  // rank 0 prints the one line
         }
         guard let r = result else { return }
         let usable = r.train.count + r.valid.count
         let dt = monotonicSeconds() - t0
-        print("prepare: \(r.scanned) audio files under \(r.train.root) in \(String(format: "%.1f", dt)) s "
-              + "(\(String(format: "%.0f", Double(r.scanned) / max(dt, 1e-9))) files/s, "
-              + "\(verify ? "decoded" : "headers"), \(workers))")
-        print(String(format: "  usable: %d files, %.3f hours (train %d files %.3f h, valid %d files %.3f h)",
-                     usable, r.hours, r.train.count, r.train.hours, r.valid.count, r.valid.hours))
+        print(
+            "prepare: \(r.scanned) audio files under \(r.train.root) in \(String(format: "%.1f", dt)) s "
+                + "(\(String(format: "%.0f", Double(r.scanned) / max(dt, 1e-9))) files/s, "
+                + "\(verify ? "decoded" : "headers"), \(workers))")
+        print(
+            String(
+                format: "  usable: %d files, %.3f hours (train %d files %.3f h, valid %d files %.3f h)",
+                usable, r.hours, r.train.count, r.train.hours, r.valid.count, r.valid.hours))
         print("  skipped: \(r.skipped.count)")
         for s in r.skipped { print("    \(s.path): \(s.reason)") }
         let folders = r.duplicates.filter { $0.kind != .file }.count
-        print("  duplicates skipped: \(r.duplicates.count - folders) file(s) and \(folders) folder(s) "
-              + "reached again by another path (each listed or walked once)")
+        print(
+            "  duplicates skipped: \(r.duplicates.count - folders) file(s) and \(folders) folder(s) "
+                + "reached again by another path (each listed or walked once)")
         print("  wrote \(out)/train.tsv and \(out)/valid.tsv")
         if usable == 0 { throw AudioError(.empty, path: audioDir, "no usable audio files") }
     }
@@ -147,7 +157,9 @@ final class ProgressClock: @unchecked Sendable {
         let rate = Double(done) / max(now - start, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let share = ranks > 1 ? " (rank 0's share of \(ranks))" : ""
-        AudioCommand.printError(String(format: "prepare: %d/%d files checked%@, %.0f files/s, ETA %.0f s",
-                                       done, total, share, rate, eta))
+        AudioCommand.printError(
+            String(
+                format: "prepare: %d/%d files checked%@, %.0f files/s, ETA %.0f s",
+                done, total, share, rate, eta))
     }
 }

@@ -9,10 +9,10 @@ struct Train: ParsableCommand {
         commandName: "train",
         abstract: "Pre-train W2V-BERT; under mpirun/srun every rank trains a replica on its shard.",
         discussion: """
-        Resumes from RUN/checkpoints when it holds one (--no-resume refuses). Exit statuses: 0 finished, 1 error, \
-        2 bad command line or config, 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (run the same command again \
-        to resume), 76 too many non-finite steps, 77 replica divergence, 78 collective watchdog timeout.
-        """)
+            Resumes from RUN/checkpoints when it holds one (--no-resume refuses). Exit statuses: 0 finished, 1 error, \
+            2 bad command line or config, 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (run the same command again \
+            to resume), 76 too many non-finite steps, 77 replica divergence, 78 collective watchdog timeout.
+            """)
 
     @OptionGroup var configOptions: ConfigOptions
     @Option(help: "Training manifest (fairseq TSV from `w2vbert prepare`).") var train: String
@@ -20,11 +20,12 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder: checkpoints, metrics.jsonl, tensorboard/, config.yaml.") var runDir: String
     @Option(help: "Stop after this many optimizer steps (overrides optimizer.max_steps).") var maxSteps: Int?
     @Flag(help: "Refuse to resume when the run folder already holds checkpoints.") var noResume = false
-    @Option(help: """
-        Start a new run (step 0, fresh optimizer) from the weights of a checkpoint, run folder or Hugging Face \
-        model folder; quantizer and heads stay fresh where the source has none. Ignored when the run folder \
-        already holds checkpoints (it resumes).
-        """)
+    @Option(
+        help: """
+            Start a new run (step 0, fresh optimizer) from the weights of a checkpoint, run folder or Hugging Face \
+            model folder; quantizer and heads stay fresh where the source has none. Ignored when the run folder \
+            already holds checkpoints (it resumes).
+            """)
     var initFrom: String?
     @Flag(help: "Only warnings and errors on the console.") var quiet = false
     @Option(help: "Decoding threads per rank (2: enough for the tiny preset at its bf16 step rate, README \"Data\").")
@@ -42,9 +43,9 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let config = try configOptions.load()   // bad config is rejected before any MPI work (status 2)
+        let config = try configOptions.load()  // bad config is rejected before any MPI work (status 2)
         for m in [train] + (valid.map { [$0] } ?? []) where !FileManager.default.fileExists(atPath: m) {
-            throw RuntimeError("\(m): no such manifest")   // an input file: status 1, no usage
+            throw RuntimeError("\(m): no such manifest")  // an input file: status 1, no usage
         }
         if let i = initFrom, !FileManager.default.fileExists(atPath: i) {
             throw RuntimeError("--init-from \(i): no such folder")

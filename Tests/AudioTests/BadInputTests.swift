@@ -9,11 +9,17 @@ final class BadInputTests: XCTestCase {
         let dir = try makeTempDir(self)
         let fm = FileManager.default
         try fm.createDirectory(at: dir.appendingPathComponent("spk1/sub"), withIntermediateDirectories: true)
-        try AudioWriter.write(path: dir.appendingPathComponent("spk1/a.wav").path, samples: speechLike(rate: 16000, seconds: 1.0), sampleRate: 16000)
+        try AudioWriter.write(
+            path: dir.appendingPathComponent("spk1/a.wav").path, samples: speechLike(rate: 16000, seconds: 1.0),
+            sampleRate: 16000)
         let st = speechLike(rate: 22050, seconds: 2.0)
-        try AudioWriter.write(path: dir.appendingPathComponent("spk1/sub/b.FLAC").path, samples: zip(st, st.reversed()).flatMap { [$0, $1] },
-                              sampleRate: 22050, channels: 2, format: .flac16)
-        try AudioWriter.write(path: dir.appendingPathComponent("c.wav").path, samples: speechLike(rate: 48000, seconds: 0.75), sampleRate: 48000)
+        try AudioWriter.write(
+            path: dir.appendingPathComponent("spk1/sub/b.FLAC").path,
+            samples: zip(st, st.reversed()).flatMap { [$0, $1] },
+            sampleRate: 22050, channels: 2, format: .flac16)
+        try AudioWriter.write(
+            path: dir.appendingPathComponent("c.wav").path, samples: speechLike(rate: 48000, seconds: 0.75),
+            sampleRate: 48000)
         // corrupt: a real WAV whose RIFF/fmt header is overwritten with garbage
         let good = dir.appendingPathComponent("corrupt.wav")
         try AudioWriter.write(path: good.path, samples: speechLike(rate: 16000, seconds: 1.0), sampleRate: 16000)
@@ -22,7 +28,8 @@ final class BadInputTests: XCTestCase {
         try bytes.write(to: good)
         // corrupt stream: a real FLAC with bytes flipped in the middle (libsndfile stops early, silently)
         let flac = dir.appendingPathComponent("spk1/corrupt.flac")
-        try AudioWriter.write(path: flac.path, samples: sine(freq: 440, rate: 16000, seconds: 2), sampleRate: 16000, format: .flac16)
+        try AudioWriter.write(
+            path: flac.path, samples: sine(freq: 440, rate: 16000, seconds: 2), sampleRate: 16000, format: .flac16)
         var fb = try Data(contentsOf: flac)
         for i in (fb.count / 2)..<(fb.count / 2 + 2000) { fb[i] ^= 0x5A }
         try fb.write(to: flac)
@@ -30,8 +37,11 @@ final class BadInputTests: XCTestCase {
         let wav = try Data(contentsOf: dir.appendingPathComponent("spk1/a.wav"))
         try wav.prefix(30).write(to: dir.appendingPathComponent("truncated.wav"))
         fm.createFile(atPath: dir.appendingPathComponent("empty.wav").path, contents: Data())
-        try "this is a text file, not audio\n".write(to: dir.appendingPathComponent("notes.wav"), atomically: true, encoding: .utf8)
-        try AudioWriter.write(path: dir.appendingPathComponent("short.wav").path, samples: speechLike(rate: 16000, seconds: 0.1), sampleRate: 16000)
+        try "this is a text file, not audio\n".write(
+            to: dir.appendingPathComponent("notes.wav"), atomically: true, encoding: .utf8)
+        try AudioWriter.write(
+            path: dir.appendingPathComponent("short.wav").path, samples: speechLike(rate: 16000, seconds: 0.1),
+            sampleRate: 16000)
         try "ignored".write(to: dir.appendingPathComponent("readme.txt"), atomically: true, encoding: .utf8)
         return dir
     }
@@ -44,27 +54,35 @@ final class BadInputTests: XCTestCase {
         // Header-only (the default) sees a good header on the FLAC with a corrupt stream and keeps it
         // (the loader skips it at training time); everything else is caught from the header alone.
         let headers = try prep.prepare(root: dir.path)
-        XCTAssertEqual(Set(headers.skipped.map(\.path)), ["corrupt.wav", "truncated.wav", "empty.wav", "notes.wav", "short.wav"])
+        XCTAssertEqual(
+            Set(headers.skipped.map(\.path)), ["corrupt.wav", "truncated.wav", "empty.wav", "notes.wav", "short.wav"])
         XCTAssertTrue((headers.train.entries + headers.valid.entries).contains { $0.path == "spk1/corrupt.flac" })
         prep.verify = true
         let r = try prep.prepare(root: dir.path)
         for s in r.skipped { print("skipped \(s.path): \(s.reason)") }
         XCTAssertEqual(r.scanned, 9)
         let skipped = Dictionary(uniqueKeysWithValues: r.skipped.map { ($0.path, $0.kind) })
-        XCTAssertEqual(skipped, ["corrupt.wav": .unreadable, "spk1/corrupt.flac": .decode, "truncated.wav": .unreadable,
-                                 "empty.wav": .empty, "notes.wav": .unreadable, "short.wav": .tooShort])
-        XCTAssertTrue(r.skipped.first { $0.path == "notes.wav" }!.reason.count > "unreadable: ".count, "libsndfile's message")
+        XCTAssertEqual(
+            skipped,
+            [
+                "corrupt.wav": .unreadable, "spk1/corrupt.flac": .decode, "truncated.wav": .unreadable,
+                "empty.wav": .empty, "notes.wav": .unreadable, "short.wav": .tooShort
+            ])
+        XCTAssertTrue(
+            r.skipped.first { $0.path == "notes.wav" }!.reason.count > "unreadable: ".count, "libsndfile's message")
         let all = (r.train.entries + r.valid.entries).sorted { $0.path < $1.path }
         XCTAssertEqual(all.map(\.path), ["c.wav", "spk1/a.wav", "spk1/sub/b.FLAC"])
         XCTAssertEqual(all.map(\.samples), [12000, 16000, 32000])
-        XCTAssertEqual(r.valid.count, 1)   // round(0.34 · 3)
+        XCTAssertEqual(r.valid.count, 1)  // round(0.34 · 3)
         // deterministic split by seed; manifests round-trip through the TSV
         let again = try prep.prepare(root: dir.path)
         XCTAssertEqual(again.valid, r.valid)
         let path = dir.appendingPathComponent("train.tsv").path
         try r.train.write(to: path)
         XCTAssertEqual(try Manifest.read(path: path), r.train)
-        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first.map(String.init), r.train.root)
+        XCTAssertEqual(
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first.map(String.init),
+            r.train.root)
     }
 
     func testManifestParseErrorsNameLine() throws {
@@ -76,32 +94,45 @@ final class BadInputTests: XCTestCase {
 
     /// A manifest naming vanished files: each is reported with its path and counted, the utterance is
     /// dropped from its micro-batch, the loader continues; past max_bad_fraction it aborts clearly.
-    func loaderRun(badFraction: Double, vanished: Int, batchesWanted: Int, workers: Int = 1) throws -> (batches: [MicroBatch], error: Error?, reports: [String], stats: LoaderStats) {
+    func loaderRun(
+        badFraction: Double, vanished: Int, batchesWanted: Int, workers: Int = 1
+    ) throws -> (batches: [MicroBatch], error: Error?, reports: [String], stats: LoaderStats) {
         let dir = try makeTempDir(self)
         var entries = [Manifest.Entry]()
         for i in 0..<20 {
             let n = 16000 + 1600 * i
             let name = "u\(i).wav"
-            try AudioWriter.write(path: dir.appendingPathComponent(name).path, samples: speechLike(rate: 16000, seconds: Double(n) / 16000, seed: Double(i)), sampleRate: 16000)
+            try AudioWriter.write(
+                path: dir.appendingPathComponent(name).path,
+                samples: speechLike(rate: 16000, seconds: Double(n) / 16000, seed: Double(i)), sampleRate: 16000)
             entries.append(.init(path: name, samples: n))
         }
         for i in 0..<vanished { try FileManager.default.removeItem(at: dir.appendingPathComponent("u\(i * 3).wav")) }
         let manifest = Manifest(root: dir.path, entries: entries)
-        let order = try DataOrder(lengths: entries.map(\.samples), config: DataOrderConfig(seed: 5, maxSamples: 40_000, maxFrames: 600),
-                                  encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
-        final class Box: @unchecked Sendable { var lines = [String](); let lock = NSLock() }
+        let order = try DataOrder(
+            lengths: entries.map(\.samples), config: DataOrderConfig(seed: 5, maxSamples: 40_000, maxFrames: 600),
+            encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
+        final class Box: @unchecked Sendable {
+            var lines = [String]()
+            let lock = NSLock()
+        }
         let box = Box()
         var opts = LoaderOptions()
         opts.maxBadFraction = badFraction
         opts.prefetch = 2
         opts.workers = workers
-        opts.report = { s in box.lock.lock(); box.lines.append(s); box.lock.unlock() }
+        opts.report = { s in
+            box.lock.lock()
+            box.lines.append(s)
+            box.lock.unlock()
+        }
         let loader = try DataLoader(manifest: manifest, order: order, sharding: Sharding(), options: opts)
         var out = [MicroBatch](), err: Error? = nil
         do { for _ in 0..<batchesWanted { out.append(try loader.next()) } } catch { err = error }
         let stats = loader.stats
         loader.stop()
-        box.lock.lock(); defer { box.lock.unlock() }
+        box.lock.lock()
+        defer { box.lock.unlock() }
         return (out, err, box.lines, stats)
     }
 
@@ -127,7 +158,8 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(delivered.contains("u0.wav") || delivered.contains("u3.wav") || delivered.contains("u6.wav"))
         XCTAssertEqual(delivered.count, 17)
         let failedNames = Set(batches.flatMap(\.failed).map { ($0 as NSString).lastPathComponent })
-        XCTAssertTrue(failedNames.isSubset(of: ["u0.wav", "u3.wav", "u6.wav"]) && !failedNames.isEmpty, "\(failedNames)")
+        XCTAssertTrue(
+            failedNames.isSubset(of: ["u0.wav", "u3.wav", "u6.wav"]) && !failedNames.isEmpty, "\(failedNames)")
         XCTAssertGreaterThan(batches.last!.epoch, 0, "ran into the next epoch")
         // three workers deliver the same micro-batches, in the same order
         let (b3, e3, _, s3) = try loaderRun(badFraction: 0.25, vanished: 3, batchesWanted: 40, workers: 3)
@@ -144,15 +176,24 @@ final class BadInputTests: XCTestCase {
         let dir = try makeTempDir(self)
         var entries = [Manifest.Entry]()
         for i in 0..<7 {
-            try AudioWriter.write(path: dir.appendingPathComponent("v\(i).wav").path, samples: speechLike(rate: 16000, seconds: 1 + 0.1 * Double(i)), sampleRate: 16000)
+            try AudioWriter.write(
+                path: dir.appendingPathComponent("v\(i).wav").path,
+                samples: speechLike(rate: 16000, seconds: 1 + 0.1 * Double(i)), sampleRate: 16000)
             entries.append(.init(path: "v\(i).wav", samples: 16000 + 1600 * i))
         }
         let m = Manifest(root: dir.path, entries: entries)
-        let order = try DataOrder(lengths: entries.map(\.samples), config: DataOrderConfig(seed: 1, maxSamples: 32000, maxFrames: 400),
-                                  encoderLength: { $0 / 2 })
+        let order = try DataOrder(
+            lengths: entries.map(\.samples), config: DataOrderConfig(seed: 1, maxSamples: 32000, maxFrames: 400),
+            encoderLength: { $0 / 2 })
         let plan = order.plan(epoch: 0, microBatchesPerStep: 1)
         XCTAssertEqual(plan.usableBatches, plan.batches.count)
-        let loader = DataLoader(manifest: m, batches: plan.batches, options: { var o = LoaderOptions(); o.workers = 2; return o }())
+        let loader = DataLoader(
+            manifest: m, batches: plan.batches,
+            options: {
+                var o = LoaderOptions()
+                o.workers = 2
+                return o
+            }())
         var got = [MicroBatch]()
         while let b = try loader.nextIfAny() { got.append(b) }
         XCTAssertEqual(got.map(\.index), plan.batches.map(\.index))
@@ -180,15 +221,19 @@ final class BadInputTests: XCTestCase {
         // the same with three workers: the error still reaches the consumer
         let (_, e3, _, s3) = try loaderRun(badFraction: 0.1, vanished: 4, batchesWanted: 40, workers: 3)
         XCTAssertNotNil(e3 as? LoaderError)
-        XCTAssertGreaterThanOrEqual(s3.badFiles, 3)   // concurrent workers may meet a 4th before stopping
+        XCTAssertGreaterThanOrEqual(s3.badFiles, 3)  // concurrent workers may meet a 4th before stopping
     }
 
     /// prepare follows symbolic links to folders (launch/prepare-corpus.sh links the Czech folders).
     func testPrepareFollowsFolderSymlinks() throws {
         let real = try makeTempDir(self), root = try makeTempDir(self)
-        try AudioWriter.write(path: real.appendingPathComponent("x.wav").path, samples: speechLike(rate: 16000, seconds: 1), sampleRate: 16000)
-        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("level1").path, withDestinationPath: real.path)
-        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("loop").path, withDestinationPath: root.path)
+        try AudioWriter.write(
+            path: real.appendingPathComponent("x.wav").path, samples: speechLike(rate: 16000, seconds: 1),
+            sampleRate: 16000)
+        try FileManager.default.createSymbolicLink(
+            atPath: root.appendingPathComponent("level1").path, withDestinationPath: real.path)
+        try FileManager.default.createSymbolicLink(
+            atPath: root.appendingPathComponent("loop").path, withDestinationPath: root.path)
         var prep = CorpusPreparer()
         prep.validPercent = 0
         let r = try prep.prepare(root: root.path)

@@ -44,8 +44,11 @@ final class CorpusScaleTests: XCTestCase {
                 for (k, format) in [AudioWriter.Format.wav16, .flac16].enumerated() {
                     let channels = 1 + (n + k) % 2
                     let p = dir.appendingPathComponent("r\(rate)-n\(n)-\(k).\(format == .flac16 ? "flac" : "wav")").path
-                    try AudioWriter.write(path: p, samples: broadband(rate: rate, seconds: Double(n) / Double(rate) + 1e-9, channels: channels, seed: UInt64(n)),
-                                          sampleRate: rate, channels: channels, format: format)
+                    try AudioWriter.write(
+                        path: p,
+                        samples: broadband(
+                            rate: rate, seconds: Double(n) / Double(rate) + 1e-9, channels: channels, seed: UInt64(n)),
+                        sampleRate: rate, channels: channels, format: format)
                     let info = try AudioDecoder.info(path: p)
                     XCTAssertEqual(info.frames, n, p)
                     let rule = rate == 16_000 ? n : n * 16_000 / rate
@@ -59,8 +62,10 @@ final class CorpusScaleTests: XCTestCase {
         }
         // Real speech: the committed fixture clips (16 kHz WAV) and default-corpus Ogg files at 22.05 and
         // 44.1 kHz, mono and stereo.
-        let fixtures = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.appendingPathComponent("fbank").path)
-            .filter { $0.hasSuffix(".wav") }.map { fixturesDir.appendingPathComponent("fbank/" + $0).path }
+        let fixtures = try FileManager.default.contentsOfDirectory(
+            atPath: fixturesDir.appendingPathComponent("fbank").path
+        )
+        .filter { $0.hasSuffix(".wav") }.map { fixturesDir.appendingPathComponent("fbank/" + $0).path }
         let corpus = try defaultCorpusFiles()
         var rates = Set<String>()
         for p in fixtures + stride(from: 0, to: corpus.count, by: max(1, corpus.count / 40)).map({ corpus[$0] }) {
@@ -78,13 +83,16 @@ final class CorpusScaleTests: XCTestCase {
     /// Ogg/Vorbis (48 kHz), generated here, and real Ogg/Vorbis speech from the default corpus.
     func testSeekCropEqualsWholeFileStretch() throws {
         let dir = try makeTempDir(self)
-        var files: [(String, Int)] = []   // path, crop length
-        for (name, rate, channels, seconds, format) in [("long.wav", 44_100, 2, 40.0, AudioWriter.Format.wav16),
-                                                       ("long.flac", 22_050, 1, 40.0, .flac16),
-                                                       ("long.ogg", 48_000, 1, 20.0, .oggVorbis)] {
+        var files: [(String, Int)] = []  // path, crop length
+        for (name, rate, channels, seconds, format) in [
+            ("long.wav", 44_100, 2, 40.0, AudioWriter.Format.wav16),
+            ("long.flac", 22_050, 1, 40.0, .flac16),
+            ("long.ogg", 48_000, 1, 20.0, .oggVorbis)
+        ] {
             let p = dir.appendingPathComponent(name).path
-            try AudioWriter.write(path: p, samples: broadband(rate: rate, seconds: seconds, channels: channels, seed: 7),
-                                  sampleRate: rate, channels: channels, format: format)
+            try AudioWriter.write(
+                path: p, samples: broadband(rate: rate, seconds: seconds, channels: channels, seed: 7),
+                sampleRate: rate, channels: channels, format: format)
             files.append((p, 48_000))
         }
         // the three longest default-corpus files (real speech, 22.05/44.1 kHz Ogg). bat-p-zhov1.ogg @ L − c
@@ -109,7 +117,8 @@ final class CorpusScaleTests: XCTestCase {
                 worstSample = max(worstSample, ds)
                 let T0 = fbank.numFrames(samples: crop.count)
                 var a = fbank.compute(crop), b = fbank.compute(expected)
-                applyCMVN(&a, frames: T0, bins: 80); applyCMVN(&b, frames: T0, bins: 80)
+                applyCMVN(&a, frames: T0, bins: 80)
+                applyCMVN(&b, frames: T0, bins: 80)
                 var df: Float = 0
                 for i in 0..<a.count { df = max(df, abs(a[i] - b[i])) }
                 worstFeature = max(worstFeature, df)
@@ -125,17 +134,31 @@ final class CorpusScaleTests: XCTestCase {
     func testLoaderCropsOfLongFilesMatchWholeFileStretch() throws {
         let dir = try makeTempDir(self)
         var entries = [Manifest.Entry]()
-        for (i, (rate, format)) in [(22_050, AudioWriter.Format.flac16), (44_100, .wav16), (16_000, .wav16)].enumerated() {
+        for (i, (rate, format)) in [(22_050, AudioWriter.Format.flac16), (44_100, .wav16), (16_000, .wav16)]
+            .enumerated()
+        {
             let name = "long\(i).\(format == .flac16 ? "flac" : "wav")"
-            try AudioWriter.write(path: dir.appendingPathComponent(name).path, samples: broadband(rate: rate, seconds: 12, channels: 1 + i % 2, seed: UInt64(i + 3)),
-                                  sampleRate: rate, channels: 1 + i % 2, format: format)
-            entries.append(.init(path: name, samples: try AudioDecoder.info(path: dir.appendingPathComponent(name).path).resampledLength))
+            try AudioWriter.write(
+                path: dir.appendingPathComponent(name).path,
+                samples: broadband(rate: rate, seconds: 12, channels: 1 + i % 2, seed: UInt64(i + 3)),
+                sampleRate: rate, channels: 1 + i % 2, format: format)
+            entries.append(
+                .init(
+                    path: name,
+                    samples: try AudioDecoder.info(path: dir.appendingPathComponent(name).path).resampledLength))
         }
         let m = Manifest(root: dir.path, entries: entries)
-        let order = try DataOrder(lengths: entries.map(\.samples), config: DataOrderConfig(seed: 3, maxSamples: 40_000, maxFrames: 250),
-                                  encoderLength: { $0 / 2 })
+        let order = try DataOrder(
+            lengths: entries.map(\.samples), config: DataOrderConfig(seed: 3, maxSamples: 40_000, maxFrames: 250),
+            encoderLength: { $0 / 2 })
         let plan = order.plan(epoch: 0, microBatchesPerStep: 1)
-        let loader = DataLoader(manifest: m, batches: plan.batches, options: { var o = LoaderOptions(); o.workers = 2; return o }())
+        let loader = DataLoader(
+            manifest: m, batches: plan.batches,
+            options: {
+                var o = LoaderOptions()
+                o.workers = 2
+                return o
+            }())
         let wholes = try (0..<entries.count).map { try AudioDecoder.load(path: m.fullPath($0)) }
         let fbank = KaldiFbank()
         var checked = 0, worst: Float = 0
@@ -145,7 +168,11 @@ final class CorpusScaleTests: XCTestCase {
                 let stretch = Array(wholes[u][off..<(off + 40_000)])
                 var f = fbank.compute(stretch)
                 applyCMVN(&f, frames: T0, bins: 80)
-                for t in 0..<T0 { for j in 0..<80 { worst = max(worst, abs(b.features[(k * b.maxFrames + t) * 80 + j] - f[t * 80 + j])) } }
+                for t in 0..<T0 {
+                    for j in 0..<80 {
+                        worst = max(worst, abs(b.features[(k * b.maxFrames + t) * 80 + j] - f[t * 80 + j]))
+                    }
+                }
                 XCTAssertGreaterThan(off, 0, "a crop away from the start")
                 checked += 1
             }
@@ -162,17 +189,19 @@ final class CorpusScaleTests: XCTestCase {
         let dir = try makeTempDir(self)
         for i in 0..<23 {
             let rate = [16_000, 22_050, 44_100, 48_000, 8_000][i % 5]
-            try FileManager.default.createDirectory(at: dir.appendingPathComponent("s\(i % 4)"), withIntermediateDirectories: true)
-            try AudioWriter.write(path: dir.appendingPathComponent("s\(i % 4)/f\(i).\(i % 3 == 0 ? "flac" : "wav")").path,
-                                  samples: broadband(rate: rate, seconds: 0.3 + 0.1 * Double(i), channels: 1 + i % 2, seed: UInt64(i)),
-                                  sampleRate: rate, channels: 1 + i % 2, format: i % 3 == 0 ? .flac16 : .wav16)
+            try FileManager.default.createDirectory(
+                at: dir.appendingPathComponent("s\(i % 4)"), withIntermediateDirectories: true)
+            try AudioWriter.write(
+                path: dir.appendingPathComponent("s\(i % 4)/f\(i).\(i % 3 == 0 ? "flac" : "wav")").path,
+                samples: broadband(rate: rate, seconds: 0.3 + 0.1 * Double(i), channels: 1 + i % 2, seed: UInt64(i)),
+                sampleRate: rate, channels: 1 + i % 2, format: i % 3 == 0 ? .flac16 : .wav16)
         }
         try "not audio".write(to: dir.appendingPathComponent("s1/bad.wav"), atomically: true, encoding: .utf8)
         var prep = CorpusPreparer()
         prep.validPercent = 20
         let one = try prep.prepare(root: dir.path)
         XCTAssertEqual(one.scanned, 24)
-        XCTAssertEqual(one.skipped.count, 3, "\(one.skipped)")   // bad.wav, and the two files < 0.5 s
+        XCTAssertEqual(one.skipped.count, 3, "\(one.skipped)")  // bad.wav, and the two files < 0.5 s
         var verify = prep
         verify.verify = true
         let decoded = try verify.prepare(root: dir.path)
@@ -192,7 +221,9 @@ final class CorpusScaleTests: XCTestCase {
             for r in 0..<world {
                 let idx = Array(stride(from: r, to: files.count, by: world))
                 let bytes = CorpusPreparer.encodeChecks(three.checkAll(root: root, files: files, indices: idx))
-                for (k, c) in try CorpusPreparer.decodeChecks(bytes, paths: idx.map { files[$0] }).enumerated() { all[idx[k]] = c }
+                for (k, c) in try CorpusPreparer.decodeChecks(bytes, paths: idx.map { files[$0] }).enumerated() {
+                    all[idx[k]] = c
+                }
             }
             let merged = prep.assemble(root: root, scan: found, checks: all)
             XCTAssertEqual(merged.train.encoded(), one.train.encoded(), "world \(world)")

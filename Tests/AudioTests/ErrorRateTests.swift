@@ -6,12 +6,12 @@ import XCTest
 final class ErrorRateTests: XCTestCase {
     func testLevenshtein() {
         func chars(_ a: String, _ b: String) -> Int { EditDistance.levenshtein(Array(a), Array(b)) }
-        XCTAssertEqual(chars("kitten", "sitting"), 3)     // k→s, e→i, +g
-        XCTAssertEqual(chars("flaw", "lawn"), 2)          // −f, +n
+        XCTAssertEqual(chars("kitten", "sitting"), 3)  // k→s, e→i, +g
+        XCTAssertEqual(chars("flaw", "lawn"), 2)  // −f, +n
         XCTAssertEqual(chars("", "abc"), 3)
         XCTAssertEqual(chars("abc", ""), 3)
         XCTAssertEqual(chars("same", "same"), 0)
-        XCTAssertEqual(chars("ab", "ba"), 2)              // no transpositions
+        XCTAssertEqual(chars("ab", "ba"), 2)  // no transpositions
     }
 
     func testWordErrorRate() {
@@ -25,17 +25,19 @@ final class ErrorRateTests: XCTestCase {
 
     func testCharacterErrorRateCountsSpacesAndScalars() {
         // The space is a character: "ab cd" → "abcd" is one deletion over 5.
-        XCTAssertEqual(ErrorRate.characters(reference: "ab cd", hypothesis: "abcd"),
-                       ErrorRate(edits: 1, referenceLength: 5))
+        XCTAssertEqual(
+            ErrorRate.characters(reference: "ab cd", hypothesis: "abcd"),
+            ErrorRate(edits: 1, referenceLength: 5))
         // Czech letters are single scalars (NFC): "kůň" → "kun" is two substitutions over 3.
-        XCTAssertEqual(ErrorRate.characters(reference: "kůň", hypothesis: "kun"),
-                       ErrorRate(edits: 2, referenceLength: 3))
+        XCTAssertEqual(
+            ErrorRate.characters(reference: "kůň", hypothesis: "kun"),
+            ErrorRate(edits: 2, referenceLength: 3))
     }
 
     func testCorpusRateIsSumOverSum() {
         var total = ErrorRate()
-        total.add(ErrorRate.words(reference: "a b c d", hypothesis: "a b c d"))     // 0 / 4
-        total.add(ErrorRate.words(reference: "e", hypothesis: "f"))                 // 1 / 1
+        total.add(ErrorRate.words(reference: "a b c d", hypothesis: "a b c d"))  // 0 / 4
+        total.add(ErrorRate.words(reference: "e", hypothesis: "f"))  // 1 / 1
         XCTAssertEqual(total.rate!, 0.2, accuracy: 1e-15, "not the mean of the rates (0.5)")
         let empty = ErrorRate.words(reference: "", hypothesis: "x y")
         XCTAssertEqual(empty, ErrorRate(edits: 2, referenceLength: 0))
@@ -59,7 +61,7 @@ final class ErrorRateTests: XCTestCase {
             XCTAssertEqual(CTCGreedyDecoding.text(logits: p.baseAddress!, frames: 11, vocabulary: vocab), "bb ac")
         }
         // Ties go to the lowest id (| over b), a blank separates two a's, the leading boundary is trimmed.
-        let tie: [Float] = [0, 1, 1, 0, 0,  0, 0, 0, 5, 0,  5, 0, 0, 0, 0,  0, 0, 0, 5, 0]
+        let tie: [Float] = [0, 1, 1, 0, 0, 0, 0, 0, 5, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, 0]
         tie.withUnsafeBufferPointer { p in
             XCTAssertEqual(CTCGreedyDecoding.ids(logits: p.baseAddress!, frames: 4, vocab: 5), [1, 3, 3])
             XCTAssertEqual(CTCGreedyDecoding.text(logits: p.baseAddress!, frames: 4, vocabulary: vocab), "aa")

@@ -6,7 +6,8 @@ final class FbankTests: XCTestCase {
     /// Swift fbank (before CMVN) vs kaldi-native-fbank on the committed real-speech fixtures.
     func testAgreesWithKaldiNativeFbankOnRealSpeech() throws {
         let dir = fixturesDir.appendingPathComponent("fbank")
-        let wavs = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".wav") }.sorted()
+        let wavs = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".wav") }
+            .sorted()
         XCTAssertGreaterThanOrEqual(wavs.count, 5, "fixtures missing")
         let fbank = KaldiFbank()
         var lengths = Set<Int>()
@@ -37,10 +38,12 @@ final class FbankTests: XCTestCase {
         var best = Double.infinity
         for _ in 0..<3 {
             let t0 = Date()
-            x.withUnsafeBufferPointer { s in out.withUnsafeMutableBufferPointer { o in
-                f.compute(s.baseAddress!, count: s.count, into: o.baseAddress!)
-                applyCMVN(o.baseAddress!, frames: T0, bins: 80)
-            } }
+            x.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { o in
+                    f.compute(s.baseAddress!, count: s.count, into: o.baseAddress!)
+                    applyCMVN(o.baseAddress!, frames: T0, bins: 80)
+                }
+            }
             best = min(best, Date().timeIntervalSince(t0))
         }
         print(String(format: "fbank + CMVN: %.0f× real time on one core", seconds / best))
@@ -75,7 +78,9 @@ final class FbankTests: XCTestCase {
         let fft = RealFFT(n: 512)
         var power = [Double](repeating: 0, count: 257)
         let xd = x.map(Double.init)
-        xd.withUnsafeBufferPointer { p in power.withUnsafeMutableBufferPointer { fft.powerSpectrum(p.baseAddress!, $0.baseAddress!) } }
+        xd.withUnsafeBufferPointer { p in
+            power.withUnsafeMutableBufferPointer { fft.powerSpectrum(p.baseAddress!, $0.baseAddress!) }
+        }
         let ref = RealFFT.referencePowerSpectrum(x)
         let scale = ref.max()!
         var worst = 0.0
@@ -104,7 +109,11 @@ final class FbankTests: XCTestCase {
         applyCMVN(&out, frames: T1, bins: 80)
         for b in [0, 17, 79] {
             var s = 0.0, s2 = 0.0
-            for t in 0..<T1 { let v = Double(out[t * 80 + b]); s += v; s2 += v * v }
+            for t in 0..<T1 {
+                let v = Double(out[t * 80 + b])
+                s += v
+                s2 += v * v
+            }
             XCTAssertEqual(s / Double(T1), 0, accuracy: 1e-4)
             XCTAssertEqual(s2 / Double(T1), 1, accuracy: 1e-3)
         }

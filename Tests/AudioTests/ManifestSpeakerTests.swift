@@ -2,7 +2,7 @@ import XCTest
 import Foundation
 import Audio
 
-/// Issue 13 (adapter.speaker = table): the manifest's optional third column, a speaker label per row.
+/// adapter.speaker = table: The manifest's optional third column, a speaker label per row.
 final class ManifestSpeakerTests: XCTestCase {
     func write(_ text: String) throws -> String {
         let path = NSTemporaryDirectory() + "w2v-manifest-\(UUID().uuidString.prefix(8)).tsv"
@@ -19,21 +19,27 @@ final class ManifestSpeakerTests: XCTestCase {
         XCTAssertEqual(m.speakerLabels, [])
         XCTAssertEqual(m.speakers, [])
         XCTAssertEqual(m.speaker(1), -1)
-        XCTAssertEqual(m, Manifest(root: "/data/root", entries: [.init(path: "a/x.ogg", samples: 16000), .init(path: "b/y.ogg", samples: 32000)]))
+        XCTAssertEqual(
+            m,
+            Manifest(
+                root: "/data/root",
+                entries: [.init(path: "a/x.ogg", samples: 16000), .init(path: "b/y.ogg", samples: 32000)]))
         XCTAssertEqual(m.encoded(), text)
     }
 
     /// With the column on some rows: labels interned and sorted, unlabelled rows (and an empty column) unknown,
     /// columns after the label ignored, CRLF tolerated; encoded() writes it back and reads to the same manifest.
     func testWithColumnInternedSortedAndRoundTrips() throws {
-        let text = "/r\nlevel/a-v-1.ogg\t100\tv\nhelp1.ogg\t200\nlevel/b-m-2.ogg\t300\tm\nlevel/c-v-3.ogg\t400\tv\textra\nx.ogg\t500\t\r\nk.ogg\t600\tbig fish\n"
+        let text =
+            "/r\nlevel/a-v-1.ogg\t100\tv\nhelp1.ogg\t200\nlevel/b-m-2.ogg\t300\tm\nlevel/c-v-3.ogg\t400\tv\textra\nx.ogg\t500\t\r\nk.ogg\t600\tbig fish\n"
         let path = try write(text)
         let m = try Manifest.read(path: path)
         XCTAssertTrue(m.hasSpeakers)
         XCTAssertEqual(m.speakerLabels, ["big fish", "m", "v"])
         XCTAssertEqual(m.speakers, [2, -1, 1, 2, -1, 0])
         XCTAssertEqual(m.entries.map(\.samples), [100, 200, 300, 400, 500, 600])
-        let expected = "/r\nlevel/a-v-1.ogg\t100\tv\nhelp1.ogg\t200\nlevel/b-m-2.ogg\t300\tm\nlevel/c-v-3.ogg\t400\tv\nx.ogg\t500\nk.ogg\t600\tbig fish\n"
+        let expected =
+            "/r\nlevel/a-v-1.ogg\t100\tv\nhelp1.ogg\t200\nlevel/b-m-2.ogg\t300\tm\nlevel/c-v-3.ogg\t400\tv\nx.ogg\t500\nk.ogg\t600\tbig fish\n"
         XCTAssertEqual(m.encoded(), expected)
         let out = path + ".out.tsv"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
@@ -56,10 +62,12 @@ final class ManifestSpeakerTests: XCTestCase {
 
     /// Bad rows name the file and the line.
     func testBadRowsNameFileAndLine() throws {
-        for (text, line, words) in [("/r\na\t1\tm\nb\t2\t m\n", 3, "starts or ends with a space"),
-                                    ("/r\na\t1\tm \n", 2, "starts or ends with a space"),
-                                    ("/r\na\t1\tm\nb\t\tm\n", 3, "expected 'relative/path<TAB>num_samples[<TAB>speaker]'"),
-                                    ("/r\na\tx1\tm\n", 2, "expected 'relative/path<TAB>num_samples[<TAB>speaker]'")] {
+        for (text, line, words) in [
+            ("/r\na\t1\tm\nb\t2\t m\n", 3, "starts or ends with a space"),
+            ("/r\na\t1\tm \n", 2, "starts or ends with a space"),
+            ("/r\na\t1\tm\nb\t\tm\n", 3, "expected 'relative/path<TAB>num_samples[<TAB>speaker]'"),
+            ("/r\na\tx1\tm\n", 2, "expected 'relative/path<TAB>num_samples[<TAB>speaker]'")
+        ] {
             let path = try write(text)
             XCTAssertThrowsError(try Manifest.read(path: path)) { e in
                 let s = "\(e)"

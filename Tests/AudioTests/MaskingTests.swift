@@ -7,7 +7,7 @@ final class MaskingTests: XCTestCase {
         let masker = SpanMasker(maskProb: 0.65, span: 10, minSpans: 2)
         var masked = 0, total = 0
         for mb in 0..<50 {
-            let lengths = (0..<8).map { 400 + ($0 * 37 + mb * 11) % 300 }   // long utterances, 400–699 frames
+            let lengths = (0..<8).map { 400 + ($0 * 37 + mb * 11) % 300 }  // long utterances, 400–699 frames
             let T = lengths.max()! + 13
             var rng = RandomStream(seed: 3, step: 5, microBatch: mb, purpose: .mask)
             let m = masker.mask(lengths: lengths, paddedLength: T, stream: &rng)
@@ -45,7 +45,8 @@ final class MaskingTests: XCTestCase {
         }
         // L == span: one possible start, span count capped at 1: exactly the whole utterance
         var rng = RandomStream(seed: 1, purpose: .mask)
-        XCTAssertEqual(masker.mask(lengths: [10], paddedLength: 12, stream: &rng), [UInt8](repeating: 1, count: 10) + [0, 0])
+        XCTAssertEqual(
+            masker.mask(lengths: [10], paddedLength: 12, stream: &rng), [UInt8](repeating: 1, count: 10) + [0, 0])
         // L < span: nothing masked (the pipeline drops these)
         XCTAssertEqual(masker.mask(lengths: [9], paddedLength: 9, stream: &rng), [UInt8](repeating: 0, count: 9))
         XCTAssertEqual(masker.spanCount(length: 100, u: 0.99), 7)

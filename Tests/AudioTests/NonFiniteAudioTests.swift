@@ -7,8 +7,10 @@ import XCTest
 final class NonFiniteAudioTests: XCTestCase {
     /// 3 s of 32-bit float audio at `rate` (`channels` interleaved) with NaN at `nans` frame indices and
     /// +infinity at `infs`, in channel `channel`; written by libsndfile.
-    func brokenFloatWAV(_ url: URL, rate: Int = 16000, channels: Int = 1, channel: Int = 0,
-                        nans: [Int], infs: [Int]) throws {
+    func brokenFloatWAV(
+        _ url: URL, rate: Int = 16000, channels: Int = 1, channel: Int = 0,
+        nans: [Int], infs: [Int]
+    ) throws {
         let mono = speechLike(rate: rate, seconds: 3)
         var x = mono.flatMap { v in [Float](repeating: v, count: channels) }
         for i in nans { x[i * channels + channel] = .nan }
@@ -22,7 +24,7 @@ final class NonFiniteAudioTests: XCTestCase {
     func testDecoderRefusesNonFiniteSamplesWithTheirCount() throws {
         let dir = try makeTempDir(self)
         let path = dir.appendingPathComponent("nan.wav").path
-        let nans = (0..<100).map { 1000 + 300 * $0 }   // frames 1000 ... 30700
+        let nans = (0..<100).map { 1000 + 300 * $0 }  // frames 1000 ... 30700
         try brokenFloatWAV(URL(fileURLWithPath: path), nans: nans, infs: [40_000])
         XCTAssertEqual(try AudioDecoder.info(path: path).frames, 48_000, "the header alone looks fine")
         let expected = AudioError(.decode, path: path, "101 non-finite samples (100 NaN, 1 infinite) in the audio")
@@ -37,8 +39,9 @@ final class NonFiniteAudioTests: XCTestCase {
         XCTAssert(clean.allSatisfy(\.isFinite))
 
         let stereo = dir.appendingPathComponent("stereo.wav").path
-        try brokenFloatWAV(URL(fileURLWithPath: stereo), rate: 44_100, channels: 2, channel: 1,
-                           nans: [5, 70_000], infs: [])
+        try brokenFloatWAV(
+            URL(fileURLWithPath: stereo), rate: 44_100, channels: 2, channel: 1,
+            nans: [5, 70_000], infs: [])
         let two = AudioError(.decode, path: stereo, "2 non-finite samples (2 NaN, 0 infinite) in the audio")
         XCTAssertThrowsError(try AudioDecoder.load(path: stereo)) { XCTAssertEqual($0 as? AudioError, two) }
         for q in ResampleQuality.allCases {
@@ -68,10 +71,12 @@ final class NonFiniteAudioTests: XCTestCase {
     /// the file with the count, and leaves it out of the manifests.
     func testPrepareVerifySkipsNonFiniteFiles() throws {
         let dir = try makeTempDir(self)
-        try brokenFloatWAV(dir.appendingPathComponent("nan.wav"), nans: (0..<100).map { 1000 + 300 * $0 },
-                           infs: [40_000])
-        try AudioWriter.write(path: dir.appendingPathComponent("good.wav").path,
-                              samples: speechLike(rate: 16000, seconds: 1), sampleRate: 16000, format: .wavFloat)
+        try brokenFloatWAV(
+            dir.appendingPathComponent("nan.wav"), nans: (0..<100).map { 1000 + 300 * $0 },
+            infs: [40_000])
+        try AudioWriter.write(
+            path: dir.appendingPathComponent("good.wav").path,
+            samples: speechLike(rate: 16000, seconds: 1), sampleRate: 16000, format: .wavFloat)
         var prep = CorpusPreparer()
         prep.validPercent = 0
         let headers = try prep.prepare(root: dir.path)
@@ -105,8 +110,9 @@ final class NonFiniteAudioTests: XCTestCase {
         }
         let manifest = Manifest(root: dir.path, entries: entries)
         let config = DataOrderConfig(seed: 5, maxSamples: 60_000, maxFrames: 600)
-        let order = try DataOrder(lengths: entries.map(\.samples), config: config,
-                                  encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
+        let order = try DataOrder(
+            lengths: entries.map(\.samples), config: config,
+            encoderLength: { ((($0 - 1) / 2) - 1) / 2 })
         final class Lines: @unchecked Sendable {
             var all = [String]()
             let lock = NSLock()
@@ -134,8 +140,10 @@ final class NonFiniteAudioTests: XCTestCase {
         XCTAssertNil(ok.error)
         XCTAssertEqual(ok.stats.badFiles, 2)
         XCTAssertEqual(ok.reports.count, 2, "\(ok.reports)")
-        for needle in ["u4.wav: decode: 1 non-finite samples (1 NaN, 0 infinite)",
-                       "u11.wav: decode: 1 non-finite samples (0 NaN, 1 infinite)"] {
+        for needle in [
+            "u4.wav: decode: 1 non-finite samples (1 NaN, 0 infinite)",
+            "u11.wav: decode: 1 non-finite samples (0 NaN, 1 infinite)"
+        ] {
             XCTAssert(ok.reports.contains { $0.contains(needle) }, "\(needle) in \(ok.reports)")
         }
         let delivered = Set(ok.batches.flatMap(\.paths).map { ($0 as NSString).lastPathComponent })

@@ -15,7 +15,8 @@ final class ResampleTests: XCTestCase {
         var err = 0.0, ref = 0.0
         for i in 1600..<(min(y.count, ideal.count) - 1600) {
             let d = Double(y[i]) - Double(ideal[i])
-            err += d * d; ref += Double(ideal[i]) * Double(ideal[i])
+            err += d * d
+            ref += Double(ideal[i]) * Double(ideal[i])
         }
         let db = 10 * log10(err / ref)
         print("resample 1 kHz sine \(inputRate) → 16000 (\(quality)): error \(String(format: "%.1f", db)) dB")
@@ -39,8 +40,14 @@ final class ResampleTests: XCTestCase {
                 XCTAssertEqual(y.count, resampledLengthRule(frames: x.count, rate: rate))
                 let ideal = sine(freq: freq, rate: 16_000, seconds: 1, amp: 0.5, phase: 0.3)
                 var err = 0.0, ref = 0.0
-                for i in 1600..<14_400 { let d = Double(y[i]) - Double(ideal[i]); err += d * d; ref += Double(ideal[i] * ideal[i]) }
-                print("polyphase \(rate) Hz, \(Int(freq)) Hz sine: error \(String(format: "%.1f", 10 * log10(err / ref))) dB")
+                for i in 1600..<14_400 {
+                    let d = Double(y[i]) - Double(ideal[i])
+                    err += d * d
+                    ref += Double(ideal[i] * ideal[i])
+                }
+                print(
+                    "polyphase \(rate) Hz, \(Int(freq)) Hz sine: error \(String(format: "%.1f", 10 * log10(err / ref))) dB"
+                )
                 XCTAssertLessThan(10 * log10(err / ref), -95, "\(rate) Hz, \(freq) Hz sine")
             }
         }
@@ -51,7 +58,7 @@ final class ResampleTests: XCTestCase {
         for freq in [8_500.0, 9_500, 11_000] {
             let x = sine(freq: freq, rate: 22_050, seconds: 1, amp: 0.5)
             let y = try Resampler.resample(x, from: 22_050, quality: .polyphase)
-            let ref = 0.125 * 12_800   // energy of a 0.5-amplitude sine over 12 800 samples
+            let ref = 0.125 * 12_800  // energy of a 0.5-amplitude sine over 12 800 samples
             let e = y[1600..<14_400].reduce(0.0) { $0 + Double($1) * Double($1) }
             print("polyphase stop band \(Int(freq)) Hz: \(String(format: "%.1f", 10 * log10(e / ref))) dB")
             XCTAssertLessThan(10 * log10(e / ref), -95, "\(freq) Hz")
@@ -62,7 +69,10 @@ final class ResampleTests: XCTestCase {
     /// shares, agrees to far below the features' resolution on a signal inside the passband.
     func testPolyphaseStreamsAndAgreesWithLibsamplerate() throws {
         var state: UInt64 = 5
-        var rng = { () -> UInt64 in state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        var rng = { () -> UInt64 in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
         let n = 50_000
         var x = [Float](repeating: 0, count: n)
         for _ in 0..<20 {
@@ -74,7 +84,8 @@ final class ResampleTests: XCTestCase {
         let stream = PolyphaseResampler(filter: filter)
         var out = [Float](), at = 0, k = 0
         while at < n {
-            let c = min(n - at, [1, 7, 300, 4096, 17][k % 5]); k += 1
+            let c = min(n - at, [1, 7, 300, 4096, 17][k % 5])
+            k += 1
             x.withUnsafeBufferPointer { stream.process($0.baseAddress! + at, count: c, endOfInput: false, into: &out) }
             at += c
         }
@@ -83,7 +94,11 @@ final class ResampleTests: XCTestCase {
         XCTAssertEqual(Array(out.prefix(whole.count)), whole)
         let medium = try Resampler.resample(x, from: 22_050, quality: .medium)
         var err = 0.0, ref = 0.0
-        for i in 1600..<(whole.count - 1600) { let d = Double(whole[i] - medium[i]); err += d * d; ref += Double(medium[i] * medium[i]) }
+        for i in 1600..<(whole.count - 1600) {
+            let d = Double(whole[i] - medium[i])
+            err += d * d
+            ref += Double(medium[i] * medium[i])
+        }
         print("polyphase vs libsamplerate MEDIUM: \(String(format: "%.1f", 10 * log10(err / ref))) dB")
         XCTAssertLessThan(10 * log10(err / ref), -90)
     }
@@ -92,10 +107,15 @@ final class ResampleTests: XCTestCase {
     /// libsamplerate's MEDIUM.
     func testPolyphaseFallsBackForOddRates() throws {
         XCTAssertNil(PolyphaseFilter.shared(rate: 44_101, target: 16_000))
-        XCTAssertNil(PolyphaseFilter.shared(rate: 767_996, target: 16_000), "4000 phases × ~6200 taps: too large a table")
-        for rate in [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 768_000] { XCTAssertNotNil(PolyphaseFilter.shared(rate: rate, target: 16_000)) }
+        XCTAssertNil(
+            PolyphaseFilter.shared(rate: 767_996, target: 16_000), "4000 phases × ~6200 taps: too large a table")
+        for rate in [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 768_000] {
+            XCTAssertNotNil(PolyphaseFilter.shared(rate: rate, target: 16_000))
+        }
         let x = sine(freq: 1000, rate: 44_101, seconds: 0.2)
-        XCTAssertEqual(try Resampler.resample(x, from: 44_101, quality: .polyphase), try Resampler.resample(x, from: 44_101, quality: .medium))
+        XCTAssertEqual(
+            try Resampler.resample(x, from: 44_101, quality: .polyphase),
+            try Resampler.resample(x, from: 44_101, quality: .medium))
     }
 
     /// 16 kHz passes through untouched.
@@ -109,8 +129,12 @@ final class ResampleTests: XCTestCase {
         let dir = try makeTempDir(self)
         let left = sine(freq: 1000, rate: 22050, seconds: 1, amp: 0.6)
         let right = [Float](repeating: 0, count: left.count)
-        var inter = [Float](); inter.reserveCapacity(2 * left.count)
-        for i in 0..<left.count { inter.append(left[i]); inter.append(right[i]) }
+        var inter = [Float]()
+        inter.reserveCapacity(2 * left.count)
+        for i in 0..<left.count {
+            inter.append(left[i])
+            inter.append(right[i])
+        }
         let p = dir.appendingPathComponent("stereo.flac").path
         try AudioWriter.write(path: p, samples: inter, sampleRate: 22050, channels: 2, format: .flac16)
         let info = try AudioDecoder.info(path: p)
@@ -119,7 +143,11 @@ final class ResampleTests: XCTestCase {
         XCTAssertEqual(y.count, 16000)
         let ideal = sine(freq: 1000, rate: 16000, seconds: 1, amp: 0.3)
         var err = 0.0, ref = 0.0
-        for i in 1600..<14400 { let d = Double(y[i] - ideal[i]); err += d * d; ref += Double(ideal[i] * ideal[i]) }
+        for i in 1600..<14400 {
+            let d = Double(y[i] - ideal[i])
+            err += d * d
+            ref += Double(ideal[i] * ideal[i])
+        }
         XCTAssertLessThan(10 * log10(err / ref), -60)  // int16 quantisation is ≈ −80 dB here
     }
 

@@ -9,8 +9,9 @@ final class ScanDuplicatesTests: XCTestCase {
 
     func wav(_ url: URL, seconds: Double, seed: Double = 1) throws {
         try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try AudioWriter.write(path: url.path, samples: speechLike(rate: 16000, seconds: seconds, seed: seed),
-                              sampleRate: 16000)
+        try AudioWriter.write(
+            path: url.path, samples: speechLike(rate: 16000, seconds: seconds, seed: seed),
+            sampleRate: 16000)
     }
 
     /// A folder of four WAV files with a link back up the tree (`a/loop -> ../a`): each file once, the loop
@@ -42,16 +43,20 @@ final class ScanDuplicatesTests: XCTestCase {
         let outside = try makeTempDir(self)
         try wav(root.appendingPathComponent("m/real.wav"), seconds: 1)
         // The hard link sorts before the name it was created from: the sorted-first path is kept.
-        try fm.linkItem(atPath: root.appendingPathComponent("m/real.wav").path,
-                        toPath: root.appendingPathComponent("b/hard.wav").path.creatingFolder())
+        try fm.linkItem(
+            atPath: root.appendingPathComponent("m/real.wav").path,
+            toPath: root.appendingPathComponent("b/hard.wav").path.creatingFolder())
         try wav(outside.appendingPathComponent("o.wav"), seconds: 2)
         try wav(outside.appendingPathComponent("sub/deep.wav"), seconds: 3)
-        try fm.createSymbolicLink(atPath: root.appendingPathComponent("s/one.wav").path.creatingFolder(),
-                                  withDestinationPath: outside.appendingPathComponent("o.wav").path)
-        try fm.createSymbolicLink(atPath: root.appendingPathComponent("s/two.wav").path,
-                                  withDestinationPath: outside.appendingPathComponent("o.wav").path)
-        try fm.createSymbolicLink(atPath: root.appendingPathComponent("s/inside.wav").path,
-                                  withDestinationPath: "../m/real.wav")
+        try fm.createSymbolicLink(
+            atPath: root.appendingPathComponent("s/one.wav").path.creatingFolder(),
+            withDestinationPath: outside.appendingPathComponent("o.wav").path)
+        try fm.createSymbolicLink(
+            atPath: root.appendingPathComponent("s/two.wav").path,
+            withDestinationPath: outside.appendingPathComponent("o.wav").path)
+        try fm.createSymbolicLink(
+            atPath: root.appendingPathComponent("s/inside.wav").path,
+            withDestinationPath: "../m/real.wav")
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("ext1").path, withDestinationPath: outside.path)
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("ext2").path, withDestinationPath: outside.path)
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("m/up").path, withDestinationPath: "..")
@@ -61,14 +66,16 @@ final class ScanDuplicatesTests: XCTestCase {
         XCTAssertEqual(r.train.entries.map(\.path), ["b/hard.wav", "ext1/o.wav", "ext1/sub/deep.wav"])
         XCTAssertEqual(r.train.entries.map(\.samples), [16000, 32000, 48000])
         XCTAssertEqual(r.scanned, 3)
-        XCTAssertEqual(r.duplicates, [
-            .init(kind: .folder, path: "ext2", sameAs: "ext1"),
-            .init(kind: .loop, path: "m/up", sameAs: "."),
-            .init(kind: .file, path: "m/real.wav", sameAs: "b/hard.wav"),
-            .init(kind: .file, path: "s/inside.wav", sameAs: "b/hard.wav"),
-            .init(kind: .file, path: "s/one.wav", sameAs: "ext1/o.wav"),
-            .init(kind: .file, path: "s/two.wav", sameAs: "ext1/o.wav"),
-        ])
+        XCTAssertEqual(
+            r.duplicates,
+            [
+                .init(kind: .folder, path: "ext2", sameAs: "ext1"),
+                .init(kind: .loop, path: "m/up", sameAs: "."),
+                .init(kind: .file, path: "m/real.wav", sameAs: "b/hard.wav"),
+                .init(kind: .file, path: "s/inside.wav", sameAs: "b/hard.wav"),
+                .init(kind: .file, path: "s/one.wav", sameAs: "ext1/o.wav"),
+                .init(kind: .file, path: "s/two.wav", sameAs: "ext1/o.wav")
+            ])
         let scan = try prep.scan(root: root.path)
         XCTAssertEqual(scan.duplicateFiles, 4)
         XCTAssertEqual(scan.duplicateFolders, 2)
@@ -81,8 +88,9 @@ final class ScanDuplicatesTests: XCTestCase {
         let root = try makeTempDir(self)
         try wav(root.appendingPathComponent("k.wav"), seconds: 1)
         try wav(root.appendingPathComponent(".hidden/h.wav"), seconds: 1)
-        try fm.createSymbolicLink(atPath: root.appendingPathComponent("gone.wav").path,
-                                  withDestinationPath: "nowhere.wav")
+        try fm.createSymbolicLink(
+            atPath: root.appendingPathComponent("gone.wav").path,
+            withDestinationPath: "nowhere.wav")
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("gone").path, withDestinationPath: "no-folder")
         let scan = try CorpusPreparer().scan(root: root.path)
         XCTAssertEqual(scan, CorpusScan(files: ["k.wav"]))

@@ -36,7 +36,12 @@ func speechLike(rate: Int, seconds: Double, seed: Double = 1) -> [Float] {
 func checkTensor(_ a: [Float], _ b: [Float], _ label: String, atol: Float) -> Float {
     precondition(a.count == b.count)
     var maxDiff: Float = 0, at = 0
-    for i in 0..<a.count where abs(a[i] - b[i]) > maxDiff { maxDiff = abs(a[i] - b[i]); at = i }
-    print("\(label): n=\(a.count) first \(a.prefix(3)) vs \(b.prefix(3)); max abs diff \(maxDiff) at \(at) \(maxDiff <= atol ? "OK" : "NOT OK")")
+    for i in 0..<a.count where abs(a[i] - b[i]) > maxDiff {
+        maxDiff = abs(a[i] - b[i])
+        at = i
+    }
+    print(
+        "\(label): n=\(a.count) first \(a.prefix(3)) vs \(b.prefix(3)); max abs diff \(maxDiff) at \(at) \(maxDiff <= atol ? "OK" : "NOT OK")"
+    )
     return maxDiff
 }

@@ -6,16 +6,16 @@ final class TranscriptTextTests: XCTestCase {
     func testNormalisation() {
         let cases: [(String, String)] = [
             ("Příliš žluťoučký kůň úpěl ďábelské ódy!", "příliš žluťoučký kůň úpěl ďábelské ódy"),
-            ("C\u{30C}ESKY\u{301}", "\u{10D}esk\u{FD}"),                 // decomposed input, composed output
+            ("C\u{30C}ESKY\u{301}", "\u{10D}esk\u{FD}"),  // decomposed input, composed output
             ("Don't  stop,  \"rock'n'roll\"!", "don't stop rock'n'roll"),
             ("'quoted' dogs' rock\u{2019}n\u{2019}roll", "quoted dogs rock'n'roll"),
-            ("V roce 1989, 17. listopadu", "v roce 1989 17 listopadu"),     // digits stay digits
-            ("well-known — fact…", "wellknown fact"),                      // punctuation removed, no space left
-            ("\t a \u{00A0} b\n", "a b"),                                  // any white space, collapsed, trimmed
+            ("V roce 1989, 17. listopadu", "v roce 1989 17 listopadu"),  // digits stay digits
+            ("well-known — fact…", "wellknown fact"),  // punctuation removed, no space left
+            ("\t a \u{00A0} b\n", "a b"),  // any white space, collapsed, trimmed
             ("... ?!", ""),
-            ("\u{301}a", "a"),                                             // a mark with nothing to attach to
-            ("नमस्ते", "नमस्ते"),                                              // marks after letters stay
-            ("a''b", "a'b"),
+            ("\u{301}a", "a"),  // a mark with nothing to attach to
+            ("नमस्ते", "नमस्ते"),  // marks after letters stay
+            ("a''b", "a'b")
         ]
         for (input, expected) in cases {
             let out = TranscriptText.normalized(input)
@@ -73,7 +73,7 @@ final class CTCVocabularyTests: XCTestCase {
             ("a\n", ":1: expected 'SYMBOL COUNT', got 'a'"),
             ("ab 3\n", ":1: symbol 'ab' is not a single non-space character"),
             ("a 1\nb 2\na 3\n", ":3: symbol 'a' repeats line 1"),
-            ("\n", ": the dictionary lists no symbols"),
+            ("\n", ": the dictionary lists no symbols")
         ]
         for (text, expected) in cases {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -118,8 +118,10 @@ final class TranscriptsTests: XCTestCase {
         try "a\nb\n".write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertEqual(try Transcripts.read(path: path, manifestPath: "dev.tsv", rows: 2).texts, ["a", "b"])
         XCTAssertThrowsError(try Transcripts.read(path: path, manifestPath: "/m/dev.tsv", rows: 3)) { e in
-            XCTAssertEqual("\(e)", "\(path): has 2 lines, but the manifest /m/dev.tsv has 3 rows "
-                           + "(one transcript line per manifest row, in the same order)")
+            XCTAssertEqual(
+                "\(e)",
+                "\(path): has 2 lines, but the manifest /m/dev.tsv has 3 rows "
+                    + "(one transcript line per manifest row, in the same order)")
         }
         try "".write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertEqual(try Transcripts.read(path: path, manifestPath: "dev.tsv", rows: 0).texts, [])
@@ -130,8 +132,10 @@ final class TranscriptsTests: XCTestCase {
         XCTAssertNoThrow(try t.checkFeasible([1, 1], frames: 3, row: 0))
         XCTAssertNoThrow(try t.checkFeasible([1, 2], frames: 2, row: 1))
         XCTAssertThrowsError(try t.checkFeasible([1, 1], frames: 2, row: 0)) { e in
-            XCTAssertEqual("\(e)", "x.wrd:1: the transcript needs at least 3 frames "
-                           + "(2 labels + 1 blanks between repeated letters), but its audio gives 2 encoder frames")
+            XCTAssertEqual(
+                "\(e)",
+                "x.wrd:1: the transcript needs at least 3 frames "
+                    + "(2 labels + 1 blanks between repeated letters), but its audio gives 2 encoder frames")
         }
     }
 }

@@ -13,7 +13,9 @@ final class FailingCommunicator: Communicator, @unchecked Sendable {
     var hostName: String { "test" }
     struct Failed: Error {}
     func allReduce(_ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, op: ReduceOp) throws {
-        lock.lock(); calls += 1; lock.unlock()
+        lock.lock()
+        calls += 1
+        lock.unlock()
         throw Failed()
     }
     func broadcast(_ buffer: UnsafeMutableRawPointer, count: Int, type: CollectiveType, root: Int) throws {}
@@ -22,7 +24,7 @@ final class FailingCommunicator: Communicator, @unchecked Sendable {
     func abort(code: Int32) -> Never { fatalError("abort \(code)") }
 }
 
-/// Issue 11: after a failed all-reduce the bucket reducer issues nothing more in that step (it used to
+/// After a failed all-reduce the bucket reducer issues nothing more in that step (it used to
 /// re-issue the same collective in a loop until wait() noticed), and wait() reports the failure.
 final class BucketReducerFailureTests: XCTestCase {
     func testAFailedAllReduceIsIssuedOnceAndReported() throws {
@@ -33,10 +35,12 @@ final class BucketReducerFailureTests: XCTestCase {
         let reducer = GradientBucketReducer(collectives: coll, gradients: grads, buckets: [0..<4, 4..<8])
         reducer.begin()
         reducer.markReady(0)
-        Thread.sleep(forTimeInterval: 0.3)   // the thread fails bucket 0 and must then stay idle
+        Thread.sleep(forTimeInterval: 0.3)  // the thread fails bucket 0 and must then stay idle
         XCTAssertThrowsError(try reducer.wait())
         Thread.sleep(forTimeInterval: 0.2)
-        comm.lock.lock(); let calls = comm.calls; comm.lock.unlock()
+        comm.lock.lock()
+        let calls = comm.calls
+        comm.lock.unlock()
         XCTAssertEqual(calls, 1, "the failed collective was re-issued")
     }
 }

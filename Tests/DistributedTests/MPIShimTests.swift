@@ -6,8 +6,9 @@ final class MPIShimTests: XCTestCase {
     /// Real mpirun, two ranks: every collective of the shim checked with arithmetic expectations.
     func testTwoRankSmokeUnderMpirun() throws {
         let exe = w2vbertExecutable()
-        let r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe, "check", "mpi"],
-                               environment: mpirunEnvironment, timeout: 120)
+        let r = try runCommand(
+            ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe, "check", "mpi"],
+            environment: mpirunEnvironment, timeout: 120)
         XCTAssertFalse(r.timedOut, "mpirun timed out:\n\(r.output)")
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("check mpi: rank 0/2") && r.output.contains("check mpi: rank 1/2"), r.output)
@@ -52,7 +53,8 @@ final class GradientAllReduceTests: XCTestCase {
         let tensors = [0..<10, 10..<30, 30..<31, 31..<60]
         let b = GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 25)
         XCTAssertEqual(b, [31..<60, 0..<31])
-        XCTAssertEqual(GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 1),
-                       [31..<60, 30..<31, 10..<30, 0..<10])
+        XCTAssertEqual(
+            GradientBucketReducer.plan(tensorRanges: tensors, bucketFloats: 1),
+            [31..<60, 30..<31, 10..<30, 0..<10])
     }
 }

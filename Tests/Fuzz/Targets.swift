@@ -1,4 +1,4 @@
-// libFuzzer targets for every parser of outside data (issue 11). Built by launch/fuzz.sh together with the
+// libFuzzer targets for every parser of outside data. Built by launch/fuzz.sh together with the
 // project sources they exercise (compiled into this module, instrumented with -sanitize=fuzzer,address);
 // not part of the SwiftPM package. The target is chosen by W2V_FUZZ_TARGET:
 //   safetensors  SafeTensors.parse on the bytes (header, offsets, shapes, values)
@@ -18,27 +18,36 @@ import W2VBert
 nonisolated(unsafe) var target = ""
 nonisolated(unsafe) var scratch = ""
 nonisolated(unsafe) var modelFile = Data(), optimizerFile = Data()
-let tensors = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
+let tensors = CheckpointTensors(
+    entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
 
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> Int32 {
+public func initialize(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>
+) -> Int32 {
     target = ProcessInfo.processInfo.environment["W2V_FUZZ_TARGET"] ?? ""
     let known = ["safetensors", "checkpoint", "manifest", "config", "npy", "audio"]
     guard known.contains(target) else {
         FileHandle.standardError.write(Data("W2V_FUZZ_TARGET must be one of \(known.joined(separator: ", "))\n".utf8))
         exit(2)
     }
-    scratch = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()) + "/w2v-fuzz-\(getpid())"
+    scratch =
+        (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
+        + "/w2v-fuzz-\(getpid())"
     try! FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     atexit { try? FileManager.default.removeItem(atPath: scratch) }
     // Valid tensor files for the checkpoint target (only its JSON/text files are fuzzed).
     let values = [Float](repeating: 0.5, count: 7)
     let m = CheckpointManager(runDirectory: scratch + "/template", keepLast: 1)
     try! values.withUnsafeBufferPointer { p in
-        try m.save(step: 1, tensors: tensors, parameters: p.baseAddress!, adamM: p.baseAddress!, adamV: p.baseAddress!, state: TrainerState())
+        try m.save(
+            step: 1, tensors: tensors, parameters: p.baseAddress!, adamM: p.baseAddress!, adamV: p.baseAddress!,
+            state: TrainerState())
     }
     modelFile = FileManager.default.contents(atPath: scratch + "/template/checkpoints/step-00000001/model.safetensors")!
-    optimizerFile = FileManager.default.contents(atPath: scratch + "/template/checkpoints/step-00000001/optimizer.safetensors")!
+    optimizerFile = FileManager.default.contents(
+        atPath: scratch + "/template/checkpoints/step-00000001/optimizer.safetensors")!
     return 0
 }
 
@@ -65,18 +74,24 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         let p = parts(data, 3)
         let root = scratch + "/run/checkpoints", dir = root + "/step-00000001"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        write(modelFile, dir + "/model.safetensors"); write(optimizerFile, dir + "/optimizer.safetensors")
-        write(p[0], dir + "/trainer.json"); write(p[1], root + "/best.json"); write(p[2], root + "/latest")
+        write(modelFile, dir + "/model.safetensors")
+        write(optimizerFile, dir + "/optimizer.safetensors")
+        write(p[0], dir + "/trainer.json")
+        write(p[1], root + "/best.json")
+        write(p[2], root + "/latest")
         let m = CheckpointManager(runDirectory: scratch + "/run", keepLast: 2)
         m.expectedConfigYAML = "model:\n  dim: 4\n"
         _ = try? TrainerState.decode(p[0], path: "trainer.json")
-        _ = m.latestName; _ = m.bestRecord(); _ = m.list()
+        _ = m.latestName
+        _ = m.bestRecord()
+        _ = m.list()
         _ = try? m.validate(directory: dir, tensors: tensors)
         var buf = [Float](repeating: 0, count: 7), mm = buf, vv = buf
         _ = try? buf.withUnsafeMutableBufferPointer { b in
             try mm.withUnsafeMutableBufferPointer { a in
                 try vv.withUnsafeMutableBufferPointer { v in
-                    try m.loadLatest(tensors: tensors, parameters: b.baseAddress!, adamM: a.baseAddress!, adamV: v.baseAddress!)
+                    try m.loadLatest(
+                        tensors: tensors, parameters: b.baseAddress!, adamM: a.baseAddress!, adamV: v.baseAddress!)
                 }
             }
         }
@@ -86,8 +101,10 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         write(data, path)
         if let manifest = try? Manifest.read(path: path), !manifest.entries.isEmpty {
             let config = DataOrderConfig(seed: 7, maxSamples: 48_000, maxFrames: 1_200)
-            if let order = try? DataOrder(lengths: manifest.entries.map { $0.samples }, config: config,
-                                          encoderLength: { max(0, ($0 - 3) / 4) }) {
+            if let order = try? DataOrder(
+                lengths: manifest.entries.map { $0.samples }, config: config,
+                encoderLength: { max(0, ($0 - 3) / 4) })
+            {
                 _ = order.plan(epoch: 0, microBatchesPerStep: 2)
             }
         }
@@ -97,7 +114,9 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         let overrides = String(decoding: p[1], as: UTF8.self).split(separator: "\n").map(String.init)
         if let c = try? Config.load(preset: "tiny", yaml: [yaml], overrides: overrides) {
             // What is written must read back to the same config.
-            guard let back = try? Config.load(yaml: [c.yaml]), back == c else { fatalError("config does not round-trip:\n\(c.yaml)") }
+            guard let back = try? Config.load(yaml: [c.yaml]), back == c else {
+                fatalError("config does not round-trip:\n\(c.yaml)")
+            }
         }
     case "npy":
         _ = try? Npy.decode(data, path: "fuzz.npy")

@@ -8,7 +8,7 @@ import TestSupport
 
 /// A batch of CTC problems in test form.
 struct CTCCase {
-    var logits: [Double]            // [B, T, V]
+    var logits: [Double]  // [B, T, V]
     var inputLengths: [Int]
     var labels: [[Int32]]
     var frames: Int
@@ -16,10 +16,13 @@ struct CTCCase {
     var batch: Int { labels.count }
     var maxLabelLength: Int { labels.map(\.count).max() ?? 0 }
 
-    static func random(_ rng: inout TestRNG, frames: Int, vocab: Int, inputLengths: [Int], labels: [[Int32]],
-                       scale: Double = 2) -> CTCCase {
-        CTCCase(logits: rng.uniform(labels.count * frames * vocab, -scale, scale), inputLengths: inputLengths,
-                labels: labels, frames: frames, vocab: vocab)
+    static func random(
+        _ rng: inout TestRNG, frames: Int, vocab: Int, inputLengths: [Int], labels: [[Int32]],
+        scale: Double = 2
+    ) -> CTCCase {
+        CTCCase(
+            logits: rng.uniform(labels.count * frames * vocab, -scale, scale), inputLengths: inputLengths,
+            labels: labels, frames: frames, vocab: vocab)
     }
 
     /// The Float kernel on `logits`: losses and the gradient accumulated `times` times with per-utterance
@@ -27,14 +30,17 @@ struct CTCCase {
     func run(_ logits: [Float], weights: [Float]? = nil, times: Int = 1) -> (losses: [Float], grad: [Float]) {
         let x = FloatBuffer(logits)
         let losses = FloatBuffer(count: batch), grad = FloatBuffer(count: logits.count)
-        let scratch = FloatBuffer(count: ctcScratchCount(batch: batch, frames: frames, vocab: vocab,
-                                                         maxLabelLength: maxLabelLength))
+        let scratch = FloatBuffer(
+            count: ctcScratchCount(
+                batch: batch, frames: frames, vocab: vocab,
+                maxLabelLength: maxLabelLength))
         let w = weights.map { FloatBuffer($0) }
         withPointers { lengths, flat, counts in
             for _ in 0..<times {
-                ctcForwardBackward(losses: losses.ptr, dLogits: grad.ptr, logits: x.ptr, gradScales: w?.ptr,
-                                   inputLengths: lengths, labels: flat, labelLengths: counts, batch: batch,
-                                   frames: frames, vocab: vocab, maxLabelLength: maxLabelLength, scratch: scratch.ptr)
+                ctcForwardBackward(
+                    losses: losses.ptr, dLogits: grad.ptr, logits: x.ptr, gradScales: w?.ptr,
+                    inputLengths: lengths, labels: flat, labelLengths: counts, batch: batch,
+                    frames: frames, vocab: vocab, maxLabelLength: maxLabelLength, scratch: scratch.ptr)
             }
         }
         return (losses.array, grad.array)
@@ -44,14 +50,17 @@ struct CTCCase {
     func runMean(_ logits: [Float], times: Int = 1) -> (loss: Float, impossible: Int, losses: [Float], grad: [Float]) {
         let x = FloatBuffer(logits)
         let losses = FloatBuffer(count: batch), grad = FloatBuffer(count: logits.count)
-        let scratch = FloatBuffer(count: ctcScratchCount(batch: batch, frames: frames, vocab: vocab,
-                                                         maxLabelLength: maxLabelLength))
+        let scratch = FloatBuffer(
+            count: ctcScratchCount(
+                batch: batch, frames: frames, vocab: vocab,
+                maxLabelLength: maxLabelLength))
         var result: (loss: Float, impossible: Int) = (0, 0)
         withPointers { lengths, flat, counts in
             for _ in 0..<times {
-                result = ctcLossMean(losses: losses.ptr, dLogits: grad.ptr, logits: x.ptr, inputLengths: lengths,
-                                     labels: flat, labelLengths: counts, batch: batch, frames: frames, vocab: vocab,
-                                     maxLabelLength: maxLabelLength, scratch: scratch.ptr)
+                result = ctcLossMean(
+                    losses: losses.ptr, dLogits: grad.ptr, logits: x.ptr, inputLengths: lengths,
+                    labels: flat, labelLengths: counts, batch: batch, frames: frames, vocab: vocab,
+                    maxLabelLength: maxLabelLength, scratch: scratch.ptr)
             }
         }
         return (result.loss, result.impossible, losses.array, grad.array)
@@ -59,7 +68,7 @@ struct CTCCase {
 
     func withPointers(_ body: (UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafePointer<Int32>) -> Void) {
         let lengths = inputLengths.map { Int32($0) }
-        let flat: [Int32] = labels.flatMap { $0 } + [0]     // never empty, so the pointer exists
+        let flat: [Int32] = labels.flatMap { $0 } + [0]  // never empty, so the pointer exists
         let counts = labels.map { Int32($0.count) }
         lengths.withUnsafeBufferPointer { l in
             flat.withUnsafeBufferPointer { f in
@@ -70,27 +79,33 @@ struct CTCCase {
 
     /// The Double reference's losses with impossible ones as 0 (what the kernel's gradient differentiates).
     func referenceLosses(_ logits: [Double]) -> [Double] {
-        CTCReference.lossesAndGradient(logits: logits, inputLengths: inputLengths, labels: labels, frames: frames,
-                                       vocab: vocab).losses.map { $0 == .infinity ? 0 : $0 }
+        CTCReference.lossesAndGradient(
+            logits: logits, inputLengths: inputLengths, labels: labels, frames: frames,
+            vocab: vocab
+        ).losses.map { $0 == .infinity ? 0 : $0 }
     }
 }
 
 final class CTCTests: XCTestCase {
     func testMatchesDoubleReference() {
         var rng = TestRNG(40)
-        let c = CTCCase.random(&rng, frames: 12, vocab: 6, inputLengths: [12, 9, 7, 12, 3],
-                               labels: [[], [2], [1, 3, 3], [5, 4, 1, 2, 2], [1, 1]], scale: 3)
+        let c = CTCCase.random(
+            &rng, frames: 12, vocab: 6, inputLengths: [12, 9, 7, 12, 3],
+            labels: [[], [2], [1, 3, 3], [5, 4, 1, 2, 2], [1, 1]], scale: 3)
         let (losses, grad) = c.run(c.logits.floats)
-        let ref = CTCReference.lossesAndGradient(logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
-                                                 labels: c.labels, frames: c.frames, vocab: c.vocab)
+        let ref = CTCReference.lossesAndGradient(
+            logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
+            labels: c.labels, frames: c.frames, vocab: c.vocab)
         assertClose(losses, ref.losses, rtol: 2e-7, atol: 1e-7, "CTC losses")
         assertClose(grad, ref.gradient, rtol: 1e-5, atol: 1e-7, "CTC gradient")
         // Per-utterance scales multiply each utterance's gradient.
         let w: [Float] = [0.5, -2, 3, 0.25, 1]
         let scaled = c.run(c.logits.floats, weights: w).grad
-        let refScaled = CTCReference.lossesAndGradient(logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
-                                                       labels: c.labels, frames: c.frames, vocab: c.vocab,
-                                                       weights: w.doubles).gradient
+        let refScaled = CTCReference.lossesAndGradient(
+            logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
+            labels: c.labels, frames: c.frames, vocab: c.vocab,
+            weights: w.doubles
+        ).gradient
         assertClose(scaled, refScaled, rtol: 1e-5, atol: 3e-7, "CTC scaled gradient")
     }
 
@@ -99,25 +114,30 @@ final class CTCTests: XCTestCase {
     func testLongUtteranceAccuracy() {
         var rng = TestRNG(47)
         let labels = (0..<100).map { _ in Int32(1 + rng.int(29)) }
-        let c = CTCCase.random(&rng, frames: 300, vocab: 30, inputLengths: [300, 250], labels: [labels, labels],
-                               scale: 4)
+        let c = CTCCase.random(
+            &rng, frames: 300, vocab: 30, inputLengths: [300, 250], labels: [labels, labels],
+            scale: 4)
         let (losses, grad) = c.run(c.logits.floats)
-        let ref = CTCReference.lossesAndGradient(logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
-                                                 labels: c.labels, frames: c.frames, vocab: c.vocab)
+        let ref = CTCReference.lossesAndGradient(
+            logits: c.logits.floats.doubles, inputLengths: c.inputLengths,
+            labels: c.labels, frames: c.frames, vocab: c.vocab)
         assertClose(losses, ref.losses, rtol: 2e-7, atol: 0, "long CTC losses")
         assertClose(grad, ref.gradient, rtol: 1e-5, atol: 1e-7, "long CTC gradient")
     }
 
     func testBruteForceEnumeration() {
         var rng = TestRNG(41)
-        let cases: [(Int, Int, [Int32])] = [(5, 3, [1, 2]), (5, 3, [1, 1]), (4, 3, [2]), (3, 4, []),
-                                            (6, 3, [2, 1, 2]), (3, 3, [1, 1]), (2, 3, [1, 1]), (1, 2, [1])]
+        let cases: [(Int, Int, [Int32])] = [
+            (5, 3, [1, 2]), (5, 3, [1, 1]), (4, 3, [2]), (3, 4, []),
+            (6, 3, [2, 1, 2]), (3, 3, [1, 1]), (2, 3, [1, 1]), (1, 2, [1])
+        ]
         for (t, v, labels) in cases {
             let x = rng.uniform(t * v, -2, 2).floats.doubles
             let brute = CTCReference.bruteForce(logits: x, frames: t, vocab: v, labels: labels)
             let c = CTCCase(logits: x, inputLengths: [t], labels: [labels], frames: t, vocab: v)
-            let ref = CTCReference.lossesAndGradient(logits: x, inputLengths: [t], labels: [labels], frames: t,
-                                                     vocab: v)
+            let ref = CTCReference.lossesAndGradient(
+                logits: x, inputLengths: [t], labels: [labels], frames: t,
+                vocab: v)
             let kernel = c.run(x.floats).losses[0]
             if brute == .infinity {
                 XCTAssertEqual(ref.losses[0], .infinity, "T=\(t) \(labels): reference")
@@ -132,16 +152,25 @@ final class CTCTests: XCTestCase {
     func testFiniteDifferences() {
         var rng = TestRNG(42)
         // Includes an impossible utterance ([3, 3] in 2 frames): loss counted as 0, gradient 0.
-        let c = CTCCase.random(&rng, frames: 7, vocab: 5, inputLengths: [7, 5, 2, 6],
-                               labels: [[1, 2, 2], [4], [3, 3], []])
-        checkGradients(inputs: [c.logits], outputCount: c.batch, reference: { c.referenceLosses($0[0]) },
-                       analytic: { f, dy, times in [c.run(f[0], weights: dy, times: times).grad] }, "CTC")
-        checkGradients(inputs: [c.logits], outputCount: 1, reference: {
-            [CTCReference.mean(logits: $0[0], inputLengths: c.inputLengths, labels: c.labels, frames: c.frames,
-                               vocab: c.vocab).loss]
-        }, analytic: { f, dy, times in
-            [c.runMean(f[0], times: times).grad.map { $0 * dy[0] }]
-        }, atol: 1e-6, "CTC mean")
+        let c = CTCCase.random(
+            &rng, frames: 7, vocab: 5, inputLengths: [7, 5, 2, 6],
+            labels: [[1, 2, 2], [4], [3, 3], []])
+        checkGradients(
+            inputs: [c.logits], outputCount: c.batch, reference: { c.referenceLosses($0[0]) },
+            analytic: { f, dy, times in [c.run(f[0], weights: dy, times: times).grad] }, "CTC")
+        checkGradients(
+            inputs: [c.logits], outputCount: 1,
+            reference: {
+                [
+                    CTCReference.mean(
+                        logits: $0[0], inputLengths: c.inputLengths, labels: c.labels, frames: c.frames,
+                        vocab: c.vocab
+                    ).loss
+                ]
+            },
+            analytic: { f, dy, times in
+                [c.runMean(f[0], times: times).grad.map { $0 * dy[0] }]
+            }, atol: 1e-6, "CTC mean")
     }
 
     /// "aa" needs a blank between the two a's: 2 frames cannot carry it; in 3 frames the one alignment is a·∅·a.
@@ -170,8 +199,9 @@ final class CTCTests: XCTestCase {
 
     func testImpossibleAlignmentZeroedAndCounted() {
         var rng = TestRNG(44)
-        let c = CTCCase.random(&rng, frames: 6, vocab: 5, inputLengths: [6, 2, 6, 2],
-                               labels: [[1, 2], [2, 2], [3], [1, 2, 3]])
+        let c = CTCCase.random(
+            &rng, frames: 6, vocab: 5, inputLengths: [6, 2, 6, 2],
+            labels: [[1, 2], [2, 2], [3], [1, 2, 3]])
         let out = c.runMean(c.logits.floats)
         XCTAssertEqual(out.impossible, 2)
         XCTAssertEqual(out.losses[1], 0)
@@ -183,8 +213,9 @@ final class CTCTests: XCTestCase {
         // The mean divides by the batch (impossible utterances included) and each loss by its label length.
         let expected = (Double(out.losses[0]) / 2 + Double(out.losses[2])) / 4
         XCTAssertEqual(Double(out.loss), expected, accuracy: 1e-6)
-        let ref = CTCReference.mean(logits: c.logits.floats.doubles, inputLengths: c.inputLengths, labels: c.labels,
-                                    frames: c.frames, vocab: c.vocab)
+        let ref = CTCReference.mean(
+            logits: c.logits.floats.doubles, inputLengths: c.inputLengths, labels: c.labels,
+            frames: c.frames, vocab: c.vocab)
         XCTAssertEqual(Double(out.loss), ref.loss, accuracy: 1e-5 * ref.loss)
         assertClose(out.grad, ref.gradient, rtol: 1e-5, atol: 1e-7, "CTC mean gradient")
     }
@@ -209,11 +240,12 @@ final class CTCTests: XCTestCase {
     func testSameBitsOnAnyThreadCount() {
         defer { _ = Compute.fp32(threads: 1) }
         var rng = TestRNG(46)
-        let c = CTCCase.random(&rng, frames: 10, vocab: 6, inputLengths: [10, 8, 9, 3, 10],
-                               labels: [[1, 2, 3], [4, 4], [5], [1, 1, 1], [2, 3, 2, 3]])
+        let c = CTCCase.random(
+            &rng, frames: 10, vocab: 6, inputLengths: [10, 8, 9, 3, 10],
+            labels: [[1, 2, 3], [4, 4], [5], [1, 1, 1], [2, 3, 2, 3]])
         var outputs: [[Float]] = []
         for threads in [1, 2, 3] {
-            _ = Compute.fp32(threads: threads)   // sizes the thread pool
+            _ = Compute.fp32(threads: threads)  // sizes the thread pool
             let out = c.runMean(c.logits.floats)
             outputs.append([out.loss] + out.losses + out.grad)
         }

@@ -9,34 +9,51 @@ final class ConvTests: XCTestCase {
     func testConv2d3x3Stride2() {
         var rng = TestRNG(20)
         // Budget 30 floats of cols: one or two output rows per chunk (several chunks per utterance).
-        for (s, budget) in [(Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), conv2dColsBudget), (Conv2dShape(b: 1,
-                                                                                                              cin: 3, cout: 2, h: 8, w: 10), conv2dColsBudget),
-                            (Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), 30), (Conv2dShape(b: 1, cin: 3, cout: 2,
-                                                                                                h: 9, w: 10), 30)] {
+        for (s, budget) in [
+            (Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), conv2dColsBudget),
+            (
+                Conv2dShape(
+                    b: 1,
+                    cin: 3, cout: 2, h: 8, w: 10), conv2dColsBudget
+            ),
+            (Conv2dShape(b: 2, cin: 1, cout: 3, h: 11, w: 9), 30),
+            (
+                Conv2dShape(
+                    b: 1, cin: 3, cout: 2,
+                    h: 9, w: 10), 30
+            )
+        ] {
             let x = rng.uniform(s.b * s.cin * s.h * s.w), w = rng.uniform(s.cout * s.cin * 9), b = rng.uniform(s.cout)
             let ny = s.b * s.cout * s.ho * s.wo
-            let ref: ([[Double]]) -> [Double] = { Conv2dReference.forward(x: $0[0], weight: $0[1], bias: $0[2],
-                                                                          shape: s) }
+            let ref: ([[Double]]) -> [Double] = {
+                Conv2dReference.forward(
+                    x: $0[0], weight: $0[1], bias: $0[2],
+                    shape: s)
+            }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), B = FloatBuffer(f[2]), Y = FloatBuffer(count: ny)
                 let cols = FloatBuffer(count: s.colsCount)
-                conv2dForward(compute, y: Y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s,
-                              colsBudget: budget)
+                conv2dForward(
+                    compute, y: Y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s,
+                    colsBudget: budget)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy)
                 let dx = FloatBuffer(count: f[0].count)
                 let dw = FloatBuffer(count: f[1].count)
                 let db = FloatBuffer(count: s.cout)
                 for _ in 0..<times {
-                    conv2dBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr,
-                                   x: X.ptr, weight: W.ptr, shape: s, colsBudget: budget)
+                    conv2dBackward(
+                        compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr,
+                        x: X.ptr, weight: W.ptr, shape: s, colsBudget: budget)
                 }
                 return [dx.array, dw.array, db.array]
             }
-            assertClose(run([x.floats, w.floats, b.floats], nil, 0)[0], ref([x, w, b]), rtol: 1e-5, atol: 1e-5,
-                        "conv2d forward")
-            checkGradients(inputs: [x, w, b], outputCount: ny, reference: ref, analytic: { run($0, $1, $2) },
-                           "conv2d \(s) budget \(budget)")
+            assertClose(
+                run([x.floats, w.floats, b.floats], nil, 0)[0], ref([x, w, b]), rtol: 1e-5, atol: 1e-5,
+                "conv2d forward")
+            checkGradients(
+                inputs: [x, w, b], outputCount: ny, reference: ref, analytic: { run($0, $1, $2) },
+                "conv2d \(s) budget \(budget)")
         }
     }
 
@@ -45,60 +62,78 @@ final class ConvTests: XCTestCase {
         // (1, 300, …): more frames than one GEMM chunk (256).
         for (b, t, c, g, p) in [(2, 9, 8, 4, 4), (1, 7, 6, 2, 5), (2, 5, 4, 1, 6), (1, 3, 4, 4, 8), (1, 300, 4, 2, 4)] {
             let x = rng.uniform(b * t * c), w = rng.uniform(c * (c / g) * p), bias = rng.uniform(c)
-            let ref: ([[Double]]) -> [Double] = { Conv1dReference.grouped(x: $0[0], weight: $0[1], bias: $0[2], b: b,
-                                                                          t: t, c: c, groups: g, p: p) }
+            let ref: ([[Double]]) -> [Double] = {
+                Conv1dReference.grouped(
+                    x: $0[0], weight: $0[1], bias: $0[2], b: b,
+                    t: t, c: c, groups: g, p: p)
+            }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0])
                 let W = FloatBuffer(f[1])
                 let B = FloatBuffer(f[2])
                 let Y = FloatBuffer(count: b * t * c)
                 let work = FloatBuffer(count: groupedConv1dWorkspaceCount(t: t, c: c, groups: g, p: p, slots: 1))
-                groupedConv1dForward(compute, y: Y.ptr, work: work.ptr, slots: 1, x: X.ptr, weight: W.ptr, bias: B.ptr,
-                                     b: b, t: t, c: c, groups: g, p: p)
+                groupedConv1dForward(
+                    compute, y: Y.ptr, work: work.ptr, slots: 1, x: X.ptr, weight: W.ptr, bias: B.ptr,
+                    b: b, t: t, c: c, groups: g, p: p)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy)
                 let dx = FloatBuffer(count: f[0].count)
                 let dw = FloatBuffer(count: f[1].count)
                 let db = FloatBuffer(count: c)
                 for _ in 0..<times {
-                    groupedConv1dBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 1,
-                                          dy: DY.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, groups: g, p: p)
+                    groupedConv1dBackward(
+                        compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 1,
+                        dy: DY.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, groups: g, p: p)
                 }
                 return [dx.array, dw.array, db.array]
             }
-            assertClose(run([x.floats, w.floats, bias.floats], nil, 0)[0], ref([x, w, bias]), rtol: 1e-5, atol: 1e-5,
-                        "grouped conv1d forward P=\(p)")
-            checkGradients(inputs: [x, w, bias], outputCount: b * t * c, reference: ref, analytic: { run($0, $1, $2) },
-                           "grouped conv1d P=\(p) G=\(g)")
+            assertClose(
+                run([x.floats, w.floats, bias.floats], nil, 0)[0], ref([x, w, bias]), rtol: 1e-5, atol: 1e-5,
+                "grouped conv1d forward P=\(p)")
+            checkGradients(
+                inputs: [x, w, bias], outputCount: b * t * c, reference: ref, analytic: { run($0, $1, $2) },
+                "grouped conv1d P=\(p) G=\(g)")
         }
     }
 
     func testDepthwiseConv1dSameAndCausal() {
         var rng = TestRNG(22)
-        for (b, t, c, k, causal) in [(2, 9, 5, 3, false), (1, 7, 4, 4, false), (2, 6, 3, 5, true), (1, 3, 2, 7, false),
-                                     (1, 4, 3, 1, true),
-                                     (2, 70, 2, 5,
-                                      false)] {  // 70 frames: two frame blocks, a window across their border
+        for (b, t, c, k, causal) in [
+            (2, 9, 5, 3, false), (1, 7, 4, 4, false), (2, 6, 3, 5, true), (1, 3, 2, 7, false),
+            (1, 4, 3, 1, true),
+            (
+                2, 70, 2, 5,
+                false
+            )
+        ] {  // 70 frames: two frame blocks, a window across their border
             let x = rng.uniform(b * t * c), w = rng.uniform(c * k)
-            let ref: ([[Double]]) -> [Double] = { Conv1dReference.depthwise(x: $0[0], weight: $0[1], b: b, t: t, c: c,
-                                                                            k: k, causal: causal) }
+            let ref: ([[Double]]) -> [Double] = {
+                Conv1dReference.depthwise(
+                    x: $0[0], weight: $0[1], b: b, t: t, c: c,
+                    k: k, causal: causal)
+            }
             func run(_ f: [[Float]], _ dy: [Float]?, _ times: Int) -> [[Float]] {
                 let X = FloatBuffer(f[0]), W = FloatBuffer(f[1]), Y = FloatBuffer(count: b * t * c)
                 let wT = FloatBuffer(count: k * c)
-                depthwiseConv1dForward(y: Y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k,
-                                       causal: causal)
+                depthwiseConv1dForward(
+                    y: Y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k,
+                    causal: causal)
                 guard let dy else { return [Y.array] }
                 let DY = FloatBuffer(dy), dx = FloatBuffer(count: f[0].count), dw = FloatBuffer(count: f[1].count)
                 for _ in 0..<times {
-                    depthwiseConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dy: DY.ptr, x: X.ptr,
-                                            weight: W.ptr, b: b, t: t, c: c, k: k, causal: causal)
+                    depthwiseConv1dBackward(
+                        dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dy: DY.ptr, x: X.ptr,
+                        weight: W.ptr, b: b, t: t, c: c, k: k, causal: causal)
                 }
                 return [dx.array, dw.array]
             }
-            assertClose(run([x.floats, w.floats], nil, 0)[0], ref([x, w]), rtol: 1e-5, atol: 1e-5,
-                        "depthwise forward k=\(k) causal=\(causal)")
-            checkGradients(inputs: [x, w], outputCount: b * t * c, reference: ref, analytic: { run($0, $1, $2) },
-                           "depthwise k=\(k) causal=\(causal)")
+            assertClose(
+                run([x.floats, w.floats], nil, 0)[0], ref([x, w]), rtol: 1e-5, atol: 1e-5,
+                "depthwise forward k=\(k) causal=\(causal)")
+            checkGradients(
+                inputs: [x, w], outputCount: b * t * c, reference: ref, analytic: { run($0, $1, $2) },
+                "depthwise k=\(k) causal=\(causal)")
         }
         // Causality: output frame t must not depend on input frames after t.
         let t = 8, c = 2, k = 4
@@ -113,8 +148,10 @@ final class ConvTests: XCTestCase {
 }
 
 final class AttentionTests: XCTestCase {
-    func runAttention(_ s: AttentionShape, lengths: [Int32], _ f: [[Float]], _ dy: [Float]?,
-                      _ times: Int) -> [[Float]] {
+    func runAttention(
+        _ s: AttentionShape, lengths: [Int32], _ f: [[Float]], _ dy: [Float]?,
+        _ times: Int
+    ) -> [[Float]] {
         let n = s.b * s.t * s.d
         let Q = FloatBuffer(f[0]), K = FloatBuffer(f[1]), V = FloatBuffer(f[2])
         let E = f.count > 3 ? FloatBuffer(f[3]) : nil
@@ -122,15 +159,17 @@ final class AttentionTests: XCTestCase {
         let saved = FloatBuffer(count: s.savedCount)
         let work = FloatBuffer(count: s.workspaceCount(threads: compute.threads))
         return lengths.withUnsafeBufferPointer { lp -> [[Float]] in
-            attentionForward(compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
-                             relKey: E?.ptr, lengths: lp.baseAddress!, shape: s)
+            attentionForward(
+                compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                relKey: E?.ptr, lengths: lp.baseAddress!, shape: s)
             guard let dy else { return [out.array] }
             let DY = FloatBuffer(dy), dq = FloatBuffer(count: n), dk = FloatBuffer(count: n), dv = FloatBuffer(count: n)
             let dE = E.map { FloatBuffer(count: $0.count) }
             for _ in 0..<times {
-                attentionBackward(compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: dE?.ptr, work: work.ptr,
-                                  dOut: DY.ptr, saved: saved.ptr,
-                                  q: Q.ptr, k: K.ptr, v: V.ptr, relKey: E?.ptr, shape: s)
+                attentionBackward(
+                    compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: dE?.ptr, work: work.ptr,
+                    dOut: DY.ptr, saved: saved.ptr,
+                    q: Q.ptr, k: K.ptr, v: V.ptr, relKey: E?.ptr, shape: s)
             }
             return [dq.array, dk.array, dv.array] + (dE.map { [$0.array] } ?? [])
         }
@@ -142,25 +181,42 @@ final class AttentionTests: XCTestCase {
         var inputs = [rng.uniform(n, -1.5, 1.5), rng.uniform(n, -1.5, 1.5), rng.uniform(n)]
         if s.relCount > 0 { inputs.append(rng.uniform(s.relCount * s.dh)) }
         let ref: ([[Double]]) -> [Double] = {
-            AttentionReference.forward(q: $0[0], k: $0[1], v: $0[2], relKey: $0.count > 3 ? $0[3] : nil,
-                                       lengths: lengths, shape: s)
+            AttentionReference.forward(
+                q: $0[0], k: $0[1], v: $0[2], relKey: $0.count > 3 ? $0[3] : nil,
+                lengths: lengths, shape: s)
         }
-        assertClose(runAttention(s, lengths: lengths, inputs.map { $0.floats }, nil, 0)[0], ref(inputs), rtol: 1e-4,
-                    atol: 1e-5, "attention forward \(s.position)")
-        checkGradients(inputs: inputs, outputCount: n, reference: ref, analytic: { self.runAttention(s,
-                                                                                                     lengths: lengths, $0, $1, $2) },
-                       "attention \(s.position)")
+        assertClose(
+            runAttention(s, lengths: lengths, inputs.map { $0.floats }, nil, 0)[0], ref(inputs), rtol: 1e-4,
+            atol: 1e-5, "attention forward \(s.position)")
+        checkGradients(
+            inputs: inputs, outputCount: n, reference: ref,
+            analytic: {
+                self.runAttention(
+                    s,
+                    lengths: lengths, $0, $1, $2)
+            },
+            "attention \(s.position)")
         // Padded keys get no gradient (their probability is 0).
         let g = runAttention(s, lengths: lengths, inputs.map { $0.floats }, rng.uniform(n).floats, 1)
-        for bi in 0..<s.b { for ti in Int(lengths[bi])..<s.t { for e in 0..<s.d {
-            XCTAssertEqual(g[1][(bi * s.t + ti) * s.d + e], 0, "dk at padded key")
-            XCTAssertEqual(g[2][(bi * s.t + ti) * s.d + e], 0, "dv at padded key")
-        } } }
+        for bi in 0..<s.b {
+            for ti in Int(lengths[bi])..<s.t {
+                for e in 0..<s.d {
+                    XCTAssertEqual(g[1][(bi * s.t + ti) * s.d + e], 0, "dk at padded key")
+                    XCTAssertEqual(g[2][(bi * s.t + ti) * s.d + e], 0, "dv at padded key")
+                }
+            }
+        }
     }
 
-    func testNoPosition() { check(AttentionShape(b: 2, t: 7, d: 12, heads: 3, position: .none), lengths: [7, 4],
-                                  seed: 30) }
-    func testShawRelativeKeys() { check(AttentionShape(b: 2, t: 9, d: 8, heads: 2, position: .shaw(left: 3, right: 2)),
-                                        lengths: [9, 6], seed: 31) }
+    func testNoPosition() {
+        check(
+            AttentionShape(b: 2, t: 7, d: 12, heads: 3, position: .none), lengths: [7, 4],
+            seed: 30)
+    }
+    func testShawRelativeKeys() {
+        check(
+            AttentionShape(b: 2, t: 9, d: 8, heads: 2, position: .shaw(left: 3, right: 2)),
+            lengths: [9, 6], seed: 31)
+    }
     func testRoPE() { check(AttentionShape(b: 2, t: 6, d: 8, heads: 2, position: .rope), lengths: [5, 6], seed: 32) }
 }

@@ -5,7 +5,7 @@ import TestSupport
 /// The GEMM engines behind `gemm` (oneDNN f32, OpenBLAS f32, oneDNN bf16) against the Double reference for
 /// every transpose, alpha/beta and padded strides; threaded products and kernels against one thread.
 final class EngineTests: XCTestCase {
-    override func tearDown() { _ = Compute.fp32() }   // the pool back to one thread
+    override func tearDown() { _ = Compute.fp32() }  // the pool back to one thread
 
     /// The values a product in `precision` multiplies: x itself, or (bf16) X rounded to bf16.
     func asOperand(_ x: [Double], _ X: FloatBuffer, _ precision: Precision) -> [Double] {
@@ -15,8 +15,13 @@ final class EngineTests: XCTestCase {
         return r.array.doubles
     }
 
-    static let shapes = [(1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300), (9, 1, 13), (1, 9, 13), (13,
-                                                                                                                    9, 1), (40, 1, 64)]
+    static let shapes = [
+        (1, 1, 1), (7, 5, 3), (17, 33, 9), (64, 31, 128), (130, 70, 300), (9, 1, 13), (1, 9, 13),
+        (
+            13,
+            9, 1
+        ), (40, 1, 64)
+    ]
 
     func checkEngine(_ precision: Precision, _ engine: GemmEngine) throws {
         if precision == .bf16 && !Compute.hasNativeBF16 { throw XCTSkip("no native bf16 on this CPU") }
@@ -36,15 +41,19 @@ final class EngineTests: XCTestCase {
                         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(c0.floats)
                         let ar = asOperand(a, A, precision), br = asOperand(b, B, precision)
                         var ref = c0, exact = c0
-                        gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: ar, lda: lda,
-                                      b: br, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
-                        gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                                      b: b, ldb: ldb, beta: beta, c: &exact, ldc: ldc)
-                        gemm(compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
-                             b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
+                        gemmReference(
+                            transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: ar, lda: lda,
+                            b: br, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
+                        gemmReference(
+                            transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                            b: b, ldb: ldb, beta: beta, c: &exact, ldc: ldc)
+                        gemm(
+                            compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
+                            b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
                         // Only the m×n window is written; the row padding must be untouched.
-                        assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
-                                    "\(precision) \(engine) \(m)x\(n)x\(k) ta=\(ta) tb=\(tb) alpha=\(alpha) beta=\(beta)")
+                        assertClose(
+                            C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
+                            "\(precision) \(engine) \(m)x\(n)x\(k) ta=\(ta) tb=\(tb) alpha=\(alpha) beta=\(beta)")
                         for i in 0..<ref.count { largestBF16Effect = max(largestBF16Effect, abs(ref[i] - exact[i])) }
                     }
                 }
@@ -64,17 +73,23 @@ final class EngineTests: XCTestCase {
         var rng = TestRNG(12)
         for precision in Precision.allCases where precision == .fp32 || Compute.hasNativeBF16 {
             // Row splits, and one short wide product split by columns.
-            for (m, n, k, ta, tb) in [(300, 200, 96, false, true), (200, 400, 64, true, false), (257, 129, 200, false,
-                                                                                                 false),
-                                      (40, 3000, 64, false, false)] {
+            for (m, n, k, ta, tb) in [
+                (300, 200, 96, false, true), (200, 400, 64, true, false),
+                (
+                    257, 129, 200, false,
+                    false
+                ),
+                (40, 3000, 64, false, false)
+            ] {
                 let a = FloatBuffer(rng.uniform(m * k).floats), b = FloatBuffer(rng.uniform(k * n).floats)
                 let c0 = rng.uniform(m * n).floats
                 var results: [[Float]] = []
                 for threads in [1, 2, 3] {
                     let compute = Compute(precision: precision, threads: threads)
                     let c = FloatBuffer(c0)
-                    gemm(compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: a.ptr, lda: ta ? m : k,
-                         b: b.ptr, ldb: tb ? k : n, beta: 1, c: c.ptr, ldc: n)
+                    gemm(
+                        compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: a.ptr, lda: ta ? m : k,
+                        b: b.ptr, ldb: tb ? k : n, beta: 1, c: c.ptr, ldc: n)
                     results.append(c.array)
                 }
                 for t in 1...2 {
@@ -98,20 +113,28 @@ final class EngineTests: XCTestCase {
         where precision == .fp32 || Compute.hasNativeBF16 {
             for threads in [1, 2] {
                 let compute = Compute(precision: precision, threads: threads, f32Engine: engine)
-                for (m, n, k, ta, tb) in [(300, 200, 96, false, true), (40, 3000, 64, false, true), (7, 5, 3, true,
-                                                                                                     false),
-                                          (9, 1, 13, false, false)] {
+                for (m, n, k, ta, tb) in [
+                    (300, 200, 96, false, true), (40, 3000, 64, false, true),
+                    (
+                        7, 5, 3, true,
+                        false
+                    ),
+                    (9, 1, 13, false, false)
+                ] {
                     let a = rng.uniform(m * k), b = rng.uniform(k * n), bias = rng.uniform(n)
                     let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), Bias = FloatBuffer(bias.floats)
                     let ar = asOperand(a, A, precision), br = asOperand(b, B, precision)
                     var ref = (0..<m).flatMap { _ in bias }
-                    gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ar, lda: ta ? m : k,
-                                  b: br, ldb: tb ? k : n, beta: 1, c: &ref, ldc: n)
+                    gemmReference(
+                        transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ar, lda: ta ? m : k,
+                        b: br, ldb: tb ? k : n, beta: 1, c: &ref, ldc: n)
                     let C = FloatBuffer(rng.uniform(m * n, 50, 60).floats)
-                    gemm(compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: A.ptr, lda: ta ? m : k,
-                         b: B.ptr, ldb: tb ? k : n, beta: 0, c: C.ptr, ldc: n, bias: Bias.ptr)
-                    assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
-                                "bias \(precision) \(engine) \(threads) threads \(m)x\(n)x\(k)")
+                    gemm(
+                        compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: A.ptr, lda: ta ? m : k,
+                        b: B.ptr, ldb: tb ? k : n, beta: 0, c: C.ptr, ldc: n, bias: Bias.ptr)
+                    assertClose(
+                        C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
+                        "bias \(precision) \(engine) \(threads) threads \(m)x\(n)x\(k)")
                 }
             }
         }
@@ -125,8 +148,13 @@ final class EngineTests: XCTestCase {
             for engine in GemmEngine.allCases where precision == .fp32 || engine == .onednn {
                 for threads in [1, 2] {
                     let compute = Compute(precision: precision, threads: threads, f32Engine: engine)
-                    for (m, n, k, step, windowB) in [(200, 16, 512, 16, false), (16, 512, 200, 16, true), (300, 24, 96,
-                                                                                                           8, false)] {
+                    for (m, n, k, step, windowB) in [
+                        (200, 16, 512, 16, false), (16, 512, 200, 16, true),
+                        (
+                            300, 24, 96,
+                            8, false
+                        )
+                    ] {
                         // A [m×k] (or B [k×n]) row r = xs[r·step ..< r·step + row]
                         let rows = windowB ? k : m, row = windowB ? n : k
                         let xs = rng.uniform((rows - 1) * step + row).floats
@@ -136,18 +164,23 @@ final class EngineTests: XCTestCase {
                         let X = FloatBuffer(xs), D = FloatBuffer(dense)
                         let c1 = FloatBuffer(count: m * n), c2 = FloatBuffer(count: m * n)
                         if windowB {
-                            gemm(compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr,
-                                 lda: k, b: X.ptr, ldb: step, beta: 0, c: c1.ptr, ldc: n)
-                            gemm(compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr,
-                                 lda: k, b: D.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
+                            gemm(
+                                compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr,
+                                lda: k, b: X.ptr, ldb: step, beta: 0, c: c1.ptr, ldc: n)
+                            gemm(
+                                compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: other.ptr,
+                                lda: k, b: D.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
                         } else {
-                            gemm(compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: X.ptr, lda: step,
-                                 b: other.ptr, ldb: n, beta: 0, c: c1.ptr, ldc: n)
-                            gemm(compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: D.ptr, lda: k,
-                                 b: other.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
+                            gemm(
+                                compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: X.ptr, lda: step,
+                                b: other.ptr, ldb: n, beta: 0, c: c1.ptr, ldc: n)
+                            gemm(
+                                compute, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: D.ptr, lda: k,
+                                b: other.ptr, ldb: n, beta: 0, c: c2.ptr, ldc: n)
                         }
-                        XCTAssertEqual(c1.array, c2.array,
-                                       "\(precision) \(engine) \(threads) threads \(m)x\(n)x\(k) window \(windowB ? "B" : "A")")
+                        XCTAssertEqual(
+                            c1.array, c2.array,
+                            "\(precision) \(engine) \(threads) threads \(m)x\(n)x\(k) window \(windowB ? "B" : "A")")
                     }
                 }
             }
@@ -166,17 +199,20 @@ final class EngineTests: XCTestCase {
             let w = FloatBuffer(rng.uniform(outDim * inDim).floats)
             func separate() -> [Float] {
                 let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
-                gemm(compute, transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy.ptr, lda: outDim,
-                     b: w.ptr, ldb: inDim, beta: 1, c: dx.ptr, ldc: inDim)
-                gemm(compute, transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy.ptr, lda: outDim,
-                     b: x.ptr, ldb: inDim, beta: 1, c: dw.ptr, ldc: inDim)
+                gemm(
+                    compute, transA: false, transB: false, m: n, n: inDim, k: outDim, alpha: 1, a: dy.ptr, lda: outDim,
+                    b: w.ptr, ldb: inDim, beta: 1, c: dx.ptr, ldc: inDim)
+                gemm(
+                    compute, transA: true, transB: false, m: outDim, n: inDim, k: n, alpha: 1, a: dy.ptr, lda: outDim,
+                    b: x.ptr, ldb: inDim, beta: 1, c: dw.ptr, ldc: inDim)
                 return dx.array + dw.array
             }
             func shared() -> [Float] {
                 let dx = FloatBuffer(count: n * inDim), dw = FloatBuffer(count: outDim * inDim)
                 withSharedOperand(compute, x.ptr, rows: n, cols: inDim, ld: inDim) {
-                    linearBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: nil, dy: dy.ptr, x: x.ptr,
-                                   weight: w.ptr, n: n, inDim: inDim, outDim: outDim)
+                    linearBackward(
+                        compute, dx: dx.ptr, dWeight: dw.ptr, dBias: nil, dy: dy.ptr, x: x.ptr,
+                        weight: w.ptr, n: n, inDim: inDim, outDim: outDim)
                 }
                 return dx.array + dw.array
             }
@@ -194,12 +230,14 @@ final class EngineTests: XCTestCase {
             for count in [0, 1, 2, 3, 17, 1000] {
                 let hits = FloatBuffer(count: max(count, 1))
                 parallelFor(count) { lo, hi in for i in lo..<hi { hits[i] += 1 } }
-                XCTAssertEqual(Array(hits.array.prefix(count)), [Float](repeating: 1, count: count),
-                               "threads \(threads) count \(count)")
+                XCTAssertEqual(
+                    Array(hits.array.prefix(count)), [Float](repeating: 1, count: count),
+                    "threads \(threads) count \(count)")
                 let g = FloatBuffer(count: max(count, 1))
                 parallelFor(count, grain: 100) { lo, hi in for i in lo..<hi { g[i] += 1 } }
-                XCTAssertEqual(Array(g.array.prefix(count)), [Float](repeating: 1, count: count),
-                               "grain, threads \(threads) count \(count)")
+                XCTAssertEqual(
+                    Array(g.array.prefix(count)), [Float](repeating: 1, count: count),
+                    "grain, threads \(threads) count \(count)")
             }
         }
     }
@@ -208,7 +246,7 @@ final class EngineTests: XCTestCase {
 /// Threaded kernels give exactly the one-thread results (each output element is computed by one thread with
 /// the same arithmetic; column sums keep their row order).
 final class ThreadedKernelTests: XCTestCase {
-    override func tearDown() { _ = Compute.fp32() }   // the pool back to one thread
+    override func tearDown() { _ = Compute.fp32() }  // the pool back to one thread
 
     /// Runs `body` (which fills and returns its outputs) with 1 and with 2 and 3 threads; all must be equal.
     func same(_ what: String, _ body: (Compute) -> [Float]) {
@@ -248,10 +286,13 @@ final class ThreadedKernelTests: XCTestCase {
             let A = FloatBuffer(Array(big.prefix(40 * 64))), B = FloatBuffer(Array(big.suffix(300 * 64)))
             let ia = (0..<3000).map { Int32($0 % 40) }, ib = (0..<3000).map { Int32(($0 * 7) % 300) }
             let out = FloatBuffer(count: 3000), nA = FloatBuffer(count: 40), nB = FloatBuffer(count: 300)
-            ia.withUnsafeBufferPointer { pa in ib.withUnsafeBufferPointer { pb in
-                cosineForward(out: out.ptr, normA: nA.ptr, normB: nB.ptr, a: A.ptr, b: B.ptr, ia: pa.baseAddress!,
-                              ib: pb.baseAddress!, n: 3000, na: 40, nb: 300, dim: 64)
-            } }
+            ia.withUnsafeBufferPointer { pa in
+                ib.withUnsafeBufferPointer { pb in
+                    cosineForward(
+                        out: out.ptr, normA: nA.ptr, normB: nB.ptr, a: A.ptr, b: B.ptr, ia: pa.baseAddress!,
+                        ib: pb.baseAddress!, n: 3000, na: 40, nb: 300, dim: 64)
+                }
+            }
             return out.array + nA.array + nB.array
         }
         same("glu") { _ in
@@ -271,8 +312,9 @@ final class ThreadedKernelTests: XCTestCase {
             let W = FloatBuffer(w), B = FloatBuffer(bb), DY = FloatBuffer(dy)
             let dx = FloatBuffer(count: n * c), dw = FloatBuffer(count: c), db = FloatBuffer(count: c)
             layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, n: n, c: c)
-            layerNormBackward(dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
-                              mean: mean.ptr, rstd: rstd.ptr, n: n, c: c)
+            layerNormBackward(
+                dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                mean: mean.ptr, rstd: rstd.ptr, n: n, c: c)
             return y.array + dx.array + dw.array + db.array
         }
         same("column sums") { _ in
@@ -302,10 +344,12 @@ final class ThreadedKernelTests: XCTestCase {
                 let B = FloatBuffer(bias)
                 let y = FloatBuffer(count: b * t * c)
                 let dx = FloatBuffer(count: b * t * c), dw = FloatBuffer(count: w.count), db = FloatBuffer(count: c)
-                groupedConv1dForward(compute, y: y.ptr, work: work.ptr, slots: 3, x: X.ptr, weight: W.ptr, bias: B.ptr,
-                                     b: b, t: t, c: c, groups: g, p: p)
-                groupedConv1dBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 3,
-                                      dy: DY.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, groups: g, p: p)
+                groupedConv1dForward(
+                    compute, y: y.ptr, work: work.ptr, slots: 3, x: X.ptr, weight: W.ptr, bias: B.ptr,
+                    b: b, t: t, c: c, groups: g, p: p)
+                groupedConv1dBackward(
+                    compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, work: work.ptr, slots: 3,
+                    dy: DY.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, groups: g, p: p)
                 return y.array + dx.array + dw.array + db.array
             }
         }
@@ -316,10 +360,12 @@ final class ThreadedKernelTests: XCTestCase {
                 let X = FloatBuffer(x), DY = FloatBuffer(dy), W = FloatBuffer(w), y = FloatBuffer(count: b * t * c)
                 let wT = FloatBuffer(count: k * c)
                 let dx = FloatBuffer(count: b * t * c), dw = FloatBuffer(count: c * k)
-                depthwiseConv1dForward(y: y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k,
-                                       causal: causal)
-                depthwiseConv1dBackward(dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
-                                        b: b, t: t, c: c, k: k, causal: causal)
+                depthwiseConv1dForward(
+                    y: y.ptr, wT: wT.ptr, x: X.ptr, weight: W.ptr, b: b, t: t, c: c, k: k,
+                    causal: causal)
+                depthwiseConv1dBackward(
+                    dx: dx.ptr, dWeight: dw.ptr, wT: wT.ptr, dy: DY.ptr, x: X.ptr, weight: W.ptr,
+                    b: b, t: t, c: c, k: k, causal: causal)
                 return y.array + dx.array + dw.array
             }
         }
@@ -331,8 +377,9 @@ final class ThreadedKernelTests: XCTestCase {
                 let y = FloatBuffer(count: dy.count), cols = FloatBuffer(count: s.colsCount)
                 let dx = FloatBuffer(count: x.count), dw = FloatBuffer(count: w.count), db = FloatBuffer(count: s.cout)
                 conv2dForward(compute, y: y.ptr, cols: cols.ptr, x: X.ptr, weight: W.ptr, bias: B.ptr, shape: s)
-                conv2dBackward(compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr,
-                               x: X.ptr, weight: W.ptr, shape: s)
+                conv2dBackward(
+                    compute, dx: dx.ptr, dWeight: dw.ptr, dBias: db.ptr, cols: cols.ptr, dy: DY.ptr,
+                    x: X.ptr, weight: W.ptr, shape: s)
                 return y.array + dx.array + dw.array + db.array
             }
         }
@@ -361,12 +408,14 @@ final class ThreadedKernelTests: XCTestCase {
                 let dR = FloatBuffer(count: rel.count)
                 let shaw = shape.relCount > 0
                 lengths.withUnsafeBufferPointer { lp in
-                    attentionForward(compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr,
-                                     v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                    attentionForward(
+                        compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr,
+                        v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
                 }
-                attentionBackward(compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil,
-                                  work: work.ptr, dOut: DO.ptr, saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
-                                  relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
+                attentionBackward(
+                    compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil,
+                    work: work.ptr, dOut: DO.ptr, saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                    relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
                 return out.array + dq.array + dk.array + dv.array + dR.array
             }
         }

@@ -15,8 +15,10 @@ final class FactorChain {
     let de, dga, dgb, dx, dA, dB, du, dh, ds: FloatBuffer
     var H: Int { S + E }
 
-    init(e: [Float], genA: [Float], genB: [Float], x: [Float], batch: Int, t: Int, S: Int, inDim: Int, outDim: Int,
-         rank: Int, scale: Double) {
+    init(
+        e: [Float], genA: [Float], genB: [Float], x: [Float], batch: Int, t: Int, S: Int, inDim: Int, outDim: Int,
+        rank: Int, scale: Double
+    ) {
         self.batch = batch
         self.t = t
         self.S = S
@@ -48,11 +50,15 @@ final class FactorChain {
 
     /// y [B, T, out] from the speaker vectors s [B, S].
     func forward(_ s: CFPtr) -> [Float] {
-        for b in 0..<batch { for k in 0..<S { h[b * H + k] = s[b * S + k] }; for k in 0..<E { h[b * H + S + k] = e[k] } }
+        for b in 0..<batch {
+            for k in 0..<S { h[b * H + k] = s[b * S + k] }
+            for k in 0..<E { h[b * H + S + k] = e[k] }
+        }
         hyperFactorsForward(compute, f: A.ptr, h: h.ptr, gen: GA.ptr, batch: batch, hDim: H, count: r * i)
         hyperFactorsForward(compute, f: B.ptr, h: h.ptr, gen: Gb.ptr, batch: batch, hDim: H, count: o * r)
-        perUtteranceLoRAForward(compute, y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: B.ptr, scale: scale, batch: batch,
-                                t: t, inDim: i, outDim: o, rank: r)
+        perUtteranceLoRAForward(
+            compute, y: y.ptr, u: u.ptr, x: X.ptr, a: A.ptr, b: B.ptr, scale: scale, batch: batch,
+            t: t, inDim: i, outDim: o, rank: r)
         return y.array
     }
 
@@ -61,14 +67,20 @@ final class FactorChain {
         dA.zero()
         dB.zero()
         dh.zero()
-        perUtteranceLoRABackward(compute, dx: dx.ptr, dA: dA.ptr, dB: dB.ptr, du: du.ptr, dy: dy.ptr, x: X.ptr,
-                                 u: u.ptr, a: A.ptr, b: B.ptr,
-                                 scale: scale, batch: batch, t: t, inDim: i, outDim: o, rank: r)
-        hyperFactorsBackward(compute, dGen: dga.ptr, dh: dh.ptr, dF: dA.ptr, h: h.ptr, gen: GA.ptr, batch: batch,
-                             hDim: H, count: r * i)
-        hyperFactorsBackward(compute, dGen: dgb.ptr, dh: dh.ptr, dF: dB.ptr, h: h.ptr, gen: Gb.ptr, batch: batch,
-                             hDim: H, count: o * r)
-        for b in 0..<batch { for k in 0..<S { ds[b * S + k] = dh[b * H + k] }; for k in 0..<E { de[k] += dh[b * H + S + k] } }
+        perUtteranceLoRABackward(
+            compute, dx: dx.ptr, dA: dA.ptr, dB: dB.ptr, du: du.ptr, dy: dy.ptr, x: X.ptr,
+            u: u.ptr, a: A.ptr, b: B.ptr,
+            scale: scale, batch: batch, t: t, inDim: i, outDim: o, rank: r)
+        hyperFactorsBackward(
+            compute, dGen: dga.ptr, dh: dh.ptr, dF: dA.ptr, h: h.ptr, gen: GA.ptr, batch: batch,
+            hDim: H, count: r * i)
+        hyperFactorsBackward(
+            compute, dGen: dgb.ptr, dh: dh.ptr, dF: dB.ptr, h: h.ptr, gen: Gb.ptr, batch: batch,
+            hDim: H, count: o * r)
+        for b in 0..<batch {
+            for k in 0..<S { ds[b * S + k] = dh[b * H + k] }
+            for k in 0..<E { de[k] += dh[b * H + S + k] }
+        }
         return ds.ptr
     }
 }

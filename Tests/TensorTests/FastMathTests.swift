@@ -26,8 +26,12 @@ final class FastMathTests: XCTestCase {
     /// formulas they replaced, across the clamps, zeros, tiny, huge and infinite inputs.
     func testSwishKernelsMatchFastExpBitForBit() {
         var rng = TestRNG(8)
-        let xs: [Float] = stride(from: -100.0, through: 100.0, by: 0.0137).map { Float($0) }
-            + [-87.3, -87.29, -87.31, 88.3, 88.31, 0, -0, .leastNonzeroMagnitude, 1e-30, -1e-30, 1e30, -1e30, .infinity, -.infinity]
+        let xs: [Float] =
+            stride(from: -100.0, through: 100.0, by: 0.0137).map { Float($0) }
+            + [
+                -87.3, -87.29, -87.31, 88.3, 88.31, 0, -0, .leastNonzeroMagnitude, 1e-30, -1e-30, 1e30, -1e30,
+                .infinity, -.infinity
+            ]
         let n = xs.count, dys = rng.uniform(n, -3, 3).floats, start = rng.uniform(n).floats
         let X = FloatBuffer(xs), DY = FloatBuffer(dys), y = FloatBuffer(count: n)
         let dxOver = FloatBuffer(count: n), dxAcc = FloatBuffer(start)

@@ -14,13 +14,13 @@ struct FixtureTensors {
         }
         let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         guard n > 0, 8 + n <= data.count,
-              let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any]
+            let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any]
         else { throw Problem(description: "\(path): unreadable safetensors header") }
         for (name, value) in header where name != "__metadata__" {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = (info["shape"] as? [NSNumber])?.map(\.intValue),
-                  let offsets = (info["data_offsets"] as? [NSNumber])?.map(\.intValue), offsets.count == 2,
-                  8 + n + offsets[1] <= data.count
+                let shape = (info["shape"] as? [NSNumber])?.map(\.intValue),
+                let offsets = (info["data_offsets"] as? [NSNumber])?.map(\.intValue), offsets.count == 2,
+                8 + n + offsets[1] <= data.count
             else { throw Problem(description: "\(path): tensor \(name) has a malformed entry") }
             let bytes = data.subdata(in: (8 + n + offsets[0])..<(8 + n + offsets[1]))
             let values: [Double]? = bytes.withUnsafeBytes { raw in

@@ -16,14 +16,17 @@ final class GemmTests: XCTestCase {
                     let c0 = rng.uniform(m * ldc)
                     for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
                         var ref = c0
-                        gemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                                      b: b, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
+                        gemmReference(
+                            transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                            b: b, ldb: ldb, beta: beta, c: &ref, ldc: ldc)
                         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(c0.floats)
-                        gemm(compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
-                             b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
+                        gemm(
+                            compute, transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: A.ptr, lda: lda,
+                            b: B.ptr, ldb: ldb, beta: Float(beta), c: C.ptr, ldc: ldc)
                         // Only the m×n window is written; the row padding must be untouched.
-                        assertClose(C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
-                                    "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
+                        assertClose(
+                            C.array, ref, rtol: 1e-5, atol: 1e-5 * Double(k),
+                            "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
                     }
                 }
             }
@@ -36,16 +39,21 @@ final class GemmTests: XCTestCase {
         let a = rng.uniform(count * m * d), b = rng.uniform(count * n * d)
         let A = FloatBuffer(a.floats), B = FloatBuffer(b.floats), C = FloatBuffer(count: count * m * n)
         // head 1 of each batch: offset k, row stride d, batch stride m·d
-        gemmBatched(compute, count: count, transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
-                    a: A.ptr + k, lda: d, strideA: m * d, b: B.ptr + k, ldb: d, strideB: n * d,
-                    beta: 0, c: C.ptr, ldc: n, strideC: m * n)
+        gemmBatched(
+            compute, count: count, transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
+            a: A.ptr + k, lda: d, strideA: m * d, b: B.ptr + k, ldb: d, strideB: n * d,
+            beta: 0, c: C.ptr, ldc: n, strideC: m * n)
         for bi in 0..<count {
             let aa = Array(a[(bi * m * d)..<((bi + 1) * m * d)]), bb = Array(b[(bi * n * d)..<((bi + 1) * n * d)])
             var ref = [Double](repeating: 0, count: m * n)
-            gemmReference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
-                          a: Array(aa.dropFirst(k)) + [Double](repeating: 0, count: k),
-                          lda: d, b: Array(bb.dropFirst(k)) + [Double](repeating: 0,
-                                                                       count: k), ldb: d, beta: 0, c: &ref, ldc: n)
+            gemmReference(
+                transA: false, transB: true, m: m, n: n, k: k, alpha: 1,
+                a: Array(aa.dropFirst(k)) + [Double](repeating: 0, count: k),
+                lda: d,
+                b: Array(bb.dropFirst(k))
+                    + [Double](
+                        repeating: 0,
+                        count: k), ldb: d, beta: 0, c: &ref, ldc: n)
             assertClose(Array(C.array[(bi * m * n)..<((bi + 1) * m * n)]), ref, rtol: 1e-5, atol: 1e-5, "batched \(bi)")
         }
     }
@@ -55,13 +63,16 @@ final class RandomTests: XCTestCase {
     /// fillNormal / fillGumbel spread over threads from a block boundary give exactly the serial draws, and
     /// leave the stream where the serial draws would (odd counts, a prefix that breaks alignment, 1 and 3 threads).
     func testThreadedFillsEqualSerialDraws() {
-        defer { _ = Compute.fp32() }   // the pool back to one thread
+        defer { _ = Compute.fp32() }  // the pool back to one thread
         for threads in [1, 3] {
-            _ = Compute(precision: .fp32, threads: threads)   // the pool the fills are spread over
+            _ = Compute(precision: .fp32, threads: threads)  // the pool the fills are spread over
             for (prefix, n) in [(0, 5001), (0, 4000), (3, 2999), (1, 7)] {
                 var a = RandomStream(seed: 9, step: 2, microBatch: 1, purpose: .maskNoise), b = a
                 let fa = FloatBuffer(count: n), fb = FloatBuffer(count: n)
-                for _ in 0..<prefix { _ = a.nextUInt32(); _ = b.nextUInt32() }
+                for _ in 0..<prefix {
+                    _ = a.nextUInt32()
+                    _ = b.nextUInt32()
+                }
                 a.fillNormal(fa.ptr, n, mean: 0.5, std: 2)
                 for i in 0..<n { fb[i] = 0.5 + 2 * b.nextNormal() }
                 XCTAssertEqual(fa.array, fb.array, "normal, \(threads) threads, prefix \(prefix), n \(n)")
@@ -80,8 +91,12 @@ final class RandomTests: XCTestCase {
         XCTAssertEqual([z.0, z.1, z.2, z.3], [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8])
         let f = philox4x32(counter: (.max, .max, .max, .max), key: (.max, .max))
         XCTAssertEqual([f.0, f.1, f.2, f.3], [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd])
-        let p = philox4x32(counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344), key: (0xa409_3822,
-                                                                                                0x299f_31d0))
+        let p = philox4x32(
+            counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344),
+            key: (
+                0xa409_3822,
+                0x299f_31d0
+            ))
         XCTAssertEqual([p.0, p.1, p.2, p.3], [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1])
     }
 
@@ -92,8 +107,10 @@ final class RandomTests: XCTestCase {
         }
         XCTAssertEqual(draw(1, 2, 3, .mask), draw(1, 2, 3, .mask))
         let base = draw(1, 2, 3, .mask)
-        for other in [draw(2, 2, 3, .mask), draw(1, 3, 3, .mask), draw(1, 2, 4, .mask), draw(1, 2, 3, .gumbel),
-                      draw(1 << 32 | 1, 2, 3, .mask)] {
+        for other in [
+            draw(2, 2, 3, .mask), draw(1, 3, 3, .mask), draw(1, 2, 4, .mask), draw(1, 2, 3, .gumbel),
+            draw(1 << 32 | 1, 2, 3, .mask)
+        ] {
             XCTAssertNotEqual(other, base)
             XCTAssertLessThan(zip(other, base).filter { $0 == $1 }.count, 3)
         }

@@ -6,13 +6,18 @@ import TestSupport
 /// relies on that for its bit-identical runs): checked for every kernel that offers it, with the gradient
 /// buffer holding garbage before the overwrite, on one and on two threads, in fp32 and bf16.
 final class GradientWriteTests: XCTestCase {
-    override func tearDown() { _ = Compute.fp32() }   // the pool back to one thread
+    override func tearDown() { _ = Compute.fp32() }  // the pool back to one thread
 
     /// run(dx, write, compute) fills dx (count floats) and returns any other outputs; overwrite over garbage must equal
     /// accumulate over zeros, bit for bit (both the gradient and the other outputs).
     func same(_ what: String, count: Int, _ run: (FPtr, GradientWrite, Compute) -> [Float]) {
-        for (precision, threads) in [(Precision.fp32, 1), (.fp32, 2), (.bf16,
-                                                                       1)] where precision == .fp32 || Compute.hasNativeBF16 {
+        for (precision, threads) in [
+            (Precision.fp32, 1), (.fp32, 2),
+            (
+                .bf16,
+                1
+            )
+        ] where precision == .fp32 || Compute.hasNativeBF16 {
             let compute = Compute(precision: precision, threads: threads)
             let zeroed = FloatBuffer(count: count)
             let accumulated = run(zeroed.ptr, .accumulate, compute)
@@ -30,16 +35,18 @@ final class GradientWriteTests: XCTestCase {
         let w = FloatBuffer(rng.uniform(2 * c * c).floats), g = FloatBuffer(rng.uniform(c, 0.5, 1.5).floats)
         same("linear", count: n * c) { dx, write, compute in
             let dW = FloatBuffer(count: o * c), db = FloatBuffer(count: o)
-            linearBackward(compute, dx: dx, dWeight: dW.ptr, dBias: db.ptr, dy: dy.ptr, x: x.ptr, weight: w.ptr, n: n,
-                           inDim: c, outDim: o, write: write)
+            linearBackward(
+                compute, dx: dx, dWeight: dW.ptr, dBias: db.ptr, dy: dy.ptr, x: x.ptr, weight: w.ptr, n: n,
+                inDim: c, outDim: o, write: write)
             return dW.array + db.array
         }
         same("layernorm", count: n * c) { dx, write, compute in
             let y = FloatBuffer(count: n * c), mean = FloatBuffer(count: n), rstd = FloatBuffer(count: n)
             let dg = FloatBuffer(count: c), dbe = FloatBuffer(count: c)
             layerNormForward(y: y.ptr, mean: mean.ptr, rstd: rstd.ptr, x: x.ptr, weight: g.ptr, bias: g.ptr, n: n, c: c)
-            layerNormBackward(dx: dx, dWeight: dg.ptr, dBias: dbe.ptr, dy: dy.ptr, x: x.ptr, weight: g.ptr,
-                              mean: mean.ptr, rstd: rstd.ptr, n: n, c: c, write: write)
+            layerNormBackward(
+                dx: dx, dWeight: dg.ptr, dBias: dbe.ptr, dy: dy.ptr, x: x.ptr, weight: g.ptr,
+                mean: mean.ptr, rstd: rstd.ptr, n: n, c: c, write: write)
             return dg.array + dbe.array
         }
         same("swish", count: n * c) { dx, write, compute in
@@ -53,8 +60,9 @@ final class GradientWriteTests: XCTestCase {
         for causal in [false, true] {
             same("depthwise causal \(causal)", count: n * c) { dx, write, compute in
                 let wT = FloatBuffer(count: 7 * c), dW = FloatBuffer(count: c * 7)
-                depthwiseConv1dBackward(dx: dx, dWeight: dW.ptr, wT: wT.ptr, dy: dy.ptr, x: x.ptr, weight: w.ptr, b: 2,
-                                        t: n / 2, c: c, k: 7, causal: causal, write: write)
+                depthwiseConv1dBackward(
+                    dx: dx, dWeight: dW.ptr, wT: wT.ptr, dy: dy.ptr, x: x.ptr, weight: w.ptr, b: 2,
+                    t: n / 2, c: c, k: 7, causal: causal, write: write)
                 return dW.array
             }
         }
@@ -70,16 +78,20 @@ final class GradientWriteTests: XCTestCase {
                 let work = FloatBuffer(count: shape.workspaceCount(threads: compute.threads))
                 let out = FloatBuffer(count: 2 * 30 * 16), lengths: [Int32] = [30, 21]
                 lengths.withUnsafeBufferPointer { lp in
-                    attentionForward(compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr,
-                                     v: v.ptr,
-                                     relKey: shaw ? CFPtr(rel.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                    attentionForward(
+                        compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr,
+                        v: v.ptr,
+                        relKey: shaw ? CFPtr(rel.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
                 }
-                let fill: [Float] = write == .overwrite ? (0..<(2 * 30 * 16)).map { Float($0 % 5) - 2 } : [Float](repeating: 0, count: 2 * 30 * 16)
+                let fill: [Float] =
+                    write == .overwrite
+                    ? (0..<(2 * 30 * 16)).map { Float($0 % 5) - 2 } : [Float](repeating: 0, count: 2 * 30 * 16)
                 let dk = FloatBuffer(fill), dv = FloatBuffer(fill), dRel = FloatBuffer(count: 6 * 8)
-                attentionBackward(compute, dq: dq, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dRel.ptr : nil,
-                                  work: work.ptr, dOut: dOut.ptr,
-                                  saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: shaw ? CFPtr(rel.ptr) : nil, shape: shape,
-                                  write: write)
+                attentionBackward(
+                    compute, dq: dq, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dRel.ptr : nil,
+                    work: work.ptr, dOut: dOut.ptr,
+                    saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: shaw ? CFPtr(rel.ptr) : nil, shape: shape,
+                    write: write)
                 return dk.array + dv.array + dRel.array
             }
         }
@@ -90,8 +102,9 @@ final class GradientWriteTests: XCTestCase {
             let cols = FloatBuffer(count: s.colsCount)
             let dW = FloatBuffer(count: s.cout * s.cin * 9)
             let db = FloatBuffer(count: s.cout)
-            conv2dBackward(compute, dx: dx, dWeight: dW.ptr, dBias: db.ptr, cols: cols.ptr, dy: cdy.ptr, x: cx.ptr,
-                           weight: w.ptr, shape: s, write: write, colsBudget: 60)   // one output row per chunk
+            conv2dBackward(
+                compute, dx: dx, dWeight: dW.ptr, dBias: db.ptr, cols: cols.ptr, dy: cdy.ptr, x: cx.ptr,
+                weight: w.ptr, shape: s, write: write, colsBudget: 60)  // one output row per chunk
             return dW.array + db.array
         }
     }

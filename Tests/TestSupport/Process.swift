@@ -1,8 +1,10 @@
 import Foundation
 
 /// Runs a command with a timeout; returns (exit status, stdout+stderr). Kills the process group on timeout.
-public func runCommand(_ args: [String], environment: [String: String] = [:], timeout: TimeInterval,
-                       cwd: String? = nil) throws -> (status: Int32, output: String, timedOut: Bool) {
+public func runCommand(
+    _ args: [String], environment: [String: String] = [:], timeout: TimeInterval,
+    cwd: String? = nil
+) throws -> (status: Int32, output: String, timedOut: Bool) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = args
@@ -19,7 +21,12 @@ public func runCommand(_ args: [String], environment: [String: String] = [:], ti
     let deadline = Date().addingTimeInterval(timeout)
     var timedOut = false
     while p.isRunning {
-        if Date() > deadline { timedOut = true; kill(-p.processIdentifier, SIGKILL); p.terminate(); break }
+        if Date() > deadline {
+            timedOut = true
+            kill(-p.processIdentifier, SIGKILL)
+            p.terminate()
+            break
+        }
         usleep(50_000)
     }
     p.waitUntilExit()
@@ -45,5 +52,5 @@ public func w2vbertExecutable() -> String {
 /// Environment for mpirun as root in a container (CLUSTER.md).
 public let mpirunEnvironment: [String: String] = [
     "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_rmaps_base_oversubscribe": "1"
 ]

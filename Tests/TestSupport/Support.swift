@@ -9,7 +9,9 @@ public struct TestRNG {
     public mutating func uniform(_ n: Int, _ lo: Double = -1, _ hi: Double = 1) -> [Double] {
         (0..<n).map { _ in lo + (hi - lo) * stream.nextUniformDouble() }
     }
-    public mutating func normal(_ n: Int, std: Double = 1) -> [Double] { (0..<n).map { _ in Double(stream.nextNormal()) * std } }
+    public mutating func normal(_ n: Int, std: Double = 1) -> [Double] {
+        (0..<n).map { _ in Double(stream.nextNormal()) * std }
+    }
     public mutating func int(_ n: Int) -> Int { stream.nextInt(n) }
 }
 
@@ -21,26 +23,37 @@ public extension Array where Element == Float {
 }
 
 /// max |a − b| / (atol + rtol·|b|) ≤ 1, with shapes checked first; prints the worst element.
-public func assertClose(_ a: [Double], _ b: [Double], rtol: Double, atol: Double, _ what: String,
-                        file: StaticString = #filePath, line: UInt = #line) {
+public func assertClose(
+    _ a: [Double], _ b: [Double], rtol: Double, atol: Double, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(a.count, b.count, "\(what): sizes differ", file: file, line: line)
     guard a.count == b.count else { return }
     var worst = 0.0, wi = -1
     for i in 0..<a.count {
         if !a[i].isFinite || !b[i].isFinite {
-            if a[i] != b[i] { XCTFail("\(what)[\(i)]: \(a[i]) vs \(b[i])", file: file, line: line); return }
+            if a[i] != b[i] {
+                XCTFail("\(what)[\(i)]: \(a[i]) vs \(b[i])", file: file, line: line)
+                return
+            }
             continue
         }
         let r = abs(a[i] - b[i]) / (atol + rtol * abs(b[i]))
-        if r > worst { worst = r; wi = i }
+        if r > worst {
+            worst = r
+            wi = i
+        }
     }
     if worst > 1 {
-        XCTFail("\(what): worst at [\(wi)] \(a[wi]) vs \(b[wi]) (|diff| \(abs(a[wi] - b[wi])), rtol \(rtol), atol \(atol))",
-                file: file, line: line)
+        XCTFail(
+            "\(what): worst at [\(wi)] \(a[wi]) vs \(b[wi]) (|diff| \(abs(a[wi] - b[wi])), rtol \(rtol), atol \(atol))",
+            file: file, line: line)
     }
 }
-public func assertClose(_ a: [Float], _ b: [Double], rtol: Double, atol: Double, _ what: String,
-                        file: StaticString = #filePath, line: UInt = #line) {
+public func assertClose(
+    _ a: [Float], _ b: [Double], rtol: Double, atol: Double, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     assertClose(a.doubles, b, rtol: rtol, atol: atol, what, file: file, line: line)
 }
 
@@ -51,12 +64,14 @@ public func assertClose(_ a: [Float], _ b: [Double], rtol: Double, atol: Double,
 /// runs forward once and backward `times` times into zeroed gradients and returns them (one array per
 /// checked input) — it is called with times 1 and 2, and the second must be exactly twice the first.
 /// `maxPerTensor` caps how many elements of each input are perturbed (spread evenly).
-public func checkGradients(inputs: [[Double]], checked: [Int]? = nil, outputCount: Int,
-                           reference: ([[Double]]) -> [Double],
-                           analytic: ([[Float]], [Float], Int) -> [[Float]],
-                           eps: Double = 1e-5, rtol: Double = 1e-3, atol: Double = 1e-4,
-                           maxPerTensor: Int = 400, seed: UInt64 = 7, _ what: String,
-                           file: StaticString = #filePath, line: UInt = #line) {
+public func checkGradients(
+    inputs: [[Double]], checked: [Int]? = nil, outputCount: Int,
+    reference: ([[Double]]) -> [Double],
+    analytic: ([[Float]], [Float], Int) -> [[Float]],
+    eps: Double = 1e-5, rtol: Double = 1e-3, atol: Double = 1e-4,
+    maxPerTensor: Int = 400, seed: UInt64 = 7, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     var rng = TestRNG(seed)
     let w = rng.uniform(outputCount)
     let which = checked ?? Array(inputs.indices)
@@ -86,8 +101,11 @@ public func checkGradients(inputs: [[Double]], checked: [Int]? = nil, outputCoun
             once2.append(2 * Double(g1[slot][i]))
             i += stride
         }
-        assertClose(ana, num, rtol: rtol, atol: atol, "\(what): d input \(ti) vs finite differences", file: file, line: line)
-        assertClose(twice, once2, rtol: 1e-5, atol: 1e-6, "\(what): d input \(ti) backward twice != 2× once", file: file, line: line)
+        assertClose(
+            ana, num, rtol: rtol, atol: atol, "\(what): d input \(ti) vs finite differences", file: file, line: line)
+        assertClose(
+            twice, once2, rtol: 1e-5, atol: 1e-6, "\(what): d input \(ti) backward twice != 2× once", file: file,
+            line: line)
     }
 }
 

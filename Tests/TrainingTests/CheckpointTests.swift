@@ -25,8 +25,11 @@ final class SafeTensorsTests: XCTestCase {
         let dir = tempDir("st")
         let path = dir + "/m.safetensors"
         let a: [Float] = [1, 2, 3, 4, 5, 6], b: [Float] = [7]
-        try SafeTensors.write(path: path, entries: [TensorEntry(name: "x.weight", shape: [3, 2]), TensorEntry(name: "y", shape: [1])],
-                              metadata: ["k": "v"]) { i in i == 0 ? a.withUnsafeBufferPointer { $0.baseAddress! } : b.withUnsafeBufferPointer { $0.baseAddress! } }
+        try SafeTensors.write(
+            path: path, entries: [TensorEntry(name: "x.weight", shape: [3, 2]), TensorEntry(name: "y", shape: [1])],
+            metadata: ["k": "v"]
+        ) { i in i == 0 ? a.withUnsafeBufferPointer { $0.baseAddress! } : b.withUnsafeBufferPointer { $0.baseAddress! }
+        }
         let f = try SafeTensors.open(path: path)
         XCTAssertEqual(try f.array("x.weight"), a)
         XCTAssertEqual(try f.array("y"), b)
@@ -35,30 +38,43 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(raw.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } % 8, 0)
         // Truncated file: a clear error naming the file.
         try raw.prefix(raw.count - 3).write(to: URL(fileURLWithPath: path))
-        XCTAssertThrowsError(try SafeTensors.open(path: path)) { XCTAssert("\($0)".contains(path) && "\($0)".contains("truncated"), "\($0)") }
+        XCTAssertThrowsError(try SafeTensors.open(path: path)) {
+            XCTAssert("\($0)".contains(path) && "\($0)".contains("truncated"), "\($0)")
+        }
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try SafeTensors.open(path: path))
         // Wrong shape on read is named.
-        try SafeTensors.write(path: path, entries: [TensorEntry(name: "x.weight", shape: [3, 2])], data: { _ in a.withUnsafeBufferPointer { $0.baseAddress! } })
+        try SafeTensors.write(
+            path: path, entries: [TensorEntry(name: "x.weight", shape: [3, 2])],
+            data: { _ in a.withUnsafeBufferPointer { $0.baseAddress! } })
         var out = [Float](repeating: 0, count: 6)
-        XCTAssertThrowsError(try out.withUnsafeMutableBufferPointer { try SafeTensors.open(path: path).read("x.weight", shape: [2, 3], into: $0.baseAddress!) }) {
+        XCTAssertThrowsError(
+            try out.withUnsafeMutableBufferPointer {
+                try SafeTensors.open(path: path).read("x.weight", shape: [2, 3], into: $0.baseAddress!)
+            }
+        ) {
             XCTAssert("\($0)".contains("x.weight") && "\($0)".contains("[3, 2]"), "\($0)")
         }
     }
 }
 
 final class CheckpointManagerTests: XCTestCase {
-    let tensors = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
+    let tensors = CheckpointTensors(
+        entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
 
     func save(_ m: CheckpointManager, step: Int, value: Float, valid: Double? = nil) throws {
-        let p = FloatBuffer([Float](repeating: value, count: 7)), a = FloatBuffer([Float](repeating: value + 1, count: 7)), v = FloatBuffer([Float](repeating: value + 2, count: 7))
-        try m.save(step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: v.ptr, state: TrainerState(), validLoss: valid)
+        let p = FloatBuffer([Float](repeating: value, count: 7)),
+            a = FloatBuffer([Float](repeating: value + 1, count: 7)),
+            v = FloatBuffer([Float](repeating: value + 2, count: 7))
+        try m.save(
+            step: step, tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: v.ptr, state: TrainerState(),
+            validLoss: valid)
     }
 
     func testSaveLoadKeepLastAndBest() throws {
         let run = tempDir("ckpt")
         let m = CheckpointManager(runDirectory: run, keepLast: 2)
-        try save(m, step: 10, value: 1, valid: 0.5)   // the best
+        try save(m, step: 10, value: 1, valid: 0.5)  // the best
         try save(m, step: 20, value: 2, valid: 0.9)
         try save(m, step: 30, value: 3)
         try save(m, step: 40, value: 4)
@@ -72,7 +88,8 @@ final class CheckpointManagerTests: XCTestCase {
         XCTAssertEqual(v.array, [Float](repeating: 6, count: 7))
         XCTAssert(got.warnings.isEmpty)
         // No stray temporary folders.
-        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").contains { $0.contains(".tmp") })
+        XCTAssertFalse(
+            try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").contains { $0.contains(".tmp") })
     }
 
     func testTruncatedNewestFallsBackToPreviousWithWarning() throws {
@@ -88,10 +105,13 @@ final class CheckpointManagerTests: XCTestCase {
         XCTAssertEqual(got.step, 1)
         XCTAssertEqual(p.array, [Float](repeating: 1, count: 7))
         XCTAssertEqual(got.warnings.count, 1)
-        XCTAssert(got.warnings[0].contains("step-00000002") && got.warnings[0].contains("falling back"), got.warnings[0])
+        XCTAssert(
+            got.warnings[0].contains("step-00000002") && got.warnings[0].contains("falling back"), got.warnings[0])
         // A config mismatch (other shapes) is named too.
         let other = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [4])], offsets: [0])
-        XCTAssertThrowsError(try m.validate(directory: run + "/checkpoints/step-00000001", tensors: other)) { XCTAssert("\($0)".contains("'w'"), "\($0)") }
+        XCTAssertThrowsError(try m.validate(directory: run + "/checkpoints/step-00000001", tensors: other)) {
+            XCTAssert("\($0)".contains("'w'"), "\($0)")
+        }
         // Nothing usable at all: an error listing why, not a silent fresh start.
         try "garbage".write(toFile: run + "/checkpoints/step-00000001/trainer.json", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try m.loadLatest(tensors: tensors, parameters: p.ptr, adamM: a.ptr, adamV: v.ptr))
@@ -105,7 +125,11 @@ final class CheckpointManagerTests: XCTestCase {
         let run = tempDir("ckpt3")
         let m = CheckpointManager(runDirectory: run, keepLast: 1)
         try save(m, step: 5, value: 2.5)
-        let r = try runCommand([py, "-c", "from safetensors.numpy import load_file; d = load_file('\(run)/checkpoints/step-00000005/model.safetensors'); print(sorted(d), d['w'].shape, float(d['b'][0]))"], timeout: 60)
+        let r = try runCommand(
+            [
+                py, "-c",
+                "from safetensors.numpy import load_file; d = load_file('\(run)/checkpoints/step-00000005/model.safetensors'); print(sorted(d), d['w'].shape, float(d['b'][0]))"
+            ], timeout: 60)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("['b', 'w'] (2, 2) 2.5"), r.output)
     }

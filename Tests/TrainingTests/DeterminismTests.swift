@@ -4,7 +4,7 @@ import Audio
 import Training
 import TestSupport
 
-/// Issue 11, determinism: 2 ranks and 1 rank × update_freq 2 give bit-identical parameters when every
+/// Determinism: 2 ranks and 1 rank × update_freq 2 give bit-identical parameters when every
 /// process uses the same number of BLAS threads — on a corpus of stereo 22.05 kHz Ogg/Vorbis files of odd
 /// lengths, with 1 and with 2 threads per process. (OpenBLAS partitions a GEMM by thread count, and the
 /// partition changes the rounding: 1 rank with 2 threads vs 2 ranks with 1 thread each differ by round-off,
@@ -22,24 +22,34 @@ final class DeterminismTests: XCTestCase {
         for (i, line) in slice.dropFirst().prefix(48).enumerated() {
             let mono = try AudioDecoder.load(path: root + "/" + String(line.split(separator: "\t")[0]))
             var x = try Resampler.resample(mono, from: 16_000, to: 22_050)
-            let n = min(x.count, 22_050 * (1 + i % 3)) | 1   // odd
+            let n = min(x.count, 22_050 * (1 + i % 3)) | 1  // odd
             x = Array(x.prefix(n))
             var stereo = [Float](repeating: 0, count: 2 * x.count)
-            for j in 0..<x.count { stereo[2 * j] = x[j]; stereo[2 * j + 1] = 0.5 * x[(j + 37) % x.count] }
-            try AudioWriter.write(path: dir + "/audio/\(String(format: "%03d", i)).ogg", samples: stereo, sampleRate: 22_050,
-                                   channels: 2, format: .oggVorbis)
+            for j in 0..<x.count {
+                stereo[2 * j] = x[j]
+                stereo[2 * j + 1] = 0.5 * x[(j + 37) % x.count]
+            }
+            try AudioWriter.write(
+                path: dir + "/audio/\(String(format: "%03d", i)).ogg", samples: stereo, sampleRate: 22_050,
+                channels: 2, format: .oggVorbis)
         }
         let exe = DistributedTrainingTests.exe
-        var r = try runCommand([exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "ogg", "--valid-percent", "0"], timeout: 300)
+        var r = try runCommand(
+            [exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "ogg", "--valid-percent", "0"], timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
-        let common = ["train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
-                      "--set", "train.seed=7", "--set", "train.max_frames=1200", "--set", "train.max_samples=48000"]
+        let common = [
+            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
+            "--set", "train.seed=7", "--set", "train.max_frames=1200", "--set", "train.max_samples=48000"
+        ]
         for threads in ["1", "2"] {
             let env = mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": threads]) { $1 }
             let two = dir + "/two-\(threads)", one = dir + "/one-\(threads)"
-            r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe] + common + ["--run-dir", two], environment: env, timeout: 300)
+            r = try runCommand(
+                ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe] + common + ["--run-dir", two],
+                environment: env, timeout: 300)
             XCTAssertEqual(r.status, 0, r.output)
-            r = try runCommand([exe] + common + ["--run-dir", one, "--set", "train.update_freq=2"], environment: env, timeout: 300)
+            r = try runCommand(
+                [exe] + common + ["--run-dir", one, "--set", "train.update_freq=2"], environment: env, timeout: 300)
             XCTAssertEqual(r.status, 0, r.output)
             r = try runCommand([exe, "compare", two, one, "--rtol", "0"], timeout: 60)
             print("stereo odd-length Ogg, \(threads) BLAS thread(s) per process: \(r.output)")
@@ -60,25 +70,39 @@ final class DeterminismTests: XCTestCase {
         for (i, line) in slice.dropFirst().prefix(5).enumerated() {
             var x = try AudioDecoder.load(path: String(slice[0]) + "/" + String(line.split(separator: "\t")[0]))
             while x.count < 16_000 { x += x }
-            try AudioWriter.write(path: dir + "/audio/\(i).wav", samples: Array(x.prefix(16_000)), sampleRate: 16_000, channels: 1, format: .wav16)
+            try AudioWriter.write(
+                path: dir + "/audio/\(i).wav", samples: Array(x.prefix(16_000)), sampleRate: 16_000, channels: 1,
+                format: .wav16)
         }
-        let plan = try DataOrder(lengths: [Int](repeating: 16_000, count: 5), config: DataOrderConfig(seed: 7, maxSamples: 16_000, maxFrames: 150),
-                                 encoderLength: { max(0, (($0 - 1) / 2 - 1) / 2) }).plan(epoch: 0, microBatchesPerStep: 2)
+        let plan = try DataOrder(
+            lengths: [Int](repeating: 16_000, count: 5),
+            config: DataOrderConfig(seed: 7, maxSamples: 16_000, maxFrames: 150),
+            encoderLength: { max(0, (($0 - 1) / 2 - 1) / 2) }
+        ).plan(epoch: 0, microBatchesPerStep: 2)
         XCTAssertEqual(plan.batches.map(\.items.count).sorted(), [0, 1, 1, 1, 1, 1])
         let exe = DistributedTrainingTests.exe
-        var r = try runCommand([exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "wav", "--valid-percent", "0"], timeout: 300)
+        var r = try runCommand(
+            [exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "wav", "--valid-percent", "0"], timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
-        let common = ["train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
-                      "--set", "train.seed=7", "--set", "train.max_frames=150", "--set", "train.max_samples=16000", "--set", "train.log_interval=1"]
+        let common = [
+            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
+            "--set", "train.seed=7", "--set", "train.max_frames=150", "--set", "train.max_samples=16000", "--set",
+            "train.log_interval=1"
+        ]
         let env = mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }
         let two = dir + "/two", one = dir + "/one"
-        r = try runCommand(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe] + common + ["--run-dir", two], environment: env, timeout: 300)
+        r = try runCommand(
+            ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", exe] + common + ["--run-dir", two],
+            environment: env, timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
-        r = try runCommand([exe] + common + ["--run-dir", one, "--set", "train.update_freq=2"], environment: env, timeout: 300)
+        r = try runCommand(
+            [exe] + common + ["--run-dir", one, "--set", "train.update_freq=2"], environment: env, timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
         for run in [two, one] {
             let steps = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["kind"] as? String == "train" }
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter {
+                    $0["kind"] as? String == "train"
+                }
             XCTAssertEqual(steps.compactMap { $0["epoch"] as? Int }.last, 1, "\(run): crosses into epoch 1")
             for st in steps { XCTAssertTrue((st["loss"] as? Double)?.isFinite == true, "\(run): \(st)") }
         }

@@ -7,20 +7,24 @@ import TestSupport
 /// real mpirun (2 ranks on this machine), bounded by a timeout, on a small slice of the default corpus
 /// (real Czech speech, prepared by launch/prepare-corpus.sh when missing).
 final class DistributedTrainingTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
     static let exe = w2vbertExecutable()
     /// Tiny preset, short crops and small micro-batches so a step takes well under a second.
-    static let common = ["--preset", "tiny", "--quiet",
-                         "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.log_interval=1",
-                         "--set", "train.save_interval=5", "--set", "train.valid_interval=1000", "--set", "dist.timeout=60",
-                         "--set", "optimizer.warmup=10"]
+    static let common = [
+        "--preset", "tiny", "--quiet",
+        "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.log_interval=1",
+        "--set", "train.save_interval=5", "--set", "train.valid_interval=1000", "--set", "dist.timeout=60",
+        "--set", "optimizer.warmup=10"
+    ]
 
     /// A manifest of the first 120 training utterances of the default corpus.
     static let slice: String = {
         let full = repo + "/data/fillets-cs/train.tsv"
         if !FileManager.default.fileExists(atPath: full) {
-            let r = try! runCommand(["bash", repo + "/launch/prepare-corpus.sh", repo + "/data/fillets-cs"],
-                                    environment: ["W2VBERT_BIN": exe], timeout: 600)
+            let r = try! runCommand(
+                ["bash", repo + "/launch/prepare-corpus.sh", repo + "/data/fillets-cs"],
+                environment: ["W2VBERT_BIN": exe], timeout: 600)
             precondition(r.status == 0, "preparing the default corpus failed:\n\(r.output)")
         }
         let lines = try! String(contentsOfFile: full, encoding: .utf8).split(separator: "\n")
@@ -39,18 +43,24 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     @discardableResult
-    func train(ranks: Int, runDir: String, steps: Int, extra: [String] = [], expect: Int32 = 0, timeout: Double = 300,
-               manifest: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        var args = [Self.exe, "train", "--train", manifest ?? Self.slice, "--run-dir", runDir, "--max-steps", "\(steps)"] + Self.common + extra
+    func train(
+        ranks: Int, runDir: String, steps: Int, extra: [String] = [], expect: Int32 = 0, timeout: Double = 300,
+        manifest: String? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
+        var args =
+            [Self.exe, "train", "--train", manifest ?? Self.slice, "--run-dir", runDir, "--max-steps", "\(steps)"]
+            + Self.common + extra
         if ranks > 1 { args = ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] + args }
-        let r = try runCommand(args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: timeout)
+        let r = try runCommand(
+            args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: timeout)
         XCTAssertFalse(r.timedOut, "timed out:\n\(r.output)", file: file, line: line)
         XCTAssertEqual(r.status, expect, r.output, file: file, line: line)
         return r.output
     }
 
     func parameters(_ runDir: String, step: Int) throws -> [String: [Float]] {
-        let f = try SafeTensors.open(path: runDir + "/checkpoints/" + CheckpointManager.directoryName(step: step) + "/model.safetensors")
+        let f = try SafeTensors.open(
+            path: runDir + "/checkpoints/" + CheckpointManager.directoryName(step: step) + "/model.safetensors")
         var out: [String: [Float]] = [:]
         for name in f.entries.keys { out[name] = try f.array(name) }
         return out
@@ -63,7 +73,10 @@ final class DistributedTrainingTests: XCTestCase {
             guard let y = a[k], y.count == x.count else { return (.infinity, k) }
             let scale = max(Double(x.map { abs($0) }.max() ?? 0), 1e-3)
             let d = zip(x, y).map { Double(abs($0 - $1)) }.max() ?? 0
-            if d / scale > worst { worst = d / scale; name = k }
+            if d / scale > worst {
+                worst = d / scale
+                name = k
+            }
         }
         return (worst, name)
     }
@@ -101,22 +114,31 @@ final class DistributedTrainingTests: XCTestCase {
 
     func testSIGTERMToOneRankCheckpointsAndExits75() throws {
         let run = temp("sigterm")
-        let args = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", Self.exe, "train", "--train", Self.slice,
-                    "--run-dir", run, "--max-steps", "100000"] + Self.common
+        let args =
+            [
+                "mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", Self.exe, "train", "--train", Self.slice,
+                "--run-dir", run, "--max-steps", "100000"
+            ] + Self.common
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(mpirunEnvironment) { $1 }.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }
+        p.environment = ProcessInfo.processInfo.environment.merging(mpirunEnvironment) { $1 }.merging([
+            "OPENBLAS_NUM_THREADS": "1"
+        ]) { $1 }
         let log = run + ".log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardOutput = h; p.standardError = h
+        p.standardOutput = h
+        p.standardError = h
         try p.run()
         // Wait for a few logged steps, then SIGTERM the rank-1 process only.
         let deadline = Date().addingTimeInterval(120)
         var steps = 0
         while Date() < deadline {
-            steps = ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)) ?? "").components(separatedBy: "\"kind\":\"train\"").count - 1
+            steps =
+                ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)) ?? "").components(
+                    separatedBy: "\"kind\":\"train\""
+                ).count - 1
             if steps >= 3 { break }
             usleep(200_000)
         }
@@ -162,16 +184,23 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     func testForcedDivergenceIsDetectedAndNamed() throws {
-        let out = try train(ranks: 2, runDir: temp("diverge"), steps: 10,
-                            extra: ["--set", "dist.fingerprint_interval=1", "--test-diverge-rank", "1", "--test-diverge-step", "3"],
-                            expect: 77)
-        XCTAssert(out.contains("replica divergence at step 4: rank 1 differs from rank 0, first in tensor 'feature_encoder.conv1.weight'"), out)
+        let out = try train(
+            ranks: 2, runDir: temp("diverge"), steps: 10,
+            extra: ["--set", "dist.fingerprint_interval=1", "--test-diverge-rank", "1", "--test-diverge-step", "3"],
+            expect: 77)
+        XCTAssert(
+            out.contains(
+                "replica divergence at step 4: rank 1 differs from rank 0, first in tensor 'feature_encoder.conv1.weight'"
+            ), out)
     }
 
     func testDivergenceResyncContinues() throws {
-        let out = try train(ranks: 2, runDir: temp("resync"), steps: 6,
-                            extra: ["--set", "dist.fingerprint_interval=1", "--set", "dist.on_divergence=resync",
-                                    "--test-diverge-rank", "1", "--test-diverge-step", "3"])
+        let out = try train(
+            ranks: 2, runDir: temp("resync"), steps: 6,
+            extra: [
+                "--set", "dist.fingerprint_interval=1", "--set", "dist.on_divergence=resync",
+                "--test-diverge-rank", "1", "--test-diverge-step", "3"
+            ])
         XCTAssert(out.contains("re-broadcasting rank 0's parameters"), out)
     }
 
@@ -179,13 +208,16 @@ final class DistributedTrainingTests: XCTestCase {
     func testCommandsAndBadInput() throws {
         let run = temp("cli")
         try train(ranks: 1, runDir: run, steps: 2)
-        var r = try runCommand([Self.exe, "validate", "--run-dir", run, "--valid", Self.slice, "--set", "train.valid_batches=2"], timeout: 120)
+        var r = try runCommand(
+            [Self.exe, "validate", "--run-dir", run, "--valid", Self.slice, "--set", "train.valid_batches=2"],
+            timeout: 120)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("valid step 2 | loss"), r.output)
         let audio = try String(contentsOfFile: Self.slice, encoding: .utf8).split(separator: "\n")
         let root = String(audio[0]), first = root + "/" + String(audio[1].split(separator: "\t")[0])
         let out = run + "/states.npy"
-        r = try runCommand([Self.exe, "embed", "--checkpoint", run, first, "--out", out, "--layer", "contrastive"], timeout: 120)
+        r = try runCommand(
+            [Self.exe, "embed", "--checkpoint", run, first, "--out", out, "--layer", "contrastive"], timeout: 120)
         XCTAssertEqual(r.status, 0, r.output)
         let npy = try Data(contentsOf: URL(fileURLWithPath: out))
         let header = String(decoding: npy.prefix(128), as: UTF8.self)
@@ -194,12 +226,18 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("step-00000002  ok") && r.output.contains("2286832 parameters"), r.output)
         r = try runCommand([Self.exe, "config", "--preset", "base", "--set", "train.update_freq=4"], timeout: 60)
-        XCTAssert(r.status == 0 && r.output.contains("update_freq: 4") && r.output.contains("# 104218368 parameters"), r.output)
+        XCTAssert(
+            r.status == 0 && r.output.contains("update_freq: 4") && r.output.contains("# 104218368 parameters"),
+            r.output)
         r = try runCommand([Self.exe, "compare", run, run], timeout: 60)
         XCTAssert(r.status == 0 && r.output.contains("bit-identical"), r.output)
         // A bad config is rejected before any work, naming the key.
-        r = try runCommand([Self.exe, "train", "--train", Self.slice, "--run-dir", temp("bad"), "--preset", "tiny", "--set", "model.heads=5"], timeout: 60)
-        XCTAssertEqual(r.status, 2, r.output)   // a bad configuration (README "Exit statuses")
+        r = try runCommand(
+            [
+                Self.exe, "train", "--train", Self.slice, "--run-dir", temp("bad"), "--preset", "tiny", "--set",
+                "model.heads=5"
+            ], timeout: 60)
+        XCTAssertEqual(r.status, 2, r.output)  // a bad configuration (README "Exit statuses")
         XCTAssert(r.output.contains("model.heads"), r.output)
         // A manifest naming a vanished file: reported, counted, training goes on …
         let lines = try String(contentsOfFile: Self.slice, encoding: .utf8).split(separator: "\n").map(String.init)
@@ -212,7 +250,10 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(r.output.contains("no/such/file.ogg"), r.output)
         // … and past the allowed fraction the run stops with a message naming it.
-        args = [Self.exe, "train", "--train", broken, "--run-dir", temp("vanish2")] + Self.common + ["--set", "train.max_bad_fraction=0", "--max-steps", "200"]
+        args =
+            [Self.exe, "train", "--train", broken, "--run-dir", temp("vanish2")] + Self.common + [
+                "--set", "train.max_bad_fraction=0", "--max-steps", "200"
+            ]
         r = try runCommand(args, timeout: 120)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssert(r.output.contains("no/such/file.ogg"), r.output)
@@ -222,8 +263,12 @@ final class DistributedTrainingTests: XCTestCase {
     /// every rank applies the same plan, and the replica fingerprints (checked every step) stay equal.
     func testCodebookRevivalKeepsReplicasIdentical() throws {
         let run = temp("revive")
-        try train(ranks: 2, runDir: run, steps: 6,
-                  extra: ["--set", "codebook.sync_interval=2", "--set", "codebook.dead_threshold=0.9", "--set", "dist.fingerprint_interval=1"])
+        try train(
+            ranks: 2, runDir: run, steps: 6,
+            extra: [
+                "--set", "codebook.sync_interval=2", "--set", "codebook.dead_threshold=0.9", "--set",
+                "dist.fingerprint_interval=1"
+            ])
         let events = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
         let revivals = events.split(separator: "\n").filter { $0.contains("\"event\":\"codebook_revival\"") }
         XCTAssertEqual(revivals.count, 3, events)
@@ -232,22 +277,26 @@ final class DistributedTrainingTests: XCTestCase {
 
     func testSkippedCollectiveTriggersWatchdog() throws {
         let t0 = Date()
-        let out = try train(ranks: 2, runDir: temp("watchdog"), steps: 50,
-                            extra: ["--set", "dist.timeout=5", "--test-skip-collective", "20", "--test-skip-rank", "1"], expect: 78)
+        let out = try train(
+            ranks: 2, runDir: temp("watchdog"), steps: 50,
+            extra: ["--set", "dist.timeout=5", "--test-skip-collective", "20", "--test-skip-rank", "1"], expect: 78)
         XCTAssert(out.contains("collective #20") && out.contains("has not completed after"), out)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 120)
     }
 
     /// The main job in small: 2 ranks, tiny preset, the whole default corpus, 300 steps.
     func testTinyPresetOnDefaultCorpus300Steps() throws {
-        _ = Self.slice   // makes sure the corpus is prepared
+        _ = Self.slice  // makes sure the corpus is prepared
         let run = temp("main300")
-        let args = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", Self.exe, "train", "--preset", "tiny",
-                    "--train", Self.repo + "/data/fillets-cs/train.tsv", "--valid", Self.repo + "/data/fillets-cs/valid.tsv",
-                    "--run-dir", run, "--max-steps", "300", "--set", "train.max_frames=3000", "--set", "train.log_interval=10",
-                    "--set", "train.valid_interval=100", "--set", "train.save_interval=100"]
+        let args = [
+            "mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", Self.exe, "train", "--preset", "tiny",
+            "--train", Self.repo + "/data/fillets-cs/train.tsv", "--valid", Self.repo + "/data/fillets-cs/valid.tsv",
+            "--run-dir", run, "--max-steps", "300", "--set", "train.max_frames=3000", "--set", "train.log_interval=10",
+            "--set", "train.valid_interval=100", "--set", "train.save_interval=100"
+        ]
         let t0 = Date()
-        let r = try runCommand(args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: 900)
+        let r = try runCommand(
+            args, environment: mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, timeout: 900)
         XCTAssertEqual(r.status, 0, r.output)
         print("300 steps of tiny on 2 ranks: \(Int(Date().timeIntervalSince(t0))) s")
         let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
@@ -256,27 +305,40 @@ final class DistributedTrainingTests: XCTestCase {
         let valid = recs.filter { $0["kind"] as? String == "valid" }
         XCTAssertEqual(train.count, 30)
         XCTAssertEqual(valid.count, 3)
-        for k in ["step", "loss", "loss_contrastive", "loss_mlm", "loss_diversity", "accuracy_contrastive", "accuracy_mlm",
-                  "prob_perplexity", "code_perplexity", "temperature", "lr", "grad_norm", "audio_seconds_per_second"] {
+        for k in [
+            "step", "loss", "loss_contrastive", "loss_mlm", "loss_diversity", "accuracy_contrastive", "accuracy_mlm",
+            "prob_perplexity", "code_perplexity", "temperature", "lr", "grad_norm", "audio_seconds_per_second"
+        ] {
             XCTAssertNotNil(train.last?[k], "metrics.jsonl lacks \(k)")
         }
-        func mean(_ rs: ArraySlice<[String: Any]>, _ k: String) -> Double { rs.map { $0[k] as! Double }.reduce(0, +) / Double(rs.count) }
+        func mean(_ rs: ArraySlice<[String: Any]>, _ k: String) -> Double {
+            rs.map { $0[k] as! Double }.reduce(0, +) / Double(rs.count)
+        }
         let first = mean(train.prefix(3), "loss"), last = mean(train.suffix(3), "loss")
-        print("loss \(first) → \(last); valid loss \(valid.map { $0["loss"] as! Double }); prob perplexity \(train.last!["prob_perplexity"]!)")
+        print(
+            "loss \(first) → \(last); valid loss \(valid.map { $0["loss"] as! Double }); prob perplexity \(train.last!["prob_perplexity"]!)"
+        )
         XCTAssertLessThan(last, first - 0.5, "training loss should fall")
-        XCTAssertLessThan(valid.last!["loss"] as! Double, valid.first!["loss"] as! Double, "validation loss should fall")
+        XCTAssertLessThan(
+            valid.last!["loss"] as! Double, valid.first!["loss"] as! Double, "validation loss should fall")
         XCTAssertGreaterThan(train.map { $0["prob_perplexity"] as! Double }.min()!, 20, "codebook collapse")
         XCTAssertGreaterThan(valid.last!["code_perplexity"] as! Double, 5)
         XCTAssertEqual(CheckpointManager(runDirectory: run, keepLast: 5).list().map { $0.step }, [300, 200, 100])
-        let tb = try FileManager.default.contentsOfDirectory(atPath: run + "/tensorboard").filter { $0.hasPrefix("events.out.tfevents.") }
+        let tb = try FileManager.default.contentsOfDirectory(atPath: run + "/tensorboard").filter {
+            $0.hasPrefix("events.out.tfevents.")
+        }
         XCTAssertEqual(tb.count, 1)
         let scalars = try readTensorBoardScalars(path: run + "/tensorboard/" + tb[0])
         XCTAssertEqual(scalars.filter { $0.tag == "train/loss" }.count, 30)
         XCTAssertEqual(scalars.filter { $0.tag == "valid/loss" }.count, 3)
         let py = "/work/venv-torch/bin/python"
         if FileManager.default.isExecutableFile(atPath: py) {
-            let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
-            let c = try runCommand([py, fixtures + "/check_tensorboard.py", run + "/tensorboard", "train/loss", "valid/loss"], timeout: 120)
+            let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+                "Fixtures"
+            ).path
+            let c = try runCommand(
+                [py, fixtures + "/check_tensorboard.py", run + "/tensorboard", "train/loss", "valid/loss"], timeout: 120
+            )
             XCTAssertEqual(c.status, 0, c.output)
         }
     }

@@ -12,7 +12,7 @@ final class ExitStatusTests: XCTestCase {
     static let subcommands: [[String]] = [
         ["train"], ["config"], ["validate"], ["embed"], ["export-hf"], ["import-hf"], ["inspect"], ["compare"],
         ["prepare"], ["features"], ["bench", "model"], ["bench", "kernels"], ["bench", "data"], ["bench", "dist"],
-        ["bench", "scaling"], ["check", "mpi"], ["check", "dist"],
+        ["bench", "scaling"], ["check", "mpi"], ["check", "dist"]
     ]
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
@@ -44,10 +44,12 @@ final class ExitStatusTests: XCTestCase {
             let r = try run([old])
             XCTAssertEqual(r.status, 2, "\(old): \(r.output)")
         }
-        for args in [["train", "--preset", "tiny"], ["validate"], ["embed", "x.wav"], ["inspect"], ["compare", "a"],
-                     ["prepare"], ["features"], ["no-such-command"],
-                     ["train", "--max-steps", "0", "--train", "t", "--run-dir", "r"],
-                     ["embed", "--checkpoint", "c", "--out", "o.npy", "--layer", "middle", "a.wav"]] {
+        for args in [
+            ["train", "--preset", "tiny"], ["validate"], ["embed", "x.wav"], ["inspect"], ["compare", "a"],
+            ["prepare"], ["features"], ["no-such-command"],
+            ["train", "--max-steps", "0", "--train", "t", "--run-dir", "r"],
+            ["embed", "--checkpoint", "c", "--out", "o.npy", "--layer", "middle", "a.wav"]
+        ] {
             let r = try run(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.output)")
             XCTAssert(r.output.contains("Usage: w2vbert"), "\(args): \(r.output)")
@@ -74,7 +76,7 @@ final class ExitStatusTests: XCTestCase {
             (["bench", "model", "--preset", "huge"], "unknown preset 'huge'"),
             (["bench", "dist", "--preset", "huge"], "unknown preset 'huge'"),
             (["bench", "kernels", "--preset", "huge"], "unknown preset 'huge'"),
-            (["bench", "scaling", "--preset", "huge"], "unknown preset 'huge'"),
+            (["bench", "scaling", "--preset", "huge"], "unknown preset 'huge'")
         ]
         for (args, needle) in cases {
             let r = try run(args)
@@ -104,7 +106,7 @@ final class ExitStatusTests: XCTestCase {
             (["prepare", "/nonexistent-audio", "--out", temp("p")], "/nonexistent-audio"),
             (["prepare", emptyDir, "--out", temp("p")], emptyDir),
             (["features", junk, "--out", temp("f") + ".npy"], junk),
-            (["bench", "data", "--manifest", "/nonexistent.tsv", "--seconds", "1"], "/nonexistent.tsv"),
+            (["bench", "data", "--manifest", "/nonexistent.tsv", "--seconds", "1"], "/nonexistent.tsv")
         ]
         for (args, needle) in cases {
             let r = try run(args)
@@ -121,7 +123,8 @@ final class ExitStatusTests: XCTestCase {
     /// train.max_consecutive_skips in a row the run stops with 76 and says so.
     func testNonFiniteStepsExit76() throws {
         let run = temp("nonfinite")
-        let args = ["train", "--train", DistributedTrainingTests.slice, "--run-dir", run, "--max-steps", "30"]
+        let args =
+            ["train", "--train", DistributedTrainingTests.slice, "--run-dir", run, "--max-steps", "30"]
             + DistributedTrainingTests.common
             + ["--set", "optimizer.lr=1e30", "--set", "optimizer.warmup=1", "--set", "train.max_consecutive_skips=2"]
         let r = try self.run(args, timeout: 300)

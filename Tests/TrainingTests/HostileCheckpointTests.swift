@@ -4,7 +4,7 @@ import Training
 import Tensor
 import TestSupport
 
-/// Issue 11: hostile and damaged safetensors files and checkpoints are refused with a message naming the
+/// Hostile and damaged safetensors files and checkpoints are refused with a message naming the
 /// tensor or field; no allocation is sized by a header field.
 final class HostileSafeTensorsTests: XCTestCase {
     /// A file from a raw JSON header and data bytes (the header is not checked here: that is the point).
@@ -19,7 +19,9 @@ final class HostileSafeTensorsTests: XCTestCase {
 
     func refuses(_ bytes: Data, _ needles: [String], file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try SafeTensors.parse(bytes, path: "hostile.safetensors"), file: file, line: line) { e in
-            for n in needles + ["hostile.safetensors"] { XCTAssert("\(e)".contains(n), "expected '\(n)' in: \(e)", file: file, line: line) }
+            for n in needles + ["hostile.safetensors"] {
+                XCTAssert("\(e)".contains(n), "expected '\(n)' in: \(e)", file: file, line: line)
+            }
         }
     }
 
@@ -31,33 +33,55 @@ final class HostileSafeTensorsTests: XCTestCase {
         refuses(file(header: "{}", data: [], headerLength: 1 << 60), ["header length 1152921504606846976"])
         refuses(file(header: "{}", data: [], headerLength: UInt64.max), ["header length"])
         refuses(file(header: "[1,2]", data: []), ["not a JSON object"])
-        refuses(file(header: #"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#, data: eight), ["'a'", "dtype F16"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#, data: eight), ["'a'", "dtype F16"])
         refuses(file(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: eight), ["'a'", "[3]"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: eight), ["'a'", "outside the data"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: eight),
+            ["'a'", "outside the data"])
         refuses(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}"#, data: eight), ["'a'"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: eight),
-                ["overlaps"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: eight), ["not contiguous", "'a'"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[1099511627776,1099511627776,16],"data_offsets":[0,8]}}"#, data: eight),
-                ["'a'", "impossible shape"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[-2,-1],"data_offsets":[0,8]}}"#, data: eight), ["'a'", "impossible shape"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: eight), ["malformed entry 'a'"])
-        refuses(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1e300]}}"#, data: eight), ["malformed entry 'a'"])
+        refuses(
+            file(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                data: eight),
+            ["overlaps"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: eight),
+            ["not contiguous", "'a'"])
+        refuses(
+            file(
+                header: #"{"a":{"dtype":"F32","shape":[1099511627776,1099511627776,16],"data_offsets":[0,8]}}"#,
+                data: eight),
+            ["'a'", "impossible shape"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F32","shape":[-2,-1],"data_offsets":[0,8]}}"#, data: eight),
+            ["'a'", "impossible shape"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: eight),
+            ["malformed entry 'a'"])
+        refuses(
+            file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1e300]}}"#, data: eight),
+            ["malformed entry 'a'"])
         refuses(file(header: #"{"__metadata__":{"k":1}}"#, data: []), ["__metadata__"])
         // Values: NaN and infinities are named with the tensor and element.
         let nan = Float.nan.bitPattern, inf = Float.infinity.bitPattern
         for (bits, word) in [(nan, "NaN"), (inf, "+infinity"), ((-Float.infinity).bitPattern, "-infinity")] {
             var data = eight
             withUnsafeBytes(of: bits.littleEndian) { for i in 0..<4 { data[4 + i] = $0[i] } }
-            refuses(file(header: #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: data), ["tensor 'w' holds \(word) at element 1"])
+            refuses(
+                file(header: #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: data),
+                ["tensor 'w' holds \(word) at element 1"])
         }
         _ = inf
     }
 }
 
 final class HostileCheckpointManagerTests: XCTestCase {
-    let tensors = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
-    let yaml = "model:\n  dim: 144\n  heads: 4\n  dropout: 0.1\nquantizer:\n  groups: 1\n  tau_start: 2.0\ntrain:\n  seed: 1\n"
+    let tensors = CheckpointTensors(
+        entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "b", shape: [3])], offsets: [0, 4])
+    let yaml =
+        "model:\n  dim: 144\n  heads: 4\n  dropout: 0.1\nquantizer:\n  groups: 1\n  tau_start: 2.0\ntrain:\n  seed: 1\n"
 
     func save(_ m: CheckpointManager, step: Int, value: Float, config: String) throws {
         let p = FloatBuffer([Float](repeating: value, count: 7)), a = FloatBuffer([Float](repeating: value, count: 7))
@@ -72,15 +96,19 @@ final class HostileCheckpointManagerTests: XCTestCase {
         m.expectedConfigYAML = yaml
         try save(m, step: 1, value: 1, config: yaml)
         // Training-only settings may differ; the architecture may not.
-        let other = yaml.replacingOccurrences(of: "dropout: 0.1", with: "dropout: 0.0").replacingOccurrences(of: "seed: 1", with: "seed: 2")
+        let other = yaml.replacingOccurrences(of: "dropout: 0.1", with: "dropout: 0.0").replacingOccurrences(
+            of: "seed: 1", with: "seed: 2")
         XCTAssertNil(architectureDifference(expected: yaml, found: other))
-        XCTAssertEqual(architectureDifference(expected: yaml, found: yaml.replacingOccurrences(of: "heads: 4", with: "heads: 8")),
-                       "model.heads is 8 in the checkpoint, 4 in this run")
+        XCTAssertEqual(
+            architectureDifference(expected: yaml, found: yaml.replacingOccurrences(of: "heads: 4", with: "heads: 8")),
+            "model.heads is 8 in the checkpoint, 4 in this run")
         try save(m, step: 2, value: 2, config: yaml.replacingOccurrences(of: "heads: 4", with: "heads: 8"))
-        let buf = FloatBuffer([Float](repeating: 0, count: 7)), mm = FloatBuffer([Float](repeating: 0, count: 7)), vv = FloatBuffer([Float](repeating: 0, count: 7))
+        let buf = FloatBuffer([Float](repeating: 0, count: 7)), mm = FloatBuffer([Float](repeating: 0, count: 7)),
+            vv = FloatBuffer([Float](repeating: 0, count: 7))
         var got = try XCTUnwrap(try m.loadLatest(tensors: tensors, parameters: buf.ptr, adamM: mm.ptr, adamV: vv.ptr))
         XCTAssertEqual(got.step, 1)
-        XCTAssert(got.warnings.joined().contains("model.heads is 8 in the checkpoint, 4 in this run"), "\(got.warnings)")
+        XCTAssert(
+            got.warnings.joined().contains("model.heads is 8 in the checkpoint, 4 in this run"), "\(got.warnings)")
         // A NaN in the newest checkpoint's parameters: named, and the previous one is used.
         try save(m, step: 3, value: .nan, config: yaml)
         got = try XCTUnwrap(try m.loadLatest(tensors: tensors, parameters: buf.ptr, adamM: mm.ptr, adamV: vv.ptr))
@@ -88,7 +116,8 @@ final class HostileCheckpointManagerTests: XCTestCase {
         XCTAssert(got.warnings.joined().contains("tensor 'w' holds NaN at element 0"), "\(got.warnings)")
         XCTAssertEqual(buf[0], 1)
         // A renamed tensor: the missing name is named; a tensor the model does not have is named.
-        let renamed = CheckpointTensors(entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "bias", shape: [3])], offsets: [0, 4])
+        let renamed = CheckpointTensors(
+            entries: [TensorEntry(name: "w", shape: [2, 2]), TensorEntry(name: "bias", shape: [3])], offsets: [0, 4])
         XCTAssertThrowsError(try m.validate(directory: run + "/checkpoints/step-00000001", tensors: renamed)) {
             XCTAssert("\($0)".contains("missing tensor 'bias'"), "\($0)")
         }
@@ -113,7 +142,11 @@ final class HostileCheckpointCommandTests: XCTestCase {
 
     @discardableResult
     func train(runDir: String, steps: Int, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let args = [Self.exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", runDir, "--max-steps", "\(steps)"]
+        let args =
+            [
+                Self.exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", runDir, "--max-steps",
+                "\(steps)"
+            ]
             + DistributedTrainingTests.common
         let r = try runCommand(args, environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
         XCTAssertFalse(r.timedOut, file: file, line: line)
@@ -135,7 +168,7 @@ final class HostileCheckpointCommandTests: XCTestCase {
 
     func testDamagedNewestCheckpointIsRefusedOrSkippedByEveryCommand() throws {
         let run = temp("hostile-run")
-        try train(runDir: run, steps: 10)   // checkpoints at steps 5 and 10
+        try train(runDir: run, steps: 10)  // checkpoints at steps 5 and 10
         let audio = try String(contentsOfFile: DistributedTrainingTests.slice, encoding: .utf8).split(separator: "\n")
         let wav = String(audio[0]) + "/" + String(audio[1].split(separator: "\t")[0])
 
@@ -150,40 +183,62 @@ final class HostileCheckpointCommandTests: XCTestCase {
         try bytes.write(to: URL(fileURLWithPath: model))
         let named = "tensor '\(victim)' holds NaN at element 3"
         var r = try cli(["inspect", nanRun])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("CORRUPT") && r.output.contains(named), r.output)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("CORRUPT") && r.output.contains(named), r.output)
         r = try cli(["embed", "--checkpoint", nanRun + "/checkpoints/step-00000010", wav, "--out", nanRun + "/e.npy"])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains(named), r.output)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains(named), r.output)
         r = try cli(["compare", nanRun, run])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains(named), r.output)
-        r = try cli(["validate", "--run-dir", nanRun, "--valid", DistributedTrainingTests.slice, "--set", "train.valid_batches=1"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains(named), r.output)
+        r = try cli([
+            "validate", "--run-dir", nanRun, "--valid", DistributedTrainingTests.slice, "--set", "train.valid_batches=1"
+        ])
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssert(r.output.contains(named) && r.output.contains("falling back") && r.output.contains("valid step 5"), r.output)
+        XCTAssert(
+            r.output.contains(named) && r.output.contains("falling back") && r.output.contains("valid step 5"), r.output
+        )
         // --init-from a damaged checkpoint: refused at start, naming the tensor.
         let fresh = temp("hostile-init")
-        r = try cli(["train", "--train", DistributedTrainingTests.slice, "--run-dir", fresh, "--preset", "tiny",
-                     "--init-from", nanRun + "/checkpoints/step-00000010"])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("--init-from") && r.output.contains(named), r.output)
+        r = try cli([
+            "train", "--train", DistributedTrainingTests.slice, "--run-dir", fresh, "--preset", "tiny",
+            "--init-from", nanRun + "/checkpoints/step-00000010"
+        ])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("--init-from") && r.output.contains(named), r.output)
         var out = try train(runDir: nanRun, steps: 12)
         XCTAssert(out.contains(named) && out.contains("falling back"), out)
         var events = try String(contentsOfFile: nanRun + "/metrics.jsonl", encoding: .utf8)
-        XCTAssert(events.split(separator: "\n").contains { $0.contains("\"event\":\"resume\"") && $0.contains("\"step\":5") }, events)
+        XCTAssert(
+            events.split(separator: "\n").contains { $0.contains("\"event\":\"resume\"") && $0.contains("\"step\":5") },
+            events)
 
         // 2. trainer.json of the newest checkpoint holds the small preset's config.
         let otherRun = try copy(run, "hostile-preset")
         let statePath = otherRun + "/checkpoints/step-00000010/trainer.json"
-        var state = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
+        var state = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
         let small = try cli(["config", "--preset", "small"])
-        state["config"] = small.output.split(separator: "\n").filter { !$0.hasPrefix("# ") || $0.hasPrefix("# w2vbert") }.joined(separator: "\n") + "\n"
+        state["config"] =
+            small.output.split(separator: "\n").filter { !$0.hasPrefix("# ") || $0.hasPrefix("# w2vbert") }.joined(
+                separator: "\n") + "\n"
         try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
-        r = try cli(["embed", "--checkpoint", otherRun + "/checkpoints/step-00000010", wav, "--out", otherRun + "/e.npy"])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("tensor '") && r.output.contains("has shape"), r.output)
+        r = try cli([
+            "embed", "--checkpoint", otherRun + "/checkpoints/step-00000010", wav, "--out", otherRun + "/e.npy"
+        ])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("tensor '") && r.output.contains("has shape"), r.output)
         r = try cli(["inspect", otherRun + "/checkpoints/step-00000010"])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("CORRUPT"), r.output)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("CORRUPT"), r.output)
         r = try cli(["compare", otherRun, run])
-        XCTAssertEqual(r.status, 1, r.output); XCTAssert(r.output.contains("has shape"), r.output)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssert(r.output.contains("has shape"), r.output)
         out = try train(runDir: otherRun, steps: 12)
         XCTAssert(out.contains("trainer.json: config field model.") && out.contains("falling back"), out)
         events = try String(contentsOfFile: otherRun + "/metrics.jsonl", encoding: .utf8)
-        XCTAssert(events.split(separator: "\n").contains { $0.contains("\"event\":\"resume\"") && $0.contains("\"step\":5") }, events)
+        XCTAssert(
+            events.split(separator: "\n").contains { $0.contains("\"event\":\"resume\"") && $0.contains("\"step\":5") },
+            events)
     }
 }

@@ -5,7 +5,7 @@ import Tensor
 import W2VBert
 import TestSupport
 
-/// Issue 12: Hugging Face export and import. The fixture `Fixtures/hf_micro` was written by transformers
+/// Hugging Face export and import. The fixture `Fixtures/hf_micro` was written by transformers
 /// itself (`Wav2Vec2BertModel(config).save_pretrained`, weights perturbed), with HF's last_hidden_state on
 /// a padded batch in `hf_micro_expected.safetensors` (Tests/W2VBertTests/twin/hf_check.py fixture); no
 /// PyTorch is needed here. launch/check-hf.sh runs the real round trip through transformers.
@@ -14,27 +14,47 @@ final class HuggingFaceTests: XCTestCase {
 
     /// tiny2 with the micro fixture's architecture (d 32, 2 heads, f 48, k 5, shaw 5/3, 1 + 2 blocks).
     static func microConfig() throws -> Config {
-        try Config.load(preset: "tiny2", overrides: ["model.dim=32", "model.heads=2", "model.ffn_dim=48",
-                                                     "model.conv_kernel=5",
-                                                     "model.shaw_left=5", "model.shaw_right=3", "model.contrastive_blocks=1",
-                                                     "model.mlm_blocks=2", "model.final_dim=16", "quantizer.entries=24", "quantizer.dim=16"])
+        try Config.load(
+            preset: "tiny2",
+            overrides: [
+                "model.dim=32", "model.heads=2", "model.ffn_dim=48",
+                "model.conv_kernel=5",
+                "model.shaw_left=5", "model.shaw_right=3", "model.contrastive_blocks=1",
+                "model.mlm_blocks=2", "model.final_dim=16", "quantizer.entries=24", "quantizer.dim=16"
+            ])
     }
 
     func testPresetsOfTheFamilyAreExportableAndTheDefaultIsNot() throws {
-        for p in ["tiny2", "small2", "base2",
-                  "w2v-bert-2.0"] { XCTAssertNil(HuggingFace.exportBlocker(try Config.preset(p)), p) }
+        for p in [
+            "tiny2", "small2", "base2",
+            "w2v-bert-2.0"
+        ] { XCTAssertNil(HuggingFace.exportBlocker(try Config.preset(p)), p) }
         let big = try Config.preset("w2v-bert-2.0")
-        XCTAssertEqual([big.model.dim, big.model.contrastiveBlocks + big.model.mlmBlocks, big.model.heads,
-                        big.model.ffnDim, big.model.convKernel],
-                       [1024, 24, 16, 4096, 31])
+        XCTAssertEqual(
+            [
+                big.model.dim, big.model.contrastiveBlocks + big.model.mlmBlocks, big.model.heads,
+                big.model.ffnDim, big.model.convKernel
+            ],
+            [1024, 24, 16, 4096, 31])
         // Each option HF cannot express is named, one at a time from the family.
-        let cases: [(String, String)] = [("model.frontend=conv2d", "model.frontend"), ("model.frontend_norm=true",
-                                                                                       "model.frontend_norm"),
-                                         ("model.context_proj=true", "model.context_proj"), ("model.position=conv",
-                                                                                             "model.position"),
-                                         ("model.position=rope", "model.position"), ("model.causal_conv=false",
-                                                                                     "model.causal_conv"),
-                                         ("model.conv_kernel=4", "model.conv_kernel")]
+        let cases: [(String, String)] = [
+            ("model.frontend=conv2d", "model.frontend"),
+            (
+                "model.frontend_norm=true",
+                "model.frontend_norm"
+            ),
+            ("model.context_proj=true", "model.context_proj"),
+            (
+                "model.position=conv",
+                "model.position"
+            ),
+            ("model.position=rope", "model.position"),
+            (
+                "model.causal_conv=false",
+                "model.causal_conv"
+            ),
+            ("model.conv_kernel=4", "model.conv_kernel")
+        ]
         for (o, key) in cases {
             let c = try Config.load(preset: "tiny2", overrides: [o])
             XCTAssertEqual(HuggingFace.exportBlocker(c)?.key, key, o)
@@ -42,8 +62,12 @@ final class HuggingFaceTests: XCTestCase {
         XCTAssertEqual(HuggingFace.exportBlocker(try Config.preset("tiny"))?.key, "model.frontend")
         XCTAssertNil(HuggingFace.exportBlocker(try Config.load(preset: "tiny2", overrides: ["model.position=none"])))
         let l = ParameterLayout(config: try Config.preset("tiny"))
-        XCTAssertThrowsError(try HuggingFace.export(config: try Config.preset("tiny"), layout: l,
-                                                    to: tempDir("hfx")) { _ in UnsafePointer(bitPattern: 8)! }) {
+        XCTAssertThrowsError(
+            try HuggingFace.export(
+                config: try Config.preset("tiny"), layout: l,
+                to: tempDir("hfx")
+            ) { _ in UnsafePointer(bitPattern: 8)! }
+        ) {
             XCTAssert("\($0)".contains("model.frontend"), "\($0)")
         }
     }
@@ -57,12 +81,14 @@ final class HuggingFaceTests: XCTestCase {
         let a = FloatBuffer(count: l.count)
         l.initialize(a.ptr, seed: 7)
         var rng = RandomStream(seed: 99, purpose: .initialization)
-        for i in 0..<l.count { a.ptr[i] += 0.01 * rng.nextNormal() }   // no norm at 1, no bias at 0
+        for i in 0..<l.count { a.ptr[i] += 0.01 * rng.nextNormal() }  // no norm at 1, no bias at 0
         let dir = tempDir("hf")
         let left = try HuggingFace.export(config: c, layout: l, to: dir) { CFPtr(a.ptr + $0.offset) }
         XCTAssertEqual(Set(left), Set(l.entries.map(\.name).filter(HuggingFace.isHeadOrQuantizer)))
-        for f in ["config.json", "model.safetensors",
-                  "preprocessor_config.json"] { XCTAssert(FileManager.default.fileExists(atPath: dir + "/" + f), f) }
+        for f in [
+            "config.json", "model.safetensors",
+            "preprocessor_config.json"
+        ] { XCTAssert(FileManager.default.fileExists(atPath: dir + "/" + f), f) }
         let src = try HuggingFace.open(dir)
         XCTAssertEqual(src.weights.entries["encoder.layers.2.conv_module.depthwise_conv.weight"]?.shape, [144, 1, 15])
         XCTAssertEqual(src.weights.entries["encoder.layers.0.self_attn.distance_embedding.weight"]?.shape, [73, 36])
@@ -84,8 +110,13 @@ final class HuggingFaceTests: XCTestCase {
     func testImportOfAFolderWrittenByTransformersMatchesItsHiddenStates() throws {
         let src = try HuggingFace.open(Self.micro)
         let c = try HuggingFace.config(for: src, base: try Config.preset("tiny2"))
-        XCTAssertEqual(c,
-                       try Self.microConfig().with { $0.model.finalDim = 64; $0.quantizer.entries = 128; $0.quantizer.dim = 128 })
+        XCTAssertEqual(
+            c,
+            try Self.microConfig().with {
+                $0.model.finalDim = 64
+                $0.quantizer.entries = 128
+                $0.quantizer.dim = 128
+            })
         let exp = try SafeTensors.open(path: fixtures + "/hf_micro_expected.safetensors")
         let feats = try exp.array("input.features"), ref = try exp.array("out.last_hidden_state")
         let t0s = try exp.array("input.lengths")
@@ -95,8 +126,11 @@ final class HuggingFaceTests: XCTestCase {
         let lens = t0s.map { Int32($0) }
         let t = c.encoderLength(t0: t0), d = c.model.dim
         let h = feats.withUnsafeBufferPointer { fp in
-            lens.withUnsafeBufferPointer { model.embed(features: fp.baseAddress!, lengths: $0.baseAddress!, batch: b,
-                                                       frames: t0) }
+            lens.withUnsafeBufferPointer {
+                model.embed(
+                    features: fp.baseAddress!, lengths: $0.baseAddress!, batch: b,
+                    frames: t0)
+            }
         }
         var worst = 0.0, scale = 0.0
         for u in 0..<b {
@@ -166,18 +200,23 @@ final class HuggingFaceTests: XCTestCase {
         st.config = try Config.preset("tiny").yaml
         try st.encoded().write(to: URL(fileURLWithPath: dir + "/tiny/trainer.json"))
         r = try runCommand([exe, "export-hf", dir + "/tiny", "--out", dir + "/tiny-hf"], timeout: 60)
-        XCTAssertEqual(r.status, 1, r.output)   // an input that cannot be exported: status 1 (README "Exit statuses")
+        XCTAssertEqual(r.status, 1, r.output)  // an input that cannot be exported: status 1 (README "Exit statuses")
         XCTAssert(r.output.contains("cannot export to Hugging Face: config key 'model.frontend' is conv2d"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/tiny-hf"))
 
-        let micro = ["--preset", "tiny2", "--set", "model.dim=32", "--set", "model.heads=2", "--set",
-                     "model.ffn_dim=48",
-                     "--set", "model.conv_kernel=5", "--set", "model.shaw_left=5", "--set", "model.shaw_right=3",
-                     "--set", "model.contrastive_blocks=1", "--set", "model.mlm_blocks=2", "--quiet",
-                     "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.save_interval=1"]
-        r = try runCommand([exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", dir + "/run",
-                            "--max-steps", "1",
-                            "--init-from", Self.micro, "--set", "optimizer.lr=1e-9"] + micro, environment: mpirunEnvironment, timeout: 120)
+        let micro = [
+            "--preset", "tiny2", "--set", "model.dim=32", "--set", "model.heads=2", "--set",
+            "model.ffn_dim=48",
+            "--set", "model.conv_kernel=5", "--set", "model.shaw_left=5", "--set", "model.shaw_right=3",
+            "--set", "model.contrastive_blocks=1", "--set", "model.mlm_blocks=2", "--quiet",
+            "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.save_interval=1"
+        ]
+        r = try runCommand(
+            [
+                exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", dir + "/run",
+                "--max-steps", "1",
+                "--init-from", Self.micro, "--set", "optimizer.lr=1e-9"
+            ] + micro, environment: mpirunEnvironment, timeout: 120)
         XCTAssertEqual(r.status, 0, r.output)
         let ck = try SafeTensors.open(path: dir + "/run/checkpoints/step-00000001/model.safetensors")
         let src = try HuggingFace.open(Self.micro)
@@ -188,18 +227,32 @@ final class HuggingFaceTests: XCTestCase {
             worst = max(worst, zip(try ck.array(e.name), try x.array(hf.name)).map { abs($0 - $1) }.max()!)
         }
         XCTAssertLessThan(worst, 1e-6, "encoder after one step at lr 1e-9")
-        let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/checkpoints/step-00000001/trainer.json"))) as! [String: Any]
+        let state =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/checkpoints/step-00000001/trainer.json")))
+            as! [String: Any]
         XCTAssertEqual(state["optimizer_step"] as? Int, 1)
 
-        r = try runCommand([exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", dir + "/bad",
-                            "--max-steps", "1",
-                            "--init-from", Self.micro] + micro + ["--set",
-                                                                  "model.dim=48"], environment: mpirunEnvironment, timeout: 120)
+        r = try runCommand(
+            [
+                exe, "train", "--train", DistributedTrainingTests.slice, "--run-dir", dir + "/bad",
+                "--max-steps", "1",
+                "--init-from", Self.micro
+            ] + micro + [
+                "--set",
+                "model.dim=48"
+            ], environment: mpirunEnvironment, timeout: 120)
         XCTAssertEqual(r.status, 1, r.output)
-        XCTAssert(r.output.contains("--init-from") && r.output.contains("has shape") && r.output.contains("the model expects"), r.output)
+        XCTAssert(
+            r.output.contains("--init-from") && r.output.contains("has shape")
+                && r.output.contains("the model expects"), r.output)
     }
 }
 
 extension Config {
-    func with(_ f: (inout Config) -> Void) -> Config { var c = self; f(&c); return c }
+    func with(_ f: (inout Config) -> Void) -> Config {
+        var c = self
+        f(&c)
+        return c
+    }
 }

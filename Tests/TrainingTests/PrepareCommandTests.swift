@@ -46,16 +46,20 @@ final class PrepareCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         let rows = try String(contentsOfFile: out + "/train.tsv", encoding: .utf8).split(separator: "\n").dropFirst()
         XCTAssertEqual(rows, ["a/x0.wav\t16000", "a/x1.wav\t20000", "a/x2.wav\t24000", "a/x3.wav\t28000"])
-        for line in ["prepare: 4 audio files under", "prepare: a/loop: folder loop back to a, not followed",
-                     "prepare: b/hard.wav: the same file as a/x0.wav, listed once",
-                     "  duplicates skipped: 1 file(s) and 1 folder(s) reached again by another path "
-                     + "(each listed or walked once)"] {
+        for line in [
+            "prepare: 4 audio files under", "prepare: a/loop: folder loop back to a, not followed",
+            "prepare: b/hard.wav: the same file as a/x0.wav, listed once",
+            "  duplicates skipped: 1 file(s) and 1 folder(s) reached again by another path "
+                + "(each listed or walked once)"
+        ] {
             XCTAssert(r.output.contains(line), "expected '\(line)' in:\n\(r.output)")
         }
         let help = try run(["prepare", "--help"])
         let words = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        for phrase in ["device and inode", "under the first of its paths in sorted order",
-                       "Reading headers does not look at the samples: only --verify decodes"] {
+        for phrase in [
+            "device and inode", "under the first of its paths in sorted order",
+            "Reading headers does not look at the samples: only --verify decodes"
+        ] {
             XCTAssert(words.contains(phrase), "expected '\(phrase)' in the help:\n\(help.output)")
         }
     }
@@ -84,18 +88,24 @@ final class PrepareCommandTests: XCTestCase {
 
         // Training on the header-only manifest (a whole epoch): skipped and counted.
         let runDir = temp("run")
-        r = try run(["train", "--train", headers + "/train.tsv", "--run-dir", runDir, "--max-steps", "12",
-                     "--preset", "tiny", "--quiet", "--set", "train.max_frames=1200",
-                     "--set", "train.max_samples=48000", "--set", "train.save_interval=12",
-                     "--set", "train.valid_interval=1000",
-                     "--set", "train.max_bad_fraction=0.2"], timeout: 300)
+        r = try run(
+            [
+                "train", "--train", headers + "/train.tsv", "--run-dir", runDir, "--max-steps", "12",
+                "--preset", "tiny", "--quiet", "--set", "train.max_frames=1200",
+                "--set", "train.max_samples=48000", "--set", "train.save_interval=12",
+                "--set", "train.valid_interval=1000",
+                "--set", "train.max_bad_fraction=0.2"
+            ], timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssertEqual(r.output.components(separatedBy: "skipping \(nan): \(reason) (1 bad files so far").count, 2,
-                       r.output)
+        XCTAssertEqual(
+            r.output.components(separatedBy: "skipping \(nan): \(reason) (1 bad files so far").count, 2,
+            r.output)
 
         // features and embed: status 1, one line naming the file and the count, no usage.
-        for args in [["features", nan, "--out", temp("f") + ".npy"],
-                     ["embed", "--checkpoint", runDir, nan, "--out", temp("e") + ".npy"]] {
+        for args in [
+            ["features", nan, "--out", temp("f") + ".npy"],
+            ["embed", "--checkpoint", runDir, nan, "--out", temp("e") + ".npy"]
+        ] {
             r = try run(args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.output)")
             let errors = r.output.split(separator: "\n").filter { $0.contains("error") }

@@ -26,8 +26,9 @@ final class PrepareProtocolTests: XCTestCase {
             let x = (0..<(rate * (6 + i) / 10)).map { Float(0.3 * sin(Double($0) * 0.05 * Double(1 + i % 4))) }
             try AudioWriter.write(path: folder.appendingPathComponent("f\(i).wav").path, samples: x, sampleRate: rate)
         }
-        try fm.linkItem(atPath: root.appendingPathComponent("s0/f0.wav").path,
-                        toPath: root.appendingPathComponent("s1/a-link.wav").path)
+        try fm.linkItem(
+            atPath: root.appendingPathComponent("s0/f0.wav").path,
+            toPath: root.appendingPathComponent("s1/a-link.wav").path)
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("s2/back").path, withDestinationPath: "..")
         try "not audio".write(to: root.appendingPathComponent("s2/bad.wav"), atomically: true, encoding: .utf8)
         return root
@@ -47,9 +48,10 @@ final class PrepareProtocolTests: XCTestCase {
             var lastProgress = (0, 0)
         }
         let seen = Seen()
-        let got = try prep.prepare(root: root.path, out: out.path, communicator: SingleProcessCommunicator(),
-                                   scanned: { scan, _ in seen.scans.append(scan) },
-                                   progress: { @Sendable done, total in seen.lastProgress = (done, total) })
+        let got = try prep.prepare(
+            root: root.path, out: out.path, communicator: SingleProcessCommunicator(),
+            scanned: { scan, _ in seen.scans.append(scan) },
+            progress: { @Sendable done, total in seen.lastProgress = (done, total) })
         let r = try XCTUnwrap(got)
         let reference = try prep.prepare(root: root.path)
         XCTAssertEqual(r.train, reference.train)
@@ -57,10 +59,14 @@ final class PrepareProtocolTests: XCTestCase {
         XCTAssertEqual(r.skipped, reference.skipped)
         XCTAssertEqual(r.scanned, 18)
         XCTAssertEqual(r.skipped.map(\.path), ["s2/bad.wav"])
-        XCTAssertEqual(r.duplicates, [.init(kind: .loop, path: "s2/back", sameAs: "."),
-                                      .init(kind: .file, path: "s1/a-link.wav", sameAs: "s0/f0.wav")])
+        XCTAssertEqual(
+            r.duplicates,
+            [
+                .init(kind: .loop, path: "s2/back", sameAs: "."),
+                .init(kind: .file, path: "s1/a-link.wav", sameAs: "s0/f0.wav")
+            ])
         XCTAssertEqual(r.train.count + r.valid.count, 17)
-        XCTAssertEqual(r.valid.count, 4)   // round(0.25 · 17)
+        XCTAssertEqual(r.valid.count, 4)  // round(0.25 · 17)
         XCTAssertEqual(seen.scans.map(\.files.count), [18])
         XCTAssertEqual(seen.scans.first?.duplicates, r.duplicates)
         XCTAssertEqual(seen.lastProgress.0, 18)
@@ -99,9 +105,10 @@ final class PrepareProtocolTests: XCTestCase {
         let preparer = prep
         let results = ThreadGroup(size: 3).run { comm -> Swift.Result<CorpusPreparer.Result?, Error> in
             Swift.Result {
-                try preparer.prepare(root: root.path, out: out.path, communicator: comm,
-                                     scanned: { _, _ in calls.scanned(comm.rank) },
-                                     progress: { @Sendable _, total in calls.progress(total) })
+                try preparer.prepare(
+                    root: root.path, out: out.path, communicator: comm,
+                    scanned: { _, _ in calls.scanned(comm.rank) },
+                    progress: { @Sendable _, total in calls.progress(total) })
             }
         }
         let onRoot = try XCTUnwrap(try results[0].get())

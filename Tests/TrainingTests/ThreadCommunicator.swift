@@ -100,8 +100,10 @@ final class ThreadCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
-    func reduce<T: Numeric & Comparable>(_: T.Type, _ blocks: [[UInt8]], into buffer: UnsafeMutableRawPointer,
-                                          count: Int, op: ReduceOp) {
+    func reduce<T: Numeric & Comparable>(
+        _: T.Type, _ blocks: [[UInt8]], into buffer: UnsafeMutableRawPointer,
+        count: Int, op: ReduceOp
+    ) {
         let out = buffer.bindMemory(to: T.self, capacity: count)
         for i in 0..<count {
             let at = i * MemoryLayout<T>.stride

@@ -5,7 +5,10 @@ import Tensor
 
 /// A minimal safetensors reader for the twin's fixtures (F32, F64, I32, U8 → Double arrays).
 struct SafeTensors {
-    struct Tensor { let shape: [Int]; let values: [Double] }
+    struct Tensor {
+        let shape: [Int]
+        let values: [Double]
+    }
     var tensors: [String: Tensor] = [:]
     var metadata: [String: String] = [:]
 
@@ -15,7 +18,10 @@ struct SafeTensors {
         let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + Int(n)))) as! [String: Any]
         let base = 8 + Int(n)
         for (name, v) in header {
-            if name == "__metadata__" { metadata = v as! [String: String]; continue }
+            if name == "__metadata__" {
+                metadata = v as! [String: String]
+                continue
+            }
             let info = v as! [String: Any]
             let shape = (info["shape"] as! [NSNumber]).map(\.intValue)
             let offs = (info["data_offsets"] as! [NSNumber]).map(\.intValue)
@@ -52,11 +58,14 @@ final class FixtureRun {
     /// `extra`: overrides applied after the fixture's own (e.g. train.trainable=all on a LoRA fixture).
     init(_ name: String, extra: [String] = [], compute: Compute = .fp32()) throws {
         st = try SafeTensors(path: fixturePath(name))
-        config = try Config.load(preset: st.metadata["preset"]!,
-                                 overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
+        config = try Config.load(
+            preset: st.metadata["preset"]!,
+            overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
         let f = st["input.features"]
-        b = f.shape[0]; t0 = f.shape[1]
-        features = f.values.map(Float.init); lengths = st["input.lengths"].values.map { Int32($0) }
+        b = f.shape[0]
+        t0 = f.shape[1]
+        features = f.values.map(Float.init)
+        lengths = st["input.lengths"].values.map { Int32($0) }
         mask = st["input.mask"].values.map { UInt8($0) }
         speakers = st.tensors["input.speakers"].map { $0.values.map { Int32($0) } }
         model = W2VBertModel(config: config, compute: compute, maxBatch: b, maxFrames: t0)
@@ -70,24 +79,29 @@ final class FixtureRun {
         }
         var masks: [[Float]] = []
         while let m = st.tensors["noise.dropout.\(masks.count)"] { masks.append(m.values.map(Float.init)) }
-        model.noiseOverride = NoiseOverride(maskNoise: st["noise.mask"].values.map(Float.init),
-                                            gumbel: st["noise.gumbel"].values.map(Float.init),
-                                            distractors: st["noise.distractors"].values.map { Int32($0) },
-                                            dropoutMasks: masks.isEmpty ? nil : masks,
-                                            droppedBlocks: st.tensors["noise.dropped"].map {
-                                                $0.values.map { $0 != 0 }
-                                            })
+        model.noiseOverride = NoiseOverride(
+            maskNoise: st["noise.mask"].values.map(Float.init),
+            gumbel: st["noise.gumbel"].values.map(Float.init),
+            distractors: st["noise.distractors"].values.map { Int32($0) },
+            dropoutMasks: masks.isEmpty ? nil : masks,
+            droppedBlocks: st.tensors["noise.dropped"].map {
+                $0.values.map { $0 != 0 }
+            })
     }
 
     func forward(tau: Float) -> StepStats {
-        features.withUnsafeBufferPointer { fp in lengths.withUnsafeBufferPointer { lp in
-            mask.withUnsafeBufferPointer { mp in
-                (speakers ?? []).withUnsafeBufferPointer { sp in
-                    model.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
-                                            batch: b, frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
-                                            conditioning: speakers == nil ? nil : sp.baseAddress), tau: tau)
+        features.withUnsafeBufferPointer { fp in
+            lengths.withUnsafeBufferPointer { lp in
+                mask.withUnsafeBufferPointer { mp in
+                    (speakers ?? []).withUnsafeBufferPointer { sp in
+                        model.forward(
+                            BatchView(
+                                features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                                batch: b, frames: t0, key: RandomKey(seed: 1, step: 0, microBatch: 0),
+                                conditioning: speakers == nil ? nil : sp.baseAddress), tau: tau)
+                    }
                 }
             }
-        } }
+        }
     }
 }

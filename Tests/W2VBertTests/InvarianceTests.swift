@@ -4,11 +4,14 @@ import Tensor
 
 final class InvarianceTests: XCTestCase {
     func microConfig(_ extra: [String] = []) throws -> Config {
-        try Config.load(preset: "tiny", overrides: [
-            "model.frontend_channels=4", "model.dim=32", "model.heads=4", "model.ffn_dim=64", "model.conv_kernel=5",
-            "model.contrastive_blocks=2", "model.mlm_blocks=1", "model.pos_conv_kernel=6", "model.pos_conv_groups=4",
-            "model.final_dim=16", "quantizer.entries=24", "quantizer.dim=16", "mask.span=4", "loss.num_negatives=5",
-        ] + extra)
+        try Config.load(
+            preset: "tiny",
+            overrides: [
+                "model.frontend_channels=4", "model.dim=32", "model.heads=4", "model.ffn_dim=64", "model.conv_kernel=5",
+                "model.contrastive_blocks=2", "model.mlm_blocks=1", "model.pos_conv_kernel=6",
+                "model.pos_conv_groups=4",
+                "model.final_dim=16", "quantizer.entries=24", "quantizer.dim=16", "mask.span=4", "loss.num_negatives=5"
+            ] + extra)
     }
 
     /// Two ranks holding one utterance each (different padding), usage all-reduced, gradients summed and
@@ -34,14 +37,20 @@ final class InvarianceTests: XCTestCase {
         var dist = [Int32]()
         for i in 0..<(s0 + s1) {
             let (start, n) = i < s0 ? (0, s0) : (s0, s1)
-            for _ in 0..<K { var r = rng.nextInt(n - 1); if r >= i - start { r += 1 }; dist.append(Int32(start + r)) }
+            for _ in 0..<K {
+                var r = rng.nextInt(n - 1)
+                if r >= i - start { r += 1 }
+                dist.append(Int32(start + r))
+            }
         }
         model.noiseOverride = NoiseOverride(maskNoise: noise, gumbel: gumbel, distractors: dist)
-        rank[0].noiseOverride = NoiseOverride(maskNoise: Array(noise[0..<(s0 * d)]),
-                                              gumbel: Array(gumbel[0..<(s0 * gv)]),
-                                              distractors: Array(dist[0..<(s0 * K)]))
-        rank[1].noiseOverride = NoiseOverride(maskNoise: Array(noise[(s0 * d)...]), gumbel: Array(gumbel[(s0 * gv)...]),
-                                              distractors: dist[(s0 * K)...].map { $0 - Int32(s0) })
+        rank[0].noiseOverride = NoiseOverride(
+            maskNoise: Array(noise[0..<(s0 * d)]),
+            gumbel: Array(gumbel[0..<(s0 * gv)]),
+            distractors: Array(dist[0..<(s0 * K)]))
+        rank[1].noiseOverride = NoiseOverride(
+            maskNoise: Array(noise[(s0 * d)...]), gumbel: Array(gumbel[(s0 * gv)...]),
+            distractors: dist[(s0 * K)...].map { $0 - Int32(s0) })
         for r in rank { r.params.ptr.update(from: model.params.ptr, count: model.layout.count) }
 
         let tau: Float = 1.5
@@ -53,17 +62,24 @@ final class InvarianceTests: XCTestCase {
         var stats = [StepStats]()
         for i in 0..<2 {
             let other = local[1 - i]
-            stats.append(part[i].forward(rank[i], step: 0,
-                                         tau: tau) { buf in for j in 0..<buf.count { buf[j] += other[j] } })
+            stats.append(
+                part[i].forward(
+                    rank[i], step: 0,
+                    tau: tau
+                ) { buf in for j in 0..<buf.count { buf[j] += other[j] } })
         }
-        _ = ("ref", ref.masked, ref.contrastiveLossSum, ref.mlmLossSum, ref.diversityLoss, "ranks", stats[0].masked,
-             stats[1].masked, stats[0].contrastiveLossSum, stats[1].contrastiveLossSum, stats[0].mlmLossSum, stats[1].mlmLossSum, stats[0].diversityLoss, stats[1].diversityLoss)
+        _ = (
+            "ref", ref.masked, ref.contrastiveLossSum, ref.mlmLossSum, ref.diversityLoss, "ranks", stats[0].masked,
+            stats[1].masked, stats[0].contrastiveLossSum, stats[1].contrastiveLossSum, stats[0].mlmLossSum,
+            stats[1].mlmLossSum, stats[0].diversityLoss, stats[1].diversityLoss
+        )
         let nGlobal = Float(stats[0].masked + stats[1].masked)
         XCTAssertEqual(Double(nGlobal), stats[0].maskedGlobal)
         for i in 0..<2 { rank[i].backward(lossScale: 1 / nGlobal, diversityScale: c.loss.diversityWeight) }
         XCTAssertEqual(stats[0].diversityLoss, ref.diversityLoss, accuracy: 1e-6)
-        XCTAssertEqual(stats[0].contrastiveLossSum + stats[1].contrastiveLossSum, ref.contrastiveLossSum,
-                       accuracy: 1e-4)
+        XCTAssertEqual(
+            stats[0].contrastiveLossSum + stats[1].contrastiveLossSum, ref.contrastiveLossSum,
+            accuracy: 1e-4)
         XCTAssertEqual(stats[0].mlmLossSum + stats[1].mlmLossSum, ref.mlmLossSum, accuracy: 1e-4)
         var worst = 0.0
         for e in model.layout.entries {
@@ -84,15 +100,23 @@ final class InvarianceTests: XCTestCase {
     /// Dropout and layer drop (training mode): the analytic gradient matches a central difference of the
     /// loss along a direction (the streams fix the masks, so the loss is a deterministic function).
     func testDropoutAndLayerDropDirectionalDerivative() throws {
-        for extra in [["quantizer.detach_targets=true", "model.dropout=0.2", "model.layer_drop=0.4",
-                       "model.frontend=stack", "mask.replacement=learned"],
-                      ["quantizer.detach_targets=true", "model.dropout=0.1", "model.position=shaw", "model.shaw_left=3",
-                       "model.shaw_right=2"],
-                      // the Hugging Face family (issue 12): no LayerNorm(d) after the front end, no context projection
-                      ["quantizer.detach_targets=true", "model.dropout=0.1", "model.frontend=stack",
-                       "model.frontend_norm=false",
-                       "model.context_proj=false", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2",
-                       "model.causal_conv=true", "model.conv_kernel=5", "mask.replacement=learned"]] {
+        for extra in [
+            [
+                "quantizer.detach_targets=true", "model.dropout=0.2", "model.layer_drop=0.4",
+                "model.frontend=stack", "mask.replacement=learned"
+            ],
+            [
+                "quantizer.detach_targets=true", "model.dropout=0.1", "model.position=shaw", "model.shaw_left=3",
+                "model.shaw_right=2"
+            ],
+            // the Hugging Face family: no LayerNorm(d) after the front end, no context projection
+            [
+                "quantizer.detach_targets=true", "model.dropout=0.1", "model.frontend=stack",
+                "model.frontend_norm=false",
+                "model.context_proj=false", "model.position=shaw", "model.shaw_left=3", "model.shaw_right=2",
+                "model.causal_conv=true", "model.conv_kernel=5", "mask.replacement=learned"
+            ]
+        ] {
             let c = try microConfig(extra)
             let batch = SyntheticBatch(config: c, lengths: [60, 47])
             let model = W2VBertModel(config: c, compute: .fp32(), maxBatch: 2, maxFrames: 60)
@@ -111,7 +135,8 @@ final class InvarianceTests: XCTestCase {
                 // The straight-through estimator is not the derivative of the forward (one-hot) loss, and
                 // a code id that flips makes the loss jump: the quantizer logits and everything upstream of z
                 // (the feature encoder) are left out of the direction, and targets are detached (below).
-                for e in model.layout.entries where e.name.hasPrefix("quantizer.proj") || e.name.hasPrefix("feature_encoder.") {
+                for e in model.layout.entries
+                where e.name.hasPrefix("quantizer.proj") || e.name.hasPrefix("feature_encoder.") {
                     for i in e.offset..<(e.offset + e.count) { dir[i] = 0 }
                 }
                 var analytic = 0.0
@@ -155,20 +180,30 @@ final class EmbedTests: XCTestCase {
     /// Padding and batching do not change the hidden states of real frames (an utterance embedded alone
     /// equals the same utterance padded inside a batch).
     func testEmbedIgnoresPaddingAndBatching() throws {
-        let c = try Config.load(preset: "tiny", overrides: ["model.dim=32", "model.heads=4", "model.ffn_dim=64",
-                                                            "model.frontend_channels=4",
-                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=16", "quantizer.dim=16"])
+        let c = try Config.load(
+            preset: "tiny",
+            overrides: [
+                "model.dim=32", "model.heads=4", "model.ffn_dim=64",
+                "model.frontend_channels=4",
+                "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=16", "quantizer.dim=16"
+            ])
         let both = SyntheticBatch(config: c, lengths: [95, 71])
         let one = SyntheticBatch(config: c, lengths: [71])
         one.features.ptr.update(from: both.features.ptr + 95 * 80, count: 71 * 80)
         let model = W2VBertModel(config: c, compute: .fp32(), maxBatch: 2, maxFrames: 95)
         let tb = both.t, t1 = one.t, d = 32
         for layer in [W2VBertModel.EmbedLayer.contrastive, .mlm] {
-            let hb = both.lengths.withUnsafeBufferPointer { model.embed(features: both.features.ptr,
-                                                                        lengths: $0.baseAddress!, batch: 2, frames: 95, layer: layer) }
+            let hb = both.lengths.withUnsafeBufferPointer {
+                model.embed(
+                    features: both.features.ptr,
+                    lengths: $0.baseAddress!, batch: 2, frames: 95, layer: layer)
+            }
             let second = Array(UnsafeBufferPointer(start: hb + tb * d, count: t1 * d))
-            let h1 = one.lengths.withUnsafeBufferPointer { model.embed(features: one.features.ptr,
-                                                                       lengths: $0.baseAddress!, batch: 1, frames: 71, layer: layer) }
+            let h1 = one.lengths.withUnsafeBufferPointer {
+                model.embed(
+                    features: one.features.ptr,
+                    lengths: $0.baseAddress!, batch: 1, frames: 71, layer: layer)
+            }
             var worst: Float = 0
             for i in 0..<(t1 * d) { worst = max(worst, abs(second[i] - h1[i])) }
             print("embed \(layer): max difference padded vs alone \(worst)")
@@ -181,18 +216,28 @@ final class CapacityTests: XCTestCase {
     /// An arena sized by a total-frame budget serves every batch shape inside it, with the same results as a
     /// model sized exactly for the batch.
     func testTotalFrameBudget() throws {
-        for extra in [["model.position=rope"], ["model.frontend=stack", "model.position=shaw", "model.shaw_left=3",
-                                                "model.shaw_right=2"]] {
-            let c = try Config.load(preset: "tiny", overrides: ["model.dim=32", "model.heads=4", "model.ffn_dim=64",
-                                                                "model.frontend_channels=4", "quantizer.entries=16",
-                                                                "quantizer.dim=16", "mask.span=3"] + extra)
+        for extra in [
+            ["model.position=rope"],
+            [
+                "model.frontend=stack", "model.position=shaw", "model.shaw_left=3",
+                "model.shaw_right=2"
+            ]
+        ] {
+            let c = try Config.load(
+                preset: "tiny",
+                overrides: [
+                    "model.dim=32", "model.heads=4", "model.ffn_dim=64",
+                    "model.frontend_channels=4", "quantizer.entries=16",
+                    "quantizer.dim=16", "mask.span=3"
+                ] + extra)
             let shared = W2VBertModel(config: c, compute: .fp32(), maxBatch: 4, maxFrames: 120, maxTotalFrames: 200)
             let full = W2VBertModel(config: c, compute: .fp32(), maxBatch: 4, maxFrames: 120)
             print("arena floats: budget \(shared.activationBytes / 4), full \(full.activationBytes / 4)")
             for lengths in [[120], [100, 97], [50, 48, 45, 50]] {
                 let batch = SyntheticBatch(config: c, lengths: lengths)
-                let exact = W2VBertModel(config: c, compute: .fp32(), maxBatch: lengths.count,
-                                         maxFrames: lengths.max()!)
+                let exact = W2VBertModel(
+                    config: c, compute: .fp32(), maxBatch: lengths.count,
+                    maxFrames: lengths.max()!)
                 var results: [(Double, Double)] = []
                 for m in [shared, exact] {
                     m.zeroGrads()
@@ -213,28 +258,43 @@ final class GradientHookTests: XCTestCase {
     /// An error of the cross-rank reduction inside forward (MPI) comes out of forward as a thrown error.
     func testReductionErrorReachesTheCaller() throws {
         struct Boom: Error {}
-        let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60",
-                                                            "model.frontend_channels=3",
-                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
-                                                           "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3"])
+        let c = try Config.load(
+            preset: "tiny",
+            overrides: [
+                "model.dim=36", "model.heads=4", "model.ffn_dim=60",
+                "model.frontend_channels=3",
+                "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+                "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3"
+            ])
         let batch = SyntheticBatch(config: c, lengths: [80, 66])
         let model = W2VBertModel(config: c, compute: .fp32(), maxBatch: 2, maxFrames: 80)
-        XCTAssertThrowsError(try batch.lengths.withUnsafeBufferPointer { lp in
-            try batch.mask.withUnsafeBufferPointer { mp in
-                try model.forward(BatchView(features: batch.features.ptr, lengths: lp.baseAddress!,
-                                            mask: mp.baseAddress!, batch: 2,
-                                            frames: 80, key: RandomKey(seed: 1, step: 0,
-                                                                       microBatch: 0)), tau: 1) { _ in throw Boom() }
+        XCTAssertThrowsError(
+            try batch.lengths.withUnsafeBufferPointer { lp in
+                try batch.mask.withUnsafeBufferPointer { mp in
+                    try model.forward(
+                        BatchView(
+                            features: batch.features.ptr, lengths: lp.baseAddress!,
+                            mask: mp.baseAddress!, batch: 2,
+                            frames: 80,
+                            key: RandomKey(
+                                seed: 1, step: 0,
+                                microBatch: 0)), tau: 1
+                    ) { _ in throw Boom() }
+                }
             }
-        }) { XCTAssertTrue($0 is Boom) }
+        ) { XCTAssertTrue($0 is Boom) }
     }
 
     func testGradientsReadyCoverLayoutWithFinalValues() throws {
-        let c = try Config.load(preset: "tiny", overrides: ["model.dim=36", "model.heads=4", "model.ffn_dim=60",
-                                                            "model.frontend_channels=3",
-                                                           "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
-                                                           "quantizer.dim=18", "quantizer.groups=3", "mask.span=3", "model.layer_drop=0.3",
-                                                           "model.conv_kernel=3"])
+        let c = try Config.load(
+            preset: "tiny",
+            overrides: [
+                "model.dim=36", "model.heads=4", "model.ffn_dim=60",
+                "model.frontend_channels=3",
+                "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+                "quantizer.dim=18", "quantizer.groups=3", "mask.span=3", "model.layer_drop=0.3",
+                "model.conv_kernel=3"
+            ])
         let batch = SyntheticBatch(config: c, lengths: [80, 66])
         let model = W2VBertModel(config: c, compute: .fp32(), maxBatch: 2, maxFrames: 80)
         var covered = [Int](repeating: 0, count: model.layout.count)
@@ -243,7 +303,10 @@ final class GradientHookTests: XCTestCase {
         let s = batch.forward(model, step: 2, tau: 1)
         model.backward(lossScale: 1 / Float(s.masked)) { i in
             order.append(i)
-            for j in model.gradientRanges[i] { covered[j] += 1; snapshot[j] = model.grads.ptr[j] }
+            for j in model.gradientRanges[i] {
+                covered[j] += 1
+                snapshot[j] = model.grads.ptr[j]
+            }
         }
         XCTAssertEqual(order, Array(model.gradientRanges.indices), "ranges are reported once each, in order")
         XCTAssertTrue(covered.allSatisfy { $0 == 1 })

@@ -6,9 +6,11 @@ import Tensor
 /// and with the base frozen every trainable range is reported by backward's gradientsReady once, when its
 /// gradients are final (per block for LoRA, after the options' finish for hyper-lora's shared tensors).
 final class ModelOptionsTests: XCTestCase {
-    static let small = ["model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
-                        "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
-                        "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3", "model.layer_drop=0"]
+    static let small = [
+        "model.dim=36", "model.heads=4", "model.ffn_dim=60", "model.frontend_channels=3",
+        "model.pos_conv_kernel=6", "model.pos_conv_groups=4", "quantizer.entries=15",
+        "quantizer.dim=18", "mask.span=3", "model.conv_kernel=3", "model.layer_drop=0"
+    ]
 
     func testAdapterKindsComeFromTheOptionRegistry() throws {
         let kinds = AdapterKind.allCases.map(\.rawValue)
@@ -25,8 +27,10 @@ final class ModelOptionsTests: XCTestCase {
 
     /// Base frozen: the reported ranges are the trainable ranges, each once, in order, with final values.
     /// `perBlock`: one range per block (else one range after the blocks).
-    func checkFrozenRanges(_ over: [String], perBlock: Bool, file: StaticString = #filePath,
-                           line: UInt = #line) throws {
+    func checkFrozenRanges(
+        _ over: [String], perBlock: Bool, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let c = try Config.load(preset: "tiny", overrides: Self.small + over + ["train.trainable=adapters"])
         let expectedRanges = perBlock ? c.model.contrastiveBlocks + c.model.mlmBlocks : 1
         let batch = SyntheticBatch(config: c, lengths: [80, 66])
@@ -49,8 +53,9 @@ final class ModelOptionsTests: XCTestCase {
         let grads = model.grads.array
         var moved = 0
         for r in model.gradientRanges {
-            XCTAssert(Array(snapshot[r]) == Array(grads[r]), "range \(r) not final when reported", file: file,
-                      line: line)
+            XCTAssert(
+                Array(snapshot[r]) == Array(grads[r]), "range \(r) not final when reported", file: file,
+                line: line)
             moved += grads[r].contains { $0 != 0 } ? 1 : 0
         }
         XCTAssertEqual(moved, expectedRanges, "every trainable range gets a gradient", file: file, line: line)
@@ -61,9 +66,13 @@ final class ModelOptionsTests: XCTestCase {
         // LoRA: one range per block (its adapters, last in the block), reported as the block's backward ends.
         try checkFrozenRanges(["adapter.kind=lora", "adapter.rank=2", targets], perBlock: true)
         // hyper-lora: one range after the blocks (speaker encoder, layer embedding, generators), after finish.
-        try checkFrozenRanges(["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.speaker_dim=3", targets],
-                              perBlock: false)
-        try checkFrozenRanges(["adapter.kind=hyper-lora", "adapter.speaker=table", "adapter.speakers=2",
-                               "adapter.rank=2", targets], perBlock: false)
+        try checkFrozenRanges(
+            ["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.speaker_dim=3", targets],
+            perBlock: false)
+        try checkFrozenRanges(
+            [
+                "adapter.kind=hyper-lora", "adapter.speaker=table", "adapter.speakers=2",
+                "adapter.rank=2", targets
+            ], perBlock: false)
     }
 }

@@ -20,7 +20,9 @@ final class SyntheticBatch {
         for u in 0..<b {
             for f in 0..<lengths[u] {
                 let row = features.ptr + (u * t0 + f) * 80
-                for j in 0..<80 { row[j] = Float(sin(Double(f * (u + 1)) * 0.05 + Double(j) * 0.3)) + 0.5 * rng.nextNormal() }
+                for j in 0..<80 {
+                    row[j] = Float(sin(Double(f * (u + 1)) * 0.05 + Double(j) * 0.3)) + 0.5 * rng.nextNormal()
+                }
             }
         }
         var mrng = RandomStream(seed: seed, purpose: .mask)
@@ -28,15 +30,22 @@ final class SyntheticBatch {
         mask = SpanMasker(maskProb: Double(config.mask.prob), span: config.mask.span, minSpans: config.mask.minSpans)
             .mask(lengths: enc, paddedLength: t, stream: &mrng)
     }
-    func forward(_ model: W2VBertModel, step: Int, microBatch: Int = 0, tau: Float, training: Bool = true,
-                 reduce: (UnsafeMutableBufferPointer<Double>) -> Void = { _ in }) -> StepStats {
-        lengths.withUnsafeBufferPointer { lp in mask.withUnsafeBufferPointer { mp in
-            model.forward(BatchView(features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
-                                    frames: t0,
-                                    key: RandomKey(seed: 11, step: step,
-                                                   microBatch: microBatch)), tau: tau, training: training,
-                          reduceUsage: reduce)
-        } }
+    func forward(
+        _ model: W2VBertModel, step: Int, microBatch: Int = 0, tau: Float, training: Bool = true,
+        reduce: (UnsafeMutableBufferPointer<Double>) -> Void = { _ in }
+    ) -> StepStats {
+        lengths.withUnsafeBufferPointer { lp in
+            mask.withUnsafeBufferPointer { mp in
+                model.forward(
+                    BatchView(
+                        features: features.ptr, lengths: lp.baseAddress!, mask: mp.baseAddress!, batch: b,
+                        frames: t0,
+                        key: RandomKey(
+                            seed: 11, step: step,
+                            microBatch: microBatch)), tau: tau, training: training,
+                    reduceUsage: reduce)
+            }
+        }
     }
 }
 
@@ -59,7 +68,7 @@ final class TrainingTests: XCTestCase {
             if step == 0 { first = loss }
             window.append(loss)
             if window.count > 10 { window.removeFirst() }
-            last = window.reduce(0, +) / Double(window.count)   // mean of the last 10 steps (noise, masks' draws vary)
+            last = window.reduce(0, +) / Double(window.count)  // mean of the last 10 steps (noise, masks' draws vary)
             if step >= 50 { minPPL = min(minPPL, s.probPerplexity) }
             if step % 25 == 0 || step == 299 { curve.append((step, loss, s.probPerplexity, s.codePerplexity)) }
             model.backward(lossScale: 1 / Float(s.masked))

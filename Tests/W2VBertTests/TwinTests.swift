@@ -26,26 +26,35 @@ final class TwinTests: XCTestCase {
     /// The Hugging Face family: no LayerNorm(d) after the front end, no context projection (+ shaw, causal conv,
     /// learned mask, dropout).
     func testFixtureE() throws { try check("fixture_e.safetensors") }
-    /// Issue 13 (LoRA on all eight Linear layers): every gradient with the adapters present (trainable all),
+    /// LoRA on all eight Linear layers: Every gradient with the adapters present (trainable all),
     /// then the frozen base: adapter gradients, the adapters-only AdamW trajectory, base bit-identical.
-    func testFixtureFLoRAAllGradients() throws { try check("fixture_f_lora.safetensors", extra: ["train.trainable=all"],
-                                                           trajectory: false) }
+    func testFixtureFLoRAAllGradients() throws {
+        try check(
+            "fixture_f_lora.safetensors", extra: ["train.trainable=all"],
+            trajectory: false)
+    }
     func testFixtureFLoRAFrozenBase() throws { try check("fixture_f_lora.safetensors") }
-    /// Issue 13: hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
+    /// Hypernetwork layers (ffn+conv, E = 2, per-block rank-2 residuals, a layer-dropped block).
     func testFixtureGHypernetwork() throws { try check("fixture_g_hyper.safetensors") }
-    /// Issue 13, hyper-lora speaker adapters: 3 utterances with their own generated LoRA factors; every
+    /// Hyper-lora speaker adapters: 3 utterances with their own generated LoRA factors; every
     /// gradient (speaker vector → feature encoder included) with the base trainable, and the frozen base.
-    func testFixtureHHyperLoRAAllGradients() throws { try check("fixture_h_hyperlora.safetensors",
-                                                                extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureHHyperLoRAAllGradients() throws {
+        try check(
+            "fixture_h_hyperlora.safetensors",
+            extra: ["train.trainable=all"], trajectory: false)
+    }
     func testFixtureHHyperLoRAFrozenBase() throws { try check("fixture_h_hyperlora.safetensors") }
-    /// Issue 13, hyper-lora with the speaker table (adapter.speaker = table): 4 utterances of speakers 1, unknown,
+    /// Hyper-lora with the speaker table (adapter.speaker = table): 4 utterances of speakers 1, unknown,
     /// 1, 0; every gradient with the base trainable (the table's rows included), and the frozen base.
-    func testFixtureIHyperLoRATableAllGradients() throws { try check("fixture_i_hyperlora_table.safetensors",
-                                                                     extra: ["train.trainable=all"], trajectory: false) }
+    func testFixtureIHyperLoRATableAllGradients() throws {
+        try check(
+            "fixture_i_hyperlora_table.safetensors",
+            extra: ["train.trainable=all"], trajectory: false)
+    }
     func testFixtureIHyperLoRATableFrozenBase() throws { try check("fixture_i_hyperlora_table.safetensors") }
 }
 
-/// Issue 13: merging the adapters into the Linear weights (export-hf) gives the same model.
+/// Merging the adapters into the Linear weights (export-hf) gives the same model.
 final class MergeAdaptersTests: XCTestCase {
     func testMergedPlainModelComputesTheSameLoss() throws {
         let run = try FixtureRun("fixture_f_lora.safetensors")
@@ -59,16 +68,28 @@ final class MergeAdaptersTests: XCTestCase {
         plain.params.ptr.update(from: merged.ptr, count: pl.count)
         plain.noiseOverride = run.model.noiseOverride
         func plainLoss() -> Double {
-            run.features.withUnsafeBufferPointer { fp in run.lengths.withUnsafeBufferPointer { lp in run.mask.withUnsafeBufferPointer { mp in
-                plain.forward(BatchView(features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
-                                        batch: run.b,
-                                        frames: run.t0, key: RandomKey(seed: 1, step: 0,
-                                                                       microBatch: 0)), tau: c.tau(step: 0)).loss(pc)
-            } } }
+            run.features.withUnsafeBufferPointer { fp in
+                run.lengths.withUnsafeBufferPointer { lp in
+                    run.mask.withUnsafeBufferPointer { mp in
+                        plain.forward(
+                            BatchView(
+                                features: fp.baseAddress!, lengths: lp.baseAddress!, mask: mp.baseAddress!,
+                                batch: run.b,
+                                frames: run.t0,
+                                key: RandomKey(
+                                    seed: 1, step: 0,
+                                    microBatch: 0)), tau: c.tau(step: 0)
+                        ).loss(pc)
+                    }
+                }
+            }
         }
         let loss = plainLoss()
         // The same base weights with the adapters simply dropped: the fixture's adapters are not a no-op.
-        for e in pl.entries { (plain.params.ptr + e.offset).update(from: run.model.params.ptr + run.model.layout.entry(e.name).offset, count: e.count) }
+        for e in pl.entries {
+            (plain.params.ptr + e.offset).update(
+                from: run.model.params.ptr + run.model.layout.entry(e.name).offset, count: e.count)
+        }
         let withoutAdapters = plainLoss()
         print("merged adapters: loss \(loss) vs adapted \(adapted); adapters dropped \(withoutAdapters)")
         XCTAssertEqual(loss, adapted, accuracy: 1e-5 * abs(adapted))
@@ -76,13 +97,14 @@ final class MergeAdaptersTests: XCTestCase {
     }
 }
 
-
 extension XCTestCase {
     /// With the base frozen (train.trainable = adapters) only the adapters' gradients exist on the Swift
     /// side (no weight-gradient GEMMs for frozen Linears): those are compared, and after the 5 steps every
     /// base tensor must still equal the fixture's initial value bit for bit.
-    func checkTwin(_ name: String, extra: [String] = [], trajectory: Bool = true,
-                   _ tol: TwinTolerance = TwinTolerance(), compute: Compute = .fp32()) throws {
+    func checkTwin(
+        _ name: String, extra: [String] = [], trajectory: Bool = true,
+        _ tol: TwinTolerance = TwinTolerance(), compute: Compute = .fp32()
+    ) throws {
         let run = try FixtureRun(name, extra: extra, compute: compute)
         let m = run.st["out.metrics"].values
         let c = run.config
@@ -90,7 +112,9 @@ extension XCTestCase {
         let s = run.forward(tau: c.tau(step: 0))
         let loss = s.loss(c)
         func rel(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-12) }
-        print("\(name): S=\(s.masked) loss \(loss) vs \(m[0]); L_w \(s.contrastiveLossSum) vs \(m[1]); L_m \(s.mlmLossSum) vs \(m[2]); L_d \(s.diversityLoss) vs \(m[3]); acc \(s.contrastiveCorrect)/\(Int(m[4])) mlm \(s.mlmCorrect)/\(Int(m[5])); ppl \(s.probPerplexity) vs \(m[6]); code \(s.codePerplexity) vs \(m[7])")
+        print(
+            "\(name): S=\(s.masked) loss \(loss) vs \(m[0]); L_w \(s.contrastiveLossSum) vs \(m[1]); L_m \(s.mlmLossSum) vs \(m[2]); L_d \(s.diversityLoss) vs \(m[3]); acc \(s.contrastiveCorrect)/\(Int(m[4])) mlm \(s.mlmCorrect)/\(Int(m[5])); ppl \(s.probPerplexity) vs \(m[6]); code \(s.codePerplexity) vs \(m[7])"
+        )
         XCTAssertEqual(Double(s.masked), m[9])
         XCTAssertLessThan(rel(loss, m[0]), tol.loss, "loss")
         XCTAssertLessThan(rel(s.contrastiveLossSum, m[1]), tol.loss, "L_w")
@@ -115,9 +139,13 @@ extension XCTestCase {
             let r = maxDiff / max(maxRef, 1e-12)
             report += String(format: "  %-40@ max|g| %.3e  rel err %.2e\n", e.name as NSString, maxRef, r)
             let cancelling = e.name.hasPrefix("feature_encoder.") && e.name.hasSuffix(".bias")
-            if maxRef > 1e-9 { XCTAssertLessThan(r, cancelling ? tol.gradCancelling : tol.grad,
-                                                 "gradient of \(e.name)") }
-            else { XCTAssertLessThan(maxDiff, tol.zeroGrad, e.name) }
+            if maxRef > 1e-9 {
+                XCTAssertLessThan(
+                    r, cancelling ? tol.gradCancelling : tol.grad,
+                    "gradient of \(e.name)")
+            } else {
+                XCTAssertLessThan(maxDiff, tol.zeroGrad, e.name)
+            }
             if maxRef == 0 { report += "    (zero: unused in this step)\n" }
             if r > worst.1 && maxRef > 1e-9 { worst = (e.name, r) }
         }
@@ -137,18 +165,28 @@ extension XCTestCase {
             XCTAssertEqual(opt.step, step + 1)
         }
         print("\(name) trajectory swift \(mine)\n\(name) trajectory torch \(traj)")
-        for i in 0..<5 { XCTAssertLessThan(rel(mine[i], traj[i]), i < 3 ? tol.loss : tol.lateTrajectory,
-                                           "trajectory step \(i)") }
+        for i in 0..<5 {
+            XCTAssertLessThan(
+                rel(mine[i], traj[i]), i < 3 ? tol.loss : tol.lateTrajectory,
+                "trajectory step \(i)")
+        }
         if c.baseFrozen {
             var changedBase = 0, changedAdapters = 0
             for e in run.model.layout.entries {
                 let initial = run.st["param.\(e.name)"].values
-                let same = (0..<e.count).allSatisfy { Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern }
-                if ParameterLayout.isAdapter(e.name) { changedAdapters += same ? 0 : 1 } else { changedBase += same ? 0 : 1 }
+                let same = (0..<e.count).allSatisfy {
+                    Float(initial[$0]).bitPattern == run.model.params.ptr[e.offset + $0].bitPattern
+                }
+                if ParameterLayout.isAdapter(e.name) {
+                    changedAdapters += same ? 0 : 1
+                } else {
+                    changedBase += same ? 0 : 1
+                }
             }
             XCTAssertEqual(changedBase, 0, "base tensors changed with train.trainable=adapters")
-            XCTAssertEqual(changedAdapters,
-                           run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
+            XCTAssertEqual(
+                changedAdapters,
+                run.model.layout.entries.filter { ParameterLayout.isAdapter($0.name) }.count)
             XCTAssertEqual(opt.stateCount, run.model.layout.trainableRanges(c).reduce(0) { $0 + $1.count })
             XCTAssertLessThan(opt.stateCount, run.model.layout.count / 4)
         }
@@ -169,13 +207,14 @@ extension XCTestCase {
 /// An f32-only path fails the engine test's rounding check; a wrong bf16 path (transposes, strides,
 /// accumulate) fails these by orders of magnitude.
 final class TwinBF16Tests: XCTestCase {
-    let tol = TwinTolerance(loss: 5e-3, grad: 8e-2, flips: 0.03, gradCancelling: 0.3, lateTrajectory: 8e-2,
-                            zeroGrad: 2e-5)
+    let tol = TwinTolerance(
+        loss: 5e-3, grad: 8e-2, flips: 0.03, gradCancelling: 0.3, lateTrajectory: 8e-2,
+        zeroGrad: 2e-5)
     override func setUpWithError() throws {
         guard Compute.hasNativeBF16 else { throw XCTSkip("no native bf16 on this CPU") }
     }
     func checkTwin(_ name: String) throws { try checkTwin(name, tol, compute: Compute(precision: .bf16, threads: 1)) }
-    override func tearDown() { _ = Compute.fp32() }   // the pool back to one thread
+    override func tearDown() { _ = Compute.fp32() }  // the pool back to one thread
     func testFixtureA() throws { try checkTwin("fixture_a.safetensors") }
     func testFixtureB() throws { try checkTwin("fixture_b.safetensors") }
     func testFixtureC() throws { try checkTwin("fixture_c.safetensors") }

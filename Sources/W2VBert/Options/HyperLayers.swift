@@ -44,9 +44,12 @@ struct HyperLayers: ModelOption {
         let r = config.model.hyperRank
         guard r > 0 else { return [] }
         return sites.flatMap { h in
-            [ParameterSpec(name: "\(p).\(h.site).res_a", shape: [r, h.inDim], initialization: .kaiming(fanIn: h.inDim),
-                           decay: true),
-             ParameterSpec(name: "\(p).\(h.site).res_b", shape: [h.outDim, r], initialization: .zeros, decay: true)]
+            [
+                ParameterSpec(
+                    name: "\(p).\(h.site).res_a", shape: [r, h.inDim], initialization: .kaiming(fanIn: h.inDim),
+                    decay: true),
+                ParameterSpec(name: "\(p).\(h.site).res_b", shape: [h.outDim, r], initialization: .zeros, decay: true)
+            ]
         }
     }
 
@@ -55,13 +58,20 @@ struct HyperLayers: ModelOption {
     var sharedParameters: [ParameterSpec] {
         let m = config.model
         let blocks = m.contrastiveBlocks + m.mlmBlocks
-        var out = [ParameterSpec(name: "hypernet.layer_embedding", shape: [blocks, m.hyperDim],
-                                 initialization: .normal(std: 1), decay: false)]
+        var out = [
+            ParameterSpec(
+                name: "hypernet.layer_embedding", shape: [blocks, m.hyperDim],
+                initialization: .normal(std: 1), decay: false)
+        ]
         for h in sites {
-            out.append(ParameterSpec(name: "hypernet.\(h.site).base", shape: [h.outDim, h.inDim],
-                                     initialization: h.initialization, decay: true))
-            out.append(ParameterSpec(name: "hypernet.\(h.site).coef", shape: [m.hyperDim, h.outDim, h.inDim],
-                                     initialization: .zeros, decay: true))
+            out.append(
+                ParameterSpec(
+                    name: "hypernet.\(h.site).base", shape: [h.outDim, h.inDim],
+                    initialization: h.initialization, decay: true))
+            out.append(
+                ParameterSpec(
+                    name: "hypernet.\(h.site).coef", shape: [m.hyperDim, h.outDim, h.inDim],
+                    initialization: .zeros, decay: true))
         }
         return out
     }
@@ -76,8 +86,8 @@ struct GeneratedWeights: BlockExtension {
     struct Site {
         let site: String, outDim: Int, inDim: Int
         let base: PG, coef: PG
-        let residual: [(a: PG, b: PG)]   // per block (empty with hyper_rank 0)
-        let w: [FPtr], dW: [FPtr]        // per block, generated weight and its gradient
+        let residual: [(a: PG, b: PG)]  // per block (empty with hyper_rank 0)
+        let w: [FPtr], dW: [FPtr]  // per block, generated weight and its gradient
     }
     let sites: [Site]
     let embedding: PG
@@ -92,14 +102,18 @@ struct GeneratedWeights: BlockExtension {
         embedding = PG(l, "hypernet.layer_embedding", p, g)
         let names = parts.blockNames
         sites = hs.map { h in
-            let residual = c.model.hyperRank == 0 ? [] : names.map {
-                (a: PG(l, "\($0).\(h.site).res_a", p, g), b: PG(l, "\($0).\(h.site).res_b", p, g))
-            }
-            return Site(site: h.site, outDim: h.outDim, inDim: h.inDim,
-                        base: PG(l, "hypernet.\(h.site).base", p, g), coef: PG(l, "hypernet.\(h.site).coef", p, g),
-                        residual: residual,
-                        w: names.map { _ in ar.take(h.outDim * h.inDim) },
-                        dW: names.map { _ in ar.take(h.outDim * h.inDim) })
+            let residual =
+                c.model.hyperRank == 0
+                ? []
+                : names.map {
+                    (a: PG(l, "\($0).\(h.site).res_a", p, g), b: PG(l, "\($0).\(h.site).res_b", p, g))
+                }
+            return Site(
+                site: h.site, outDim: h.outDim, inDim: h.inDim,
+                base: PG(l, "hypernet.\(h.site).base", p, g), coef: PG(l, "hypernet.\(h.site).coef", p, g),
+                residual: residual,
+                w: names.map { _ in ar.take(h.outDim * h.inDim) },
+                dW: names.map { _ in ar.take(h.outDim * h.inDim) })
         }
     }
 
@@ -114,9 +128,10 @@ struct GeneratedWeights: BlockExtension {
         for s in sites {
             for i in s.w.indices {
                 let r = s.residual.isEmpty ? nil : s.residual[i]
-                hyperWeightForward(compute, w: s.w[i], base: s.base.w, coef: s.coef.w, e: e.w + i * dim, dim: dim,
-                                   a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) },
-                                   rank: rank, outDim: s.outDim, inDim: s.inDim)
+                hyperWeightForward(
+                    compute, w: s.w[i], base: s.base.w, coef: s.coef.w, e: e.w + i * dim, dim: dim,
+                    a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) },
+                    rank: rank, outDim: s.outDim, inDim: s.inDim)
             }
         }
     }
@@ -126,10 +141,11 @@ struct GeneratedWeights: BlockExtension {
         let e = embedding
         for s in sites {
             let r = s.residual.isEmpty ? nil : s.residual[i]
-            hyperWeightBackward(compute, dW: s.dW[i], dBase: s.base.g, dCoef: s.coef.g, dE: e.g + i * dim, coef: s.coef.w,
-                                e: e.w + i * dim, dim: dim, dA: r?.a.g, dB: r?.b.g,
-                                a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) }, rank: rank,
-                                outDim: s.outDim, inDim: s.inDim)
+            hyperWeightBackward(
+                compute, dW: s.dW[i], dBase: s.base.g, dCoef: s.coef.g, dE: e.g + i * dim, coef: s.coef.w,
+                e: e.w + i * dim, dim: dim, dA: r?.a.g, dB: r?.b.g,
+                a: r.map { CFPtr($0.a.w) }, b: r.map { CFPtr($0.b.w) }, rank: rank,
+                outDim: s.outDim, inDim: s.inDim)
             zero(s.dW[i], s.outDim * s.inDim)
         }
     }

@@ -41,22 +41,34 @@ struct HyperLoRA: ModelOption {
         let a = config.adapter, m = config.model, d = m.dim, h = a.speakerDim + a.layerDim
         var out: [ParameterSpec] = []
         if a.isTable {
-            out.append(ParameterSpec(name: "speaker.table", shape: [a.speakers + 1, a.speakerDim],
-                                     initialization: .normalZeroTail(std: 1, zeroTail: a.speakerDim), decay: false))
+            out.append(
+                ParameterSpec(
+                    name: "speaker.table", shape: [a.speakers + 1, a.speakerDim],
+                    initialization: .normalZeroTail(std: 1, zeroTail: a.speakerDim), decay: false))
         } else {
-            out.append(ParameterSpec(name: "speaker.proj.weight", shape: [a.speakerDim, d],
-                                     initialization: .kaiming(fanIn: d), decay: true))
-            out.append(ParameterSpec(name: "speaker.proj.bias", shape: [a.speakerDim], initialization: .zeros,
-                                     decay: false))
+            out.append(
+                ParameterSpec(
+                    name: "speaker.proj.weight", shape: [a.speakerDim, d],
+                    initialization: .kaiming(fanIn: d), decay: true))
+            out.append(
+                ParameterSpec(
+                    name: "speaker.proj.bias", shape: [a.speakerDim], initialization: .zeros,
+                    decay: false))
         }
         let blocks = m.contrastiveBlocks + m.mlmBlocks
-        out.append(ParameterSpec(name: "hyperlora.layer_embedding", shape: [blocks, a.layerDim],
-                                 initialization: .normal(std: 1), decay: false))
+        out.append(
+            ParameterSpec(
+                name: "hyperlora.layer_embedding", shape: [blocks, a.layerDim],
+                initialization: .normal(std: 1), decay: false))
         for (site, outDim, inDim) in sites {
-            out.append(ParameterSpec(name: "hyperlora.\(site).gen_a", shape: [h, a.rank, inDim],
-                                     initialization: .kaiming(fanIn: inDim * h), decay: true))
-            out.append(ParameterSpec(name: "hyperlora.\(site).gen_b", shape: [h, outDim, a.rank],
-                                     initialization: .zeros, decay: true))
+            out.append(
+                ParameterSpec(
+                    name: "hyperlora.\(site).gen_a", shape: [h, a.rank, inDim],
+                    initialization: .kaiming(fanIn: inDim * h), decay: true))
+            out.append(
+                ParameterSpec(
+                    name: "hyperlora.\(site).gen_b", shape: [h, outDim, a.rank],
+                    initialization: .zeros, decay: true))
         }
         return out
     }
@@ -78,19 +90,21 @@ struct UtteranceFactors { let a, b, ga, gb: FPtr }
 /// A Linear's hyper-lora branch: LoRA with each utterance's own factors (utterance b: rows b·T ..< (b+1)·T).
 struct PerUtteranceLoRABranch: LinearBranch {
     let factors: UtteranceFactors
-    let u: FPtr                         // [N, r] saved x·Aᵀ
+    let u: FPtr  // [N, r] saved x·Aᵀ
     let rank: Int, scale: Float
     let count: UtteranceCount
     let compute: Compute
 
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        perUtteranceLoRAForward(compute, y: y, u: u, x: x, a: factors.a, b: factors.b, scale: scale, batch: count.batch,
-                                t: n / count.batch, inDim: inDim, outDim: outDim, rank: rank)
+        perUtteranceLoRAForward(
+            compute, y: y, u: u, x: x, a: factors.a, b: factors.b, scale: scale, batch: count.batch,
+            t: n / count.batch, inDim: inDim, outDim: outDim, rank: rank)
     }
 
     func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        perUtteranceLoRABackward(compute, dx: dx, dA: factors.ga, dB: factors.gb, du: du, dy: dy, x: x, u: u, a: factors.a,
-                                 b: factors.b, scale: scale, batch: count.batch, t: n / count.batch, inDim: inDim,
-                                 outDim: outDim, rank: rank)
+        perUtteranceLoRABackward(
+            compute, dx: dx, dA: factors.ga, dB: factors.gb, du: du, dy: dy, x: x, u: u, a: factors.a,
+            b: factors.b, scale: scale, batch: count.batch, t: n / count.batch, inDim: inDim,
+            outDim: outDim, rank: rank)
     }
 }

@@ -7,16 +7,16 @@ struct HyperLoRAGenerator: BlockExtension {
     struct Site {
         let site: String, outDim: Int, inDim: Int
         let genA: PG, genB: PG
-        let factors: [UtteranceFactors]     // per block
+        let factors: [UtteranceFactors]  // per block
     }
     let sites: [Site]
-    let proj: PG?, projBias: PG?            // adapter.speaker = signal
-    let table: PG?                          // adapter.speaker = table: [N + 1, S]
+    let proj: PG?, projBias: PG?  // adapter.speaker = signal
+    let table: PG?  // adapter.speaker = table: [N + 1, S]
     let embedding: PG
     let count: UtteranceCount
-    let pooled, s, ds, h, dh: FPtr           // [maxB, d], [maxB, S], [maxB, S], [maxB, H], [maxB, H]
-    let rows: UnsafeMutablePointer<Int32>    // [maxB] the micro-batch's conditioning indices (table)
-    let rowsGiven: RowsGiven                 // the micro-batch gave conditioning indices (else: all unknown)
+    let pooled, s, ds, h, dh: FPtr  // [maxB, d], [maxB, S], [maxB, S], [maxB, H], [maxB, H]
+    let rows: UnsafeMutablePointer<Int32>  // [maxB] the micro-batch's conditioning indices (table)
+    let rowsGiven: RowsGiven  // the micro-batch gave conditioning indices (else: all unknown)
     let speakerDim, layerDim, rank, d, unknownRow: Int
     let compute: Compute
     let scale: Float
@@ -47,19 +47,22 @@ struct HyperLoRAGenerator: BlockExtension {
         dh = ar.take(mb * H)
         let r = a.rank, blocks = parts.blockNames.count
         sites = adapted.map { site, out, inDim in
-            Site(site: site, outDim: out, inDim: inDim,
-                 genA: PG(l, "hyperlora.\(site).gen_a", p, g), genB: PG(l, "hyperlora.\(site).gen_b", p, g),
-                 factors: (0..<blocks).map { _ in
-                     UtteranceFactors(a: ar.take(mb * r * inDim), b: ar.take(mb * out * r),
-                                      ga: ar.take(mb * r * inDim), gb: ar.take(mb * out * r))
-                 })
+            Site(
+                site: site, outDim: out, inDim: inDim,
+                genA: PG(l, "hyperlora.\(site).gen_a", p, g), genB: PG(l, "hyperlora.\(site).gen_b", p, g),
+                factors: (0..<blocks).map { _ in
+                    UtteranceFactors(
+                        a: ar.take(mb * r * inDim), b: ar.take(mb * out * r),
+                        ga: ar.take(mb * r * inDim), gb: ar.take(mb * out * r))
+                })
         }
     }
 
     func branch(_ site: LinearSite, arena: Arena) -> (any LinearBranch)? {
         guard let st = sites.first(where: { $0.site == site.site }) else { return nil }
-        return PerUtteranceLoRABranch(factors: st.factors[site.block], u: arena.take(site.rows * rank), rank: rank,
-                                      scale: scale, count: count, compute: arena.compute)
+        return PerUtteranceLoRABranch(
+            factors: st.factors[site.block], u: arena.take(site.rows * rank), rank: rank,
+            scale: scale, count: count, compute: arena.compute)
     }
 
     var utteranceVectors: (values: CFPtr, dim: Int)? { (CFPtr(s), speakerDim) }
@@ -82,11 +85,13 @@ struct HyperLoRAGenerator: BlockExtension {
         if let table {
             rowsGiven.value = step.conditioning != nil
             if let given = step.conditioning { rows.update(from: given, count: batch) }
-            speakerTableForward(s: s, table: table.w, rows: step.conditioning == nil ? nil : UnsafePointer(rows),
-                                unknown: unknownRow, batch: batch, dim: speakerDim)
+            speakerTableForward(
+                s: s, table: table.w, rows: step.conditioning == nil ? nil : UnsafePointer(rows),
+                unknown: unknownRow, batch: batch, dim: speakerDim)
         } else if let proj, let projBias {
-            speakerEncoderForward(compute, s: s, pooled: pooled, z: step.z, lengths: step.lengths, weight: proj.w,
-                                  bias: projBias.w, batch: batch, t: step.t, d: d, dim: speakerDim)
+            speakerEncoderForward(
+                compute, s: s, pooled: pooled, z: step.z, lengths: step.lengths, weight: proj.w,
+                bias: projBias.w, batch: batch, t: step.t, d: d, dim: speakerDim)
         }
         zero(ds, batch * speakerDim)
         for i in 0..<(sites.first?.factors.count ?? 0) {
@@ -108,10 +113,12 @@ struct HyperLoRAGenerator: BlockExtension {
         zero(dh, batch * H)
         for st in sites {
             let f = st.factors[i], na = rank * st.inDim, nb = st.outDim * rank
-            hyperFactorsBackward(compute, dGen: st.genA.g, dh: dh, dF: f.ga, h: h, gen: st.genA.w, batch: batch, hDim: H,
-                                 count: na)
-            hyperFactorsBackward(compute, dGen: st.genB.g, dh: dh, dF: f.gb, h: h, gen: st.genB.w, batch: batch, hDim: H,
-                                 count: nb)
+            hyperFactorsBackward(
+                compute, dGen: st.genA.g, dh: dh, dF: f.ga, h: h, gen: st.genA.w, batch: batch, hDim: H,
+                count: na)
+            hyperFactorsBackward(
+                compute, dGen: st.genB.g, dh: dh, dF: f.gb, h: h, gen: st.genB.w, batch: batch, hDim: H,
+                count: nb)
             zero(f.ga, batch * na)
             zero(f.gb, batch * nb)
         }
@@ -125,12 +132,14 @@ struct HyperLoRAGenerator: BlockExtension {
     /// each utterance's valid frames (d mean / dz_t = 1/len); or (table) ds_b added to row_b's gradient.
     func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) {
         if let table {
-            speakerTableBackward(dTable: table.g, ds: ds, rows: rowsGiven.value ? UnsafePointer(rows) : nil,
-                                 unknown: unknownRow, batch: count.batch, dim: speakerDim)
+            speakerTableBackward(
+                dTable: table.g, ds: ds, rows: rowsGiven.value ? UnsafePointer(rows) : nil,
+                unknown: unknownRow, batch: count.batch, dim: speakerDim)
             return
         }
         guard let proj, let projBias else { return }
-        speakerEncoderBackward(compute, dz: dz, dWeight: proj.g, dBias: projBias.g, ds: ds, s: s, pooled: pooled,
-                               weight: proj.w, lengths: lengths, batch: count.batch, t: t, d: d, dim: speakerDim)
+        speakerEncoderBackward(
+            compute, dz: dz, dWeight: proj.g, dBias: projBias.g, ds: ds, s: s, pooled: pooled,
+            weight: proj.w, lengths: lengths, batch: count.batch, t: t, d: d, dim: speakerDim)
     }
 }

@@ -27,9 +27,12 @@ struct LoRAAdapter: ModelOption {
     func blockParameters(block p: String) -> [ParameterSpec] {
         let r = config.adapter.rank
         return sites.flatMap { site, out, inDim in
-            [ParameterSpec(name: "\(p).\(site).lora_a", shape: [r, inDim], initialization: .kaiming(fanIn: inDim),
-                           decay: true),
-             ParameterSpec(name: "\(p).\(site).lora_b", shape: [out, r], initialization: .zeros, decay: true)]
+            [
+                ParameterSpec(
+                    name: "\(p).\(site).lora_a", shape: [r, inDim], initialization: .kaiming(fanIn: inDim),
+                    decay: true),
+                ParameterSpec(name: "\(p).\(site).lora_b", shape: [out, r], initialization: .zeros, decay: true)
+            ]
         }
     }
 
@@ -49,9 +52,10 @@ struct LoRALinears: BlockExtension {
     func branch(_ s: LinearSite, arena: Arena) -> (any LinearBranch)? {
         guard sites.contains(s.site) else { return nil }
         let (l, p, g) = (parts.layout, parts.params, parts.grads)
-        return LoRABranch(a: PG(l, s.name + ".lora_a", p, g), b: PG(l, s.name + ".lora_b", p, g),
-                          u: arena.take(s.rows * rank), rank: rank, scale: scale,
-                          compute: arena.compute)
+        return LoRABranch(
+            a: PG(l, s.name + ".lora_a", p, g), b: PG(l, s.name + ".lora_b", p, g),
+            u: arena.take(s.rows * rank), rank: rank, scale: scale,
+            compute: arena.compute)
     }
 }
 
@@ -63,12 +67,14 @@ struct LoRABranch: LinearBranch {
     let compute: Compute
 
     func forward(y: FPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        loraForward(compute, y: y, u: u, x: x, a: a.w, b: b.w, scale: scale, n: n, inDim: inDim, outDim: outDim, rank: rank)
+        loraForward(
+            compute, y: y, u: u, x: x, a: a.w, b: b.w, scale: scale, n: n, inDim: inDim, outDim: outDim, rank: rank)
     }
 
     func backward(dx: FPtr, du: FPtr, dy: CFPtr, x: CFPtr, n: Int, inDim: Int, outDim: Int) {
-        loraBackward(compute, dx: dx, dA: a.g, dB: b.g, du: du, dy: dy, x: x, u: u, a: a.w, b: b.w,
-                     scale: scale, n: n, inDim: inDim, outDim: outDim, rank: rank)
+        loraBackward(
+            compute, dx: dx, dA: a.g, dB: b.g, du: du, dy: dy, x: x, u: u, a: a.w, b: b.w,
+            scale: scale, n: n, inDim: inDim, outDim: outDim, rank: rank)
     }
 }
 
@@ -76,10 +82,14 @@ struct LoRABranch: LinearBranch {
 /// adapter tensors go (`export-hf`, or any consumer without LoRA). `params` is in `layout` order of
 /// `config`; returns the config without adapters and its parameters in that config's layout. The products
 /// run with `compute`.
-public func mergeAdapters(_ compute: Compute, config c: Config, layout l: ParameterLayout,
-                          params: CFPtr) -> (Config, ParameterLayout, FloatBuffer) {
-    precondition(c.adapter.kind == .lora, "only LoRA adapters merge into their Linear weights (hyper-lora factors "
-                 + "are per utterance)")
+public func mergeAdapters(
+    _ compute: Compute, config c: Config, layout l: ParameterLayout,
+    params: CFPtr
+) -> (Config, ParameterLayout, FloatBuffer) {
+    precondition(
+        c.adapter.kind == .lora,
+        "only LoRA adapters merge into their Linear weights (hyper-lora factors "
+            + "are per utterance)")
     var plain = c
     plain.adapter.kind = .none
     plain.train.trainable = .all
@@ -92,8 +102,9 @@ public func mergeAdapters(_ compute: Compute, config c: Config, layout l: Parame
         let a = l.entry(e.name), b = l.entry(base + ".lora_b"), w = pl.entry(base + ".weight")
         let (outDim, inDim) = (w.shape[0], w.shape[1])
         // W[out, in] += s · B[out, r] · A[r, in]
-        gemm(compute, transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
-             b: params + a.offset, ldb: inDim, beta: 1, c: out.ptr + w.offset, ldc: inDim)
+        gemm(
+            compute, transA: false, transB: false, m: outDim, n: inDim, k: r, alpha: s, a: params + b.offset, lda: r,
+            b: params + a.offset, ldb: inDim, beta: 1, c: out.ptr + w.offset, ldc: inDim)
     }
     return (plain, pl, out)
 }

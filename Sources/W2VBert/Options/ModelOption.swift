@@ -25,9 +25,9 @@ struct ParameterSpec {
 
 /// One Linear layer of a Conformer block, as the options see it.
 struct LinearSite {
-    let block: Int          // block index: contrastive blocks first, then MLM blocks
-    let name: String        // parameter prefix, e.g. "mlm.blocks.0.attn.q"
-    let rows: Int           // N, the rows the arena is carved for
+    let block: Int  // block index: contrastive blocks first, then MLM blocks
+    let name: String  // parameter prefix, e.g. "mlm.blocks.0.attn.q"
+    let rows: Int  // N, the rows the arena is carved for
     /// The Linear's name within its block ("attn.q", "ffn1.fc1", …).
     var site: String { name.split(separator: ".").suffix(2).joined(separator: ".") }
 }
@@ -45,8 +45,8 @@ struct ExtensionParts {
 
 /// The micro-batch as the options see it before the blocks run.
 struct StepConditioning {
-    let z: CFPtr                                // [B, T, d] feature encoder output
-    let lengths: UnsafePointer<Int32>           // [B] frames after the feature encoder
+    let z: CFPtr  // [B, T, d] feature encoder output
+    let lengths: UnsafePointer<Int32>  // [B] frames after the feature encoder
     /// [B] per-utterance conditioning index, −1 = none (nil: none for the whole batch).
     let conditioning: UnsafePointer<Int32>?
     let batch: Int
@@ -120,7 +120,7 @@ enum ModelOptions {
     nonisolated(unsafe) static let all: [any ModelOption.Type] = [
         LoRAAdapter.self,
         HyperLayers.self,
-        HyperLoRA.self,
+        HyperLoRA.self
     ]
 
     /// The options the config enables, in `all` order.
