@@ -182,7 +182,7 @@ final class SoundFile {
     }
 
     /// Whether libsndfile's sf_seek is sample-exact for this file: PCM containers and FLAC are; Ogg
-    /// (Vorbis, Opus) and MPEG are not always (libsndfile issue #885: after some seeks the first block
+    /// (Vorbis, Opus) and MPEG are not always (a known libsndfile bug: after some seeks the first block
     /// read is wrong, and measured here on the default corpus, about 1 target in 10,000 lands one Vorbis
     /// block off, e.g. 384 frames).
     var exactSeek: Bool {

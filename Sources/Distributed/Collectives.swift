@@ -3,7 +3,7 @@ import Foundation
 /// Every collective the trainer issues goes through here: it gets a sequence number and a name, and a
 /// watchdog thread aborts the whole job (exit status 78) when one has not completed after `timeout`
 /// seconds, printing which collective on which rank — instead of hanging forever when a rank skipped
-/// a collective or died (CLUSTER.md: a skipped collective hangs everyone silently).
+/// a collective or died (docs/clusters.md: a skipped collective hangs everyone silently).
 public final class Collectives: @unchecked Sendable {
     public let comm: Communicator
     public let timeout: Double

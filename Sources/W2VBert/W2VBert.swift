@@ -12,5 +12,5 @@
 //                     embed(...) for hidden states, noiseOverride for tests.
 //   Optimizer         AdamW + global-norm clipping + schedules; `tau` and `learningRate` of the next update.
 //
-// Testing: Tests/W2VBertTests/twin/w2vbert_twin.py is a PyTorch twin written from SPEC.md; its fixtures
+// Testing: Tests/W2VBertTests/twin/w2vbert_twin.py is a PyTorch twin written from docs/method.md; its fixtures
 // pin every loss, metric and parameter gradient, and a 5-step AdamW trajectory.

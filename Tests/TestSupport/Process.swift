@@ -49,7 +49,7 @@ public func w2vbertExecutable() -> String {
     return "w2vbert"
 }
 
-/// Environment for mpirun as root in a container (CLUSTER.md).
+/// Environment for mpirun as root in a container (docs/clusters.md).
 public let mpirunEnvironment: [String: String] = [
     "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_rmaps_base_oversubscribe": "1"
