@@ -1,4 +1,4 @@
-// Hugging Face `transformers` interchange (README "From pre-training to fine-tuning").
+// Hugging Face `transformers` interchange (docs/huggingface.md).
 //
 // The encoder of a config in the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) maps one
 // to one onto `Wav2Vec2BertModel`: the feature projection, then N + M Conformer blocks as
@@ -138,7 +138,7 @@ public enum HuggingFace {
             "num_attention_heads": m.heads, "intermediate_size": m.ffnDim,
             "feature_projection_input_dim": 2 * Config.melBins,
             "hidden_act": "swish", "layer_norm_eps": 1e-5,
-            // docs/method.md single dropout: after FFN activations and at the end of every residual branch.
+            // The one dropout rate of docs/method.md: after FFN activations and at the end of every residual branch.
             // (HF's attention_dropout also drops attention probabilities, which this trainer never does.)
             "hidden_dropout": p, "activation_dropout": p, "attention_dropout": p, "conformer_conv_dropout": p,
             "feat_proj_dropout": 0.0, "layerdrop": Double(m.layerDrop),

@@ -16,7 +16,7 @@ import W2VBert
 import Audio
 import CProcess
 
-/// Exit statuses of `w2vbert train` (README "Exit statuses"); Slurm scripts requeue on `stopped`.
+/// Exit statuses of `w2vbert train` (README "Exit statuses", docs/robustness.md); Slurm scripts requeue on `stopped`.
 public enum TrainExit: Int32, Sendable {
     case finished = 0
     case error = 1
