@@ -298,13 +298,16 @@ public struct DataSampler: Sendable {
             let n = order.lengths.count
             throw .notEnoughData(
                 usable < M
-                    ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) micro-batches of one step"
-                    : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too short), fewer than one step of M = \(M)"
+                    ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) "
+                        + "micro-batches of one step"
+                    : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too "
+                        + "short), fewer than one step of M = \(M)"
             )
         }
         guard cursor.microBatch >= 0, cursor.microBatch % M == 0 else {
             throw .badConfig(
-                "cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq unchanged)"
+                "cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq "
+                    + "unchanged)"
             )
         }
         self.plan = p

@@ -44,7 +44,8 @@ public enum HuggingFace {
         if m.frontend != .stack {
             return ConfigError(
                 "model.frontend",
-                "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → Linear(160 → d))"
+                "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → "
+                    + "Linear(160 → d))"
             )
         }
         if m.frontendNorm {
@@ -64,7 +65,8 @@ public enum HuggingFace {
         case .rope:
             return ConfigError(
                 "model.position",
-                "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model rotates q and k after them (use shaw or none)"
+                "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model "
+                    + "rotates q and k after them (use shaw or none)"
             )
         }
         if !m.causalConv {
@@ -227,7 +229,8 @@ public enum HuggingFace {
         }
         do { return Source(dir: dir, json: json, weights: try SafeTensors.open(path: st)) } catch {
             throw HuggingFaceError(
-                "\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before save_pretrained)"
+                "\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before "
+                    + "save_pretrained)"
             )
         }
     }
@@ -327,12 +330,14 @@ public enum HuggingFace {
             }
             guard let (ours, shape) = hfToOurs[n] else {
                 throw HuggingFaceError(
-                    "\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)"
+                    "\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: "
+                        + "model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)"
                 )
             }
             guard entry.shape == shape else {
                 throw HuggingFaceError(
-                    "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) (for \(ours))"
+                    "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) "
+                        + "(for \(ours))"
                 )
             }
             out[ours] = name

@@ -187,7 +187,8 @@ extension Config {
                     guard let t = AdapterTarget(rawValue: p) else {
                         throw ConfigError(
                             "adapter.targets",
-                            "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))"
+                            "unknown target '\(p)' (expected any "
+                                + "of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))"
                         )
                     }
                     if !out.contains(t) { out.append(t) }
@@ -213,7 +214,8 @@ extension Config {
         return ConfigError(
             key,
             known.isEmpty
-                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
+                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+                    + "compute)"
                 : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
