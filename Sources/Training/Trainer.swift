@@ -3,7 +3,7 @@
 //   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
 //   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
 //             non-finite agreement → clip → AdamW                                     → StepResult
-//   metrics   StepMetrics.swift: one list of metrics → metrics.jsonl, TensorBoard, console
+//   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
 // Every collective goes through `Collectives` (named, sequence-numbered, under the watchdog) and every
