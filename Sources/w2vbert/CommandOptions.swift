@@ -35,6 +35,15 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
+/// The pre-training commands (train, bench model, import-hf) refuse a CTC config given on the command line (status 2).
+func requirePretraining(_ c: Config, _ command: String) throws {
+    guard c.model.head == .pretrain else {
+        throw UsageError(
+            "\(command) works on the pre-training model; model.head is \(c.model.head.rawValue) "
+                + "(a CTC fine-tuning model: transcribe and evaluate read its checkpoints)")
+    }
+}
+
 /// A checkpoint or run folder given on the command line, with `--set` overrides applied to its stored config:
 /// an override that does not apply is a usage error (status 2); a folder that cannot be used, status 1.
 func checkpointFolder(_ path: String, overrides: [String] = []) throws -> CheckpointFolder {
