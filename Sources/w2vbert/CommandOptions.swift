@@ -9,7 +9,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
-                + "compute; an optional `preset:` key)."))
+                + "finetune, compute; an optional `preset:` key)."))
     var config: String?
     @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).")
     var overrides: [String] = []
