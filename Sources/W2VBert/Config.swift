@@ -1,5 +1,5 @@
-// Configuration of a W2V-BERT run: ten YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
-// `train`, `dist`, `codebook`, `adapter` and `compute`. A config is a preset (tiny, small, base, xl, or the
+// Configuration of a W2V-BERT run: eleven YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
+// `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny, small, base, xl, or the
 // Hugging Face family) plus YAML files plus `--set section.key=value` overrides; every key goes through one
 // table (`Config.keys`), so loading, overriding, validation messages and serialisation agree. Unknown keys
 // and impossible values are errors that name the key.
@@ -13,6 +13,9 @@ import Yams
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
+/// What sits on the encoder: the pre-training heads (quantizer, contrastive and MLM heads) or a CTC head
+/// (a Linear layer to model.vocab_size letters, for fine-tuning and recognition).
+public enum Head: String, Sendable, CaseIterable { case pretrain, ctc }
 public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
 /// Hypernetwork layers: which named weights of every block one shared generator produces.
 public enum Hypernetwork: String, Sendable, CaseIterable {
@@ -87,6 +90,11 @@ public struct ModelConfig: Sendable, Equatable {
     public var finalDim = 64
     public var dropout: Float = 0
     public var layerDrop: Float = 0
+    public var head: Head = .pretrain
+    /// V of the CTC head: the dictionary's size, blank (0) included. Required (> 1) with head ctc.
+    public var vocabSize = 0
+    /// Dropout on the encoder output before the CTC head.
+    public var finalDropout: Float = 0
 }
 
 public struct QuantizerConfig: Sendable, Equatable {
@@ -160,6 +168,19 @@ public struct CodebookConfig: Sendable, Equatable {
     public var revive = true
 }
 
+/// CTC fine-tuning (model.head = ctc): masking of the encoder input during training, as wav2vec 2.0's
+/// fine-tuning. Time masking replaces spans of encoder frames by the mask embedding (the pre-training
+/// replacement), at least two spans per utterance when the probability is > 0; channel masking zeroes spans
+/// of the encoder input's channels for every frame of an utterance.
+public struct FinetuneConfig: Sendable, Equatable {
+    public var maskTimeProb: Float = 0.5
+    public var maskTimeSpan = 10
+    public var maskChannelProb: Float = 0
+    public var maskChannelSpan = 64
+    /// The feature encoder (front end) is not trained: its gradients are never computed.
+    public var freezeFrontend = true
+}
+
 /// How a rank computes. Not part of the model: checkpoints are interchangeable between
 /// precisions and thread counts.
 public struct ComputeConfig: Sendable, Equatable {
@@ -190,6 +211,7 @@ public struct Config: Sendable, Equatable {
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
     public var adapter = AdapterConfig()
+    public var finetune = FinetuneConfig()
     public var compute = ComputeConfig()
 
     public init() {}
@@ -319,6 +341,7 @@ public struct Config: Sendable, Equatable {
                 "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
         try validateAdapters()
+        try validateHead()
         try check(
             compute.threads >= 0 && compute.threads <= 256, "compute.threads",
             "must be in [0, 256] (0 = the CPUs this rank may use)")
@@ -346,6 +369,30 @@ extension Config {
         try check(
             train.trainable == .all || adapter.kind != .none, "train.trainable",
             "'adapters' needs adapters (set adapter.kind, e.g. lora)")
+    }
+}
+
+extension Config {
+    /// model.head, model.vocab_size, model.final_dropout and the finetune section.
+    func validateHead() throws {
+        func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
+        try check(model.finalDropout >= 0 && model.finalDropout < 1, "model.final_dropout", "must be in [0, 1)")
+        try check(model.vocabSize >= 0, "model.vocab_size", "must be ≥ 0")
+        let f = finetune
+        try check(f.maskTimeProb >= 0 && f.maskTimeProb <= 1, "finetune.mask_time_prob", "must be in [0, 1]")
+        try check(f.maskTimeSpan >= 1, "finetune.mask_time_span", "must be ≥ 1")
+        try check(f.maskChannelProb >= 0 && f.maskChannelProb <= 1, "finetune.mask_channel_prob", "must be in [0, 1]")
+        try check(f.maskChannelSpan >= 1, "finetune.mask_channel_span", "must be ≥ 1")
+        guard model.head == .ctc else { return }
+        try check(
+            model.vocabSize > 1, "model.vocab_size",
+            "must be > 1 with model.head ctc (the dictionary's size, blank included), got \(model.vocabSize)")
+        try check(
+            adapter.kind == .none, "model.head",
+            "ctc cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+        try check(
+            model.hypernetwork == .none, "model.head",
+            "ctc cannot be combined with model.hypernetwork = \(model.hypernetwork.rawValue)")
     }
 }
 

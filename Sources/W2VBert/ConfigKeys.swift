@@ -91,6 +91,9 @@ extension Config {
         int("model.final_dim", \.model.finalDim),
         float("model.dropout", \.model.dropout),
         float("model.layer_drop", \.model.layerDrop),
+        choice("model.head", \.model.head),
+        int("model.vocab_size", \.model.vocabSize),
+        float("model.final_dropout", \.model.finalDropout),
 
         int("quantizer.groups", \.quantizer.groups),
         int("quantizer.entries", \.quantizer.entries),
@@ -196,6 +199,12 @@ extension Config {
                 c.adapter.targets = out
             }, serialised: true),
 
+        float("finetune.mask_time_prob", \.finetune.maskTimeProb),
+        int("finetune.mask_time_span", \.finetune.maskTimeSpan),
+        float("finetune.mask_channel_prob", \.finetune.maskChannelProb),
+        int("finetune.mask_channel_span", \.finetune.maskChannelSpan),
+        bool("finetune.freeze_frontend", \.finetune.freezeFrontend),
+
         choice("compute.precision", \.compute.precision),
         int("compute.threads", \.compute.threads)
     ]
@@ -215,7 +224,7 @@ extension Config {
             key,
             known.isEmpty
                 ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
-                    + "compute)"
+                    + "finetune, compute)"
                 : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
