@@ -1,4 +1,4 @@
-// Hugging Face `transformers` interchange (docs/huggingface.md).
+// Hugging Face `transformers` interchange (docs/huggingface.md). A CTC model's export: HuggingFaceCTC.swift.
 //
 // The encoder of a config in the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) maps one
 // to one onto `Wav2Vec2BertModel`: the feature projection, then N + M Conformer blocks as
@@ -23,6 +23,7 @@
 //   …blocks.i.norm.*                    → encoder.layers.L.final_layer_norm.*
 // The reshapes only add unit dimensions, so the bytes are the same (export → import is bit-identical).
 
+import Audio
 import Foundation
 import Tensor
 import W2VBert
@@ -38,13 +39,10 @@ public enum HuggingFace {
         name.hasPrefix("quantizer.") || name.hasPrefix("contrastive_head.") || name.hasPrefix("mlm_head.")
     }
 
-    /// Nil when `Wav2Vec2BertModel` can express the config; else the first key it cannot, with the reason.
+    /// Nil when `Wav2Vec2BertModel` (model.head pretrain) or `Wav2Vec2BertForCTC` (model.head ctc) can express
+    /// the config; else the first key it cannot, with the reason.
     public static func exportBlocker(_ c: Config) -> ConfigError? {
         let m = c.model
-        if m.head != .pretrain {
-            return ConfigError(
-                "model.head", "is \(m.head.rawValue); export-hf and import-hf convert the pre-training model")
-        }
         if m.frontend != .stack {
             return ConfigError(
                 "model.frontend",
@@ -100,7 +98,7 @@ public enum HuggingFace {
             "feature_encoder.stack_norm.bias": "feature_projection.layer_norm.bias",
             "feature_encoder.proj.weight": "feature_projection.projection.weight",
             "feature_encoder.proj.bias": "feature_projection.projection.bias",
-            "mask_embedding": "masked_spec_embed"
+            "mask_embedding": "masked_spec_embed",
         ]
         if let f = fixed[name] { return (f, shape) }
         let parts = name.split(separator: ".", maxSplits: 3).map(String.init)  // module, blocks, i, rest
@@ -119,7 +117,7 @@ public enum HuggingFace {
             "attn.v": "self_attn.linear_v", "attn.out": "self_attn.linear_out",
             "conv.norm": "conv_module.layer_norm", "conv.pw1": "conv_module.pointwise_conv1",
             "conv.dw": "conv_module.depthwise_conv", "conv.dw_norm": "conv_module.depthwise_layer_norm",
-            "conv.pw2": "conv_module.pointwise_conv2", "norm": "final_layer_norm"
+            "conv.pw2": "conv_module.pointwise_conv2", "norm": "final_layer_norm",
         ]
         let prefix = "encoder.layers.\(layer)."
         if rest == "attn.rel_key" { return (prefix + "self_attn.distance_embedding.weight", shape) }
@@ -155,7 +153,7 @@ public enum HuggingFace {
             // Fine-tuning SpecAugment (HF's defaults); masked_spec_embed is the pre-trained mask embedding.
             "apply_spec_augment": true, "mask_time_prob": c.mask.replacement == .learned ? 0.05 : 0.0,
             "mask_time_length": 10, "mask_time_min_masks": 2,
-            "dtype": "float32"
+            "dtype": "float32",
         ]
         return j
     }
@@ -164,7 +162,7 @@ public enum HuggingFace {
         [
             "feature_extractor_type": "SeamlessM4TFeatureExtractor", "processor_class": "Wav2Vec2BertProcessor",
             "feature_size": Config.melBins, "num_mel_bins": Config.melBins, "sampling_rate": 16000, "stride": 2,
-            "padding_side": "right", "padding_value": 0.0, "return_attention_mask": true
+            "padding_side": "right", "padding_value": 0.0, "return_attention_mask": true,
         ]
     }
 
@@ -173,17 +171,25 @@ public enum HuggingFace {
         try writeDurably(data + Data("\n".utf8), to: path)
     }
 
-    /// Writes DIR/{config.json, model.safetensors, preprocessor_config.json}. `tensor(name)` gives the
-    /// floats of one of our tensors. Returns the names left out (quantizer and heads).
+    /// Writes DIR/{config.json, model.safetensors, preprocessor_config.json}; for model.head ctc a
+    /// `Wav2Vec2BertForCTC` folder with the tokenizer files of `vocabulary` (its size must be model.vocab_size).
+    /// `tensor(name)` gives the floats of one of our tensors. Returns the names left out (quantizer and heads).
     @discardableResult
     public static func export(
-        config c: Config, layout: ParameterLayout, to dir: String,
+        config c: Config, layout: ParameterLayout, vocabulary: CTCVocabulary? = nil, to dir: String,
         tensor: (ParameterEntry) -> UnsafePointer<Float>
     ) throws -> [String] {
         if let b = exportBlocker(c) { throw HuggingFaceError("cannot export: config key '\(b.key)' \(b.message)") }
+        let ctc = c.model.head == .ctc
+        if ctc && vocabulary?.size != c.model.vocabSize {
+            throw HuggingFaceError(
+                "cannot export: the dictionary has \(vocabulary.map { "\($0.size)" } ?? "no") entries, the CTC head "
+                    + "model.vocab_size = \(c.model.vocabSize)")
+        }
         var entries: [TensorEntry] = [], sources: [ParameterEntry] = [], left: [String] = []
         for e in layout.entries {
-            guard let hf = hfName(e.name, shape: e.shape, config: c) else {
+            let name = ctc ? ctcName(e.name, shape: e.shape, config: c) : hfName(e.name, shape: e.shape, config: c)
+            guard let hf = name else {
                 left.append(e.name)
                 continue
             }
@@ -197,8 +203,9 @@ public enum HuggingFace {
             path: dir + "/model.safetensors", entries: entries,
             metadata: ["format": "pt", "w2vbert_config": c.yaml]
         ) { tensor(sources[$0]) }
-        try writeJSON(configJSON(c), to: dir + "/config.json")
+        try writeJSON(ctc ? ctcConfigJSON(c) : configJSON(c), to: dir + "/config.json")
         try writeJSON(preprocessorJSON, to: dir + "/preprocessor_config.json")
+        if ctc, let vocabulary { try writeTokenizer(vocabulary, to: dir) }
         return left
     }
 

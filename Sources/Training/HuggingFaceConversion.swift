@@ -3,7 +3,8 @@ import Tensor
 import W2VBert
 
 /// `w2vbert export-hf` and `w2vbert import-hf`: a checkpoint's encoder written as a Hugging Face
-/// Wav2Vec2BertModel folder, and such a folder turned into a weights-only checkpoint folder.
+/// Wav2Vec2BertModel folder (a CTC model's as Wav2Vec2BertForCTC with its tokenizer), and such a folder turned
+/// into a weights-only checkpoint folder.
 extension HuggingFace {
     /// What an export did.
     public struct ExportSummary {
@@ -11,15 +12,18 @@ extension HuggingFace {
         public let checkpoint: String
         /// Encoder tensors written, layers, width.
         public let tensors: Int, layers: Int, dim: Int
-        /// Tensors left out (the quantizer and the heads).
+        /// Tensors left out (the quantizer and the pre-training heads).
         public let leftOut: [String]
         /// LoRA adapter parameters merged into their Linear weights (0: none).
         public let mergedAdapterParameters: Int
+        /// A CTC model's vocabulary size (blank included); nil for a pre-training model.
+        public let vocabularySize: Int?
     }
 
-    /// Exports the newest checkpoint of a run folder (or a checkpoint folder) to `out`. Only the Hugging Face
-    /// family can be exported; another architecture is refused naming the config key transformers cannot
-    /// express, before any tensor is read. LoRA adapters are merged into their Linear weights
+    /// Exports the newest checkpoint of a run folder (or a checkpoint folder) to `out`; a CTC model (model.head
+    /// ctc) with its dictionary (dict.ltr.txt) as the tokenizer. Only the Hugging Face family can be exported;
+    /// another architecture is refused naming the config key transformers cannot express, before any tensor
+    /// is read. LoRA adapters are merged into their Linear weights
     /// (W + (α/r)·B·A); hyper-lora, whose factors depend on each utterance's speaker vector, is refused.
     public static func exportCheckpoint(_ path: String, to out: String) throws -> ExportSummary {
         let folder = try CheckpointFolder(path)
@@ -35,6 +39,8 @@ extension HuggingFace {
                 "\(dir): cannot export to Hugging Face: adapter.kind = hyper-lora generates "
                     + "per-utterance LoRA factors that no plain model can hold")
         }
+        // A CTC model's tokenizer comes from its dictionary, found as transcribe finds it.
+        let vocabulary = config.model.head == .ctc ? try Recognizer.dictionary(of: folder).vocabulary : nil
         var layout = ParameterLayout(config: config)
         var params = FloatBuffer(count: layout.count)
         try folder.readParameters(layout, into: params.ptr)
@@ -46,14 +52,16 @@ extension HuggingFace {
         }
         let left: [String]
         do {
-            left = try export(config: config, layout: layout, to: out) { CFPtr(params.ptr + $0.offset) }
+            left = try export(config: config, layout: layout, vocabulary: vocabulary, to: out) {
+                CFPtr(params.ptr + $0.offset)
+            }
         } catch {
             throw HuggingFaceError("\(out): \(error)")
         }
         return ExportSummary(
             checkpoint: dir, tensors: layout.entries.count - left.count,
             layers: config.model.contrastiveBlocks + config.model.mlmBlocks, dim: config.model.dim,
-            leftOut: left, mergedAdapterParameters: merged)
+            leftOut: left, mergedAdapterParameters: merged, vocabularySize: vocabulary?.size)
     }
 
     /// What an import did.

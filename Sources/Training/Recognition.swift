@@ -29,20 +29,27 @@ public final class Recognizer {
                 "\(folder.directory)/trainer.json: not a CTC model (model.head is \(c.model.head.rawValue); "
                     + "transcribe and evaluate need a fine-tuned checkpoint, model.head ctc)")
         }
-        let local = folder.directory + "/dict.ltr.txt"
-        dictionaryPath =
-            FileManager.default.fileExists(atPath: local) ? local : folder.runDirectory + "/dict.ltr.txt"
-        vocabulary = try CTCVocabulary.read(path: dictionaryPath)
-        guard vocabulary.size == c.model.vocabSize else {
-            throw TranscriptError(
-                path: dictionaryPath, line: nil,
-                "has \(vocabulary.size) entries (blank included), but the checkpoint's CTC head has "
-                    + "model.vocab_size = \(c.model.vocabSize)")
-        }
+        (dictionaryPath, vocabulary) = try Recognizer.dictionary(of: folder)
         self.folder = folder
         self.compute = compute
         params = FloatBuffer(count: ParameterLayout(config: c).count)
         try folder.readParameters(ParameterLayout(config: c), into: params.ptr)
+    }
+
+    /// The dictionary of a CTC checkpoint: dict.ltr.txt in the checkpoint folder, else in its run folder. Errors
+    /// name the file: missing or unreadable, or not of the head's model.vocab_size entries.
+    public static func dictionary(of folder: CheckpointFolder) throws -> (path: String, vocabulary: CTCVocabulary) {
+        let local = folder.directory + "/dict.ltr.txt"
+        let path = FileManager.default.fileExists(atPath: local) ? local : folder.runDirectory + "/dict.ltr.txt"
+        let vocabulary = try CTCVocabulary.read(path: path)
+        let size = folder.config.model.vocabSize
+        guard vocabulary.size == size else {
+            throw TranscriptError(
+                path: path, line: nil,
+                "has \(vocabulary.size) entries (blank included), but the checkpoint's CTC head has "
+                    + "model.vocab_size = \(size)")
+        }
+        return (path, vocabulary)
     }
 
     /// The CMVN'd fbank of one file and its frame count; a file too short for the encoder is an error naming it.
@@ -64,13 +71,22 @@ public final class Recognizer {
 
     /// Greedy CTC text of one utterance's features [T0, 80].
     public func transcribe(features: [Float], frames t0: Int) -> String {
+        let logits = self.logits(features: features, frames: t0)
+        return logits.withUnsafeBufferPointer {
+            CTCGreedyDecoding.text(
+                logits: $0.baseAddress!, frames: logits.count / vocabulary.size, vocabulary: vocabulary)
+        }
+    }
+
+    /// The CTC head's logits [T, V] of one utterance's features [T0, 80] (no masking, no dropout).
+    public func logits(features: [Float], frames t0: Int) -> [Float] {
         let m = model(frames: t0)
         let length = [Int32(t0)]
         return features.withUnsafeBufferPointer { fp in
             length.withUnsafeBufferPointer { lp in
                 let (logits, frames) = m.logits(
                     features: fp.baseAddress!, lengths: lp.baseAddress!, batch: 1, frames: t0)
-                return CTCGreedyDecoding.text(logits: logits, frames: frames[0], vocabulary: vocabulary)
+                return Array(UnsafeBufferPointer(start: logits, count: frames[0] * vocabulary.size))
             }
         }
     }
