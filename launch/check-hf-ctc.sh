@@ -9,7 +9,8 @@
 #   launch/check-hf-ctc.sh [WORKDIR (default: a temporary folder)] [CHECKPOINT [AUDIO...]]
 # Without CHECKPOINT: a tiny2 CTC model with its initial (random) parameters and the dictionary of the default
 # corpus's train.wrd (`w2vbert init-ctc`). Without AUDIO: four files of the default corpus. Each audio file is
-# converted to 16 kHz 16-bit mono WAV with sox first, so both sides read the same samples.
+# converted to 16 kHz 16-bit mono WAV with sox first (no dither: the same samples every run), so both sides
+# read the same samples.
 # Environment: PYTHON (default /work/venv/bin/python, else python3), W2VBERT_BIN. Needs sox and, without
 # CHECKPOINT or AUDIO, fillets-ng-data-cs (launch/prepare-corpus.sh installs it). Exit 0 also when transformers
 # is missing (says SKIPPED); 1 when a check fails.
@@ -62,12 +63,12 @@ rm -rf "$W/wav"
 mkdir -p "$W/wav"
 i=0
 for f in "$@"; do
-  i=$((i + 1)); sox -q -V1 "$f" -r 16000 -c 1 -b 16 -e signed-integer "$W/wav/$i.wav"
+  i=$((i + 1)); sox -q -V1 -D "$f" -r 16000 -c 1 -b 16 -e signed-integer "$W/wav/$i.wav"
 done
 "$BIN" transcribe --checkpoint "$CK" "$W"/wav/*.wav --out "$W/texts.tsv" --logits "$W/logits.npy" \
   --save-features "$W/feats.npy"
 say "Wav2Vec2BertForCTC logits and the processor's greedy texts on w2vbert's features"
 $HF compare "$W/hf" "$W/feats.npy" "$W/logits.npy" "$W/texts.tsv"
 say "pipeline('automatic-speech-recognition') texts"
-$HF pipeline "$W/hf" "$W/feats.npy" "$W/texts.tsv"
+$HF pipeline "$W/hf" "$W/feats.npy" "$W/logits.npy" "$W/texts.tsv"
 say "check-hf-ctc: all checks passed ($W)"

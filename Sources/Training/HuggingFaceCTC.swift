@@ -51,23 +51,29 @@ extension HuggingFace {
         j["eos_token_id"] = NSNull()
         j["ctc_loss_reduction"] = "mean"
         j["ctc_zero_infinity"] = false
-        j["final_dropout"] = Double(c.model.finalDropout)
+        j["final_dropout"] = decimal(c.model.finalDropout)
         j["apply_spec_augment"] = hfMasks(c)
-        j["mask_time_prob"] = Double(f.maskTimeProb)
+        j["mask_time_prob"] = decimal(f.maskTimeProb)
         j["mask_time_length"] = f.maskTimeSpan
         j["mask_time_min_masks"] = 2
-        j["mask_feature_prob"] = Double(f.maskChannelProb)
+        j["mask_feature_prob"] = decimal(f.maskChannelProb)
         j["mask_feature_length"] = f.maskChannelSpan
         j["mask_feature_min_masks"] = 0
         return j
     }
 
-    /// vocab.json: `<pad>` 0 (the blank), then each symbol at its id (`|` is 1).
-    public static func vocabularyJSON(_ v: CTCVocabulary) -> [String: Any] {
-        var j: [String: Any] = ["<pad>": Int(CTCVocabulary.blank)]
-        for (i, s) in v.symbols.enumerated() { j[String(Character(s))] = i + 1 }
-        return j
+    /// vocab.json: `<pad>` 0 (the blank), then each symbol at its id (`|` is 1), one per line in id order.
+    public static func vocabularyJSON(_ v: CTCVocabulary) throws -> String {
+        let tokens = ["<pad>"] + v.symbols.map { String(Character($0)) }
+        let lines = try tokens.enumerated().map { id, token in
+            let key = try JSONSerialization.data(withJSONObject: token, options: [.fragmentsAllowed])
+            return "  \(String(decoding: key, as: UTF8.self)): \(id)"
+        }
+        return "{\n" + lines.joined(separator: ",\n") + "\n}\n"
     }
+
+    /// A Float setting as the decimal it was written as (0.1, not 0.10000000149011612).
+    static func decimal(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
 
     /// tokenizer_config.json of `Wav2Vec2CTCTokenizer` (no unknown, begin or end token: see the file's head).
     public static var ctcTokenizerJSON: [String: Any] {
@@ -85,9 +91,7 @@ extension HuggingFace {
 
     /// Writes the tokenizer files (vocab.json, tokenizer_config.json, special_tokens_map.json) of `v` into `dir`.
     static func writeTokenizer(_ v: CTCVocabulary, to dir: String) throws {
-        let data = try JSONSerialization.data(
-            withJSONObject: vocabularyJSON(v), options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-        try writeDurably(data + Data("\n".utf8), to: dir + "/vocab.json")
+        try writeDurably(Data(try vocabularyJSON(v).utf8), to: dir + "/vocab.json")
         try writeJSON(ctcTokenizerJSON, to: dir + "/tokenizer_config.json")
         try writeJSON(ctcSpecialTokensJSON, to: dir + "/special_tokens_map.json")
     }

@@ -34,7 +34,7 @@ final class RecognitionTests: XCTestCase {
             overrides: [
                 "model.frontend_channels=4", "model.dim=32", "model.heads=4", "model.ffn_dim=64",
                 "model.contrastive_blocks=1", "model.mlm_blocks=1", "model.pos_conv_kernel=6",
-                "model.pos_conv_groups=4", "model.head=ctc", "model.vocab_size=\(vocabulary.size)"
+                "model.pos_conv_groups=4", "model.head=ctc", "model.vocab_size=\(vocabulary.size)",
             ])
         let model = CTCModel(config: c, compute: .fp32(), maxBatch: 1, maxFrames: 100)
         let head = model.layout.entry("ctc_head.weight")
@@ -149,27 +149,32 @@ final class RecognitionTests: XCTestCase {
     }
 
     /// The pre-training commands refuse a CTC model: its checkpoint with status 1 naming trainer.json (embed,
-    /// validate, export-hf), a CTC config on the command line with status 2 (train, bench model, import-hf).
-    /// `config --keys` lists the head keys.
+    /// validate), a CTC config on the command line with status 2 (train, bench model, import-hf). export-hf
+    /// converts CTC models of the Hugging Face family only: this one (conv2d front end) is refused with status 1
+    /// naming model.frontend. `config --keys` lists the head keys.
     func testPretrainingCommandsRefuseACTCModel() throws {
         let dir = temp("pre")
         let (runDir, audio, manifest) = try makeRun(dir)
         for args in [
             ["embed", "--checkpoint", runDir, "--out", dir + "/e.npy", audio[0]],
-            ["validate", "--run-dir", runDir, "--valid", manifest], ["export-hf", runDir, "--out", dir + "/hf"]
+            ["validate", "--run-dir", runDir, "--valid", manifest],
         ] {
             let r = try run(args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.output)")
             XCTAssertTrue(r.output.contains("model.head"), "\(args): \(r.output)")
         }
+        let export = try run(["export-hf", runDir, "--out", dir + "/hf"])
+        XCTAssertEqual(export.status, 1, export.output)
+        XCTAssertTrue(export.output.contains("config key 'model.frontend' is conv2d"), export.output)
         let keys = try run(["config", "--keys"])
         for k in ["model.head", "model.vocab_size", "model.final_dropout", "finetune.mask_channel_span"] {
             XCTAssertTrue(keys.output.split(separator: "\n").contains(Substring(k)), "config --keys lists \(k)")
         }
         let ctc = ["--set", "model.head=ctc", "--set", "model.vocab_size=5"]
         for args in [
-            ["train", "--train", manifest, "--run-dir", dir + "/t"] + ctc, ["bench", "model", "--preset", "tiny"] + ctc,
-            ["import-hf", dir, "--out", dir + "/imp"] + ctc
+            ["train", "--train", manifest, "--run-dir", dir + "/t"] + ctc,
+            ["bench", "model", "--preset", "tiny"] + ctc,
+            ["import-hf", dir, "--out", dir + "/imp"] + ctc,
         ] {
             let r = try run(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.output)")
