@@ -11,13 +11,13 @@
 # corpus's train.wrd (`w2vbert init-ctc`). Without AUDIO: four files of the default corpus. Each audio file is
 # converted to 16 kHz 16-bit mono WAV with sox first (no dither: the same samples every run), so both sides
 # read the same samples.
-# Environment: PYTHON (default /work/venv/bin/python, else python3), W2VBERT_BIN. Needs sox and, without
+# Environment: PYTHON (a Python with torch, transformers and safetensors, e.g. a virtualenv's; default python3), W2VBERT_BIN. Needs sox and, without
 # CHECKPOINT or AUDIO, fillets-ng-data-cs (launch/prepare-corpus.sh installs it). Exit 0 also when transformers
 # is missing (says SKIPPED); 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PY="${PYTHON:-/work/venv/bin/python}"
+PY="${PYTHON:-python3}"
 [ -x "$PY" ] || PY=python3
 if ! "$PY" -c "import transformers, torch, safetensors" 2>/dev/null; then
   echo "check-hf-ctc: SKIPPED: $PY has no transformers/torch/safetensors"; exit 0

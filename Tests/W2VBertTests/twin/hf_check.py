@@ -1,5 +1,5 @@
 """Hugging Face transformers side of the export/import checks (docs/huggingface.md). Run by launch/check-hf.sh;
-needs /work/venv-style Python with torch, transformers, safetensors, numpy.
+needs a Python (e.g. a virtualenv outside the repository) with torch, transformers, safetensors, numpy.
 
   python hf_check.py load DIR                       Wav2Vec2BertModel / AutoFeatureExtractor / Wav2Vec2BertForCTC
                                                     load DIR: no missing or unexpected encoder weights
