@@ -11,7 +11,8 @@
 # corpus's train.wrd (`w2vbert init-ctc`). Without AUDIO: four files of the default corpus. Each audio file is
 # converted to 16 kHz 16-bit mono WAV with sox first (no dither: the same samples every run), so both sides
 # read the same samples.
-# Environment: PYTHON (a Python with torch, transformers and safetensors, e.g. a virtualenv's; default python3), W2VBERT_BIN. Needs sox and, without
+# Environment: PYTHON (a Python with torch, transformers and safetensors, e.g. a virtualenv's;
+# default python3), W2VBERT_BIN. Needs sox and, without
 # CHECKPOINT or AUDIO, fillets-ng-data-cs (launch/prepare-corpus.sh installs it). Exit 0 also when transformers
 # is missing (says SKIPPED); 1 when a check fails.
 set -euo pipefail

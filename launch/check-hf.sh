@@ -6,7 +6,8 @@
 # export → import → export bit-identically, and import folders written by transformers itself for every
 # preset size (tiny2, small2, base2, w2v-bert-2.0; the last also checked numerically, ~10 GB of memory).
 #   launch/check-hf.sh [WORKDIR (default: a temporary folder)]
-# Environment: PYTHON (a Python with torch, transformers and safetensors, e.g. a virtualenv's; default python3), W2VBERT_BIN, HF_CHECK_PRESETS.
+# Environment: PYTHON (a Python with torch, transformers and safetensors, e.g. a virtualenv's;
+# default python3), W2VBERT_BIN, HF_CHECK_PRESETS.
 # Needs sox and fillets-ng-data-cs (launch/prepare-corpus.sh installs it). Exit 0 also when transformers
 # is missing (says SKIPPED); 1 when a check fails.
 set -euo pipefail
