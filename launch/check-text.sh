@@ -10,7 +10,7 @@ self="launch/check-text.sh"
 
 # One extended regular expression per kind of hit (grep -E). Chosen so that ordinary words do not match:
 # "rounding", "round-off", "helper functions", "an ssh session" and binary fixtures are not hits.
-outside='\.\./shared|shared/design|SPEC\.md|SPEC §|ARCHITECTURE\.md|CLUSTER\.md|STYLE\.md'
+outside='\.\./shared|shared/design|SPEC\.md|SPEC §|ARCHITECTURE\.md|CLUSTER\.md|STYLE\.md|/work/'
 issues='\b[Ii]ssues? #?[0-9]|(^|[[:space:](])#[0-9]+\b'
 history='\b(previous|this|that|the old|the new) binary\b|'
 history+='\b(this|that|previous|next|earlier|later|first|second|third|fourth|fifth|sixth) sessions?\b|'
