@@ -13,7 +13,13 @@ import Yams
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
-public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
+/// Learning-rate schedules: `transformer` (inverse square root after warm-up), `polynomial` (linear warm-up then
+/// linear decay to 0), `tri_stage` (fine-tuning: warm-up from init_lr_scale·lr, hold, exponential decay to
+/// final_lr_scale·lr, stage lengths optimizer.tri_stage_ratios of max_steps).
+public enum Schedule: String, Sendable, CaseIterable {
+    case transformer, polynomial
+    case triStage = "tri_stage"
+}
 /// Hypernetwork layers: which named weights of every block one shared generator produces.
 public enum Hypernetwork: String, Sendable, CaseIterable {
     case none, ffn, ffnConv = "ffn+conv"
@@ -124,9 +130,16 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var weightDecay: Float = 0.01
     public var clipNorm: Float = 1.0
     public var maxSteps = 20_000
+    /// tri_stage: the warm-up, hold and decay shares of max_steps (summing to 1).
+    public var triStageRatios: [Double] = [0.1, 0.4, 0.5]
+    /// tri_stage: the rate starts at init_lr_scale·lr and ends at final_lr_scale·lr.
+    public var initLrScale: Float = 0.01
+    public var finalLrScale: Float = 0.05
     public static func == (a: Self, b: Self) -> Bool {
         a.lr == b.lr && a.warmup == b.warmup && a.schedule == b.schedule && a.betas == b.betas && a.eps == b.eps
             && a.weightDecay == b.weightDecay && a.clipNorm == b.clipNorm && a.maxSteps == b.maxSteps
+            && a.triStageRatios == b.triStageRatios && a.initLrScale == b.initLrScale
+            && a.finalLrScale == b.finalLrScale
     }
 }
 
@@ -144,6 +157,14 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxBadFraction: Double = 0.01  // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0  // validation micro-batches per rank (0 = the whole valid set)
     public var trainable: Trainable = .all  // adapters: the base model is frozen
+}
+
+/// CTC fine-tuning (`w2vbert finetune`): which parts of the encoder train when.
+public struct FinetuneConfig: Sendable, Equatable {
+    /// The whole encoder is frozen for this many optimizer updates: only the CTC head trains.
+    public var freezeUpdates = 0
+    /// The front end (feature encoder) never trains: no gradient, no optimizer state, no update.
+    public var freezeFrontend = true
 }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
@@ -190,6 +211,7 @@ public struct Config: Sendable, Equatable {
     public var dist = DistConfig()
     public var codebook = CodebookConfig()
     public var adapter = AdapterConfig()
+    public var finetune = FinetuneConfig()
     public var compute = ComputeConfig()
 
     public init() {}
@@ -236,6 +258,8 @@ public struct Config: Sendable, Equatable {
             if u <= w { return Float(peak * u / w) }
             let total = Double(optimizer.maxSteps)
             return Float(peak * max(0, (total - u) / max(total - w, 1)))
+        case .triStage:
+            return triStageRate(step: step)
         }
     }
 
@@ -292,9 +316,6 @@ public struct Config: Sendable, Equatable {
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be ≥ 0")
         try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be ≥ 0 (0 disables clipping)")
         try check(optimizer.maxSteps >= 1, "optimizer.max_steps", "must be ≥ 1")
-        try check(
-            optimizer.schedule != .polynomial || optimizer.maxSteps > optimizer.warmup, "optimizer.max_steps",
-            "must exceed optimizer.warmup for the polynomial schedule")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(train.maxSamples >= 400, "train.max_samples", "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
@@ -319,6 +340,7 @@ public struct Config: Sendable, Equatable {
                 "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
         try validateAdapters()
+        try validateFinetune()
         try check(
             compute.threads >= 0 && compute.threads <= 256, "compute.threads",
             "must be in [0, 256] (0 = the CPUs this rank may use)")

@@ -132,6 +132,19 @@ extension Config {
         float("optimizer.weight_decay", \.optimizer.weightDecay),
         float("optimizer.clip_norm", \.optimizer.clipNorm),
         int("optimizer.max_steps", \.optimizer.maxSteps),
+        Key(
+            name: "optimizer.tri_stage_ratios",
+            get: { "[" + $0.optimizer.triStageRatios.map { "\($0)" }.joined(separator: ", ") + "]" },
+            set: { c, s in
+                let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0) }
+                guard parts.count == 3 else {
+                    throw ConfigError(
+                        "optimizer.tri_stage_ratios", "expected three numbers [warm-up, hold, decay], got '\(s)'")
+                }
+                c.optimizer.triStageRatios = try parts.map { try parseDouble("optimizer.tri_stage_ratios", $0) }
+            }, serialised: true),
+        float("optimizer.init_lr_scale", \.optimizer.initLrScale),
+        float("optimizer.final_lr_scale", \.optimizer.finalLrScale),
 
         int("train.update_freq", \.train.updateFreq),
         int("train.max_frames", \.train.maxFrames),
@@ -195,6 +208,9 @@ extension Config {
                 c.adapter.targets = out
             }, serialised: true),
 
+        int("finetune.freeze_updates", \.finetune.freezeUpdates),
+        bool("finetune.freeze_frontend", \.finetune.freezeFrontend),
+
         choice("compute.precision", \.compute.precision),
         int("compute.threads", \.compute.threads)
     ]
@@ -213,7 +229,8 @@ extension Config {
         return ConfigError(
             key,
             known.isEmpty
-                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, compute)"
+                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+                    + "finetune, compute)"
                 : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }
 
