@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
 bash launch/check-text.sh     # no references outside the repository, to issue numbers or to history
+python3 launch/check-swift.py Sources   # lines <= 120 characters, functions <= 80 lines, files <= 500 lines
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 swift build -c release --product w2vbert
 swift test -c release 2>&1 | tee /tmp/w2vbert-swift-test.log

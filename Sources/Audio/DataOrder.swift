@@ -42,7 +42,7 @@ public struct DataOrderConfig: Sendable, Codable, Equatable {
     public var seed: UInt64 = 1
     public var maxSamples = 250_000  // crop longer utterances to this many 16 kHz samples (15.6 s)
     public var maxFrames = 6_000  // padded fbank frames per micro-batch: B × max T0 ≤ maxFrames
-    public var maskSpan = 10  // docs/method.md span, for the minimum-length filter
+    public var maskSpan = 10  // mask.span, for the minimum-length filter
     public var minSpans = 2
     public var balanceSteps = true  // a step's M micro-batches are cost neighbours (step 4)
     public init() {}
@@ -298,13 +298,16 @@ public struct DataSampler: Sendable {
             let n = order.lengths.count
             throw .notEnoughData(
                 usable < M
-                    ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) micro-batches of one step"
-                    : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too short), fewer than one step of M = \(M)"
+                    ? "\(usable) of \(n) utterances usable (the rest too short), fewer than the M = \(M) "
+                        + "micro-batches of one step"
+                    : "\(p.batches.count) micro-batches per epoch (\(usable) of \(n) utterances usable, the rest too "
+                        + "short), fewer than one step of M = \(M)"
             )
         }
         guard cursor.microBatch >= 0, cursor.microBatch % M == 0 else {
             throw .badConfig(
-                "cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq unchanged)"
+                "cursor \(cursor) is not at a step boundary of M = \(M) (resume with world_size × update_freq "
+                    + "unchanged)"
             )
         }
         self.plan = p

@@ -236,20 +236,27 @@ final class SoundFile {
         }
     }
 
+    /// The header's channel count and sample rate, refused unless usable. Header fields size nothing
+    /// unchecked — the resampling ratio is bounded (a file claiming 1 Hz would ask for 16000 output samples per
+    /// input sample), the read chunk shrinks past 16 channels, and the announced frame count is only a capped
+    /// capacity hint.
+    func checkedFormat() throws(AudioError) -> (channels: Int, rate: Int) {
+        let C = Int(info.channels), R = Int(info.samplerate)
+        guard C > 0, R > 0 else {
+            throw AudioError(.decode, path: path, "bad header: \(C) channels at \(R) Hz")
+        }
+        guard (1_000...768_000).contains(R) else {
+            throw AudioError(.decode, path: path, "unsupported sample rate \(R) Hz (1 kHz to 768 kHz)")
+        }
+        return (C, R)
+    }
+
     /// 16 kHz mono samples [range) of this file (nil: all of it): seek, read the input window, average
     /// the channels, resample the window (see the header comment). A range past the end is cut at the
     /// file's 16 kHz length L; a file shorter than its exact header count is an error (truncated/corrupt).
     func decode16k(range: Range<Int>?, quality: ResampleQuality) throws(AudioError) -> [Float] {
-        let C = Int(info.channels), R = Int(info.samplerate), T = targetSampleRate
-        guard C > 0, R > 0 else {
-            throw AudioError(.decode, path: path, "bad header: \(C) channels at \(R) Hz")
-        }
-        // Header fields size nothing unchecked — the resampling ratio is bounded (a file claiming
-        // 1 Hz would ask for 16000 output samples per input sample), the read chunk shrinks past 16 channels,
-        // and the announced frame count is only a capped capacity hint.
-        guard (1_000...768_000).contains(R) else {
-            throw AudioError(.decode, path: path, "unsupported sample rate \(R) Hz (1 kHz to 768 kHz)")
-        }
+        let (C, R) = try checkedFormat()
+        let T = targetSampleRate
         let header = audioInfo
         let resampling = R != T
         let margin = resampling ? resampleMargin(rate: R) : 0
@@ -351,116 +358,6 @@ enum DecoderWindow {
         let inStart = max(0, r.lowerBound * R / T - margin) / q * q
         let upper = min(r.upperBound, Int.max / (4 * R))  // "to the end" callers pass huge bounds
         return (inStart, (upper * R + T - 1) / T + margin, inStart / q * (T / g))
-    }
-}
-
-public enum ResampleQuality: String, Sendable, CaseIterable, Codable {
-    /// Our tabulated polyphase filter (Polyphase.swift; MEDIUM's band edges, 100 dB), the default.
-    case polyphase
-    /// libsamplerate's SINC converters.
-    case best, medium, fastest
-    var converter: Int32 {
-        switch self {
-        case .best: return Int32(SRC_SINC_BEST_QUALITY)
-        case .medium, .polyphase: return Int32(SRC_SINC_MEDIUM_QUALITY)
-        case .fastest: return Int32(SRC_SINC_FASTEST)
-        }
-    }
-}
-
-/// libsamplerate's streaming converter (src_new / src_process), one channel, constant ratio.
-final class StreamResampler {
-    let ratio: Double
-    let path: String
-    let scratchCount = 8_192
-    /// `.polyphase` (where the ratio allows it) resamples with `PolyphaseResampler`; otherwise libsamplerate's
-    /// converter `state` with its output `scratch` (only then created).
-    let polyphase: PolyphaseResampler?
-    let state: OpaquePointer?
-    let scratch: UnsafeMutablePointer<Float>?
-
-    init(rate: Int, target: Int, quality: ResampleQuality, path: String) throws(AudioError) {
-        self.ratio = Double(target) / Double(rate)
-        self.path = path
-        polyphase =
-            quality == .polyphase
-            ? PolyphaseFilter.shared(rate: rate, target: target).map(PolyphaseResampler.init) : nil
-        if polyphase != nil {
-            state = nil
-            scratch = nil
-            return
-        }
-        var err: Int32 = 0
-        guard let s = src_new(quality.converter, 1, &err) else {
-            try Resampler.check(err == 0 ? -1 : err, path)
-            fatalError("unreachable")
-        }
-        state = s
-        scratch = .allocate(capacity: scratchCount)
-    }
-
-    deinit {
-        if let state { src_delete(state) }
-        scratch?.deallocate()
-    }
-
-    /// Feeds `count` input samples and appends every output generated; with `endOfInput`, drains.
-    func process(
-        _ input: UnsafePointer<Float>, count: Int, endOfInput: Bool, into out: inout [Float]
-    ) throws(AudioError) {
-        if let polyphase {
-            polyphase.process(input, count: count, endOfInput: endOfInput, into: &out)
-            return
-        }
-        let state = state!, scratch = scratch!
-        var used = 0
-        while true {
-            var data = SRC_DATA()
-            data.data_in = input + used
-            data.input_frames = count - used
-            data.data_out = scratch
-            data.output_frames = scratchCount
-            data.end_of_input = endOfInput ? 1 : 0
-            data.src_ratio = ratio
-            try Resampler.check(src_process(state, &data), path)
-            out.append(contentsOf: UnsafeBufferPointer(start: scratch, count: data.output_frames_gen))
-            used += data.input_frames_used
-            if data.output_frames_gen == 0 && (used >= count || data.input_frames_used == 0) { break }
-        }
-    }
-}
-
-/// Resampling a signal in memory (same converter and length rule as decoding).
-public enum Resampler {
-    /// The single place a libsamplerate status becomes a Swift error.
-    static func check(_ status: Int32, _ path: String) throws(AudioError) {
-        if status != 0 { throw AudioError(.resample, path: path, String(cString: src_strerror(status))) }
-    }
-
-    /// Mono `input` at `rate` → mono at `targetRate`, exactly L(n, rate) samples; output sample m is the
-    /// signal at time m/targetRate (libsamplerate compensates its filter delay).
-    public static func resample(
-        _ input: [Float], from rate: Int, to targetRate: Int = targetSampleRate,
-        quality: ResampleQuality = .polyphase, path: String = "<memory>"
-    ) throws(AudioError) -> [Float] {
-        if rate == targetRate || input.isEmpty { return input }
-        let n = resampledLengthRule(frames: input.count, rate: rate, targetRate: targetRate)
-        let rs = try StreamResampler(rate: rate, target: targetRate, quality: quality, path: path)
-        let pad = 1024 * max(1, (rate + targetRate - 1) / targetRate)
-        var out = [Float]()
-        out.reserveCapacity(n + pad)
-        try input.withUnsafeBufferPointer { p throws(AudioError) in
-            try rs.process(p.baseAddress!, count: p.count, endOfInput: false, into: &out)
-        }
-        let zeros = [Float](repeating: 0, count: pad)
-        try zeros.withUnsafeBufferPointer { z throws(AudioError) in
-            try rs.process(z.baseAddress!, count: pad, endOfInput: true, into: &out)
-        }
-        guard out.count >= n else {
-            throw AudioError(.resample, path: path, "the resampler generated \(out.count) samples, \(n) expected")
-        }
-        out.removeSubrange(n...)
-        return out
     }
 }
 

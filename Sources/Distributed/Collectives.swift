@@ -50,7 +50,9 @@ public final class Collectives: @unchecked Sendable {
             lock.unlock()
             if let (seq, info) = late {
                 let msg =
-                    "w2vbert: rank \(comm.rank) (\(comm.hostName)): collective #\(seq) '\(info.name)' has not completed after \(Int(now - info.start)) s (dist.timeout = \(timeout) s); another rank skipped it or died. Aborting the job.\n"
+                    "w2vbert: rank \(comm.rank) (\(comm.hostName)): collective #\(seq) '\(info.name)' has not "
+                        + "completed after \(Int(now - info.start)) s (dist.timeout = \(timeout) s); another rank "
+                        + "skipped it or died. Aborting the job.\n"
                 FileHandle.standardError.write(Data(msg.utf8))
                 comm.abort(code: Collectives.watchdogExitCode)
             }

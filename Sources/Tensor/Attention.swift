@@ -136,9 +136,7 @@ public func attentionBackward(
     let probs = saved
     var qs = q, ks = k
     var dqs = dq, dks = dk
-    let relCount = max(s.relCount, 1)
     let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace
-    _ = relCount
     if s.isRope {
         qs = saved + s.b * h * t * t
         ks = qs + s.b * t * d
@@ -155,54 +153,49 @@ public func attentionBackward(
             let dqs = dqsC, dks = dksC, qs = qsC, ks = ksC
             for pair in (s.b * h * part / parts)..<(s.b * h * (part + 1) / parts) {
                 let bi = pair / h, hh = pair % h
-                do {
-                    let off = bi * t * d + hh * dh
-                    let p = probs + (bi * h + hh) * t * t
-                    gemm(
-                        compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d,
-                        b: v + off,
-                        ldb: d, beta: 0, c: dp, ldc: t)
-                    gemm(
-                        compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: dOut + off,
-                        ldb: d,
-                        beta: betaV, c: dv + off, ldc: d)
-                    // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
+                let off = bi * t * d + hh * dh
+                let p = probs + (bi * h + hh) * t * t
+                gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d,
+                     b: v + off, ldb: d, beta: 0, c: dp, ldc: t)
+                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t,
+                     b: dOut + off, ldb: d, beta: betaV, c: dv + off, ldc: d)
+                // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
+                for i in 0..<t {
+                    let pr = p + i * t, dr = dp + i * t
+                    let dd = dot(pr, dr, t)
+                    for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
+                }
+                gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
+                     b: ks + off, ldb: d, beta: betaQK, c: dqs + off, ldc: d)
+                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
+                     b: qs + off, ldb: d, beta: betaQK, c: dks + off, ldc: d)
+                if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
+                    let r = left + right + 1
+                    drel.update(repeating: 0, count: t * r)
                     for i in 0..<t {
-                        let pr = p + i * t, dr = dp + i * t
-                        let dd = dot(pr, dr, t)
-                        for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
+                        let dr = dp + i * t, rr = drel + i * r
+                        for j in 0..<t { rr[relIndex(j - i, left, right)] += dr[j] }
                     }
-                    gemm(
-                        compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
-                        b: ks + off,
-                        ldb: d, beta: betaQK, c: dqs + off, ldc: d)
-                    gemm(
-                        compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
-                        b: qs + off,
-                        ldb: d, beta: betaQK, c: dks + off, ldc: d)
-                    if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
-                        let r = left + right + 1
-                        drel.update(repeating: 0, count: t * r)
-                        for i in 0..<t {
-                            let dr = dp + i * t, rr = drel + i * r
-                            for j in 0..<t { rr[relIndex(j - i, left, right)] += dr[j] }
-                        }
-                        gemm(
-                            compute, transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r,
-                            b: relKey,
-                            ldb: dh, beta: 1, c: dq + off, ldc: d)
-                        gemm(
-                            compute, transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r,
-                            b: q + off,
-                            ldb: d, beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
-                    }
+                    gemm(compute, transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r,
+                         b: relKey, ldb: dh, beta: 1, c: dq + off, ldc: d)
+                    gemm(compute, transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r,
+                         b: q + off, ldb: d, beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
                 }
             }
         }
     }
+    attentionBackwardFinish(dq: dq, dk: dk, dRelKey: dRelKey, dRelParts: dRelParts, dqs: dqs, dks: dks, shape: s,
+                            write: write)
+}
+
+/// The end of `attentionBackward`: Shaw's relative-key gradient summed over the pairs, and RoPE's rotation of
+/// dq', dk' back into dq, dk.
+private func attentionBackwardFinish(dq: FPtr, dk: FPtr, dRelKey: FPtr?, dRelParts: CFPtr, dqs: FPtr,
+                                     dks: FPtr, shape s: AttentionShape, write: GradientWrite) {
+    let t = s.t, d = s.d, h = s.heads
     if let dRelKey, s.relCount > 0 {
         // dE += the pairs' contributions in pair order (the same sum on any number of threads).
-        let count = s.relCount * dh
+        let count = s.relCount * s.dh
         parallelFor(count, grain: 256) { lo, hi in
             for pair in 0..<(s.b * h) {
                 let src = dRelParts + pair * count

@@ -1,6 +1,6 @@
 /// Cosine similarity of row pairs: out[n] = ⟨a_i, b_j⟩ / (max(‖a_i‖, eps)·max(‖b_j‖, eps)) with
-/// i = ia[n], j = ib[n] (gathered rows of a [Na, D] and b [Nb, D]); each norm is clamped separately
-///. The contrastive loss uses it with one a row against K + 1 b rows.
+/// i = ia[n], j = ib[n] (gathered rows of a [Na, D] and b [Nb, D]); each norm is clamped separately.
+/// The contrastive loss uses it with one a row against K + 1 b rows.
 /// Saves normA[Na], normB[Nb] (the clamped norms) for backward.
 public func cosineForward(
     out: FPtr, normA: FPtr, normB: FPtr, a: CFPtr, b: CFPtr, ia: UnsafePointer<Int32>,

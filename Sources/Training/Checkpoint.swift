@@ -94,7 +94,8 @@ public final class CheckpointManager {
             throw SafeTensorsError(
                 path: tmp,
                 problem:
-                    "checkpoint of step \(step) not written: \(error); the previous checkpoint (\(latestName ?? "none")) is intact"
+                    "checkpoint of step \(step) not written: \(error); the previous checkpoint "
+                        + "(\(latestName ?? "none")) is intact"
             )
         }
         try? FileManager.default.removeItem(atPath: final)
@@ -178,7 +179,8 @@ public final class CheckpointManager {
                     throw SafeTensorsError(
                         path: file.path,
                         problem:
-                            "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different config?)"
+                            "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different "
+                                + "config?)"
                     )
                 }
             }

@@ -1,4 +1,4 @@
-// Hugging Face `transformers` interchange (README "From pre-training to fine-tuning").
+// Hugging Face `transformers` interchange (docs/huggingface.md).
 //
 // The encoder of a config in the Hugging Face family (presets tiny2, small2, base2, w2v-bert-2.0) maps one
 // to one onto `Wav2Vec2BertModel`: the feature projection, then N + M Conformer blocks as
@@ -44,7 +44,8 @@ public enum HuggingFace {
         if m.frontend != .stack {
             return ConfigError(
                 "model.frontend",
-                "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → Linear(160 → d))"
+                "is \(m.frontend.rawValue); Wav2Vec2BertModel has only the stack front end (LayerNorm(160) → "
+                    + "Linear(160 → d))"
             )
         }
         if m.frontendNorm {
@@ -64,7 +65,8 @@ public enum HuggingFace {
         case .rope:
             return ConfigError(
                 "model.position",
-                "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model rotates q and k after them (use shaw or none)"
+                "is rope; Wav2Vec2BertModel's rotary embedding rotates the input of the q/k projections, this model "
+                    + "rotates q and k after them (use shaw or none)"
             )
         }
         if !m.causalConv {
@@ -138,7 +140,7 @@ public enum HuggingFace {
             "num_attention_heads": m.heads, "intermediate_size": m.ffnDim,
             "feature_projection_input_dim": 2 * Config.melBins,
             "hidden_act": "swish", "layer_norm_eps": 1e-5,
-            // docs/method.md single dropout: after FFN activations and at the end of every residual branch.
+            // The one dropout rate of docs/method.md: after FFN activations and at the end of every residual branch.
             // (HF's attention_dropout also drops attention probabilities, which this trainer never does.)
             "hidden_dropout": p, "activation_dropout": p, "attention_dropout": p, "conformer_conv_dropout": p,
             "feat_proj_dropout": 0.0, "layerdrop": Double(m.layerDrop),
@@ -227,7 +229,8 @@ public enum HuggingFace {
         }
         do { return Source(dir: dir, json: json, weights: try SafeTensors.open(path: st)) } catch {
             throw HuggingFaceError(
-                "\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before save_pretrained)"
+                "\(error) (HINT: only float32 weights are supported; load with torch_dtype=torch.float32 before "
+                    + "save_pretrained)"
             )
         }
     }
@@ -327,12 +330,14 @@ public enum HuggingFace {
             }
             guard let (ours, shape) = hfToOurs[n] else {
                 throw HuggingFaceError(
-                    "\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)"
+                    "\(src.weights.path): tensor '\(name)' has no place in this model (HINT: its config differs: "
+                        + "model.position, model.mlm_blocks + model.contrastive_blocks, mask.replacement?)"
                 )
             }
             guard entry.shape == shape else {
                 throw HuggingFaceError(
-                    "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) (for \(ours))"
+                    "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(shape) "
+                        + "(for \(ours))"
                 )
             }
             out[ours] = name

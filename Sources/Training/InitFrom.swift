@@ -43,7 +43,8 @@ public enum InitialWeights {
             for name in file.entries.keys.sorted() {
                 guard let e = layout[name] else {
                     throw HuggingFaceError(
-                        "\(path): tensor '\(name)' has no place in this model (HINT: a different architecture; compare the configs)"
+                        "\(path): tensor '\(name)' has no place in this model (HINT: a different architecture; "
+                            + "compare the configs)"
                     )
                 }
                 guard file.entries[name]!.shape == e.shape else {
@@ -56,7 +57,8 @@ public enum InitialWeights {
             kind = "checkpoint"
         } else {
             throw HuggingFaceError(
-                "\(source): neither a checkpoint folder, a run folder with checkpoints, nor a Hugging Face model folder (config.json)"
+                "\(source): neither a checkpoint folder, a run folder with checkpoints, nor a Hugging Face model "
+                    + "folder (config.json)"
             )
         }
         var fresh: [String] = []

@@ -150,14 +150,23 @@ public enum SafeTensors {
             }
             guard e.range.lowerBound == pos else {
                 throw fail(
-                    "tensor data is not contiguous: \(e.range.lowerBound - pos) bytes unaccounted for before tensor '\(e.name)'"
+                    "tensor data is not contiguous: \(e.range.lowerBound - pos) bytes unaccounted for before tensor "
+                        + "'\(e.name)'"
                 )
             }
             pos = e.range.upperBound
             previous = "tensor '\(e.name)'"
         }
         guard pos == dataCount else { throw fail("data is \(dataCount) bytes but the tensors cover \(pos)") }
-        // Values: a NaN or infinity in a checkpoint is damage (the trainer never saves one), refused by name.
+        try checkFinite(bytes, tensors: ordered, dataStart: dataStart, path: path)
+        return File(path: path, bytes: bytes, dataStart: start + dataStart, entries: entries, metadata: metadata)
+    }
+
+    /// Values: a NaN or infinity in a checkpoint is damage (the trainer never saves one), refused by name.
+    static func checkFinite(
+        _ bytes: Data, tensors ordered: [(name: String, range: Range<Int>)], dataStart: Int,
+        path: String
+    ) throws {
         try bytes.withUnsafeBytes { raw in
             for e in ordered where !e.range.isEmpty {
                 let base = raw.baseAddress!.advanced(by: dataStart + e.range.lowerBound)
@@ -169,13 +178,13 @@ public enum SafeTensors {
                         throw SafeTensorsError(
                             path: path,
                             problem:
-                                "tensor '\(e.name)' holds \(x.isNaN ? "NaN" : x > 0 ? "+infinity" : "-infinity") at element \(i) (HINT: the file is damaged or was written by a diverged run)"
+                                "tensor '\(e.name)' holds \(x.isNaN ? "NaN" : x > 0 ? "+infinity" : "-infinity") at "
+                                + "element \(i) (HINT: the file is damaged or was written by a diverged run)"
                         )
                     }
                 }
             }
         }
-        return File(path: path, bytes: bytes, dataStart: start + dataStart, entries: entries, metadata: metadata)
     }
 
     /// An array of integers from JSON only when every element is an integral number below 9e15 (no 1.5, no 1e300).

@@ -55,7 +55,7 @@ public final class StepRunner {
         gv = c.quantizer.groups * c.quantizer.entries
     }
 
-    /// docs/method.md span masks of a micro-batch, keyed (seed, step, micro-batch index).
+    /// The span masks of a micro-batch, keyed (seed, step, micro-batch index).
     public func mask(_ mb: MicroBatch, step: Int) -> [UInt8] {
         let c = config, T = c.encoderLength(t0: mb.maxFrames)
         var rng = mb.randomStream(seed: c.train.seed, step: step, purpose: .mask)

@@ -3,7 +3,7 @@
 //   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
 //   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
 //             non-finite agreement → clip → AdamW                                     → StepResult
-//   metrics   StepMetrics.swift: one list of metrics → metrics.jsonl, TensorBoard, console
+//   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
 // Every collective goes through `Collectives` (named, sequence-numbered, under the watchdog) and every
@@ -16,7 +16,7 @@ import W2VBert
 import Audio
 import CProcess
 
-/// Exit statuses of `w2vbert train` (README "Exit statuses"); Slurm scripts requeue on `stopped`.
+/// Exit statuses of `w2vbert train` (README "Exit statuses", docs/robustness.md); Slurm scripts requeue on `stopped`.
 public enum TrainExit: Int32, Sendable {
     case finished = 0
     case error = 1

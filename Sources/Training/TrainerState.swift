@@ -50,7 +50,8 @@ public struct TrainerState: Codable, Sendable, Equatable {
             throw DecodingError.dataCorruptedError(
                 forKey: .formatVersion, in: c,
                 debugDescription:
-                    "written by a newer w2vbert-swift (format_version \(formatVersion); this one reads ≤ \(TrainerState.formatVersion))"
+                    "written by a newer w2vbert-swift (format_version \(formatVersion); this one reads "
+                        + "≤ \(TrainerState.formatVersion))"
             )
         }
         software = try c.decodeIfPresent(String.self, forKey: .software) ?? "unknown"

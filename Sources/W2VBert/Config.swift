@@ -147,7 +147,7 @@ public struct TrainConfig: Sendable, Equatable {
     public var updateFreq = 1
     public var maxFrames = 16_000  // padded fbank frames per micro-batch (B·T0max)
     public var maxSamples = 250_000  // random crop of longer utterances, 16 kHz samples (15.6 s)
-    public var balanceSteps = true  // a step's micro-batches cost about the same (README)
+    public var balanceSteps = true  // a step's micro-batches cost about the same (docs/decisions.md)
     public var seed: UInt64 = 1
     public var logInterval = 10
     public var saveInterval = 1000

@@ -200,7 +200,8 @@ extension Config {
                     guard let t = AdapterTarget(rawValue: p) else {
                         throw ConfigError(
                             "adapter.targets",
-                            "unknown target '\(p)' (expected any of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))"
+                            "unknown target '\(p)' (expected any "
+                                + "of \(AdapterTarget.allCases.map(\.rawValue).joined(separator: ", ")))"
                         )
                     }
                     if !out.contains(t) { out.append(t) }

@@ -173,7 +173,7 @@ public struct ParameterLayout: Sendable {
         return entries[i]
     }
 
-    /// Fills `params` (layout.count floats) per SPEC: each tensor from its own stream
+    /// Fills `params` (layout.count floats) as docs/method.md says: each tensor from its own stream
     /// RandomStream(seed, step 0, micro-batch = FNV-1a hash of its name, purpose .initialization), so
     /// adding a tensor does not change the others. Padding between tensors is zeroed.
     public func initialize(_ params: FPtr, seed: UInt64) {

@@ -5,8 +5,8 @@
 //                     tiny2 small2 base2 w2v-bert-2.0), `apply(overrides:)` for "--set a.b=value", `yaml` to
 //                     serialise, `validate()` (errors name the key), encoderLength(t0:), tau(step:),
 //                     learningRate(step:), trainingMatmulFlops(batch:t0:masked:).
-//   ParameterLayout   docs/method.md names and PyTorch shapes at offsets into one Float buffer (params, grads,
-//                     Adam m and v share them); initialize(_:seed:) per docs/method.md.
+//   ParameterLayout   canonical names (docs/method.md) and PyTorch shapes at offsets into one Float buffer
+//                     (params, grads, Adam m and v share them); initialize(_:seed:) as docs/method.md says.
 //   W2VBertModel      forward(BatchView, tau:, training:, reduceUsage:) -> StepStats (un-normalised sums),
 //                     backward(lossScale:diversityScale:) accumulating into grads, gradientsReady hook,
 //                     embed(...) for hidden states, noiseOverride for tests.

@@ -27,8 +27,10 @@ struct Features: ParsableCommand {
 
     @Option(
         name: .long,
-        help:
-            "Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the trainer does for crops."
+        help: """
+            Start of a stretch, in seconds (with --duration): only that stretch is decoded (seeking), as the \
+            trainer does for crops.
+            """
     )
     var offset: Double?
 
@@ -62,7 +64,9 @@ struct Features: ParsableCommand {
             try Npy.write(NpyArray(shape: [T0, fbank.numBins], data: feats), to: out)
             if let s = samplesOut { try Npy.write(NpyArray(shape: [samples.count], data: samples), to: s) }
             print(
-                "\(audio): \(samples.count) samples at 16 kHz (\(String(format: "%.2f", Double(samples.count) / 16000)) s) → \(out) [\(T0), \(fbank.numBins)]\(noCmvn ? "" : " CMVN")"
+                "\(audio): \(samples.count) samples at 16 kHz "
+                    + "(\(String(format: "%.2f", Double(samples.count) / 16000)) s) → \(out) "
+                    + "[\(T0), \(fbank.numBins)]\(noCmvn ? "" : " CMVN")"
             )
         }
     }

@@ -28,7 +28,8 @@ struct Train: ParsableCommand {
             """)
     var initFrom: String?
     @Flag(help: "Only warnings and errors on the console.") var quiet = false
-    @Option(help: "Decoding threads per rank (2: enough for the tiny preset at its bf16 step rate, README \"Data\").")
+    @Option(
+        help: "Decoding threads per rank (2: enough for the tiny preset at its bf16 step rate; docs/performance.md).")
     var loaderWorkers = 2
     // Test hooks.
     @Option(help: .hidden) var testDivergeRank: Int?

@@ -28,7 +28,7 @@ final class FbankTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(lengths.count, 5, "fixtures should have different lengths")
     }
 
-    /// SPEC target: ≥ 500× real time on one core (measured ≈ 3500× here; best of 3 over 120 s of audio).
+    /// The target: ≥ 500× real time on one core (measured ≈ 3500× here; best of 3 over 120 s of audio).
     func testThroughputOnOneCore() {
         let seconds = 120.0
         let x = speechLike(rate: 16000, seconds: seconds)
