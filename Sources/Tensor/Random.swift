@@ -17,6 +17,7 @@ public enum RandomPurpose: UInt32, Sendable {
     case dropout = 8
     case layerDrop = 9
     case revive = 10
+    case channelMask = 11
     case test = 99
 }
 

@@ -1,5 +1,5 @@
-// Configuration of a W2V-BERT run: ten YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
-// `train`, `dist`, `codebook`, `adapter` and `compute`. A config is a preset (tiny, small, base, xl, or the
+// Configuration of a W2V-BERT run: eleven YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
+// `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny, small, base, xl, or the
 // Hugging Face family) plus YAML files plus `--set section.key=value` overrides; every key goes through one
 // table (`Config.keys`), so loading, overriding, validation messages and serialisation agree. Unknown keys
 // and impossible values are errors that name the key.
@@ -13,6 +13,9 @@ import Yams
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
+/// What sits on the encoder: the pre-training heads (quantizer, contrastive and MLM heads) or a CTC head
+/// (a Linear layer to model.vocab_size letters, for fine-tuning and recognition).
+public enum Head: String, Sendable, CaseIterable { case pretrain, ctc }
 /// Learning-rate schedules: `transformer` (inverse square root after warm-up), `polynomial` (linear warm-up then
 /// linear decay to 0), `tri_stage` (fine-tuning: warm-up from init_lr_scale·lr, hold, exponential decay to
 /// final_lr_scale·lr, stage lengths optimizer.tri_stage_ratios of max_steps).
@@ -93,6 +96,11 @@ public struct ModelConfig: Sendable, Equatable {
     public var finalDim = 64
     public var dropout: Float = 0
     public var layerDrop: Float = 0
+    public var head: Head = .pretrain
+    /// V of the CTC head: the dictionary's size, blank (0) included. Required (> 1) with head ctc.
+    public var vocabSize = 0
+    /// Dropout on the encoder output before the CTC head.
+    public var finalDropout: Float = 0
 }
 
 public struct QuantizerConfig: Sendable, Equatable {
@@ -159,14 +167,6 @@ public struct TrainConfig: Sendable, Equatable {
     public var trainable: Trainable = .all  // adapters: the base model is frozen
 }
 
-/// CTC fine-tuning (`w2vbert finetune`): which parts of the encoder train when.
-public struct FinetuneConfig: Sendable, Equatable {
-    /// The whole encoder is frozen for this many optimizer updates: only the CTC head trains.
-    public var freezeUpdates = 0
-    /// The front end (feature encoder) never trains: no gradient, no optimizer state, no update.
-    public var freezeFrontend = true
-}
-
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
 public struct DistConfig: Sendable, Equatable {
     public enum OnDivergence: String, Sendable, CaseIterable { case abort, resync }
@@ -179,6 +179,22 @@ public struct CodebookConfig: Sendable, Equatable {
     public var syncInterval = 100  // steps per hard-count window (0 = no revival)
     public var deadThreshold: Double = 0.01  // a code is dead below this share of uniform use over the window
     public var revive = true
+}
+
+/// CTC fine-tuning (model.head = ctc): masking of the encoder input during training, as wav2vec 2.0's
+/// fine-tuning. Time masking replaces spans of encoder frames by the mask embedding (the pre-training
+/// replacement), at least two spans per utterance when the probability is > 0; channel masking zeroes spans
+/// of the encoder input's channels for every frame of an utterance.
+public struct FinetuneConfig: Sendable, Equatable {
+    public var maskTimeProb: Float = 0.5
+    public var maskTimeSpan = 10
+    public var maskChannelProb: Float = 0
+    public var maskChannelSpan = 64
+    /// The feature encoder (front end) is not trained: its gradients are never computed, it has no optimizer
+    /// state and no update.
+    public var freezeFrontend = true
+    /// The whole encoder is frozen for this many optimizer updates: only the CTC head trains.
+    public var freezeUpdates = 0
 }
 
 /// How a rank computes. Not part of the model: checkpoints are interchangeable between
@@ -340,6 +356,7 @@ public struct Config: Sendable, Equatable {
                 "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
         try validateAdapters()
+        try validateHead()
         try validateFinetune()
         try check(
             compute.threads >= 0 && compute.threads <= 256, "compute.threads",
@@ -368,6 +385,30 @@ extension Config {
         try check(
             train.trainable == .all || adapter.kind != .none, "train.trainable",
             "'adapters' needs adapters (set adapter.kind, e.g. lora)")
+    }
+}
+
+extension Config {
+    /// model.head, model.vocab_size, model.final_dropout and the finetune section.
+    func validateHead() throws {
+        func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
+        try check(model.finalDropout >= 0 && model.finalDropout < 1, "model.final_dropout", "must be in [0, 1)")
+        try check(model.vocabSize >= 0, "model.vocab_size", "must be ≥ 0")
+        let f = finetune
+        try check(f.maskTimeProb >= 0 && f.maskTimeProb <= 1, "finetune.mask_time_prob", "must be in [0, 1]")
+        try check(f.maskTimeSpan >= 1, "finetune.mask_time_span", "must be ≥ 1")
+        try check(f.maskChannelProb >= 0 && f.maskChannelProb <= 1, "finetune.mask_channel_prob", "must be in [0, 1]")
+        try check(f.maskChannelSpan >= 1, "finetune.mask_channel_span", "must be ≥ 1")
+        guard model.head == .ctc else { return }
+        try check(
+            model.vocabSize > 1, "model.vocab_size",
+            "must be > 1 with model.head ctc (the dictionary's size, blank included), got \(model.vocabSize)")
+        try check(
+            adapter.kind == .none, "model.head",
+            "ctc cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
+        try check(
+            model.hypernetwork == .none, "model.head",
+            "ctc cannot be combined with model.hypernetwork = \(model.hypernetwork.rawValue)")
     }
 }
 

@@ -91,6 +91,9 @@ extension Config {
         int("model.final_dim", \.model.finalDim),
         float("model.dropout", \.model.dropout),
         float("model.layer_drop", \.model.layerDrop),
+        choice("model.head", \.model.head),
+        int("model.vocab_size", \.model.vocabSize),
+        float("model.final_dropout", \.model.finalDropout),
 
         int("quantizer.groups", \.quantizer.groups),
         int("quantizer.entries", \.quantizer.entries),
@@ -209,6 +212,10 @@ extension Config {
                 c.adapter.targets = out
             }, serialised: true),
 
+        float("finetune.mask_time_prob", \.finetune.maskTimeProb),
+        int("finetune.mask_time_span", \.finetune.maskTimeSpan),
+        float("finetune.mask_channel_prob", \.finetune.maskChannelProb),
+        int("finetune.mask_channel_span", \.finetune.maskChannelSpan),
         int("finetune.freeze_updates", \.finetune.freezeUpdates),
         bool("finetune.freeze_frontend", \.finetune.freezeFrontend),
 

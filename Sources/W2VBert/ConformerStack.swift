@@ -102,11 +102,33 @@ struct ConformerStack {
         x0: CFPtr, dm: CFPtr, dc: CFPtr, frames: MaskedFrames, lengths: UnsafePointer<Int32>,
         _ s: BatchShape, config bc: BlockConfig, blockDone: (Int) throws -> Void
     ) rethrows {
-        let shape = attentionShape(s), n = s.n, d = shape.d, nc = contrastive.count
+        let n = s.n, nc = contrastive.count
         zero(dCur, n * d)
         frames.scatterAdd(dCur, from: dm, width: d)
+        try backwardBlocks(
+            x0: x0, lengths: lengths, s, config: bc,
+            entering: { i in if i == nc - 1 { frames.scatterAdd(dCur, from: dc, width: d) } },
+            blockDone: blockDone)
+    }
+
+    /// Backward from the gradient `dy` [N, d] of the last block's output (the CTC head's); on exit dCur holds
+    /// dx0. `blockDone(i)` as in `backward`.
+    func backward(
+        x0: CFPtr, dy: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig,
+        blockDone: (Int) throws -> Void
+    ) rethrows {
+        copy(dCur, dy, n: s.n * d)
+        try backwardBlocks(x0: x0, lengths: lengths, s, config: bc, entering: { _ in }, blockDone: blockDone)
+    }
+
+    /// The blocks in reverse on dCur; `entering(i)` runs before block i's backward (a loss's gradient joining).
+    private func backwardBlocks(
+        x0: CFPtr, lengths: UnsafePointer<Int32>, _ s: BatchShape, config bc: BlockConfig,
+        entering: (Int) -> Void, blockDone: (Int) throws -> Void
+    ) rethrows {
+        let shape = attentionShape(s), n = s.n, d = shape.d
         for i in stride(from: dropped.count - 1, through: 0, by: -1) {
-            if i == nc - 1 { frames.scatterAdd(dCur, from: dc, width: d) }
+            entering(i)
             if !dropped[i] {
                 let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)

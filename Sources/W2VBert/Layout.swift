@@ -42,6 +42,12 @@ public struct ParameterLayout: Sendable {
         for o in options {
             for spec in o.sharedParameters { add(spec) }
         }
+        // Head ctc: the encoder above and a Linear layer to the vocabulary (HF Wav2Vec2BertForCTC's lm_head);
+        // no quantizer, contrastive or MLM head.
+        if m.head == .ctc {
+            linear("ctc_head", out: m.vocabSize, in: d)
+            return
+        }
         add("quantizer.proj.weight", [gv, d], .normal(std: 1 / Float(d).squareRoot()), decay: true)
         add("quantizer.proj.bias", [gv], .zeros, decay: false)
         add("quantizer.codebook", [gv, q.dim / q.groups], .uniform(low: 0, high: 1), decay: false)

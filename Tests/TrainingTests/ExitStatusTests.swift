@@ -12,7 +12,7 @@ final class ExitStatusTests: XCTestCase {
     static let subcommands: [[String]] = [
         ["train"], ["config"], ["validate"], ["embed"], ["export-hf"], ["import-hf"], ["inspect"], ["compare"],
         ["prepare"], ["features"], ["bench", "model"], ["bench", "kernels"], ["bench", "data"], ["bench", "dist"],
-        ["bench", "scaling"], ["check", "mpi"], ["check", "dist"]
+        ["bench", "scaling"], ["check", "mpi"], ["check", "dist"], ["transcribe"], ["evaluate"]
     ]
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {

@@ -4,7 +4,7 @@ Swift code.
 
 Parameter names and layouts are the canonical ones of docs/method.md. Two modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table}.safetensors (float64 reference values
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table,j_ctc}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
@@ -302,9 +302,14 @@ class W2VBert(nn.Module):
             self.pos_conv = nn.Conv1d(d, d, P, groups=Gp, padding=P // 2)
         self.contrastive = Stack(c, c["model.contrastive_blocks"])
         self.mlm = Stack(c, c["model.mlm_blocks"])
-        self.quantizer = Quantizer(c)
-        self.contrastive_head = ContrastiveHead(c)
-        self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
+        if c.get("model.head", "pretrain") == "ctc":
+            # CTC fine-tuning (HF Wav2Vec2BertForCTC): the encoder and a Linear head to the vocabulary, no
+            # quantizer and no pre-training heads
+            self.ctc_head = nn.Linear(d, c["model.vocab_size"])
+        else:
+            self.quantizer = Quantizer(c)
+            self.contrastive_head = ContrastiveHead(c)
+            self.mlm_head = nn.Linear(d, c["quantizer.groups"] * c["quantizer.entries"])
         if c["adapter.kind"] == "hyper-lora":
             # Speaker adapters (hyper-lora): s = tanh(proj · mean_t z), or (adapter.speaker = table) s = table[row] with
             # N known speakers and the unknown row N; A, B = Σ_k [s; e_l]_k · gen_{a,b}[k]
@@ -484,6 +489,65 @@ class W2VBert(nn.Module):
         return loss, dict(L_w=L_w, L_m=L_m, L_d=L_d, c_acc=c_acc, m_acc=m_acc, prob_ppl=prob_ppl, code_ppl=code_ppl, S=S)
 
 
+    def forward_ctc(self, feats, t0, labels, label_lengths):
+        """The CTC model without masking or dropout: feats [B, T0, 80]; labels flattened, label_lengths [B].
+        Returns (Σ_b loss_b / L_b, per-utterance losses [B], logits [B, T, V])."""
+        c = self.c
+        z = self.feature_encoder(feats)
+        B, T, d = z.shape
+        lengths = torch.tensor([encoder_length(c, int(n)) for n in t0])
+        valid = torch.arange(T)[None, :] < lengths[:, None]
+        x = self.context_proj(z)
+        if c["model.position"] == "conv":
+            x = x * valid[..., None]
+            x = x + Fn.gelu(self.pos_conv(x.transpose(1, 2))[..., :T].transpose(1, 2))
+        for blk in self.blocks():
+            x = blk(x, valid, None)
+        logits = self.ctc_head(x)
+        lp = torch.log_softmax(logits, -1).transpose(0, 1)         # [T, B, V]
+        ll = torch.tensor(label_lengths, dtype=torch.long)
+        losses = Fn.ctc_loss(lp, torch.tensor(labels, dtype=torch.long), lengths, ll, blank=0, reduction="none",
+                             zero_infinity=True)
+        return (losses / ll.to(losses.dtype)).sum(), losses, logits
+
+
+def write_ctc_fixture(name, spec, outdir):
+    """A CTC fixture: inputs, labels, parameters, logits, per-utterance losses, Σ loss_b / L_b and every gradient."""
+    from safetensors.numpy import save_file
+    torch.manual_seed(spec["seed"])
+    rng = np.random.default_rng(spec["seed"])
+    c = preset(spec["preset"])
+    c.update(spec["over"])
+    model = W2VBert(c).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+            p.copy_(p.float().double())
+    t0 = spec["t0"]
+    B, T0 = len(t0), max(t0)
+    feats = np.zeros((B, T0, MEL), dtype=np.float32)
+    for b, n in enumerate(t0):
+        feats[b, :n] = rng.standard_normal((n, MEL)).astype(np.float32)
+    labels = [l for seq in spec["labels"] for l in seq]
+    label_lengths = [len(seq) for seq in spec["labels"]]
+    init = {f"param.{n}": p.detach().float().numpy().copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss, losses, logits = model.forward_ctc(torch.tensor(feats, dtype=torch.float64), t0, labels, label_lengths)
+    loss.backward()
+    grads = {f"grad.{n}": p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+    tensors = {"input.features": feats, "input.lengths": np.array(t0, dtype=np.int32),
+               "input.labels": np.array(labels, dtype=np.int32),
+               "input.label_lengths": np.array(label_lengths, dtype=np.int32),
+               "out.logits": logits.detach().numpy().copy(), "out.losses": losses.detach().numpy().copy(),
+               "out.loss": np.array([loss.item()])}
+    tensors.update(init)
+    tensors.update(grads)
+    meta = {"overrides": "\n".join(f"{k}={fmt(v)}" for k, v in sorted(spec["over"].items())), "preset": spec["preset"]}
+    path = os.path.join(outdir, f"fixture_{name}.safetensors")
+    save_file(tensors, path, metadata=meta)
+    print(f"{path}: loss={loss.item():.6f} losses={losses.tolist()}")
+
+
 def no_decay(name):
     """No weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
     parts = name.split(".")
@@ -640,6 +704,17 @@ MICRO = {
 }
 
 
+CTC = {
+    # the CTC head on a conv2d / positional-conv encoder, V = 9 (blank, `|`, 7 letters): a repeated label, an
+    # utterance with a single label; no masking, no dropout
+    "j_ctc": dict(preset="tiny", t0=[95, 71], seed=9, labels=[[3, 1, 4, 4, 2, 8, 1, 5], [6]], over={
+        "model.frontend": "conv2d", "model.frontend_channels": 4, "model.dim": 32, "model.heads": 4, "model.ffn_dim": 64,
+        "model.conv_kernel": 5, "model.contrastive_blocks": 2, "model.mlm_blocks": 1, "model.position": "conv",
+        "model.pos_conv_kernel": 6, "model.pos_conv_groups": 4, "model.head": "ctc", "model.vocab_size": 9,
+        "finetune.mask_time_prob": 0.0, "finetune.freeze_frontend": False}),
+}
+
+
 def fmt(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -780,3 +855,6 @@ if __name__ == "__main__":
         for name, spec in MICRO.items():
             if not only or name in only:
                 write_fixture(name, spec, outdir)
+        for name, spec in CTC.items():
+            if not only or name in only:
+                write_ctc_fixture(name, spec, outdir)
