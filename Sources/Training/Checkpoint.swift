@@ -27,7 +27,11 @@ extension CheckpointTensors {
     /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
     /// state. The same offsets as `Optimizer(config:layout:)` uses for m / v.
     public init(layout: ParameterLayout, config: Config) {
-        let ranges = layout.trainableRanges(config)
+        self.init(layout: layout, stateRanges: layout.trainableRanges(config))
+    }
+    /// A model's tensors in layout order; those outside `stateRanges` (the optimizer's ranges) have no
+    /// optimizer state.
+    public init(layout: ParameterLayout, stateRanges ranges: [Range<Int>]) {
         self.init(
             entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
             offsets: layout.entries.map { $0.offset },
@@ -95,7 +99,7 @@ public final class CheckpointManager {
                 path: tmp,
                 problem:
                     "checkpoint of step \(step) not written: \(error); the previous checkpoint "
-                        + "(\(latestName ?? "none")) is intact"
+                    + "(\(latestName ?? "none")) is intact"
             )
         }
         try? FileManager.default.removeItem(atPath: final)
@@ -180,7 +184,7 @@ public final class CheckpointManager {
                         path: file.path,
                         problem:
                             "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different "
-                                + "config?)"
+                            + "config?)"
                     )
                 }
             }

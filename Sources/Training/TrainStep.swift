@@ -18,6 +18,8 @@ import Audio
 /// What one optimizer step produced (after its collectives: sums and flags are global).
 public struct StepResult: Sendable {
     public var sums = StepSums()
+    /// CTC fine-tuning's sums (zero in pre-training).
+    public var ctc = CTCSums()
     public var diversityLoss = 0.0, probPerplexity = 0.0, codePerplexity = 0.0
     /// Hard-code counts of the step (global), for the codebook protocol.
     public var codeCounts: [Double] = []

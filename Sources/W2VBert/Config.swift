@@ -357,7 +357,6 @@ public struct Config: Sendable, Equatable {
         }
         try validateAdapters()
         try validateHead()
-        try validateFinetune()
         try check(
             compute.threads >= 0 && compute.threads <= 256, "compute.threads",
             "must be in [0, 256] (0 = the CPUs this rank may use)")
@@ -392,6 +391,7 @@ extension Config {
     /// model.head, model.vocab_size, model.final_dropout and the finetune section.
     func validateHead() throws {
         func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
+        try validateFinetune()  // the schedules and the finetune section's freezing keys
         try check(model.finalDropout >= 0 && model.finalDropout < 1, "model.final_dropout", "must be in [0, 1)")
         try check(model.vocabSize >= 0, "model.vocab_size", "must be ≥ 0")
         let f = finetune
