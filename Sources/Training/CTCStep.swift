@@ -59,12 +59,12 @@ public final class CTCStepRunner {
 
     /// forward of one micro-batch with its labels.
     func forward(_ mb: MicroBatch, step: Int, training: Bool) -> CTCStats {
-        withView(mb, step: step) { view in
-            mb.labels.withUnsafeBufferPointer { l in
+        // No utterance labelled (every label length 0): the model reads no label, but wants a pointer.
+        let labels = mb.labels.isEmpty ? [CTCVocabulary.blank] : mb.labels
+        return withView(mb, step: step) { view in
+            labels.withUnsafeBufferPointer { l in
                 mb.labelLengths.withUnsafeBufferPointer { n in
-                    // An empty label list still needs a valid pointer.
-                    let labels = l.baseAddress ?? UnsafePointer(bitPattern: 8)!
-                    return model.forward(view, labels: labels, labelLengths: n.baseAddress!, training: training)
+                    model.forward(view, labels: l.baseAddress!, labelLengths: n.baseAddress!, training: training)
                 }
             }
         }

@@ -26,8 +26,11 @@ public struct CheckpointTensors {
 extension CheckpointTensors {
     /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
     /// state. The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    /// A fine-tuning model (model.head ctc): the front end has none when finetune.freeze_frontend.
     public init(layout: ParameterLayout, config: Config) {
-        self.init(layout: layout, stateRanges: layout.trainableRanges(config))
+        let ranges =
+            config.model.head == .ctc ? config.finetuneRanges(layout).trainable : layout.trainableRanges(config)
+        self.init(layout: layout, stateRanges: ranges)
     }
     /// A model's tensors in layout order; those outside `stateRanges` (the optimizer's ranges) have no
     /// optimizer state.

@@ -1,8 +1,11 @@
-// The data-parallel trainer: one instance per rank. `run` is the loop over optimizer steps; each step's
-// parts live in their own files, in the order the data flows:
-//   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
-//   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
-//             non-finite agreement → clip → AdamW                                     → StepResult
+// The data-parallel trainer of `train` and `finetune`: one instance per rank. `run` is the loop over
+// optimizer steps of a TrainingObjective (pre-training or CTC fine-tuning); each step's parts live in their
+// own files, in the order the data flows:
+//   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor);
+//             fine-tuning's labels ride along (FinetuneLabels.swift)
+//   step      TrainStep.swift (pre-training) or CTCStep.swift (fine-tuning): forward → backward (buckets
+//             all-reduced in the background) → GradientStep.swift: non-finite agreement → clip → AdamW
+//                                                                                     → StepResult
 //   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
@@ -129,7 +132,7 @@ public final class Trainer {
         layout = objective.layout
         codeWindow = [Double](repeating: 0, count: labels == nil ? c.quantizer.groups * c.quantizer.entries : 0)
         // Frozen tensors (a frozen base model, a frozen front end) have no optimizer state to save.
-        tensors = CheckpointTensors(layout: layout, stateRanges: objective.optimizer.ranges)
+        tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
         // A checkpoint of another architecture is refused (resume falls back).
         checkpoints.expectedConfigYAML = c.yaml
