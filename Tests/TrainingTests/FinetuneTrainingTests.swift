@@ -130,4 +130,28 @@ final class FinetuneTrainingTests: XCTestCase {
         XCTAssertTrue(c.contains(odd + "/slice.wrd:1: character"), c)
         XCTAssertFalse(FileManager.default.fileExists(atPath: odd + "/r/checkpoints"), c)
     }
+
+    /// --init-from a pre-training run: the encoder starts as the source (and stays so while frozen), the
+    /// pre-training heads are skipped, the CTC head starts fresh; another architecture is refused naming the tensor.
+    func testInitFromPretrainingRun() throws {
+        let dir = try labelledSlice()
+        let pre = dir + "/pre"
+        let r = try runCommand(
+            [Self.exe, "train", "--train", dir + "/slice.tsv", "--run-dir", pre, "--max-steps", "1"] + Self.common,
+            environment: mpirunEnvironment, timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        try finetune(
+            ranks: 1, dir: dir, run: "ft", steps: 1,
+            extra: ["--init-from", pre, "--set", "finetune.freeze_updates=1", "--no-resume"])
+        let source = try tensors(dir, "pre", step: 1, "model.safetensors")
+        let tuned = try tensors(dir, "ft", step: 1, "model.safetensors")
+        XCTAssertEqual(Set(tuned.keys.filter { !$0.hasPrefix("ctc_head.") }), Set(source.keys).intersection(tuned.keys))
+        for (k, v) in tuned where !k.hasPrefix("ctc_head.") {
+            XCTAssertTrue(source[k] == v, "\(k) is not the source's")
+        }
+        let bad = try finetune(
+            ranks: 1, dir: dir, run: "ft-small", steps: 1, extra: ["--init-from", pre, "--set", "model.dim=128"],
+            expect: 1)
+        XCTAssertTrue(bad.contains("has shape"), bad)
+    }
 }
