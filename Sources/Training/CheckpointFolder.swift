@@ -38,6 +38,15 @@ public struct CheckpointFolder {
         config = try Config.load(yaml: [state.config], overrides: overrides)
     }
 
+    /// Throws unless the checkpoint holds the pre-training model (model.head pretrain); `command` is the reader.
+    public func requirePretraining(_ command: String) throws {
+        guard config.model.head == .pretrain else {
+            throw CheckpointFolderError(
+                "\(directory)/trainer.json: a CTC fine-tuned model (model.head \(config.model.head.rawValue)); "
+                    + "\(command) reads pre-training checkpoints (transcribe and evaluate read this one)")
+        }
+    }
+
     /// The run folder that holds this checkpoint (two levels up: RUN/checkpoints/step-…).
     public var runDirectory: String {
         ((directory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent

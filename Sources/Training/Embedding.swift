@@ -30,6 +30,7 @@ public struct Embedding {
     /// Computes the embeddings of `folder`'s model with `compute` and writes them to `out`. Returns the
     /// warnings (speaker labels the table does not know).
     public func run(_ folder: CheckpointFolder, compute: Compute, out: String) throws -> [String] {
+        try folder.requirePretraining("embed")
         let config = folder.config
         let inputs = try features(config)
         let model = W2VBertModel(

@@ -41,6 +41,10 @@ public enum HuggingFace {
     /// Nil when `Wav2Vec2BertModel` can express the config; else the first key it cannot, with the reason.
     public static func exportBlocker(_ c: Config) -> ConfigError? {
         let m = c.model
+        if m.head != .pretrain {
+            return ConfigError(
+                "model.head", "is \(m.head.rawValue); export-hf and import-hf convert the pre-training model")
+        }
         if m.frontend != .stack {
             return ConfigError(
                 "model.frontend",

@@ -45,7 +45,10 @@ public final class CTCModel {
     /// each and at most `maxTotalFrames` padded frames in all (B·T0; default maxBatch·maxFrames). Parameters
     /// are initialised from `config.train.seed` (the head as HF's Wav2Vec2BertForCTC: N(0, 0.02²), bias 0).
     public init(config c: Config, compute: Compute, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
-        precondition(c.model.head == .ctc, "CTCModel needs model.head ctc; model.head pretrain is W2VBertModel's")
+        // fatalError, not precondition: it stays in -Ounchecked builds (commands refuse such configs first).
+        guard c.model.head == .ctc else {
+            fatalError("CTCModel needs model.head ctc; model.head pretrain is W2VBertModel's")
+        }
         config = c
         self.compute = compute
         layout = ParameterLayout(config: c)

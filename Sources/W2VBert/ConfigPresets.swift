@@ -20,6 +20,38 @@ extension Config {
         c.mask.replacement = .learned
     }
 
+    /// tiny2, small2, base2: the sizes and training settings of tiny, small, base in the HF family.
+    /// w2v-bert-2.0: transformers' Wav2Vec2BertConfig defaults (d 1024, 24 layers, 16 heads, f 4096, k 31) split
+    /// as fairseq2's w2v-BERT 600m: 8 contrastive + 16 MLM blocks, quantizer 1 × 1024, D 1024, final 768,
+    /// τ (2.0, 0.1, 0.999995); xl's optimiser settings.
+    static func huggingFacePreset(_ name: String) throws -> Config {
+        var c: Config
+        if name == "w2v-bert-2.0" {
+            c = try preset("xl")
+            c.model.dim = 1024
+            c.model.heads = 16
+            c.model.ffnDim = 4096
+            c.model.convKernel = 31
+            c.model.contrastiveBlocks = 8
+            c.model.mlmBlocks = 16
+            c.quantizer.groups = 1
+            c.quantizer.entries = 1024
+            c.quantizer.dim = 1024
+            c.model.finalDim = 768
+            c.loss.diversityWeight = 0.2
+        } else {
+            let base = String(name.dropLast())
+            guard ["tiny", "small", "base"].contains(base) else {
+                throw ConfigError(
+                    "preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
+            }
+            c = try preset(base)
+        }
+        huggingFaceFamily(&c)
+        try c.validate()
+        return c
+    }
+
     public static func preset(_ name: String) throws -> Config {
         var c = Config()
         func set(_ C: Int, _ d: Int, _ h: Int, _ f: Int, _ k: Int, _ n: Int, _ m: Int, _ v: Int, _ dq: Int, _ fin: Int)
@@ -36,27 +68,7 @@ extension Config {
             c.quantizer.dim = dq
             c.model.finalDim = fin
         }
-        if name.hasSuffix("2") || name == "w2v-bert-2.0" {
-            // tiny2, small2, base2: the sizes and training settings of tiny, small, base in the HF family.
-            // w2v-bert-2.0: transformers' Wav2Vec2BertConfig defaults (d 1024, 24 layers, 16 heads, f 4096,
-            // k 31) split as fairseq2's w2v-BERT 600m: 8 contrastive + 16 MLM blocks, quantizer 1 × 1024,
-            // D 1024, final 768, τ (2.0, 0.1, 0.999995); xl's optimiser settings.
-            if name == "w2v-bert-2.0" {
-                c = try preset("xl")
-                set(c.model.frontendChannels, 1024, 16, 4096, 31, 8, 16, 1024, 1024, 768)
-                c.loss.diversityWeight = 0.2
-            } else {
-                let base = String(name.dropLast())
-                guard ["tiny", "small", "base"].contains(base) else {
-                    throw ConfigError(
-                        "preset", "unknown preset '\(name)' (expected one of \(presetNames.joined(separator: ", ")))")
-                }
-                c = try preset(base)
-            }
-            huggingFaceFamily(&c)
-            try c.validate()
-            return c
-        }
+        if name.hasSuffix("2") || name == "w2v-bert-2.0" { return try huggingFacePreset(name) }
         switch name {
         case "tiny":
             set(32, 144, 4, 576, 15, 2, 2, 128, 128, 64)

@@ -108,7 +108,10 @@ public final class W2VBertModel {
     /// is sized for the worst case of these bounds and for `compute.threads`. Parameters are initialised from
     /// `config.train.seed`.
     public init(config c: Config, compute: Compute, maxBatch: Int, maxFrames: Int, maxTotalFrames: Int? = nil) {
-        precondition(c.model.head == .pretrain, "W2VBertModel is the pre-training model; model.head ctc is CTCModel's")
+        // fatalError, not precondition: it stays in -Ounchecked builds (commands refuse such configs first).
+        guard c.model.head == .pretrain else {
+            fatalError("W2VBertModel is the pre-training model; model.head ctc is CTCModel's")
+        }
         config = c
         self.compute = compute
         layout = ParameterLayout(config: c)

@@ -30,6 +30,7 @@ struct BenchModel: ParsableCommand {
         } catch {
             throw UsageError("\(error)")
         }
+        try requirePretraining(config, "bench model")
         let compute = startCompute(config.compute, threads: threads, announce: true)
         let bench = StepBenchmark(config: config, compute: compute, batch: batch, seconds: seconds, steps: steps)
         print(bench.runModel(preset: preset))

@@ -9,7 +9,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
-                + "compute; an optional `preset:` key)."))
+                + "finetune, compute; an optional `preset:` key)."))
     var config: String?
     @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).")
     var overrides: [String] = []
@@ -32,6 +32,15 @@ struct ConfigOptions: ParsableArguments {
         } catch {
             throw UsageError("\(config.map { $0 + ": " } ?? "")\(error)")
         }
+    }
+}
+
+/// The pre-training commands (train, bench model, import-hf) refuse a CTC config given on the command line (status 2).
+func requirePretraining(_ c: Config, _ command: String) throws {
+    guard c.model.head == .pretrain else {
+        throw UsageError(
+            "\(command) works on the pre-training model; model.head is \(c.model.head.rawValue) "
+                + "(a CTC fine-tuning model: transcribe and evaluate read its checkpoints)")
     }
 }
 

@@ -24,6 +24,7 @@ struct ImportHF: ParsableCommand {
         // A bad --preset/--config/--set is status 2, reported before any file is read.
         let given = configOptions.preset != nil || configOptions.config != nil || !configOptions.overrides.isEmpty
         let base: Config? = given ? try configOptions.load() : nil
+        if let base { try requirePretraining(base, "import-hf") }
         let s: HuggingFace.ImportSummary
         do {
             s = try HuggingFace.importFolder(dir, to: out, base: base, contrastiveBlocks: contrastiveBlocks)

@@ -45,6 +45,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let config = try configOptions.load()  // bad config is rejected before any MPI work (status 2)
+        try requirePretraining(config, "train")
         for m in [train] + (valid.map { [$0] } ?? []) where !FileManager.default.fileExists(atPath: m) {
             throw RuntimeError("\(m): no such manifest")  // an input file: status 1, no usage
         }

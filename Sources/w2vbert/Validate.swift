@@ -15,7 +15,9 @@ struct Validate: ParsableCommand {
     var overrides: [String] = []
 
     func run() throws {
-        let config = try checkpointFolder(runDir, overrides: overrides).config
+        let folder = try checkpointFolder(runDir, overrides: overrides)
+        try folder.requirePretraining("validate")
+        let config = folder.config
         guard FileManager.default.fileExists(atPath: valid) else { throw RuntimeError("\(valid): no such manifest") }
         var o = TrainOptions(trainManifest: valid, validManifest: valid, runDirectory: runDir)
         o.requireCheckpoint = true

@@ -147,4 +147,33 @@ final class RecognitionTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.output.contains("trainer.json") && r.output.contains("model.head"), r.output)
     }
+
+    /// The pre-training commands refuse a CTC model: its checkpoint with status 1 naming trainer.json (embed,
+    /// validate, export-hf), a CTC config on the command line with status 2 (train, bench model, import-hf).
+    /// `config --keys` lists the head keys.
+    func testPretrainingCommandsRefuseACTCModel() throws {
+        let dir = temp("pre")
+        let (runDir, audio, manifest) = try makeRun(dir)
+        for args in [
+            ["embed", "--checkpoint", runDir, "--out", dir + "/e.npy", audio[0]],
+            ["validate", "--run-dir", runDir, "--valid", manifest], ["export-hf", runDir, "--out", dir + "/hf"]
+        ] {
+            let r = try run(args)
+            XCTAssertEqual(r.status, 1, "\(args): \(r.output)")
+            XCTAssertTrue(r.output.contains("model.head"), "\(args): \(r.output)")
+        }
+        let keys = try run(["config", "--keys"])
+        for k in ["model.head", "model.vocab_size", "model.final_dropout", "finetune.mask_channel_span"] {
+            XCTAssertTrue(keys.output.split(separator: "\n").contains(Substring(k)), "config --keys lists \(k)")
+        }
+        let ctc = ["--set", "model.head=ctc", "--set", "model.vocab_size=5"]
+        for args in [
+            ["train", "--train", manifest, "--run-dir", dir + "/t"] + ctc, ["bench", "model", "--preset", "tiny"] + ctc,
+            ["import-hf", dir, "--out", dir + "/imp"] + ctc
+        ] {
+            let r = try run(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.output)")
+            XCTAssertTrue(r.output.contains("model.head is ctc"), "\(args): \(r.output)")
+        }
+    }
 }

@@ -216,6 +216,37 @@ final class CTCModelTests: XCTestCase {
         XCTAssertEqual(FloatBuffer.allocatedBytes.current, before)
     }
 
+    /// The step's loss convention across micro-batches (or ranks): two utterances in one micro-batch, or each in
+    /// its own with the gradients accumulated, both with lossScale = 1/2, give the same loss and gradients
+    /// (padding does not leak; masking off, whose draws depend on the micro-batch).
+    func testSplitMicroBatchesAccumulateToTheSameGradient() throws {
+        let c = try microConfig(["model.layer_drop=0"])
+        let both = CTCBatch(config: c, lengths: [60, 47], labels: labels)
+        let model = CTCModel(config: c, compute: .fp32(), maxBatch: 2, maxFrames: 60)
+        model.zeroGrads()
+        let whole = both.forward(model, step: 0)
+        model.backward(lossScale: 0.5)
+        let reference = model.grads.array
+        model.zeroGrads()
+        var sum = 0.0
+        for (i, length) in [60, 47].enumerated() {
+            let one = CTCBatch(config: c, lengths: [length], labels: [labels[i]])
+            if i == 1 {
+                // The second utterance's features as in the two-utterance batch.
+                let src = both.synthetic.features.ptr + 60 * 80
+                one.synthetic.features.ptr.update(from: src, count: 47 * 80)
+            }
+            let s = one.forward(model, step: 0, microBatch: i)
+            XCTAssertEqual(s.utterances, 1)
+            sum += s.lossSum
+            model.backward(lossScale: 0.5)
+        }
+        XCTAssertEqual(sum, whole.lossSum, accuracy: 1e-5 * whole.lossSum)
+        let scale = reference.map(abs).max()!
+        let worst = zip(reference, model.grads.array).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(worst, 1e-4 * scale, "max |Δ| \(worst) of max |g| \(scale)")
+    }
+
     /// The time masks are pre-training's span masks (Audio's SpanMasker with two spans at least) from the key's
     /// .mask stream, so every rank and a resumed run draw the same.
     func testTimeMaskIsTheSpanMaskersDraw() throws {

@@ -120,7 +120,7 @@ enum ModelOptions {
     nonisolated(unsafe) static let all: [any ModelOption.Type] = [
         LoRAAdapter.self,
         HyperLayers.self,
-        HyperLoRA.self
+        HyperLoRA.self,
     ]
 
     /// The options the config enables, in `all` order.
