@@ -52,7 +52,7 @@ extension Metric {
         Metric("allreduce_hidden_fraction", nil) {
             $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
         },
-        Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) }
+        Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) },
     ]
 
     /// A fine-tuning validation record: loss and the greedy transcripts' CER and WER.
@@ -61,6 +61,6 @@ extension Metric {
         Metric("cer", "cer %.4f") { $0.characterErrors.rate ?? 0 },
         Metric("wer", "wer %.4f") { $0.wordErrors.rate ?? 0 },
         Metric("infinite_losses", nil) { $0.ctc.infinite },
-        Metric("labelled_utterances", "%.0f utterances") { $0.ctc.utterances }
+        Metric("labelled_utterances", "%.0f utterances") { $0.ctc.utterances },
     ]
 }

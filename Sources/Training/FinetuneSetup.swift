@@ -23,9 +23,10 @@ extension Trainer {
             runDirectory: o.runDirectory, dictPath: o.dictionary, resume: o.resume || o.requireCheckpoint)
         let size = labels.vocabulary.size
         if c.model.vocabSize != 0 && c.model.vocabSize != size {
+            let dict = o.dictionary ?? o.runDirectory + "/" + FinetuneLabels.dictionaryName
             throw TrainError(
-                "config key 'model.vocab_size': \(c.model.vocabSize), but the dictionary has \(size) outputs "
-                    + "(blank included); leave it unset", exit: .usage)
+                "\(dict): the dictionary gives \(size) outputs (blank included), but model.vocab_size is "
+                    + "\(c.model.vocabSize); leave model.vocab_size unset")
         }
         c.model.head = .ctc
         c.model.vocabSize = size

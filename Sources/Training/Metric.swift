@@ -106,7 +106,7 @@ public struct Metric: Sendable {
         Metric("accuracy_contrastive", "acc c %.3f") { $0.sums.correctContrastive / $0.masked },
         Metric("accuracy_mlm", "acc m %.3f") { $0.sums.correctMLM / ($0.masked * Double($0.groups)) },
         Metric("prob_perplexity", "ppl %.1f") { $0.probPerplexity },
-        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity }
+        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity },
     ]
 
     /// A training log line (per `train.log_interval` steps).
@@ -121,7 +121,7 @@ public struct Metric: Sendable {
             Metric("allreduce_hidden_fraction", nil) {
                 $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
             },
-            Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) }
+            Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) },
         ]
 
     /// A validation record.

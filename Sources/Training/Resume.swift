@@ -150,7 +150,7 @@ extension Trainer {
             step > 0 ? "resume" : "start", step: step,
             [
                 "world_size": comm.size, "update_freq": objective.updateFreq,
-                "parameters": layout.parameterCount, "hosts": names
+                "parameters": layout.parameterCount, "hosts": names,
             ])
         say(
             "w2vbert \(labels == nil ? "train" : "finetune"): \(layout.parameterCount) parameters, "

@@ -310,7 +310,7 @@ public final class Trainer {
         m.extra = [
             "epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: k).map { all[$0] },
             "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: k).map { all[$0] },
-            "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] }
+            "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] },
         ]
         try sinks.write(m, consoleSuffix: " | eta " + formatDuration(eta), maxSteps: config.optimizer.maxSteps)
     }

@@ -220,7 +220,7 @@ extension Config {
         bool("finetune.freeze_frontend", \.finetune.freezeFrontend),
 
         choice("compute.precision", \.compute.precision),
-        int("compute.threads", \.compute.threads)
+        int("compute.threads", \.compute.threads),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }

@@ -14,7 +14,7 @@ struct W2VBertCLI: ParsableCommand {
         subcommands: [
             Train.self, Finetune.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
             Inspect.self, Compare.self, Prepare.self, Features.self, Bench.self, Check.self, Transcribe.self,
-            Evaluate.self
+            Evaluate.self,
         ])
 
     /// The words that name `command` on the command line after `w2vbert` ("bench model"), nil when it is not in

@@ -13,7 +13,7 @@ final class FinetuneTrainingTests: XCTestCase {
         "--preset", "tiny", "--quiet",
         "--set", "train.max_frames=1600", "--set", "train.max_samples=64000", "--set", "train.log_interval=1",
         "--set", "train.save_interval=1", "--set", "train.valid_interval=1000", "--set", "dist.timeout=60",
-        "--set", "optimizer.schedule=tri_stage", "--set", "optimizer.lr=0.002"
+        "--set", "optimizer.schedule=tri_stage", "--set", "optimizer.lr=0.002",
     ]
 
     /// The first `rows` training utterances of the default corpus with their transcripts (after
@@ -42,7 +42,7 @@ final class FinetuneTrainingTests: XCTestCase {
         var args =
             [
                 Self.exe, "finetune", "--train", dir + "/slice.tsv", "--run-dir", dir + "/" + run, "--max-steps",
-                "\(steps)"
+                "\(steps)",
             ] + Self.common + extra
         if ranks > 1 { args = ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] + args }
         let r = try runCommand(

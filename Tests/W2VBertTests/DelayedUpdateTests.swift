@@ -11,7 +11,7 @@ final class DelayedUpdateTests: XCTestCase {
             preset: "tiny",
             overrides: [
                 "optimizer.schedule=tri_stage", "optimizer.tri_stage_ratios=[0, 1, 0]", "optimizer.max_steps=10",
-                "optimizer.clip_norm=0"  // the norm differs between the two optimizers' ranges
+                "optimizer.clip_norm=0",  // the norm differs between the two optimizers' ranges
             ])
         let l = ParameterLayout(config: c)
         let trainable = l.ranges { !ParameterLayout.isFrontend($0) }

@@ -36,7 +36,7 @@ final class TriStageScheduleTests: XCTestCase {
             ("optimizer.init_lr_scale=0", "optimizer.init_lr_scale"),
             ("optimizer.final_lr_scale=1.5", "optimizer.final_lr_scale"),
             ("finetune.freeze_updates=-1", "finetune.freeze_updates"),
-            ("finetune.freeze_frontend=maybe", "finetune.freeze_frontend")
+            ("finetune.freeze_frontend=maybe", "finetune.freeze_frontend"),
         ]
         for (override, key) in bad {
             XCTAssertThrowsError(try tri([override]), override) { XCTAssertEqual(($0 as? ConfigError)?.key, key) }
@@ -46,7 +46,7 @@ final class TriStageScheduleTests: XCTestCase {
     func testKeysListedDefaultsAndYAMLRoundTrip() throws {
         for k in [
             "optimizer.tri_stage_ratios", "optimizer.init_lr_scale", "optimizer.final_lr_scale",
-            "finetune.freeze_updates", "finetune.freeze_frontend"
+            "finetune.freeze_updates", "finetune.freeze_frontend",
         ] {
             XCTAssertTrue(Config.keyNames.contains(k), k)
         }
@@ -57,7 +57,7 @@ final class TriStageScheduleTests: XCTestCase {
         XCTAssertEqual(d.finetune.freezeUpdates, 0)
         XCTAssertTrue(d.finetune.freezeFrontend)
         let c = try tri([
-            "optimizer.tri_stage_ratios=[0.2, 0.3, 0.5]", "finetune.freeze_updates=7", "finetune.freeze_frontend=false"
+            "optimizer.tri_stage_ratios=[0.2, 0.3, 0.5]", "finetune.freeze_updates=7", "finetune.freeze_frontend=false",
         ])
         var back = Config()
         try back.apply(yaml: c.yaml)
