@@ -49,12 +49,16 @@ public struct MicroBatch: Sendable {
     /// [B] per-utterance conditioning index, −1 = none (`LoaderOptions.conditioning` of each utterance);
     /// empty when the loader has none.
     public let conditioning: [Int32]
+    /// CTC labels of the B utterances back to back (`LoaderOptions.labels`), empty when the loader has none.
+    public let labels: [Int32]
+    /// [B] label lengths (0: unlabelled), empty when the loader has no labels.
+    public let labelLengths: [Int32]
     public var batchSize: Int { frames.count }
 
     public init(
         epoch: Int, index: Int, resumeCursor: DataCursor, numBins: Int, maxFrames: Int, features: [Float],
         frames: [Int], utterances: [Int], paths: [String], offsets: [Int], failed: [String],
-        conditioning: [Int32] = []
+        conditioning: [Int32] = [], labels: [Int32] = [], labelLengths: [Int32] = []
     ) {
         self.epoch = epoch
         self.index = index
@@ -68,6 +72,8 @@ public struct MicroBatch: Sendable {
         self.offsets = offsets
         self.failed = failed
         self.conditioning = conditioning
+        self.labels = labels
+        self.labelLengths = labelLengths
     }
 
     /// The counter-based stream for this micro-batch (ARCHITECTURE: keyed by seed, step, micro-batch
@@ -87,6 +93,9 @@ public struct LoaderOptions: Sendable {
     /// Per manifest entry, a conditioning index (−1 = none) copied into each micro-batch (`conditioning`);
     /// empty: none.
     public var conditioning: [Int32] = []
+    /// Per manifest entry, its CTC label ids (empty: no label), copied into each micro-batch (`labels`,
+    /// `labelLengths`); empty: no labels.
+    public var labels: [[Int32]] = []
     public init() {}
 }
 
@@ -146,6 +155,9 @@ final class LoaderState: @unchecked Sendable {
         precondition(
             options.conditioning.isEmpty || options.conditioning.count == manifest.count,
             "LoaderOptions.conditioning needs one index per manifest entry")
+        precondition(
+            options.labels.isEmpty || options.labels.count == manifest.count,
+            "LoaderOptions.labels needs one label list per manifest entry")
         self.options = options
         capacity = max(1, options.prefetch)
         badLimit = options.maxBadFraction * Double(manifest.count) / Double(worldSize)
@@ -267,10 +279,12 @@ final class LoaderState: @unchecked Sendable {
             }
         }
         let conditioning = options.conditioning.isEmpty ? [] : utts.map { options.conditioning[$0] }
+        let labels = options.labels.isEmpty ? [] : utts.flatMap { options.labels[$0] }
+        let labelLengths = options.labels.isEmpty ? [] : utts.map { Int32(options.labels[$0].count) }
         return MicroBatch(
             epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
             features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets,
-            failed: failed, conditioning: conditioning)
+            failed: failed, conditioning: conditioning, labels: labels, labelLengths: labelLengths)
     }
 }
 

@@ -26,8 +26,15 @@ public struct CheckpointTensors {
 extension CheckpointTensors {
     /// A model's tensors in layout order; with train.trainable = adapters the frozen ones have no optimizer
     /// state. The same offsets as `Optimizer(config:layout:)` uses for m / v.
+    /// A fine-tuning model (model.head ctc): the front end has none when finetune.freeze_frontend.
     public init(layout: ParameterLayout, config: Config) {
-        let ranges = layout.trainableRanges(config)
+        let ranges =
+            config.model.head == .ctc ? config.finetuneRanges(layout).trainable : layout.trainableRanges(config)
+        self.init(layout: layout, stateRanges: ranges)
+    }
+    /// A model's tensors in layout order; those outside `stateRanges` (the optimizer's ranges) have no
+    /// optimizer state.
+    public init(layout: ParameterLayout, stateRanges ranges: [Range<Int>]) {
         self.init(
             entries: layout.entries.map { TensorEntry(name: $0.name, shape: $0.shape) },
             offsets: layout.entries.map { $0.offset },
@@ -95,7 +102,7 @@ public final class CheckpointManager {
                 path: tmp,
                 problem:
                     "checkpoint of step \(step) not written: \(error); the previous checkpoint "
-                        + "(\(latestName ?? "none")) is intact"
+                    + "(\(latestName ?? "none")) is intact"
             )
         }
         try? FileManager.default.removeItem(atPath: final)
@@ -180,7 +187,7 @@ public final class CheckpointManager {
                         path: file.path,
                         problem:
                             "tensor '\(name)' has shape \(got.shape), the model expects \(e.shape) (HINT: a different "
-                                + "config?)"
+                            + "config?)"
                     )
                 }
             }

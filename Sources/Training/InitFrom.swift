@@ -22,6 +22,7 @@ public enum InitialWeights {
     /// LoRA adapters absent from the source start fresh (B = 0: the adapted model starts as the source).
     static func mayStayFresh(_ name: String) -> Bool {
         HuggingFace.isHeadOrQuantizer(name) || name == "mask_embedding" || ParameterLayout.isAdapter(name)
+            || ParameterLayout.isCTCHead(name)
     }
 
     /// Overwrites `params` (already initialised from the config's seed) with the source's tensors.
@@ -41,6 +42,10 @@ public enum InitialWeights {
         } else if let path = checkpointWeights(source) {
             do { file = try SafeTensors.open(path: path) } catch { throw HuggingFaceError("\(error)") }
             for name in file.entries.keys.sorted() {
+                if c.model.head == .ctc && layout[name] == nil && HuggingFace.isHeadOrQuantizer(name) {
+                    skipped.append(name)  // a pre-training head: fine-tuning has a CTC head instead
+                    continue
+                }
                 guard let e = layout[name] else {
                     throw HuggingFaceError(
                         "\(path): tensor '\(name)' has no place in this model (HINT: a different architecture; "
@@ -94,6 +99,6 @@ extension Trainer {
     /// `--init-from` (called by resumeOrStart on rank 0 for a fresh run only; a run folder that already
     /// holds checkpoints resumes instead). Step 0, fresh optimizer: only the parameters change.
     func initializeFrom(_ source: String) throws -> String {
-        try InitialWeights.load(from: source, config: config, layout: layout, params: model.params.ptr)
+        try InitialWeights.load(from: source, config: config, layout: layout, params: objective.params.ptr)
     }
 }

@@ -6,6 +6,7 @@
 
 import Foundation
 import W2VBert
+import Audio
 
 /// Per-step sums (this rank's, then all-reduced) that the metrics are computed from.
 public struct StepSums: Sendable {
@@ -51,6 +52,9 @@ public struct MetricWindow: Sendable {
     public var seconds = 0.0  // wall time of the window
     public var computeSeconds = 0.0, allReduceWaitSeconds = 0.0, allReduceSeconds = 0.0, dataWaitSeconds = 0.0
     public var weights = (contrastive: 1.0, mlm: 1.0, diversity: 0.2)
+    /// CTC fine-tuning: the step sums and, for a validation record, the greedy transcripts' errors.
+    public var ctc = CTCSums()
+    public var characterErrors = ErrorRate(), wordErrors = ErrorRate()
     public var groups = 1
     public init() {}
     public init(config c: Config) {
@@ -68,6 +72,7 @@ public struct MetricWindow: Sendable {
     /// Adds one optimizer step.
     mutating func add(_ r: StepResult) {
         sums.add(r.sums)
+        ctc.add(r.ctc)
         steps += 1
         diversityLoss = r.diversityLoss
         probPerplexity = r.probPerplexity
@@ -101,7 +106,7 @@ public struct Metric: Sendable {
         Metric("accuracy_contrastive", "acc c %.3f") { $0.sums.correctContrastive / $0.masked },
         Metric("accuracy_mlm", "acc m %.3f") { $0.sums.correctMLM / ($0.masked * Double($0.groups)) },
         Metric("prob_perplexity", "ppl %.1f") { $0.probPerplexity },
-        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity }
+        Metric("code_perplexity", "code ppl %.1f") { $0.codePerplexity },
     ]
 
     /// A training log line (per `train.log_interval` steps).
@@ -116,7 +121,7 @@ public struct Metric: Sendable {
             Metric("allreduce_hidden_fraction", nil) {
                 $0.allReduceSeconds > 0 ? max(0, 1 - $0.allReduceWaitSeconds / $0.allReduceSeconds) : 1
             },
-            Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) }
+            Metric("data_wait_seconds", "data wait %.3f s") { $0.dataWaitSeconds / Double(max($0.steps, 1)) },
         ]
 
     /// A validation record.

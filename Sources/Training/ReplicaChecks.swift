@@ -12,7 +12,7 @@ extension Trainer {
     func checkFingerprints() throws -> TrainExit? {
         var hashes = layout.entries.map { e -> Int64 in
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            let raw = UnsafeRawPointer(model.params.ptr + e.offset).assumingMemoryBound(to: UInt32.self)
+            let raw = UnsafeRawPointer(objective.params.ptr + e.offset).assumingMemoryBound(to: UInt32.self)
             for i in 0..<e.count { h = (h ^ UInt64(raw[i])) &* 0x100_0000_01b3 }
             return Int64(bitPattern: h)
         }
@@ -38,7 +38,7 @@ extension Trainer {
         if isRoot {
             warn(msg + "; re-broadcasting rank 0's parameters and optimizer state (dist.on_divergence = resync)")
         }
-        try coll.broadcast("resync parameters", model.params.ptr, count: layout.count, type: .float)
+        try coll.broadcast("resync parameters", objective.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("resync exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
         try coll.broadcast("resync exp_avg_sq", optimizer.v.ptr, count: optimizer.stateCount, type: .float)
         return nil
@@ -86,7 +86,7 @@ extension Trainer {
             pb = layout.entry("quantizer.proj.bias")
         let dg = c.quantizer.dim / c.quantizer.groups, d = c.model.dim
         var rng = RandomStream(seed: c.train.seed, step: step, microBatch: 0, purpose: .revive)
-        let p = model.params.ptr, m = optimizer.m.ptr, v = optimizer.v.ptr
+        let p = objective.params.ptr, m = optimizer.m.ptr, v = optimizer.v.ptr
         for k in stride(from: 0, to: plan.count, by: 2) {
             let dead = Int(plan[k]), src = Int(plan[k + 1])
             for (e, width) in [(cb, dg), (pw, d)] {

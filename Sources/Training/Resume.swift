@@ -40,7 +40,7 @@ extension Trainer {
                 "\(options.runDirectory): no checkpoint to evaluate "
                     + "(HINT: point --run-dir at a training run)")
         }
-        try coll.broadcast("parameters", model.params.ptr, count: layout.count, type: .float)
+        try coll.broadcast("parameters", objective.params.ptr, count: layout.count, type: .float)
         try coll.broadcast("adam exp_avg", optimizer.m.ptr, count: optimizer.stateCount, type: .float)
         try coll.broadcast("adam exp_avg_sq", optimizer.v.ptr, count: optimizer.stateCount, type: .float)
         if let s = message.state { try adopt(s) }
@@ -59,7 +59,7 @@ extension Trainer {
         do {
             guard
                 let got = try checkpoints.loadLatest(
-                    tensors: tensors, parameters: model.params.ptr,
+                    tensors: tensors, parameters: objective.params.ptr,
                     adamM: optimizer.m.ptr, adamV: optimizer.v.ptr)
             else {
                 return StartMessage()
@@ -83,10 +83,10 @@ extension Trainer {
                 "cannot resume a run of \(s.worldSize) ranks × update_freq \(s.updateFreq) (global batch "
                     + "\(oldM) micro-batches) on \(comm.size) ranks: \(comm.size) does not divide \(oldM)")
         }
-        runner.updateFreq = oldM / comm.size
-        if runner.updateFreq != config.train.updateFreq || s.worldSize != comm.size {
+        objective.updateFreq = oldM / comm.size
+        if objective.updateFreq != config.train.updateFreq || s.worldSize != comm.size {
             say(
-                "world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(runner.updateFreq) "
+                "world size \(s.worldSize) → \(comm.size): train.update_freq \(s.updateFreq) → \(objective.updateFreq) "
                     + "keeps the global batch of \(oldM) micro-batches")
         }
     }
@@ -98,7 +98,7 @@ extension Trainer {
         s.epoch = cursor.epoch
         s.microBatch = cursor.microBatch
         s.worldSize = comm.size
-        s.updateFreq = runner.updateFreq
+        s.updateFreq = objective.updateFreq
         s.seed = config.train.seed
         s.tau = Double(optimizer.tau)
         s.lr = Double(optimizer.learningRate)
@@ -114,7 +114,7 @@ extension Trainer {
     func saveCheckpoint(reason: String) throws {
         if isRoot {
             let dir = try checkpoints.save(
-                step: step, tensors: tensors, parameters: model.params.ptr,
+                step: step, tensors: tensors, parameters: objective.params.ptr,
                 adamM: optimizer.m.ptr, adamV: optimizer.v.ptr, state: trainerState,
                 validLoss: reason == "valid" ? lastValidLoss : nil)
             try sinks.event("checkpoint", step: step, ["directory": dir, "reason": reason])
@@ -144,16 +144,20 @@ extension Trainer {
             throw TrainError("\(path): cannot write the resolved config: \(error)")
         }
         try conditioning?.record(runDirectory: options.runDirectory)
+        try labels?.record(runDirectory: options.runDirectory)
+        if let s = labels?.skippedSummary { say(s) }
         try sinks.event(
             step > 0 ? "resume" : "start", step: step,
             [
-                "world_size": comm.size, "update_freq": runner.updateFreq,
-                "parameters": layout.parameterCount, "hosts": names
+                "world_size": comm.size, "update_freq": objective.updateFreq,
+                "parameters": layout.parameterCount, "hosts": names,
             ])
         say(
-            "w2vbert train: \(layout.parameterCount) parameters, \(comm.size) rank(s) × update_freq "
-                + "\(runner.updateFreq), \(trainManifest.count) utterances, steps \(step)→\(config.optimizer.maxSteps)")
-        let M = comm.size * runner.updateFreq
+            "w2vbert \(labels == nil ? "train" : "finetune"): \(layout.parameterCount) parameters, "
+                + "\(comm.size) rank(s) × update_freq \(objective.updateFreq), \(trainManifest.count) utterances, "
+                + "steps \(step)→\(config.optimizer.maxSteps)"
+        )
+        let M = comm.size * objective.updateFreq
         if M > 1 {
             // What a synchronous step costs relative to a perfectly balanced one, with and without balance_steps.
             var other = order.config

@@ -51,7 +51,10 @@ public struct RunSummary {
 
     mutating func checkpointLines(_ config: Config, _ layout: ParameterLayout) {
         let m = CheckpointManager(runDirectory: runDirectory, keepLast: 1)
-        let best = m.bestRecord().map { "\($0.directory) valid loss \(String(format: "%.4f", $0.validLoss))" } ?? "none"
+        // best.json's value is the validation loss, or with a CTC head the WER.
+        let metric = config.model.head == .ctc ? "wer" : "loss"
+        let best =
+            m.bestRecord().map { "\($0.directory) valid \(metric) \(String(format: "%.4f", $0.validLoss))" } ?? "none"
         lines.append("checkpoints (newest first; latest = \(m.latestName ?? "none"), best = \(best)):")
         m.expectedConfigYAML = config.yaml
         let tensors = CheckpointTensors(layout: layout, config: config)

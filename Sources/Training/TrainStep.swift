@@ -1,5 +1,6 @@
-// One data-parallel optimizer step (ARCHITECTURE "Data-parallel step"), shared by `train` and
-// `bench dist`. For rank r with update_freq U micro-batches of the step:
+// One data-parallel pre-training step, shared by `train` and `bench dist`; the objective-independent
+// machinery (accumulation, buckets, non-finite agreement, clipping, AdamW) is GradientStep.swift.
+// For rank r with update_freq U micro-batches of the step:
 //   1. masks keyed (seed, step, micro-batch index)
 //   2. U > 1: a pre-pass sums the quantizer usage of all micro-batches and ranks (one all-reduce), so the
 //      diversity loss is that of the step; U = 1: the forward's own all-reduce does it
@@ -17,6 +18,8 @@ import Audio
 /// What one optimizer step produced (after its collectives: sums and flags are global).
 public struct StepResult: Sendable {
     public var sums = StepSums()
+    /// CTC fine-tuning's sums (zero in pre-training).
+    public var ctc = CTCSums()
     public var diversityLoss = 0.0, probPerplexity = 0.0, codePerplexity = 0.0
     /// Hard-code counts of the step (global), for the codebook protocol.
     public var codeCounts: [Double] = []
@@ -30,14 +33,17 @@ public struct StepResult: Sendable {
 public final class StepRunner {
     public let config: Config
     public let model: W2VBertModel
-    public let optimizer: Optimizer
-    public let collectives: Collectives
-    public let reducer: GradientBucketReducer
-    public var updateFreq: Int
+    /// Accumulation, buckets, the non-finite agreement and the update.
+    public let gradientStep: GradientStep
+    public var optimizer: Optimizer { gradientStep.optimizer }
+    public var collectives: Collectives { gradientStep.collectives }
+    public var reducer: GradientBucketReducer { gradientStep.reducer }
+    public var updateFreq: Int {
+        get { gradientStep.updateFreq }
+        set { gradientStep.updateFreq = newValue }
+    }
     let masker: SpanMasker
     let gv: Int
-    /// Gradient accumulator for update_freq > 1 (allocated on first use).
-    var accumulator: FloatBuffer?
 
     public init(
         config c: Config, model: W2VBertModel, optimizer: Optimizer, collectives: Collectives,
@@ -45,12 +51,8 @@ public final class StepRunner {
     ) {
         config = c
         self.model = model
-        self.optimizer = optimizer
-        self.collectives = collectives
-        self.updateFreq = updateFreq
-        reducer = GradientBucketReducer(
-            collectives: collectives, gradients: model.grads.ptr,
-            buckets: model.gradientRanges)
+        gradientStep = GradientStep(
+            model: model, optimizer: optimizer, collectives: collectives, updateFreq: updateFreq)
         masker = SpanMasker(maskProb: Double(c.mask.prob), span: c.mask.span, minSpans: c.mask.minSpans)
         gv = c.quantizer.groups * c.quantizer.entries
     }
@@ -117,10 +119,8 @@ public final class StepRunner {
         _ batches: [MicroBatch], _ masks: [[UInt8]], step: Int, stepUsage: [Double]?,
         result: inout StepResult
     ) throws -> [Double] {
-        model.zeroGrads()
-        reducer.begin()
-        if updateFreq > 1 && accumulator == nil { accumulator = FloatBuffer(count: model.layout.count) }
-        var marked = [Bool](repeating: false, count: reducer.buckets.count)
+        let steps = gradientStep
+        steps.begin()
         var usage = stepUsage ?? [Double](repeating: 0, count: 2 * gv + 1)
         var sums = StepSums()
         for (j, mb) in batches.enumerated() {
@@ -131,7 +131,7 @@ public final class StepRunner {
                     usage = [Double](repeating: 0, count: 2 * gv + 1)
                     try collectives.allReduce("quantizer usage", &usage)
                 }
-                if !last, j == 0 { accumulator?.zero() }
+                steps.emptyMicroBatch(j, last: last)
                 continue
             }
             let stats = try withView(mb, mask: masks[j], step: step) { view -> StepStats in
@@ -147,7 +147,7 @@ public final class StepRunner {
                 }
                 let lossScale = Float(1 / max(1.0, s.maskedGlobal))
                 model.backward(lossScale: lossScale, diversityScale: config.loss.diversityWeight) { b in
-                    if last { finishBucket(b, &marked) }
+                    steps.bucketReady(b, last: last)
                 }
                 return s
             }
@@ -155,51 +155,28 @@ public final class StepRunner {
             result.diversityLoss = stats.diversityLoss
             result.probPerplexity = stats.probPerplexity
             result.codePerplexity = stats.codePerplexity
-            if !last { accumulate(first: j == 0) }
+            steps.microBatchDone(j, last: last)
         }
-        for b in reducer.buckets.indices where !marked[b] { finishBucket(b, &marked) }
+        steps.handOverRemaining()
         result.sums = sums
         return usage
     }
 
-    /// Adds this micro-batch's gradients to the accumulator and zeroes them for the next one.
-    func accumulate(first: Bool) {
-        guard let a = accumulator else { return }
-        let g = model.grads.ptr
-        for r in optimizer.ranges {  // the trainable ranges (everything unless the base is frozen)
-            if first {
-                (a.ptr + r.lowerBound).update(from: g + r.lowerBound, count: r.count)
-            } else {
-                axpy(a.ptr + r.lowerBound, g + r.lowerBound, n: r.count)
-            }
-        }
-        model.zeroGrads()
-    }
-
-    /// Bucket b is final on the last micro-batch: add the earlier micro-batches' part, hand it over.
-    func finishBucket(_ b: Int, _ marked: inout [Bool]) {
-        if updateFreq > 1, let a = accumulator {
-            let g = model.grads.ptr
-            for i in reducer.buckets[b] { g[i] = a.ptr[i] + g[i] }
-        }
-        marked[b] = true
-        reducer.markReady(b)
-    }
-
     /// Waits for the buckets, sums the metrics, agrees on a non-finite step, clips and updates.
     func finish(_ r: inout StepResult) throws {
-        r.allReduceWaitSeconds = try reducer.wait()
-        r.allReduceSeconds = reducer.reduceSeconds
-        var sums = r.sums.array
-        try collectives.allReduce("step metrics", &sums)
-        r.sums = StepSums(sums)
-        let norm2 = optimizer.gradSumOfSquares(model.grads)
-        var bad: [Int64] = [(norm2.isFinite && r.sums.contrastive.isFinite && r.sums.mlm.isFinite) ? 0 : 1]
-        try collectives.allReduce("non-finite check", &bad, op: .max)
-        r.gradNorm = norm2.squareRoot()
-        r.skipped = bad[0] != 0
+        var sums = r.sums
+        let u = try gradientStep.finish {
+            var a = sums.array
+            try collectives.allReduce("step metrics", &a)
+            sums = StepSums(a)
+            return sums.contrastive.isFinite && sums.mlm.isFinite
+        }
+        r.sums = sums
+        r.allReduceWaitSeconds = u.allReduceWaitSeconds
+        r.allReduceSeconds = u.allReduceSeconds
+        r.gradNorm = u.gradNorm
+        r.skipped = u.skipped
         r.sums.masked = max(r.sums.masked, 1)
-        r.lr = optimizer.learningRate
-        if !r.skipped { r.gradNorm = optimizer.update(params: model.params, grads: model.grads, sumOfSquares: norm2) }
+        r.lr = u.lr
     }
 }

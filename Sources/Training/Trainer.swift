@@ -1,8 +1,11 @@
-// The data-parallel trainer: one instance per rank. `run` is the loop over optimizer steps; each step's
-// parts live in their own files, in the order the data flows:
-//   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor)
-//   step      TrainStep.swift: masks → forward → backward (buckets all-reduced in the background) →
-//             non-finite agreement → clip → AdamW                                     → StepResult
+// The data-parallel trainer of `train` and `finetune`: one instance per rank. `run` is the loop over
+// optimizer steps of a TrainingObjective (pre-training or CTC fine-tuning); each step's parts live in their
+// own files, in the order the data flows:
+//   data      Audio.DataLoader → this rank's update_freq micro-batches of step s (global order, cursor);
+//             fine-tuning's labels ride along (FinetuneLabels.swift)
+//   step      TrainStep.swift (pre-training) or CTCStep.swift (fine-tuning): forward → backward (buckets
+//             all-reduced in the background) → GradientStep.swift: non-finite agreement → clip → AdamW
+//                                                                                     → StepResult
 //   metrics   Metric.swift: one list of metrics → metrics.jsonl, TensorBoard, console
 //   replicas  ReplicaChecks.swift: fingerprints every dist.fingerprint_interval steps; codebook revival
 //   validate  Validation.swift; checkpoints and resume: Resume.swift (trainer.json = TrainerState)
@@ -54,6 +57,9 @@ public struct TrainOptions: Sendable {
     public var stopAfterStep: Int? = nil  // behave as if SIGTERM arrived after this many steps
     public var requireCheckpoint = false  // validate: a checkpoint must exist
     public var initFrom: String? = nil  // a fresh run starts from these weights (InitFrom.swift)
+    /// CTC fine-tuning (`w2vbert finetune`): model.head ctc, labels from the manifests' .wrd files.
+    public var finetune = false
+    public var dictionary: String? = nil  // --dict: the letter dictionary of a fresh fine-tuning run
     public init(trainManifest: String, validManifest: String?, runDirectory: String) {
         self.trainManifest = trainManifest
         self.validManifest = validManifest
@@ -66,9 +72,9 @@ public final class Trainer {
     public let options: TrainOptions
     let comm: Communicator
     let coll: Collectives
-    let runner: StepRunner
-    var model: W2VBertModel { runner.model }
-    var optimizer: Optimizer { runner.optimizer }
+    /// The model, its step and its validation (pre-training or CTC fine-tuning).
+    let objective: TrainingObjective
+    var optimizer: Optimizer { objective.optimizer }
     let layout: ParameterLayout
     let checkpoints: CheckpointManager
     let sinks: MetricSinks
@@ -88,6 +94,8 @@ public final class Trainer {
     /// The labels behind the micro-batches' per-utterance conditioning indices, nil when no model option
     /// conditions on labels (ConditioningLabels.swift).
     let conditioning: ConditioningLabels?
+    /// Fine-tuning's labels and dictionary (nil in pre-training).
+    let labels: FinetuneLabels?
 
     public init(config: Config, compute: Compute, options: TrainOptions, comm: Communicator) throws {
         self.comm = comm
@@ -102,13 +110,16 @@ public final class Trainer {
             &c, train: trainManifest, valid: validManifest,
             trainPath: options.trainManifest, runDirectory: options.runDirectory,
             training: !options.requireCheckpoint)
+        labels = try options.finetune ? Trainer.finetuneLabels(&c, options, trainManifest, validManifest) : nil
         self.config = c
         coll = Collectives(comm: comm, timeout: c.dist.timeout)
         if let s = options.skipCollective, comm.rank == options.skipRank { coll.skipSequenceForTest = s }
-        order = try Trainer.dataOrder(trainManifest, path: options.trainManifest, config: c)
+        order = try Trainer.dataOrder(
+            trainManifest, path: options.trainManifest, config: c, lengths: labels?.trainLengths)
+        let validLengths = labels?.validLengths
         validPlan =
             try validManifest.map { vm in
-                let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c)
+                let mine = try Trainer.dataOrder(vm, path: options.validManifest!, config: c, lengths: validLengths)
                     .plan(epoch: 0, microBatchesPerStep: 1)
                     .batches.filter { $0.index % comm.size == comm.rank }
                 return c.train.validBatches > 0 ? Array(mine.prefix(c.train.validBatches)) : mine
@@ -116,15 +127,11 @@ public final class Trainer {
         let (maxBatch, maxT0) = try Trainer.capacity(
             trainManifest, validManifest, config: c,
             path: options.trainManifest)
-        let model = W2VBertModel(
-            config: c, compute: compute, maxBatch: maxBatch, maxFrames: maxT0,
-            maxTotalFrames: max(c.train.maxFrames, maxT0))
-        layout = model.layout
-        runner = StepRunner(
-            config: c, model: model, optimizer: Optimizer(config: c, layout: layout), collectives: coll,
-            updateFreq: c.train.updateFreq)
-        codeWindow = [Double](repeating: 0, count: c.quantizer.groups * c.quantizer.entries)
-        // Frozen tensors (a frozen base model) have no optimizer state to save.
+        objective = Trainer.objective(
+            c, compute: compute, labels: labels, collectives: coll, maxBatch: maxBatch, maxFrames: maxT0)
+        layout = objective.layout
+        codeWindow = [Double](repeating: 0, count: labels == nil ? c.quantizer.groups * c.quantizer.entries : 0)
+        // Frozen tensors (a frozen base model, a frozen front end) have no optimizer state to save.
         tensors = CheckpointTensors(layout: layout, config: c)
         checkpoints = CheckpointManager(runDirectory: options.runDirectory, keepLast: c.train.keepLast)
         // A checkpoint of another architecture is refused (resume falls back).
@@ -139,17 +146,18 @@ public final class Trainer {
         return m
     }
 
-    static func dataOrder(_ m: Manifest, path: String, config c: Config) throws -> DataOrder {
+    /// The data order of manifest `m`; `lengths` (fine-tuning) replace the manifest's, 0 for skipped entries.
+    static func dataOrder(_ m: Manifest, path: String, config c: Config, lengths: [Int]? = nil) throws -> DataOrder {
         let oc = DataOrderConfig(
             seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
-            maskSpan: c.mask.span, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
+            maskSpan: c.maskSpanForLengthFilter, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
         // balance_steps: a micro-batch's cost is its matrix-product FLOPs with about half the frames masked.
         let cost: @Sendable (Int, Int) -> Double = { b, t0 in
             c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
         }
         do {
             return try DataOrder(
-                lengths: m.entries.map { $0.samples }, config: oc,
+                lengths: lengths ?? m.entries.map { $0.samples }, config: oc,
                 encoderLength: { c.encoderLength(t0: $0) }, cost: cost)
         } catch { throw TrainError("\(path): \(error)") }
     }
@@ -161,11 +169,11 @@ public final class Trainer {
     ) throws -> (batch: Int, frames: Int) {
         let lengths = train.entries.map { $0.samples } + (valid?.entries.map { $0.samples } ?? [])
         let kept = lengths.map { fbankFrameCount(samples: min($0, c.train.maxSamples)) }
-            .filter { c.encoderLength(t0: $0) >= c.mask.span + c.mask.minSpans }
+            .filter { c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
+            let span = c.model.head == .ctc ? "finetune.mask_time_span" : "mask.span"
             throw TrainError(
-                "\(path): no utterance is long enough for mask.span + mask.min_spans frames after the "
-                    + "feature encoder")
+                "\(path): no utterance is long enough for \(span) + mask.min_spans frames after the feature encoder")
         }
         return (max(1, c.train.maxFrames / minT0), maxT0)
     }
@@ -203,14 +211,14 @@ public final class Trainer {
             let t0 = monotonicSeconds()
             let batches: [MicroBatch]
             do {
-                batches = try (0..<runner.updateFreq).map { _ in try loader.next() }
+                batches = try (0..<objective.updateFreq).map { _ in try loader.next() }
             } catch {
                 throw TrainError("data: \(error)")
             }
             window.dataWaitSeconds += monotonicSeconds() - t0
             cursor = batches.last!.resumeCursor
             // The step.
-            let result = try runner.run(batches, step: step)
+            let result = try objective.run(batches, step: step)
             for i in codeWindow.indices { codeWindow[i] += result.codeCounts[i] }
             if result.skipped {
                 try skipStep()
@@ -243,8 +251,9 @@ public final class Trainer {
         lo.workers = options.loaderWorkers
         lo.maxBadFraction = config.train.maxBadFraction
         lo.conditioning = conditioning?.train ?? []
+        lo.labels = labels?.train ?? []
         do {
-            let sharding = Sharding(worldSize: comm.size, rank: comm.rank, updateFreq: runner.updateFreq)
+            let sharding = Sharding(worldSize: comm.size, rank: comm.rank, updateFreq: objective.updateFreq)
             return try DataLoader(manifest: trainManifest, order: order, sharding: sharding, start: cursor, options: lo)
         } catch { throw TrainError("\(options.trainManifest): \(error)") }
     }
@@ -265,7 +274,7 @@ public final class Trainer {
 
     func applyDivergenceHook() {
         if let r = options.divergeRank, let s = options.divergeStep, r == comm.rank, s == step {
-            model.params.ptr[0] += 1e-3
+            objective.params.ptr[0] += 1e-3
             warn("test hook: perturbed \(layout.entries[0].name)[0] before step \(step)")
         }
     }
@@ -297,11 +306,11 @@ public final class Trainer {
                     type: .double)
             }
         }
-        var m = StepMetrics(kind: "train", step: step, metrics: Metric.train, window: w)
+        var m = StepMetrics(kind: "train", step: step, metrics: objective.trainMetrics, window: w)
         m.extra = [
             "epoch": cursor.epoch, "rank_compute_seconds": stride(from: 0, to: all.count, by: k).map { all[$0] },
             "rank_allreduce_wait_seconds": stride(from: 1, to: all.count, by: k).map { all[$0] },
-            "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] }
+            "rank_data_wait_seconds": stride(from: 2, to: all.count, by: k).map { all[$0] },
         ]
         try sinks.write(m, consoleSuffix: " | eta " + formatDuration(eta), maxSteps: config.optimizer.maxSteps)
     }
@@ -312,7 +321,7 @@ public final class Trainer {
         if c.dist.fingerprintInterval > 0 && step % c.dist.fingerprintInterval == 0 {
             if let exit = try checkFingerprints() { return exit }
         }
-        if c.codebook.syncInterval > 0 && step % c.codebook.syncInterval == 0 { try codebookSync() }
+        if labels == nil && c.codebook.syncInterval > 0 && step % c.codebook.syncInterval == 0 { try codebookSync() }
         var validated = false
         if validManifest != nil && (step % c.train.validInterval == 0 || step == c.optimizer.maxSteps) {
             try validate()

@@ -16,7 +16,13 @@ public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 /// What sits on the encoder: the pre-training heads (quantizer, contrastive and MLM heads) or a CTC head
 /// (a Linear layer to model.vocab_size letters, for fine-tuning and recognition).
 public enum Head: String, Sendable, CaseIterable { case pretrain, ctc }
-public enum Schedule: String, Sendable, CaseIterable { case transformer, polynomial }
+/// Learning-rate schedules: `transformer` (inverse square root after warm-up), `polynomial` (linear warm-up then
+/// linear decay to 0), `tri_stage` (fine-tuning: warm-up from init_lr_scale·lr, hold, exponential decay to
+/// final_lr_scale·lr, stage lengths optimizer.tri_stage_ratios of max_steps).
+public enum Schedule: String, Sendable, CaseIterable {
+    case transformer, polynomial
+    case triStage = "tri_stage"
+}
 /// Hypernetwork layers: which named weights of every block one shared generator produces.
 public enum Hypernetwork: String, Sendable, CaseIterable {
     case none, ffn, ffnConv = "ffn+conv"
@@ -132,9 +138,16 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var weightDecay: Float = 0.01
     public var clipNorm: Float = 1.0
     public var maxSteps = 20_000
+    /// tri_stage: the warm-up, hold and decay shares of max_steps (summing to 1).
+    public var triStageRatios: [Double] = [0.1, 0.4, 0.5]
+    /// tri_stage: the rate starts at init_lr_scale·lr and ends at final_lr_scale·lr.
+    public var initLrScale: Float = 0.01
+    public var finalLrScale: Float = 0.05
     public static func == (a: Self, b: Self) -> Bool {
         a.lr == b.lr && a.warmup == b.warmup && a.schedule == b.schedule && a.betas == b.betas && a.eps == b.eps
             && a.weightDecay == b.weightDecay && a.clipNorm == b.clipNorm && a.maxSteps == b.maxSteps
+            && a.triStageRatios == b.triStageRatios && a.initLrScale == b.initLrScale
+            && a.finalLrScale == b.finalLrScale
     }
 }
 
@@ -177,8 +190,11 @@ public struct FinetuneConfig: Sendable, Equatable {
     public var maskTimeSpan = 10
     public var maskChannelProb: Float = 0
     public var maskChannelSpan = 64
-    /// The feature encoder (front end) is not trained: its gradients are never computed.
+    /// The feature encoder (front end) is not trained: its gradients are never computed, it has no optimizer
+    /// state and no update.
     public var freezeFrontend = true
+    /// The whole encoder is frozen for this many optimizer updates: only the CTC head trains.
+    public var freezeUpdates = 0
 }
 
 /// How a rank computes. Not part of the model: checkpoints are interchangeable between
@@ -258,6 +274,8 @@ public struct Config: Sendable, Equatable {
             if u <= w { return Float(peak * u / w) }
             let total = Double(optimizer.maxSteps)
             return Float(peak * max(0, (total - u) / max(total - w, 1)))
+        case .triStage:
+            return triStageRate(step: step)
         }
     }
 
@@ -314,9 +332,6 @@ public struct Config: Sendable, Equatable {
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be ≥ 0")
         try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be ≥ 0 (0 disables clipping)")
         try check(optimizer.maxSteps >= 1, "optimizer.max_steps", "must be ≥ 1")
-        try check(
-            optimizer.schedule != .polynomial || optimizer.maxSteps > optimizer.warmup, "optimizer.max_steps",
-            "must exceed optimizer.warmup for the polynomial schedule")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(train.maxSamples >= 400, "train.max_samples", "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
@@ -376,6 +391,7 @@ extension Config {
     /// model.head, model.vocab_size, model.final_dropout and the finetune section.
     func validateHead() throws {
         func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
+        try validateFinetune()  // the schedules and the finetune section's freezing keys
         try check(model.finalDropout >= 0 && model.finalDropout < 1, "model.final_dropout", "must be in [0, 1)")
         try check(model.vocabSize >= 0, "model.vocab_size", "must be ≥ 0")
         let f = finetune

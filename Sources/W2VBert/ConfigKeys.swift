@@ -135,6 +135,19 @@ extension Config {
         float("optimizer.weight_decay", \.optimizer.weightDecay),
         float("optimizer.clip_norm", \.optimizer.clipNorm),
         int("optimizer.max_steps", \.optimizer.maxSteps),
+        Key(
+            name: "optimizer.tri_stage_ratios",
+            get: { "[" + $0.optimizer.triStageRatios.map { "\($0)" }.joined(separator: ", ") + "]" },
+            set: { c, s in
+                let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map { String($0) }
+                guard parts.count == 3 else {
+                    throw ConfigError(
+                        "optimizer.tri_stage_ratios", "expected three numbers [warm-up, hold, decay], got '\(s)'")
+                }
+                c.optimizer.triStageRatios = try parts.map { try parseDouble("optimizer.tri_stage_ratios", $0) }
+            }, serialised: true),
+        float("optimizer.init_lr_scale", \.optimizer.initLrScale),
+        float("optimizer.final_lr_scale", \.optimizer.finalLrScale),
 
         int("train.update_freq", \.train.updateFreq),
         int("train.max_frames", \.train.maxFrames),
@@ -203,10 +216,11 @@ extension Config {
         int("finetune.mask_time_span", \.finetune.maskTimeSpan),
         float("finetune.mask_channel_prob", \.finetune.maskChannelProb),
         int("finetune.mask_channel_span", \.finetune.maskChannelSpan),
+        int("finetune.freeze_updates", \.finetune.freezeUpdates),
         bool("finetune.freeze_frontend", \.finetune.freezeFrontend),
 
         choice("compute.precision", \.compute.precision),
-        int("compute.threads", \.compute.threads)
+        int("compute.threads", \.compute.threads),
     ]
 
     public static var keyNames: [String] { keys.map(\.name) }

@@ -17,40 +17,63 @@ public final class Optimizer {
     public let ranges: [Range<Int>]
     /// Optimizer updates done so far (the step of the next update).
     public var step = 0
-    /// The trainable floats as runs with one weight-decay flag each: layout offset, count, offset in m / v.
-    let segments: [(offset: Int, count: Int, state: Int, decay: Bool)]
+    /// The trainable floats as runs with one weight-decay flag and one delayed flag each.
+    let segments: [Segment]
+    struct Segment {
+        var offset: Int  // in the layout
+        var count: Int
+        var state: Int  // offset in m / v
+        var decay: Bool
+        var delayed: Bool
+    }
 
-    public init(config: Config, layout: ParameterLayout) {
+    public convenience init(config: Config, layout: ParameterLayout) {
+        self.init(config: config, layout: layout, ranges: layout.trainableRanges(config))
+    }
+
+    /// An optimizer of the floats in `ranges`. The `delayed` floats (within `ranges`) are not updated by the
+    /// first `delayUpdates` updates (fine-tuning's frozen encoder: their parameters and moments stay as they
+    /// are); their bias correction then counts their own updates, as if they had joined at update 0.
+    public init(
+        config: Config, layout: ParameterLayout, ranges: [Range<Int>], delayed: [Range<Int>] = [],
+        delayUpdates: Int = 0
+    ) {
         self.config = config
         self.layout = layout
-        ranges = layout.trainableRanges(config)
+        self.ranges = ranges
+        self.delayUpdates = delayUpdates
         let n = ranges.reduce(0) { $0 + $1.count }
         m = FloatBuffer(count: n)
         v = FloatBuffer(count: n)
-        segments = Optimizer.segments(ranges: ranges, layout: layout)
+        segments = Optimizer.segments(ranges: ranges, layout: layout, delayed: delayUpdates > 0 ? delayed : [])
     }
 
-    /// Splits each range where the decay flag changes (floats outside every tensor: no decay).
+    /// Updates that leave the delayed floats alone.
+    public let delayUpdates: Int
+
+    /// Splits each range where the decay flag or the delayed flag changes (floats outside every tensor: no decay).
     static func segments(
-        ranges: [Range<Int>], layout: ParameterLayout
-    ) -> [(offset: Int, count: Int, state: Int, decay: Bool)] {
+        ranges: [Range<Int>], layout: ParameterLayout, delayed: [Range<Int>]
+    ) -> [Segment] {
         let decayed = layout.entries.filter(\.decay).map { $0.offset..<($0.offset + $0.count) }.sorted {
             $0.lowerBound < $1.lowerBound
         }
-        var out: [(offset: Int, count: Int, state: Int, decay: Bool)] = []
+        var out: [Segment] = []
         var state = 0
         for r in ranges {
             var cuts = [r.lowerBound, r.upperBound]
-            for d in decayed where d.overlaps(r) {
+            for d in decayed + delayed where d.overlaps(r) {
                 cuts += [max(d.lowerBound, r.lowerBound), min(d.upperBound, r.upperBound)]
             }
             cuts = Array(Set(cuts)).sorted()
             for (a, b) in zip(cuts, cuts.dropFirst()) where a < b {
                 let decay = decayed.contains { $0.contains(a) }
-                if let last = out.last, last.decay == decay, last.offset + last.count == a {
+                let late = delayed.contains { $0.contains(a) }
+                if let last = out.last, last.decay == decay, last.delayed == late, last.offset + last.count == a {
                     out[out.count - 1].count += b - a
                 } else {
-                    out.append((a, b - a, state + a - r.lowerBound, decay))
+                    out.append(
+                        Segment(offset: a, count: b - a, state: state + a - r.lowerBound, decay: decay, delayed: late))
                 }
             }
             state += r.count
@@ -114,12 +137,13 @@ public final class Optimizer {
         }
         let lr = learningRate
         let (b1, b2) = config.optimizer.betas
-        let t = Double(step + 1)
-        let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
-        let stepSize = Float(Double(lr) / bc1)
-        let invSqrtBc2 = Float(1 / bc2.squareRoot())
         let eps = config.optimizer.eps, wd = config.optimizer.weightDecay
         for seg in segments {
+            if seg.delayed && step < delayUpdates { continue }
+            let t = Double(seg.delayed ? step + 1 - delayUpdates : step + 1)
+            let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
+            let stepSize = Float(Double(lr) / bc1)
+            let invSqrtBc2 = Float(1 / bc2.squareRoot())
             let p = params.ptr + seg.offset, g = grads.ptr + seg.offset
             let mm = m.ptr + seg.state, vv = v.ptr + seg.state
             let keep = 1 - lr * (seg.decay ? wd : 0)

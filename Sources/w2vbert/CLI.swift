@@ -12,7 +12,7 @@ struct W2VBertCLI: ParsableCommand {
             watchdog timeout. Any other status means the process died of a signal (128 + signal number).
             """,
         subcommands: [
-            Train.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
+            Train.self, Finetune.self, ShowConfig.self, Validate.self, Embed.self, ExportHF.self, ImportHF.self,
             Inspect.self, Compare.self, Prepare.self, Features.self, Bench.self, Check.self, Transcribe.self,
             Evaluate.self, InitCTC.self,
         ])
