@@ -31,6 +31,10 @@ public struct FinetuneLabels: Sendable {
     public struct Skipped: Sendable, Equatable {
         public var unlabelled = 0
         public var tooLong = 0
+        public init(unlabelled: Int = 0, tooLong: Int = 0) {
+            self.unlabelled = unlabelled
+            self.tooLong = tooLong
+        }
     }
 
     public static let dictionaryName = "dict.ltr.txt"

@@ -1,7 +1,7 @@
 import XCTest
 import Audio
 import W2VBert
-@testable import Training
+import Training
 
 /// The labels of fine-tuning: dictionary of the run, per-entry ids, skipped utterances, and bad input named by
 /// file and line before training starts.
