@@ -19,7 +19,8 @@ INC=(-I "$O/lib" -I "$O/lib/CCompute" -I Sources/CBLAS -I Sources/CSndFile -I So
 
 build() {
   local stamp="$O/w2v-fuzz.stamp" srcs
-  srcs=$(ls Sources/CCompute/*.c Sources/CCompute/include/*.h Sources/Tensor/*.swift Sources/Audio/*.swift Sources/W2VBert/*.swift Sources/Training/SafeTensors.swift \
+  srcs=$(ls Sources/CCompute/*.c Sources/CCompute/include/*.h Sources/Tensor/*.swift Sources/Audio/*.swift $(find Sources/W2VBert -name '*.swift' | sort) \
+         Sources/Training/SafeTensors.swift \
          Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift Tests/Fuzz/*.swift launch/fuzz.sh)
   if [ -x "$O/w2v-fuzz" ] && [ -f "$stamp" ] && [ "$(cat $srcs | sha256sum)" = "$(cat "$stamp")" ]; then return; fi
   [ -d "$SCRATCH/checkouts/Yams" ] || swift package resolve --scratch-path "$SCRATCH" >&2
@@ -44,7 +45,7 @@ build() {
   done
   ar rcs "$O/lib/libCYaml.a" "$O"/lib/cyaml-*.o
   module Yams -D SWIFT_PACKAGE -Xcc -DYAML_DECLARE_EXPORT "$yams"/Yams/*.swift
-  module W2VBert Sources/W2VBert/*.swift
+  module W2VBert $(find Sources/W2VBert -name '*.swift' | sort)   # with its Options/ folder
   swiftc "${SAN[@]}" "${INC[@]}" -I "$yams/CYaml/include" -module-name W2VFuzz -o "$O/w2v-fuzz" \
     Tests/Fuzz/Targets.swift Sources/Training/SafeTensors.swift Sources/Training/Checkpoint.swift Sources/Training/TrainerState.swift \
     -L "$O/lib" -lW2VBert -lAudio -lTensor -lCCompute -lYams -lCYaml -lopenblas -lsndfile -lsamplerate -ldnnl -lgomp -lpthread
