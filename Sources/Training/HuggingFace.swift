@@ -313,14 +313,17 @@ public enum HuggingFace {
         try need(
             c.model.mlmBlocks >= 0, "num_hidden_layers",
             "fewer layers than model.contrastive_blocks (\(c.model.contrastiveBlocks))")
-        c.mask.replacement = src.weights.entries["masked_spec_embed"] != nil ? .learned : c.mask.replacement
+        let maskEmbedding = ["masked_spec_embed", ctcEncoderPrefix + "masked_spec_embed"]
+        c.mask.replacement = maskEmbedding.contains { src.weights.entries[$0] != nil } ? .learned : c.mask.replacement
+        try applyCTC(src, to: &c)
         do { try c.validate() } catch { throw HuggingFaceError("\(path): \(error)") }
         return c
     }
 
     /// Maps an HF folder's tensors onto our names: [our name: (HF name, HF shape, byte range)]. Refuses
     /// a tensor that has no place in `c` (naming it); `wav2vec2_bert.` prefixes (task models) are
-    /// stripped and their task heads (lm_head, projector, classifier, …) are skipped, listed in `skipped`.
+    /// stripped and their task heads (lm_head, projector, classifier, …) are skipped, listed in `skipped`;
+    /// a CTC model (model.head ctc) takes `lm_head.*` as its `ctc_head.*`.
     public static func sourceTensors(
         _ src: Source, config c: Config, layout: ParameterLayout
     ) throws
@@ -332,6 +335,14 @@ public enum HuggingFace {
         }
         var out: [String: String] = [:], skipped: [String] = []
         for (name, entry) in src.weights.entries.sorted(by: { $0.key < $1.key }) {
+            if c.model.head == .ctc, let ours = ctcHeadName(name), let e = layout[ours] {
+                guard entry.shape == e.shape else {
+                    throw HuggingFaceError(
+                        "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(e.shape)")
+                }
+                out[ours] = name
+                continue
+            }
             var n = name
             if n.hasPrefix("wav2vec2_bert.") {
                 n = String(n.dropFirst("wav2vec2_bert.".count))

@@ -96,3 +96,64 @@ extension HuggingFace {
         try writeJSON(ctcSpecialTokensJSON, to: dir + "/special_tokens_map.json")
     }
 }
+
+// MARK: Import of a Wav2Vec2BertForCTC folder
+
+extension HuggingFace {
+    /// Whether config.json names `Wav2Vec2BertForCTC` among its architectures.
+    public static func isCTCFolder(_ src: Source) -> Bool {
+        (src.json["architectures"] as? [String])?.contains("Wav2Vec2BertForCTC") ?? false
+    }
+
+    /// Makes `c` a CTC model of config.json's vocab_size (the encoder is already set from config.json).
+    static func applyCTC(_ src: Source, to c: inout Config) throws {
+        guard isCTCFolder(src) else { return }
+        guard let v = src.json["vocab_size"] as? Int, v > 2 else {
+            throw HuggingFaceError("\(src.dir)/config.json: 'vocab_size' missing or not an integer > 2")
+        }
+        c.model.head = .ctc
+        c.model.vocabSize = v
+    }
+
+    /// Our CTC head tensor for one of `Wav2Vec2BertForCTC`'s head tensors (nil: not a head tensor).
+    static func ctcHeadName(_ hf: String) -> String? {
+        switch hf {
+        case "lm_head.weight": return "ctc_head.weight"
+        case "lm_head.bias": return "ctc_head.bias"
+        default: return nil
+        }
+    }
+
+    /// The dictionary of a `Wav2Vec2BertForCTC` folder from its vocab.json: `<pad>` 0 (the blank), `|` 1, every
+    /// other token one character, ids exactly 0..V−1 with V config.json's vocab_size. Counts are 0 (the
+    /// folder has none). Errors name vocab.json.
+    public static func readVocabulary(_ src: Source) throws -> CTCVocabulary {
+        let path = src.dir + "/vocab.json"
+        func bad(_ why: String) -> HuggingFaceError { HuggingFaceError("\(path): \(why)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw bad("missing or unreadable") }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw bad("not a JSON object of token → id")
+        }
+        var byId: [Int: String] = [:]
+        for (token, value) in json {
+            guard let id = value as? Int else { throw bad("token '\(token)' has no integer id") }
+            if let other = byId[id] { throw bad("tokens '\(other)' and '\(token)' share id \(id)") }
+            byId[id] = token
+        }
+        let size = json.count
+        guard byId.keys.allSatisfy({ (0..<size).contains($0) }) else { throw bad("ids are not 0..\(size - 1)") }
+        guard byId[0] == "<pad>" else { throw bad("'<pad>' (the CTC blank) is not id 0") }
+        guard byId[1] == String(Character(CTCVocabulary.boundary)) else { throw bad("'|' is not id 1") }
+        if let v = src.json["vocab_size"] as? Int, v != size {
+            throw bad("\(size) tokens, config.json's vocab_size is \(v)")
+        }
+        var symbols: [Unicode.Scalar] = []
+        for id in 1..<size {
+            let token = byId[id]!
+            guard token.unicodeScalars.count == 1, let s = token.unicodeScalars.first, !s.properties.isWhitespace
+            else { throw bad("token '\(token)' (id \(id)) is not a single non-space character") }
+            symbols.append(s)
+        }
+        return CTCVocabulary(symbols: symbols, counts: Array(repeating: 0, count: symbols.count))
+    }
+}

@@ -76,12 +76,15 @@ extension HuggingFace {
     /// Writes `out`/{model.safetensors, trainer.json (step 0)} from the Hugging Face folder `dir`. The config
     /// is the one an export stored in the weights when present, else `base` (or the family preset of the
     /// same width) with the architecture of config.json; the quantizer and heads start fresh from train.seed.
+    /// A `Wav2Vec2BertForCTC` folder gives a CTC model (model.head ctc, config.json's vocab_size) with its
+    /// `lm_head` as the CTC head and vocab.json as `out`/dict.ltr.txt.
     public static func importFolder(
         _ dir: String, to out: String, base: Config?,
         contrastiveBlocks: Int?
     ) throws -> ImportSummary {
         let src = try open(dir)
         let config = try self.config(for: src, base: base, contrastiveBlocks: contrastiveBlocks)
+        let vocabulary = config.model.head == .ctc ? try readVocabulary(src) : nil
         let layout = ParameterLayout(config: config)
         let params = FloatBuffer(count: layout.count)
         layout.initialize(params.ptr, seed: config.train.seed)
@@ -98,6 +101,8 @@ extension HuggingFace {
             state.updateFreq = config.train.updateFreq
             state.config = config.yaml
             try writeDurably(try state.encoded(), to: out + "/trainer.json")
+            // Where transcribe and evaluate look for a CTC checkpoint's dictionary: its own folder.
+            try vocabulary?.write(to: out + "/dict.ltr.txt")
         } catch {
             throw HuggingFaceError("\(out): \(error)")
         }

@@ -157,4 +157,106 @@ final class HuggingFaceCTCTests: XCTestCase {
         }
         XCTAssert(logits.data[(34 + 19) * 20..<2 * 34 * 20].allSatisfy { $0 == 0 }, "padding rows are zero")
     }
+
+    /// The tensors of a safetensors file by name.
+    func tensors(_ path: String) throws -> [String: [Float]] {
+        let f = try SafeTensors.open(path: path)
+        var out: [String: [Float]] = [:]
+        for name in f.entries.keys { out[name] = try f.array(name) }
+        return out
+    }
+
+    /// import-hf of the exported Wav2Vec2BertForCTC folder gives a CTC checkpoint whose export is the same folder
+    /// and whose dictionary, written next to it, transcribes as the original run does.
+    func testImportOfTheCTCExportRoundTrips() throws {
+        let dir = tempDir("hfctc-imp")
+        let exe = DistributedTrainingTests.exe
+        var r = try runCommand([exe, "export-hf", Self.run, "--out", dir + "/hf"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try runCommand([exe, "import-hf", dir + "/hf", "--out", dir + "/ck"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        let folder = try CheckpointFolder(dir + "/ck")
+        XCTAssertEqual(folder.config.model.head, .ctc)
+        XCTAssertEqual(folder.config.model.vocabSize, 20)
+        let original = try CTCVocabulary.read(path: Self.run + "/dict.ltr.txt")
+        let imported = try CTCVocabulary.read(path: dir + "/ck/dict.ltr.txt")
+        XCTAssertEqual(imported.symbols, original.symbols)
+        let ours = try tensors(dir + "/ck/model.safetensors")
+        let run = try tensors(try CheckpointFolder(Self.run).directory + "/model.safetensors")
+        XCTAssertEqual(ours, run)
+        r = try runCommand([exe, "export-hf", dir + "/ck", "--out", dir + "/hf2"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        let files = try fm.contentsOfDirectory(atPath: dir + "/hf").sorted()
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: dir + "/hf2").sorted(), files)
+        for f in files where f != "model.safetensors" {
+            XCTAssertEqual(try json(dir + "/hf2/" + f), try json(dir + "/hf/" + f), f)
+        }
+        XCTAssertEqual(try tensors(dir + "/hf2/model.safetensors"), try tensors(dir + "/hf/model.safetensors"))
+
+        let audio = dir + "/a.wav"
+        let x = (0..<11200).map { j in Float(0.3 * sin(Double(j) * 0.03) * sin(Double(j) * 0.001)) }
+        try AudioWriter.write(path: audio, samples: x, sampleRate: 16000, format: .wav16)
+        let a = try runCommand([exe, "transcribe", "--checkpoint", Self.run, audio], timeout: 60)
+        let b = try runCommand([exe, "transcribe", "--checkpoint", dir + "/ck", audio], timeout: 60)
+        XCTAssertEqual(a.status, 0, a.output)
+        XCTAssertEqual(b.status, 0, b.output)
+        let lines = { (o: String) in o.split(separator: "\n").filter { $0.hasPrefix(audio + "\t") } }
+        XCTAssertEqual(lines(a.output).count, 1, a.output)
+        XCTAssertEqual(lines(b.output), lines(a.output))
+    }
+
+    /// A vocab.json that does not number `<pad>` 0, `|` 1 and the letters 1..V−1, or whose size is not
+    /// config.json's vocab_size, is refused naming it (status 1), before the checkpoint folder is made.
+    func testImportRefusesADamagedVocabulary() throws {
+        let dir = tempDir("hfctc-badvocab")
+        let exe = DistributedTrainingTests.exe
+        let r = try runCommand([exe, "export-hf", Self.run, "--out", dir + "/hf"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        let vocab = try XCTUnwrap(try json(dir + "/hf/vocab.json") as? [String: Int])
+        var swapped = vocab
+        swapped["<pad>"] = 1
+        swapped["|"] = 0
+        var gap = vocab
+        gap["ž"] = 25
+        var short = vocab
+        short["ž"] = nil
+        let cases = [
+            (swapped, "'<pad>' (the CTC blank) is not id 0"), (gap, "ids are not 0..19"),
+            (short, "19 tokens, config.json's vocab_size is 20"),
+        ]
+        for (i, (damaged, why)) in cases.enumerated() {
+            let data = try JSONSerialization.data(withJSONObject: damaged)
+            try data.write(to: URL(fileURLWithPath: dir + "/hf/vocab.json"))
+            let out = dir + "/ck\(i)"
+            let bad = try runCommand([exe, "import-hf", dir + "/hf", "--out", out], timeout: 60)
+            XCTAssertEqual(bad.status, 1, bad.output)
+            XCTAssert(bad.output.contains(dir + "/hf/vocab.json: " + why), bad.output)
+            XCTAssertFalse(fm.fileExists(atPath: out))
+        }
+    }
+
+    /// A Wav2Vec2BertForCTC folder without our stored config (as transformers saves one) imports as a CTC model of
+    /// config.json's vocab_size with lm_head as its CTC head.
+    func testImportOfAForeignCTCFolder() throws {
+        let dir = tempDir("hfctc-foreign")
+        let r = try runCommand([DistributedTrainingTests.exe, "export-hf", Self.run, "--out", dir], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        let hf = try tensors(dir + "/model.safetensors")
+        let names = hf.keys.sorted()
+        let shapes = try SafeTensors.open(path: dir + "/model.safetensors").entries.mapValues { $0.shape }
+        let entries = names.map { TensorEntry(name: $0, shape: shapes[$0]!) }
+        try SafeTensors.write(path: dir + "/model.safetensors", entries: entries, metadata: ["format": "pt"]) { i in
+            hf[names[i]]!.withUnsafeBufferPointer { $0.baseAddress! }
+        }
+        let s = try HuggingFace.importFolder(dir, to: dir + "/ck", base: nil, contrastiveBlocks: nil)
+        XCTAssertEqual(s.config.model.head, .ctc)
+        XCTAssertEqual(s.config.model.vocabSize, 20)
+        XCTAssertEqual(s.config.model.dim, 32)
+        let ck = try tensors(dir + "/ck/model.safetensors")
+        XCTAssertEqual(ck["ctc_head.weight"], hf["lm_head.weight"])
+        XCTAssertEqual(ck["ctc_head.bias"], hf["lm_head.bias"])
+        let vocabulary = try CTCVocabulary.read(path: dir + "/ck/dict.ltr.txt")
+        XCTAssertEqual(vocabulary, try HuggingFace.readVocabulary(try HuggingFace.open(dir)))
+        XCTAssertEqual(vocabulary.size, 20)
+    }
 }
