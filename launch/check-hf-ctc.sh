@@ -18,13 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PY="${PYTHON:-python3}"
-[ -x "$PY" ] || PY=python3
-if ! "$PY" -c "import transformers, torch, safetensors" 2>/dev/null; then
-  echo "check-hf-ctc: SKIPPED: $PY has no transformers/torch/safetensors"; exit 0
-fi
-command -v sox >/dev/null || { echo "check-hf-ctc: needs sox (apt-get install sox)" >&2; exit 1; }
 source launch/lib.sh
+w2v_hf_python check-hf-ctc
 BIN="$(w2v_build_bin)"
 W="${1:-$(mktemp -d /tmp/check-hf-ctc.XXXXXX)}"
 shift || true

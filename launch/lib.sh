@@ -24,6 +24,17 @@ w2v_bin() {
   printf '%s\n' "$bin"
 }
 
+# The Python of the Hugging Face checks in PY ($PYTHON, default python3): exits 0 saying SKIPPED when it lacks
+# transformers, torch or safetensors, and 1 when sox (which converts their audio) is missing. NAME prefixes both.
+w2v_hf_python() {  # NAME
+  PY="${PYTHON:-python3}"
+  [ -x "$PY" ] || PY=python3
+  if ! "$PY" -c "import transformers, torch, safetensors" 2>/dev/null; then
+    echo "$1: SKIPPED: $PY has no transformers/torch/safetensors"; exit 0
+  fi
+  command -v sox >/dev/null || { echo "$1: needs sox (apt-get install sox)" >&2; exit 1; }
+}
+
 w2v_build_bin() {
   [ -n "${W2VBERT_BIN:-}" ] || (cd "$W2V_REPO" && swift build -c release --product w2vbert >&2)
   w2v_bin
