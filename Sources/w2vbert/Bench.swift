@@ -5,5 +5,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: training steps, kernels, the data path, data-parallel steps and their scaling.",
-        subcommands: [BenchModel.self, BenchKernels.self, BenchData.self, BenchDist.self, BenchScaling.self])
+        subcommands: [
+            BenchModel.self, BenchFinetune.self, BenchKernels.self, BenchData.self, BenchDist.self, BenchScaling.self,
+        ])
 }

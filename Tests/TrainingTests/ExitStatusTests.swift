@@ -11,7 +11,7 @@ final class ExitStatusTests: XCTestCase {
     static let exe = DistributedTrainingTests.exe
     static let subcommands: [[String]] = [
         ["train"], ["config"], ["validate"], ["embed"], ["export-hf"], ["import-hf"], ["inspect"], ["compare"],
-        ["prepare"], ["features"], ["bench", "model"], ["bench", "kernels"], ["bench", "data"], ["bench", "dist"],
+        ["prepare"], ["features"], ["bench", "model"], ["bench", "finetune"], ["bench", "kernels"], ["bench", "data"], ["bench", "dist"],
         ["bench", "scaling"], ["check", "mpi"], ["check", "dist"], ["transcribe"], ["evaluate"]
     ]
 

@@ -181,4 +181,30 @@ final class RecognitionTests: XCTestCase {
             XCTAssertTrue(r.output.contains("model.head is ctc"), "\(args): \(r.output)")
         }
     }
+
+    /// `bench finetune` times CTC steps of a preset and writes the Wav2Vec2BertForCTC config of the same model.
+    func testBenchFinetunePrintsARecordAndTheHFConfig() throws {
+        let dir = temp("bench-ft")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try run([
+            "bench", "finetune", "--preset", "tiny2", "--batch", "2", "--seconds", "2", "--steps", "1", "--vocab", "7",
+            "--threads", "1", "--hf-config", dir + "/config.json",
+        ])
+        XCTAssertEqual(r.status, 0, r.output)
+        let last = try XCTUnwrap(r.output.split(separator: "\n").last)
+        let record = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        XCTAssertEqual(record["head"] as? String, "ctc")
+        XCTAssertEqual(record["vocab_size"] as? Int, 7)
+        XCTAssertEqual(record["letters_per_utterance"] as? Int, 28)
+        let loss = try XCTUnwrap(record["last_loss"] as? Double)
+        XCTAssert(loss.isFinite && loss > 0, "\(loss)")
+        let config = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json")))
+                as? [String: Any])
+        XCTAssertEqual(config["architectures"] as? [String], ["Wav2Vec2BertForCTC"])
+        XCTAssertEqual(config["vocab_size"] as? Int, 7)
+        XCTAssertEqual(config["hidden_size"] as? Int, 144)
+        let bad = try run(["bench", "finetune", "--preset", "tiny2", "--vocab", "1"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+    }
 }
