@@ -6,6 +6,8 @@
 #   W2VBERT_BIN        executable (default: `swift build -c release --show-bin-path`/w2vbert)
 #   OMP_NUM_THREADS    threads per rank (default 1; OPENBLAS_NUM_THREADS follows it unless set)
 #   W2V_MPIRUN_ARGS    extra mpirun arguments, word-split (e.g. "--mca btl self,tcp")
+#   W2V_BIND           "none": ranks are not bound to cores (several jobs sharing one machine; bound ranks of
+#                      two jobs would all start on the first cores)
 # Ranks × threads above the physical core count: --oversubscribe and --bind-to none. Otherwise each rank
 # is bound to its cores. As root, --allow-run-as-root is added. The exit status is mpirun's (the
 # highest rank status: see README "Exit statuses"). SIGTERM to this script: the ranks checkpoint, status 75.
@@ -20,7 +22,9 @@ w2v_threads
 CORES="$(w2v_cores)"
 ARGS=(-np "$RANKS" $(w2v_root_args) --mca btl_vader_single_copy_mechanism none
       -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS)
-if [ $((RANKS * OMP_NUM_THREADS)) -gt "$CORES" ]; then
+if [ "${W2V_BIND:-}" = none ]; then
+  ARGS+=(--bind-to none)
+elif [ $((RANKS * OMP_NUM_THREADS)) -gt "$CORES" ]; then
   ARGS+=(--oversubscribe --bind-to none)
 elif [ "$OMP_NUM_THREADS" -gt 1 ]; then
   ARGS+=(--map-by "slot:PE=$OMP_NUM_THREADS" --bind-to core)
