@@ -40,10 +40,11 @@ public struct FinetuneLabels: Sendable {
     public static let dictionaryName = "dict.ltr.txt"
 
     /// Reads the transcripts of `train` (and `valid`), settles the run's dictionary (`dictPath`: `--dict`;
-    /// `resume`: a dictionary already in the run folder is the run's) and encodes and checks every label.
+    /// `resume`: a dictionary already in the run folder is the run's; `source`: the dictionary of the CTC
+    /// model of --init-from, used when there is no `dictPath`) and encodes and checks every label.
     public static func prepare(
         config c: Config, train: Manifest, trainPath: String, valid: Manifest?, validPath: String?,
-        runDirectory: String, dictPath: String?, resume: Bool
+        runDirectory: String, dictPath: String?, source: CTCVocabulary? = nil, resume: Bool
     ) throws -> FinetuneLabels {
         do {
             let trainText = try Transcripts.read(
@@ -53,7 +54,7 @@ public struct FinetuneLabels: Sendable {
                     path: Transcripts.path(forManifest: validPath!), manifestPath: validPath!, rows: $0.count)
             }
             let vocabulary = try runDictionary(
-                trainText, runDirectory: runDirectory, dictPath: dictPath, resume: resume)
+                trainText, runDirectory: runDirectory, dictPath: dictPath, source: source, resume: resume)
             let (tl, tLen, tSkip) = try encode(trainText, manifest: train, vocabulary: vocabulary, config: c)
             let (vl, vLen, vSkip) =
                 try validText.map { try encode($0, manifest: valid!, vocabulary: vocabulary, config: c) }
@@ -66,9 +67,10 @@ public struct FinetuneLabels: Sendable {
         }
     }
 
-    /// The dictionary of the run in `runDirectory` (read back on resume, else `dictPath` or built).
+    /// The dictionary of the run in `runDirectory` (read back on resume, else `dictPath`, else `source`, else
+    /// built from the training transcripts).
     static func runDictionary(
-        _ train: Transcripts, runDirectory: String, dictPath: String?, resume: Bool
+        _ train: Transcripts, runDirectory: String, dictPath: String?, source: CTCVocabulary?, resume: Bool
     ) throws -> CTCVocabulary {
         let runPath = runDirectory + "/" + dictionaryName
         let given = try dictPath.map { try CTCVocabulary.read(path: $0) }
@@ -81,7 +83,7 @@ public struct FinetuneLabels: Sendable {
             }
             return recorded
         }
-        return given ?? CTCVocabulary.build(from: train.texts.compactMap { $0 })
+        return given ?? source ?? CTCVocabulary.build(from: train.texts.compactMap { $0 })
     }
 
     /// Writes the dictionary to RUN/dict.ltr.txt unless the run already has it (rank 0 only).

@@ -18,9 +18,16 @@ extension Trainer {
     static func finetuneLabels(
         _ c: inout Config, _ o: TrainOptions, _ train: Manifest, _ valid: Manifest?
     ) throws -> FinetuneLabels {
+        let source: CTCVocabulary?
+        do {
+            source = try o.initFrom.flatMap { try InitialWeights.sourceDictionary($0) }
+        } catch {
+            throw TrainError("--init-from: \(error)")
+        }
         let labels = try FinetuneLabels.prepare(
             config: c, train: train, trainPath: o.trainManifest, valid: valid, validPath: o.validManifest,
-            runDirectory: o.runDirectory, dictPath: o.dictionary, resume: o.resume || o.requireCheckpoint)
+            runDirectory: o.runDirectory, dictPath: o.dictionary, source: source,
+            resume: o.resume || o.requireCheckpoint)
         let size = labels.vocabulary.size
         if c.model.vocabSize != 0 && c.model.vocabSize != size {
             let dict = o.dictionary ?? o.runDirectory + "/" + FinetuneLabels.dictionaryName

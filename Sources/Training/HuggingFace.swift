@@ -323,9 +323,9 @@ public enum HuggingFace {
     /// Maps an HF folder's tensors onto our names: [our name: (HF name, HF shape, byte range)]. Refuses
     /// a tensor that has no place in `c` (naming it); `wav2vec2_bert.` prefixes (task models) are
     /// stripped and their task heads (lm_head, projector, classifier, …) are skipped, listed in `skipped`;
-    /// a CTC model (model.head ctc) takes `lm_head.*` as its `ctc_head.*`.
+    /// a CTC model (model.head ctc) takes `lm_head.*` as its `ctc_head.*` (with `keepHead`; else skipped).
     public static func sourceTensors(
-        _ src: Source, config c: Config, layout: ParameterLayout
+        _ src: Source, config c: Config, layout: ParameterLayout, keepHead: Bool = true
     ) throws
         -> (tensors: [String: String], skipped: [String])
     {
@@ -336,6 +336,10 @@ public enum HuggingFace {
         var out: [String: String] = [:], skipped: [String] = []
         for (name, entry) in src.weights.entries.sorted(by: { $0.key < $1.key }) {
             if c.model.head == .ctc, let ours = ctcHeadName(name), let e = layout[ours] {
+                if !keepHead {
+                    skipped.append(name)
+                    continue
+                }
                 guard entry.shape == e.shape else {
                     throw HuggingFaceError(
                         "\(src.weights.path): tensor '\(name)' has shape \(entry.shape), the model expects \(e.shape)")

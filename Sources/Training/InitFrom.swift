@@ -7,6 +7,7 @@
 import Foundation
 import Tensor
 import W2VBert
+import Audio
 
 public enum InitialWeights {
     /// The model.safetensors a checkpoint or run folder stands for (nil: neither).
@@ -25,10 +26,25 @@ public enum InitialWeights {
             || ParameterLayout.isCTCHead(name)
     }
 
+    /// The letter dictionary of a CTC fine-tuned source: a Hugging Face Wav2Vec2BertForCTC folder's vocab.json,
+    /// or the dict.ltr.txt of the run a checkpoint or run folder belongs to; nil for any other source.
+    public static func sourceDictionary(_ source: String) throws -> CTCVocabulary? {
+        if HuggingFace.isModelDirectory(source) {
+            let src = try HuggingFace.open(source)
+            return HuggingFace.isCTCFolder(src) ? try HuggingFace.readVocabulary(src) : nil
+        }
+        let isCheckpoint = FileManager.default.fileExists(atPath: source + "/trainer.json")
+        let run = isCheckpoint ? (source as NSString).appendingPathComponent("../..") : source
+        let path = run + "/" + FinetuneLabels.dictionaryName
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do { return try CTCVocabulary.read(path: path) } catch { throw HuggingFaceError("\(error)") }
+    }
+
     /// Overwrites `params` (already initialised from the config's seed) with the source's tensors.
+    /// `keepHead` false: a CTC head of the source is skipped (its outputs are another dictionary's).
     /// Returns a one-line summary; throws naming the first tensor that does not fit.
     public static func load(
-        from source: String, config c: Config, layout: ParameterLayout, params: FPtr
+        from source: String, config c: Config, layout: ParameterLayout, params: FPtr, keepHead: Bool = true
     ) throws -> String {
         let file: SafeTensors.File
         var map: [String: String] = [:]  // our name → source name
@@ -36,7 +52,7 @@ public enum InitialWeights {
         let kind: String
         if HuggingFace.isModelDirectory(source) {
             let src = try HuggingFace.open(source)
-            (map, skipped) = try HuggingFace.sourceTensors(src, config: c, layout: layout)
+            (map, skipped) = try HuggingFace.sourceTensors(src, config: c, layout: layout, keepHead: keepHead)
             file = src.weights
             kind = "Hugging Face model"
         } else if let path = checkpointWeights(source) {
@@ -44,6 +60,10 @@ public enum InitialWeights {
             for name in file.entries.keys.sorted() {
                 if c.model.head == .ctc && layout[name] == nil && HuggingFace.isHeadOrQuantizer(name) {
                     skipped.append(name)  // a pre-training head: fine-tuning has a CTC head instead
+                    continue
+                }
+                if !keepHead && ParameterLayout.isCTCHead(name) {
+                    skipped.append(name)
                     continue
                 }
                 guard let e = layout[name] else {
@@ -98,7 +118,14 @@ public enum InitialWeights {
 extension Trainer {
     /// `--init-from` (called by resumeOrStart on rank 0 for a fresh run only; a run folder that already
     /// holds checkpoints resumes instead). Step 0, fresh optimizer: only the parameters change.
+    /// A CTC source's head is loaded only when the run's dictionary is the source's.
     func initializeFrom(_ source: String) throws -> String {
-        try InitialWeights.load(from: source, config: config, layout: layout, params: objective.params.ptr)
+        var keepHead = true
+        if let labels, let d = try InitialWeights.sourceDictionary(source) {
+            keepHead = d.symbols == labels.vocabulary.symbols
+        }
+        let s = try InitialWeights.load(
+            from: source, config: config, layout: layout, params: objective.params.ptr, keepHead: keepHead)
+        return keepHead ? s : s + " (the CTC head starts fresh: the run's dictionary differs from the source's)"
     }
 }

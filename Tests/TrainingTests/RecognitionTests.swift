@@ -207,4 +207,39 @@ final class RecognitionTests: XCTestCase {
         let bad = try run(["bench", "finetune", "--preset", "tiny2", "--vocab", "1"])
         XCTAssertEqual(bad.status, 2, bad.output)
     }
+
+    /// `finetune --init-from` a CTC model (a run, and its Hugging Face Wav2Vec2BertForCTC export): without --dict
+    /// the run takes the source's dictionary and its head (fine-tuning continues); a --dict that differs from the
+    /// source's (same size, another order) gets a fresh head.
+    func testFinetuneFromACTCModelKeepsItsDictionaryAndHead() throws {
+        let dir = temp("ft-from-ctc")
+        let (_, _, manifest) = try makeRun(dir)
+        let micro = [
+            "model.dim=32", "model.heads=4", "model.ffn_dim=64", "model.contrastive_blocks=1", "model.mlm_blocks=1",
+        ].flatMap { ["--set", $0] }
+        let common = ["--preset", "tiny2", "--train", manifest, "--max-steps", "1", "--set", "optimizer.lr=1e-9"] + micro
+        var r = try run(["finetune", "--run-dir", dir + "/a"] + common)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try run(["export-hf", dir + "/a", "--out", dir + "/hf"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let source = try CTCVocabulary.read(path: dir + "/a/dict.ltr.txt")
+        for from in [dir + "/a", dir + "/hf"] {
+            let out = dir + "/from-" + (from as NSString).lastPathComponent
+            r = try run(["finetune", "--run-dir", out, "--init-from", from] + common)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertFalse(r.output.contains("fresh"), r.output)
+            XCTAssertEqual(try CTCVocabulary.read(path: out + "/dict.ltr.txt").symbols, source.symbols)
+            r = try run(["compare", out, dir + "/a", "--rtol", "1e-4"])
+            XCTAssertEqual(r.status, 0, "one step at lr 1e-9 from the source: \(r.output)")
+        }
+        let reordered = CTCVocabulary(symbols: source.symbols.reversed(), counts: source.counts)
+        try reordered.write(to: dir + "/reordered.txt")
+        r = try run(
+            ["finetune", "--run-dir", dir + "/c", "--init-from", dir + "/hf", "--dict", dir + "/reordered.txt"] + common
+                + ["--set", "train.seed=5"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssert(r.output.contains("the CTC head starts fresh"), r.output)
+        r = try run(["compare", dir + "/c", dir + "/a", "--rtol", "1e-4"])
+        XCTAssertEqual(r.status, 1, "a fresh head (another seed) differs from the source's: \(r.output)")
+    }
 }
