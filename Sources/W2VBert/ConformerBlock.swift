@@ -169,13 +169,13 @@ struct MHSA {
         addScaled(y, x, s.o, n: n * d)
     }
 
-    func backward(s: BlockScratch, x: CFPtr, shape: AttentionShape) {
+    func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, shape: AttentionShape) {
         let n = shape.b * shape.t, d = shape.d
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d, write: .overwrite)
         attentionBackward(
             compute, dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
-            q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape, write: .overwrite)
+            q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, lengths: lengths, shape: shape, write: .overwrite)
         withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {
             q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
@@ -306,7 +306,7 @@ struct ConformerBlock {
         norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d, write: .overwrite)
         ffn2.backward(s: s, x: x3, n: n, d: d, f: f)
         conv.backward(s: s, x: x2, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.kernel, causal: c.causal)
-        attn.backward(s: s, x: x1, shape: shape)
+        attn.backward(s: s, x: x1, lengths: lengths, shape: shape)
         ffn1.backward(s: s, x: x, n: n, d: d, f: f)
     }
 }

@@ -12,6 +12,7 @@ struct ConformerStack {
     let dCur: FPtr  // [N, d] gradient of the residual stream between blocks
     let position: AttentionPosition
     let heads, d: Int
+    let memory: AttentionMemory
     var dropped: [Bool]
     /// The model options' runtime parts (Options/), called at fixed points of forward and backward.
     let extensions: BlockExtensions
@@ -25,14 +26,17 @@ struct ConformerStack {
         }
         heads = c.model.heads
         self.d = d
-        // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
-        let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position)
+        // Attention: rotated q, k with RoPE, the probabilities only for short utterances (see
+        // `attentionMemory`); a workspace per thread, Shaw's dE per (utterance, head) pair.
+        memory = ConformerStack.attentionMemory(c, t: cap.t)
+        let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position, memory: memory)
         let rope = position == .rope ? 2 * n * d : 0
-        let saved = heads * n * cap.t + rope
+        let saved = (memory == .probabilities ? heads * n * cap.t : 0) + rope
+        let relParts = cap.batch * shape.relCount * d
         let options = ModelOptions.active(c)
         scratch = BlockScratch(
             a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-            attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
+            attWork: shape.perThreadWorkspace * a.compute.threads + rope + relParts,
             rank: options.map(\.branchScratch).max() ?? 0)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
@@ -63,7 +67,14 @@ struct ConformerStack {
     var mlmOutput: FPtr { (mlm.last ?? contrastive.last!).y }
 
     func attentionShape(_ s: BatchShape) -> AttentionShape {
-        AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position)
+        AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position, memory: memory)
+    }
+
+    /// Attention keeps its probabilities (h·T floats per row) for backward while they add at most a quarter
+    /// to a block's other activations (about 19·d + 4·f floats per row), so short utterances skip the
+    /// recomputation; longer ones keep only O(T·d) (see `AttentionMemory`).
+    static func attentionMemory(_ c: Config, t: Int) -> AttentionMemory {
+        4 * c.model.heads * t <= 19 * c.model.dim + 4 * c.model.ffnDim ? .probabilities : .recompute
     }
 
     /// Layer-drop decisions of the step (key.step; micro-batch 0), or the given ones (tests).
