@@ -165,7 +165,13 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxBadFraction: Double = 0.01  // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0  // validation micro-batches per rank (0 = the whole valid set)
     public var trainable: Trainable = .all  // adapters: the base model is frozen
+    /// blocks: forward keeps only each Conformer block's output, backward recomputes the block's activations
+    /// (same arithmetic: gradients bit-identical); memory of one block's activations instead of every block's.
+    public var checkpointActivations: ActivationCheckpointing = .none
 }
+
+/// `train.checkpoint_activations`: what the Conformer blocks keep between forward and backward.
+public enum ActivationCheckpointing: String, Sendable, CaseIterable { case none, blocks }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
 public struct DistConfig: Sendable, Equatable {

@@ -262,11 +262,11 @@ struct ConvModule {
 struct ConformerBlock {
     let ffn1: FFN, attn: MHSA, conv: ConvModule, ffn2: FFN, norm: NormPG
     let x1, x2, x3, x4, mean, rstd: FPtr
-    let y: FPtr  // the block output [N, d]
+    let y: FPtr  // the block output [N, d] (carved by the stack: kept even when the rest is shared)
 
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool,
-        savedCount: Int
+        savedCount: Int, output: FPtr
     ) {
         let d = c.d, f = c.f, dropout = c.dropout > 0
         ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout, c: c)
@@ -280,7 +280,7 @@ struct ConformerBlock {
         x4 = ar.take(n * d)
         mean = ar.take(n)
         rstd = ar.take(n)
-        y = ar.take(n * d)
+        y = output
     }
 
     func forward(

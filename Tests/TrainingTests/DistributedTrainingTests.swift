@@ -112,6 +112,20 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssert(events.contains("\"update_freq\":2"), "the resumed run should record update_freq 2")
     }
 
+    /// Activation checkpointing changes no arithmetic: 2 ranks with it, stopped at step 5 and resumed, end
+    /// bit-identical to 1 rank × update_freq 2 without it, with dropout and layer drop.
+    func testActivationCheckpointingTwoRanksAndResume() throws {
+        let drops = ["--set", "model.dropout=0.1", "--set", "model.layer_drop=0.2"]
+        let on = drops + ["--set", "train.checkpoint_activations=blocks"]
+        let a = temp("ckpt2"), b = temp("ckpt1")
+        try train(ranks: 2, runDir: a, steps: 5, extra: on)
+        try train(ranks: 2, runDir: a, steps: 10, extra: on)
+        try train(ranks: 1, runDir: b, steps: 10, extra: drops + ["--set", "train.update_freq=2"])
+        let pa = try parameters(a, step: 10), pb = try parameters(b, step: 10)
+        XCTAssertEqual(pa.keys.sorted(), pb.keys.sorted())
+        for (k, v) in pb { XCTAssert(v == pa[k]!, "tensor \(k) is not bit-identical") }
+    }
+
     func testSIGTERMToOneRankCheckpointsAndExits75() throws {
         let run = temp("sigterm")
         let args =
