@@ -103,3 +103,29 @@ final class ActivationCheckpointingTests: XCTestCase {
         }
     }
 }
+
+/// compute.precision = auto (the default): bf16 where the CPU multiplies bf16 natively, fp32 elsewhere.
+final class PrecisionSettingTests: XCTestCase {
+    func testAutoIsTheDefaultAndResolvesByTheCPU() throws {
+        let c = try Config.load(preset: "tiny")
+        XCTAssertEqual(c.compute.precision, .auto)
+        XCTAssertEqual(PrecisionSetting.auto.resolved, Compute.hasNativeBF16 ? .bf16 : .fp32)
+        XCTAssertEqual(PrecisionSetting.fp32.resolved, .fp32)
+        XCTAssertEqual(PrecisionSetting.bf16.resolved, .bf16)
+        XCTAssertEqual(Compute(c.compute, threads: 1).precision, Compute.hasNativeBF16 ? .bf16 : .fp32)
+        let line = try XCTUnwrap(PrecisionSetting.auto.autoDescription)
+        if let isa = Compute.nativeBF16ISA {
+            XCTAssertEqual(line, "bf16 (auto: the CPU has \(isa))")
+        } else {
+            XCTAssert(line.hasPrefix("fp32 (auto:"), line)
+        }
+        XCTAssertNil(PrecisionSetting.fp32.autoDescription)
+        XCTAssertEqual(PrecisionSetting(Precision.bf16), .bf16)
+        for value in ["auto", "fp32", "bf16"] {
+            let set = try Config.load(preset: "tiny", overrides: ["compute.precision=\(value)"])
+            XCTAssertEqual(set.compute.precision.rawValue, value)
+            XCTAssertEqual(try Config.load(yaml: [set.yaml]).compute.precision.rawValue, value)
+        }
+        XCTAssertThrowsError(try Config.load(preset: "tiny", overrides: ["compute.precision=fp16"]))
+    }
+}
