@@ -3,8 +3,9 @@ import Tensor
 /// A bump allocator over one FloatBuffer. Activations are carved twice with the same code: first by a
 /// measuring arena (no memory; it only counts), then by a real one of exactly that size. Every carve is
 /// aligned to 16 floats. `rewind(to:)` hands the same floats out again (parts that are never live at the same
-/// time); the arena's size is the high-water mark `peak`. The arena also carries the compute settings the model is built for: the parts
-/// size their per-thread workspaces from `compute.threads` and run their kernels with `compute`.
+/// time); the arena's size is the high-water mark `peak`. The arena also carries the compute settings the model
+/// is built for: the parts size their per-thread workspaces from `compute.threads` and run their kernels with
+/// `compute`.
 public final class Arena {
     public let buffer: FloatBuffer?
     public let compute: Compute
