@@ -75,6 +75,7 @@ struct ConformerStack {
         contrastive = Array(blocks.prefix(c.model.contrastiveBlocks))
         mlm = Array(blocks.dropFirst(c.model.contrastiveBlocks))
         dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
+        replay.sources = [DropoutSource?](repeating: nil, count: dropped.count)
     }
 
     func block(_ i: Int) -> ConformerBlock {
@@ -88,9 +89,9 @@ struct ConformerStack {
         AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position, memory: memory)
     }
 
-    /// Attention keeps its probabilities (h·T floats per row) for backward while they add at most a quarter
-    /// to a block's other activations (about 19·d + 4·f floats per row), so short utterances skip the
-    /// recomputation; longer ones keep only O(T·d) (see `AttentionMemory`).
+    /// Attention keeps its probabilities (h·T floats per row) for backward while h·T ≤ (19·d + 4·f)/4, less
+    /// than half of what the rest of a block keeps per row (about 13·d + 2·f) when f = 4·d, so short
+    /// utterances skip the recomputation; longer ones keep only O(T·d) (see `AttentionMemory`).
     static func attentionMemory(_ c: Config, t: Int) -> AttentionMemory {
         4 * c.model.heads * t <= 19 * c.model.dim + 4 * c.model.ffnDim ? .probabilities : .recompute
     }
@@ -114,7 +115,7 @@ struct ConformerStack {
     ) {
         let shape = attentionShape(s)
         var input = x0
-        replay.sources = [DropoutSource?](repeating: nil, count: dropped.count)
+        for i in replay.sources.indices { replay.sources[i] = nil }
         replay.resident = nil
         for i in 0..<count {
             let blk = block(i)
