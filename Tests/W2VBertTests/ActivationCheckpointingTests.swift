@@ -14,13 +14,15 @@ final class ActivationCheckpointingTests: XCTestCase {
     static let pretrain = ["model.final_dim=16", "quantizer.entries=24", "quantizer.dim=16", "mask.span=4",
                            "loss.num_negatives=5"]
 
-    /// The variants checked: position modes, LoRA and hyper-lora adapters (base trained and frozen).
+    /// The variants checked: position modes, LoRA and hyper-lora adapters (base trained and frozen), hypernetwork
+    /// layers.
     static let variants: [[String]] = [
         [],
         ["model.position=shaw", "model.shaw_left=3", "model.shaw_right=2"],
         ["model.position=rope", "model.frontend=stack"],
         ["adapter.kind=lora", "adapter.rank=2", "adapter.targets=attn.q,ffn.fc1,conv.pw2"],
         ["adapter.kind=hyper-lora", "adapter.rank=2", "adapter.speaker_dim=3", "train.trainable=adapters"],
+        ["model.hypernetwork=ffn+conv", "model.hyper_dim=2", "model.hyper_rank=2"],
     ]
 
     /// Gradients of `steps` consecutive steps (each zeroed first) and the step losses, pre-training model.
