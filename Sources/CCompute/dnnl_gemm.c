@@ -26,6 +26,10 @@ int w2v_dnnl_has_avx512(void) {
     return g_engine != NULL && dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
 }
 int w2v_dnnl_has_bf16(void) { pthread_once(&g_once, init_engine); return g_engine != NULL && g_bf16_native; }
+const char *w2v_dnnl_bf16_isa(void) {
+    if (!w2v_dnnl_has_bf16()) return "";
+    return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_amx ? "amx" : "avx512_bf16";
+}
 
 const char *w2v_dnnl_version(void) {
     static char buf[32];

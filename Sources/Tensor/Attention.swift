@@ -13,17 +13,36 @@ public enum AttentionPosition: Sendable, Equatable {
     case rope
 }
 
+/// What forward keeps for backward. `.recompute` keeps nothing of size T² (only RoPE's rotated q, k): backward
+/// recomputes each tile's probabilities with the same products and softmax as forward, so they are
+/// bit-identical to forward's. `.probabilities` keeps every probability [B, h, T, T] (backward skips the
+/// recomputation: faster for short sequences, O(h·T²) memory per block).
+public enum AttentionMemory: Sendable, Equatable {
+    case recompute
+    case probabilities
+}
+
 /// Scaled dot-product multi-head self-attention on projected q, k, v [B, T, d] (heads interleaved
 /// as d = h·dh, head j owns columns j·dh..<(j+1)·dh), with a key padding mask from `lengths`:
 /// keys t ≥ lengths[b] get probability 0. out [B, T, d]. Query rows past the length are computed
 /// like the others (finite) and are the caller's to ignore.
+/// The kernel runs per (utterance, head) pair in tiles of `tileRows` queries: a tile's whole rows of scores
+/// [tileRows, T] (exact softmax over every key, no running rescale), then its rows of the output. Memory per
+/// thread: two tiles of scores, O(T) for a fixed tile; nothing of size T² unless `.probabilities`.
 public struct AttentionShape: Sendable {
     public let b, t, d, heads: Int
     public let position: AttentionPosition
+    public let memory: AttentionMemory
+    /// Scores per tile aimed at, and the fewest query rows per tile (also the rows of Shaw's relative logits
+    /// computed at a time). Defaults: 2^18 floats (1 MiB) and 64 rows; tests shrink them to get many tiles.
+    public let tileScores: Int, minTileRows: Int
     public var dh: Int { d / heads }
     public var relCount: Int { if case let .shaw(l, r) = position { return l + r + 1 } else { return 0 } }
     public var isRope: Bool { position == .rope }
-    public init(b: Int, t: Int, d: Int, heads: Int, position: AttentionPosition) {
+    public init(
+        b: Int, t: Int, d: Int, heads: Int, position: AttentionPosition, memory: AttentionMemory = .recompute,
+        tileScores: Int = 1 << 18, minTileRows: Int = 64
+    ) {
         precondition(d % heads == 0, "heads must divide d")
         if position == .rope { precondition((d / heads) % 2 == 0, "RoPE needs an even head dim") }
         self.b = b
@@ -31,11 +50,19 @@ public struct AttentionShape: Sendable {
         self.d = d
         self.heads = heads
         self.position = position
+        self.memory = memory
+        self.tileScores = tileScores
+        self.minTileRows = max(1, minTileRows)
     }
-    /// Floats forward saves for backward: the probabilities [B, h, T, T] and, with RoPE, rotated q and k.
-    public var savedCount: Int { b * heads * t * t + (isRope ? 2 * b * t * d : 0) }
-    /// Scratch floats per thread (one (utterance, head) pair at a time).
-    public var perThreadWorkspace: Int { t * t + t * max(relCount, 1) }
+    /// Query rows per tile: all T when T² ≤ `tileScores` (one tile per pair), else max(minTileRows, tileScores / T).
+    /// tileRows·T never decreases as T grows, so a workspace sized for the longest T fits every shorter one.
+    public var tileRows: Int { min(t, max(minTileRows, tileScores / max(t, 1))) }
+    /// Floats forward saves for backward: with `.probabilities` the probabilities [B, h, T, T]; with RoPE the
+    /// rotated q and k [B, T, d] each.
+    public var savedCount: Int { (memory == .probabilities ? b * heads * t * t : 0) + (isRope ? 2 * b * t * d : 0) }
+    /// Scratch floats per thread (one (utterance, head) pair at a time): a tile of probabilities and one of
+    /// their gradients [tileRows, T], and Shaw's relative logits for `minTileRows` queries.
+    public var perThreadWorkspace: Int { 2 * tileRows * t + minTileRows * max(relCount, 1) }
     /// Scratch floats needed by forward and backward (not kept between them) run with `threads` threads
     /// (`compute.threads`): one per-pair workspace per thread, then RoPE's rotated gradients. With Shaw
     /// keys, one dE contribution per (utterance, head) pair, summed in pair order after the pairs ran.
@@ -71,53 +98,77 @@ func ropeApply(_ dst: FPtr, _ src: CFPtr, b: Int, t: Int, d: Int, heads: Int, in
 
 @inline(__always) func relIndex(_ delta: Int, _ left: Int, _ right: Int) -> Int { min(max(delta, -left), right) + left }
 
+/// The operands of one (utterance, head) pair: q, k (rotated with RoPE), the unrotated q Shaw's logits
+/// read, v, and the pair's column offset `off` = bi·T·d + head·dh.
+struct AttentionPair {
+    let qs, ks, q, v: CFPtr
+    let relKey: CFPtr?
+    let off, len: Int
+}
+
+/// Probabilities of query rows i0..<i0+m of one pair into p [m, T]: scale·q·kᵀ (+ Shaw's relative logits,
+/// `minTileRows` queries at a time into rel), keys ≥ len at −∞, softmax over each whole row. Forward and
+/// backward's recomputation both call this, so the probabilities are bit-identical.
+func attentionProbabilities(
+    _ compute: Compute, p: FPtr, rel: FPtr, rows i0: Int, _ m: Int, pair x: AttentionPair, shape s: AttentionShape
+) {
+    let t = s.t, d = s.d, dh = s.dh
+    let scale = 1 / Float(dh).squareRoot()
+    gemm(
+        compute, transA: false, transB: true, m: m, n: t, k: dh, alpha: scale, a: x.qs + x.off + i0 * d, lda: d,
+        b: x.ks + x.off, ldb: d, beta: 0, c: p, ldc: t)
+    if case let .shaw(left, right) = s.position, let relKey = x.relKey {
+        let r = left + right + 1
+        for c0 in stride(from: 0, to: m, by: s.minTileRows) {
+            let mc = min(s.minTileRows, m - c0)
+            gemm(
+                compute, transA: false, transB: true, m: mc, n: r, k: dh, alpha: scale,
+                a: x.q + x.off + (i0 + c0) * d, lda: d, b: relKey, ldb: dh, beta: 0, c: rel, ldc: r)
+            for ii in 0..<mc {
+                let i = i0 + c0 + ii
+                let pr = p + (c0 + ii) * t, rr = rel + ii * r
+                for j in 0..<t { pr[j] += rr[relIndex(j - i, left, right)] }
+            }
+        }
+    }
+    if x.len < t { for i in 0..<m { (p + i * t + x.len).update(repeating: -.infinity, count: t - x.len) } }
+    softmaxForward(y: p, x: p, n: m, v: t)
+}
+
 /// Forward. saved: shape.savedCount floats; work: shape.workspaceCount floats; relKey: E (shaw only).
 public func attentionForward(
     _ compute: Compute, out: FPtr, saved: FPtr, work: FPtr, q: CFPtr, k: CFPtr, v: CFPtr,
     relKey: CFPtr?, lengths: UnsafePointer<Int32>, shape s: AttentionShape
 ) {
     let t = s.t, d = s.d, dh = s.dh, h = s.heads
-    let scale = 1 / Float(dh).squareRoot()
-    let probs = saved
+    let kept = s.memory == .probabilities
+    let probs = saved, rotated = saved + (kept ? s.b * h * t * t : 0)
     var qs = q, ks = k
     if s.isRope {
-        let qr = saved + s.b * h * t * t, kr = qr + s.b * t * d
+        let qr = rotated, kr = qr + s.b * t * d
         ropeApply(qr, q, b: s.b, t: t, d: d, heads: h, inverse: false)
         ropeApply(kr, k, b: s.b, t: t, d: d, heads: h, inverse: false)
         qs = CFPtr(qr)
         ks = CFPtr(kr)
     }
-    let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace
+    let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace, rows = s.tileRows
+    let qsC = qs, ksC = ks
     // Each part owns a contiguous range of (utterance, head) pairs and its own workspace; every output
     // element is written by one part with the same arithmetic as one thread.
     parallelFor(parts) { p0, p1 in
         for part in p0..<p1 {
-            let rel = work + part * per + t * t
+            let tile = work + part * per, rel = tile + 2 * rows * t
             for pair in (s.b * h * part / parts)..<(s.b * h * (part + 1) / parts) {
                 let bi = pair / h, hh = pair % h
-                let len = Int(lengths[bi])
-                do {
-                    let off = bi * t * d + hh * dh
-                    let p = probs + (bi * h + hh) * t * t
+                let x = AttentionPair(
+                    qs: qsC, ks: ksC, q: q, v: v, relKey: relKey, off: bi * t * d + hh * dh, len: Int(lengths[bi]))
+                for i0 in stride(from: 0, to: t, by: rows) {
+                    let m = min(rows, t - i0)
+                    let p = kept ? probs + pair * t * t + i0 * t : tile
+                    attentionProbabilities(compute, p: p, rel: rel, rows: i0, m, pair: x, shape: s)
                     gemm(
-                        compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: qs + off, lda: d,
-                        b: ks + off, ldb: d, beta: 0, c: p, ldc: t)
-                    if case let .shaw(left, right) = s.position, let relKey {
-                        let r = left + right + 1
-                        gemm(
-                            compute, transA: false, transB: true, m: t, n: r, k: dh, alpha: scale, a: q + off, lda: d,
-                            b: relKey, ldb: dh, beta: 0, c: rel, ldc: r)
-                        for i in 0..<t {
-                            let pr = p + i * t, rr = rel + i * r
-                            for j in 0..<t { pr[j] += rr[relIndex(j - i, left, right)] }
-                        }
-                    }
-                    if len < t { for i in 0..<t { (p + i * t + len).update(repeating: -.infinity, count: t - len) } }
-                    softmaxForward(y: p, x: p, n: t, v: t)
-                    gemm(
-                        compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t, b: v + off,
-                        ldb: d,
-                        beta: 0, c: out + off, ldc: d)
+                        compute, transA: false, transB: false, m: m, n: dh, k: t, alpha: 1, a: p, lda: t,
+                        b: v + x.off, ldb: d, beta: 0, c: out + x.off + i0 * d, ldc: d)
                 }
             }
         }
@@ -125,67 +176,102 @@ public func attentionForward(
 }
 
 /// Backward: accumulates dq, dk, dv [B, T, d] (or overwrites them: `write`) and dRelKey (shaw). Reads what
-/// forward saved.
+/// forward saved and recomputes each tile's probabilities unless forward kept them.
 public func attentionBackward(
     _ compute: Compute, dq: FPtr, dk: FPtr, dv: FPtr, dRelKey: FPtr?, work: FPtr, dOut: CFPtr,
-    saved: CFPtr, q: CFPtr, k: CFPtr, v: CFPtr, relKey: CFPtr?,
+    saved: CFPtr, q: CFPtr, k: CFPtr, v: CFPtr, relKey: CFPtr?, lengths: UnsafePointer<Int32>,
     shape s: AttentionShape, write: GradientWrite = .accumulate
 ) {
     let t = s.t, d = s.d, dh = s.dh, h = s.heads
-    let scale = 1 / Float(dh).squareRoot()
-    let probs = saved
+    let kept = s.memory == .probabilities
     var qs = q, ks = k
     var dqs = dq, dks = dk
     let parts = s.pairParts(compute.threads), per = s.perThreadWorkspace
     if s.isRope {
-        qs = saved + s.b * h * t * t
+        qs = saved + (kept ? s.b * h * t * t : 0)
         ks = qs + s.b * t * d
         dqs = work + per * compute.threads
         dks = dqs + s.b * t * d  // every head's slice written first below
     }
-    // The first product into each head's slice of dv, dq (dq'), dk (dk') overwrites it or adds to it.
-    let betaV: Float = write == .overwrite ? 0 : 1, betaQK: Float = write == .overwrite || s.isRope ? 0 : 1
-    let dqsC = dqs, dksC = dks, qsC = qs, ksC = ks
-    let dRelParts = work + per * compute.threads  // Shaw (never with RoPE): [B·h, r, dh]
+    let grads = AttentionGradients(
+        dq: dq, dqs: dqs, dks: dks, dv: dv, dRelParts: work + per * compute.threads,  // Shaw (never with RoPE)
+        betaV: write == .overwrite ? 0 : 1, betaQK: write == .overwrite || s.isRope ? 0 : 1)
+    let qsC = qs, ksC = ks
     parallelFor(parts) { p0, p1 in
         for part in p0..<p1 {
-            let dp = work + part * per, drel = dp + t * t
-            let dqs = dqsC, dks = dksC, qs = qsC, ks = ksC
+            let tile = work + part * per
             for pair in (s.b * h * part / parts)..<(s.b * h * (part + 1) / parts) {
                 let bi = pair / h, hh = pair % h
-                let off = bi * t * d + hh * dh
-                let p = probs + (bi * h + hh) * t * t
-                gemm(compute, transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: dOut + off, lda: d,
-                     b: v + off, ldb: d, beta: 0, c: dp, ldc: t)
-                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: p, lda: t,
-                     b: dOut + off, ldb: d, beta: betaV, c: dv + off, ldc: d)
-                // dS = P ⊙ (dP − Σ_j dP⊙P), in place.
-                for i in 0..<t {
-                    let pr = p + i * t, dr = dp + i * t
-                    let dd = dot(pr, dr, t)
-                    for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
-                }
-                gemm(compute, transA: false, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
-                     b: ks + off, ldb: d, beta: betaQK, c: dqs + off, ldc: d)
-                gemm(compute, transA: true, transB: false, m: t, n: dh, k: t, alpha: scale, a: dp, lda: t,
-                     b: qs + off, ldb: d, beta: betaQK, c: dks + off, ldc: d)
-                if case let .shaw(left, right) = s.position, let relKey, dRelKey != nil {
-                    let r = left + right + 1
-                    drel.update(repeating: 0, count: t * r)
-                    for i in 0..<t {
-                        let dr = dp + i * t, rr = drel + i * r
-                        for j in 0..<t { rr[relIndex(j - i, left, right)] += dr[j] }
-                    }
-                    gemm(compute, transA: false, transB: false, m: t, n: dh, k: r, alpha: scale, a: drel, lda: r,
-                         b: relKey, ldb: dh, beta: 1, c: dq + off, ldc: d)
-                    gemm(compute, transA: true, transB: false, m: r, n: dh, k: t, alpha: scale, a: drel, lda: r,
-                         b: q + off, ldb: d, beta: 0, c: dRelParts + pair * r * dh, ldc: dh)
-                }
+                let x = AttentionPair(
+                    qs: qsC, ks: ksC, q: q, v: v, relKey: relKey, off: bi * t * d + hh * dh, len: Int(lengths[bi]))
+                attentionPairBackward(
+                    compute, tile: tile, kept: kept ? saved + pair * t * t : nil, dOut: dOut, pair: x, index: pair,
+                    grads: grads, wantRel: dRelKey != nil, shape: s)
             }
         }
     }
-    attentionBackwardFinish(dq: dq, dk: dk, dRelKey: dRelKey, dRelParts: dRelParts, dqs: dqs, dks: dks, shape: s,
-                            write: write)
+    attentionBackwardFinish(
+        dq: dq, dk: dk, dRelKey: dRelKey, dRelParts: grads.dRelParts, dqs: dqs, dks: dks, shape: s, write: write)
+}
+
+/// Where one pair's backward writes: dq (Shaw's part), dq' and dk' (rotated with RoPE, else dq and dk), dv,
+/// the pairs' dE contributions [B·h, r, dh]; the β of the first product into each head's slice of dv and of
+/// dq', dk' (0 overwrites it, 1 adds to it).
+struct AttentionGradients {
+    let dq, dqs, dks, dv, dRelParts: FPtr
+    let betaV, betaQK: Float
+}
+
+/// One pair's backward, tile by tile of query rows: the tile's probabilities P (kept, or recomputed into the
+/// first half of `tile`), dP = dO·vᵀ (second half), dv += Pᵀ·dO, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = scale·dS·k,
+/// dk += scale·dSᵀ·q, and Shaw's relative-logit gradient for `minTileRows` queries at a time.
+func attentionPairBackward(
+    _ compute: Compute, tile: FPtr, kept: CFPtr?, dOut: CFPtr, pair x: AttentionPair, index pair: Int,
+    grads g: AttentionGradients, wantRel: Bool, shape s: AttentionShape
+) {
+    let t = s.t, d = s.d, dh = s.dh, rows = s.tileRows
+    let scale = 1 / Float(dh).squareRoot()
+    let dp = tile + rows * t, rel = tile + 2 * rows * t
+    for i0 in stride(from: 0, to: t, by: rows) {
+        let m = min(rows, t - i0), first = i0 == 0
+        var p = CFPtr(tile)
+        if let kept {
+            p = kept + i0 * t
+        } else {
+            attentionProbabilities(compute, p: tile, rel: rel, rows: i0, m, pair: x, shape: s)
+        }
+        let dOutRows = dOut + x.off + i0 * d
+        gemm(compute, transA: false, transB: true, m: m, n: t, k: dh, alpha: 1, a: dOutRows, lda: d,
+             b: x.v + x.off, ldb: d, beta: 0, c: dp, ldc: t)
+        gemm(compute, transA: true, transB: false, m: t, n: dh, k: m, alpha: 1, a: p, lda: t,
+             b: dOutRows, ldb: d, beta: first ? g.betaV : 1, c: g.dv + x.off, ldc: d)
+        for i in 0..<m {
+            let pr = p + i * t, dr = dp + i * t
+            let dd = dot(pr, dr, t)
+            for j in 0..<t { dr[j] = pr[j] * (dr[j] - dd) }
+        }
+        gemm(compute, transA: false, transB: false, m: m, n: dh, k: t, alpha: scale, a: dp, lda: t,
+             b: x.ks + x.off, ldb: d, beta: g.betaQK, c: g.dqs + x.off + i0 * d, ldc: d)
+        gemm(compute, transA: true, transB: false, m: t, n: dh, k: m, alpha: scale, a: dp, lda: t,
+             b: x.qs + x.off + i0 * d, ldb: d, beta: first ? g.betaQK : 1, c: g.dks + x.off, ldc: d)
+        if case let .shaw(left, right) = s.position, let relKey = x.relKey, wantRel {
+            let r = left + right + 1
+            for c0 in stride(from: 0, to: m, by: s.minTileRows) {
+                let mc = min(s.minTileRows, m - c0)
+                rel.update(repeating: 0, count: mc * r)
+                for ii in 0..<mc {
+                    let i = i0 + c0 + ii
+                    let dr = dp + (c0 + ii) * t, rr = rel + ii * r
+                    for j in 0..<t { rr[relIndex(j - i, left, right)] += dr[j] }
+                }
+                gemm(compute, transA: false, transB: false, m: mc, n: dh, k: r, alpha: scale, a: rel, lda: r,
+                     b: relKey, ldb: dh, beta: 1, c: g.dq + x.off + (i0 + c0) * d, ldc: d)
+                gemm(compute, transA: true, transB: false, m: r, n: dh, k: mc, alpha: scale, a: rel, lda: r,
+                     b: x.q + x.off + (i0 + c0) * d, ldb: d, beta: first && c0 == 0 ? 0 : 1,
+                     c: g.dRelParts + pair * r * dh, ldc: dh)
+            }
+        }
+    }
 }
 
 /// The end of `attentionBackward`: Shaw's relative-key gradient summed over the pairs, and RoPE's rotation of
@@ -217,59 +303,3 @@ private func attentionBackwardFinish(dq: FPtr, dk: FPtr, dRelKey: FPtr?, dRelPar
     }
 }
 
-public enum AttentionReference {
-    public static func forward(
-        q: [Double], k: [Double], v: [Double], relKey: [Double]?, lengths: [Int32],
-        shape s: AttentionShape
-    ) -> [Double] {
-        let t = s.t, d = s.d, dh = s.dh
-        var qq = q, kk = k
-        if s.isRope {
-            func rot(_ x: [Double]) -> [Double] {
-                var y = x
-                for bi in 0..<s.b {
-                    for ti in 0..<t {
-                        for hh in 0..<s.heads {
-                            for i in 0..<(dh / 2) {
-                                let ang = Double(ti) * pow(10000.0, -2.0 * Double(i) / Double(dh))
-                                let o = (bi * t + ti) * d + hh * dh + i
-                                y[o] = x[o] * cos(ang) - x[o + dh / 2] * sin(ang)
-                                y[o + dh / 2] = x[o + dh / 2] * cos(ang) + x[o] * sin(ang)
-                            }
-                        }
-                    }
-                }
-                return y
-            }
-            qq = rot(q)
-            kk = rot(k)
-        }
-        var out = [Double](repeating: 0, count: s.b * t * d)
-        let scale = 1 / Double(dh).squareRoot()
-        for bi in 0..<s.b {
-            for hh in 0..<s.heads {
-                for i in 0..<t {
-                    var scores = [Double](repeating: -.infinity, count: t)
-                    for j in 0..<Int(lengths[bi]) {
-                        var sc = 0.0
-                        for e in 0..<dh {
-                            sc += qq[(bi * t + i) * d + hh * dh + e] * kk[(bi * t + j) * d + hh * dh + e]
-                        }
-                        if case let .shaw(l, r) = s.position, let relKey {
-                            let idx = min(max(j - i, -l), r) + l
-                            for e in 0..<dh { sc += q[(bi * t + i) * d + hh * dh + e] * relKey[idx * dh + e] }
-                        }
-                        scores[j] = sc * scale
-                    }
-                    let p = SoftmaxReference.softmax(scores, n: 1, v: t)
-                    for e in 0..<dh {
-                        var acc = 0.0
-                        for j in 0..<t { acc += p[j] * v[(bi * t + j) * d + hh * dh + e] }
-                        out[(bi * t + i) * d + hh * dh + e] = acc
-                    }
-                }
-            }
-        }
-        return out
-    }
-}

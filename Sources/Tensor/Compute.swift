@@ -73,6 +73,11 @@ public struct Compute: Sendable {
 
     /// True when the CPU multiplies bf16 natively (avx512_bf16 or AMX), as oneDNN sees it.
     public static var hasNativeBF16: Bool { w2v_dnnl_has_bf16() != 0 }
+    /// The instruction set behind native bf16 ("amx" or "avx512_bf16"), nil without one.
+    public static var nativeBF16ISA: String? {
+        let s = String(cString: w2v_dnnl_bf16_isa())
+        return s.isEmpty ? nil : s
+    }
     /// CPUs this process may run on (its affinity mask).
     public static var affinityCPUs: Int { Int(w2v_affinity_cpus()) }
     public static var oneDNNVersion: String { String(cString: w2v_dnnl_version()) }

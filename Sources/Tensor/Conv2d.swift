@@ -1,7 +1,8 @@
 /// Conv2d, kernel 3×3, stride 2, no padding (the conv2d frontend).
 /// x [B, Cin, H, W] → y [B, Cout, Ho, Wo], Ho = ⌊(H − 3)/2⌋ + 1, Wo likewise; weight [Cout, Cin, 3, 3].
 /// Computed as im2col + GEMM by utterance and chunk of output rows: cols [Cin·9, rows·Wo], plus [Cin·9, Cout]
-/// for backward's transposed weight gradient (workspace of `colsCount` floats, enough for whole utterances).
+/// for backward's transposed weight gradient right after one chunk (workspace of `colsCount(budget:)` floats;
+/// `colsCount` is enough for any budget).
 public struct Conv2dShape: Sendable {
     public let b, cin, cout, h, w: Int
     public var ho: Int { h >= 3 ? (h - 3) / 2 + 1 : 0 }
@@ -24,6 +25,9 @@ public let conv2dColsBudget = 1 << 17
 extension Conv2dShape {
     /// Output rows per chunk for a cols budget (at least one).
     func chunkRows(_ budget: Int) -> Int { max(1, budget / max(cin * 9 * wo, 1)) }
+    /// Workspace floats for chunks of `budget` cols: one chunk, then backward's transposed dW [Cin·9, Cout]. Never
+    /// grows as H shrinks, so a workspace sized for the longest input fits every shorter one.
+    public func colsCount(budget: Int) -> Int { cin * 9 * min(ho, chunkRows(budget)) * wo + cin * 9 * cout }
 }
 
 /// cols [Cin·9, rows·Wo] (row stride rows·Wo) for output rows oy0 ..< oy0 + rows.
@@ -96,7 +100,8 @@ public func conv2dBackward(
     weight: CFPtr, shape s: Conv2dShape, write: GradientWrite = .accumulate,
     colsBudget: Int = conv2dColsBudget
 ) {
-    let hw = s.ho * s.wo, k9 = s.cin * 9, dWt = cols + k9 * hw, step = s.chunkRows(colsBudget)
+    let hw = s.ho * s.wo, k9 = s.cin * 9, step = s.chunkRows(colsBudget)
+    let dWt = cols + k9 * min(s.ho, step) * s.wo  // after one chunk of cols
     for bi in 0..<s.b {
         let xb = x + bi * s.cin * s.h * s.w, dyb = dy + bi * s.cout * hw
         parallelFor(s.cout) { lo, hi in

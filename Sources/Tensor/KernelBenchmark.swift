@@ -150,7 +150,8 @@ extension KernelBenchmark {
     /// backward, against its six matrix products alone (2 forward, 4 backward per head, same shapes).
     func attention() -> BenchmarkRecord {
         let buf = Self.buffer
-        let shape = AttentionShape(b: batch, t: t, d: d, heads: heads, position: .none)
+        // Probabilities kept: the matrix products below read them from `saved`.
+        let shape = AttentionShape(b: batch, t: t, d: d, heads: heads, position: .none, memory: .probabilities)
         let q = buf(n * d, 9), k = buf(n * d, 10), v = buf(n * d, 11), o = FloatBuffer(count: n * d)
         let saved = FloatBuffer(count: shape.savedCount)
         let work = FloatBuffer(count: shape.workspaceCount(threads: compute.threads))
@@ -165,7 +166,8 @@ extension KernelBenchmark {
                 attentionBackward(
                     compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: nil, work: work.ptr,
                     dOut: dO.ptr,
-                    saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: nil, shape: shape)
+                    saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: nil, lengths: lp.baseAddress!,
+                    shape: shape)
             }
         }
         let dh = d / heads

@@ -26,11 +26,26 @@ public func layerNormForward(
                 return t * t
             }
             let r = 1 / (v * invC + eps).squareRoot()
-            for j in 0..<c { yr[j] = (xr[j] - m) * r * weight[j] + bias[j] }
+            layerNormRow(yr, xr, m, r, weight, bias, c)
             mean[i] = m
             rstd[i] = r
         }
     }
+}
+
+/// y = (x − μ)·rstd·γ + β from the mean and rstd forward saved: the output of `layerNormForward` again, bit for
+/// bit (the same row arithmetic), for callers that keep x, mean and rstd instead of y.
+public func layerNormApply(
+    y: FPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, weight: CFPtr, bias: CFPtr, n: Int, c: Int
+) {
+    parallelFor(n, grain: max(1, 4096 / max(c, 1))) { lo, hi in
+        for i in lo..<hi { layerNormRow(y + i * c, x + i * c, mean[i], rstd[i], weight, bias, c) }
+    }
+}
+
+@inline(__always)
+func layerNormRow(_ yr: FPtr, _ xr: CFPtr, _ m: Float, _ r: Float, _ weight: CFPtr, _ bias: CFPtr, _ c: Int) {
+    for j in 0..<c { yr[j] = (xr[j] - m) * r * weight[j] + bias[j] }
 }
 
 /// Accumulates dx, dγ, dβ. With x̂ = (x − μ)·rstd and g = dy·γ:

@@ -3,9 +3,13 @@ import Tensor
 import Audio
 import W2VBert
 
-/// Hidden states of audio files from a checkpoint (`w2vbert embed`): whole utterances, no masking, no
-/// noise. One input: OUT.npy holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and
-/// OUT.lengths.npy the frame counts. Layer speaker (hyper-lora): [files, speaker_dim].
+/// Hidden states of audio files from a checkpoint (`w2vbert embed`): no masking, no noise. One input: OUT.npy
+/// holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and OUT.lengths.npy the frame counts. Layer
+/// speaker (hyper-lora): [files, speaker_dim].
+/// Files up to `window` seconds run whole. Longer ones (one at a time, not `batched`) run in windows of
+/// `window` seconds that overlap by 2·`context`: each window's states are kept for its middle frames only, so
+/// every kept frame sees at least `context` seconds on each side (the file's own ends excepted) and memory
+/// stays that of one window however long the file is.
 public struct Embedding {
     /// Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).
     public var audio: [String]
@@ -16,6 +20,10 @@ public struct Embedding {
     public var speakers: [String] = []
     /// Where to also write the model's input features ([N, T0_max, 80] zero-padded, with PATH.lengths.npy).
     public var saveFeatures: String?
+    /// Longest stretch of audio run at once, seconds (0: whole files, however long); see the type's comment.
+    public var window: Double = 60
+    /// Seconds of context on each side of a window's kept frames.
+    public var context: Double = 10
 
     public init(audio: [String]) { self.audio = audio }
 
@@ -33,9 +41,13 @@ public struct Embedding {
         try folder.requirePretraining("embed")
         let config = folder.config
         let inputs = try features(config)
+        let windows = EmbeddingWindows(config, window: window, context: context)
+        // No backward runs: the blocks share one activation region (`train.checkpoint_activations` blocks).
+        var inference = config
+        inference.train.checkpointActivations = .blocks
         let model = W2VBertModel(
-            config: config, compute: compute, maxBatch: batched ? audio.count : 1,
-            maxFrames: inputs.maxT0)
+            config: inference, compute: compute, maxBatch: batched ? audio.count : 1,
+            maxFrames: batched || layer == .speaker ? inputs.maxT0 : min(inputs.maxT0, windows.frames))
         try folder.readParameters(model.layout, into: model.params.ptr)
         let (rows, warnings) = try speakerRows(folder)
         if layer == .speaker {
@@ -52,7 +64,7 @@ public struct Embedding {
         let outputs =
             batched
             ? batchedStates(model, inputs, rows: rows)
-            : audio.indices.map { oneState(model, inputs.features[$0], row: rows[$0]) }
+            : audio.indices.map { windowedState(model, inputs.features[$0], row: rows[$0], windows: windows) }
         try write(outputs, d: config.model.dim, to: out)
         return warnings
     }
@@ -183,4 +195,49 @@ public struct Embedding {
         (path.hasSuffix(".npy") ? String(path.dropLast(4)) : path) + ".lengths.npy"
     }
 
+    /// One utterance [T, d] in windows (see the type's comment); whole when it fits one window.
+    func windowedState(_ model: W2VBertModel, _ f: [Float], row: Int32, windows w: EmbeddingWindows) -> [Float] {
+        let c = model.config, d = c.model.dim, bins = Config.melBins
+        let t0 = f.count / bins
+        if t0 <= w.frames { return oneState(model, f, row: row) }
+        let total = c.encoderLength(t0: t0)
+        var out = [Float](repeating: 0, count: total * d)
+        for (start, keep) in w.spans(t0: t0, total: total) {
+            let part = Array(f[(start * bins)..<(min(t0, start + w.frames) * bins)])
+            let h = oneState(model, part, row: row)
+            // Window frame j is the file's frame start/r + j (start is a multiple of the subsampling r).
+            let first = start / w.subsampling
+            for g in keep { (0..<d).forEach { out[g * d + $0] = h[(g - first) * d + $0] } }
+        }
+        return out
+    }
+}
+
+/// Window geometry in fbank frames: `frames` per window, `contextFrames` of context each side, starts at
+/// multiples of the front end's subsampling (so window frame j is the file's frame start/r + j exactly).
+public struct EmbeddingWindows {
+    public let frames, contextFrames, subsampling: Int
+
+    public init(_ c: Config, window: Double, context: Double) {
+        subsampling = c.model.frontend == .conv2d ? 4 : 2
+        let r = subsampling
+        // At least 8·r frames per window and 2·r of context (the front end's edge frames), hop ≥ r.
+        frames = window > 0 ? max(8 * r, Int(window * 100) / r * r) : Int.max
+        contextFrames = window > 0 ? min(max(2 * r, Int(context * 100) / r * r), (frames - r) / 2 / r * r) : 0
+    }
+
+    /// Each window's first fbank frame and the file's encoder frames it keeps: consecutive, covering 0..<total.
+    public func spans(t0: Int, total: Int) -> [(start: Int, keep: Range<Int>)] {
+        let r = subsampling, hop = frames - 2 * contextFrames
+        var out: [(Int, Range<Int>)] = []
+        var start = 0, from = 0
+        while from < total {
+            let last = start + frames >= t0
+            let to = last ? total : min(total, (start + contextFrames + hop) / r)
+            out.append((start, from..<to))
+            from = to
+            start += hop
+        }
+        return out
+    }
 }

@@ -103,6 +103,8 @@ public final class Trainer {
         isRoot = comm.rank == 0
         var c = config
         if let m = options.maxSteps { c.optimizer.maxSteps = m }
+        // Checkpoints record the precision the run computes in (auto resolved on this machine).
+        c.compute.precision = PrecisionSetting(compute.precision)
         trainManifest = try Trainer.readManifest(options.trainManifest)
         validManifest = try options.validManifest.map(Trainer.readManifest)
         // The options' conditioning labels, before the layout is built (they may size it).

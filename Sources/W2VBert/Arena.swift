@@ -2,13 +2,17 @@ import Tensor
 
 /// A bump allocator over one FloatBuffer. Activations are carved twice with the same code: first by a
 /// measuring arena (no memory; it only counts), then by a real one of exactly that size. Every carve is
-/// aligned to 16 floats. The arena also carries the compute settings the model is built for: the parts
-/// size their per-thread workspaces from `compute.threads` and run their kernels with `compute`.
+/// aligned to 16 floats. `rewind(to:)` hands the same floats out again (parts that are never live at the same
+/// time); the arena's size is the high-water mark `peak`. The arena also carries the compute settings the model
+/// is built for: the parts size their per-thread workspaces from `compute.threads` and run their kernels with
+/// `compute`.
 public final class Arena {
     public let buffer: FloatBuffer?
     public let compute: Compute
     private let base: FPtr
     public private(set) var used = 0
+    /// The most floats in use at any time: the size a real arena needs.
+    public private(set) var peak = 0
 
     /// Measuring arena: hands out never-dereferenced addresses and counts floats.
     public init(compute: Compute) {
@@ -25,8 +29,14 @@ public final class Arena {
     public func take(_ n: Int) -> FPtr {
         let p = base + used
         used += (max(n, 1) + 15) / 16 * 16
+        peak = max(peak, used)
         if let buffer { precondition(used <= buffer.count, "arena overflow") }
         return p
+    }
+    /// Carves from `mark` (an earlier `used`) again: what was carved after it is handed out anew.
+    public func rewind(to mark: Int) {
+        precondition(mark <= used, "arena rewind past its end")
+        used = mark
     }
     public func takeInt32(_ n: Int) -> UnsafeMutablePointer<Int32> {
         UnsafeMutableRawPointer(take(n)).assumingMemoryBound(to: Int32.self)

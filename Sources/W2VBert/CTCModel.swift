@@ -71,7 +71,7 @@ public final class CTCModel {
         }
         let measure = Arena(compute: compute)
         _ = build(measure)
-        arena = Arena(count: measure.used, compute: compute)
+        arena = Arena(count: measure.peak, compute: compute)
         (encoder, frames, masking, context, stack, head) = build(arena)
         gradientRanges = CTCModel.gradientRanges(layout: layout, config: c)
     }
@@ -86,7 +86,7 @@ public final class CTCModel {
     }
 
     /// Activation arena size in bytes.
-    public var activationBytes: Int { arena.used * 4 }
+    public var activationBytes: Int { arena.peak * 4 }
 
     /// Frames after the feature encoder.
     public func encoderLength(t0: Int) -> Int { config.encoderLength(t0: t0) }

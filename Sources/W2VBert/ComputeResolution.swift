@@ -12,7 +12,7 @@ extension Compute {
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.init(
-            precision: c.precision,
+            precision: c.precision.resolved,
             threads: Compute.threads(
                 for: c, override: override,
                 environment: environment))
@@ -38,5 +38,23 @@ extension Compute {
         let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         if local > 1 && affinity >= online { return max(1, affinity / local) }
         return affinity
+    }
+}
+
+extension PrecisionSetting {
+    /// The precision products run in: auto → bf16 when the CPU has native bf16, else fp32.
+    public var resolved: Precision {
+        switch self {
+        case .fp32: return .fp32
+        case .bf16: return .bf16
+        case .auto: return Compute.hasNativeBF16 ? .bf16 : .fp32
+        }
+    }
+
+    /// The start-up line's account of an auto choice ("bf16 (auto: the CPU has avx512_bf16)"), nil otherwise.
+    public var autoDescription: String? {
+        guard self == .auto else { return nil }
+        if let isa = Compute.nativeBF16ISA { return "bf16 (auto: the CPU has \(isa))" }
+        return "fp32 (auto: the CPU has no native bf16, neither avx512_bf16 nor AMX)"
     }
 }

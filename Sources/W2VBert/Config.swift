@@ -165,7 +165,13 @@ public struct TrainConfig: Sendable, Equatable {
     public var maxBadFraction: Double = 0.01  // unreadable files (of a rank's share) before the run aborts
     public var validBatches = 0  // validation micro-batches per rank (0 = the whole valid set)
     public var trainable: Trainable = .all  // adapters: the base model is frozen
+    /// blocks: forward keeps only each Conformer block's output, backward recomputes the block's activations
+    /// (same arithmetic: gradients bit-identical); memory of one block's activations instead of every block's.
+    public var checkpointActivations: ActivationCheckpointing = .none
 }
+
+/// `train.checkpoint_activations`: what the Conformer blocks keep between forward and backward.
+public enum ActivationCheckpointing: String, Sendable, CaseIterable { case none, blocks }
 
 /// Data-parallel settings (ARCHITECTURE "Data-parallel step", "Rank 0: quantizer-codebook protocol").
 public struct DistConfig: Sendable, Equatable {
@@ -202,9 +208,16 @@ public struct FinetuneConfig: Sendable, Equatable {
 public struct ComputeConfig: Sendable, Equatable {
     /// fp32: every matrix product in f32. bf16: matrix products take bf16 operands with f32 accumulation;
     /// everything else (weights, gradients, optimizer state, norms, softmax, losses, all-reduces) stays f32.
-    public var precision: Precision = .fp32
+    /// auto: bf16 when the CPU has native bf16 (avx512_bf16 or AMX), else fp32 (`PrecisionSetting.resolved`).
+    public var precision: PrecisionSetting = .auto
     /// Threads inside a rank (0 = the CPUs this rank may run on; 1 under mpirun with a rank per core).
     public var threads = 0
+}
+
+/// `compute.precision`: a precision, or `auto` (bf16 where the CPU multiplies bf16 natively, fp32 elsewhere).
+public enum PrecisionSetting: String, Sendable, CaseIterable {
+    case auto, fp32, bf16
+    public init(_ p: Precision) { self = p == .bf16 ? .bf16 : .fp32 }
 }
 
 public struct ConfigError: Error, CustomStringConvertible, Equatable {

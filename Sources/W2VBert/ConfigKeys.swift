@@ -173,6 +173,7 @@ extension Config {
             set: { $0.train.maxBadFraction = try parseDouble("train.max_bad_fraction", $1) }, serialised: true),
         int("train.valid_batches", \.train.validBatches),
         choice("train.trainable", \.train.trainable),
+        choice("train.checkpoint_activations", \.train.checkpointActivations),
 
         Key(
             name: "dist.timeout", get: { "\($0.dist.timeout)" },

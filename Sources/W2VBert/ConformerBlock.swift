@@ -6,7 +6,10 @@
 //   x4 = x3 + ½·FFN2(x3)
 //   y  = LN(x4)
 // forward saves what backward needs in the block's own activation slots; backward mirrors it and uses
-// the model's shared scratch. Every gradient accumulates.
+// the model's shared scratch. The modules' LayerNorm outputs and Swish outputs (and the dropped FFN activation)
+// are not kept: forward writes them to scratch, backward computes them again from the kept inputs, means and
+// rstds with the same kernels (bit-identical), 2·f + 5·d floats less per row and block. Every gradient
+// accumulates.
 
 import Tensor
 
@@ -66,9 +69,9 @@ struct DropoutSource {
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
 struct FFN {
     let norm: NormPG, fc1: BlockLinear, fc2: BlockLinear
-    // saved activations
-    let ln, mean, rstd, h, a: FPtr
-    let ad, m1, m2: FPtr?  // dropout only
+    // saved activations (LN(x) is rebuilt in scratch from mean, rstd; the Swish output, dropped out, from h)
+    let mean, rstd, h: FPtr
+    let m1, m2: FPtr?  // dropout only
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int,
         dropout: Bool, c: BlockConfig
@@ -76,27 +79,19 @@ struct FFN {
         norm = NormPG(l, name + ".norm", p, g)
         fc1 = BlockLinear(l, name + ".fc1", p, g, ar, n: n, c: c)
         fc2 = BlockLinear(l, name + ".fc2", p, g, ar, n: n, c: c)
-        ln = ar.take(n * d)
         mean = ar.take(n)
         rstd = ar.take(n)
         h = ar.take(n * f)
-        a = ar.take(n * f)
-        ad = dropout ? ar.take(n * f) : nil
         m1 = dropout ? ar.take(n * f) : nil
         m2 = dropout ? ar.take(n * d) : nil
     }
 
     func forward(y: FPtr, x: CFPtr, s: BlockScratch, n: Int, d: Int, f: Int, p: Float, rng: inout DropoutSource) {
-        layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        fc1.forward(y: h, x: ln, n: n, inDim: d, outDim: f)
-        swishForward(y: a, x: h, n: n * f)
-        var act = CFPtr(a)
-        if let ad, let m1 {
-            rng.fill(m1, n: n * f, p: p)
-            dropoutForward(y: ad, x: a, mask: m1, n: n * f)
-            act = CFPtr(ad)
-        }
-        fc2.forward(y: s.o, x: act, n: n, inDim: f, outDim: d)
+        norm.forward(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // LN(x) in scratch
+        fc1.forward(y: h, x: s.dO, n: n, inDim: d, outDim: f)
+        if let m1 { rng.fill(m1, n: n * f, p: p) }
+        activation(into: s.dH, n: n * f)
+        fc2.forward(y: s.o, x: s.dH, n: n, inDim: f, outDim: d)
         if let m2 {
             rng.fill(m2, n: n * d, p: p)
             multiply(s.o, by: m2, n: n * d)
@@ -104,14 +99,22 @@ struct FFN {
         addScaled(y, x, s.o, alpha: 0.5, n: n * d)
     }
 
+    /// fc2's input: Swish(h), times the dropout mask m1 (forward and backward build it the same way).
+    func activation(into a: FPtr, n: Int) {
+        swishForward(y: a, x: h, n: n)
+        if let m1 { multiply(a, by: m1, n: n) }
+    }
+
     /// dRes holds dy on entry and dx on exit (residual: dx = dy + branch gradient).
     func backward(s: BlockScratch, x: CFPtr, n: Int, d: Int, f: Int) {
         let dRes = s.dRes
         scaledCopy(s.dO, dRes, alpha: 0.5, mask: m2.map { CFPtr($0) }, n: n * d)
-        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: ad ?? a, n: n, inDim: f, outDim: d, write: .overwrite)
+        activation(into: s.dH, n: n * f)  // dH is free until swishBackward writes it
+        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: s.dH, n: n, inDim: f, outDim: d, write: .overwrite)
         if let m1 { multiply(s.dA, by: m1, n: n * f) }
         swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f, write: .overwrite)
-        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: ln, n: n, inDim: d, outDim: f, write: .overwrite)
+        norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // fc1's input; dO is free after fc2
+        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: s.dO, n: n, inDim: d, outDim: f, write: .overwrite)
         layerNormBackward(
             dx: dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
             mean: mean, rstd: rstd, n: n, c: d)
@@ -122,7 +125,7 @@ struct FFN {
 struct MHSA {
     let norm: NormPG, q: BlockLinear, k: BlockLinear, v: BlockLinear, out: BlockLinear
     let relKey: PG?
-    let ln, mean, rstd, qa, ka, va, att, saved: FPtr
+    let mean, rstd, qa, ka, va, att, saved: FPtr  // LN(x) is rebuilt in scratch
     let m: FPtr?
     let compute: Compute
     init(
@@ -136,7 +139,6 @@ struct MHSA {
         v = BlockLinear(l, name + ".v", p, g, ar, n: n, c: c)
         out = BlockLinear(l, name + ".out", p, g, ar, n: n, c: c)
         relKey = shaw ? PG(l, name + ".rel_key", p, g) : nil
-        ln = ar.take(n * d)
         mean = ar.take(n)
         rstd = ar.take(n)
         qa = ar.take(n * d)
@@ -151,8 +153,8 @@ struct MHSA {
         y: FPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, p: Float,
         rng: inout DropoutSource
     ) {
-        let n = shape.b * shape.t, d = shape.d
-        layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
+        let n = shape.b * shape.t, d = shape.d, ln = s.dO  // LN(x) in scratch
+        norm.forward(y: ln, mean: mean, rstd: rstd, x: x, n: n, c: d)
         withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {  // bf16: ln converted once for q, k, v
             q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
             k.forward(y: ka, x: ln, n: n, inDim: d, outDim: d)
@@ -169,13 +171,15 @@ struct MHSA {
         addScaled(y, x, s.o, n: n * d)
     }
 
-    func backward(s: BlockScratch, x: CFPtr, shape: AttentionShape) {
+    func backward(s: BlockScratch, x: CFPtr, lengths: UnsafePointer<Int32>, shape: AttentionShape) {
         let n = shape.b * shape.t, d = shape.d
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
         out.backward(dx: s.dAtt, du: s.dU, dy: s.dO, x: att, n: n, inDim: d, outDim: d, write: .overwrite)
         attentionBackward(
             compute, dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
-            q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, shape: shape, write: .overwrite)
+            q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, lengths: lengths, shape: shape, write: .overwrite)
+        let ln = s.dO  // LN(x) again for q, k, v; dO is free after out's backward
+        norm.apply(y: ln, mean: mean, rstd: rstd, x: x, n: n, c: d)
         withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {
             q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
@@ -190,7 +194,8 @@ struct MHSA {
 /// Convolution module: y = x + Dropout(pw2(Swish(LN(depthwise(zeroPad(GLU(pw1(LN x)))))))).
 struct ConvModule {
     let norm: NormPG, pw1: BlockLinear, dw: PG, dwNorm: NormPG, pw2: BlockLinear
-    let ln, mean, rstd, p1, gl, dwo, ln2, mean2, rstd2, sw: FPtr
+    // LN(x), LN2(dwo) and Swish(LN2) are rebuilt in scratch from the kept inputs, means and rstds
+    let mean, rstd, p1, gl, dwo, mean2, rstd2: FPtr
     let m: FPtr?
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool,
@@ -201,16 +206,13 @@ struct ConvModule {
         pw1 = BlockLinear(l, name + ".pw1", p, g, ar, n: n, c: c, bias: false)
         dwNorm = NormPG(l, name + ".dw_norm", p, g)
         pw2 = BlockLinear(l, name + ".pw2", p, g, ar, n: n, c: c, bias: false)
-        ln = ar.take(n * d)
         mean = ar.take(n)
         rstd = ar.take(n)
         p1 = ar.take(2 * n * d)
         gl = ar.take(n * d)
         dwo = ar.take(n * d)
-        ln2 = ar.take(n * d)
         mean2 = ar.take(n)
         rstd2 = ar.take(n)
-        sw = ar.take(n * d)
         m = dropout ? ar.take(n * d) : nil
     }
 
@@ -219,16 +221,14 @@ struct ConvModule {
         causal: Bool, p: Float, rng: inout DropoutSource
     ) {
         let n = b * t
-        layerNormForward(y: ln, mean: mean, rstd: rstd, x: x, weight: norm.weight.w, bias: norm.bias.w, n: n, c: d)
-        pw1.forward(y: p1, x: ln, n: n, inDim: d, outDim: 2 * d)
+        norm.forward(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // LN(x) in scratch
+        pw1.forward(y: p1, x: s.dO, n: n, inDim: d, outDim: 2 * d)
         gluForward(y: gl, x: p1, n: n, c: d)
         zeroPadding(gl, lengths: lengths, b: b, t: t, c: d)
         depthwiseConv1dForward(y: dwo, wT: s.wT, x: gl, weight: dw.w, b: b, t: t, c: d, k: k, causal: causal)
-        layerNormForward(
-            y: ln2, mean: mean2, rstd: rstd2, x: dwo, weight: dwNorm.weight.w, bias: dwNorm.bias.w,
-            n: n, c: d)
-        swishForward(y: sw, x: ln2, n: n * d)
-        pw2.forward(y: s.o, x: sw, n: n, inDim: d, outDim: d)
+        dwNorm.forward(y: s.dG, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)  // LN2 in scratch
+        swishForward(y: s.dLn, x: s.dG, n: n * d)
+        pw2.forward(y: s.o, x: s.dLn, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
             multiply(s.o, by: m, n: n * d)
@@ -242,8 +242,11 @@ struct ConvModule {
     ) {
         let n = b * t
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
-        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw, n: n, inDim: d, outDim: d, write: .overwrite)
-        swishBackward(dx: s.dLn, dy: s.dS, x: ln2, n: n * d, write: .overwrite)
+        // LN2 (in dG, free until depthwise's backward) and pw2's input Swish(LN2) (in dLn) again.
+        dwNorm.apply(y: s.dG, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)
+        swishForward(y: s.dLn, x: s.dG, n: n * d)
+        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: s.dLn, n: n, inDim: d, outDim: d, write: .overwrite)
+        swishBackward(dx: s.dLn, dy: s.dS, x: s.dG, n: n * d, write: .overwrite)
         layerNormBackward(
             dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo,
             weight: dwNorm.weight.w, mean: mean2, rstd: rstd2, n: n, c: d, write: .overwrite)
@@ -252,7 +255,8 @@ struct ConvModule {
             b: b, t: t, c: d, k: k, causal: causal, write: .overwrite)
         zeroPadding(s.dG, lengths: lengths, b: b, t: t, c: d)
         gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d, write: .overwrite)
-        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
+        norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // pw1's input; dO is free after pw2
+        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: s.dO, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
         layerNormBackward(
             dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x,
             weight: norm.weight.w, mean: mean, rstd: rstd, n: n, c: d)
@@ -262,11 +266,11 @@ struct ConvModule {
 struct ConformerBlock {
     let ffn1: FFN, attn: MHSA, conv: ConvModule, ffn2: FFN, norm: NormPG
     let x1, x2, x3, x4, mean, rstd: FPtr
-    let y: FPtr  // the block output [N, d]
+    let y: FPtr  // the block output [N, d] (carved by the stack: kept even when the rest is shared)
 
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, c: BlockConfig, shaw: Bool,
-        savedCount: Int
+        savedCount: Int, output: FPtr
     ) {
         let d = c.d, f = c.f, dropout = c.dropout > 0
         ffn1 = FFN(l, name + ".ffn1", p, g, ar, n: n, d: d, f: f, dropout: dropout, c: c)
@@ -280,7 +284,7 @@ struct ConformerBlock {
         x4 = ar.take(n * d)
         mean = ar.take(n)
         rstd = ar.take(n)
-        y = ar.take(n * d)
+        y = output
     }
 
     func forward(
@@ -306,7 +310,7 @@ struct ConformerBlock {
         norm.backward(dx: s.dRes, dy: dY, x: x4, mean: mean, rstd: rstd, n: n, c: d, write: .overwrite)
         ffn2.backward(s: s, x: x3, n: n, d: d, f: f)
         conv.backward(s: s, x: x2, lengths: lengths, b: shape.b, t: shape.t, d: d, k: c.kernel, causal: c.causal)
-        attn.backward(s: s, x: x1, shape: shape)
+        attn.backward(s: s, x: x1, lengths: lengths, shape: shape)
         ffn1.backward(s: s, x: x, n: n, d: d, f: f)
     }
 }

@@ -2,6 +2,10 @@
 // block passes its input through) drawn per step so every rank drops the same blocks. The contrastive
 // loss reads the last contrastive block's output c, the MLM loss the last MLM block's output m.
 // Backward runs the blocks in reverse: the MLM loss's gradient enters at m, the contrastive loss's at c.
+// With train.checkpoint_activations = blocks every block's activations share one region of the arena and only
+// the block outputs are kept: backward first runs block i's forward again from its input (the previous
+// block's output) with the dropout source as it stood before block i, so every activation, mask and gradient
+// is bit-identical to keeping them all.
 
 import Tensor
 
@@ -12,9 +16,13 @@ struct ConformerStack {
     let dCur: FPtr  // [N, d] gradient of the residual stream between blocks
     let position: AttentionPosition
     let heads, d: Int
+    let memory: AttentionMemory
     var dropped: [Bool]
     /// The model options' runtime parts (Options/), called at fixed points of forward and backward.
     let extensions: BlockExtensions
+    /// Activation checkpointing: the blocks share their activations' memory (see the top of the file).
+    let checkpointing: Bool
+    let replay = BlockReplay()
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         let n = cap.n, d = c.model.dim
@@ -25,14 +33,17 @@ struct ConformerStack {
         }
         heads = c.model.heads
         self.d = d
-        // Attention: probabilities B·h·T² ≤ h·N·T_max (+ rotated q, k); workspace per (utterance, head).
-        let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position)
+        // Attention: rotated q, k with RoPE, the probabilities only for short utterances (see
+        // `attentionMemory`); a workspace per thread, Shaw's dE per (utterance, head) pair.
+        memory = ConformerStack.attentionMemory(c, t: cap.t)
+        let shape = AttentionShape(b: 1, t: cap.t, d: d, heads: heads, position: position, memory: memory)
         let rope = position == .rope ? 2 * n * d : 0
-        let saved = heads * n * cap.t + rope
+        let saved = (memory == .probabilities ? heads * n * cap.t : 0) + rope
+        let relParts = cap.batch * shape.relCount * d
         let options = ModelOptions.active(c)
         scratch = BlockScratch(
             a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-            attWork: shape.perThreadWorkspace * a.compute.threads + rope,  // a workspace per thread
+            attWork: shape.perThreadWorkspace * a.compute.threads + rope + relParts,
             rank: options.map(\.branchScratch).max() ?? 0)
         dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
@@ -44,15 +55,27 @@ struct ConformerStack {
             blockNames: names)
         let extensions = BlockExtensions(all: options.map { $0.makeExtension(parts) })
         self.extensions = extensions
+        // Block outputs first (always kept); then each block's activations, from one mark when they are shared.
+        let outputs = names.map { _ in a.take(n * d) }
+        let sharing = c.train.checkpointActivations == .blocks
+        checkpointing = sharing
+        let mark = a.used
+        var end = mark
         let blocks = names.enumerated().map { i, name -> ConformerBlock in
             var bc = BlockConfig(c)
             bc.block = i
             bc.extensions = extensions
-            return ConformerBlock(l, name, p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved)
+            if sharing { a.rewind(to: mark) }
+            let block = ConformerBlock(
+                l, name, p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved, output: outputs[i])
+            end = max(end, a.used)
+            return block
         }
+        if a.used < end { _ = a.take(end - a.used) }
         contrastive = Array(blocks.prefix(c.model.contrastiveBlocks))
         mlm = Array(blocks.dropFirst(c.model.contrastiveBlocks))
         dropped = [Bool](repeating: false, count: contrastive.count + mlm.count)
+        replay.sources = [DropoutSource?](repeating: nil, count: dropped.count)
     }
 
     func block(_ i: Int) -> ConformerBlock {
@@ -63,7 +86,14 @@ struct ConformerStack {
     var mlmOutput: FPtr { (mlm.last ?? contrastive.last!).y }
 
     func attentionShape(_ s: BatchShape) -> AttentionShape {
-        AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position)
+        AttentionShape(b: s.b, t: s.t, d: d, heads: heads, position: position, memory: memory)
+    }
+
+    /// Attention keeps its probabilities (h·T floats per row) for backward while h·T ≤ (19·d + 4·f)/4, less
+    /// than half of what the rest of a block keeps per row (about 13·d + 2·f) when f = 4·d, so short
+    /// utterances skip the recomputation; longer ones keep only O(T·d) (see `AttentionMemory`).
+    static func attentionMemory(_ c: Config, t: Int) -> AttentionMemory {
+        4 * c.model.heads * t <= 19 * c.model.dim + 4 * c.model.ffnDim ? .probabilities : .recompute
     }
 
     /// Layer-drop decisions of the step (key.step; micro-batch 0), or the given ones (tests).
@@ -85,12 +115,16 @@ struct ConformerStack {
     ) {
         let shape = attentionShape(s)
         var input = x0
+        for i in replay.sources.indices { replay.sources[i] = nil }
+        replay.resident = nil
         for i in 0..<count {
             let blk = block(i)
             if dropped[i] {
                 copy(blk.y, input, n: s.n * shape.d)
             } else {
+                if checkpointing { replay.sources[i] = rng }
                 blk.forward(x: input, s: scratch, lengths: lengths, shape: shape, c: bc, rng: &rng)
+                replay.resident = i
             }
             input = CFPtr(blk.y)
         }
@@ -131,6 +165,12 @@ struct ConformerStack {
             entering(i)
             if !dropped[i] {
                 let x = i == 0 ? x0 : CFPtr(block(i - 1).y)
+                if checkpointing && replay.resident != i {
+                    // Block i's activations again, exactly as forward made them (its output included).
+                    guard var rng = replay.sources[i] else { preconditionFailure("block \(i) did not run forward") }
+                    block(i).forward(x: x, s: scratch, lengths: lengths, shape: shape, c: bc, rng: &rng)
+                    replay.resident = i
+                }
                 block(i).backward(dY: dCur, x: x, s: scratch, lengths: lengths, shape: shape, c: bc)
                 copy(dCur, scratch.dRes, n: n * d)
                 extensions.backward(block: i)
@@ -145,4 +185,11 @@ struct ConformerStack {
     /// The options' remaining gradients after every block's backward (dz nil: nothing below the blocks
     /// is trained).
     func finish(dz: FPtr?, lengths: UnsafePointer<Int32>, t: Int) { extensions.finish(dz: dz, lengths: lengths, t: t) }
+}
+
+/// What checkpointed backward needs of the last forward: the dropout source as it stood before each block ran
+/// (nil: dropped or not run) and the block whose activations the shared region holds.
+final class BlockReplay {
+    var sources: [DropoutSource?] = []
+    var resident: Int?
 }

@@ -36,10 +36,12 @@ struct ConvStem {
         y1 = a.take(C * rows1 * w1)
         y2 = a.take(C * n * fq)
         feat = a.take(n * C * fq)
+        // One chunk of im2col columns (conv2dColsBudget floats) and the transposed dW, for conv1 and conv2.
         cols = a.take(
             max(
-                9 * h1 * w1 + 9 * C,
-                C * 9 * cap.t * fq + C * 9 * C))  // Conv2dShape.colsCount of conv1, conv2
+                Conv2dShape(b: 1, cin: 1, cout: C, h: max(cap.frames, 3), w: Config.melBins)
+                    .colsCount(budget: conv2dColsBudget),
+                Conv2dShape(b: 1, cin: C, cout: C, h: 2 * cap.t + 1, w: w1).colsCount(budget: conv2dColsBudget)))
         dy1 = a.take(max(C * rows1 * w1, n * C * fq))
         dy2 = a.take(C * n * fq)
     }

@@ -139,7 +139,7 @@ public final class W2VBertModel {
         }
         let measure = Arena(compute: compute)
         _ = build(measure)
-        arena = Arena(count: measure.used, compute: compute)
+        arena = Arena(count: measure.peak, compute: compute)
         (encoder, frames, quantizer, context, stack, contrastiveLoss, mlmLoss) = build(arena)
         gv = c.quantizer.groups * c.quantizer.entries
         usage = .allocate(capacity: 2 * gv + 1)
@@ -192,7 +192,7 @@ public final class W2VBertModel {
     }
 
     /// Activation arena size in bytes.
-    public var activationBytes: Int { arena.used * 4 }
+    public var activationBytes: Int { arena.peak * 4 }
 
     /// Frames after the feature encoder.
     public func encoderLength(t0: Int) -> Int { config.encoderLength(t0: t0) }

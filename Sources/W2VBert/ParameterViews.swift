@@ -29,6 +29,10 @@ struct NormPG {
     func forward(y: FPtr, mean: FPtr, rstd: FPtr, x: CFPtr, n: Int, c: Int) {
         layerNormForward(y: y, mean: mean, rstd: rstd, x: x, weight: weight.w, bias: bias.w, n: n, c: c)
     }
+    /// forward's y again from the mean and rstd it saved (bit-identical).
+    func apply(y: FPtr, mean: CFPtr, rstd: CFPtr, x: CFPtr, n: Int, c: Int) {
+        layerNormApply(y: y, x: x, mean: mean, rstd: rstd, weight: weight.w, bias: bias.w, n: n, c: c)
+    }
     func backward(
         dx: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr, n: Int, c: Int,
         write: GradientWrite = .accumulate

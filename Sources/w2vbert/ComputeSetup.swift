@@ -8,6 +8,9 @@ import W2VBert
 func startCompute(_ c: ComputeConfig, threads override: Int? = nil, announce: Bool) -> Compute {
     let compute = Compute(c, threads: override)
     if announce {
+        if let auto = c.precision.autoDescription {
+            FileHandle.standardError.write(Data("w2vbert: compute: \(auto)\n".utf8))
+        }
         FileHandle.standardError.write(Data("w2vbert: \(compute.description)\n".utf8))
         if let warning = compute.warning { FileHandle.standardError.write(Data("w2vbert: warning: \(warning)\n".utf8)) }
     }

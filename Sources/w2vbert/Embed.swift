@@ -7,9 +7,10 @@ import Training
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
-        abstract: "Hidden states of audio files from a checkpoint (whole utterance, no masking, no noise) as .npy.",
+        abstract: "Hidden states of audio files from a checkpoint (no masking, no noise) as .npy.",
         discussion: "One input: OUT.npy holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and "
-            + "OUT.lengths.npy the frame counts.")
+            + "OUT.lengths.npy the frame counts. Files longer than --window run in overlapping windows (not "
+            + "with --batch).")
     @Option(help: "Checkpoint folder (step-…) or run folder (its newest checkpoint).") var checkpoint: String
     @Argument(help: "Audio files (anything libsndfile reads; resampled to 16 kHz, downmixed).") var audio: [String]
     @Option(help: "Output .npy file.") var out: String
@@ -35,12 +36,23 @@ struct Embed: ParsableCommand {
             --speaker.
             """)
     var speakers: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "Longest audio run at once, seconds (0: whole files). Longer files run in overlapping windows: "
+                + "memory of one window however long the file (docs/performance.md, \"Memory\")."))
+    var window: Double = 60
+    @Option(help: "Seconds of context each side of a window's kept frames (windows overlap by twice this).")
+    var context: Double = 10
 
     func validate() throws {
         guard W2VBertModel.EmbedLayer(rawValue: layer) != nil else {
             throw ValidationError("--layer must be contrastive, mlm or speaker, not '\(layer)'")
         }
         guard !audio.isEmpty else { throw ValidationError("give at least one audio file") }
+        guard window >= 0, context >= 0, window == 0 || window > 2 * context else {
+            throw ValidationError(
+                "--window must be 0 or longer than twice --context (got \(window) and \(context) seconds)")
+        }
         guard speakers.count <= 1 || speakers.count == audio.count else {
             throw ValidationError(
                 "give --speaker once (every file) or once per file (\(audio.count)), "
@@ -56,6 +68,8 @@ struct Embed: ParsableCommand {
         embedding.batched = batch
         embedding.speakers = speakers
         embedding.saveFeatures = saveFeatures
+        embedding.window = window
+        embedding.context = context
         for warning in try embedding.run(folder, compute: compute, out: out) {
             FileHandle.standardError.write(Data((warning + "\n").utf8))
         }

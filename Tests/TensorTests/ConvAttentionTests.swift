@@ -150,7 +150,7 @@ final class ConvTests: XCTestCase {
 final class AttentionTests: XCTestCase {
     func runAttention(
         _ s: AttentionShape, lengths: [Int32], _ f: [[Float]], _ dy: [Float]?,
-        _ times: Int
+        _ times: Int, compute: Compute = compute
     ) -> [[Float]] {
         let n = s.b * s.t * s.d
         let Q = FloatBuffer(f[0]), K = FloatBuffer(f[1]), V = FloatBuffer(f[2])
@@ -169,7 +169,7 @@ final class AttentionTests: XCTestCase {
                 attentionBackward(
                     compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: dE?.ptr, work: work.ptr,
                     dOut: DY.ptr, saved: saved.ptr,
-                    q: Q.ptr, k: K.ptr, v: V.ptr, relKey: E?.ptr, shape: s)
+                    q: Q.ptr, k: K.ptr, v: V.ptr, relKey: E?.ptr, lengths: lp.baseAddress!, shape: s)
             }
             return [dq.array, dk.array, dv.array] + (dE.map { [$0.array] } ?? [])
         }
@@ -208,15 +208,58 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Every position mode, with the probabilities kept and recomputed, in one tile and in many (tiles of 2 or 3
+    /// query rows, Shaw's relative logits 2 rows at a time).
+    static func shapes(_ b: Int, _ t: Int, _ d: Int, _ heads: Int, _ position: AttentionPosition) -> [AttentionShape] {
+        [
+            AttentionShape(b: b, t: t, d: d, heads: heads, position: position, memory: .probabilities),
+            AttentionShape(b: b, t: t, d: d, heads: heads, position: position, memory: .recompute),
+            AttentionShape(b: b, t: t, d: d, heads: heads, position: position, tileScores: 3 * t, minTileRows: 2),
+            AttentionShape(
+                b: b, t: t, d: d, heads: heads, position: position, memory: .probabilities, tileScores: 1,
+                minTileRows: 2),
+        ]
+    }
+
     func testNoPosition() {
-        check(
-            AttentionShape(b: 2, t: 7, d: 12, heads: 3, position: .none), lengths: [7, 4],
-            seed: 30)
+        for s in Self.shapes(2, 7, 12, 3, .none) { check(s, lengths: [7, 4], seed: 30) }
     }
     func testShawRelativeKeys() {
-        check(
-            AttentionShape(b: 2, t: 9, d: 8, heads: 2, position: .shaw(left: 3, right: 2)),
-            lengths: [9, 6], seed: 31)
+        for s in Self.shapes(2, 9, 8, 2, .shaw(left: 3, right: 2)) { check(s, lengths: [9, 6], seed: 31) }
     }
-    func testRoPE() { check(AttentionShape(b: 2, t: 6, d: 8, heads: 2, position: .rope), lengths: [5, 6], seed: 32) }
+    func testRoPE() {
+        for s in Self.shapes(2, 6, 8, 2, .rope) { check(s, lengths: [5, 6], seed: 32) }
+    }
+
+    /// Tiled with recomputation against one tile with the probabilities kept, at a model's shape (T 600 in
+    /// tiles of 64 rows, padded keys), fp32 and bf16: outputs and gradients within float round-off.
+    func testTilesMatchKeptProbabilities() {
+        var rng = TestRNG(33)
+        let b = 2, t = 600, d = 64, heads = 4
+        let lengths: [Int32] = [600, 411]
+        for position in [AttentionPosition.none, .shaw(left: 64, right: 8), .rope] {
+            let kept = AttentionShape(
+                b: b, t: t, d: d, heads: heads, position: position, memory: .probabilities, tileScores: t * t)
+            let tiled = AttentionShape(b: b, t: t, d: d, heads: heads, position: position, tileScores: 64 * t)
+            XCTAssertEqual(kept.tileRows, t)
+            XCTAssertEqual(tiled.tileRows, 64)
+            let n = b * t * d
+            var inputs = [rng.uniform(n, -1.5, 1.5), rng.uniform(n, -1.5, 1.5), rng.uniform(n)].map { $0.floats }
+            if kept.relCount > 0 { inputs.append(rng.uniform(kept.relCount * kept.dh).floats) }
+            let dy = rng.uniform(n).floats
+            for precision in [Precision.fp32, .bf16] {
+                let c = Compute(precision: precision, threads: compute.threads)
+                let a = runAttention(kept, lengths: lengths, inputs, nil, 0, compute: c)
+                    + runAttention(kept, lengths: lengths, inputs, dy, 1, compute: c)
+                let z = runAttention(tiled, lengths: lengths, inputs, nil, 0, compute: c)
+                    + runAttention(tiled, lengths: lengths, inputs, dy, 1, compute: c)
+                for (i, (x, y)) in zip(a, z).enumerated() {
+                    let scale = x.map { abs($0) }.max()!
+                    let diff = zip(x, y).map { abs($0 - $1) }.max()!
+                    // Outputs: same products per row; gradients dk, dv, dE: summed over tiles in another order.
+                    XCTAssertLessThanOrEqual(diff, 2e-6 * scale, "\(position) \(precision) result \(i)")
+                }
+            }
+        }
+    }
 }

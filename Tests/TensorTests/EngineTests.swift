@@ -411,11 +411,11 @@ final class ThreadedKernelTests: XCTestCase {
                     attentionForward(
                         compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: Q.ptr, k: K.ptr,
                         v: V.ptr, relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                    attentionBackward(
+                        compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil,
+                        work: work.ptr, dOut: DO.ptr, saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
+                        relKey: shaw ? CFPtr(R.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
                 }
-                attentionBackward(
-                    compute, dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dR.ptr : nil,
-                    work: work.ptr, dOut: DO.ptr, saved: saved.ptr, q: Q.ptr, k: K.ptr, v: V.ptr,
-                    relKey: shaw ? CFPtr(R.ptr) : nil, shape: shape)
                 return out.array + dq.array + dk.array + dv.array + dR.array
             }
         }

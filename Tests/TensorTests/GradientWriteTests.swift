@@ -77,21 +77,20 @@ final class GradientWriteTests: XCTestCase {
                 let saved = FloatBuffer(count: shape.savedCount)
                 let work = FloatBuffer(count: shape.workspaceCount(threads: compute.threads))
                 let out = FloatBuffer(count: 2 * 30 * 16), lengths: [Int32] = [30, 21]
+                let fill: [Float] =
+                    write == .overwrite
+                    ? (0..<(2 * 30 * 16)).map { Float($0 % 5) - 2 } : [Float](repeating: 0, count: 2 * 30 * 16)
+                let dk = FloatBuffer(fill), dv = FloatBuffer(fill), dRel = FloatBuffer(count: 6 * 8)
                 lengths.withUnsafeBufferPointer { lp in
                     attentionForward(
                         compute, out: out.ptr, saved: saved.ptr, work: work.ptr, q: q.ptr, k: k.ptr,
                         v: v.ptr,
                         relKey: shaw ? CFPtr(rel.ptr) : nil, lengths: lp.baseAddress!, shape: shape)
+                    attentionBackward(
+                        compute, dq: dq, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dRel.ptr : nil,
+                        work: work.ptr, dOut: dOut.ptr, saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr,
+                        relKey: shaw ? CFPtr(rel.ptr) : nil, lengths: lp.baseAddress!, shape: shape, write: write)
                 }
-                let fill: [Float] =
-                    write == .overwrite
-                    ? (0..<(2 * 30 * 16)).map { Float($0 % 5) - 2 } : [Float](repeating: 0, count: 2 * 30 * 16)
-                let dk = FloatBuffer(fill), dv = FloatBuffer(fill), dRel = FloatBuffer(count: 6 * 8)
-                attentionBackward(
-                    compute, dq: dq, dk: dk.ptr, dv: dv.ptr, dRelKey: shaw ? dRel.ptr : nil,
-                    work: work.ptr, dOut: dOut.ptr,
-                    saved: saved.ptr, q: q.ptr, k: k.ptr, v: v.ptr, relKey: shaw ? CFPtr(rel.ptr) : nil, shape: shape,
-                    write: write)
                 return dk.array + dv.array + dRel.array
             }
         }

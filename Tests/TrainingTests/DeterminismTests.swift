@@ -38,7 +38,7 @@ final class DeterminismTests: XCTestCase {
             [exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "ogg", "--valid-percent", "0"], timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
         let common = [
-            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
+            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--set", "compute.precision=fp32", "--max-steps", "5",
             "--set", "train.seed=7", "--set", "train.max_frames=1200", "--set", "train.max_samples=48000"
         ]
         for threads in ["1", "2"] {
@@ -85,7 +85,7 @@ final class DeterminismTests: XCTestCase {
             [exe, "prepare", dir + "/audio", "--out", dir, "--extensions", "wav", "--valid-percent", "0"], timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
         let common = [
-            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--max-steps", "5",
+            "train", "--train", dir + "/train.tsv", "--preset", "tiny", "--quiet", "--set", "compute.precision=fp32", "--max-steps", "5",
             "--set", "train.seed=7", "--set", "train.max_frames=150", "--set", "train.max_samples=16000", "--set",
             "train.log_interval=1"
         ]

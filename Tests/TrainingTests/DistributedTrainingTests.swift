@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Training
+import Tensor
 import TestSupport
 
 /// Issue "Data-parallel pre-training over MPI": every acceptance check runs the real executable under
@@ -12,7 +13,7 @@ final class DistributedTrainingTests: XCTestCase {
     static let exe = w2vbertExecutable()
     /// Tiny preset, short crops and small micro-batches so a step takes well under a second.
     static let common = [
-        "--preset", "tiny", "--quiet",
+        "--preset", "tiny", "--quiet", "--set", "compute.precision=fp32",
         "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.log_interval=1",
         "--set", "train.save_interval=5", "--set", "train.valid_interval=1000", "--set", "dist.timeout=60",
         "--set", "optimizer.warmup=10"
@@ -110,6 +111,32 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertLessThan(d, 1e-5, "worst tensor \(name)")
         let events = try String(contentsOfFile: other + "/metrics.jsonl", encoding: .utf8)
         XCTAssert(events.contains("\"update_freq\":2"), "the resumed run should record update_freq 2")
+    }
+
+    /// Activation checkpointing changes no arithmetic: 2 ranks with it, stopped at step 5 and resumed, end
+    /// bit-identical to 1 rank × update_freq 2 without it, with dropout and layer drop.
+    func testActivationCheckpointingTwoRanksAndResume() throws {
+        let drops = ["--set", "model.dropout=0.1", "--set", "model.layer_drop=0.2"]
+        let on = drops + ["--set", "train.checkpoint_activations=blocks"]
+        let a = temp("ckpt2"), b = temp("ckpt1")
+        try train(ranks: 2, runDir: a, steps: 5, extra: on)
+        try train(ranks: 2, runDir: a, steps: 10, extra: on)
+        try train(ranks: 1, runDir: b, steps: 10, extra: drops + ["--set", "train.update_freq=2"])
+        let pa = try parameters(a, step: 10), pb = try parameters(b, step: 10)
+        XCTAssertEqual(pa.keys.sorted(), pb.keys.sorted())
+        for (k, v) in pb { XCTAssert(v == pa[k]!, "tensor \(k) is not bit-identical") }
+    }
+
+    /// compute.precision = auto is announced and the checkpoint records the precision it resolved to.
+    func testAutoPrecisionIsAnnouncedAndRecordedResolved() throws {
+        let run = temp("auto")
+        let out = try train(ranks: 1, runDir: run, steps: 5, extra: ["--set", "compute.precision=auto"])
+        let resolved = Compute.hasNativeBF16 ? "bf16" : "fp32"
+        XCTAssert(out.contains("w2vbert: compute: \(resolved) (auto: the CPU has"), out)
+        let state = try String(
+            contentsOfFile: run + "/checkpoints/" + CheckpointManager.directoryName(step: 5) + "/trainer.json",
+            encoding: .utf8)
+        XCTAssert(state.contains("compute:\\n  precision: \(resolved)\\n"), "trainer.json records \(resolved)")
     }
 
     func testSIGTERMToOneRankCheckpointsAndExits75() throws {

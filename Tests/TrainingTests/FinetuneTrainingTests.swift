@@ -10,7 +10,7 @@ final class FinetuneTrainingTests: XCTestCase {
     static let repo = DistributedTrainingTests.repo
     static let exe = DistributedTrainingTests.exe
     static let common = [
-        "--preset", "tiny", "--quiet",
+        "--preset", "tiny", "--quiet", "--set", "compute.precision=fp32",
         "--set", "train.max_frames=1600", "--set", "train.max_samples=64000", "--set", "train.log_interval=1",
         "--set", "train.save_interval=1", "--set", "train.valid_interval=1000", "--set", "dist.timeout=60",
         "--set", "optimizer.schedule=tri_stage", "--set", "optimizer.lr=0.002",

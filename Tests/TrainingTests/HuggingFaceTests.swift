@@ -208,7 +208,7 @@ final class HuggingFaceTests: XCTestCase {
             "--preset", "tiny2", "--set", "model.dim=32", "--set", "model.heads=2", "--set",
             "model.ffn_dim=48",
             "--set", "model.conv_kernel=5", "--set", "model.shaw_left=5", "--set", "model.shaw_right=3",
-            "--set", "model.contrastive_blocks=1", "--set", "model.mlm_blocks=2", "--quiet",
+            "--set", "model.contrastive_blocks=1", "--set", "model.mlm_blocks=2", "--quiet", "--set", "compute.precision=fp32",
             "--set", "train.max_frames=1200", "--set", "train.max_samples=48000", "--set", "train.save_interval=1"
         ]
         r = try runCommand(

@@ -91,7 +91,7 @@ final class PrepareCommandTests: XCTestCase {
         r = try run(
             [
                 "train", "--train", headers + "/train.tsv", "--run-dir", runDir, "--max-steps", "12",
-                "--preset", "tiny", "--quiet", "--set", "train.max_frames=1200",
+                "--preset", "tiny", "--quiet", "--set", "compute.precision=fp32", "--set", "train.max_frames=1200",
                 "--set", "train.max_samples=48000", "--set", "train.save_interval=12",
                 "--set", "train.valid_interval=1000",
                 "--set", "train.max_bad_fraction=0.2"

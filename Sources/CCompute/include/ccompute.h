@@ -18,6 +18,8 @@ extern "C" {
 int w2v_dnnl_has_avx512(void);
 /// 1 when the CPU has native bf16 dot products (avx512_bf16 / AMX), else 0.
 int w2v_dnnl_has_bf16(void);
+/// The instruction set behind native bf16: "amx" or "avx512_bf16" ("" when there is none).
+const char *w2v_dnnl_bf16_isa(void);
 /// oneDNN's version, "major.minor.patch".
 const char *w2v_dnnl_version(void);
 /// OpenMP threads oneDNN uses for calls made from the calling thread.

@@ -839,9 +839,11 @@ def bench(argv):
         if step > 0:
             times.append(time.perf_counter() - t)
     med = sorted(times)[len(times) // 2]
+    import resource  # peak resident memory of this process (Linux reports kilobytes)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "preset": a.preset, "batch": a.batch,
                       "seconds": a.seconds, "threads": a.threads, "precision": a.precision, "step_time_median": med,
-                      "audio_seconds_per_second": a.batch * a.seconds / med}))
+                      "audio_seconds_per_second": a.batch * a.seconds / med, "peak_rss_bytes": peak}))
 
 
 if __name__ == "__main__":
