@@ -68,7 +68,7 @@ python3 - "$OUT" "$SEEDS" "$STEPS" "$PRESET" <<'PY' | tee "$OUT/table.md"
 import json, statistics, sys
 out, seeds, steps, preset = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 names = {"10min": "10 min", "30min": "30 min", "all": "all (90.6 min)"}
-print(f"| labels | init | CER per seed ({', '.join(seeds)}) | CER mean | WER mean | CER cut by pre-training |")
+print(f"| labels | init | CER per seed ({', '.join(seeds)}) | CER mean | WER mean | pre-trained CER vs random |")
 print("|---|---|---|---|---|---|")
 for labels in ("10min", "30min", "all"):
     mean = {}
@@ -78,7 +78,8 @@ for labels in ("10min", "30min", "all"):
         mean[init] = (statistics.mean(cer), statistics.mean(x["wer"] for x in r))
         cut = ""
         if init == "random":
-            cut = f"{100 * (1 - mean['pretrained'][0] / mean['random'][0]):.1f} % relative"
+            change = 100 * (mean["pretrained"][0] / mean["random"][0] - 1)
+            cut = f"{change:+.1f} % ({'better' if change < 0 else 'worse'})"
         print(f"| {names[labels]} | {init} | {' / '.join(f'{c:.3f}' for c in cer)} | {mean[init][0]:.3f} | "
               f"{mean[init][1]:.3f} | {cut} |")
 print(f"\n{preset} preset, {steps} updates per run, test split of the default corpus, greedy CTC decoding.")
