@@ -18,8 +18,9 @@ source cluster/lib.sh
 # (cluster/standin-payload.sh) in the signal/crash tests preempt/crash.
 W2V_TEST_PAYLOAD="${W2V_TEST_PAYLOAD:-train}"
 # Training data for W2V_TEST_PAYLOAD=train: the first 120 utterances of the default corpus (prepared by
-# launch/prepare-corpus.sh when missing), tiny preset with short crops so a step takes a fraction of a second.
-W2V_TEST_TRAIN_TSV="${W2V_TEST_TRAIN_TSV:-/tmp/w2v-cluster-slice.tsv}"
+# launch/prepare-corpus.sh when missing), written afresh for every run of this script unless W2V_TEST_TRAIN_TSV
+# names a manifest; tiny preset with short crops so a step takes a fraction of a second.
+W2V_TEST_TRAIN_TSV="${W2V_TEST_TRAIN_TSV:-}"
 W2V_TEST_TRAIN_ARGS="${W2V_TEST_TRAIN_ARGS:---preset tiny --set train.max_frames=1200 --set train.max_samples=48000 --set train.save_interval=5 --set train.log_interval=1 --set dist.timeout=60 --set optimizer.warmup=10}"
 
 # shellcheck disable=SC2206  # (W2V_TEST_TRAIN_ARGS is word-split on purpose)
@@ -247,11 +248,14 @@ if ! timeout -k 10 600 bash -c 'source cluster/lib.sh; cl_apt_install slurm-wlm 
   echo "installing the cluster packages failed (apt-get)"; echo "0 passed, 1 failed"; exit 1
 fi
 export W2V_REAL_BIN W2V_TEST_PAYLOAD
-if [ "$W2V_TEST_PAYLOAD" = train ] && [ ! -s "$W2V_TEST_TRAIN_TSV" ]; then
+if [ "$W2V_TEST_PAYLOAD" = train ] && [ -z "$W2V_TEST_TRAIN_TSV" ]; then
+  W2V_TEST_TRAIN_TSV="$(mktemp /tmp/w2v-cluster-slice.XXXXXX.tsv)"
+  trap 'rm -f "$W2V_TEST_TRAIN_TSV"' EXIT
   [ -s "$REPO/data/fillets-cs/train.tsv" ] || W2VBERT_BIN="$W2V_REAL_BIN" timeout -k 10 600 bash launch/prepare-corpus.sh "$REPO/data/fillets-cs" > /dev/null \
     || { echo "preparing the default corpus failed"; echo "0 passed, 1 failed"; exit 1; }
   head -n 121 "$REPO/data/fillets-cs/train.tsv" > "$W2V_TEST_TRAIN_TSV"
 fi
+export W2V_TEST_TRAIN_TSV
 # Keep MPI traffic on loopback or in the namespaces (the netns test sets its own interfaces).
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
