@@ -27,6 +27,9 @@ public struct FinetuneLabels: Sendable {
     public let validLengths: [Int]
     /// Skipped utterances of the training / validation manifest.
     public let skipped: (train: Skipped, valid: Skipped)
+    /// Whether the CTC head of the --init-from source (if it has one) is over this dictionary's symbols, so
+    /// it can be loaded; false when the source has a dictionary that differs from the run's.
+    public let sourceHeadFits: Bool
 
     public struct Skipped: Sendable, Equatable {
         public var unlabelled = 0
@@ -61,7 +64,7 @@ public struct FinetuneLabels: Sendable {
                 ?? ([], [], Skipped())
             return FinetuneLabels(
                 vocabulary: vocabulary, train: tl, valid: vl, trainLengths: tLen, validLengths: vLen,
-                skipped: (tSkip, vSkip))
+                skipped: (tSkip, vSkip), sourceHeadFits: source.map { $0.symbols == vocabulary.symbols } ?? true)
         } catch let e as TranscriptError {
             throw TrainError(e.description)
         }

@@ -166,7 +166,8 @@ public enum HuggingFace {
         ]
     }
 
-    static func writeJSON(_ o: [String: Any], to path: String) throws {
+    /// Writes `o` as pretty-printed JSON with sorted keys and a final newline, durably.
+    public static func writeJSON(_ o: [String: Any], to path: String) throws {
         let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .prettyPrinted])
         try writeDurably(data + Data("\n".utf8), to: path)
     }

@@ -120,10 +120,7 @@ extension Trainer {
     /// holds checkpoints resumes instead). Step 0, fresh optimizer: only the parameters change.
     /// A CTC source's head is loaded only when the run's dictionary is the source's.
     func initializeFrom(_ source: String) throws -> String {
-        var keepHead = true
-        if let labels, let d = try InitialWeights.sourceDictionary(source) {
-            keepHead = d.symbols == labels.vocabulary.symbols
-        }
+        let keepHead = labels?.sourceHeadFits ?? true
         let s = try InitialWeights.load(
             from: source, config: config, layout: layout, params: objective.params.ptr, keepHead: keepHead)
         return keepHead ? s : s + " (the CTC head starts fresh: the run's dictionary differs from the source's)"

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Training
 import W2VBert
 
@@ -44,10 +43,10 @@ struct BenchFinetune: ParsableCommand {
         }
         config.finetune.freezeUpdates = 0
         if let hfConfig {
-            let json = HuggingFace.ctcConfigJSON(config)
-            let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .prettyPrinted])
-            guard FileManager.default.createFile(atPath: hfConfig, contents: data) else {
-                throw RuntimeError("\(hfConfig): cannot write the config")
+            do {
+                try HuggingFace.writeJSON(HuggingFace.ctcConfigJSON(config), to: hfConfig)
+            } catch {
+                throw RuntimeError("\(hfConfig): cannot write the config (\(error))")
             }
         }
         let compute = startCompute(config.compute, threads: threads, announce: true)
