@@ -16,16 +16,10 @@ final class ExitStatusTests: XCTestCase {
     ]
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
-        let r = try runCommand([Self.exe] + args, environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout)
-        XCTAssertFalse(r.timedOut, "timed out: \(args)")
-        return (r.status, r.output)
+        try runExecutable(Self.exe, args, timeout: timeout)
     }
 
-    func temp(_ tag: String) -> String {
-        let path = NSTemporaryDirectory() + "w2v-exit-\(tag)-\(UUID().uuidString.prefix(8))"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
+    func temp(_ tag: String) -> String { temporaryPath("w2v-exit", tag) }
 
     /// Status 2 with the usage, for an unknown option and for a missing required argument, on every subcommand;
     /// `--help` is 0 on every subcommand.

@@ -134,11 +134,7 @@ final class HostileCheckpointManagerTests: XCTestCase {
 final class HostileCheckpointCommandTests: XCTestCase {
     static let exe = DistributedTrainingTests.exe
 
-    func temp(_ tag: String) -> String {
-        let path = NSTemporaryDirectory() + "w2v-\(tag)-\(UUID().uuidString.prefix(8))"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
+    func temp(_ tag: String) -> String { temporaryPath("w2v", tag) }
 
     @discardableResult
     func train(runDir: String, steps: Int, file: StaticString = #filePath, line: UInt = #line) throws -> String {

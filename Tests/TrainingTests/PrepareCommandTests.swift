@@ -11,16 +11,10 @@ final class PrepareCommandTests: XCTestCase {
     static let exe = w2vbertExecutable()
     let fm = FileManager.default
 
-    func temp(_ tag: String) -> String {
-        let path = NSTemporaryDirectory() + "w2v-prepcli-\(tag)-\(UUID().uuidString.prefix(8))"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
+    func temp(_ tag: String) -> String { temporaryPath("w2v-prepcli", tag) }
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
-        let r = try runCommand([Self.exe] + args, environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout)
-        XCTAssertFalse(r.timedOut, "timed out: \(args)")
-        return (r.status, r.output)
+        try runExecutable(Self.exe, args, timeout: timeout)
     }
 
     func tone(_ path: String, seconds: Double, freq: Double, format: AudioWriter.Format = .wav16) throws {

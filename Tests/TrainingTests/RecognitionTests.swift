@@ -14,16 +14,10 @@ final class RecognitionTests: XCTestCase {
     let fm = FileManager.default
     let references = ["abc ab", "ba", "cab a"]
 
-    func temp(_ tag: String) -> String {
-        let path = NSTemporaryDirectory() + "w2v-recog-\(tag)-\(UUID().uuidString.prefix(8))"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
+    func temp(_ tag: String) -> String { temporaryPath("w2v-recog", tag) }
 
     func run(_ args: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
-        let r = try runCommand([Self.exe] + args, environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout)
-        XCTAssertFalse(r.timedOut, "timed out: \(args)")
-        return (r.status, r.output)
+        try runExecutable(Self.exe, args, timeout: timeout)
     }
 
     /// RUN/checkpoints/step-00000003 of a micro CTC model, RUN/dict.ltr.txt, audio/{0,1,2}.wav, test.tsv/.wrd.

@@ -9,19 +9,11 @@ import XCTest
 final class CTCTwinTests: XCTestCase {
     func testFixtureJCTC() throws {
         let st = try SafeTensors(path: fixturePath("fixture_j_ctc.safetensors"))
-        let config = try Config.load(
-            preset: st.metadata["preset"]!,
-            overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init))
+        let config = try st.config()
         let f = st["input.features"]
         let (b, t0) = (f.shape[0], f.shape[1])
         let model = CTCModel(config: config, compute: .fp32(), maxBatch: b, maxFrames: t0)
-        let names = Set(st.tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
-        XCTAssertEqual(names, Set(model.layout.entries.map(\.name)), "parameter names differ from the twin's")
-        for e in model.layout.entries {
-            let t = st["param.\(e.name)"]
-            XCTAssertEqual(t.shape, e.shape, "shape of \(e.name)")
-            for i in 0..<e.count { model.params.ptr[e.offset + i] = Float(t.values[i]) }
-        }
+        st.loadParameters(into: model.params.ptr, layout: model.layout)
         let features = f.values.map(Float.init)
         let lengths = st["input.lengths"].values.map { Int32($0) }
         let labels = st["input.labels"].values.map { Int32($0) }

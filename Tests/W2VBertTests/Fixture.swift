@@ -39,6 +39,25 @@ struct SafeTensors {
         }
     }
     subscript(_ name: String) -> Tensor { tensors[name]! }
+
+    /// The config the fixture was written with (its preset and overrides), then `extra` overrides.
+    func config(extra: [String] = []) throws -> Config {
+        try Config.load(
+            preset: metadata["preset"]!,
+            overrides: metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
+    }
+
+    /// Copies every `param.NAME` tensor into `params` at its layout entry; the fixture must hold exactly the
+    /// layout's tensors, each with the layout's shape.
+    func loadParameters(into params: UnsafeMutablePointer<Float>, layout: ParameterLayout) {
+        let names = Set(tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
+        XCTAssertEqual(names, Set(layout.entries.map(\.name)), "parameter names differ from the twin's")
+        for e in layout.entries {
+            let t = self["param.\(e.name)"]
+            XCTAssertEqual(t.shape, e.shape, "shape of \(e.name)")
+            for i in 0..<e.count { params[e.offset + i] = Float(t.values[i]) }
+        }
+    }
 }
 
 func fixturePath(_ name: String) -> String {
@@ -58,9 +77,7 @@ final class FixtureRun {
     /// `extra`: overrides applied after the fixture's own (e.g. train.trainable=all on a LoRA fixture).
     init(_ name: String, extra: [String] = [], compute: Compute = .fp32()) throws {
         st = try SafeTensors(path: fixturePath(name))
-        config = try Config.load(
-            preset: st.metadata["preset"]!,
-            overrides: st.metadata["overrides"]!.split(separator: "\n").map(String.init) + extra)
+        config = try st.config(extra: extra)
         let f = st["input.features"]
         b = f.shape[0]
         t0 = f.shape[1]
@@ -69,14 +86,7 @@ final class FixtureRun {
         mask = st["input.mask"].values.map { UInt8($0) }
         speakers = st.tensors["input.speakers"].map { $0.values.map { Int32($0) } }
         model = W2VBertModel(config: config, compute: compute, maxBatch: b, maxFrames: t0)
-        // Every parameter of the layout must be in the fixture with the same shape, and vice versa.
-        let names = Set(st.tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst(6)) })
-        XCTAssertEqual(names, Set(model.layout.entries.map(\.name)), "parameter names differ from the twin's")
-        for e in model.layout.entries {
-            let t = st["param.\(e.name)"]
-            XCTAssertEqual(t.shape, e.shape, "shape of \(e.name)")
-            for i in 0..<e.count { model.params.ptr[e.offset + i] = Float(t.values[i]) }
-        }
+        st.loadParameters(into: model.params.ptr, layout: model.layout)
         var masks: [[Float]] = []
         while let m = st.tensors["noise.dropout.\(masks.count)"] { masks.append(m.values.map(Float.init)) }
         model.noiseOverride = NoiseOverride(

@@ -511,9 +511,11 @@ class W2VBert(nn.Module):
         return (losses / ll.to(losses.dtype)).sum(), losses, logits
 
 
-def write_ctc_fixture(name, spec, outdir):
-    """A CTC fixture: inputs, labels, parameters, logits, per-utterance losses, Σ loss_b / L_b and every gradient."""
-    from safetensors.numpy import save_file
+def fixture_model_and_features(spec):
+    """The model and inputs of a fixture spec, from its seed: the config (preset + overrides), a float64 model with
+    every parameter perturbed a little (so zero biases and unit norms hide no error) and rounded to float32 values
+    (the Swift side's), and N(0, 1) features [B, T0, MEL] with each utterance's padding zero. Returns
+    (c, model, feats, rng): rng continues the spec's stream for the fixture's further draws."""
     torch.manual_seed(spec["seed"])
     rng = np.random.default_rng(spec["seed"])
     c = preset(spec["preset"])
@@ -524,10 +526,17 @@ def write_ctc_fixture(name, spec, outdir):
             p.add_(0.05 * torch.randn_like(p))
             p.copy_(p.float().double())
     t0 = spec["t0"]
-    B, T0 = len(t0), max(t0)
-    feats = np.zeros((B, T0, MEL), dtype=np.float32)
+    feats = np.zeros((len(t0), max(t0), MEL), dtype=np.float32)
     for b, n in enumerate(t0):
         feats[b, :n] = rng.standard_normal((n, MEL)).astype(np.float32)
+    return c, model, feats, rng
+
+
+def write_ctc_fixture(name, spec, outdir):
+    """A CTC fixture: inputs, labels, parameters, logits, per-utterance losses, Σ loss_b / L_b and every gradient."""
+    from safetensors.numpy import save_file
+    c, model, feats, rng = fixture_model_and_features(spec)
+    t0 = spec["t0"]
     labels = [l for seq in spec["labels"] for l in seq]
     label_lengths = [len(seq) for seq in spec["labels"]]
     init = {f"param.{n}": p.detach().float().numpy().copy() for n, p in model.named_parameters()}
@@ -723,21 +732,9 @@ def fmt(v):
 
 def write_fixture(name, spec, outdir):
     from safetensors.numpy import save_file
-    torch.manual_seed(spec["seed"])
-    rng = np.random.default_rng(spec["seed"])
-    c = preset(spec["preset"])
-    c.update(spec["over"])
-    model = W2VBert(c).double()
-    # Perturb every parameter a little so that zero biases and unit norms do not hide errors.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-            p.copy_(p.float().double())   # values exactly representable in float32 (the Swift side)
+    c, model, feats, rng = fixture_model_and_features(spec)
     t0 = spec["t0"]
     B, T0 = len(t0), max(t0)
-    feats = np.zeros((B, T0, MEL), dtype=np.float32)
-    for b, n in enumerate(t0):
-        feats[b, :n] = rng.standard_normal((n, MEL)).astype(np.float32)
     T = encoder_length(c, T0)
     lengths = [encoder_length(c, n) for n in t0]
     mask = make_mask(c, lengths, T, rng)
