@@ -38,6 +38,16 @@ public final class Arena {
         precondition(mark <= used, "arena rewind past its end")
         used = mark
     }
+    /// Runs `body` with the arena rewound to `mark` (an earlier `used`, with everything carved since then free
+    /// whenever `body`'s parts are in use), then returns to where it was: `body`'s parts reuse those floats and
+    /// the arena grows only by what does not fit.
+    public func carve<T>(over mark: Int, _ body: () -> T) -> T {
+        let end = used
+        rewind(to: mark)
+        let parts = body()
+        if used < end { used = end }
+        return parts
+    }
     public func takeInt32(_ n: Int) -> UnsafeMutablePointer<Int32> {
         UnsafeMutableRawPointer(take(n)).assumingMemoryBound(to: Int32.self)
     }

@@ -77,6 +77,9 @@ struct BlockConfig {
     /// While the blocks are carved: the block's index and the model options' runtime parts.
     var block = 0
     var extensions = BlockExtensions(all: [])
+    /// While the blocks are carved: whether they keep their LayerNorm and Swish outputs (short utterances, see
+    /// `ConformerStack.attentionMemory`) or rebuild them in backward.
+    var keepNormOutputs = false
     init(_ c: Config, training: Bool = true) {
         d = c.model.dim
         f = c.model.ffnDim

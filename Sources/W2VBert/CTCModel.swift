@@ -63,11 +63,13 @@ public final class CTCModel {
         let (l, p, g) = (layout, params.ptr, grads.ptr)
         typealias Parts = (FeatureEncoder, MaskedFrames, CTCMasking, ContextInput, ConformerStack, CTCHead)
         func build(_ a: Arena) -> Parts {
-            (
-                FeatureEncoder(l, p, g, a, config: c, capacity: cap), MaskedFrames(a, capacity: cap),
-                CTCMasking(a, config: c, capacity: cap), ContextInput(l, p, g, a, config: c, capacity: cap),
-                ConformerStack(l, p, g, a, config: c, capacity: cap), CTCHead(l, p, g, a, config: c, capacity: cap)
-            )
+            let frames = MaskedFrames(a, capacity: cap)
+            let masking = CTCMasking(a, config: c, capacity: cap)
+            let context = ContextInput(l, p, g, a, config: c, capacity: cap)
+            let stack = ConformerStack(l, p, g, a, config: c, capacity: cap)
+            // Right after the stack: the encoder's workspace reuses the stack's region (see FeatureEncoder).
+            let encoder = FeatureEncoder(l, p, g, a, config: c, capacity: cap, shared: stack.sharedMark)
+            return (encoder, frames, masking, context, stack, CTCHead(l, p, g, a, config: c, capacity: cap))
         }
         let measure = Arena(compute: compute)
         _ = build(measure)

@@ -6,9 +6,10 @@
 //   x4 = x3 + ½·FFN2(x3)
 //   y  = LN(x4)
 // forward saves what backward needs in the block's own activation slots; backward mirrors it and uses
-// the model's shared scratch. The modules' LayerNorm outputs and Swish outputs (and the dropped FFN activation)
-// are not kept: forward writes them to scratch, backward computes them again from the kept inputs, means and
-// rstds with the same kernels (bit-identical), 2·f + 5·d floats less per row and block. Every gradient
+// the model's shared scratch. The modules' LayerNorm outputs and Swish outputs (and the dropped FFN activation),
+// 2·f + 5·d floats per row, are kept only for short utterances (`BlockConfig.keepNormOutputs`, the same rule
+// that keeps attention's probabilities); for long ones forward writes them to scratch and backward computes them
+// again from the kept inputs, means and rstds with the same kernels (bit-identical either way). Every gradient
 // accumulates.
 
 import Tensor
@@ -69,8 +70,10 @@ struct DropoutSource {
 /// Feed-forward module: y = x + ½·Dropout(fc2(Dropout(Swish(fc1(LN(x)))))).
 struct FFN {
     let norm: NormPG, fc1: BlockLinear, fc2: BlockLinear
-    // saved activations (LN(x) is rebuilt in scratch from mean, rstd; the Swish output, dropped out, from h)
+    // saved activations; LN(x) and fc2's input (the Swish output, dropped out) only when kept, else they are
+    // rebuilt in scratch from mean, rstd and h
     let mean, rstd, h: FPtr
+    let ln, act: FPtr?  // kept: LN(x) [N, d], fc2's input [N, f]
     let m1, m2: FPtr?  // dropout only
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, f: Int,
@@ -82,16 +85,19 @@ struct FFN {
         mean = ar.take(n)
         rstd = ar.take(n)
         h = ar.take(n * f)
+        ln = c.keepNormOutputs ? ar.take(n * d) : nil
+        act = c.keepNormOutputs ? ar.take(n * f) : nil
         m1 = dropout ? ar.take(n * f) : nil
         m2 = dropout ? ar.take(n * d) : nil
     }
 
     func forward(y: FPtr, x: CFPtr, s: BlockScratch, n: Int, d: Int, f: Int, p: Float, rng: inout DropoutSource) {
-        norm.forward(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // LN(x) in scratch
-        fc1.forward(y: h, x: s.dO, n: n, inDim: d, outDim: f)
+        let lnOut = ln ?? s.dO, a = act ?? s.dH  // kept, or in scratch
+        norm.forward(y: lnOut, mean: mean, rstd: rstd, x: x, n: n, c: d)
+        fc1.forward(y: h, x: lnOut, n: n, inDim: d, outDim: f)
         if let m1 { rng.fill(m1, n: n * f, p: p) }
-        activation(into: s.dH, n: n * f)
-        fc2.forward(y: s.o, x: s.dH, n: n, inDim: f, outDim: d)
+        activation(into: a, n: n * f)
+        fc2.forward(y: s.o, x: a, n: n, inDim: f, outDim: d)
         if let m2 {
             rng.fill(m2, n: n * d, p: p)
             multiply(s.o, by: m2, n: n * d)
@@ -109,12 +115,12 @@ struct FFN {
     func backward(s: BlockScratch, x: CFPtr, n: Int, d: Int, f: Int) {
         let dRes = s.dRes
         scaledCopy(s.dO, dRes, alpha: 0.5, mask: m2.map { CFPtr($0) }, n: n * d)
-        activation(into: s.dH, n: n * f)  // dH is free until swishBackward writes it
-        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: s.dH, n: n, inDim: f, outDim: d, write: .overwrite)
+        if act == nil { activation(into: s.dH, n: n * f) }  // dH is free until swishBackward writes it
+        fc2.backward(dx: s.dA, du: s.dU, dy: s.dO, x: act ?? s.dH, n: n, inDim: f, outDim: d, write: .overwrite)
         if let m1 { multiply(s.dA, by: m1, n: n * f) }
         swishBackward(dx: s.dH, dy: s.dA, x: h, n: n * f, write: .overwrite)
-        norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // fc1's input; dO is free after fc2
-        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: s.dO, n: n, inDim: d, outDim: f, write: .overwrite)
+        if ln == nil { norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d) }  // dO is free after fc2
+        fc1.backward(dx: s.dLn, du: s.dU, dy: s.dH, x: ln ?? s.dO, n: n, inDim: d, outDim: f, write: .overwrite)
         layerNormBackward(
             dx: dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x, weight: norm.weight.w,
             mean: mean, rstd: rstd, n: n, c: d)
@@ -125,7 +131,8 @@ struct FFN {
 struct MHSA {
     let norm: NormPG, q: BlockLinear, k: BlockLinear, v: BlockLinear, out: BlockLinear
     let relKey: PG?
-    let mean, rstd, qa, ka, va, att, saved: FPtr  // LN(x) is rebuilt in scratch
+    let mean, rstd, qa, ka, va, att, saved: FPtr
+    let ln: FPtr?  // kept LN(x), else rebuilt in scratch
     let m: FPtr?
     let compute: Compute
     init(
@@ -146,6 +153,7 @@ struct MHSA {
         va = ar.take(n * d)
         att = ar.take(n * d)
         saved = ar.take(savedCount)
+        ln = c.keepNormOutputs ? ar.take(n * d) : nil
         m = dropout ? ar.take(n * d) : nil
     }
 
@@ -153,7 +161,7 @@ struct MHSA {
         y: FPtr, x: CFPtr, s: BlockScratch, lengths: UnsafePointer<Int32>, shape: AttentionShape, p: Float,
         rng: inout DropoutSource
     ) {
-        let n = shape.b * shape.t, d = shape.d, ln = s.dO  // LN(x) in scratch
+        let n = shape.b * shape.t, d = shape.d, ln = self.ln ?? s.dO  // kept, or in scratch
         norm.forward(y: ln, mean: mean, rstd: rstd, x: x, n: n, c: d)
         withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {  // bf16: ln converted once for q, k, v
             q.forward(y: qa, x: ln, n: n, inDim: d, outDim: d)
@@ -178,8 +186,8 @@ struct MHSA {
         attentionBackward(
             compute, dq: s.dq, dk: s.dk, dv: s.dv, dRelKey: relKey?.g, work: s.attWork, dOut: s.dAtt, saved: saved,
             q: qa, k: ka, v: va, relKey: relKey.map { CFPtr($0.w) }, lengths: lengths, shape: shape, write: .overwrite)
-        let ln = s.dO  // LN(x) again for q, k, v; dO is free after out's backward
-        norm.apply(y: ln, mean: mean, rstd: rstd, x: x, n: n, c: d)
+        let ln = self.ln ?? s.dO  // LN(x) for q, k, v (rebuilt unless kept; dO is free after out's backward)
+        if self.ln == nil { norm.apply(y: ln, mean: mean, rstd: rstd, x: x, n: n, c: d) }
         withSharedOperand(compute, ln, rows: n, cols: d, ld: d) {
             q.backward(dx: s.dLn, du: s.dU, dy: s.dq, x: ln, n: n, inDim: d, outDim: d, write: .overwrite)
             k.backward(dx: s.dLn, du: s.dU, dy: s.dk, x: ln, n: n, inDim: d, outDim: d)
@@ -194,8 +202,9 @@ struct MHSA {
 /// Convolution module: y = x + Dropout(pw2(Swish(LN(depthwise(zeroPad(GLU(pw1(LN x)))))))).
 struct ConvModule {
     let norm: NormPG, pw1: BlockLinear, dw: PG, dwNorm: NormPG, pw2: BlockLinear
-    // LN(x), LN2(dwo) and Swish(LN2) are rebuilt in scratch from the kept inputs, means and rstds
+    // LN(x), LN2(dwo) and Swish(LN2) are kept, or rebuilt in scratch from the kept inputs, means and rstds
     let mean, rstd, p1, gl, dwo, mean2, rstd2: FPtr
+    let ln, ln2, sw: FPtr?  // kept
     let m: FPtr?
     init(
         _ l: ParameterLayout, _ name: String, _ p: FPtr, _ g: FPtr, _ ar: Arena, n: Int, d: Int, dropout: Bool,
@@ -213,6 +222,9 @@ struct ConvModule {
         dwo = ar.take(n * d)
         mean2 = ar.take(n)
         rstd2 = ar.take(n)
+        ln = c.keepNormOutputs ? ar.take(n * d) : nil
+        ln2 = c.keepNormOutputs ? ar.take(n * d) : nil
+        sw = c.keepNormOutputs ? ar.take(n * d) : nil
         m = dropout ? ar.take(n * d) : nil
     }
 
@@ -221,14 +233,15 @@ struct ConvModule {
         causal: Bool, p: Float, rng: inout DropoutSource
     ) {
         let n = b * t
-        norm.forward(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // LN(x) in scratch
-        pw1.forward(y: p1, x: s.dO, n: n, inDim: d, outDim: 2 * d)
+        let lnOut = ln ?? s.dO, ln2Out = ln2 ?? s.dG, swOut = sw ?? s.dLn  // kept, or in scratch
+        norm.forward(y: lnOut, mean: mean, rstd: rstd, x: x, n: n, c: d)
+        pw1.forward(y: p1, x: lnOut, n: n, inDim: d, outDim: 2 * d)
         gluForward(y: gl, x: p1, n: n, c: d)
         zeroPadding(gl, lengths: lengths, b: b, t: t, c: d)
         depthwiseConv1dForward(y: dwo, wT: s.wT, x: gl, weight: dw.w, b: b, t: t, c: d, k: k, causal: causal)
-        dwNorm.forward(y: s.dG, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)  // LN2 in scratch
-        swishForward(y: s.dLn, x: s.dG, n: n * d)
-        pw2.forward(y: s.o, x: s.dLn, n: n, inDim: d, outDim: d)
+        dwNorm.forward(y: ln2Out, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)
+        swishForward(y: swOut, x: ln2Out, n: n * d)
+        pw2.forward(y: s.o, x: swOut, n: n, inDim: d, outDim: d)
         if let m {
             rng.fill(m, n: n * d, p: p)
             multiply(s.o, by: m, n: n * d)
@@ -242,11 +255,13 @@ struct ConvModule {
     ) {
         let n = b * t
         scaledCopy(s.dO, s.dRes, mask: m.map { CFPtr($0) }, n: n * d)
-        // LN2 (in dG, free until depthwise's backward) and pw2's input Swish(LN2) (in dLn) again.
-        dwNorm.apply(y: s.dG, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)
-        swishForward(y: s.dLn, x: s.dG, n: n * d)
-        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: s.dLn, n: n, inDim: d, outDim: d, write: .overwrite)
-        swishBackward(dx: s.dLn, dy: s.dS, x: s.dG, n: n * d, write: .overwrite)
+        // Unless kept: LN2 (in dG, free until depthwise's backward) and pw2's input Swish(LN2) (in dLn) again.
+        if ln2 == nil {
+            dwNorm.apply(y: s.dG, mean: mean2, rstd: rstd2, x: dwo, n: n, c: d)
+            swishForward(y: s.dLn, x: s.dG, n: n * d)
+        }
+        pw2.backward(dx: s.dS, du: s.dU, dy: s.dO, x: sw ?? s.dLn, n: n, inDim: d, outDim: d, write: .overwrite)
+        swishBackward(dx: s.dLn, dy: s.dS, x: ln2 ?? s.dG, n: n * d, write: .overwrite)
         layerNormBackward(
             dx: s.dDw, dWeight: dwNorm.weight.g, dBias: dwNorm.bias.g, dy: s.dLn, x: dwo,
             weight: dwNorm.weight.w, mean: mean2, rstd: rstd2, n: n, c: d, write: .overwrite)
@@ -255,8 +270,8 @@ struct ConvModule {
             b: b, t: t, c: d, k: k, causal: causal, write: .overwrite)
         zeroPadding(s.dG, lengths: lengths, b: b, t: t, c: d)
         gluBackward(dx: s.dP1, dy: s.dG, x: p1, n: n, c: d, write: .overwrite)
-        norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d)  // pw1's input; dO is free after pw2
-        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: s.dO, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
+        if ln == nil { norm.apply(y: s.dO, mean: mean, rstd: rstd, x: x, n: n, c: d) }  // dO is free after pw2
+        pw1.backward(dx: s.dLn, du: s.dU, dy: s.dP1, x: ln ?? s.dO, n: n, inDim: d, outDim: 2 * d, write: .overwrite)
         layerNormBackward(
             dx: s.dRes, dWeight: norm.weight.g, dBias: norm.bias.g, dy: s.dLn, x: x,
             weight: norm.weight.w, mean: mean, rstd: rstd, n: n, c: d)

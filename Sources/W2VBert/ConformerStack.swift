@@ -23,6 +23,10 @@ struct ConformerStack {
     /// Activation checkpointing: the blocks share their activations' memory (see the top of the file).
     let checkpointing: Bool
     let replay = BlockReplay()
+    /// Where the stack's scratch, gradients and block activations start in the arena (an earlier `used`): all
+    /// of it is free before the blocks' forward and after their backward, so the feature encoder carves its
+    /// workspace over it (`Arena.carve(over:)`).
+    let sharedMark: Int
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         let n = cap.n, d = c.model.dim
@@ -41,30 +45,34 @@ struct ConformerStack {
         let saved = (memory == .probabilities ? heads * n * cap.t : 0) + rope
         let relParts = cap.batch * shape.relCount * d
         let options = ModelOptions.active(c)
-        scratch = BlockScratch(
-            a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
-            attWork: shape.perThreadWorkspace * a.compute.threads + rope + relParts,
-            rank: options.map(\.branchScratch).max() ?? 0)
-        dCur = a.take(n * d)
         let shaw = c.model.position == .shaw
         let names =
             (0..<c.model.contrastiveBlocks).map { "contrastive.blocks.\($0)" }
             + (0..<c.model.mlmBlocks).map { "mlm.blocks.\($0)" }
+        // The options' parts first: they hold per-step state (e.g. generated weights) outside the shared region.
         let parts = ExtensionParts(
             layout: l, params: p, grads: g, arena: a, config: c, maxBatch: cap.batch,
             blockNames: names)
         let extensions = BlockExtensions(all: options.map { $0.makeExtension(parts) })
         self.extensions = extensions
+        sharedMark = a.used
+        scratch = BlockScratch(
+            a, n: n, d: d, f: c.model.ffnDim, k: c.model.convKernel,
+            attWork: shape.perThreadWorkspace * a.compute.threads + rope + relParts,
+            rank: options.map(\.branchScratch).max() ?? 0)
+        dCur = a.take(n * d)
         // Block outputs first (always kept); then each block's activations, from one mark when they are shared.
         let outputs = names.map { _ in a.take(n * d) }
         let sharing = c.train.checkpointActivations == .blocks
         checkpointing = sharing
         let mark = a.used
         var end = mark
+        let keep = memory == .probabilities
         let blocks = names.enumerated().map { i, name -> ConformerBlock in
             var bc = BlockConfig(c)
             bc.block = i
             bc.extensions = extensions
+            bc.keepNormOutputs = keep
             if sharing { a.rewind(to: mark) }
             let block = ConformerBlock(
                 l, name, p, g, a, n: n, c: bc, shaw: shaw, savedCount: saved, output: outputs[i])
@@ -90,8 +98,9 @@ struct ConformerStack {
     }
 
     /// Attention keeps its probabilities (h·T floats per row) for backward while h·T ≤ (19·d + 4·f)/4, less
-    /// than half of what the rest of a block keeps per row (about 13·d + 2·f) when f = 4·d, so short
-    /// utterances skip the recomputation; longer ones keep only O(T·d) (see `AttentionMemory`).
+    /// than half of what the rest of a block keeps per row (about 13·d + 2·f, plus 5·d + 2·f of LayerNorm and
+    /// Swish outputs) when f = 4·d. Short utterances skip every recomputation (the blocks keep those outputs
+    /// too); longer ones keep only O(T·d) per row and rebuild them in backward (see `AttentionMemory`).
     static func attentionMemory(_ c: Config, t: Int) -> AttentionMemory {
         4 * c.model.heads * t <= 19 * c.model.dim + 4 * c.model.ffnDim ? .probabilities : .recompute
     }

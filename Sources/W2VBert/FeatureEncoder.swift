@@ -5,7 +5,10 @@
 //   stack:  two consecutive frames stacked (T = T0/2, 160 values) → LayerNorm(160) → proj
 //   z = LayerNorm(proj(·))
 // Activations are carved from the model's arena; backward reads `dz` (filled by the model) and
-// accumulates into the parameter gradients.
+// accumulates into the parameter gradients. The conv2d front end keeps only its input, conv1's output (not even
+// that with train.checkpoint_activations = blocks: backward runs conv1 again, the same arithmetic) and the
+// projection's input; its other buffers (conv2's output, the im2col workspace, the gradients) are carved over the
+// Conformer stack's region, which is free whenever the front end runs (`ConformerStack.sharedMark`).
 
 import Tensor
 
@@ -13,14 +16,20 @@ import Tensor
 struct ConvStem {
     let conv1w, conv1b, conv2w, conv2b: PG
     let input: FPtr  // [B, T0, 80] copy of the features (conv1's backward reads it)
-    let y1, y2: FPtr  // conv outputs [B, C, H1, 39], [B, C, T, 19]
+    let y1, y2: FPtr  // conv outputs [B, C, H1, 39], [B, C, T, 19] (y2 only within forward)
     let feat: FPtr  // [N, C·19] proj input
     let cols: FPtr  // im2col workspace
     let dy1, dy2: FPtr  // dy1 doubles as d(feat) [N, C·19]
     let channels: Int
     let compute: Compute
+    /// y1 is not kept (checkpointing): backward computes it again from `input`.
+    let recomputeY1: Bool
 
-    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity, channels C: Int) {
+    /// `shared`: the arena mark of a region that is free whenever the front end runs (see the top of the file).
+    init(
+        _ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity, channels C: Int,
+        recomputeY1: Bool, shared: Int
+    ) {
         compute = a.compute
         conv1w = PG(l, "feature_encoder.conv1.weight", p, g)
         conv1b = PG(l, "feature_encoder.conv1.bias", p, g)
@@ -32,18 +41,33 @@ struct ConvStem {
         let h1 = max(0, (cap.frames - 3) / 2 + 1)
         let rows1 = max(h1, min(cap.batch * h1, cap.totalFrames / 2 + cap.batch))
         let n = cap.n
+        self.recomputeY1 = recomputeY1
+        // Over the shared region first (it ends where the arena ends now), then the kept parts after it.
+        let y1Shared: FPtr?
+        (y2, cols, dy1, dy2, y1Shared) = a.carve(over: shared) {
+            (
+                a.take(C * n * fq),
+                // One chunk of im2col columns (conv2dColsBudget floats) and the transposed dW, for conv1 and conv2.
+                a.take(
+                    max(
+                        Conv2dShape(b: 1, cin: 1, cout: C, h: max(cap.frames, 3), w: Config.melBins)
+                            .colsCount(budget: conv2dColsBudget),
+                        Conv2dShape(b: 1, cin: C, cout: C, h: 2 * cap.t + 1, w: w1)
+                            .colsCount(budget: conv2dColsBudget))),
+                a.take(max(C * rows1 * w1, n * C * fq)),
+                a.take(C * n * fq),
+                recomputeY1 ? a.take(C * rows1 * w1) : nil
+            )
+        }
+        y1 = y1Shared ?? a.take(C * rows1 * w1)
         input = a.take(max(cap.frames, cap.totalFrames) * Config.melBins)
-        y1 = a.take(C * rows1 * w1)
-        y2 = a.take(C * n * fq)
         feat = a.take(n * C * fq)
-        // One chunk of im2col columns (conv2dColsBudget floats) and the transposed dW, for conv1 and conv2.
-        cols = a.take(
-            max(
-                Conv2dShape(b: 1, cin: 1, cout: C, h: max(cap.frames, 3), w: Config.melBins)
-                    .colsCount(budget: conv2dColsBudget),
-                Conv2dShape(b: 1, cin: C, cout: C, h: 2 * cap.t + 1, w: w1).colsCount(budget: conv2dColsBudget)))
-        dy1 = a.take(max(C * rows1 * w1, n * C * fq))
-        dy2 = a.take(C * n * fq)
+    }
+
+    /// y1 = ReLU(conv1(input)).
+    private func conv1(_ s1: Conv2dShape) {
+        conv2dForward(compute, y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
+        reluForward(y: y1, x: y1, n: s1.b * s1.cout * s1.ho * s1.wo)
     }
 
     /// x [B, T0, 80] → feat [N, C·19].
@@ -51,8 +75,7 @@ struct ConvStem {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
         input.update(from: x, count: s.b * s.t0 * Config.melBins)  // the caller may reuse its buffer after forward
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
-        conv2dForward(compute, y: y1, cols: cols, x: input, weight: conv1w.w, bias: conv1b.w, shape: s1)
-        reluForward(y: y1, x: y1, n: s.b * C * s1.ho * s1.wo)
+        conv1(s1)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         precondition(s2.ho == T && s2.wo == fq)
         conv2dForward(compute, y: y2, cols: cols, x: y1, weight: conv2w.w, bias: conv2b.w, shape: s2)
@@ -69,17 +92,21 @@ struct ConvStem {
     func backward(_ s: BatchShape) {
         let C = channels, fq = Config.convFreq, w = C * fq, T = s.t
         let dfeat = dy1
+        // dy2 = d(feat) back in conv2's layout, through ReLU's mask (feat = ReLU(y2) > 0 exactly where y2 > 0).
         parallelFor(s.b * C) { lo, hi in
             for bc in lo..<hi {
                 let b = bc / C, ch = bc % C
-                for t in 0..<T { (dy2 + (bc * T + t) * fq).update(from: dfeat + (b * T + t) * w + ch * fq, count: fq) }
+                for t in 0..<T {
+                    let dst = dy2 + (bc * T + t) * fq, src = dfeat + (b * T + t) * w + ch * fq
+                    let y = feat + (b * T + t) * w + ch * fq
+                    for j in 0..<fq { dst[j] = y[j] > 0 ? src[j] : 0 }
+                }
             }
         }
-        let n2 = s.b * C * T * fq
-        reluMask(dy2, y2, n2)
         let s1 = Conv2dShape(b: s.b, cin: 1, cout: C, h: s.t0, w: Config.melBins)
         let s2 = Conv2dShape(b: s.b, cin: C, cout: C, h: s1.ho, w: s1.wo)
         let n1 = s.b * C * s1.ho * s1.wo
+        if recomputeY1 { conv1(s1) }
         conv2dBackward(
             compute, dx: dy1, dWeight: conv2w.g, dBias: conv2b.g, cols: cols, dy: dy2, x: y1,
             weight: conv2w.w, shape: s2, write: .overwrite)
@@ -136,12 +163,15 @@ struct FeatureEncoder {
     let dz, dzp: FPtr  // [N, d]: dz is filled by the model's backward
     let d, inDim: Int
 
-    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
+    /// `shared`: see `ConvStem.init`.
+    init(
+        _ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity, shared: Int
+    ) {
         conv =
             c.model.frontend == .conv2d
             ? ConvStem(
-                l, p, g, a, capacity: cap,
-                channels: c.model.frontendChannels) : nil
+                l, p, g, a, capacity: cap, channels: c.model.frontendChannels,
+                recomputeY1: c.train.checkpointActivations == .blocks, shared: shared) : nil
         stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
         proj = LinearPG(l, "feature_encoder.proj", p, g, a.compute)
         norm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil

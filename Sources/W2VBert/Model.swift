@@ -130,10 +130,14 @@ public final class W2VBertModel {
             MLMLoss
         )
         func build(_ a: Arena) -> Parts {
-            (
-                FeatureEncoder(l, p, g, a, config: c, capacity: cap), MaskedFrames(a, capacity: cap),
-                Quantizer(l, p, g, a, config: c, capacity: cap), ContextInput(l, p, g, a, config: c, capacity: cap),
-                ConformerStack(l, p, g, a, config: c, capacity: cap),
+            let frames = MaskedFrames(a, capacity: cap)
+            let quantizer = Quantizer(l, p, g, a, config: c, capacity: cap)
+            let context = ContextInput(l, p, g, a, config: c, capacity: cap)
+            let stack = ConformerStack(l, p, g, a, config: c, capacity: cap)
+            // Right after the stack: the encoder's workspace reuses the stack's region (see FeatureEncoder).
+            let encoder = FeatureEncoder(l, p, g, a, config: c, capacity: cap, shared: stack.sharedMark)
+            return (
+                encoder, frames, quantizer, context, stack,
                 ContrastiveLoss(l, p, g, a, config: c, capacity: cap), MLMLoss(l, p, g, a, config: c, capacity: cap)
             )
         }

@@ -26,9 +26,11 @@ final class ActivationCheckpointingTests: XCTestCase {
     ]
 
     /// Gradients of `steps` consecutive steps (each zeroed first) and the step losses, pre-training model.
-    func pretrainGradients(_ c: Config, _ compute: Compute, steps: Int) -> ([[Float]], [Double], Int) {
+    func pretrainGradients(
+        _ c: Config, _ compute: Compute, steps: Int, maxFrames: Int = 60
+    ) -> ([[Float]], [Double], Int) {
         let batch = SyntheticBatch(config: c, lengths: [60, 47])
-        let model = W2VBertModel(config: c, compute: compute, maxBatch: 2, maxFrames: 60)
+        let model = W2VBertModel(config: c, compute: compute, maxBatch: 2, maxFrames: maxFrames)
         var grads: [[Float]] = [], losses: [Double] = []
         for step in 0..<steps {
             model.zeroGrads()
@@ -56,6 +58,27 @@ final class ActivationCheckpointingTests: XCTestCase {
                     XCTAssert(g0[s].contains { $0 != 0 }, "step \(s) has gradients")
                 }
                 XCTAssertLessThan(bytes1, bytes0, "checkpointing keeps fewer activations")
+            }
+        }
+    }
+
+    /// A model built for long utterances (capacity 400 frames: 99 encoder frames, 4·h·T above the blocks' other
+    /// per-row bytes) keeps neither attention probabilities nor LayerNorm and Swish outputs and rebuilds them in
+    /// backward; on the same short batch its gradients equal those of a model that keeps everything, to float
+    /// round-off (the tiled attention's sums), with and without checkpointing.
+    func testLongCapacityRebuildsWhatShortKeeps() throws {
+        for extra in [Self.variants[0], Self.variants[1], Self.variants[3]] {
+            for ckpt in [[], ["train.checkpoint_activations=blocks"]] {
+                let c = try Config.load(preset: "tiny", overrides: Self.micro + Self.pretrain + extra + ckpt)
+                let (g0, l0, _) = pretrainGradients(c, .fp32(), steps: 3)
+                let (g1, l1, _) = pretrainGradients(c, .fp32(), steps: 3, maxFrames: 400)
+                for s in 0..<g0.count {
+                    XCTAssertEqual(l0[s], l1[s], accuracy: 1e-5 * abs(l0[s]), "loss \(s) \(extra) \(ckpt)")
+                    let scale = g0[s].map { abs($0) }.max()!
+                    let worst = zip(g0[s], g1[s]).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThan(worst, 1e-4 * scale, "gradients of step \(s) \(extra) \(ckpt)")
+                    XCTAssertGreaterThan(scale, 0)
+                }
             }
         }
     }
