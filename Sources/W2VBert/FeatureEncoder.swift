@@ -17,9 +17,10 @@ struct ConvStem {
     let conv1w, conv1b, conv2w, conv2b: PG
     let input: FPtr  // [B, T0, 80] copy of the features (conv1's backward reads it)
     let y1, y2: FPtr  // conv outputs [B, C, H1, 39], [B, C, T, 19] (y2 only within forward)
+    var dy2: FPtr { y2 }  // conv2's output gradient, in y2's floats (y2 is dead once feat holds ReLU(y2))
     let feat: FPtr  // [N, C·19] proj input
     let cols: FPtr  // im2col workspace
-    let dy1, dy2: FPtr  // dy1 doubles as d(feat) [N, C·19]
+    let dy1: FPtr  // doubles as d(feat) [N, C·19]
     let channels: Int
     let compute: Compute
     /// y1 is not kept (checkpointing): backward computes it again from `input`.
@@ -44,7 +45,7 @@ struct ConvStem {
         self.recomputeY1 = recomputeY1
         // Over the shared region first (it ends where the arena ends now), then the kept parts after it.
         let y1Shared: FPtr?
-        (y2, cols, dy1, dy2, y1Shared) = a.carve(over: shared) {
+        (y2, cols, dy1, y1Shared) = a.carve(over: shared) {
             (
                 a.take(C * n * fq),
                 // One chunk of im2col columns (conv2dColsBudget floats) and the transposed dW, for conv1 and conv2.
@@ -55,7 +56,6 @@ struct ConvStem {
                         Conv2dShape(b: 1, cin: C, cout: C, h: 2 * cap.t + 1, w: w1)
                             .colsCount(budget: conv2dColsBudget))),
                 a.take(max(C * rows1 * w1, n * C * fq)),
-                a.take(C * n * fq),
                 recomputeY1 ? a.take(C * rows1 * w1) : nil
             )
         }
