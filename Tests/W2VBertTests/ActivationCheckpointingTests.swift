@@ -83,6 +83,24 @@ final class ActivationCheckpointingTests: XCTestCase {
         }
     }
 
+    /// `Arena.carve(over:)` (the conv2d front end's workspace over the stack's region) hands out the floats
+    /// after the mark again and grows the arena only by what does not fit.
+    func testCarveOverReusesTheRegionAndGrowsOnlyByTheExcess() {
+        let a = Arena(compute: .fp32())
+        _ = a.take(100)
+        let mark = a.used
+        let region = a.take(64)
+        let inside = a.carve(over: mark) { a.take(48) }
+        XCTAssertEqual(inside, region)
+        XCTAssertEqual(a.used, mark + 64)
+        XCTAssertEqual(a.peak, mark + 64)
+        let (first, second) = a.carve(over: mark) { (a.take(48), a.take(48)) }
+        XCTAssertEqual(first, region)
+        XCTAssertEqual(second, region + 48)
+        XCTAssertEqual(a.used, mark + 96)
+        XCTAssertEqual(a.peak, mark + 96)
+    }
+
     /// The layer-drop draws of the six steps above (SyntheticBatch's key, seed 11) drop some blocks and keep
     /// others, the last block among the dropped ones at least once (the tests would not cover them else).
     func testStepsDropSomeBlocks() throws {
