@@ -194,6 +194,11 @@ def rope(x):  # x [B, h, T, dh], pairs (i, i + dh/2)
     return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
 
+# bench --attention sdpa: torch's fused scaled_dot_product_attention (no T×T matrix kept on CPU) where the position
+# mode allows it; the fixtures always use the explicit softmax below.
+SDPA = False
+
+
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -215,6 +220,10 @@ class Attention(nn.Module):
         k = lin(self.k, y).view(B, T, self.h, dh).transpose(1, 2)
         v = lin(self.v, y).view(B, T, self.h, dh).transpose(1, 2)
         qs, ks = (rope(q), rope(k)) if self.position == "rope" else (q, k)
+        if SDPA and self.position != "shaw":
+            mask = None if bool(valid.all()) else valid[:, None, None, :]
+            att = Fn.scaled_dot_product_attention(qs, ks, v, attn_mask=mask)
+            return drop(lin(self.out, att.transpose(1, 2).reshape(B, T, d)), self.p, self.training, dm)
         scores = qs @ ks.transpose(-1, -2)
         if self.position == "shaw":
             pos = torch.arange(T)
@@ -809,7 +818,11 @@ def bench(argv):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
+    ap.add_argument("--attention", choices=["explicit", "sdpa"], default="explicit",
+                    help="sdpa: torch.nn.functional.scaled_dot_product_attention (not with Shaw positions)")
     a = ap.parse_args(argv)
+    global SDPA
+    SDPA = a.attention == "sdpa"
     import contextlib
     torch.set_num_threads(a.threads)
     c = preset(a.preset)
@@ -839,7 +852,8 @@ def bench(argv):
     import resource  # peak resident memory of this process (Linux reports kilobytes)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "preset": a.preset, "batch": a.batch,
-                      "seconds": a.seconds, "threads": a.threads, "precision": a.precision, "step_time_median": med,
+                      "seconds": a.seconds, "threads": a.threads, "precision": a.precision, "attention": a.attention,
+                      "step_time_median": med,
                       "audio_seconds_per_second": a.batch * a.seconds / med, "peak_rss_bytes": peak}))
 
 
