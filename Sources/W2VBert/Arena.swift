@@ -48,6 +48,14 @@ public final class Arena {
         if used < end { used = end }
         return parts
     }
+    /// Carves `build`'s parts twice, first from a measuring arena, then from a real one of exactly the size
+    /// measured (the models' activations).
+    static func measuredAndCarved<Parts>(compute: Compute, _ build: (Arena) -> Parts) -> (Arena, Parts) {
+        let measure = Arena(compute: compute)
+        _ = build(measure)
+        let arena = Arena(count: measure.peak, compute: compute)
+        return (arena, build(arena))
+    }
     public func takeInt32(_ n: Int) -> UnsafeMutablePointer<Int32> {
         UnsafeMutableRawPointer(take(n)).assumingMemoryBound(to: Int32.self)
     }

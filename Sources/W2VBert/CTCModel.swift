@@ -66,15 +66,10 @@ public final class CTCModel {
             let frames = MaskedFrames(a, capacity: cap)
             let masking = CTCMasking(a, config: c, capacity: cap)
             let context = ContextInput(l, p, g, a, config: c, capacity: cap)
-            let stack = ConformerStack(l, p, g, a, config: c, capacity: cap)
-            // Right after the stack: the encoder's workspace reuses the stack's region (see FeatureEncoder).
-            let encoder = FeatureEncoder(l, p, g, a, config: c, capacity: cap, shared: stack.sharedMark)
+            let (stack, encoder) = stackAndEncoder(l, p, g, a, config: c, capacity: cap)
             return (encoder, frames, masking, context, stack, CTCHead(l, p, g, a, config: c, capacity: cap))
         }
-        let measure = Arena(compute: compute)
-        _ = build(measure)
-        arena = Arena(count: measure.peak, compute: compute)
-        (encoder, frames, masking, context, stack, head) = build(arena)
+        (arena, (encoder, frames, masking, context, stack, head)) = Arena.measuredAndCarved(compute: compute, build)
         gradientRanges = CTCModel.gradientRanges(layout: layout, config: c)
     }
 

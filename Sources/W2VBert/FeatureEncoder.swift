@@ -156,6 +156,15 @@ struct StackStem {
     }
 }
 
+/// The Conformer stack, then the feature encoder right after it: the encoder carves its workspace over the
+/// stack's region (see the top of the file), which must end where the arena ends when the encoder is built.
+func stackAndEncoder(
+    _ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity
+) -> (ConformerStack, FeatureEncoder) {
+    let stack = ConformerStack(l, p, g, a, config: c, capacity: cap)
+    return (stack, FeatureEncoder(l, p, g, a, config: c, capacity: cap, shared: stack.sharedMark))
+}
+
 struct FeatureEncoder {
     let conv: ConvStem?, stack: StackStem?
     let proj: LinearPG, norm: NormPG?  // norm nil: model.frontend_norm false (the HF family), z = proj output

@@ -124,7 +124,6 @@ public final class W2VBertModel {
         self.maxTotalFrames = total
         let cap = Capacity(config: c, batch: maxBatch, frames: maxFrames, totalFrames: total)
         let (l, p, g) = (layout, params.ptr, grads.ptr)
-        // Carve the arena twice with the same code: measure, then for real.
         typealias Parts = (
             FeatureEncoder, MaskedFrames, Quantizer, ContextInput, ConformerStack, ContrastiveLoss,
             MLMLoss
@@ -133,18 +132,14 @@ public final class W2VBertModel {
             let frames = MaskedFrames(a, capacity: cap)
             let quantizer = Quantizer(l, p, g, a, config: c, capacity: cap)
             let context = ContextInput(l, p, g, a, config: c, capacity: cap)
-            let stack = ConformerStack(l, p, g, a, config: c, capacity: cap)
-            // Right after the stack: the encoder's workspace reuses the stack's region (see FeatureEncoder).
-            let encoder = FeatureEncoder(l, p, g, a, config: c, capacity: cap, shared: stack.sharedMark)
+            let (stack, encoder) = stackAndEncoder(l, p, g, a, config: c, capacity: cap)
             return (
                 encoder, frames, quantizer, context, stack,
                 ContrastiveLoss(l, p, g, a, config: c, capacity: cap), MLMLoss(l, p, g, a, config: c, capacity: cap)
             )
         }
-        let measure = Arena(compute: compute)
-        _ = build(measure)
-        arena = Arena(count: measure.peak, compute: compute)
-        (encoder, frames, quantizer, context, stack, contrastiveLoss, mlmLoss) = build(arena)
+        (arena, (encoder, frames, quantizer, context, stack, contrastiveLoss, mlmLoss)) =
+            Arena.measuredAndCarved(compute: compute, build)
         gv = c.quantizer.groups * c.quantizer.entries
         usage = .allocate(capacity: 2 * gv + 1)
         (gradientRanges, blockReady, finishReady) = W2VBertModel.gradientRanges(layout: layout, config: c)
