@@ -36,10 +36,15 @@ public func procStatusBytes(_ key: String) -> Int {
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, 256, f) != nil {
         let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if s.hasPrefix(key) {
-            let digits = s.split(separator: " ").compactMap { Int($0) }
-            if let kb = digits.first { return kb * 1024 }
-        }
+        if let bytes = statusLineBytes(s, key: key) { return bytes }
     }
     return 0
+}
+
+/// The kB value of a /proc status line "KEY:<tab and spaces>N kB" in bytes (the padding shrinks as N grows:
+/// "VmHWM:\t 9736452 kB", "VmHWM:\t13574084 kB"), nil for another key.
+public func statusLineBytes(_ line: String, key: String) -> Int? {
+    guard line.hasPrefix(key) else { return nil }
+    let fields = line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+    return fields.first.flatMap { Int($0) }.map { $0 * 1024 }
 }
