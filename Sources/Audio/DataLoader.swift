@@ -376,11 +376,15 @@ public final class DataLoader: @unchecked Sendable {
         return state.stats
     }
 
-    /// Stops the workers (each finishes the micro-batch it is on).
-    public func stop() {
-        state.cond.lock()
-        state.stopping = true
-        state.cond.broadcast()
-        state.cond.unlock()
+    /// Stops the workers: each finishes the micro-batch it is on, and stop returns once they have (at most
+    /// `wait` seconds), so a process that exits next has no worker left inside a decoder.
+    public func stop(wait: Double = 30) {
+        let s = state
+        s.cond.lock()
+        defer { s.cond.unlock() }
+        s.stopping = true
+        s.cond.broadcast()
+        let deadline = Date(timeIntervalSinceNow: wait)
+        while s.liveWorkers > 0 && s.cond.wait(until: deadline) {}
     }
 }
