@@ -6,7 +6,17 @@
 #   w2v_threads        export OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (default 1 each; an existing value wins)
 #   w2v_root_args      "--allow-run-as-root" when running as root (mpirun refuses root otherwise)
 #   w2v_run_dir ARGS.. the value of --run-dir in a w2vbert argument list (empty if none)
+#   w2v_install PKG... apt-get install the Debian packages not installed yet (as root, else with sudo)
 W2V_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+w2v_install() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
 
 w2v_bin() {
   local bin="${W2VBERT_BIN:-}"

@@ -17,14 +17,8 @@ OUT="${1:-data/fillets-cs}"
 shift || true
 GAME=/usr/share/games/fillets-ng
 PKGS=(fillets-ng-data fillets-ng-data-cs)   # the dialog scripts; the Czech voices
-missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
 source launch/lib.sh
+w2v_install "${PKGS[@]}"
 BIN="$(w2v_build_bin)"
 # The Czech voices live in <level>/cs/ folders; link only those into a staging folder so the manifest
 # root is one folder and the other languages are left out.

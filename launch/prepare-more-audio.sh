@@ -12,13 +12,9 @@ cd "$(dirname "$0")/.."
 OUT="${1:-data/fillets-cs-nl}"
 DATA="${2:-data/fillets-cs}"
 GAME=/usr/share/games/fillets-ng
-if ! dpkg -s fillets-ng-data-nl >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq fillets-ng-data-nl
-fi
-[ -s "$DATA/train.tsv" ] || bash launch/prepare-corpus.sh "$DATA"
 source launch/lib.sh
+w2v_install fillets-ng-data-nl
+[ -s "$DATA/train.tsv" ] || bash launch/prepare-corpus.sh "$DATA"
 BIN="$(w2v_build_bin)"
 mkdir -p "$OUT/audio/nl"
 ln -sfn "$(cd "$(head -n 1 "$DATA/train.tsv")" && pwd)" "$OUT/audio/cs"
