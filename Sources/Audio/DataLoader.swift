@@ -89,6 +89,8 @@ public struct LoaderOptions: Sendable {
     public var maxBadFraction = 0.01  // of this rank's share of the manifest
     public var cmvn = true
     public var quality: ResampleQuality = .polyphase
+    /// What the manifest's entries are and how they become rows (audio: fbank + CMVN).
+    public var format: SequenceFormat = .audio
     public var report: @Sendable (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     /// Per manifest entry, a conditioning index (−1 = none) copied into each micro-batch (`conditioning`);
     /// empty: none.
@@ -222,7 +224,7 @@ final class LoaderState: @unchecked Sendable {
 
     /// Decode, crop, fbank, CMVN, pad: runs outside the lock except for bad-file bookkeeping.
     func build(_ plan: PlannedBatch, resume: DataCursor, fbank: KaldiFbank) throws -> MicroBatch {
-        let F = fbank.numBins
+        let F = options.format.width
         var feats = [[Float]](), frames = [Int](), utts = [Int]()
         var paths = [String](), offsets = [Int](), failed = [String]()
         for it in plan.items {
@@ -232,6 +234,22 @@ final class LoaderState: @unchecked Sendable {
             cond.unlock()
             if known {
                 failed.append(path)
+                continue
+            }
+            if options.format != .audio {
+                do {
+                    feats.append(try sequence(it, path: path))
+                } catch {
+                    failed.append(path)
+                    cond.lock()
+                    defer { cond.unlock() }
+                    try markBad(it.utterance, path, error)
+                    continue
+                }
+                frames.append(it.samples)
+                utts.append(it.utterance)
+                paths.append(path)
+                offsets.append(it.offset)
                 continue
             }
             let samples: [Float]
@@ -285,6 +303,35 @@ final class LoaderState: @unchecked Sendable {
             epoch: plan.epoch, index: plan.index, resumeCursor: resume, numBins: F, maxFrames: T0,
             features: out, frames: frames, utterances: utts, paths: paths, offsets: offsets,
             failed: failed, conditioning: conditioning, labels: labels, labelLengths: labelLengths)
+    }
+}
+
+extension LoaderState {
+    /// The planned crop of a series or tokens entry as rows [it.samples, width]: series normalised (NaN kept),
+    /// tokens as their ids.
+    func sequence(_ it: PlannedUtterance, path: String) throws -> [Float] {
+        let range = it.offset..<(it.offset + it.samples)
+        let listed = manifest.entries[it.utterance].samples
+        func short(_ n: Int) -> AudioError {
+            AudioError(.tooShort, path: path, "holds \(n) steps, the manifest says \(listed)")
+        }
+        switch options.format {
+        case .audio: preconditionFailure("audio goes through the decoder")
+        case .series(let f, let channels):
+            let s = try SequenceFiles.readSeries(path: path, columns: f.columns)
+            guard s.channels == channels else {
+                throw AudioError(.format, path: path, "\(s.channels) channels, the run has \(channels)")
+            }
+            guard s.steps >= range.upperBound else { throw short(s.steps) }
+            var v = Array(s.values[(range.lowerBound * channels)..<(range.upperBound * channels)])
+            SequenceFiles.normalise(&v, channels: channels, mean: f.mean, std: f.std)
+            return v
+        case .tokens(let vocab):
+            let (file, record) = SequenceFiles.splitRecord(path)
+            let ids = try SequenceFiles.readTokens(path: file, record: record, vocab: vocab)
+            guard ids.count >= range.upperBound else { throw short(ids.count) }
+            return ids[range].map { Float($0) }
+        }
     }
 }
 

@@ -45,7 +45,12 @@ public struct DataOrderConfig: Sendable, Codable, Equatable {
     public var maskSpan = 10  // mask.span, for the minimum-length filter
     public var minSpans = 2
     public var balanceSteps = true  // a step's M micro-batches are cost neighbours (step 4)
+    /// Lengths are 16 kHz samples that become fbank frames (audio); false: a length counts frames (series
+    /// steps, tokens), and max_samples crops in frames.
+    public var fbank = true
     public init() {}
+    /// Input frames of a crop of n lengths units.
+    @inline(__always) public func frames(_ n: Int) -> Int { fbank ? fbankFrameCount(samples: n) : n }
     public init(
         seed: UInt64, maxSamples: Int, maxFrames: Int, maskSpan: Int = 10, minSpans: Int = 2,
         balanceSteps: Bool = true
@@ -142,8 +147,8 @@ public struct DataOrder: Sendable {
         lengths: [Int], config: DataOrderConfig, encoderLength: @escaping @Sendable (Int) -> Int,
         cost: @escaping @Sendable (_ batch: Int, _ t0: Int) -> Double = { Double($0 * $1) }
     ) throws(DataOrderError) {
-        let T0 = fbankFrameCount(samples: config.maxSamples)
-        guard config.maxSamples >= 400 else {
+        let T0 = config.frames(config.maxSamples)
+        guard !config.fbank || config.maxSamples >= 400 else {
             throw .badConfig("max_samples \(config.maxSamples) is shorter than one 25 ms frame")
         }
         guard T0 <= config.maxFrames else {
@@ -161,7 +166,7 @@ public struct DataOrder: Sendable {
 
     /// Whether utterance i survives the minimum-length filter.
     public func keeps(_ i: Int) -> Bool {
-        let T0 = fbankFrameCount(samples: min(lengths[i], config.maxSamples))
+        let T0 = config.frames(min(lengths[i], config.maxSamples))
         return T0 > 0 && encoderLength(T0) >= config.maskSpan + config.minSpans
     }
 
@@ -176,7 +181,7 @@ public struct DataOrder: Sendable {
         var tooShort = 0
         for (pos, u) in order.enumerated() {
             if keeps(u) {
-                kept.append((fbankFrameCount(samples: min(lengths[u], config.maxSamples)), pos, u))
+                kept.append((config.frames(min(lengths[u], config.maxSamples)), pos, u))
             } else {
                 tooShort += 1
             }
@@ -200,7 +205,7 @@ public struct DataOrder: Sendable {
             let items = g.map { u -> PlannedUtterance in
                 let n = lengths[u], c = min(n, config.maxSamples)
                 let offset = n > c ? crop.nextInt(n - c + 1) : 0
-                return PlannedUtterance(utterance: u, offset: offset, samples: c, frames: fbankFrameCount(samples: c))
+                return PlannedUtterance(utterance: u, offset: offset, samples: c, frames: config.frames(c))
             }
             batches.append(PlannedBatch(epoch: epoch, index: j, items: items))
         }

@@ -1,5 +1,7 @@
 // Manifests in fairseq's wav2vec TSV format (fairseq/examples/wav2vec/wav2vec_manifest.py):
-//   line 1:   root folder (absolute)
+//   line 1:   root folder (absolute)[<TAB>key=value]...
+//             (attributes of other kinds than audio: kind=series|tokens, channels=C, columns=a,b,c, rate=HZ,
+//             vocab=FILE; an audio manifest has none, as fairseq writes it)
 //   then:     relative/path<TAB>num_samples[<TAB>speaker]
 // The optional third column (hyper-lora's `adapter.speaker = table`) is a speaker label; rows
 // without it are "unknown speaker". Labels are interned: `speakerLabels` (sorted, distinct) and per entry
@@ -22,6 +24,11 @@ public struct Manifest: Sendable, Equatable {
     }
     public var root: String
     public var entries: [Entry]
+    /// Line 1's `key=value` fields after the root (empty for audio).
+    public var attributes: [String: String] = [:]
+    /// What the entries are: `kind=` of line 1 (audio when absent). num_samples counts 16 kHz samples (audio),
+    /// time steps (series) or tokens (tokens).
+    public var kind: SequenceKind { attributes["kind"].flatMap(SequenceKind.init(rawValue:)) ?? .audio }
     /// The distinct speaker labels, sorted (empty: the manifest has no speaker column).
     public private(set) var speakerLabels: [String] = []
     /// Per entry, its index into `speakerLabels` or −1 (unknown); empty when `speakerLabels` is.
@@ -79,7 +86,9 @@ public struct Manifest: Sendable, Equatable {
     }
 
     public func encoded() -> String {
-        var s = root + "\n"
+        var s = root
+        for k in attributes.keys.sorted() { s += "\t\(k)=\(attributes[k]!)" }
+        s += "\n"
         for (i, e) in entries.enumerated() {
             let k = speaker(i)
             s += k < 0 ? "\(e.path)\t\(e.samples)\n" : "\(e.path)\t\(e.samples)\t\(speakerLabels[Int(k)])\n"
@@ -120,6 +129,7 @@ public struct Manifest: Sendable, Equatable {
             var entries = [Entry]()
             entries.reserveCapacity(max(0, n / 24))
             var labels = SpeakerInterner()
+            var attributes: [String: String] = [:]
             while i < n {
                 var e = i
                 while e < n && b[e] != 0x0A { e += 1 }
@@ -127,7 +137,18 @@ public struct Manifest: Sendable, Equatable {
                 var end = e
                 if end > i && b[end - 1] == 0x0D { end -= 1 }  // tolerate CRLF
                 if lineNo == 1 {
-                    root = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
+                    let fields = String(decoding: UnsafeBufferPointer(rebasing: b[i..<end]), as: UTF8.self)
+                        .split(separator: "\t", omittingEmptySubsequences: false)
+                    root = String(fields[0])
+                    for f in fields.dropFirst() {
+                        guard let eq = f.firstIndex(of: "="), eq != f.startIndex else {
+                            throw AudioError(.format, path: path, "line 1: expected key=value after the root, got '\(f)'")
+                        }
+                        attributes[String(f[..<eq])] = String(f[f.index(after: eq)...])
+                    }
+                    if let k = attributes["kind"], SequenceKind(rawValue: k) == nil {
+                        throw AudioError(.format, path: path, "line 1: kind=\(k) is not audio, series or tokens")
+                    }
                 } else if end > i {
                     let (entry, label) = try parseRow(b, i, end, lineNo: lineNo, path: path)
                     if let label {
@@ -141,6 +162,7 @@ public struct Manifest: Sendable, Equatable {
             }
             guard !root.isEmpty else { throw AudioError(.format, path: path, "line 1: expected the root folder") }
             var m = Manifest(root: root, entries: entries)
+            m.attributes = attributes
             (m.speakerLabels, m.speakers) = labels.finish(count: entries.count)
             return m
         }

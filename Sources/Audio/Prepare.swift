@@ -34,6 +34,15 @@ public struct CorpusPreparer: Sendable {
     public var verify = false
     /// Threads checking files.
     public var jobs = 1
+    /// What the files are. series: `columns` of CSV files (empty: all) and the channel count every file must
+    /// have (0: the first readable file's, in sorted order); tokens: the vocabulary the tokens must be in
+    /// (nil: the training split's tokens become the vocabulary, written as vocab.txt next to the manifests).
+    /// `minLength` (steps or tokens) replaces `minSeconds` for them.
+    public var kind: SequenceKind = .audio
+    public var columns: [String] = []
+    public var channels = 0
+    public var vocabulary: TokenVocabulary? = nil
+    public var minLength = 1
     public init() {}
 
     public struct Skipped: Sendable, Equatable {
@@ -51,6 +60,9 @@ public struct CorpusPreparer: Sendable {
         /// Folders and files not walked or listed again (see `CorpusScan`).
         public var duplicates: [CorpusScan.Duplicate]
         public var hours: Double { train.hours + valid.hours }
+        /// tokens: the vocabulary written next to the manifests (the given one, or the training split's tokens
+        /// by falling count, ties by name).
+        public var vocabulary: TokenVocabulary? = nil
 
         /// Writes `folder`/train.tsv and `folder`/valid.tsv (creating the folder if missing).
         public func writeManifests(to folder: String) throws(AudioError) {
@@ -61,11 +73,13 @@ public struct CorpusPreparer: Sendable {
             }
             try train.write(to: folder + "/train.tsv")
             try valid.write(to: folder + "/valid.tsv")
+            try vocabulary?.write(to: folder + "/vocab.txt")
         }
     }
 
-    /// One file's outcome: its 16 kHz length, or why it is skipped.
-    public typealias Check = Swift.Result<Int, AudioError>
+    /// One file's outcome: the lengths of its sequences (16 kHz samples of an audio file; steps of a series;
+    /// tokens of each FASTA record or of a text file), or why it is skipped.
+    public typealias Check = Swift.Result<[Int], AudioError>
 
     /// The absolute, standardised form of a root folder (what line 1 of the manifests holds).
     public static func absoluteRoot(_ root: String) -> String {
@@ -78,9 +92,10 @@ public struct CorpusPreparer: Sendable {
         try CorpusWalk(root: root, extensions: Set(extensions.map { $0.lowercased() })).run()
     }
 
-    /// Checks one file: header only (or decoding, with `verify`, or for MPEG).
+    /// Checks one file: header only (or decoding, with `verify`, or for MPEG); series and tokens files are read.
     public func check(root: String, relative: String) -> Check {
         let full = root + "/" + relative
+        if kind != .audio { return checkSequence(full: full, relative: relative) }
         do throws(AudioError) {
             let file: SoundFile
             do { file = try SoundFile(reading: full) } catch {
@@ -104,10 +119,47 @@ public struct CorpusPreparer: Sendable {
             if seconds < minSeconds {
                 throw AudioError(.tooShort, path: full, String(format: "%.3f s < minimum %.3f s", seconds, minSeconds))
             }
-            return .success(n)
+            return .success([n])
         } catch {
             return .failure(AudioError(error.kind, path: relative, error.message))
         }
+    }
+
+    /// A series or tokens file: its sequences' lengths (each at least `minLength`).
+    func checkSequence(full: String, relative: String) -> Check {
+        do throws(AudioError) {
+            let lengths: [Int]
+            if kind == .series {
+                let s = try SequenceFiles.readSeries(path: full, columns: columns)
+                if channels != 0 && s.channels != channels {
+                    throw AudioError(.format, path: full, "\(s.channels) channels, the corpus has \(channels)")
+                }
+                lengths = [s.steps]
+            } else {
+                lengths = try SequenceFiles.tokenLengths(path: full, vocab: vocabulary)
+            }
+            if let short = lengths.firstIndex(where: { $0 < minLength }) {
+                let what = kind == .series ? "steps" : "tokens"
+                let which = lengths.count > 1 ? " (record \(short))" : ""
+                throw AudioError(.tooShort, path: full, "\(lengths[short]) \(what)\(which) < minimum \(minLength)")
+            }
+            return .success(lengths)
+        } catch {
+            return .failure(AudioError(error.kind, path: relative, error.message))
+        }
+    }
+
+    /// series with `channels` 0: the channel count of the first file (sorted order) that reads.
+    public func settled(root: String, scan: CorpusScan) -> CorpusPreparer {
+        guard kind == .series, channels == 0 else { return self }
+        var p = self
+        for f in scan.files {
+            if let s = try? SequenceFiles.readSeries(path: root + "/" + f, columns: columns) {
+                p.channels = s.channels
+                break
+            }
+        }
+        return p
     }
 
     /// Checks `files[i]` for every i in `indices` on `jobs` threads; the results are in `indices`' order.
@@ -118,7 +170,7 @@ public struct CorpusPreparer: Sendable {
     ) -> [Check] {
         let total = indices.count
         let lock = NSLock()
-        let box = UncheckedBox((results: [Check](repeating: .success(0), count: total), next: 0, done: 0))
+        let box = UncheckedBox((results: [Check](repeating: .success([]), count: total), next: 0, done: 0))
         let work: @Sendable () -> Void = {
             while true {
                 lock.lock()
@@ -158,7 +210,9 @@ public struct CorpusPreparer: Sendable {
         var good = [Manifest.Entry](), skipped = [Skipped]()
         for (rel, c) in zip(files, checks) {
             switch c {
-            case .success(let n): good.append(.init(path: rel, samples: n))
+            case .success(let lengths) where lengths.count == 1: good.append(.init(path: rel, samples: lengths[0]))
+            case .success(let lengths):
+                for (i, n) in lengths.enumerated() { good.append(.init(path: "\(rel)#\(i)", samples: n)) }
             case .failure(let e): skipped.append(Skipped(path: rel, kind: e.kind, reason: e.reason))
             }
         }
@@ -170,33 +224,60 @@ public struct CorpusPreparer: Sendable {
         for i in order.prefix(nValid) { isValid[i] = true }
         let train = good.indices.filter { !isValid[$0] }.map { good[$0] }
         let valid = good.indices.filter { isValid[$0] }.map { good[$0] }
-        return Result(
+        var result = Result(
             train: Manifest(root: root, entries: train), valid: Manifest(root: root, entries: valid),
             skipped: skipped, scanned: files.count, duplicates: scan.duplicates)
+        var attributes: [String: String] = [:]
+        switch kind {
+        case .audio: break
+        case .series:
+            attributes = ["kind": "series", "channels": "\(channels)"]
+            if !columns.isEmpty { attributes["columns"] = columns.joined(separator: ",") }
+        case .tokens:
+            attributes = ["kind": "tokens", "vocab": "vocab.txt"]
+            result.vocabulary = vocabulary ?? Self.vocabulary(root: root, manifest: result.train)
+        }
+        result.train.attributes = attributes
+        result.valid.attributes = attributes
+        return result
+    }
+
+    /// The tokens of a manifest's files by falling count (ties by name).
+    static func vocabulary(root: String, manifest m: Manifest) -> TokenVocabulary {
+        var counts: [String: Int] = [:]
+        var seen = Set<String>()
+        for e in m.entries {
+            let file = SequenceFiles.splitRecord(e.path).file
+            guard seen.insert(file).inserted else { continue }
+            try? SequenceFiles.tokenCounts(path: root + "/" + file, into: &counts)
+        }
+        return TokenVocabulary(tokens: counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key))
     }
 
     /// Scan, check every file (on `jobs` threads), split: one process. `progress(done, total)` as in `checkAll`.
     public func prepare(root: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(AudioError) -> Result {
         let absRoot = Self.absoluteRoot(root)
         let found = try scan(root: absRoot)
-        let checks = checkAll(
+        let checks = settled(root: absRoot, scan: found).checkAll(
             root: absRoot, files: found.files, indices: Array(found.files.indices),
             progress: progress)
-        return assemble(root: absRoot, scan: found, checks: checks)
+        return settled(root: absRoot, scan: found).assemble(root: absRoot, scan: found, checks: checks)
     }
 
     // MARK: carrying results between ranks
 
-    /// Bytes of a list of results: per file a tag byte, then the length (8 bytes little-endian) or the
+    /// Bytes of a list of results: per file a tag byte, then the count of lengths (4 bytes) and each length
+    /// (8 bytes, all little-endian) or the
     /// kind and message (UTF-8, each NUL-terminated). Paths are not carried (the receiver knows them).
     public static func encodeChecks(_ checks: [Check]) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(checks.count * 9)
         for c in checks {
             switch c {
-            case .success(let n):
+            case .success(let lengths):
                 out.append(0)
-                withUnsafeBytes(of: Int64(n).littleEndian) { out.append(contentsOf: $0) }
+                withUnsafeBytes(of: UInt32(lengths.count).littleEndian) { out.append(contentsOf: $0) }
+                for n in lengths { withUnsafeBytes(of: Int64(n).littleEndian) { out.append(contentsOf: $0) } }
             case .failure(let e):
                 out.append(1)
                 out.append(contentsOf: Array(e.kind.rawValue.utf8))
@@ -224,11 +305,20 @@ public struct CorpusPreparer: Sendable {
             let tag = bytes[i]
             i += 1
             if tag == 0 {
-                guard i + 8 <= bytes.count else { throw malformed("truncated result record") }
-                var v: Int64 = 0
-                withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[i..<(i + 8)]) }
-                i += 8
-                out.append(.success(Int(Int64(littleEndian: v))))
+                guard i + 4 <= bytes.count else { throw malformed("truncated result record") }
+                var count: UInt32 = 0
+                withUnsafeMutableBytes(of: &count) { $0.copyBytes(from: bytes[i..<(i + 4)]) }
+                i += 4
+                let n = Int(UInt32(littleEndian: count))
+                guard n <= (bytes.count - i) / 8 else { throw malformed("truncated result record") }
+                var lengths = [Int]()
+                for _ in 0..<n {
+                    var v: Int64 = 0
+                    withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[i..<(i + 8)]) }
+                    i += 8
+                    lengths.append(Int(Int64(littleEndian: v)))
+                }
+                out.append(.success(lengths))
             } else {
                 let kind = try cString()
                 let message = try cString()

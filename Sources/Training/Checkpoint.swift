@@ -262,6 +262,7 @@ public func architectureDifference(expected: String, found: String) -> String? {
             let architecture =
                 (section == "model" && key != "model.dropout" && key != "model.layer_drop")
                 || ["quantizer.groups", "quantizer.entries", "quantizer.dim"].contains(key)
+                || ["data.kind", "data.channels", "data.vocab_size"].contains(key)
             if architecture { out[key] = kv[1].trimmingCharacters(in: .whitespaces) }
         }
         return out

@@ -36,9 +36,10 @@ extension CorpusPreparer {
         if comm.rank == 0 { scanned?(scan, monotonicSeconds() - t0) }
         let files = scan.files
         let mine = Array(stride(from: comm.rank, to: files.count, by: comm.size))
-        let checks = checkAll(root: absRoot, files: files, indices: mine, progress: comm.rank == 0 ? progress : nil)
+        let settled = self.settled(root: absRoot, scan: scan)
+        let checks = settled.checkAll(root: absRoot, files: files, indices: mine, progress: comm.rank == 0 ? progress : nil)
         guard let all = try gatherChecks(checks, files: files, communicator: comm) else { return nil }
-        let result = assemble(root: absRoot, scan: scan, checks: all)
+        let result = settled.assemble(root: absRoot, scan: scan, checks: all)
         try result.writeManifests(to: out)
         return result
     }
@@ -82,7 +83,7 @@ extension CorpusPreparer {
             if comm.rank == 0 { received.append(bytes) }
         }
         if comm.rank != 0 { return nil }
-        var all = [Check](repeating: .success(0), count: files.count)
+        var all = [Check](repeating: .success([]), count: files.count)
         for r in 0..<comm.size {
             let indices = Array(stride(from: r, to: files.count, by: comm.size))
             let got = try Self.decodeChecks(received[r], paths: indices.map { files[$0] })

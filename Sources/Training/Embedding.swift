@@ -3,7 +3,8 @@ import Tensor
 import Audio
 import W2VBert
 
-/// Hidden states of audio files from a checkpoint (`w2vbert embed`): no masking, no noise. One input: OUT.npy
+/// Hidden states of audio files (or series or tokens files, as the run's data.kind; a FASTA file named without
+/// `#i` stands for all its records) from a checkpoint (`w2vbert embed`): no masking, no noise. One input: OUT.npy
 /// holds [T, d]. Several: OUT.npy holds [N, T_max, d] zero-padded and OUT.lengths.npy the frame counts. Layer
 /// speaker (hyper-lora): [files, speaker_dim].
 /// Files up to `window` seconds run whole. Longer ones (one at a time, not `batched`) run in windows of
@@ -18,7 +19,8 @@ public struct Embedding {
     public var batched = false
     /// adapter.speaker = table: the speaker label of the files (empty: none; one: every file; else one per file).
     public var speakers: [String] = []
-    /// Where to also write the model's input features ([N, T0_max, 80] zero-padded, with PATH.lengths.npy).
+    /// Where to also write the model's input features ([N, T0_max, F] zero-padded, with PATH.lengths.npy): CMVN'd
+    /// fbank (audio), normalised values with NaN where missing (series), token ids (tokens).
     public var saveFeatures: String?
     /// Longest stretch of audio run at once, seconds (0: whole files, however long); see the type's comment.
     public var window: Double = 60
@@ -40,7 +42,18 @@ public struct Embedding {
     public func run(_ folder: CheckpointFolder, compute: Compute, out: String) throws -> [String] {
         try folder.requirePretraining("embed")
         let config = folder.config
-        let inputs = try features(config)
+        if config.data.kind == .tokens && audio.contains(where: { SequenceFiles.splitRecord($0).record == nil }) {
+            // A FASTA file named without #i stands for all its records, in order.
+            var me = self
+            me.audio = try audio.flatMap { path -> [String] in
+                guard SequenceFiles.splitRecord(path).record == nil,
+                    let n = try? SequenceFiles.tokenLengths(path: path, vocab: nil).count, n > 1
+                else { return [path] }
+                return (0..<n).map { "\(path)#\($0)" }
+            }
+            if me.audio != audio { return try me.run(folder, compute: compute, out: out) }
+        }
+        let inputs = try features(config, folder: folder)
         let windows = EmbeddingWindows(config, window: window, context: context)
         // No backward runs: the blocks share one activation region (`train.checkpoint_activations` blocks).
         var inference = config
@@ -69,17 +82,39 @@ public struct Embedding {
         return warnings
     }
 
-    func features(_ config: Config) throws -> Inputs {
+    func features(_ config: Config, folder: CheckpointFolder) throws -> Inputs {
         var feats: [[Float]] = []
         let fbank = KaldiFbank()
-        let bins = Config.melBins
+        let bins = config.inputWidth
+        let vocab: TokenVocabulary? =
+            config.data.kind == .tokens
+            ? try TokenVocabulary.read(path: folder.runDirectory + "/" + SequenceSetup.vocabularyName) : nil
+        if let vocab, vocab.count != config.data.vocabSize {
+            throw CheckpointFolderError(
+                "\(folder.runDirectory)/\(SequenceSetup.vocabularyName): \(vocab.count) tokens, the checkpoint has "
+                    + "data.vocab_size = \(config.data.vocabSize)")
+        }
         for path in audio {
-            var f = fbank.compute(try AudioDecoder.load(path: path))
+            var f: [Float]
+            switch config.data.kind {
+            case .audio:
+                f = fbank.compute(try AudioDecoder.load(path: path))
+                applyCMVN(&f, frames: f.count / bins, bins: bins)
+            case .series:
+                let s = try SequenceFiles.readSeries(path: path, columns: config.data.columns)
+                guard s.channels == bins else {
+                    throw AudioError(.format, path: path, "\(s.channels) channels, the run has \(bins)")
+                }
+                f = s.values
+                SequenceFiles.normalise(&f, channels: bins, mean: config.data.mean, std: config.data.std)
+            case .tokens:
+                let (file, record) = SequenceFiles.splitRecord(path)
+                f = try SequenceFiles.readTokens(path: file, record: record, vocab: vocab).map { Float($0) }
+            }
             let t0 = f.count / bins
             guard config.encoderLength(t0: t0) >= 1 else {
-                throw AudioError(.tooShort, path: path, "\(t0) fbank frames")
+                throw AudioError(.tooShort, path: path, "\(t0) input frames")
             }
-            applyCMVN(&f, frames: t0, bins: bins)
             feats.append(f)
         }
         let t0s = feats.map { $0.count / bins }
@@ -129,7 +164,7 @@ public struct Embedding {
         let sd = model.config.adapter.speakerDim
         var all: [Float] = []
         for (f, row) in zip(inputs.features, rows) {
-            let t0 = f.count / Config.melBins
+            let t0 = f.count / model.config.inputWidth
             let v = embed(model, f, lengths: [Int32(t0)], frames: t0, layer: .speaker, rows: [row])
             all += UnsafeBufferPointer(start: v, count: sd)
         }
@@ -154,7 +189,7 @@ public struct Embedding {
     /// One utterance on its own: [T, d].
     func oneState(_ model: W2VBertModel, _ f: [Float], row: Int32) -> [Float] {
         let c = model.config
-        let t0 = f.count / Config.melBins
+        let t0 = f.count / c.inputWidth
         let h = embed(model, f, lengths: [Int32(t0)], frames: t0, layer: layer, rows: [row])
         return Array(UnsafeBufferPointer(start: h, count: c.encoderLength(t0: t0) * c.model.dim))
     }
@@ -197,7 +232,7 @@ public struct Embedding {
 
     /// One utterance [T, d] in windows (see the type's comment); whole when it fits one window.
     func windowedState(_ model: W2VBertModel, _ f: [Float], row: Int32, windows w: EmbeddingWindows) -> [Float] {
-        let c = model.config, d = c.model.dim, bins = Config.melBins
+        let c = model.config, d = c.model.dim, bins = c.inputWidth
         let t0 = f.count / bins
         if t0 <= w.frames { return oneState(model, f, row: row) }
         let total = c.encoderLength(t0: t0)
@@ -213,13 +248,13 @@ public struct Embedding {
     }
 }
 
-/// Window geometry in fbank frames: `frames` per window, `contextFrames` of context each side, starts at
+/// Window geometry in input frames (100 per second of audio; series steps and tokens count the same way): `frames` per window, `contextFrames` of context each side, starts at
 /// multiples of the front end's subsampling (so window frame j is the file's frame start/r + j exactly).
 public struct EmbeddingWindows {
     public let frames, contextFrames, subsampling: Int
 
     public init(_ c: Config, window: Double, context: Double) {
-        subsampling = c.model.frontend == .conv2d ? 4 : 2
+        subsampling = c.model.frontend == .conv2d ? 4 : c.model.stackFrames
         let r = subsampling
         // At least 8·r frames per window and 2·r of context (the front end's edge frames), hop ≥ r.
         frames = window > 0 ? max(8 * r, Int(window * 100) / r * r) : Int.max

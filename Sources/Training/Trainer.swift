@@ -96,6 +96,8 @@ public final class Trainer {
     let conditioning: ConditioningLabels?
     /// Fine-tuning's labels and dictionary (nil in pre-training).
     let labels: FinetuneLabels?
+    /// What the manifests' entries are and how the loader reads them (SequenceSetup.swift).
+    let format: SequenceFormat
 
     public init(config: Config, compute: Compute, options: TrainOptions, comm: Communicator) throws {
         self.comm = comm
@@ -107,6 +109,10 @@ public final class Trainer {
         c.compute.precision = PrecisionSetting(compute.precision)
         trainManifest = try Trainer.readManifest(options.trainManifest)
         validManifest = try options.validManifest.map(Trainer.readManifest)
+        format = try SequenceSetup.prepare(
+            &c, train: trainManifest, valid: validManifest, trainPath: options.trainManifest,
+            validPath: options.validManifest, runDirectory: options.runDirectory,
+            writes: comm.rank == 0 && !options.requireCheckpoint)
         // The options' conditioning labels, before the layout is built (they may size it).
         conditioning = try RunOptions.prepare(
             &c, train: trainManifest, valid: validManifest,
@@ -144,15 +150,16 @@ public final class Trainer {
     static func readManifest(_ path: String) throws -> Manifest {
         let m: Manifest
         do { m = try Manifest.read(path: path) } catch { throw TrainError("\(error)") }
-        guard m.count > 0 else { throw TrainError("\(path): the manifest lists no audio files") }
+        guard m.count > 0 else { throw TrainError("\(path): the manifest lists no files") }
         return m
     }
 
     /// The data order of manifest `m`; `lengths` (fine-tuning) replace the manifest's, 0 for skipped entries.
     static func dataOrder(_ m: Manifest, path: String, config c: Config, lengths: [Int]? = nil) throws -> DataOrder {
-        let oc = DataOrderConfig(
+        var oc = DataOrderConfig(
             seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
             maskSpan: c.maskSpanForLengthFilter, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
+        oc.fbank = c.data.kind == .audio
         // balance_steps: a micro-batch's cost is its matrix-product FLOPs with about half the frames masked.
         let cost: @Sendable (Int, Int) -> Double = { b, t0 in
             c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
@@ -170,7 +177,9 @@ public final class Trainer {
         path: String
     ) throws -> (batch: Int, frames: Int) {
         let lengths = train.entries.map { $0.samples } + (valid?.entries.map { $0.samples } ?? [])
-        let kept = lengths.map { fbankFrameCount(samples: min($0, c.train.maxSamples)) }
+        let kept = lengths.map {
+            c.data.kind == .audio ? fbankFrameCount(samples: min($0, c.train.maxSamples)) : min($0, c.train.maxSamples)
+        }
             .filter { c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
             let span = c.model.head == .ctc ? "finetune.mask_time_span" : "mask.span"
@@ -252,6 +261,7 @@ public final class Trainer {
         var lo = LoaderOptions()
         lo.workers = options.loaderWorkers
         lo.maxBadFraction = config.train.maxBadFraction
+        lo.format = format
         lo.conditioning = conditioning?.train ?? []
         lo.labels = labels?.train ?? []
         do {

@@ -20,6 +20,7 @@ extension Trainer {
         guard let vm = validManifest else { return }
         var lo = LoaderOptions()
         lo.maxBadFraction = config.train.maxBadFraction
+        lo.format = format
         lo.conditioning = conditioning?.valid ?? []
         lo.labels = labels?.valid ?? []
         let loader = DataLoader(manifest: vm, batches: validPlan, worldSize: comm.size, options: lo)

@@ -23,7 +23,7 @@ public struct RandomKey: Sendable, Equatable {
 /// One micro-batch as the model reads it (the data pipeline's `Audio.MicroBatch` plus its mask). The
 /// pointers need to stay valid during `forward` only (the model copies what its backward needs).
 public struct BatchView {
-    public var features: UnsafePointer<Float>  // [B, T0, 80], zero padded
+    public var features: UnsafePointer<Float>  // [B, T0, F] (F = Config.inputWidth), zero padded
     public var lengths: UnsafePointer<Int32>  // [B] fbank frames per utterance
     public var mask: UnsafePointer<UInt8>  // [B, T] 1 = masked (frames t < encoderLength(lengths[b]) count)
     public var batch: Int  // B
@@ -63,8 +63,9 @@ struct Capacity {
         self.frames = frames
         self.totalFrames = totalFrames
         t = max(1, c.encoderLength(t0: frames))
-        // N = B·encoderLength(T0) ≤ B·T0/4 (conv2d) or B·T0/2 (stack), and ≤ batch·t.
-        n = max(t, min(batch * t, (c.model.frontend == .conv2d ? totalFrames / 4 : totalFrames / 2) + batch))
+        // N = B·encoderLength(T0) ≤ B·T0/4 (conv2d) or B·T0/k (stack, embed), and ≤ batch·t.
+        n = max(
+            t, min(batch * t, (c.model.frontend == .conv2d ? totalFrames / 4 : totalFrames / c.model.stackFrames) + batch))
     }
 }
 

@@ -1,5 +1,5 @@
-// Configuration of a W2V-BERT run: eleven YAML sections, `model`, `quantizer`, `mask`, `loss`, `optimizer`,
-// `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny, small, base, xl, or the
+// Configuration of a W2V-BERT run: twelve YAML sections, `data`, `model`, `quantizer`, `mask`, `loss`,
+// `optimizer`, `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny, small, base, xl, or the
 // Hugging Face family) plus YAML files plus `--set section.key=value` overrides; every key goes through one
 // table (`Config.keys`), so loading, overriding, validation messages and serialisation agree. Unknown keys
 // and impossible values are errors that name the key.
@@ -10,7 +10,25 @@
 import Tensor
 import Yams
 
-public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack }
+/// The front end: `conv2d` and `stack` read feature rows (audio's fbank, a series' channels), `embed` token ids.
+public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack, embed }
+/// What a run's sequences are: `audio` (speech, 80-bin fbank frames), `series` (multichannel numeric
+/// sequences, data.channels values per time step) or `tokens` (discrete symbols of a vocabulary of
+/// data.vocab_size, one id per step).
+public enum DataKind: String, Sendable, CaseIterable { case audio, series, tokens }
+
+/// The input: its kind and width. Series statistics (per-channel mean and standard deviation over the
+/// training corpus) are set by `train` and stored with the run, so `embed` normalises the same way.
+public struct DataConfig: Sendable, Equatable {
+    public var kind: DataKind = .audio
+    public var channels = 0  // C of a series
+    public var vocabSize = 0  // V of tokens
+    /// series: the CSV columns read, by name (empty: all); from the manifest.
+    public var columns: [String] = []
+    /// series: per-channel mean and standard deviation (empty until `train` measures the corpus).
+    public var mean: [Float] = []
+    public var std: [Float] = []
+}
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 /// What sits on the encoder: the pre-training heads (quantizer, contrastive and MLM heads) or a CTC head
@@ -71,7 +89,9 @@ public struct AdapterConfig: Sendable, Equatable {
 
 public struct ModelConfig: Sendable, Equatable {
     public var frontend: Frontend = .conv2d
-    public var frontendChannels = 32  // C
+    public var frontendChannels = 32  // C (conv2d), the embedding size e (embed)
+    /// k: input frames per encoder frame of the stack and embed front ends.
+    public var stackFrames = 2
     /// LayerNorm(d) after the front-end projection. Off in the Hugging Face family (`*2` presets).
     public var frontendNorm = true
     public var dim = 144  // d
@@ -231,6 +251,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 public struct Config: Sendable, Equatable {
+    public var data = DataConfig()
     public var model = ModelConfig()
     public var quantizer = QuantizerConfig()
     public var mask = MaskConfig()
@@ -251,11 +272,19 @@ public struct Config: Sendable, Equatable {
 
     // MARK: Derived sizes
 
-    /// Frames after the feature encoder for T0 fbank frames.
+    /// Frames after the feature encoder for T0 input frames (fbank frames, series steps, tokens).
     public func encoderLength(t0: Int) -> Int {
         switch model.frontend {
         case .conv2d: return t0 < 7 ? 0 : ((t0 - 1) / 2 - 1) / 2
-        case .stack: return t0 / 2
+        case .stack, .embed: return t0 / model.stackFrames
+        }
+    }
+    /// Values per input frame: 80 fbank bins (audio), data.channels (series), 1 token id (tokens).
+    public var inputWidth: Int {
+        switch data.kind {
+        case .audio: return Config.melBins
+        case .series: return data.channels
+        case .tokens: return 1
         }
     }
     /// Log-mel bins of a fbank frame.
@@ -264,10 +293,13 @@ public struct Config: Sendable, Equatable {
     public static let convFreq1 = (melBins - 3) / 2 + 1
     /// Frequency bins after the two stride-2 convolutions: ⌊(⌊(80−1)/2⌋ − 1)/2⌋ = 19.
     public static let convFreq = ((melBins - 1) / 2 - 1) / 2
-    /// Values per frame of the stack front end (two frames side by side).
-    public static let stackedBins = 2 * melBins
+    /// Values per encoder frame of the stack (k input frames side by side) and embed (k embeddings) front ends.
+    public var stackedWidth: Int {
+        model.stackFrames * (model.frontend == .embed ? model.frontendChannels : inputWidth)
+    }
+    /// The projection's input width.
     public var encoderInputDim: Int {
-        model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : Config.stackedBins
+        model.frontend == .conv2d ? model.frontendChannels * Config.convFreq : stackedWidth
     }
     public var headDim: Int { model.dim / model.heads }
 
@@ -298,6 +330,7 @@ public struct Config: Sendable, Equatable {
         func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
         let m = model, q = quantizer
         try check(m.frontendChannels >= 1, "model.frontend_channels", "must be ≥ 1")
+        try validateData()
         try check(m.dim >= 1, "model.dim", "must be ≥ 1")
         try check(m.heads >= 1, "model.heads", "must be ≥ 1")
         try check(m.dim % m.heads == 0, "model.heads", "heads (\(m.heads)) must divide model.dim (\(m.dim))")
@@ -347,7 +380,12 @@ public struct Config: Sendable, Equatable {
         try check(optimizer.maxSteps >= 1, "optimizer.max_steps", "must be ≥ 1")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
-        try check(train.maxSamples >= 400, "train.max_samples", "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
+        try check(
+            data.kind != .audio || train.maxSamples >= 400, "train.max_samples",
+            "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
+        try check(
+            data.kind == .audio || train.maxSamples >= m.stackFrames, "train.max_samples",
+            "must be ≥ model.stack_frames (\(m.stackFrames)): one encoder frame of \(data.kind.rawValue)")
         try check(train.maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be ≥ 1")
         try check(train.maxBadFraction >= 0 && train.maxBadFraction <= 1, "train.max_bad_fraction", "must be in [0, 1]")
         try check(train.validBatches >= 0, "train.valid_batches", "must be ≥ 0")
@@ -373,6 +411,37 @@ public struct Config: Sendable, Equatable {
         try check(
             compute.threads >= 0 && compute.threads <= 256, "compute.threads",
             "must be in [0, 256] (0 = the CPUs this rank may use)")
+    }
+}
+
+extension Config {
+    /// The data section and the front end it needs.
+    func validateData() throws {
+        func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
+        try check(model.stackFrames >= 1 && model.stackFrames <= 4096, "model.stack_frames", "must be in [1, 4096]")
+        switch data.kind {
+        case .audio:
+            try check(
+                model.frontend != .embed, "model.frontend", "embed reads token ids: it needs data.kind = tokens")
+        case .series:
+            try check(
+                data.channels >= 0 && data.channels <= 65_536, "data.channels",
+                "must be in [1, 65536] with data.kind = series (0: the manifest's), got \(data.channels)")
+            try check(
+                model.frontend == .stack, "model.frontend",
+                "data.kind = series needs the stack front end, got \(model.frontend.rawValue)")
+            try check(
+                data.mean.isEmpty || (data.mean.count == data.channels && data.std.count == data.channels),
+                "data.mean", "needs data.channels (\(data.channels)) values, as does data.std")
+            try check(data.std.allSatisfy { $0 > 0 }, "data.std", "every value must be > 0")
+        case .tokens:
+            try check(
+                data.vocabSize == 0 || (data.vocabSize >= 2 && data.vocabSize <= 1 << 24), "data.vocab_size",
+                "must be in [2, 16777216] with data.kind = tokens (0: the vocabulary's size), got \(data.vocabSize)")
+            try check(
+                model.frontend == .embed, "model.frontend",
+                "data.kind = tokens needs the embed front end, got \(model.frontend.rawValue)")
+        }
     }
 }
 

@@ -60,6 +60,16 @@ extension Config {
             name: name, get: { "\($0[keyPath: kp])" }, set: { $0[keyPath: kp] = try parseBool(name, $1) },
             serialised: true)
     }
+    /// A list of numbers, written `[a, b, …]` (each Float's shortest exact form, so it reads back bit for bit).
+    static func floats(_ name: String, _ kp: WritableKeyPath<Config, [Float]>) -> Key {
+        Key(
+            name: name, get: { "[" + $0[keyPath: kp].map { "\($0)" }.joined(separator: ", ") + "]" },
+            set: { c, s in
+                let parts = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",").map(String.init)
+                    .filter { !$0.trimmingSpaces.isEmpty }
+                c[keyPath: kp] = try parts.map { try parseFloat(name, $0) }
+            }, serialised: true)
+    }
     static func choice<E: RawRepresentable & CaseIterable>(_ name: String, _ kp: WritableKeyPath<Config, E>) -> Key
     where E.RawValue == String {
         Key(
@@ -69,8 +79,20 @@ extension Config {
 
     // Immutable after initialisation; the closures capture only key paths.
     nonisolated(unsafe) static let keys: [Key] = [
+        choice("data.kind", \.data.kind),
+        int("data.channels", \.data.channels),
+        int("data.vocab_size", \.data.vocabSize),
+        Key(
+            name: "data.columns", get: { "[" + $0.data.columns.joined(separator: ", ") + "]" },
+            set: { c, s in
+                c.data.columns = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",")
+                    .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            }, serialised: true),
+        floats("data.mean", \.data.mean),
+        floats("data.std", \.data.std),
         choice("model.frontend", \.model.frontend),
         int("model.frontend_channels", \.model.frontendChannels),
+        int("model.stack_frames", \.model.stackFrames),
         bool("model.frontend_norm", \.model.frontendNorm),
         int("model.dim", \.model.dim),
         int("model.heads", \.model.heads),
@@ -238,7 +260,7 @@ extension Config {
         return ConfigError(
             key,
             known.isEmpty
-                ? "unknown section (expected model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+                ? "unknown section (expected data, model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
                     + "finetune, compute)"
                 : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }

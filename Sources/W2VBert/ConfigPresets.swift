@@ -4,7 +4,34 @@
 extension Config {
     // MARK: Presets
 
-    public static let presetNames = ["tiny", "small", "base", "xl", "tiny2", "small2", "base2", "w2v-bert-2.0"]
+    public static let presetNames = [
+        "tiny", "small", "base", "xl", "tiny2", "small2", "base2", "w2v-bert-2.0", "series-tiny", "tokens-tiny",
+    ]
+
+    /// series-tiny and tokens-tiny: tiny's encoder for sequences other than speech (docs/sequences.md).
+    /// series-tiny: the stack front end over 2 steps; crops of 1,024 steps. tokens-tiny: 32-wide token
+    /// embeddings, 4 tokens per encoder frame (a 4-mer), crops of 2,048 tokens. Both: masks of 5-frame spans
+    /// (short sequences), 16,384 input frames per micro-batch. data.channels and data.vocab_size come from
+    /// the manifest.
+    static func sequencePreset(_ name: String) throws -> Config {
+        var c = try preset("tiny")
+        if name == "series-tiny" {
+            c.data.kind = .series
+            c.model.frontend = .stack
+            c.model.stackFrames = 2
+            c.train.maxSamples = 1024
+        } else {
+            c.data.kind = .tokens
+            c.model.frontend = .embed
+            c.model.frontendChannels = 32
+            c.model.stackFrames = 4
+            c.train.maxSamples = 2048
+        }
+        c.mask.span = 5
+        c.train.maxFrames = 16_384
+        try c.validate()
+        return c
+    }
 
     /// The Hugging Face family (`Wav2Vec2BertModel` one to one; README "From pre-training to fine-tuning"):
     /// stack front end without the LayerNorm(d), no context projection, Shaw relative keys (64 left,
@@ -68,6 +95,7 @@ extension Config {
             c.quantizer.dim = dq
             c.model.finalDim = fin
         }
+        if name == "series-tiny" || name == "tokens-tiny" { return try sequencePreset(name) }
         if name.hasSuffix("2") || name == "w2v-bert-2.0" { return try huggingFacePreset(name) }
         switch name {
         case "tiny":

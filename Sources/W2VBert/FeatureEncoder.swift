@@ -122,15 +122,19 @@ func reluMask(_ d: FPtr, _ y: CFPtr, _ n: Int) {
     parallelChunks(n) { s, count in for i in s..<(s + count) where y[i] <= 0 { d[i] = 0 } }
 }
 
-/// stack front end: frames 2t and 2t+1 side by side → LayerNorm(160) → [N, 160].
+/// stack front end: input frames kt … kt+k−1 side by side (missing values, NaN, read as 0) → LayerNorm(k·F) →
+/// [N, k·F].
 struct StackStem {
     let norm: NormPG
-    let stacked, normed, mean, rstd: FPtr  // [N, 160], [N, 160], [N], [N]
-    let dNormed, dStacked: FPtr  // [N, 160]
+    let stacked, normed, mean, rstd: FPtr  // [N, kF], [N, kF], [N], [N]
+    let dNormed, dStacked: FPtr  // [N, kF]
+    let k, width: Int  // frames per encoder frame, values per input frame
 
-    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, capacity cap: Capacity) {
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
         norm = NormPG(l, "feature_encoder.stack_norm", p, g)
-        let n = cap.n, w = Config.stackedBins
+        k = c.model.stackFrames
+        width = c.inputWidth
+        let n = cap.n, w = c.stackedWidth
         stacked = a.take(n * w)
         normed = a.take(n * w)
         mean = a.take(n)
@@ -140,10 +144,14 @@ struct StackStem {
     }
 
     func forward(_ x: CFPtr, _ s: BatchShape) {
-        let w = Config.stackedBins
+        let w = k * width
         for b in 0..<s.b {
             for t in 0..<s.t {
-                (stacked + (b * s.t + t) * w).update(from: x + (b * s.t0 + 2 * t) * Config.melBins, count: w)
+                let dst = stacked + (b * s.t + t) * w, src = x + (b * s.t0 + k * t) * width
+                for j in 0..<w {
+                    let v = src[j]
+                    dst[j] = v.isNaN ? 0 : v
+                }
             }
         }
         norm.forward(y: normed, mean: mean, rstd: rstd, x: stacked, n: s.n, c: w)
@@ -151,8 +159,49 @@ struct StackStem {
 
     /// Reads d(normed) from `dNormed` (written by proj's backward).
     func backward(_ s: BatchShape) {
-        zero(dStacked, s.n * Config.stackedBins)
-        norm.backward(dx: dStacked, dy: dNormed, x: stacked, mean: mean, rstd: rstd, n: s.n, c: Config.stackedBins)
+        zero(dStacked, s.n * k * width)
+        norm.backward(dx: dStacked, dy: dNormed, x: stacked, mean: mean, rstd: rstd, n: s.n, c: k * width)
+    }
+}
+
+/// embed front end: token ids x [B, T0] (as floats) → k embeddings E[x_kt] … E[x_kt+k−1] side by side → [N, k·e].
+struct EmbedStem {
+    let table: PG  // [V, e]
+    let stacked, dStacked: FPtr  // [N, k·e]
+    let ids: UnsafeMutablePointer<Int32>  // [N·k]
+    let k, e, vocab: Int
+
+    init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
+        table = PG(l, "feature_encoder.embedding.weight", p, g)
+        k = c.model.stackFrames
+        e = c.model.frontendChannels
+        vocab = c.data.vocabSize
+        stacked = a.take(cap.n * k * e)
+        dStacked = a.take(cap.n * k * e)
+        ids = a.takeInt32(cap.n * k)
+    }
+
+    func forward(_ x: CFPtr, _ s: BatchShape) {
+        for b in 0..<s.b {
+            for t in 0..<s.t {
+                let row = b * s.t + t
+                for j in 0..<k {
+                    // Ids are checked by the loader; padding and anything else out of range reads row 0.
+                    let v = x[b * s.t0 + k * t + j]
+                    let id = v >= 0 && v < Float(vocab) ? Int32(v) : 0
+                    ids[row * k + j] = id
+                    (stacked + (row * k + j) * e).update(from: table.w + Int(id) * e, count: e)
+                }
+            }
+        }
+    }
+
+    /// Scatter-adds d(stacked) (written by proj's backward) into the table's gradient rows.
+    func backward(_ s: BatchShape) {
+        for r in 0..<(s.n * k) {
+            let dst = table.g + Int(ids[r]) * e, src = dStacked + r * e
+            for c in 0..<e { dst[c] += src[c] }
+        }
     }
 }
 
@@ -166,7 +215,7 @@ func stackAndEncoder(
 }
 
 struct FeatureEncoder {
-    let conv: ConvStem?, stack: StackStem?
+    let conv: ConvStem?, stack: StackStem?, embed: EmbedStem?
     let proj: LinearPG, norm: NormPG?  // norm nil: model.frontend_norm false (the HF family), z = proj output
     let zp, z, mean, rstd: FPtr  // [N, d] projection, [N, d] output, [N], [N]
     let dz, dzp: FPtr  // [N, d]: dz is filled by the model's backward
@@ -181,7 +230,8 @@ struct FeatureEncoder {
             ? ConvStem(
                 l, p, g, a, capacity: cap, channels: c.model.frontendChannels,
                 recomputeY1: c.train.checkpointActivations == .blocks, shared: shared) : nil
-        stack = c.model.frontend == .stack ? StackStem(l, p, g, a, capacity: cap) : nil
+        stack = c.model.frontend == .stack ? StackStem(l, p, g, a, config: c, capacity: cap) : nil
+        embed = c.model.frontend == .embed ? EmbedStem(l, p, g, a, config: c, capacity: cap) : nil
         proj = LinearPG(l, "feature_encoder.proj", p, g, a.compute)
         norm = c.model.frontendNorm ? NormPG(l, "feature_encoder.norm", p, g) : nil
         d = c.model.dim
@@ -195,15 +245,18 @@ struct FeatureEncoder {
         dzp = a.take(n * d)
     }
 
-    /// x [B, T0, 80] → z [N, d].
+    /// x [B, T0, F] → z [N, d].
     func forward(_ x: CFPtr, _ s: BatchShape) {
         let projInput: CFPtr
         if let conv {
             conv.forward(x, s)
             projInput = CFPtr(conv.feat)
+        } else if let stack {
+            stack.forward(x, s)
+            projInput = CFPtr(stack.normed)
         } else {
-            stack!.forward(x, s)
-            projInput = CFPtr(stack!.normed)
+            embed!.forward(x, s)
+            projInput = CFPtr(embed!.stacked)
         }
         proj.forward(y: zp, x: projInput, n: s.n, inDim: inDim, outDim: d)
         if let norm {
@@ -229,6 +282,10 @@ struct FeatureEncoder {
             zero(stack.dNormed, s.n * inDim)
             proj.backward(dx: stack.dNormed, dy: dzp, x: stack.normed, n: s.n, inDim: inDim, outDim: d)
             stack.backward(s)
+        } else if let embed {
+            zero(embed.dStacked, s.n * inDim)
+            proj.backward(dx: embed.dStacked, dy: dzp, x: embed.stacked, n: s.n, inDim: inDim, outDim: d)
+            embed.backward(s)
         }
     }
 }

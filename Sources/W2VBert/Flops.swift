@@ -15,8 +15,8 @@ extension Config {
             total += 2 * bb * c * 9 * h1 * Double(Config.convFreq1) * 2  // conv1: fwd + dW
             total += 2 * bb * c * c * 9 * t * Double(Config.convFreq) * 3  // conv2: fwd + dW + dx
             lin(n, c * Double(Config.convFreq), d)
-        case .stack:
-            lin(n, Double(Config.stackedBins), d)
+        case .stack, .embed:
+            lin(n, Double(stackedWidth), d)
         }
         if m.contextProj { lin(n, d, d) }  // context_proj
         if m.position == .conv {

@@ -78,8 +78,14 @@ public struct ParameterLayout: Sendable {
             add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
             linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
         case .stack:
-            norm("feature_encoder.stack_norm", Config.stackedBins)
-            linear("feature_encoder.proj", out: d, in: Config.stackedBins)
+            norm("feature_encoder.stack_norm", c.stackedWidth)
+            linear("feature_encoder.proj", out: d, in: c.stackedWidth)
+        case .embed:
+            // Like torch.nn.Embedding: N(0, 1), no weight decay.
+            add(
+                "feature_encoder.embedding.weight", [c.data.vocabSize, m.frontendChannels], .normal(std: 1),
+                decay: false)
+            linear("feature_encoder.proj", out: d, in: c.stackedWidth)
         }
         if m.frontendNorm { norm("feature_encoder.norm", d) }
         if c.mask.replacement == .learned { add("mask_embedding", [d], .uniform(low: 0, high: 1), decay: false) }

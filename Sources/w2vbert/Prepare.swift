@@ -11,7 +11,7 @@ import Training
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prepare",
-        abstract: "Scan a folder of audio into fairseq-style train.tsv / valid.tsv manifests (16 kHz sample counts).",
+        abstract: "Scan a folder of audio (or series, or tokens) into fairseq-style train.tsv / valid.tsv manifests.",
         discussion: """
             Each file's 16 kHz length comes from its header (libsndfile's frame count n and rate R: n at \
             16 kHz, else ⌊n·16000/R⌋, exactly what decoding returns); MPEG files, whose header count is an \
@@ -39,8 +39,31 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Seed of the train/valid split.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, parsing: .upToNextOption, help: "File extensions to include (case-insensitive).")
-    var extensions: [String] = CorpusPreparer().extensions
+    @Option(
+        name: .long,
+        help: """
+            What the files are: audio (default), series (.npy [T, C] or .csv with a header; lengths in steps) or \
+            tokens (FASTA .fasta/.fa/.fna, one sequence per record; or text, one token per whitespace-separated \
+            field; lengths in tokens). Recorded on the manifests' first line.
+            """)
+    var kind: String = "audio"
+
+    @Option(name: .long, parsing: .upToNextOption, help: "File extensions to include (case-insensitive; default by --kind).")
+    var extensions: [String] = []
+
+    @Option(name: .long, help: "series: the CSV columns to read, by name, comma-separated (default: all).")
+    var columns: String?
+
+    @Option(
+        name: .long,
+        help: """
+            tokens: the vocabulary (one token per line); a token outside it skips the file. Default: the training \
+            split's tokens, written to OUT/vocab.txt.
+            """)
+    var vocab: String?
+
+    @Option(name: .long, help: "series and tokens: sequences shorter than this many steps or tokens are skipped.")
+    var minLength: Int = 16
 
     @Option(name: .long, help: "Files shorter than this many seconds (16 kHz length) are skipped.")
     var minSeconds: Double = 0.5
@@ -70,7 +93,12 @@ struct Prepare: ParsableCommand {
         if ResampleQuality(rawValue: quality) == nil {
             throw ValidationError("--quality must be polyphase, best, medium or fastest")
         }
-        if extensions.isEmpty { throw ValidationError("--extensions needs at least one extension") }
+        guard let k = SequenceKind(rawValue: kind) else {
+            throw ValidationError("--kind must be audio, series or tokens, got '\(kind)'")
+        }
+        if k != .series && columns != nil { throw ValidationError("--columns is for --kind series") }
+        if k != .tokens && vocab != nil { throw ValidationError("--vocab is for --kind tokens") }
+        if minLength < 1 { throw ValidationError("--min-length must be ≥ 1") }
         if jobs < 1 { throw ValidationError("--jobs must be ≥ 1") }
     }
 
@@ -81,12 +109,23 @@ struct Prepare: ParsableCommand {
             throw ExitCode(1)
         }
         defer { if let mpi = comm as? MPICommunicator { mpi.finalize() } }
-        try AudioCommand.reportingErrors { try prepare(comm) }
+        try AudioCommand.reportingErrors {
+            var p = preparer
+            if let vocab { p.vocabulary = try TokenVocabulary.read(path: vocab) }
+            try prepare(comm, p)
+        }
     }
 
     var preparer: CorpusPreparer {
         var prep = CorpusPreparer()
-        prep.extensions = extensions.map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
+        prep.kind = SequenceKind(rawValue: kind)!
+        let defaults: [SequenceKind: [String]] = [
+            .audio: prep.extensions, .series: SequenceFiles.seriesExtensions, .tokens: SequenceFiles.tokenExtensions,
+        ]
+        prep.extensions = (extensions.isEmpty ? defaults[prep.kind]! : extensions)
+            .map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
+        prep.columns = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        prep.minLength = minLength
         prep.minSeconds = minSeconds
         prep.validPercent = validPercent
         prep.seed = seed
@@ -96,13 +135,13 @@ struct Prepare: ParsableCommand {
         return prep
     }
 
-    func prepare(_ comm: Communicator) throws {
+    func prepare(_ comm: Communicator, _ preparer: CorpusPreparer) throws {
         let t0 = monotonicSeconds()
         let workers = "\(comm.size) rank(s) × \(jobs) thread(s)"
         let scanned = { (scan: CorpusScan, seconds: Double) in
             let root = CorpusPreparer.absoluteRoot(audioDir)
             AudioCommand.printError(
-                "prepare: \(scan.files.count) audio files under \(root) (scanned in "
+                "prepare: \(scan.files.count) \(kind) files under \(root) (scanned in "
                     + String(format: "%.1f s); ", seconds)
                     + "\(verify ? "decoding" : "reading headers") on \(workers)")
             for d in scan.duplicates { AudioCommand.printError("prepare: \(d)") }
@@ -120,21 +159,30 @@ struct Prepare: ParsableCommand {
         let usable = r.train.count + r.valid.count
         let dt = monotonicSeconds() - t0
         print(
-            "prepare: \(r.scanned) audio files under \(r.train.root) in \(String(format: "%.1f", dt)) s "
+            "prepare: \(r.scanned) \(kind) files under \(r.train.root) in \(String(format: "%.1f", dt)) s "
                 + "(\(String(format: "%.0f", Double(r.scanned) / max(dt, 1e-9))) files/s, "
                 + "\(verify ? "decoded" : "headers"), \(workers))")
-        print(
-            String(
-                format: "  usable: %d files, %.3f hours (train %d files %.3f h, valid %d files %.3f h)",
-                usable, r.hours, r.train.count, r.train.hours, r.valid.count, r.valid.hours))
+        if preparer.kind == .audio {
+            print(
+                String(
+                    format: "  usable: %d files, %.3f hours (train %d files %.3f h, valid %d files %.3f h)",
+                    usable, r.hours, r.train.count, r.train.hours, r.valid.count, r.valid.hours))
+        } else {
+            let unit = preparer.kind == .series ? "steps" : "tokens"
+            print(
+                "  usable: \(usable) sequences, \(r.train.totalSamples + r.valid.totalSamples) \(unit) (train "
+                    + "\(r.train.count) sequences \(r.train.totalSamples) \(unit), valid \(r.valid.count) sequences "
+                    + "\(r.valid.totalSamples) \(unit))"
+                    + (preparer.kind == .series ? ", \(r.train.attributes["channels"] ?? "?") channels" : ""))
+        }
         print("  skipped: \(r.skipped.count)")
         for s in r.skipped { print("    \(s.path): \(s.reason)") }
         let folders = r.duplicates.filter { $0.kind != .file }.count
         print(
             "  duplicates skipped: \(r.duplicates.count - folders) file(s) and \(folders) folder(s) "
                 + "reached again by another path (each listed or walked once)")
-        print("  wrote \(out)/train.tsv and \(out)/valid.tsv")
-        if usable == 0 { throw AudioError(.empty, path: audioDir, "no usable audio files") }
+        print("  wrote \(out)/train.tsv and \(out)/valid.tsv\(r.vocabulary.map { " and \(out)/vocab.txt (\($0.count) tokens)" } ?? "")")
+        if usable == 0 { throw AudioError(.empty, path: audioDir, "no usable \(kind) files") }
     }
 }
 

@@ -217,7 +217,7 @@ final class CorpusScaleTests: XCTestCase {
             let root = CorpusPreparer.absoluteRoot(dir.path)
             let found = try prep.scan(root: root)
             let files = found.files
-            var all = [CorpusPreparer.Check](repeating: .success(-1), count: files.count)
+            var all = [CorpusPreparer.Check](repeating: .success([-1]), count: files.count)
             for r in 0..<world {
                 let idx = Array(stride(from: r, to: files.count, by: world))
                 let bytes = CorpusPreparer.encodeChecks(three.checkAll(root: root, files: files, indices: idx))

@@ -52,6 +52,10 @@ final class TwinTests: XCTestCase {
             extra: ["train.trainable=all"], trajectory: false)
     }
     func testFixtureIHyperLoRATableFrozenBase() throws { try check("fixture_i_hyperlora_table.safetensors") }
+    /// data.kind series: the stack front end over k = 3 steps of 6 channels, NaN values in the input.
+    func testFixtureKSeries() throws { try check("fixture_k_series.safetensors") }
+    /// data.kind tokens: the embed front end (V = 5, e = 8, k = 4).
+    func testFixtureLTokens() throws { try check("fixture_l_tokens.safetensors") }
 }
 
 /// Merging the adapters into the Linear weights (export-hf) gives the same model.
@@ -219,4 +223,6 @@ final class TwinBF16Tests: XCTestCase {
     func testFixtureB() throws { try checkTwin("fixture_b.safetensors") }
     func testFixtureC() throws { try checkTwin("fixture_c.safetensors") }
     func testFixtureD() throws { try checkTwin("fixture_d.safetensors") }
+    func testFixtureKSeries() throws { try checkTwin("fixture_k_series.safetensors") }
+    func testFixtureLTokens() throws { try checkTwin("fixture_l_tokens.safetensors") }
 }

@@ -2,17 +2,21 @@
 """PyTorch twin of the W2V-BERT model, written from the method description (docs/method.md), not from the
 Swift code.
 
-Parameter names and layouts are the canonical ones of docs/method.md. Two modes:
+Parameter names and layouts are the canonical ones of docs/method.md. Three modes:
 
-  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table,j_ctc}.safetensors (float64 reference values
-                                                stored as float32/float64) for the Swift tests
+  python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table,j_ctc,
+                                                k_series,l_tokens}.safetensors (float64 reference values
+                                                stored as float32/float64) for the Swift tests, after the self-check
+  python w2vbert_twin.py selfcheck              finite differences (float64) against autograd for the series and
+                                                token front ends on tiny inputs with NaN, prints the max relative error
   python w2vbert_twin.py bench --preset small --batch 8 --seconds 10 --steps 5 --threads 1
                                                 times a float32 eager training step, prints one JSON line
 
 A fixture holds: the config as `section.key=value` lines (metadata "overrides"), inputs (features, T0
 lengths, mask over encoder frames), the random draws (mask-noise vectors, Gumbel noise, distractor
 indices, all in masked-frame order), initial parameters, every loss and metric, every parameter gradient,
-and the losses of 5 AdamW steps with the same inputs and draws.
+and the losses of 5 AdamW steps with the same inputs and draws. Inputs are audio (80 mel bins), series (C channels,
+NaN for a missing value) or tokens (ids stored as floats, one column): `data.kind`.
 """
 import json, math, os, sys, time
 import numpy as np
@@ -42,6 +46,7 @@ def preset(name):
         "adapter.kind": "none", "adapter.rank": 8, "adapter.alpha": 16.0, "adapter.targets": "attn.q,attn.v",
         "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
         "adapter.speaker": "signal", "adapter.speakers": 0, "adapter.speaker_dim": 8, "adapter.layer_dim": 4,
+        "data.kind": "audio", "data.channels": 0, "data.vocab_size": 0, "model.stack_frames": 2,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -56,10 +61,15 @@ def preset(name):
     return c
 
 
+def feature_width(c):
+    """F, the width of an input step: 80 mel bins (audio), C channels (series), 1 token id stored as a float (tokens)."""
+    return {"audio": MEL, "series": c["data.channels"], "tokens": 1}[c["data.kind"]]
+
+
 def encoder_length(c, t0):
     if c["model.frontend"] == "conv2d":
         return ((t0 - 1) // 2 - 1) // 2
-    return t0 // 2
+    return t0 // c["model.stack_frames"]   # stack, embed: groups of k steps, a trailing partial group dropped
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -140,26 +150,43 @@ class FeatureEncoder(nn.Module):
         super().__init__()
         self.kind = c["model.frontend"]
         d = c["model.dim"]
+        assert (self.kind == "embed") == (c["data.kind"] == "tokens"), "model.frontend embed is the token front end"
         if self.kind == "conv2d":
+            assert c["data.kind"] == "audio"
             C = c["model.frontend_channels"]
             self.conv1 = nn.Conv2d(1, C, 3, stride=2)
             self.conv2 = nn.Conv2d(C, C, 3, stride=2)
             self.proj = nn.Linear(C * 19, d)
+        elif self.kind == "embed":
+            # tokens: table E [V, e], k embeddings side by side, no LayerNorm before the projection
+            V, e, self.k = c["data.vocab_size"], c["model.frontend_channels"], c["model.stack_frames"]
+            assert V >= 2
+            self.embedding = nn.Embedding(V, e)
+            self.proj = nn.Linear(self.k * e, d)
         else:
-            self.stack_norm = nn.LayerNorm(2 * MEL)
-            self.proj = nn.Linear(2 * MEL, d)
+            # stack: k steps of F values side by side (audio: k = 2, F = 80)
+            self.k, self.F = c["model.stack_frames"], feature_width(c)
+            assert self.F >= 1
+            self.stack_norm = nn.LayerNorm(self.k * self.F)
+            self.proj = nn.Linear(self.k * self.F, d)
         # model.frontend_norm false (the Hugging Face family): z is the projection's output.
         self.norm = nn.LayerNorm(d) if c["model.frontend_norm"] else nn.Identity()
 
-    def forward(self, x):  # x [B, T0, 80]
+    def forward(self, x):  # x [B, T0, F]
         B, T0, _ = x.shape
         if self.kind == "conv2d":
             y = torch.relu(self.conv1(x[:, None]))          # [B, C, H1, 39], time is the height
             y = torch.relu(self.conv2(y))                   # [B, C, T, 19]
             y = y.permute(0, 2, 1, 3).reshape(B, y.shape[2], -1)  # channel-major flatten c·19 + f
             return self.norm(self.proj(y))
-        T = T0 // 2
-        y = x[:, :2 * T].reshape(B, T, 2 * MEL)             # [frame 2t | frame 2t+1]
+        k = self.k
+        T = T0 // k
+        if self.kind == "embed":
+            ids = x[:, :k * T, 0].long()                    # exact integers 0…V−1 stored as floats
+            y = self.embedding.weight[ids].reshape(B, T, -1)  # [E[x_kt] | … | E[x_kt+k−1]]
+            return self.norm(self.proj(y))
+        x = torch.where(torch.isnan(x), torch.zeros_like(x), x)   # a missing value is 0, the channel mean
+        y = x[:, :k * T].reshape(B, T, k * self.F)          # [step kt | … | step kt+k−1]
         return self.norm(self.proj(self.stack_norm(y)))
 
 
@@ -412,6 +439,8 @@ class W2VBert(nn.Module):
                 p.normal_(0, 1 / math.sqrt(d))
             elif name in ("quantizer.codebook", "mask_embedding"):
                 p.uniform_(0, 1)
+            elif name == "feature_encoder.embedding.weight":   # token table N(0, 1), as torch's nn.Embedding
+                p.normal_(0, 1)
             elif name.endswith("rel_key"):
                 p.normal_(0, 0.02)
             elif name.endswith(".bias"):
@@ -426,8 +455,9 @@ class W2VBert(nn.Module):
                 p.normal_(0, 0.02)
 
     def forward(self, feats, t0, mask, noise_mask, gumbel, distractors, tau, drop_masks=None, dropped=None, speakers=None):
-        """feats [B, T0, 80]; t0 [B]; mask [B, T] bool; noise in masked-frame (b, t) order; optional dropout
-        masks (forward order) and layer-drop decisions (contrastive blocks, then MLM blocks).
+        """feats [B, T0, F] (F = feature_width; a series may hold NaN); t0 [B]; mask [B, T] bool; noise in masked-frame
+        (b, t) order; optional dropout masks (forward order) and layer-drop decisions (contrastive blocks, then MLM
+        blocks).
         Returns (loss, metrics dict) for one process holding the whole batch."""
         c = self.c
         G, V = c["quantizer.groups"], c["quantizer.entries"]
@@ -523,8 +553,10 @@ class W2VBert(nn.Module):
 def fixture_model_and_features(spec):
     """The model and inputs of a fixture spec, from its seed: the config (preset + overrides), a float64 model with
     every parameter perturbed a little (so zero biases and unit norms hide no error) and rounded to float32 values
-    (the Swift side's), and N(0, 1) features [B, T0, MEL] with each utterance's padding zero. Returns
-    (c, model, feats, rng): rng continues the spec's stream for the fixture's further draws."""
+    (the Swift side's), and N(0, 1) features [B, T0, F] with each utterance's padding zero (tokens: ids uniform in
+    0…V−1 as floats [B, T0, 1], padding id 0; series: then NaN at the spec's `nan` entries (b, t, channel), channel
+    None for the whole step). Returns (c, model, feats, rng): rng continues the spec's stream for the fixture's
+    further draws."""
     torch.manual_seed(spec["seed"])
     rng = np.random.default_rng(spec["seed"])
     c = preset(spec["preset"])
@@ -535,9 +567,15 @@ def fixture_model_and_features(spec):
             p.add_(0.05 * torch.randn_like(p))
             p.copy_(p.float().double())
     t0 = spec["t0"]
-    feats = np.zeros((len(t0), max(t0), MEL), dtype=np.float32)
+    F = feature_width(c)
+    feats = np.zeros((len(t0), max(t0), F), dtype=np.float32)
     for b, n in enumerate(t0):
-        feats[b, :n] = rng.standard_normal((n, MEL)).astype(np.float32)
+        if c["data.kind"] == "tokens":
+            feats[b, :n, 0] = rng.integers(0, c["data.vocab_size"], n).astype(np.float32)
+        else:
+            feats[b, :n] = rng.standard_normal((n, F)).astype(np.float32)
+    for b, t, ch in spec.get("nan", []):
+        feats[b, t, slice(None) if ch is None else ch] = np.nan
     return c, model, feats, rng
 
 
@@ -567,9 +605,11 @@ def write_ctc_fixture(name, spec, outdir):
 
 
 def no_decay(name):
-    """No weight decay on biases, norms, the codebook, Shaw tables, the mask embedding."""
+    """No weight decay on biases, norms, the codebook, Shaw tables, the mask embedding, the tables (layer embeddings,
+    speaker table, token table)."""
     parts = name.split(".")
-    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding", "speaker.table") or parts[-1] in ("bias", "rel_key"):
+    if name in ("quantizer.codebook", "mask_embedding", "hypernet.layer_embedding", "hyperlora.layer_embedding", "speaker.table",
+                "feature_encoder.embedding.weight") or parts[-1] in ("bias", "rel_key"):
         return True
     return len(parts) >= 2 and "norm" in parts[-2]
 
@@ -719,6 +759,30 @@ MICRO = {
         "adapter.kind": "hyper-lora", "adapter.speaker": "table", "adapter.speakers": 2, "adapter.rank": 2, "adapter.alpha": 3.0,
         "adapter.speaker_dim": 3, "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2",
         "train.trainable": "adapters"}),
+    # series: C = 6 channels, the stack front end over k = 3 steps (LayerNorm(18)), no LayerNorm(d); missing values:
+    # the whole step 17 of utterance 0, single values at (0, 40, 2), (0, 62, 4), (1, 5, 0), (1, 33, 5), and one in
+    # utterance 0's step 90, dropped with its partial group (T0 = 91 → T = 30); otherwise as b
+    "k_series": dict(preset="tiny", t0=[91, 75], seed=10,
+                     nan=[(0, 17, None), (0, 40, 2), (0, 62, 4), (0, 90, 1), (1, 5, 0), (1, 33, 5)], over={
+        "data.kind": "series", "data.channels": 6, "model.frontend": "stack", "model.stack_frames": 3,
+        "model.frontend_norm": False, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
+        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
+        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
+        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
+        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
+        "optimizer.clip_norm": 0.5}),
+    # tokens: V = 5 (A C G T N), the embed front end (e = 8) over k = 4 ids, LayerNorm(d); T0 = 128 and 100
+    # (T = 32 and 25, padding id 0); otherwise as b
+    "l_tokens": dict(preset="tiny", t0=[128, 100], seed=11, over={
+        "data.kind": "tokens", "data.vocab_size": 5, "model.frontend": "embed", "model.frontend_channels": 8,
+        "model.stack_frames": 4, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
+        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
+        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
+        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
+        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
+        "optimizer.clip_norm": 0.5}),
 }
 
 
@@ -774,6 +838,7 @@ def write_fixture(name, spec, outdir):
     model.zero_grad()
     loss, met = model(*args(tau_at(c, 0)))
     loss.backward()
+    assert math.isfinite(loss.item()) and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
     grads = {f"grad.{n}": (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().numpy().copy()
              for n, p in model.named_parameters()}
     out = np.array([loss.item(), met["L_w"].item(), met["L_m"].item(), met["L_d"].item(), float(met["c_acc"]),
@@ -806,6 +871,76 @@ def write_fixture(name, spec, outdir):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Self-check of the series and token front ends: central finite differences in float64 against autograd
+
+def selfcheck(h=1e-6):
+    """The stack front end on a series (C = 3, k = 3) and the embed front end (V = 5, e = 3, k = 2), each with and
+    without LayerNorm(d), d = 5, parameters perturbed: the gradient of Σ R ⊙ z (R fixed, N(0, 1)) with respect to every
+    parameter element by central differences against autograd. The series holds NaN: a whole encoder frame (steps
+    3–5 of utterance 0), a whole step, single values, and one in the dropped partial group. Checks z and every
+    gradient finite and runs torch.autograd.gradcheck; returns the max relative error max|fd − ag| / max|ag| over
+    the tensors."""
+    from torch.func import functional_call
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x_series = rng.standard_normal((2, 11, 3))
+    x_series[0, 3:6] = np.nan                 # a whole encoder frame
+    x_series[1, 7] = np.nan                   # a whole step
+    x_series[0, 8, 1] = x_series[1, 1, 2] = np.nan
+    x_series[0, 10, 0] = np.nan               # in the trailing partial group (T0 = 11, k = 3: T = 3)
+    x_tokens = rng.integers(0, 5, (2, 9, 1)).astype(np.float64)
+    x_tokens[1, 7:] = 0                       # padding
+    cases = []
+    for norm in (True, False):
+        base = {"model.dim": 5, "model.frontend_norm": norm}
+        cases.append((f"series stack k=3 C=3 frontend_norm={norm}", dict(base, **{
+            "data.kind": "series", "data.channels": 3, "model.frontend": "stack", "model.stack_frames": 3}), x_series))
+        cases.append((f"tokens embed k=2 V=5 e=3 frontend_norm={norm}", dict(base, **{
+            "data.kind": "tokens", "data.vocab_size": 5, "model.frontend": "embed", "model.frontend_channels": 3,
+            "model.stack_frames": 2}), x_tokens))
+    worst = 0.0
+    for label, over, x in cases:
+        c = preset("tiny")
+        c.update(over)
+        fe = FeatureEncoder(c).double()
+        with torch.no_grad():
+            for p in fe.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        xt = torch.tensor(x, dtype=torch.float64)
+        z = fe(xt)
+        R = torch.randn_like(z)
+        assert z.shape[1] == x.shape[1] // c["model.stack_frames"] and bool(torch.isfinite(z).all()), label
+        fe.zero_grad()
+        (z * R).sum().backward()
+        errs = []
+        for name, p in fe.named_parameters():
+            ag = p.grad.detach().clone()
+            assert bool(torch.isfinite(ag).all()), (label, name)
+            fd = torch.zeros_like(p)
+            with torch.no_grad():
+                for i in range(p.numel()):
+                    v = p.view(-1)[i].item()
+                    p.view(-1)[i] = v + h
+                    up = (fe(xt) * R).sum().item()
+                    p.view(-1)[i] = v - h
+                    dn = (fe(xt) * R).sum().item()
+                    p.view(-1)[i] = v
+                    fd.view(-1)[i] = (up - dn) / (2 * h)
+            errs.append(((fd - ag).abs().max() / ag.abs().max().clamp_min(1e-300)).item())
+        names = [n for n, _ in fe.named_parameters()]
+        params = tuple(p.detach().clone().requires_grad_(True) for p in fe.parameters())
+        ok = torch.autograd.gradcheck(lambda *ps: functional_call(fe, dict(zip(names, ps)), (xt,)), params,
+                                      eps=h, atol=1e-7, rtol=1e-5)
+        e = max(errs)
+        worst = max(worst, e)
+        print(f"selfcheck {label}: max relative error {e:.3e} over {sum(p.numel() for p in fe.parameters())} "
+              f"elements ({', '.join(names)}); gradcheck {'passed' if ok else 'FAILED'}")
+    print(f"selfcheck: max relative error {worst:.3e}")
+    assert worst < 1e-6, worst
+    return worst
+
+
+# ----------------------------------------------------------------------------------------------------
 # Bench: float32 eager training step (forward, backward, AdamW) on synthetic features
 
 def bench(argv):
@@ -831,7 +966,7 @@ def bench(argv):
     rng = np.random.default_rng(0)
     T0 = int(a.seconds * 100) - 1
     t0 = [T0] * a.batch
-    feats = torch.tensor(rng.standard_normal((a.batch, T0, MEL)), dtype=torch.float32)
+    feats = torch.tensor(rng.standard_normal((a.batch, T0, feature_width(c))), dtype=torch.float32)
     T = encoder_length(c, T0)
     mask = make_mask(c, [T] * a.batch, T, rng)
     noise, gumbel, dist = draws(c, mask, rng)
@@ -860,10 +995,14 @@ def bench(argv):
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "bench":
         bench(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "selfcheck":
+        torch.set_num_threads(1)
+        selfcheck()
     else:
         outdir = sys.argv[2] if len(sys.argv) >= 3 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
         os.makedirs(outdir, exist_ok=True)
         torch.set_num_threads(1)
+        selfcheck()
         only = sys.argv[3:]   # fixture names to (re)write; all when none are given
         for name, spec in MICRO.items():
             if not only or name in only:
