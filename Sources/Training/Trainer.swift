@@ -215,6 +215,10 @@ public final class Trainer {
         var window = MetricWindow(config: c)
         var lastLog = monotonicSeconds()
         let runStart = lastLog, startStep = step
+        if c.optimizer.maxSteps == 0 && step == 0 {
+            // --max-steps 0: the initial weights as a checkpoint (e.g. a randomly initialised baseline).
+            try saveCheckpoint(reason: "initial")
+        }
         while step < c.optimizer.maxSteps {
             if try stopRequested() { return .stopped }
             applyDivergenceHook()

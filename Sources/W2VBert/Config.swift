@@ -377,7 +377,7 @@ public struct Config: Sendable, Equatable {
         try check(optimizer.eps > 0, "optimizer.eps", "must be > 0")
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be ≥ 0")
         try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be ≥ 0 (0 disables clipping)")
-        try check(optimizer.maxSteps >= 1, "optimizer.max_steps", "must be ≥ 1")
+        try check(optimizer.maxSteps >= 0, "optimizer.max_steps", "must be ≥ 0 (0: train writes the initial weights only)")
         try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
         try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(

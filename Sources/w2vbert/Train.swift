@@ -18,7 +18,9 @@ struct Train: ParsableCommand {
     @Option(help: "Training manifest (fairseq TSV from `w2vbert prepare`).") var train: String
     @Option(help: "Validation manifest.") var valid: String?
     @Option(help: "Run folder: checkpoints, metrics.jsonl, tensorboard/, config.yaml.") var runDir: String
-    @Option(help: "Stop after this many optimizer steps (overrides optimizer.max_steps).") var maxSteps: Int?
+    @Option(
+        help: "Stop after this many optimizer steps (overrides optimizer.max_steps; 0: save the initial weights as step 0).")
+    var maxSteps: Int?
     @Flag(help: "Refuse to resume when the run folder already holds checkpoints.") var noResume = false
     @Option(
         help: """
@@ -39,7 +41,7 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var testStopAfterStep: Int?
 
     func validate() throws {
-        if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be ≥ 1") }
+        if let m = maxSteps, m < 0 { throw ValidationError("--max-steps must be ≥ 0") }
         if loaderWorkers < 1 { throw ValidationError("--loader-workers must be ≥ 1") }
     }
 

@@ -69,7 +69,8 @@ final class FixtureRun {
     let st: SafeTensors
     let config: Config
     let model: W2VBertModel
-    let features: [Float], lengths: [Int32], mask: [UInt8]
+    var features: [Float]
+    let lengths: [Int32], mask: [UInt8]
     /// adapter.speaker = table fixtures: each utterance's speaker row (−1 unknown); nil otherwise.
     let speakers: [Int32]?
     let b: Int, t0: Int
