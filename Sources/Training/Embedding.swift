@@ -82,6 +82,14 @@ public struct Embedding {
         return warnings
     }
 
+    /// The model's input rows of the first input, as `embed` computes them (series normalised, token ids).
+    public func inputRows(_ folder: CheckpointFolder) throws -> [Float] {
+        var one = self
+        one.audio = [audio[0]]
+        one.saveFeatures = nil
+        return try one.features(folder.config, folder: folder).features[0]
+    }
+
     func features(_ config: Config, folder: CheckpointFolder) throws -> Inputs {
         var feats: [[Float]] = []
         let fbank = KaldiFbank()

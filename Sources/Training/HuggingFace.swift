@@ -43,6 +43,14 @@ public enum HuggingFace {
     /// the config; else the first key it cannot, with the reason.
     public static func exportBlocker(_ c: Config) -> ConfigError? {
         let m = c.model
+        if c.data.kind != .audio {
+            return ConfigError(
+                "data.kind", "is \(c.data.kind.rawValue); Wav2Vec2BertModel reads 80-bin fbank frames of speech")
+        }
+        if m.stackFrames != 2 {
+            return ConfigError(
+                "model.stack_frames", "is \(m.stackFrames); Wav2Vec2BertModel stacks 2 frames (its stride)")
+        }
         if m.frontend != .stack {
             return ConfigError(
                 "model.frontend",

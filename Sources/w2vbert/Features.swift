@@ -1,15 +1,24 @@
 import ArgumentParser
 import Audio
 import Foundation
+import Training
 
 /// `w2vbert features AUDIO --out OUT.npy`: decode, resample to 16 kHz, Kaldi fbank, CMVN.
 struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "features",
-        abstract: "Compute 80-bin Kaldi log-mel features of one audio file and write them as float32 [T0, 80] .npy.")
+        abstract: "Compute 80-bin Kaldi log-mel features of one audio file and write them as float32 [T0, 80] .npy.",
+        discussion: """
+            With --checkpoint of a series or tokens run, the file is of that kind and OUT holds what the run's \
+            model reads: [T, C] normalised with the run's per-channel statistics (NaN where missing), or [T, 1] \
+            token ids of the run's vocabulary.
+            """)
 
-    @Argument(help: "An audio file libsndfile reads (WAV, FLAC, Ogg/Vorbis, ...).")
+    @Argument(help: "An audio file libsndfile reads (WAV, FLAC, Ogg/Vorbis, ...), or a file of the run's kind.")
     var audio: String
+
+    @Option(help: "A run or checkpoint folder of data.kind series or tokens (see above).")
+    var checkpoint: String?
 
     @Option(name: .long, help: "Output .npy path.")
     var out: String
@@ -46,6 +55,7 @@ struct Features: ParsableCommand {
     }
 
     func run() throws {
+        if let checkpoint, try sequenceFeatures(checkpoint) { return }
         try AudioCommand.reportingErrors {
             let q = ResampleQuality(rawValue: quality)!
             let samples: [Float]
@@ -69,5 +79,19 @@ struct Features: ParsableCommand {
                     + "[\(T0), \(fbank.numBins)]\(noCmvn ? "" : " CMVN")"
             )
         }
+    }
+
+    /// A series or tokens file as the run of `checkpoint` reads it; false for an audio run.
+    func sequenceFeatures(_ checkpoint: String) throws -> Bool {
+        let folder = try checkpointFolder(checkpoint, overrides: [])
+        let c = folder.config
+        if c.data.kind == .audio { return false }
+        try AudioCommand.reportingErrors {
+            let e = Embedding(audio: [audio])
+            let rows = try e.inputRows(folder)
+            try Npy.write(NpyArray(shape: [rows.count / c.inputWidth, c.inputWidth], data: rows), to: out)
+            print("\(audio): \(rows.count / c.inputWidth) steps of \(c.data.kind.rawValue) → \(out) [\(rows.count / c.inputWidth), \(c.inputWidth)]")
+        }
+        return true
     }
 }

@@ -171,6 +171,12 @@ final class SequenceKindTests: XCTestCase {
         XCTAssertEqual(try Npy.read(path: dir + "/h.npy").shape, [30, 499 / 4, 144])
         XCTAssertEqual(try Npy.read(path: dir + "/ids.lengths.npy").data.prefix(2), [200, 253])
         XCTAssertEqual(try Npy.read(path: dir + "/h.lengths.npy").data.prefix(2), [50, 63])
+        // `features` writes the same ids for one record.
+        let f = try run(["features", "--checkpoint", runDir, data + "/loci.fa#1", "--out", dir + "/one.npy"])
+        XCTAssertEqual(f.status, 0, f.output)
+        let all = try Npy.read(path: dir + "/ids.npy"), one = try Npy.read(path: dir + "/one.npy")
+        XCTAssertEqual(one.shape, [253, 1])
+        XCTAssertEqual(one.data, Array(all.data[(all.shape[1])..<(all.shape[1] + 253)]))
         // A token outside the run's vocabulary: refused by embed, naming the file and line.
         try "C4 E4\nG4 Q9 C5\n".write(toFile: data + "/odd.txt", atomically: true, encoding: .utf8)
         let bad = try run(["embed", "--checkpoint", runDir, data + "/odd.txt", "--out", temp("bad.npy")])
