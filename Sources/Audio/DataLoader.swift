@@ -236,35 +236,11 @@ final class LoaderState: @unchecked Sendable {
                 failed.append(path)
                 continue
             }
-            if options.format != .audio {
-                do {
-                    feats.append(try sequence(it, path: path))
-                } catch {
-                    failed.append(path)
-                    cond.lock()
-                    defer { cond.unlock() }
-                    try markBad(it.utterance, path, error)
-                    continue
-                }
-                frames.append(it.samples)
-                utts.append(it.utterance)
-                paths.append(path)
-                offsets.append(it.offset)
-                continue
-            }
-            let samples: [Float]
+            let rows: [Float]
             do {
-                // Only the planned crop is decoded (seeking into long recordings; Decoder.swift).
-                samples = try AudioDecoder.load(
-                    path: path, range: it.offset..<(it.offset + it.samples),
-                    quality: options.quality)
-                if fbankFrameCount(samples: samples.count) == 0 {
-                    let listed = manifest.entries[it.utterance].samples
-                    throw AudioError(
-                        .tooShort, path: path,
-                        "decoded \(samples.count) samples at offset \(it.offset), "
-                            + "the manifest says the file has \(listed)")
-                }
+                rows =
+                    options.format == .audio
+                    ? try audioRows(it, path: path, fbank: fbank) : try sequence(it, path: path)
             } catch {
                 failed.append(path)
                 cond.lock()
@@ -272,17 +248,8 @@ final class LoaderState: @unchecked Sendable {
                 try markBad(it.utterance, path, error)
                 continue
             }
-            let n = min(samples.count, it.samples)
-            let T = fbankFrameCount(samples: n)
-            var f = [Float](repeating: 0, count: T * F)
-            samples.withUnsafeBufferPointer { s in
-                f.withUnsafeMutableBufferPointer { o in
-                    fbank.compute(s.baseAddress!, count: n, into: o.baseAddress!)
-                    if options.cmvn { applyCMVN(o.baseAddress!, frames: T, bins: F) }
-                }
-            }
-            feats.append(f)
-            frames.append(T)
+            feats.append(rows)
+            frames.append(rows.count / F)
             utts.append(it.utterance)
             paths.append(path)
             offsets.append(it.offset)
@@ -307,6 +274,29 @@ final class LoaderState: @unchecked Sendable {
 }
 
 extension LoaderState {
+    /// The planned crop of an audio entry: decoded (only that stretch, seeking into long recordings;
+    /// Decoder.swift), fbank, CMVN: [T, 80].
+    func audioRows(_ it: PlannedUtterance, path: String, fbank: KaldiFbank) throws -> [Float] {
+        let samples = try AudioDecoder.load(
+            path: path, range: it.offset..<(it.offset + it.samples), quality: options.quality)
+        if fbankFrameCount(samples: samples.count) == 0 {
+            let listed = manifest.entries[it.utterance].samples
+            throw AudioError(
+                .tooShort, path: path,
+                "decoded \(samples.count) samples at offset \(it.offset), the manifest says the file has \(listed)")
+        }
+        let n = min(samples.count, it.samples), F = fbank.numBins
+        let T = fbankFrameCount(samples: n)
+        var f = [Float](repeating: 0, count: T * F)
+        samples.withUnsafeBufferPointer { s in
+            f.withUnsafeMutableBufferPointer { o in
+                fbank.compute(s.baseAddress!, count: n, into: o.baseAddress!)
+                if options.cmvn { applyCMVN(o.baseAddress!, frames: T, bins: F) }
+            }
+        }
+        return f
+    }
+
     /// The planned crop of a series or tokens entry as rows [it.samples, width]: series normalised (NaN kept),
     /// tokens as their ids.
     func sequence(_ it: PlannedUtterance, path: String) throws -> [Float] {

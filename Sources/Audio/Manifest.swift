@@ -142,7 +142,8 @@ public struct Manifest: Sendable, Equatable {
                     root = String(fields[0])
                     for f in fields.dropFirst() {
                         guard let eq = f.firstIndex(of: "="), eq != f.startIndex else {
-                            throw AudioError(.format, path: path, "line 1: expected key=value after the root, got '\(f)'")
+                            throw AudioError(
+                                .format, path: path, "line 1: expected key=value after the root, got '\(f)'")
                         }
                         attributes[String(f[..<eq])] = String(f[f.index(after: eq)...])
                     }

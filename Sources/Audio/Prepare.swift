@@ -24,7 +24,7 @@ import Tensor
 public struct CorpusPreparer: Sendable {
     public var extensions: [String] = [
         "wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "w64",
-        "caf"
+        "caf",
     ]
     public var minSeconds: Double = 0.5
     public var validPercent: Double = 2
@@ -251,7 +251,8 @@ public struct CorpusPreparer: Sendable {
             guard seen.insert(file).inserted else { continue }
             try? SequenceFiles.tokenCounts(path: root + "/" + file, into: &counts)
         }
-        return TokenVocabulary(tokens: counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key))
+        return TokenVocabulary(
+            tokens: counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key))
     }
 
     /// Scan, check every file (on `jobs` threads), split: one process. `progress(done, total)` as in `checkAll`.

@@ -48,7 +48,8 @@ public struct TokenVocabulary: Sendable, Equatable {
     }
 
     public func write(to path: String) throws(AudioError) {
-        do { try (tokens.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8) } catch {
+        do { try (tokens.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8) } catch
+        {
             throw AudioError(.io, path: path, error.localizedDescription)
         }
     }
@@ -129,7 +130,9 @@ public enum SequenceFiles {
                 throw AudioError(.format, path: path, "a series is [T, C] or [T], got shape \(a.shape)")
             }
             let c = a.shape.count == 2 ? a.shape[1] : 1
-            guard a.shape[0] > 0, c > 0 else { throw AudioError(.empty, path: path, "shape \(a.shape) holds no values") }
+            guard a.shape[0] > 0, c > 0 else {
+                throw AudioError(.empty, path: path, "shape \(a.shape) holds no values")
+            }
             return SeriesData(values: a.data, steps: a.shape[0], channels: c)
         }
         return try readCSV(path: path, columns: columns)
@@ -235,7 +238,9 @@ public enum SequenceFiles {
     /// Counts of every token in a tokens file (for building a vocabulary).
     public static func tokenCounts(path: String, into counts: inout [String: Int]) throws(AudioError) {
         let d = try contents(path)
-        guard let text = String(data: d, encoding: .utf8) else { throw AudioError(.format, path: path, "not UTF-8 text") }
+        guard let text = String(data: d, encoding: .utf8) else {
+            throw AudioError(.format, path: path, "not UTF-8 text")
+        }
         if isFasta(path) {
             for line in text.split(separator: "\n") where !line.hasPrefix(">") && !line.hasPrefix(";") {
                 for ch in line where !ch.isWhitespace { counts[String(ch).uppercased(), default: 0] += 1 }

@@ -37,7 +37,8 @@ extension CorpusPreparer {
         let files = scan.files
         let mine = Array(stride(from: comm.rank, to: files.count, by: comm.size))
         let settled = self.settled(root: absRoot, scan: scan)
-        let checks = settled.checkAll(root: absRoot, files: files, indices: mine, progress: comm.rank == 0 ? progress : nil)
+        let checks = settled.checkAll(
+            root: absRoot, files: files, indices: mine, progress: comm.rank == 0 ? progress : nil)
         guard let all = try gatherChecks(checks, files: files, communicator: comm) else { return nil }
         let result = settled.assemble(root: absRoot, scan: scan, checks: all)
         try result.writeManifests(to: out)

@@ -256,7 +256,8 @@ public struct Embedding {
     }
 }
 
-/// Window geometry in input frames (100 per second of audio; series steps and tokens count the same way): `frames` per window, `contextFrames` of context each side, starts at
+/// Window geometry in input frames (100 per second of audio; series steps and tokens count the same way):
+/// `frames` per window, `contextFrames` of context each side, starts at
 /// multiples of the front end's subsampling (so window frame j is the file's frame start/r + j exactly).
 public struct EmbeddingWindows {
     public let frames, contextFrames, subsampling: Int

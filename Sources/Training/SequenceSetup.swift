@@ -19,7 +19,8 @@ public enum SequenceSetup {
         switch c.data.kind {
         case .audio: return .audio
         case .series:
-            return .series(SeriesFormat(columns: columns, mean: c.data.mean, std: c.data.std), channels: c.data.channels)
+            return .series(
+                SeriesFormat(columns: columns, mean: c.data.mean, std: c.data.std), channels: c.data.channels)
         case .tokens: return .tokens(vocabulary!)
         }
     }
@@ -33,7 +34,8 @@ public enum SequenceSetup {
             guard m.kind.rawValue == c.data.kind.rawValue else {
                 throw TrainError(
                     "\(path): a manifest of kind \(m.kind.rawValue), the run has data.kind = \(c.data.kind.rawValue) "
-                        + "(HINT: a preset of that kind, e.g. \(m.kind == .audio ? "tiny" : m.kind.rawValue + "-tiny"), "
+                        + "(HINT: a preset of that kind, e.g. "
+                        + "\(m.kind == .audio ? "tiny" : m.kind.rawValue + "-tiny"), "
                         + "or --set data.kind=\(m.kind.rawValue))")
             }
         }
@@ -42,11 +44,14 @@ public enum SequenceSetup {
         case .series:
             let columns = try seriesColumns(train, trainPath, valid, validPath)
             guard let channels = train.attributes["channels"].flatMap(Int.init), channels >= 1 else {
-                throw TrainError("\(trainPath): line 1 has no channels= (HINT: write it with `w2vbert prepare --kind series`)")
+                throw TrainError(
+                    "\(trainPath): line 1 has no channels= (HINT: write it with `w2vbert prepare --kind series`)")
             }
             if let v = valid, v.attributes["channels"] != train.attributes["channels"] {
                 throw TrainError(
-                    "\(validPath!): channels=\(v.attributes["channels"] ?? "missing"), the training manifest has \(channels)")
+                    "\(validPath!): channels=\(v.attributes["channels"] ?? "missing"), the training manifest has "
+                        + "\(channels)"
+                )
             }
             if c.data.channels != 0 && c.data.channels != channels {
                 throw TrainError(
@@ -65,7 +70,9 @@ public enum SequenceSetup {
             let vocab = try vocabulary(train, trainPath: trainPath, runDirectory: runDirectory)
             if c.data.vocabSize != 0 && c.data.vocabSize != vocab.count {
                 throw TrainError(
-                    "\(trainPath): the vocabulary has \(vocab.count) tokens, the run has data.vocab_size = \(c.data.vocabSize)")
+                    "\(trainPath): the vocabulary has \(vocab.count) tokens, the run has data.vocab_size = "
+                        + "\(c.data.vocabSize)"
+                )
             }
             c.data.vocabSize = vocab.count
             do { try c.validate() } catch { throw TrainError("\(error)") }
@@ -82,12 +89,15 @@ public enum SequenceSetup {
         }
     }
 
-    static func seriesColumns(_ train: Manifest, _ trainPath: String, _ valid: Manifest?, _ validPath: String?) throws
+    static func seriesColumns(
+        _ train: Manifest, _ trainPath: String, _ valid: Manifest?, _ validPath: String?
+    ) throws
         -> [String]
     {
         let t = train.attributes["columns"] ?? ""
         if let v = valid, (v.attributes["columns"] ?? "") != t {
-            throw TrainError("\(validPath!): columns=\(v.attributes["columns"] ?? "") differ from the training manifest's '\(t)'")
+            throw TrainError(
+                "\(validPath!): columns=\(v.attributes["columns"] ?? "") differ from the training manifest's '\(t)'")
         }
         return t.isEmpty ? [] : t.split(separator: ",").map(String.init)
     }
@@ -99,7 +109,8 @@ public enum SequenceSetup {
         for i in 0..<m.count {
             let path = m.fullPath(i)
             let s: SeriesData
-            do { s = try SequenceFiles.readSeries(path: path, columns: columns) } catch { continue }  // the loader skips it
+            // A file that does not read is left out here; the loader skips and counts it.
+            do { s = try SequenceFiles.readSeries(path: path, columns: columns) } catch { continue }
             guard s.channels == channels else { continue }
             for (j, v) in s.values.enumerated() where !v.isNaN {
                 let ch = j % channels
@@ -133,7 +144,9 @@ public enum SequenceSetup {
             do { run = try TokenVocabulary.read(path: runPath) } catch { throw TrainError("\(error)") }
             if let listed, listed != run {
                 throw TrainError(
-                    "\(trainPath): its vocabulary differs from the run's \(runPath) (a resumed run keeps the vocabulary it started with)")
+                    "\(trainPath): its vocabulary differs from the run's \(runPath) (a resumed run keeps the "
+                        + "vocabulary it started with)"
+                )
             }
             return run
         }

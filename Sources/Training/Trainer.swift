@@ -180,7 +180,7 @@ public final class Trainer {
         let kept = lengths.map {
             c.data.kind == .audio ? fbankFrameCount(samples: min($0, c.train.maxSamples)) : min($0, c.train.maxSamples)
         }
-            .filter { c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans }
+        .filter { c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
             let span = c.model.head == .ctc ? "finetune.mask_time_span" : "mask.span"
             throw TrainError(

@@ -65,7 +65,8 @@ struct Capacity {
         t = max(1, c.encoderLength(t0: frames))
         // N = B·encoderLength(T0) ≤ B·T0/4 (conv2d) or B·T0/k (stack, embed), and ≤ batch·t.
         n = max(
-            t, min(batch * t, (c.model.frontend == .conv2d ? totalFrames / 4 : totalFrames / c.model.stackFrames) + batch))
+            t,
+            min(batch * t, (c.model.frontend == .conv2d ? totalFrames / 4 : totalFrames / c.model.stackFrames) + batch))
     }
 }
 

@@ -1,8 +1,9 @@
 // Configuration of a W2V-BERT run: twelve YAML sections, `data`, `model`, `quantizer`, `mask`, `loss`,
-// `optimizer`, `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny, small, base, xl, or the
-// Hugging Face family) plus YAML files plus `--set section.key=value` overrides; every key goes through one
-// table (`Config.keys`), so loading, overriding, validation messages and serialisation agree. Unknown keys
-// and impossible values are errors that name the key.
+// `optimizer`, `train`, `dist`, `codebook`, `adapter`, `finetune` and `compute`. A config is a preset (tiny,
+// small, base, xl, the Hugging Face family, series-tiny, tokens-tiny) plus YAML files plus
+// `--set section.key=value` overrides; every key goes through one table (`Config.keys`), so loading,
+// overriding, validation messages and serialisation agree. Unknown keys and impossible values are errors that
+// name the key.
 //
 // `train.lr` and `train.warmup` are aliases of `optimizer.lr` and `optimizer.warmup` (one stored value;
 // the resolved YAML writes it under `optimizer` only).
@@ -12,23 +13,6 @@ import Yams
 
 /// The front end: `conv2d` and `stack` read feature rows (audio's fbank, a series' channels), `embed` token ids.
 public enum Frontend: String, Sendable, CaseIterable { case conv2d, stack, embed }
-/// What a run's sequences are: `audio` (speech, 80-bin fbank frames), `series` (multichannel numeric
-/// sequences, data.channels values per time step) or `tokens` (discrete symbols of a vocabulary of
-/// data.vocab_size, one id per step).
-public enum DataKind: String, Sendable, CaseIterable { case audio, series, tokens }
-
-/// The input: its kind and width. Series statistics (per-channel mean and standard deviation over the
-/// training corpus) are set by `train` and stored with the run, so `embed` normalises the same way.
-public struct DataConfig: Sendable, Equatable {
-    public var kind: DataKind = .audio
-    public var channels = 0  // C of a series
-    public var vocabSize = 0  // V of tokens
-    /// series: the CSV columns read, by name (empty: all); from the manifest.
-    public var columns: [String] = []
-    /// series: per-channel mean and standard deviation (empty until `train` measures the corpus).
-    public var mean: [Float] = []
-    public var std: [Float] = []
-}
 public enum Position: String, Sendable, CaseIterable { case conv, shaw, rope, none }
 public enum Replacement: String, Sendable, CaseIterable { case random, learned }
 /// What sits on the encoder: the pre-training heads (quantizer, contrastive and MLM heads) or a CTC head
@@ -377,15 +361,8 @@ public struct Config: Sendable, Equatable {
         try check(optimizer.eps > 0, "optimizer.eps", "must be > 0")
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be ≥ 0")
         try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be ≥ 0 (0 disables clipping)")
-        try check(optimizer.maxSteps >= 0, "optimizer.max_steps", "must be ≥ 0 (0: train writes the initial weights only)")
-        try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
-        try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
         try check(
-            data.kind != .audio || train.maxSamples >= 400, "train.max_samples",
-            "must be ≥ 400 (one 25 ms fbank frame at 16 kHz)")
-        try check(
-            data.kind == .audio || train.maxSamples >= m.stackFrames, "train.max_samples",
-            "must be ≥ model.stack_frames (\(m.stackFrames)): one encoder frame of \(data.kind.rawValue)")
+            optimizer.maxSteps >= 0, "optimizer.max_steps", "must be ≥ 0 (0: train writes the initial weights only)")
         try check(train.maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be ≥ 1")
         try check(train.maxBadFraction >= 0 && train.maxBadFraction <= 1, "train.max_bad_fraction", "must be in [0, 1]")
         try check(train.validBatches >= 0, "train.valid_batches", "must be ≥ 0")
@@ -395,10 +372,6 @@ public struct Config: Sendable, Equatable {
         try check(
             codebook.deadThreshold >= 0 && codebook.deadThreshold < 1, "codebook.dead_threshold",
             "must be in [0, 1)")
-        try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
-        try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
-        try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
-        try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
         if m.hypernetwork != .none {
             try check(m.hyperDim >= 1, "model.hyper_dim", "must be ≥ 1")
             try check(m.hyperRank >= 0, "model.hyper_rank", "must be ≥ 0")
@@ -406,6 +379,7 @@ public struct Config: Sendable, Equatable {
                 adapter.kind == .none, "model.hypernetwork",
                 "cannot be combined with adapter.kind = \(adapter.kind.rawValue)")
         }
+        try validateTrain()
         try validateAdapters()
         try validateHead()
         try check(
@@ -415,33 +389,15 @@ public struct Config: Sendable, Equatable {
 }
 
 extension Config {
-    /// The data section and the front end it needs.
-    func validateData() throws {
+    /// The train section's sizes and intervals.
+    func validateTrain() throws {
         func check(_ ok: Bool, _ key: String, _ msg: String) throws { if !ok { throw ConfigError(key, msg) } }
-        try check(model.stackFrames >= 1 && model.stackFrames <= 4096, "model.stack_frames", "must be in [1, 4096]")
-        switch data.kind {
-        case .audio:
-            try check(
-                model.frontend != .embed, "model.frontend", "embed reads token ids: it needs data.kind = tokens")
-        case .series:
-            try check(
-                data.channels >= 0 && data.channels <= 65_536, "data.channels",
-                "must be in [1, 65536] with data.kind = series (0: the manifest's), got \(data.channels)")
-            try check(
-                model.frontend == .stack, "model.frontend",
-                "data.kind = series needs the stack front end, got \(model.frontend.rawValue)")
-            try check(
-                data.mean.isEmpty || (data.mean.count == data.channels && data.std.count == data.channels),
-                "data.mean", "needs data.channels (\(data.channels)) values, as does data.std")
-            try check(data.std.allSatisfy { $0 > 0 }, "data.std", "every value must be > 0")
-        case .tokens:
-            try check(
-                data.vocabSize == 0 || (data.vocabSize >= 2 && data.vocabSize <= 1 << 24), "data.vocab_size",
-                "must be in [2, 16777216] with data.kind = tokens (0: the vocabulary's size), got \(data.vocabSize)")
-            try check(
-                model.frontend == .embed, "model.frontend",
-                "data.kind = tokens needs the embed front end, got \(model.frontend.rawValue)")
-        }
+        try check(train.updateFreq >= 1, "train.update_freq", "must be ≥ 1")
+        try check(train.maxFrames >= 7, "train.max_frames", "must be ≥ 7")
+        try check(train.logInterval >= 1, "train.log_interval", "must be ≥ 1")
+        try check(train.saveInterval >= 1, "train.save_interval", "must be ≥ 1")
+        try check(train.validInterval >= 1, "train.valid_interval", "must be ≥ 1")
+        try check(train.keepLast >= 1, "train.keep_last", "must be ≥ 1")
     }
 }
 

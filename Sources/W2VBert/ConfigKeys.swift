@@ -260,7 +260,8 @@ extension Config {
         return ConfigError(
             key,
             known.isEmpty
-                ? "unknown section (expected data, model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+                ? "unknown section (expected data, model, quantizer, mask, loss, optimizer, train, dist, codebook, "
+                    + "adapter, "
                     + "finetune, compute)"
                 : "unknown key (known in '\(section)': \(known.joined(separator: ", ")))")
     }

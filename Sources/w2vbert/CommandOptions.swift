@@ -4,11 +4,14 @@ import Training
 
 /// Config options shared by train, config and import-hf: a preset or a YAML file, then `--set` overrides.
 struct ConfigOptions: ParsableArguments {
-    @Option(help: "Built-in preset: tiny, small, base, xl, or the Hugging Face family (tiny2 … w2v-bert-2.0).")
+    @Option(
+        help: ArgumentHelp(
+            "Built-in preset: tiny, small, base, xl, the Hugging Face family (tiny2 … w2v-bert-2.0), "
+                + "series-tiny, tokens-tiny."))
     var preset: String?
     @Option(
         help: ArgumentHelp(
-            "YAML config file (sections model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
+            "YAML config file (sections data, model, quantizer, mask, loss, optimizer, train, dist, codebook, adapter, "
                 + "finetune, compute; an optional `preset:` key)."))
     var config: String?
     @Option(name: .customLong("set"), help: "Override one key, section.key=value (repeatable).")

@@ -90,7 +90,10 @@ struct Features: ParsableCommand {
             let e = Embedding(audio: [audio])
             let rows = try e.inputRows(folder)
             try Npy.write(NpyArray(shape: [rows.count / c.inputWidth, c.inputWidth], data: rows), to: out)
-            print("\(audio): \(rows.count / c.inputWidth) steps of \(c.data.kind.rawValue) → \(out) [\(rows.count / c.inputWidth), \(c.inputWidth)]")
+            print(
+                "\(audio): \(rows.count / c.inputWidth) steps of \(c.data.kind.rawValue) → \(out) "
+                    + "[\(rows.count / c.inputWidth), \(c.inputWidth)]"
+            )
         }
         return true
     }

@@ -48,7 +48,9 @@ struct Prepare: ParsableCommand {
             """)
     var kind: String = "audio"
 
-    @Option(name: .long, parsing: .upToNextOption, help: "File extensions to include (case-insensitive; default by --kind).")
+    @Option(
+        name: .long, parsing: .upToNextOption, help: "File extensions to include (case-insensitive; default by --kind)."
+    )
     var extensions: [String] = []
 
     @Option(name: .long, help: "series: the CSV columns to read, by name, comma-separated (default: all).")
@@ -181,7 +183,10 @@ struct Prepare: ParsableCommand {
         print(
             "  duplicates skipped: \(r.duplicates.count - folders) file(s) and \(folders) folder(s) "
                 + "reached again by another path (each listed or walked once)")
-        print("  wrote \(out)/train.tsv and \(out)/valid.tsv\(r.vocabulary.map { " and \(out)/vocab.txt (\($0.count) tokens)" } ?? "")")
+        print(
+            "  wrote \(out)/train.tsv and \(out)/valid.tsv"
+                + (r.vocabulary.map { " and \(out)/vocab.txt (\($0.count) tokens)" } ?? "")
+        )
         if usable == 0 { throw AudioError(.empty, path: audioDir, "no usable \(kind) files") }
     }
 }

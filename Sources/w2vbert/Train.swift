@@ -19,7 +19,9 @@ struct Train: ParsableCommand {
     @Option(help: "Validation manifest.") var valid: String?
     @Option(help: "Run folder: checkpoints, metrics.jsonl, tensorboard/, config.yaml.") var runDir: String
     @Option(
-        help: "Stop after this many optimizer steps (overrides optimizer.max_steps; 0: save the initial weights as step 0).")
+        help: ArgumentHelp(
+            "Stop after this many optimizer steps (overrides optimizer.max_steps; 0: save the initial weights "
+                + "as step 0)."))
     var maxSteps: Int?
     @Flag(help: "Refuse to resume when the run folder already holds checkpoints.") var noResume = false
     @Option(

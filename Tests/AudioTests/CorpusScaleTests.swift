@@ -87,7 +87,7 @@ final class CorpusScaleTests: XCTestCase {
         for (name, rate, channels, seconds, format) in [
             ("long.wav", 44_100, 2, 40.0, AudioWriter.Format.wav16),
             ("long.flac", 22_050, 1, 40.0, .flac16),
-            ("long.ogg", 48_000, 1, 20.0, .oggVorbis)
+            ("long.ogg", 48_000, 1, 20.0, .oggVorbis),
         ] {
             let p = dir.appendingPathComponent(name).path
             try AudioWriter.write(

@@ -41,7 +41,7 @@ final class ExitStatusTests: XCTestCase {
         for args in [
             ["train", "--preset", "tiny"], ["validate"], ["embed", "x.wav"], ["inspect"], ["compare", "a"],
             ["prepare"], ["features"], ["no-such-command"],
-            ["train", "--max-steps", "0", "--train", "t", "--run-dir", "r"],
+            ["train", "--max-steps=-1", "--train", "t", "--run-dir", "r"],
             ["embed", "--checkpoint", "c", "--out", "o.npy", "--layer", "middle", "a.wav"]
         ] {
             let r = try run(args)

@@ -85,8 +85,10 @@ final class SequenceKindTests: XCTestCase {
     func checkDataParallelAndResume(preset: String, manifest: String, extra: [String]) throws {
         let a = temp("two"), b = temp("one")
         let common =
-            ["train", "--preset", preset, "--train", manifest, "--quiet", "--set", "compute.precision=fp32",
-             "--set", "train.save_interval=4", "--set", "optimizer.warmup=4"] + extra
+            [
+                "train", "--preset", preset, "--train", manifest, "--quiet", "--set", "compute.precision=fp32",
+                "--set", "train.save_interval=4", "--set", "optimizer.warmup=4",
+            ] + extra
         for (dir, steps, ranks, more) in [
             (a, 4, 2, [String]()), (a, 8, 2, []), (b, 8, 1, ["--set", "train.update_freq=2"]),
         ] {
@@ -114,8 +116,11 @@ final class SequenceKindTests: XCTestCase {
         // The run's statistics normalise embed's input: channel b (scale 100) has mean ≈ 0 and std ≈ 70.
         let runDir = temp("series-run")
         let r = try run(
-            ["train", "--preset", "series-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps", "1",
-             "--quiet"] + extra)
+            [
+                "train", "--preset", "series-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps",
+                "1",
+                "--quiet",
+            ] + extra)
         XCTAssertEqual(r.status, 0, r.output)
         let yaml = try String(contentsOfFile: runDir + "/config.yaml", encoding: .utf8)
         XCTAssert(yaml.contains("kind: series") && yaml.contains("channels: 3"), yaml)
@@ -136,8 +141,11 @@ final class SequenceKindTests: XCTestCase {
         XCTAssertNotEqual(audio.status, 0)
         XCTAssert(audio.output.contains("a manifest of kind series, the run has data.kind = audio"), audio.output)
         let two = try run(
-            ["train", "--preset", "series-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps", "2",
-             "--set", "data.channels=2"] + extra)
+            [
+                "train", "--preset", "series-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps",
+                "2",
+                "--set", "data.channels=2",
+            ] + extra)
         XCTAssertNotEqual(two.status, 0)
         XCTAssert(two.output.contains("3 channels, the run has data.channels = 2"), two.output)
     }
@@ -157,16 +165,21 @@ final class SequenceKindTests: XCTestCase {
 
         let runDir = temp("tokens-run")
         let r = try run(
-            ["train", "--preset", "tokens-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps", "1",
-             "--quiet"] + extra)
+            [
+                "train", "--preset", "tokens-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps",
+                "1",
+                "--quiet",
+            ] + extra)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssert(fm.fileExists(atPath: runDir + "/vocab.txt"))
         // A FASTA file without #i: all its records, in order.
         let dir = temp("embed")
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let e = try run(
-            ["embed", "--checkpoint", runDir, data + "/loci.fa", "--out", dir + "/h.npy", "--save-features",
-             dir + "/ids.npy"])
+            [
+                "embed", "--checkpoint", runDir, data + "/loci.fa", "--out", dir + "/h.npy", "--save-features",
+                dir + "/ids.npy",
+            ])
         XCTAssertEqual(e.status, 0, e.output)
         XCTAssertEqual(try Npy.read(path: dir + "/h.npy").shape, [30, 499 / 4, 144])
         XCTAssertEqual(try Npy.read(path: dir + "/ids.lengths.npy").data.prefix(2), [200, 253])
@@ -182,6 +195,42 @@ final class SequenceKindTests: XCTestCase {
         let bad = try run(["embed", "--checkpoint", runDir, data + "/odd.txt", "--out", temp("bad.npy")])
         XCTAssertEqual(bad.status, 1, bad.output)
         XCTAssert(bad.output.contains("odd.txt: format: line 2: token 'Q9' is not in the vocabulary"), bad.output)
+    }
+
+    /// LoRA with a frozen base and activation checkpointing on both kinds: the adapters train, the base (the
+    /// front end included) keeps its initial bits.
+    func testAdaptersAndActivationCheckpointingOnBothKinds() throws {
+        let series = temp("lora-series"), tokens = temp("lora-tokens")
+        try seriesCorpus(series)
+        try tokensCorpus(tokens)
+        for (data, kind, extra) in [
+            (series, "series", ["--set", "train.max_frames=600", "--set", "train.max_samples=150"]),
+            (tokens, "tokens", ["--set", "train.max_frames=1200", "--set", "train.max_samples=300"]),
+        ] {
+            let m = temp("lora-\(kind)-m"), runDir = temp("lora-\(kind)-run")
+            XCTAssertEqual(
+                try run(
+                    ["prepare", data, "--kind", kind, "--out", m, "--columns", "a,b,c"].filter {
+                        kind == "series" || ($0 != "--columns" && $0 != "a,b,c")
+                    }
+                ).status, 0)
+            let args =
+                [
+                    "train", "--preset", "\(kind)-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--quiet",
+                    "--set", "adapter.kind=lora", "--set", "train.trainable=adapters",
+                    "--set", "train.checkpoint_activations=blocks", "--set", "optimizer.warmup=1",
+                ] + extra
+            for steps in [0, 3] {
+                let r = try run(args + ["--max-steps", "\(steps)"])
+                XCTAssertEqual(r.status, 0, r.output)
+            }
+            let p0 = try parameters(runDir, step: 0), p3 = try parameters(runDir, step: 3)
+            for (name, v) in p0 {
+                let adapter = name.contains(".lora_")
+                XCTAssertEqual(v == p3[name]!, !adapter, "\(kind): \(name) \(adapter ? "did not train" : "changed")")
+            }
+            XCTAssert(p0.keys.contains { $0.contains(".lora_") }, "\(kind): adapters in the checkpoint")
+        }
     }
 
     /// Bad files: skipped and listed by prepare with the file and line (ragged CSV row, a non-numeric cell, a

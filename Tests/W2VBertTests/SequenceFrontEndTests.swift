@@ -49,15 +49,19 @@ final class SequenceFrontEndTests: XCTestCase {
         XCTAssertGreaterThan(run.features.filter(\.isNaN).count, 6, "the fixture holds missing values")
         try checkFiniteDifferences(
             "fixture_k_series.safetensors",
-            ["feature_encoder.stack_norm.weight", "feature_encoder.stack_norm.bias", "feature_encoder.proj.weight",
-             "feature_encoder.proj.bias", "contrastive.blocks.0.attn.q.weight"])
+            [
+                "feature_encoder.stack_norm.weight", "feature_encoder.stack_norm.bias", "feature_encoder.proj.weight",
+                "feature_encoder.proj.bias", "contrastive.blocks.0.attn.q.weight",
+            ])
     }
 
     func testTokensFrontEndFiniteDifferences() throws {
         try checkFiniteDifferences(
             "fixture_l_tokens.safetensors",
-            ["feature_encoder.embedding.weight", "feature_encoder.proj.weight", "feature_encoder.norm.weight",
-             "mlm.blocks.1.ffn2.fc2.weight"])
+            [
+                "feature_encoder.embedding.weight", "feature_encoder.proj.weight", "feature_encoder.norm.weight",
+                "mlm.blocks.1.ffn2.fc2.weight",
+            ])
     }
 
     /// A missing value is the channel mean (0 after normalisation): the same loss and gradients, bit for bit,
