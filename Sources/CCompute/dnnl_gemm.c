@@ -3,6 +3,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <immintrin.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,12 @@ extern int omp_get_max_threads(void);
 static dnnl_engine_t g_engine;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_bf16_native;
+static sigset_t g_async_signals;  // blocked while a primitive runs (see run)
 
 static void init_engine(void) {
+    sigfillset(&g_async_signals);
+    const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) sigdelset(&g_async_signals, faults[i]);
     if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
     g_bf16_native = dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16
                     && __builtin_cpu_supports("avx512f");
@@ -253,9 +258,18 @@ static dnnl_status_t run(tstate_t *s, entry_t *e, const void *a, const void *b, 
         dnnl_memory_set_data_handle(e->scratch, s->buf_s);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
+    // oneDNN's JIT f32 GEMM kernel (behind the "gemm:jit" matmul, which oneDNN picks for many of the f32 products)
+    // runs with rsp pointing at a page-aligned workspace it mallocs when a K block does not fit its stack buffer.
+    // A signal handled on this thread meanwhile gets its frame (about 3 KB with the AVX-512 state) written below
+    // that rsp, over the heap chunk before the workspace, and glibc aborts at a later free there ("corrupted size
+    // vs. prev_size while consolidating"). So asynchronous signals (SIGTERM, SIGUSR1, ...) are blocked while a
+    // primitive runs: one that arrives meanwhile goes to another thread or waits until the kernel has returned.
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, &g_async_signals, &old);
     dnnl_status_t st = dnnl_primitive_execute(e->prim, s->stream, nargs, args);
-    if (st) return st;
-    return dnnl_stream_wait(s->stream);
+    if (!st) st = dnnl_stream_wait(s->stream);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return st;
 }
 
 static void fill_key(key_t_ *key, int prec, int ta, int tb, long m, long n, long k, float alpha,

@@ -6,9 +6,10 @@
 // w2v_dnnl_gemm: f32 operands used in place; w2v_dnnl_gemm_bf16: bf16 operands packed by w2v_bf16_pack
 // (round to nearest even), f32 accumulate and output. Primitives are cached per calling thread by
 // (precision, transposes, shape, strides, alpha, beta, bias); every thread owns its cache, operand buffers
-// and scratchpad, so calls from several threads at once are safe. bias (may be NULL; only with alpha 1 and
-// beta 0): C = op(A)·op(B) + bias[N] broadcast over the rows, added in the kernel's epilogue. Returns 0 on
-// success, otherwise a dnnl_status_t.
+// and scratchpad, so calls from several threads at once are safe. The calling thread blocks asynchronous
+// signals while a product runs (dnnl_gemm.c says why). bias (may be NULL; only with alpha 1 and beta 0):
+// C = op(A)·op(B) + bias[N] broadcast over the rows, added in the kernel's epilogue. Returns 0 on success,
+// otherwise a dnnl_status_t.
 
 #ifdef __cplusplus
 extern "C" {
