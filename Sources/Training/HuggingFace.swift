@@ -47,6 +47,10 @@ public enum HuggingFace {
             return ConfigError(
                 "data.kind", "is \(c.data.kind.rawValue); Wav2Vec2BertModel reads 80-bin fbank frames of speech")
         }
+        if !m.stackNorm {
+            return ConfigError(
+                "model.stack_norm", "is false; Wav2Vec2BertModel has the LayerNorm(160) of the stacked frames")
+        }
         if m.stackFrames != 2 {
             return ConfigError(
                 "model.stack_frames", "is \(m.stackFrames); Wav2Vec2BertModel stacks 2 frames (its stride)")

@@ -78,6 +78,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var stackFrames = 2
     /// LayerNorm(d) after the front-end projection. Off in the Hugging Face family (`*2` presets).
     public var frontendNorm = true
+    /// LayerNorm(k·F) of the stack front end's stacked frame before the projection. Off in series-tiny: over
+    /// a few values of a narrow series (k·C = 2 for one channel) it would keep little more than their order.
+    public var stackNorm = true
     public var dim = 144  // d
     public var heads = 4  // h
     public var ffnDim = 576  // f

@@ -94,6 +94,7 @@ extension Config {
         int("model.frontend_channels", \.model.frontendChannels),
         int("model.stack_frames", \.model.stackFrames),
         bool("model.frontend_norm", \.model.frontendNorm),
+        bool("model.stack_norm", \.model.stackNorm),
         int("model.dim", \.model.dim),
         int("model.heads", \.model.heads),
         int("model.ffn_dim", \.model.ffnDim),

@@ -19,6 +19,7 @@ extension Config {
             c.data.kind = .series
             c.model.frontend = .stack
             c.model.stackFrames = 2
+            c.model.stackNorm = false
             c.train.maxSamples = 1024
         } else {
             c.data.kind = .tokens

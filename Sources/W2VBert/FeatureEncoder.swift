@@ -122,16 +122,16 @@ func reluMask(_ d: FPtr, _ y: CFPtr, _ n: Int) {
     parallelChunks(n) { s, count in for i in s..<(s + count) where y[i] <= 0 { d[i] = 0 } }
 }
 
-/// stack front end: input frames kt … kt+k−1 side by side (missing values, NaN, read as 0) → LayerNorm(k·F) →
-/// [N, k·F].
+/// stack front end: input frames kt … kt+k−1 side by side (missing values, NaN, read as 0) → LayerNorm(k·F)
+/// (unless model.stack_norm is false) → [N, k·F].
 struct StackStem {
-    let norm: NormPG
+    let norm: NormPG?
     let stacked, normed, mean, rstd: FPtr  // [N, kF], [N, kF], [N], [N]
     let dNormed, dStacked: FPtr  // [N, kF]
     let k, width: Int  // frames per encoder frame, values per input frame
 
     init(_ l: ParameterLayout, _ p: FPtr, _ g: FPtr, _ a: Arena, config c: Config, capacity cap: Capacity) {
-        norm = NormPG(l, "feature_encoder.stack_norm", p, g)
+        norm = c.model.stackNorm ? NormPG(l, "feature_encoder.stack_norm", p, g) : nil
         k = c.model.stackFrames
         width = c.inputWidth
         let n = cap.n, w = c.stackedWidth
@@ -154,11 +154,16 @@ struct StackStem {
                 }
             }
         }
-        norm.forward(y: normed, mean: mean, rstd: rstd, x: stacked, n: s.n, c: w)
+        norm?.forward(y: normed, mean: mean, rstd: rstd, x: stacked, n: s.n, c: w)
     }
 
-    /// Reads d(normed) from `dNormed` (written by proj's backward).
+    /// The projection's input: the normed frames, or the stacked ones without the LayerNorm.
+    var output: FPtr { norm == nil ? stacked : normed }
+
+    /// Reads d(output) from `dNormed` (written by proj's backward). Without the LayerNorm nothing is left to do:
+    /// the input is data.
     func backward(_ s: BatchShape) {
+        guard let norm else { return }
         zero(dStacked, s.n * k * width)
         norm.backward(dx: dStacked, dy: dNormed, x: stacked, mean: mean, rstd: rstd, n: s.n, c: k * width)
     }
@@ -253,7 +258,7 @@ struct FeatureEncoder {
             projInput = CFPtr(conv.feat)
         } else if let stack {
             stack.forward(x, s)
-            projInput = CFPtr(stack.normed)
+            projInput = CFPtr(stack.output)
         } else {
             embed!.forward(x, s)
             projInput = CFPtr(embed!.stacked)
@@ -279,8 +284,10 @@ struct FeatureEncoder {
             proj.backward(dx: conv.dy1, dy: dzp, x: conv.feat, n: s.n, inDim: inDim, outDim: d)
             conv.backward(s)
         } else if let stack {
-            zero(stack.dNormed, s.n * inDim)
-            proj.backward(dx: stack.dNormed, dy: dzp, x: stack.normed, n: s.n, inDim: inDim, outDim: d)
+            // Without stack_norm the input needs no gradient: proj's dW only.
+            if stack.norm != nil { zero(stack.dNormed, s.n * inDim) }
+            proj.backward(
+                dx: stack.norm == nil ? nil : stack.dNormed, dy: dzp, x: stack.output, n: s.n, inDim: inDim, outDim: d)
             stack.backward(s)
         } else if let embed {
             zero(embed.dStacked, s.n * inDim)

@@ -78,7 +78,7 @@ public struct ParameterLayout: Sendable {
             add("feature_encoder.conv2.bias", [C], .zeros, decay: false)
             linear("feature_encoder.proj", out: d, in: C * Config.convFreq)
         case .stack:
-            norm("feature_encoder.stack_norm", c.stackedWidth)
+            if m.stackNorm { norm("feature_encoder.stack_norm", c.stackedWidth) }
             linear("feature_encoder.proj", out: d, in: c.stackedWidth)
         case .embed:
             // Like torch.nn.Embedding: N(0, 1), no weight decay.

@@ -56,6 +56,8 @@ final class TwinTests: XCTestCase {
     func testFixtureKSeries() throws { try check("fixture_k_series.safetensors") }
     /// data.kind tokens: the embed front end (V = 5, e = 8, k = 4).
     func testFixtureLTokens() throws { try check("fixture_l_tokens.safetensors") }
+    /// series as series-tiny builds it: no LayerNorm before the projection (model.stack_norm false).
+    func testFixtureMSeriesPlain() throws { try check("fixture_m_series_plain.safetensors") }
 }
 
 /// Merging the adapters into the Linear weights (export-hf) gives the same model.
@@ -225,4 +227,5 @@ final class TwinBF16Tests: XCTestCase {
     func testFixtureD() throws { try checkTwin("fixture_d.safetensors") }
     func testFixtureKSeries() throws { try checkTwin("fixture_k_series.safetensors") }
     func testFixtureLTokens() throws { try checkTwin("fixture_l_tokens.safetensors") }
+    func testFixtureMSeriesPlain() throws { try checkTwin("fixture_m_series_plain.safetensors") }
 }

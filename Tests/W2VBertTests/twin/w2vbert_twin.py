@@ -5,7 +5,7 @@ Swift code.
 Parameter names and layouts are the canonical ones of docs/method.md. Three modes:
 
   python w2vbert_twin.py fixtures [OUTDIR [NAME...]]  writes fixture_{a..e,f_lora,g_hyper,h_hyperlora,i_hyperlora_table,j_ctc,
-                                                k_series,l_tokens}.safetensors (float64 reference values
+                                                k_series,l_tokens,m_series_plain}.safetensors (float64 reference values
                                                 stored as float32/float64) for the Swift tests, after the self-check
   python w2vbert_twin.py selfcheck              finite differences (float64) against autograd for the series and
                                                 token front ends on tiny inputs with NaN, prints the max relative error
@@ -47,6 +47,7 @@ def preset(name):
         "train.trainable": "all", "model.hypernetwork": "none", "model.hyper_dim": 2, "model.hyper_rank": 0,
         "adapter.speaker": "signal", "adapter.speakers": 0, "adapter.speaker_dim": 8, "adapter.layer_dim": 4,
         "data.kind": "audio", "data.channels": 0, "data.vocab_size": 0, "model.stack_frames": 2,
+        "model.stack_norm": True,
     }
     table = {  # C, d, h, f, k, N, M, V, D, final
         "small": (64, 256, 4, 1024, 15, 4, 4, 320, 256, 128),
@@ -167,7 +168,8 @@ class FeatureEncoder(nn.Module):
             # stack: k steps of F values side by side (audio: k = 2, F = 80)
             self.k, self.F = c["model.stack_frames"], feature_width(c)
             assert self.F >= 1
-            self.stack_norm = nn.LayerNorm(self.k * self.F)
+            # model.stack_norm false (series-tiny): the stacked steps go to the projection as they are
+            self.stack_norm = nn.LayerNorm(self.k * self.F) if c["model.stack_norm"] else nn.Identity()
             self.proj = nn.Linear(self.k * self.F, d)
         # model.frontend_norm false (the Hugging Face family): z is the projection's output.
         self.norm = nn.LayerNorm(d) if c["model.frontend_norm"] else nn.Identity()
@@ -772,6 +774,18 @@ MICRO = {
         "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
         "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
         "optimizer.clip_norm": 0.5}),
+    # series as series-tiny builds it: no LayerNorm before the projection (model.stack_norm false), LayerNorm(d);
+    # otherwise as k_series
+    "m_series_plain": dict(preset="tiny", t0=[91, 75], seed=12,
+                     nan=[(0, 17, None), (0, 40, 2), (0, 62, 4), (0, 90, 1), (1, 5, 0), (1, 33, 5)], over={
+        "data.kind": "series", "data.channels": 6, "model.frontend": "stack", "model.stack_frames": 3,
+        "model.stack_norm": False, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
+        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
+        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
+        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
+        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
+        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
+        "optimizer.clip_norm": 0.5}),
     # tokens: V = 5 (A C G T N), the embed front end (e = 8) over k = 4 ids, LayerNorm(d); T0 = 128 and 100
     # (T = 32 and 25, padding id 0); otherwise as b
     "l_tokens": dict(preset="tiny", t0=[128, 100], seed=11, over={
@@ -895,6 +909,9 @@ def selfcheck(h=1e-6):
         base = {"model.dim": 5, "model.frontend_norm": norm}
         cases.append((f"series stack k=3 C=3 frontend_norm={norm}", dict(base, **{
             "data.kind": "series", "data.channels": 3, "model.frontend": "stack", "model.stack_frames": 3}), x_series))
+        cases.append((f"series stack k=3 C=3 stack_norm=False frontend_norm={norm}", dict(base, **{
+            "data.kind": "series", "data.channels": 3, "model.frontend": "stack", "model.stack_frames": 3,
+            "model.stack_norm": False}), x_series))
         cases.append((f"tokens embed k=2 V=5 e=3 frontend_norm={norm}", dict(base, **{
             "data.kind": "tokens", "data.vocab_size": 5, "model.frontend": "embed", "model.frontend_channels": 3,
             "model.stack_frames": 2}), x_tokens))
