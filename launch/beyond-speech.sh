@@ -7,7 +7,8 @@
 #     dna:    Klebsiella/Acinetobacter loci and genomes (launch/prepare-dna-data.sh), preset tokens-tiny,
 #             probe: which capsule-locus gene a window comes from
 # Environment: SEEDS ("1 2": pre-training and random-initialisation seeds), STEPS (1000 updates), RANKS (2),
-# WINDOW (dna probe windows, bases; 128), PYTHON (with numpy and torch, for the probe; default python3),
+# WINDOW (dna probe windows, bases; 128), PYTHON (with numpy and torch, for the probe; default python3; the data
+# scripts use Debian's python3),
 # W2VBERT_BIN. Each model is a run folder OUT/pretrained-sSEED or OUT/random-sSEED (random: the initial
 # weights, `train --max-steps 0`); running the script again skips what is done. Prints the table and writes
 # OUT/probe/probe.json and OUT/table.md.
@@ -23,13 +24,13 @@ BIN="$(w2v_build_bin)"
 export W2VBERT_BIN="$BIN"
 if [ "$KIND" = series ]; then
   DATA=data/series-plaid
-  [ -s "$DATA/labels.tsv" ] || bash launch/prepare-series-data.sh "$DATA"
+  [ -s "$DATA/labels.tsv" ] || env -u PYTHON bash launch/prepare-series-data.sh "$DATA"
   PRESET=series-tiny; PREP=(--kind series); SRC="$DATA/files"; LABELS="$DATA/labels.tsv"; LROOT="$DATA/files"
   RECIPE=(--set train.max_frames=4096)
 else
   DATA=data/dna-kaptive
   if [ ! -s "$DATA/probe-$WINDOW/labels.tsv" ]; then
-    bash launch/prepare-dna-data.sh "$DATA" --window "$WINDOW"
+    env -u PYTHON bash launch/prepare-dna-data.sh "$DATA" --window "$WINDOW"
     rm -rf "$DATA/probe-$WINDOW" && mv "$DATA/probe" "$DATA/probe-$WINDOW"
   fi
   PRESET=tokens-tiny; PREP=(--kind tokens); SRC="$DATA/pretrain"

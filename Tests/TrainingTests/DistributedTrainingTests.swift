@@ -60,11 +60,7 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     func parameters(_ runDir: String, step: Int) throws -> [String: [Float]] {
-        let f = try SafeTensors.open(
-            path: runDir + "/checkpoints/" + CheckpointManager.directoryName(step: step) + "/model.safetensors")
-        var out: [String: [Float]] = [:]
-        for name in f.entries.keys { out[name] = try f.array(name) }
-        return out
+        try checkpointParameters(runDir, step: step)
     }
 
     /// max over tensors of max|a − b| / max(max|b|, 1e-3)  (relative to each tensor's scale).

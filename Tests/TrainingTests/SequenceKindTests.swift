@@ -74,11 +74,7 @@ final class SequenceKindTests: XCTestCase {
     }
 
     func parameters(_ runDir: String, step: Int) throws -> [String: [Float]] {
-        let f = try SafeTensors.open(
-            path: runDir + "/checkpoints/" + CheckpointManager.directoryName(step: step) + "/model.safetensors")
-        var out: [String: [Float]] = [:]
-        for name in f.entries.keys { out[name] = try f.array(name) }
-        return out
+        try checkpointParameters(runDir, step: step)
     }
 
     /// 2 ranks for 4 steps, then resumed to 8, against 1 rank × update_freq 2 for 8 straight: bit-identical.

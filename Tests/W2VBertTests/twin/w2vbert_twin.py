@@ -761,43 +761,25 @@ MICRO = {
         "adapter.kind": "hyper-lora", "adapter.speaker": "table", "adapter.speakers": 2, "adapter.rank": 2, "adapter.alpha": 3.0,
         "adapter.speaker_dim": 3, "adapter.layer_dim": 2, "adapter.targets": "attn.q,attn.v,ffn.fc1,conv.pw2",
         "train.trainable": "adapters"}),
-    # series: C = 6 channels, the stack front end over k = 3 steps (LayerNorm(18)), no LayerNorm(d); missing values:
-    # the whole step 17 of utterance 0, single values at (0, 40, 2), (0, 62, 4), (1, 5, 0), (1, 33, 5), and one in
-    # utterance 0's step 90, dropped with its partial group (T0 = 91 → T = 30); otherwise as b
-    "k_series": dict(preset="tiny", t0=[91, 75], seed=10,
-                     nan=[(0, 17, None), (0, 40, 2), (0, 62, 4), (0, 90, 1), (1, 5, 0), (1, 33, 5)], over={
-        "data.kind": "series", "data.channels": 6, "model.frontend": "stack", "model.stack_frames": 3,
-        "model.frontend_norm": False, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
-        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
-        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
-        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
-        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
-        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
-        "optimizer.clip_norm": 0.5}),
-    # series as series-tiny builds it: no LayerNorm before the projection (model.stack_norm false), LayerNorm(d);
-    # otherwise as k_series
-    "m_series_plain": dict(preset="tiny", t0=[91, 75], seed=12,
-                     nan=[(0, 17, None), (0, 40, 2), (0, 62, 4), (0, 90, 1), (1, 5, 0), (1, 33, 5)], over={
-        "data.kind": "series", "data.channels": 6, "model.frontend": "stack", "model.stack_frames": 3,
-        "model.stack_norm": False, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
-        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
-        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
-        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
-        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
-        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
-        "optimizer.clip_norm": 0.5}),
-    # tokens: V = 5 (A C G T N), the embed front end (e = 8) over k = 4 ids, LayerNorm(d); T0 = 128 and 100
-    # (T = 32 and 25, padding id 0); otherwise as b
-    "l_tokens": dict(preset="tiny", t0=[128, 100], seed=11, over={
-        "data.kind": "tokens", "data.vocab_size": 5, "model.frontend": "embed", "model.frontend_channels": 8,
-        "model.stack_frames": 4, "model.dim": 32, "model.heads": 2, "model.ffn_dim": 48, "model.conv_kernel": 4,
-        "model.causal_conv": True, "model.contrastive_blocks": 1, "model.mlm_blocks": 2, "model.position": "shaw",
-        "model.shaw_left": 3, "model.shaw_right": 2, "model.final_dim": 12,
-        "quantizer.groups": 1, "quantizer.entries": 16, "quantizer.dim": 32, "quantizer.tau_decay": 0.9,
-        "mask.replacement": "learned", "mask.span": 4, "loss.num_negatives": 4,
-        "optimizer.lr": 0.005, "optimizer.warmup": 2, "optimizer.schedule": "polynomial", "optimizer.max_steps": 10,
-        "optimizer.clip_norm": 0.5}),
 }
+# series: C = 6 channels, the stack front end over k = 3 steps (LayerNorm(18)), no LayerNorm(d); missing values:
+# the whole step 17 of utterance 0, single values at (0, 40, 2), (0, 62, 4), (1, 5, 0), (1, 33, 5), and one in
+# utterance 0's step 90, dropped with its partial group (T0 = 91 → T = 30); otherwise as b
+MICRO["k_series"] = dict(preset="tiny", t0=[91, 75], seed=10,
+                         nan=[(0, 17, None), (0, 40, 2), (0, 62, 4), (0, 90, 1), (1, 5, 0), (1, 33, 5)],
+                         over=dict(MICRO["b"]["over"], **{
+                             "data.kind": "series", "data.channels": 6, "model.stack_frames": 3,
+                             "model.frontend_norm": False}))
+# tokens: V = 5 (A C G T N), the embed front end (e = 8) over k = 4 ids, LayerNorm(d); T0 = 128 and 100
+# (T = 32 and 25, padding id 0); otherwise as b
+MICRO["l_tokens"] = dict(preset="tiny", t0=[128, 100], seed=11, over=dict(MICRO["b"]["over"], **{
+    "data.kind": "tokens", "data.vocab_size": 5, "model.frontend": "embed", "model.frontend_channels": 8,
+    "model.stack_frames": 4}))
+# series as series-tiny builds it: no LayerNorm before the projection (model.stack_norm false), LayerNorm(d);
+# otherwise as k_series
+MICRO["m_series_plain"] = dict(MICRO["k_series"], seed=12, over={
+    k: v for k, v in dict(MICRO["k_series"]["over"], **{"model.stack_norm": False}).items()
+    if k != "model.frontend_norm"})
 
 
 CTC = {
