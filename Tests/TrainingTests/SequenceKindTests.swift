@@ -245,6 +245,21 @@ final class SequenceKindTests: XCTestCase {
         // The first file in sorted order (s0.npy, 3 channels) sets the corpus' channel count.
         XCTAssert(p.output.contains("two.npy: format: 2 channels, the corpus has 3"), p.output)
 
+        // A file that changes after prepare is skipped and counted by the loader, naming the file and line.
+        let good = temp("late-series"), gm = temp("late-series-m")
+        try seriesCorpus(good)
+        XCTAssertEqual(
+            try run(["prepare", good, "--kind", "series", "--columns", "a,b,c", "--out", gm, "--valid-percent", "0"])
+                .status, 0)
+        try "time,a,b,c\n0,1,2,3\n1,4,five,6\n".write(toFile: good + "/s1.csv", atomically: true, encoding: .utf8)
+        let t = try run(
+            ["train", "--preset", "series-tiny", "--train", gm + "/train.tsv", "--run-dir", temp("late-run"),
+             "--max-steps", "12", "--quiet", "--set", "train.max_frames=600", "--set", "train.max_samples=150",
+             "--set", "train.max_bad_fraction=0.1"])
+        XCTAssertEqual(t.status, 0, t.output)
+        XCTAssert(t.output.contains("s1.csv: format: line 3, column 'b': 'five' is not a finite number"), t.output)
+        XCTAssert(t.output.contains("(1 bad files so far"), t.output)
+
         let tok = temp("bad-tokens"), tm = temp("bad-tokens-m")
         try tokensCorpus(tok)
         try ">ok\nACGT\n>empty one\n>next\nACGA\n".write(toFile: tok + "/gap.fa", atomically: true, encoding: .utf8)
