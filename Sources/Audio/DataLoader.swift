@@ -317,8 +317,7 @@ extension LoaderState {
             SequenceFiles.normalise(&v, channels: channels, mean: f.mean, std: f.std)
             return v
         case .tokens(let vocab):
-            let (file, record) = SequenceFiles.splitRecord(path)
-            let ids = try SequenceFiles.readTokens(path: file, record: record, vocab: vocab)
+            let ids = try SequenceFiles.readEntry(path, vocab: vocab)
             guard ids.count >= range.upperBound else { throw short(ids.count) }
             return ids[range].map { Float($0) }
         }

@@ -43,6 +43,10 @@ public struct CorpusPreparer: Sendable {
     public var channels = 0
     public var vocabulary: TokenVocabulary? = nil
     public var minLength = 1
+    /// tokens: each sequence as windows of this many tokens (`file[#i]@start+length` rows; 0: whole sequences).
+    public var window = 0
+    /// series: the sampling rate, recorded on the manifests' first line (0: not given).
+    public var rate = 0.0
     public init() {}
 
     public struct Skipped: Sendable, Equatable {
@@ -210,9 +214,17 @@ public struct CorpusPreparer: Sendable {
         var good = [Manifest.Entry](), skipped = [Skipped]()
         for (rel, c) in zip(files, checks) {
             switch c {
-            case .success(let lengths) where lengths.count == 1: good.append(.init(path: rel, samples: lengths[0]))
             case .success(let lengths):
-                for (i, n) in lengths.enumerated() { good.append(.init(path: "\(rel)#\(i)", samples: n)) }
+                for (i, n) in lengths.enumerated() {
+                    let path = lengths.count == 1 ? rel : "\(rel)#\(i)"
+                    guard window > 0 && kind == .tokens else {
+                        good.append(.init(path: path, samples: n))
+                        continue
+                    }
+                    for w in SequenceFiles.windows(n, length: window, minimum: minLength) {
+                        good.append(.init(path: "\(path)@\(w.lowerBound)+\(w.count)", samples: w.count))
+                    }
+                }
             case .failure(let e): skipped.append(Skipped(path: rel, kind: e.kind, reason: e.reason))
             }
         }
@@ -232,6 +244,7 @@ public struct CorpusPreparer: Sendable {
         case .audio: break
         case .series:
             attributes = ["kind": "series", "channels": "\(channels)"]
+            if rate > 0 { attributes["rate"] = "\(rate)" }
             if !columns.isEmpty { attributes["columns"] = columns.joined(separator: ",") }
         case .tokens:
             attributes = ["kind": "tokens", "vocab": "vocab.txt"]

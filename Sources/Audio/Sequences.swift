@@ -7,7 +7,8 @@
 //           ASCII letters upper-cased) or any other extension as text (every whitespace-separated field is a
 //           token, across lines). Token ids come from a vocabulary file (one token per line, the first field;
 //           id = line index among the non-empty lines).
-// A manifest entry names a FASTA record as `path#i` (record i, 0-based) when the file holds more than one.
+// A manifest entry names a FASTA record as `path#i` (record i, 0-based) when the file holds more than one, and
+// a window of a sequence (`prepare --window`) as `path[#i]@start+length`.
 // Errors name the file and, where there is one, the line.
 
 import Foundation
@@ -104,12 +105,38 @@ public enum SequenceFiles {
         ["fasta", "fa", "fna"].contains((path as NSString).pathExtension.lowercased())
     }
 
-    /// A manifest path `file#i` → (file, record i); a plain path → (path, nil).
-    public static func splitRecord(_ path: String) -> (file: String, record: Int?) {
-        guard let h = path.lastIndex(of: "#"), let r = Int(path[path.index(after: h)...]), r >= 0 else {
-            return (path, nil)
+    /// A manifest path `file[#i][@start+length]` → (file, record i or nil, the window or nil).
+    public static func splitRecord(_ path: String) -> (file: String, record: Int?, window: Range<Int>?) {
+        var rest = Substring(path)
+        var window: Range<Int>? = nil
+        if let at = rest.lastIndex(of: "@") {
+            let spec = rest[rest.index(after: at)...].split(separator: "+", omittingEmptySubsequences: false)
+            if spec.count == 2, let s = Int(spec[0]), let n = Int(spec[1]), s >= 0, n >= 1 {
+                window = s..<(s + n)
+                rest = rest[..<at]
+            }
         }
-        return (String(path[..<h]), r)
+        guard let h = rest.lastIndex(of: "#"), let r = Int(rest[rest.index(after: h)...]), r >= 0 else {
+            return (String(rest), nil, window)
+        }
+        return (String(rest[..<h]), r, window)
+    }
+
+    /// The tokens of a manifest entry or `embed` argument (`file[#i][@start+length]`) as ids of `vocab`.
+    public static func readEntry(_ path: String, vocab: TokenVocabulary?) throws(AudioError) -> [Int32] {
+        let (file, record, window) = splitRecord(path)
+        let ids = try readTokens(path: file, record: record, vocab: vocab)
+        guard let window else { return ids }
+        guard window.upperBound <= ids.count else {
+            throw AudioError(
+                .tooShort, path: path, "the window ends at \(window.upperBound), the sequence has \(ids.count)")
+        }
+        return Array(ids[window])
+    }
+
+    /// Windows of `length` (the last one shorter, if at least `minimum`) of a sequence of n tokens.
+    public static func windows(_ n: Int, length: Int, minimum: Int) -> [Range<Int>] {
+        stride(from: 0, to: n, by: length).map { $0..<min(n, $0 + length) }.filter { $0.count >= minimum }
     }
 
     static func contents(_ path: String) throws(AudioError) -> Data {

@@ -46,7 +46,7 @@ public struct Embedding {
             // A FASTA file named without #i stands for all its records, in order.
             var me = self
             me.audio = try audio.flatMap { path -> [String] in
-                guard SequenceFiles.splitRecord(path).record == nil,
+                guard SequenceFiles.splitRecord(path).record == nil, SequenceFiles.splitRecord(path).window == nil,
                     let n = try? SequenceFiles.tokenLengths(path: path, vocab: nil).count, n > 1
                 else { return [path] }
                 return (0..<n).map { "\(path)#\($0)" }
@@ -116,8 +116,7 @@ public struct Embedding {
                 f = s.values
                 SequenceFiles.normalise(&f, channels: bins, mean: config.data.mean, std: config.data.std)
             case .tokens:
-                let (file, record) = SequenceFiles.splitRecord(path)
-                f = try SequenceFiles.readTokens(path: file, record: record, vocab: vocab).map { Float($0) }
+                f = try SequenceFiles.readEntry(path, vocab: vocab).map { Float($0) }
             }
             let t0 = f.count / bins
             guard config.encoderLength(t0: t0) >= 1 else {

@@ -58,6 +58,12 @@ public enum SequenceSetup {
                     "\(trainPath): \(channels) channels, the run has data.channels = \(c.data.channels)")
             }
             c.data.channels = channels
+            if let r = train.attributes["rate"].flatMap(Double.init) {
+                if c.data.rate != 0 && c.data.rate != r {
+                    throw TrainError("\(trainPath): rate=\(r) Hz, the run has data.rate = \(c.data.rate)")
+                }
+                c.data.rate = r
+            }
             c.data.columns = columns
             if c.data.mean.isEmpty {
                 let (mean, std) = try statistics(train, channels: channels, columns: columns)

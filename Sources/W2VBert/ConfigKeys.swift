@@ -83,6 +83,9 @@ extension Config {
         int("data.channels", \.data.channels),
         int("data.vocab_size", \.data.vocabSize),
         Key(
+            name: "data.rate", get: { "\($0.data.rate)" }, set: { $0.data.rate = try parseDouble("data.rate", $1) },
+            serialised: true),
+        Key(
             name: "data.columns", get: { "[" + $0.data.columns.joined(separator: ", ") + "]" },
             set: { c, s in
                 c.data.columns = s.filter { $0 != "[" && $0 != "]" }.split(separator: ",")

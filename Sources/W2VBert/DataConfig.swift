@@ -11,6 +11,8 @@ public struct DataConfig: Sendable, Equatable {
     public var kind: DataKind = .audio
     public var channels = 0  // C of a series
     public var vocabSize = 0  // V of tokens
+    /// series: the sampling rate in Hz (0: not given), from the manifest; recorded with the run.
+    public var rate = 0.0
     /// series: the CSV columns read, by name (empty: all); from the manifest.
     public var columns: [String] = []
     /// series: per-channel mean and standard deviation (empty until `train` measures the corpus).
@@ -29,6 +31,7 @@ extension Config {
         try check(
             data.kind == .audio || train.maxSamples >= model.stackFrames, "train.max_samples",
             "must be ≥ model.stack_frames (\(model.stackFrames)): one encoder frame of \(data.kind.rawValue)")
+        try check(data.rate >= 0, "data.rate", "must be ≥ 0 Hz (0: not given)")
         switch data.kind {
         case .audio:
             try check(

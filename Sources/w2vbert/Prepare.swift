@@ -67,6 +67,17 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "series and tokens: sequences shorter than this many steps or tokens are skipped.")
     var minLength: Int = 16
 
+    @Option(
+        name: .long,
+        help: """
+            tokens: cut every sequence (a FASTA record, a text file) into windows of this many tokens, one manifest \
+            row each (FILE[#i]@START+LENGTH; a last window shorter than --min-length is dropped).
+            """)
+    var window: Int?
+
+    @Option(name: .long, help: "series: the sampling rate in Hz, recorded in the manifests and the run.")
+    var rate: Double?
+
     @Option(name: .long, help: "Files shorter than this many seconds (16 kHz length) are skipped.")
     var minSeconds: Double = 0.5
 
@@ -101,6 +112,10 @@ struct Prepare: ParsableCommand {
         if k != .series && columns != nil { throw ValidationError("--columns is for --kind series") }
         if k != .tokens && vocab != nil { throw ValidationError("--vocab is for --kind tokens") }
         if minLength < 1 { throw ValidationError("--min-length must be ≥ 1") }
+        if k != .tokens && window != nil { throw ValidationError("--window is for --kind tokens") }
+        if let w = window, w < 1 { throw ValidationError("--window must be ≥ 1") }
+        if k != .series && rate != nil { throw ValidationError("--rate is for --kind series") }
+        if let r = rate, !(r > 0 && r.isFinite) { throw ValidationError("--rate must be > 0") }
         if jobs < 1 { throw ValidationError("--jobs must be ≥ 1") }
     }
 
@@ -128,6 +143,8 @@ struct Prepare: ParsableCommand {
             .map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
         prep.columns = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         prep.minLength = minLength
+        prep.window = window ?? 0
+        prep.rate = rate ?? 0
         prep.minSeconds = minSeconds
         prep.validPercent = validPercent
         prep.seed = seed

@@ -99,13 +99,15 @@ final class SequenceKindTests: XCTestCase {
     func testSeriesPrepareTrainTwoRanksResumeAndEmbed() throws {
         let data = temp("series"), m = temp("series-m")
         try seriesCorpus(data)
-        let p = try run(["prepare", data, "--kind", "series", "--columns", "a,b,c", "--out", m, "--valid-percent", "0"])
+        let p = try run(
+            ["prepare", data, "--kind", "series", "--columns", "a,b,c", "--out", m, "--valid-percent", "0", "--rate", "100"])
         XCTAssertEqual(p.status, 0, p.output)
         XCTAssert(p.output.contains("usable: 40 sequences"), p.output)
         let manifest = try Manifest.read(path: m + "/train.tsv")
         XCTAssertEqual(manifest.kind, .series)
         XCTAssertEqual(manifest.attributes["channels"], "3")
         XCTAssertEqual(manifest.attributes["columns"], "a,b,c")
+        XCTAssertEqual(manifest.attributes["rate"], "100.0")
         let extra = ["--set", "train.max_frames=600", "--set", "train.max_samples=150"]
         try checkDataParallelAndResume(preset: "series-tiny", manifest: m + "/train.tsv", extra: extra)
 
@@ -119,7 +121,7 @@ final class SequenceKindTests: XCTestCase {
             ] + extra)
         XCTAssertEqual(r.status, 0, r.output)
         let yaml = try String(contentsOfFile: runDir + "/config.yaml", encoding: .utf8)
-        XCTAssert(yaml.contains("kind: series") && yaml.contains("channels: 3"), yaml)
+        XCTAssert(yaml.contains("kind: series") && yaml.contains("channels: 3") && yaml.contains("rate: 100.0"), yaml)
         let feats = temp("feats.npy"), out = temp("emb.npy")
         let e = try run(["embed", "--checkpoint", runDir, data + "/s1.csv", "--out", out, "--save-features", feats])
         XCTAssertEqual(e.status, 0, e.output)
@@ -191,6 +193,36 @@ final class SequenceKindTests: XCTestCase {
         let bad = try run(["embed", "--checkpoint", runDir, data + "/odd.txt", "--out", temp("bad.npy")])
         XCTAssertEqual(bad.status, 1, bad.output)
         XCTAssert(bad.output.contains("odd.txt: format: line 2: token 'Q9' is not in the vocabulary"), bad.output)
+    }
+
+    /// `prepare --window`: every record (and text file) cut into windows, one row each, which the loader and
+    /// `features` read as the same tokens.
+    func testTokenWindows() throws {
+        let data = temp("win"), m = temp("win-m")
+        try tokensCorpus(data)
+        let p = try run(["prepare", data, "--kind", "tokens", "--out", m, "--window", "100", "--min-length", "50"])
+        XCTAssertEqual(p.status, 0, p.output)
+        let rows = try Manifest.read(path: m + "/train.tsv").entries + Manifest.read(path: m + "/valid.tsv").entries
+        let paths = Set(rows.map(\.path))
+        // Record 1 has 253 tokens: 0..<100, 100..<200, 200..<253; record 0 (200 tokens): two windows.
+        for w in ["loci.fa#1@0+100", "loci.fa#1@100+100", "loci.fa#1@200+53", "loci.fa#0@100+100", "tune0.txt@100+50"] {
+            XCTAssert(paths.contains(w), "\(w) in \(paths.sorted().prefix(8))")
+        }
+        XCTAssertFalse(paths.contains("loci.fa#0@200+0"))
+        XCTAssert(rows.allSatisfy { $0.samples >= 50 && $0.samples <= 100 })
+        let runDir = temp("win-run")
+        let r = try run(
+            ["train", "--preset", "tokens-tiny", "--train", m + "/train.tsv", "--run-dir", runDir, "--max-steps", "2",
+             "--quiet", "--set", "train.max_frames=1200", "--set", "train.max_samples=100"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let dir = temp("win-f")
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for (path, out) in [("loci.fa#1", "all.npy"), ("loci.fa#1@200+53", "tail.npy")] {
+            let f = try run(["features", "--checkpoint", runDir, data + "/" + path, "--out", dir + "/" + out])
+            XCTAssertEqual(f.status, 0, f.output)
+        }
+        let all = try Npy.read(path: dir + "/all.npy"), tail = try Npy.read(path: dir + "/tail.npy")
+        XCTAssertEqual(tail.data, Array(all.data[200..<253]))
     }
 
     /// LoRA with a frozen base and activation checkpointing on both kinds: the adapters train, the base (the
