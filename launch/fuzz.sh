@@ -2,7 +2,7 @@
 # Fuzzes the parsers of outside data with libFuzzer (docs/robustness.md): builds Tests/Fuzz/Targets.swift with the
 # project sources it exercises, instrumented (-sanitize=fuzzer,address; swift -O, so overflow and bounds
 # checks trap), then runs one target for a given time on a copy of its seed corpus.
-#   bash launch/fuzz.sh TARGET SECONDS     TARGET: safetensors checkpoint manifest config npy audio, or all
+#   bash launch/fuzz.sh TARGET SECONDS     TARGET: safetensors checkpoint manifest config npy audio sequences, or all
 #   bash launch/fuzz.sh build              only build
 # A crash, a sanitizer report, a hang (> 10 s on one input) or an allocation over 256 MB is a failure:
 # the reproducer is left in $W2V_FUZZ_DIR/artifacts and the script exits 1. Prints the executions done.
@@ -10,7 +10,7 @@
 # checkout; default .build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS="safetensors checkpoint manifest config npy audio"
+TARGETS="safetensors checkpoint manifest config npy audio sequences"
 O="${W2V_FUZZ_DIR:-.build-fuzz}"
 SCRATCH="${W2V_SCRATCH:-.build}"
 mkdir -p "$O/lib" "$O/artifacts"

@@ -10,6 +10,9 @@
 //   npy          Npy.decode
 //   audio        AudioDecoder.load (libsndfile + libsamplerate) on the bytes as a file, whole and a crop; its seeds
 //                include float and double WAVs holding NaN and ±infinity (refused with their count)
+//   sequences    the series and tokens readers (Sequences.swift): the input as a CSV (all columns and two by
+//                name), as FASTA and as text tokens (counted, and read with a vocabulary from the input after a
+//                0x00, whole, by record and by window), and its first line as a manifest row's record/window
 // Every input must end in a clean error or a success: a crash, a sanitizer report or a hang is a finding.
 import Foundation
 import Audio
@@ -27,7 +30,7 @@ public func initialize(
     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>
 ) -> Int32 {
     target = ProcessInfo.processInfo.environment["W2V_FUZZ_TARGET"] ?? ""
-    let known = ["safetensors", "checkpoint", "manifest", "config", "npy", "audio"]
+    let known = ["safetensors", "checkpoint", "manifest", "config", "npy", "audio", "sequences"]
     guard known.contains(target) else {
         FileHandle.standardError.write(Data("W2V_FUZZ_TARGET must be one of \(known.joined(separator: ", "))\n".utf8))
         exit(2)
@@ -125,6 +128,29 @@ public func testOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         write(data, path)
         _ = try? AudioDecoder.load(path: path)
         _ = try? AudioDecoder.load(path: path, range: 40..<2_000)
+    case "sequences":
+        let p = parts(data, 2)
+        let csv = scratch + "/s.csv", fa = scratch + "/s.fa", txt = scratch + "/s.txt", voc = scratch + "/v.txt"
+        write(p[0], csv)
+        write(p[0], fa)
+        write(p[0], txt)
+        write(p[1], voc)
+        _ = try? SequenceFiles.readSeries(path: csv)
+        _ = try? SequenceFiles.readSeries(path: csv, columns: ["a", "b"])
+        let vocab = try? TokenVocabulary.read(path: voc)
+        for path in [fa, txt] {
+            _ = try? SequenceFiles.tokenLengths(path: path, vocab: nil)
+            _ = try? SequenceFiles.tokenLengths(path: path, vocab: vocab)
+            for entry in [path, path + "#1", path + "#0@2+3", path + "@1+1"] {
+                _ = try? SequenceFiles.readEntry(entry, vocab: vocab)
+            }
+            var counts: [String: Int] = [:]
+            try? SequenceFiles.tokenCounts(path: path, into: &counts)
+        }
+        let first = String(decoding: p[0].prefix { $0 != 0x0A }, as: UTF8.self)
+        let (_, record, window) = SequenceFiles.splitRecord(first)
+        if let record { precondition(record >= 0) }
+        if let window { precondition(window.lowerBound >= 0 && !window.isEmpty) }
     default:
         break
     }
