@@ -305,22 +305,9 @@ extension LoaderState {
         func short(_ n: Int) -> AudioError {
             AudioError(.tooShort, path: path, "holds \(n) steps, the manifest says \(listed)")
         }
-        switch options.format {
-        case .audio: preconditionFailure("audio goes through the decoder")
-        case .series(let f, let channels):
-            let s = try SequenceFiles.readSeries(path: path, columns: f.columns)
-            guard s.channels == channels else {
-                throw AudioError(.format, path: path, "\(s.channels) channels, the run has \(channels)")
-            }
-            guard s.steps >= range.upperBound else { throw short(s.steps) }
-            var v = Array(s.values[(range.lowerBound * channels)..<(range.upperBound * channels)])
-            SequenceFiles.normalise(&v, channels: channels, mean: f.mean, std: f.std)
-            return v
-        case .tokens(let vocab):
-            let ids = try SequenceFiles.readEntry(path, vocab: vocab)
-            guard ids.count >= range.upperBound else { throw short(ids.count) }
-            return ids[range].map { Float($0) }
-        }
+        let rows = try options.format.rows(path), w = options.format.width
+        guard rows.count / w >= range.upperBound else { throw short(rows.count / w) }
+        return Array(rows[(range.lowerBound * w)..<(range.upperBound * w)])
     }
 }
 

@@ -272,10 +272,11 @@ public struct CorpusPreparer: Sendable {
     public func prepare(root: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(AudioError) -> Result {
         let absRoot = Self.absoluteRoot(root)
         let found = try scan(root: absRoot)
-        let checks = settled(root: absRoot, scan: found).checkAll(
+        let settled = settled(root: absRoot, scan: found)
+        let checks = settled.checkAll(
             root: absRoot, files: found.files, indices: Array(found.files.indices),
             progress: progress)
-        return settled(root: absRoot, scan: found).assemble(root: absRoot, scan: found, checks: checks)
+        return settled.assemble(root: absRoot, scan: found, checks: checks)
     }
 
     // MARK: carrying results between ranks

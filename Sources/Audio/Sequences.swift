@@ -74,19 +74,33 @@ public enum SequenceFormat: Sendable, Equatable {
     case audio
     case series(SeriesFormat, channels: Int)
     case tokens(TokenVocabulary)
-    public var kind: SequenceKind {
-        switch self {
-        case .audio: return .audio
-        case .series: return .series
-        case .tokens: return .tokens
-        }
-    }
     /// Values per input frame.
     public var width: Int {
         switch self {
         case .audio: return 80
         case .series(_, let c): return c
         case .tokens: return 1
+        }
+    }
+}
+
+extension SequenceFormat {
+    /// A series or tokens file (for tokens also a record or a window, `file[#i][@start+length]`) as the model's
+    /// input rows [T, width]: a series checked against the run's channel count and normalised (NaN kept),
+    /// tokens as their ids.
+    public func rows(_ path: String) throws(AudioError) -> [Float] {
+        switch self {
+        case .audio: preconditionFailure("audio rows come from the decoder and the fbank")
+        case .series(let f, let channels):
+            let s = try SequenceFiles.readSeries(path: path, columns: f.columns)
+            guard s.channels == channels else {
+                throw AudioError(.format, path: path, "\(s.channels) channels, the run has \(channels)")
+            }
+            var v = s.values
+            SequenceFiles.normalise(&v, channels: channels, mean: f.mean, std: f.std)
+            return v
+        case .tokens(let vocab):
+            return try SequenceFiles.readEntry(path, vocab: vocab).map { Float($0) }
         }
     }
 }
@@ -262,17 +276,20 @@ public enum SequenceFiles {
         return [try readTokens(path: path, record: nil, vocab: vocab).count]
     }
 
-    /// Counts of every token in a tokens file (for building a vocabulary).
+    /// Every ASCII character as a token, id = its code: what `fasta` reads letters through when counting.
+    static let ascii = TokenVocabulary(tokens: (0..<128).map { String(UnicodeScalar(UInt8($0))) })
+
+    /// Counts of every token in a tokens file (for building a vocabulary). FASTA letters are read by the same
+    /// scanner as for training, so the vocabulary holds exactly the tokens the loader will meet.
     public static func tokenCounts(path: String, into counts: inout [String: Int]) throws(AudioError) {
-        let d = try contents(path)
-        guard let text = String(data: d, encoding: .utf8) else {
-            throw AudioError(.format, path: path, "not UTF-8 text")
-        }
         if isFasta(path) {
-            for line in text.split(separator: "\n") where !line.hasPrefix(">") && !line.hasPrefix(";") {
-                for ch in line where !ch.isWhitespace { counts[String(ch).uppercased(), default: 0] += 1 }
+            for record in try fasta(path: path, vocab: ascii, only: nil) {
+                for id in record { counts[ascii.tokens[Int(id)], default: 0] += 1 }
             }
         } else {
+            guard let text = String(data: try contents(path), encoding: .utf8) else {
+                throw AudioError(.format, path: path, "not UTF-8 text")
+            }
             for field in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }) {
                 counts[String(field), default: 0] += 1
             }

@@ -46,7 +46,8 @@ public struct Embedding {
             // A FASTA file named without #i stands for all its records, in order.
             var me = self
             me.audio = try audio.flatMap { path -> [String] in
-                guard SequenceFiles.splitRecord(path).record == nil, SequenceFiles.splitRecord(path).window == nil,
+                let named = SequenceFiles.splitRecord(path)
+                guard named.record == nil, named.window == nil,
                     let n = try? SequenceFiles.tokenLengths(path: path, vocab: nil).count, n > 1
                 else { return [path] }
                 return (0..<n).map { "\(path)#\($0)" }
@@ -102,21 +103,14 @@ public struct Embedding {
                 "\(folder.runDirectory)/\(SequenceSetup.vocabularyName): \(vocab.count) tokens, the checkpoint has "
                     + "data.vocab_size = \(config.data.vocabSize)")
         }
+        let format = SequenceSetup.format(config, vocabulary: vocab)
         for path in audio {
             var f: [Float]
-            switch config.data.kind {
-            case .audio:
+            if format == .audio {
                 f = fbank.compute(try AudioDecoder.load(path: path))
                 applyCMVN(&f, frames: f.count / bins, bins: bins)
-            case .series:
-                let s = try SequenceFiles.readSeries(path: path, columns: config.data.columns)
-                guard s.channels == bins else {
-                    throw AudioError(.format, path: path, "\(s.channels) channels, the run has \(bins)")
-                }
-                f = s.values
-                SequenceFiles.normalise(&f, channels: bins, mean: config.data.mean, std: config.data.std)
-            case .tokens:
-                f = try SequenceFiles.readEntry(path, vocab: vocab).map { Float($0) }
+            } else {
+                f = try format.rows(path)
             }
             let t0 = f.count / bins
             guard config.encoderLength(t0: t0) >= 1 else {

@@ -15,12 +15,12 @@ public enum SequenceSetup {
     public static let vocabularyName = "vocab.txt"
 
     /// The loader's format of a run, after `prepare` has settled the config.
-    public static func format(_ c: Config, vocabulary: TokenVocabulary?, columns: [String]) -> SequenceFormat {
+    public static func format(_ c: Config, vocabulary: TokenVocabulary?) -> SequenceFormat {
         switch c.data.kind {
         case .audio: return .audio
         case .series:
             return .series(
-                SeriesFormat(columns: columns, mean: c.data.mean, std: c.data.std), channels: c.data.channels)
+                SeriesFormat(columns: c.data.columns, mean: c.data.mean, std: c.data.std), channels: c.data.channels)
         case .tokens: return .tokens(vocabulary!)
         }
     }
@@ -71,7 +71,7 @@ public enum SequenceSetup {
                 c.data.std = std
             }
             do { try c.validate() } catch { throw TrainError("\(error)") }
-            return format(c, vocabulary: nil, columns: columns)
+            return format(c, vocabulary: nil)
         case .tokens:
             let vocab = try vocabulary(train, trainPath: trainPath, runDirectory: runDirectory)
             if c.data.vocabSize != 0 && c.data.vocabSize != vocab.count {
@@ -91,7 +91,7 @@ public enum SequenceSetup {
                     } catch { throw TrainError("\(error)") }
                 }
             }
-            return format(c, vocabulary: vocab, columns: [])
+            return format(c, vocabulary: vocab)
         }
     }
 

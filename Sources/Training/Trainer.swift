@@ -155,11 +155,17 @@ public final class Trainer {
     }
 
     /// The data order of manifest `m`; `lengths` (fine-tuning) replace the manifest's, 0 for skipped entries.
-    static func dataOrder(_ m: Manifest, path: String, config c: Config, lengths: [Int]? = nil) throws -> DataOrder {
+    /// The data order's settings of a run.
+    static func orderConfig(_ c: Config) -> DataOrderConfig {
         var oc = DataOrderConfig(
             seed: c.train.seed, maxSamples: c.train.maxSamples, maxFrames: c.train.maxFrames,
             maskSpan: c.maskSpanForLengthFilter, minSpans: c.mask.minSpans, balanceSteps: c.train.balanceSteps)
         oc.fbank = c.data.kind == .audio
+        return oc
+    }
+
+    static func dataOrder(_ m: Manifest, path: String, config c: Config, lengths: [Int]? = nil) throws -> DataOrder {
+        let oc = orderConfig(c)
         // balance_steps: a micro-batch's cost is its matrix-product FLOPs with about half the frames masked.
         let cost: @Sendable (Int, Int) -> Double = { b, t0 in
             c.trainingMatmulFlops(batch: b, t0: t0, masked: b * c.encoderLength(t0: t0) / 2)
@@ -177,10 +183,10 @@ public final class Trainer {
         path: String
     ) throws -> (batch: Int, frames: Int) {
         let lengths = train.entries.map { $0.samples } + (valid?.entries.map { $0.samples } ?? [])
-        let kept = lengths.map {
-            c.data.kind == .audio ? fbankFrameCount(samples: min($0, c.train.maxSamples)) : min($0, c.train.maxSamples)
+        let oc = orderConfig(c)
+        let kept = lengths.map { oc.frames(min($0, oc.maxSamples)) }.filter {
+            c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans
         }
-        .filter { c.encoderLength(t0: $0) >= c.maskSpanForLengthFilter + c.mask.minSpans }
         guard let minT0 = kept.min(), let maxT0 = kept.max() else {
             let span = c.model.head == .ctc ? "finetune.mask_time_span" : "mask.span"
             throw TrainError(
